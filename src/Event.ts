@@ -1,0 +1,236 @@
+/**
+ * The event model: stream ids, events to append, recorded events, metadata, checkpoints and expected
+ * versions.
+ *
+ * Everything here is an Effect Schema, so the same definitions validate input, type the code and
+ * serialize across HTTP and NATS (bigint positions travel as strings, timestamps as ISO strings).
+ * Storage is encoded JSON: `data` is whatever the event's own Schema encoder produced. Turning a
+ * recorded event into a typed domain event is the job of `Upcaster` one level up.
+ *
+ * A stream id is conventionally `"<category>-<id>"` (`Account-42`); the category is the part before the
+ * first `-` (the whole id when there is none), the same rule as EventStoreDB's category projections.
+ */
+import * as Effect from "effect/Effect"
+import * as Order from "effect/Order"
+import * as Schema from "effect/Schema"
+import * as Uuid from "./internal/uuid.js"
+
+// ---------------------------------------------------------------------------------------------------
+// identifiers
+// ---------------------------------------------------------------------------------------------------
+
+/** Longest accepted stream id, in UTF-16 code units. */
+export const maxStreamIdLength = 255
+
+/** Longest accepted event type name. */
+export const maxEventTypeLength = 255
+
+// C0 and C1 control characters, and lone surrogates (which no database stores faithfully)
+const forbiddenCharacter =
+  /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+const nameProblem = (what: string, maxLength: number) => (s: string) => {
+  if (s.length === 0) return `${what} must not be empty`
+  if (s.length > maxLength) return `${what} is ${s.length} characters long, the limit is ${maxLength}`
+  if (forbiddenCharacter.test(s)) return `${what} contains a control character or a lone surrogate`
+  if (s.trim() !== s) return `${what} must not start or end with whitespace`
+  return undefined
+}
+
+const streamIdProblem = nameProblem("a stream id", maxStreamIdLength)
+
+/** A validated stream id: non-empty, at most {@link maxStreamIdLength} characters, printable, trimmed. */
+export const StreamId = Schema.String.pipe(
+  Schema.filter((s) => streamIdProblem(s) ?? true, { identifier: "StreamId" }),
+  Schema.brand("StreamId")
+)
+export type StreamId = typeof StreamId.Type
+
+/** A string that is not a valid {@link StreamId}. */
+export class InvalidStreamId extends Schema.TaggedError<InvalidStreamId>()("InvalidStreamId", {
+  streamId: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Invalid stream id ${JSON.stringify(this.streamId.slice(0, 80))}: ${this.reason}`
+  }
+}
+
+/** Validates a raw string as a {@link StreamId}. */
+export const streamId = (raw: string): Effect.Effect<StreamId, InvalidStreamId> => {
+  const reason = typeof raw === "string" ? streamIdProblem(raw) : "a stream id must be a string"
+  return reason === undefined
+    ? Effect.succeed(raw as StreamId)
+    : Effect.fail(new InvalidStreamId({ streamId: String(raw), reason }))
+}
+
+/** Builds `"<category>-<id>"`; the category must not contain `-`, or the id would not round-trip. */
+export const makeStreamId = (category: string, id: string): Effect.Effect<StreamId, InvalidStreamId> =>
+  category.length === 0 || category.includes("-")
+    ? Effect.fail(
+        new InvalidStreamId({
+          streamId: `${category}-${id}`,
+          reason: "a category must be non-empty and contain no '-'"
+        })
+      )
+    : streamId(`${category}-${id}`)
+
+/** The category of a stream id: the part before the first `-`, or the whole id. */
+export const categoryOf = (streamId: string): string => {
+  const dash = streamId.indexOf("-")
+  return dash <= 0 ? streamId : streamId.slice(0, dash)
+}
+
+/** An event type name, such as `"MoneyDeposited"`; the same rules as a stream id. */
+export const EventType = Schema.String.pipe(
+  Schema.filter((s) => nameProblem("an event type", maxEventTypeLength)(s) ?? true, { identifier: "EventType" })
+)
+
+/** An event id: a UUID in canonical lower-case form (v7 when generated here). */
+export const EventId = Schema.String.pipe(Schema.pattern(Uuid.pattern, { identifier: "EventId" }))
+
+// ---------------------------------------------------------------------------------------------------
+// metadata
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Event metadata: the well-known keys below plus any user keys (JSON values). The command handler fills
+ * correlation, causation and command ids; tracing fills `traceparent` (W3C trace context).
+ */
+export const Metadata = Schema.Struct(
+  {
+    /** Shared by every message of one business flow. */
+    correlationId: Schema.optional(Schema.String),
+    /** The id of the message (command or event) that caused this one. */
+    causationId: Schema.optional(Schema.String),
+    /** The id of the command whose handling produced this event. */
+    commandId: Schema.optional(Schema.String),
+    /** Who issued the command (user or service id). */
+    principal: Schema.optional(Schema.String),
+    /** Tenant owning the stream, when multi-tenancy is on. */
+    tenantId: Schema.optional(Schema.String),
+    /** W3C `traceparent` of the span that appended the event. */
+    traceparent: Schema.optional(Schema.String)
+  },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
+export type Metadata = typeof Metadata.Type
+
+// ---------------------------------------------------------------------------------------------------
+// events
+// ---------------------------------------------------------------------------------------------------
+
+/** Version of an event's payload schema; starts at 1 and is what upcasters step from. */
+export const SchemaVersion = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
+
+/**
+ * An event to append. `data` and `metadata` must be plain JSON values (see the store's `InvalidAppend`):
+ * they are stored exactly as given.
+ */
+export const EventData = Schema.Struct({
+  eventId: EventId,
+  type: EventType,
+  schemaVersion: SchemaVersion,
+  data: Schema.Unknown,
+  metadata: Schema.optional(Metadata)
+})
+export type EventData = typeof EventData.Type
+
+/** Builds an {@link EventData}, generating a UUIDv7 event id unless one is given. */
+export const make = (fields: {
+  readonly type: string
+  readonly data: unknown
+  readonly schemaVersion?: number
+  readonly metadata?: Metadata
+  readonly eventId?: string
+}): Effect.Effect<EventData> =>
+  Effect.map(fields.eventId === undefined ? Uuid.v7 : Effect.succeed(fields.eventId), (eventId) => ({
+    eventId,
+    type: fields.type,
+    schemaVersion: fields.schemaVersion ?? 1,
+    data: fields.data,
+    metadata: fields.metadata ?? {}
+  }))
+
+/**
+ * A position in the global log that a reader can resume after. Readers order events by
+ * (`transaction`, `position`) and a checkpoint is that whole pair: comparing positions alone would skip
+ * events on stores where position order is not commit order (PostgreSQL, see `SqlEventStore`).
+ * `transaction` is the store's commit-order key: a transaction id on PostgreSQL, the append's own
+ * sequence number where appends are serialized (memory, SQLite).
+ */
+export const Checkpoint = Schema.Struct({ transaction: Schema.BigInt, position: Schema.BigInt })
+export type Checkpoint = typeof Checkpoint.Type
+
+/** The checkpoint before the first event. */
+export const start: Checkpoint = { transaction: 0n, position: 0n }
+
+/** Global order: by transaction, then position. */
+export const checkpointOrder: Order.Order<Checkpoint> = Order.combine(
+  Order.mapInput(Order.bigint, (c: Checkpoint) => c.transaction),
+  Order.mapInput(Order.bigint, (c: Checkpoint) => c.position)
+)
+
+/** The checkpoint of a recorded event: resuming after it yields the events that follow it. */
+export const checkpointOf = (event: RecordedEvent): Checkpoint => ({
+  transaction: event.transaction,
+  position: event.position
+})
+
+/** A stored event, as every read returns it. */
+export const RecordedEvent = Schema.Struct({
+  eventId: Schema.String,
+  type: Schema.String,
+  schemaVersion: Schema.Int,
+  data: Schema.Unknown,
+  metadata: Metadata,
+  streamId: StreamId,
+  category: Schema.String,
+  /** 1, 2, 3... within the stream, without gaps. */
+  version: Schema.Int,
+  /** Global, unique, 64-bit; increasing in append order but, on PostgreSQL, not in commit order. */
+  position: Schema.BigInt,
+  /** The commit-order key, see {@link Checkpoint}. */
+  transaction: Schema.BigInt,
+  recordedAt: Schema.DateTimeUtc
+})
+export type RecordedEvent = typeof RecordedEvent.Type
+
+// ---------------------------------------------------------------------------------------------------
+// expected version
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * The optimistic concurrency condition of an append. Versions count events: a stream holding three
+ * events is at version 3, and a stream that does not exist is at version 0.
+ */
+export const ExpectedVersion = Schema.Union(
+  Schema.TaggedStruct("Any", {}),
+  Schema.TaggedStruct("NoStream", {}),
+  Schema.TaggedStruct("StreamExists", {}),
+  Schema.TaggedStruct("Exact", { version: Schema.NonNegativeInt })
+)
+export type ExpectedVersion = typeof ExpectedVersion.Type
+
+/** Append whatever the stream's state. */
+export const Any: ExpectedVersion = { _tag: "Any" }
+/** Append only if the stream has no events. */
+export const NoStream: ExpectedVersion = { _tag: "NoStream" }
+/** Append only if the stream has at least one event. */
+export const StreamExists: ExpectedVersion = { _tag: "StreamExists" }
+/** Append only if the stream is exactly at `version` (0 = no stream). */
+export const Exact = (version: number): ExpectedVersion => ({ _tag: "Exact", version })
+
+/** Whether a stream currently at `actual` satisfies `expected`. */
+export const satisfies = (expected: ExpectedVersion, actual: number): boolean => {
+  switch (expected._tag) {
+    case "Any":
+      return true
+    case "NoStream":
+      return actual === 0
+    case "StreamExists":
+      return actual > 0
+    case "Exact":
+      return actual === expected.version
+  }
+}

@@ -1,0 +1,430 @@
+/**
+ * The event store: the service contract every backend implements, its typed errors, the input
+ * validation shared by implementations, and an in-memory implementation.
+ *
+ * Guarantees of every implementation (each is checked by the conformance suite, `test/suites`):
+ * 1. atomic append: all events of one append are stored together or none is;
+ * 2. optimistic concurrency: an append whose {@link Event.ExpectedVersion} does not hold fails with
+ *    {@link ConcurrencyConflict} and writes nothing;
+ * 3. per-stream order: versions are 1, 2, 3... without gaps or duplicates;
+ * 4. global order without skips: a reader resuming `readAll` after a {@link Event.Checkpoint} never
+ *    later receives an event that sorts before it;
+ * 5. idempotent append: re-appending events whose ids are already stored in the stream at the same
+ *    versions returns the original result and writes nothing.
+ *
+ * Not provided here: live subscriptions (the projection runner tails `readAll`), deletion, and typed
+ * domain events (see `Upcaster`).
+ */
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Event from "./Event.js"
+import * as Json from "./internal/json.js"
+
+// ---------------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * The stream was not at the expected version; nothing was written. Retryable: reload the stream,
+ * decide again, append again. `actual` is the stream's version when the append was checked (0 = none).
+ */
+export class ConcurrencyConflict extends Schema.TaggedError<ConcurrencyConflict>()("ConcurrencyConflict", {
+  streamId: Schema.String,
+  expected: Event.ExpectedVersion,
+  actual: Schema.Int
+}) {
+  override get message() {
+    const expected = this.expected._tag === "Exact" ? `version ${this.expected.version}` : this.expected._tag
+    return `Concurrency conflict on ${this.streamId}: expected ${expected}, stream is at version ${this.actual}`
+  }
+}
+
+/** A read of a stream that has no events. */
+export class StreamNotFound extends Schema.TaggedError<StreamNotFound>()("StreamNotFound", {
+  streamId: Schema.String
+}) {
+  override get message() {
+    return `Stream not found: ${this.streamId}`
+  }
+}
+
+/** Why an append was refused as bad input. */
+export const InvalidAppendReason = Schema.Literal(
+  /** more events than `Limits.maxEventsPerAppend` */
+  "TooManyEvents",
+  /** an event's data + metadata JSON exceeds `Limits.maxEventBytes` */
+  "EventTooLarge",
+  /** an event does not match {@link Event.EventData} (id, type, schema version) */
+  "InvalidEvent",
+  /** data or metadata is not storable JSON (bigint, undefined, cycle, NUL, class instance...) */
+  "InvalidJson",
+  /** the same event id twice in one append */
+  "DuplicateEventId",
+  /** some event ids are already in the stream, but not as this same append at the same versions */
+  "EventIdConflict"
+)
+export type InvalidAppendReason = typeof InvalidAppendReason.Type
+
+/** An append refused as bad input; nothing was written. Not retryable. */
+export class InvalidAppend extends Schema.TaggedError<InvalidAppend>()("InvalidAppend", {
+  streamId: Schema.String,
+  reason: InvalidAppendReason,
+  /** index of the offending event in the append, when one event is at fault */
+  index: Schema.optional(Schema.Int),
+  detail: Schema.String
+}) {
+  override get message() {
+    const at = this.index === undefined ? "" : ` (event #${this.index})`
+    return `Invalid append to ${this.streamId}${at}: ${this.reason}: ${this.detail}`
+  }
+}
+
+/** An infrastructure failure (database unreachable, driver error...). The append may be retried as is. */
+export class EventStoreError extends Schema.TaggedError<EventStoreError>()("EventStoreError", {
+  operation: Schema.String,
+  cause: Schema.Defect
+}) {
+  override get message() {
+    return `Event store ${this.operation} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// contract
+// ---------------------------------------------------------------------------------------------------
+
+/** Size limits enforced on every append, identically by every implementation. */
+export interface Limits {
+  /** Most events one append may carry. */
+  readonly maxEventsPerAppend: number
+  /** Most UTF-8 bytes of one event's data JSON plus metadata JSON. */
+  readonly maxEventBytes: number
+}
+
+/** 1,000 events per append, 1 MiB per event. */
+export const defaultLimits: Limits = { maxEventsPerAppend: 1000, maxEventBytes: 1024 * 1024 }
+
+/** Options of {@link EventStore} `append`. */
+export interface AppendOptions {
+  /** Concurrency condition; default {@link Event.Any}. */
+  readonly expectedVersion?: Event.ExpectedVersion
+}
+
+/**
+ * What an append wrote: the stream's version after its last event, and the global position of each
+ * event (event `i` has version `version - positions.length + 1 + i`). An empty append checks the
+ * expected version and returns the current version with no positions.
+ */
+export interface AppendResult {
+  readonly streamId: Event.StreamId
+  readonly version: number
+  readonly positions: ReadonlyArray<bigint>
+}
+
+/** Options of {@link EventStore} `readStream`. */
+export interface ReadStreamOptions {
+  /** Default `"forward"`. */
+  readonly direction?: "forward" | "backward"
+  /** First version returned (inclusive). Default: 1 forward, the last version backward. */
+  readonly fromVersion?: number
+  /** Stop after this many events. */
+  readonly maxCount?: number
+}
+
+/** Options of {@link EventStore} `readAll`. */
+export interface ReadAllOptions {
+  /** Return only events after this checkpoint; default {@link Event.start}. */
+  readonly after?: Event.Checkpoint
+  /** Only events of these stream categories. */
+  readonly categories?: ReadonlyArray<string>
+  /** Only events of these types. */
+  readonly types?: ReadonlyArray<string>
+  /** Events fetched per round trip; default 500, at least 1. */
+  readonly batchSize?: number
+  /** Stop after this many events. */
+  readonly maxCount?: number
+}
+
+/**
+ * The event store service.
+ *
+ * **Gotchas**: `readAll` reads up to the end of the log as it is while reading, then completes; it is
+ * not a subscription (projections poll or are woken, and resume from their checkpoint). Resume from
+ * {@link Event.checkpointOf} the last event handled, never from its bare `position`.
+ */
+export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
+  EventStore,
+  {
+    /** Appends events to one stream atomically, if the expected version holds. */
+    readonly append: (
+      streamId: string,
+      events: ReadonlyArray<Event.EventData>,
+      options?: AppendOptions
+    ) => Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | Event.InvalidStreamId | EventStoreError>
+    /** Reads one stream's events in version order; fails with `StreamNotFound` if it has none. */
+    readonly readStream: (
+      streamId: string,
+      options?: ReadStreamOptions
+    ) => Stream.Stream<Event.RecordedEvent, StreamNotFound | Event.InvalidStreamId | EventStoreError>
+    /** Reads all events in global order after a checkpoint, up to the current end. */
+    readonly readAll: (options?: ReadAllOptions) => Stream.Stream<Event.RecordedEvent, EventStoreError>
+    /** The stream's current version; 0 when it has no events. */
+    readonly streamVersion: (streamId: string) => Effect.Effect<number, Event.InvalidStreamId | EventStoreError>
+  }
+>() {}
+
+// ---------------------------------------------------------------------------------------------------
+// validation shared by implementations
+// ---------------------------------------------------------------------------------------------------
+
+/** An event that passed validation, with its JSON already serialized for storage. */
+export interface PreparedEvent {
+  readonly eventId: string
+  readonly type: string
+  readonly schemaVersion: number
+  readonly data: unknown
+  readonly metadata: Event.Metadata
+  readonly dataJson: string
+  readonly metadataJson: string
+}
+
+/** A validated append: what every implementation stores. */
+export interface PreparedAppend {
+  readonly streamId: Event.StreamId
+  readonly category: string
+  readonly expectedVersion: Event.ExpectedVersion
+  readonly events: ReadonlyArray<PreparedEvent>
+}
+
+const decodeEventData = Schema.decodeUnknownEither(Event.EventData)
+
+/**
+ * Validates an append against the contract and the limits, before any I/O. For implementers of the
+ * contract: every store calls this so that bad input is refused identically everywhere.
+ */
+export const prepareAppend = (
+  streamId: string,
+  events: ReadonlyArray<Event.EventData>,
+  options: AppendOptions | undefined,
+  limits: Limits
+): Effect.Effect<PreparedAppend, InvalidAppend | Event.InvalidStreamId> =>
+  Effect.flatMap(Event.streamId(streamId), (id) => {
+    const invalid = (reason: InvalidAppendReason, detail: string, index?: number) =>
+      Effect.fail(new InvalidAppend({ streamId: id, reason, detail, ...(index === undefined ? {} : { index }) }))
+    if (!Array.isArray(events)) return invalid("InvalidEvent", "events must be an array")
+    if (events.length > limits.maxEventsPerAppend) {
+      return invalid("TooManyEvents", `${events.length} events, the limit is ${limits.maxEventsPerAppend}`)
+    }
+    const prepared: Array<PreparedEvent> = []
+    const seen = new Set<string>()
+    for (let index = 0; index < events.length; index++) {
+      const decoded = decodeEventData(events[index])
+      if (Either.isLeft(decoded)) return invalid("InvalidEvent", decoded.left.message, index)
+      const event = decoded.right
+      if (seen.has(event.eventId)) return invalid("DuplicateEventId", `event id ${event.eventId} repeats`, index)
+      seen.add(event.eventId)
+      const metadata = event.metadata ?? {}
+      const dataJson = Json.encode(event.data)
+      if (Either.isLeft(dataJson)) return invalid("InvalidJson", jsonDetail("data", dataJson.left), index)
+      const metadataJson = Json.encode(metadata)
+      if (Either.isLeft(metadataJson)) return invalid("InvalidJson", jsonDetail("metadata", metadataJson.left), index)
+      const bytes = Json.byteLength(dataJson.right) + Json.byteLength(metadataJson.right)
+      if (bytes > limits.maxEventBytes) {
+        return invalid("EventTooLarge", `${bytes} bytes of JSON, the limit is ${limits.maxEventBytes}`, index)
+      }
+      prepared.push({ ...event, metadata, dataJson: dataJson.right, metadataJson: metadataJson.right })
+    }
+    return Effect.succeed({
+      streamId: id,
+      category: Event.categoryOf(id),
+      expectedVersion: options?.expectedVersion ?? Event.Any,
+      events: prepared
+    })
+  })
+
+const jsonDetail = (field: string, problem: Json.JsonProblem) =>
+  `${field} is not storable JSON: ${problem.path.replace(/^\$/, field)} ${problem.problem}`
+
+/**
+ * Where a stream already holds some of an append's event ids, decides whether the append is a retry of
+ * an earlier one (same ids, consecutive, and the expected version held back then: answer with the
+ * original result) or a conflict of ids (refuse). `storedVersionOf` returns the version holding an id.
+ * Returns `undefined` when none of the ids is stored: a normal append.
+ */
+export const resolveDuplicates = (
+  append: PreparedAppend,
+  storedVersionOf: (eventId: string) => number | undefined
+): Either.Either<{ readonly firstVersion: number }, InvalidAppend | ConcurrencyConflict> | undefined => {
+  const versions = append.events.map((e) => storedVersionOf(e.eventId))
+  if (versions.every((v) => v === undefined)) return undefined
+  const first = versions[0]
+  const isSameAppend = first !== undefined && versions.every((v, i) => v === first + i)
+  if (!isSameAppend) {
+    const index = versions.findIndex((v) => v !== undefined)
+    return Either.left(
+      new InvalidAppend({
+        streamId: append.streamId,
+        reason: "EventIdConflict",
+        index,
+        detail: `event id ${append.events[index]!.eventId} is already stored at version ${versions[index]}`
+      })
+    )
+  }
+  return Event.satisfies(append.expectedVersion, first - 1)
+    ? Either.right({ firstVersion: first })
+    : Either.left(
+        new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual: first - 1 })
+      )
+}
+
+// ---------------------------------------------------------------------------------------------------
+// in-memory implementation
+// ---------------------------------------------------------------------------------------------------
+
+/** Options of {@link makeMemory}. */
+export interface MemoryOptions {
+  readonly limits?: Partial<Limits>
+}
+
+interface MemoryStream {
+  readonly events: Array<Event.RecordedEvent>
+  readonly versionOfEventId: Map<string, number>
+}
+
+/**
+ * An in-memory event store honouring the whole contract; for tests, examples and prototypes. Appends
+ * are serialized (each is one synchronous step), so the log is in commit order and the checkpoint's
+ * `transaction` is the append's sequence number. State lives as long as the service.
+ */
+export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]> =>
+  Effect.sync(() => {
+    const limits: Limits = { ...defaultLimits, ...options?.limits }
+    const streams = new Map<string, MemoryStream>()
+    const log: Array<Event.RecordedEvent> = []
+    let lastTransaction = 0n
+
+    const commit = (
+      append: PreparedAppend,
+      recordedAt: DateTime.Utc
+    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend> => {
+      const stream = streams.get(append.streamId)
+      const actual = stream?.events.length ?? 0
+      const duplicate = stream && resolveDuplicates(append, (id) => stream.versionOfEventId.get(id))
+      if (duplicate !== undefined) {
+        return Either.match(duplicate, {
+          onLeft: Effect.fail,
+          onRight: ({ firstVersion }) => {
+            const original = stream!.events.slice(firstVersion - 1, firstVersion - 1 + append.events.length)
+            return Effect.succeed(appendResult(append.streamId, original))
+          }
+        })
+      }
+      if (!Event.satisfies(append.expectedVersion, actual)) {
+        return Effect.fail(
+          new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
+        )
+      }
+      if (append.events.length === 0)
+        return Effect.succeed({ streamId: append.streamId, version: actual, positions: [] })
+      const target: MemoryStream = stream ?? { events: [], versionOfEventId: new Map() }
+      streams.set(append.streamId, target)
+      const transaction = ++lastTransaction
+      const recorded = append.events.map((e, i): Event.RecordedEvent => ({
+        eventId: e.eventId,
+        type: e.type,
+        schemaVersion: e.schemaVersion,
+        // stored as JSON text and parsed back, so no caller-held reference is shared with the store
+        data: JSON.parse(e.dataJson),
+        metadata: JSON.parse(e.metadataJson),
+        streamId: append.streamId,
+        category: append.category,
+        version: actual + i + 1,
+        position: BigInt(log.length + i + 1),
+        transaction,
+        recordedAt
+      }))
+      for (const event of recorded) {
+        target.events.push(event)
+        target.versionOfEventId.set(event.eventId, event.version)
+        log.push(event)
+      }
+      return Effect.succeed(appendResult(append.streamId, recorded))
+    }
+
+    const append: EventStore["Type"]["append"] = (streamId, events, options) =>
+      Effect.gen(function* () {
+        const prepared = yield* prepareAppend(streamId, events, options, limits)
+        const now = yield* DateTime.now
+        return yield* commit(prepared, now)
+      }).pipe(Effect.withSpan("EventStore.append", { attributes: { streamId, events: events.length } }))
+
+    const readStream: EventStore["Type"]["readStream"] = (streamId, options) =>
+      Stream.unwrap(
+        Effect.gen(function* () {
+          const id = yield* Event.streamId(streamId)
+          const events = streams.get(id)?.events
+          if (events === undefined || events.length === 0) return yield* new StreamNotFound({ streamId: id })
+          const backward = options?.direction === "backward"
+          const from = options?.fromVersion ?? (backward ? events.length : 1)
+          const selected = backward
+            ? events.slice(0, Math.max(0, Math.min(from, events.length))).reverse()
+            : events.slice(Math.max(0, from - 1))
+          return Stream.fromIterable(options?.maxCount === undefined ? selected : selected.slice(0, options.maxCount))
+        })
+      )
+
+    const readAll: EventStore["Type"]["readAll"] = (options) => {
+      const batchSize = Math.max(1, Math.floor(options?.batchSize ?? 500))
+      const categories = options?.categories && new Set(options.categories)
+      const types = options?.types && new Set(options.types)
+      const matches = (e: Event.RecordedEvent) =>
+        (categories === undefined || categories.has(e.category)) && (types === undefined || types.has(e.type))
+      const page = (from: number) =>
+        Effect.sync(() => {
+          const batch: Array<Event.RecordedEvent> = []
+          let index = from
+          for (; index < log.length && batch.length < batchSize; index++) {
+            if (matches(log[index]!)) batch.push(log[index]!)
+          }
+          return [Chunk.unsafeFromArray(batch), index < log.length ? Option.some(index) : Option.none()] as const
+        })
+      const events = Stream.unwrap(
+        Effect.sync(() => Stream.paginateChunkEffect(firstIndexAfter(log, options?.after ?? Event.start), page))
+      )
+      return options?.maxCount === undefined ? events : Stream.take(events, options.maxCount)
+    }
+
+    const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
+      Effect.map(Event.streamId(streamId), (id) => streams.get(id)?.events.length ?? 0)
+
+    return EventStore.of({ append, readStream, readAll, streamVersion })
+  })
+
+/** A fresh in-memory store per Layer build. */
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<EventStore> =>
+  Layer.effect(EventStore, makeMemory(options))
+
+const appendResult = (streamId: Event.StreamId, events: ReadonlyArray<Event.RecordedEvent>): AppendResult => ({
+  streamId,
+  version: events[events.length - 1]!.version,
+  positions: events.map((e) => e.position)
+})
+
+/** Index of the first event of a checkpoint-ordered log that sorts after `after` (binary search). */
+const firstIndexAfter = (log: ReadonlyArray<Event.RecordedEvent>, after: Event.Checkpoint): number => {
+  let low = 0
+  let high = log.length
+  while (low < high) {
+    const mid = (low + high) >>> 1
+    if (Event.checkpointOrder(Event.checkpointOf(log[mid]!), after) <= 0) low = mid + 1
+    else high = mid
+  }
+  return low
+}

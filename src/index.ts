@@ -1,0 +1,7 @@
+/**
+ * effect-eventsourcing: event sourcing and CQRS on Effect.
+ *
+ * Every module is exported as a namespace: `import { Event, EventStore } from "effect-eventsourcing"`.
+ */
+export * as Event from "./Event.js"
+export * as EventStore from "./EventStore.js"
