@@ -1,0 +1,699 @@
+/**
+ * The EventStore conformance suite: guarantees 1-5 of DESIGN.md section 4 and the bad-input contract,
+ * as a list of checks that `suite(name, layer)` registers against one implementation. The checks are
+ * plain Effects so that `EventStoreSuite.test.ts` can also run them against deliberately broken stores
+ * and prove that each guarantee's checks catch its violation.
+ *
+ * Checks share one store per suite run: each works in its own fresh stream category.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
+import type * as Layer from "effect/Layer"
+import * as Random from "effect/Random"
+import * as Ref from "effect/Ref"
+import * as Stream from "effect/Stream"
+import * as Event from "../../src/Event.js"
+import * as EventStore from "../../src/EventStore.js"
+import { uniqueCategory } from "../support/ids.js"
+
+export type Guarantee =
+  | "1 atomic append"
+  | "2 optimistic concurrency"
+  | "3 per-stream order"
+  | "4 global order"
+  | "5 idempotent append"
+  | "9 bad input"
+
+export interface Check {
+  readonly guarantee: Guarantee
+  readonly name: string
+  readonly run: Effect.Effect<void, unknown, EventStore.EventStore>
+}
+
+/** Registers every check against `layer` (one store, built once for the whole suite). */
+export const suite = <E>(name: string, storeLayer: Layer.Layer<EventStore.EventStore, E>): void => {
+  describe(name, () => {
+    layer(storeLayer, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+      for (const check of checks) it.effect(`${check.guarantee}: ${check.name}`, () => check.run, 60_000)
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------------
+
+const store = EventStore.EventStore
+
+const newEvents = (n: number, type = "Deposited") =>
+  Effect.all(Array.from({ length: n }, (_, i) => Event.make({ type, data: { amount: 100 + i, note: `n${i}` } })))
+
+const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Effect.map(Stream.runCollect(stream), Chunk.toArray)
+
+const readStream = (streamId: string, options?: EventStore.ReadStreamOptions) =>
+  Effect.flatMap(store, (s) => collect(s.readStream(streamId, options)))
+
+const readCategory = (category: string, options?: EventStore.ReadAllOptions) =>
+  Effect.flatMap(store, (s) => collect(s.readAll({ ...options, categories: [category] })))
+
+const append = (streamId: string, events: ReadonlyArray<Event.EventData>, expectedVersion?: Event.ExpectedVersion) =>
+  Effect.flatMap(store, (s) => s.append(streamId, events, expectedVersion ? { expectedVersion } : undefined))
+
+const versionOf = (streamId: string) => Effect.flatMap(store, (s) => s.streamVersion(streamId))
+
+const ids = (events: ReadonlyArray<{ readonly eventId: string }>) => events.map((e) => e.eventId)
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i)
+
+/** Asserts that `streamId` holds exactly `expected` (by event id), with versions 1..n. */
+const assertStream = (streamId: string, expected: ReadonlyArray<Event.EventData>) =>
+  Effect.gen(function* () {
+    const version = yield* versionOf(streamId)
+    assert.strictEqual(version, expected.length, `version of ${streamId}`)
+    if (expected.length === 0) {
+      const error = yield* Effect.flip(readStream(streamId))
+      assert.strictEqual(error._tag, "StreamNotFound")
+      return
+    }
+    const stored = yield* readStream(streamId)
+    assert.deepStrictEqual(ids(stored), ids(expected))
+    assert.deepStrictEqual(
+      stored.map((e) => e.version),
+      range(expected.length).map((i) => i + 1)
+    )
+  })
+
+const assertConflict = (error: unknown, expected: Event.ExpectedVersion, actual: number) => {
+  assert.instanceOf(error, EventStore.ConcurrencyConflict)
+  assert.deepStrictEqual(error.expected, expected)
+  assert.strictEqual(error.actual, actual)
+}
+
+const assertInvalid = (error: unknown, reason: EventStore.InvalidAppendReason, index?: number) => {
+  assert.instanceOf(error, EventStore.InvalidAppend, String(error))
+  assert.strictEqual(error.reason, reason)
+  if (index !== undefined) assert.strictEqual(error.index, index)
+}
+
+const check = (guarantee: Guarantee, name: string, run: Check["run"]): Check => ({ guarantee, name, run })
+
+// ---------------------------------------------------------------------------------------------------
+// 1. atomic append
+// ---------------------------------------------------------------------------------------------------
+
+const atomic: ReadonlyArray<Check> = [
+  check(
+    "1 atomic append",
+    "an append with an invalid last event writes none of its events",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const good = yield* newEvents(3)
+      const bad = yield* Event.make({ type: "Deposited", data: { amount: 10n } })
+      assertInvalid(yield* Effect.flip(append(id, [...good, bad])), "InvalidJson", 3)
+      yield* assertStream(id, [])
+    })
+  ),
+  check(
+    "1 atomic append",
+    "an append with an oversized last event writes none of its events",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const first = yield* newEvents(2)
+      yield* append(id, first)
+      const good = yield* newEvents(2)
+      const huge = yield* Event.make({
+        type: "Deposited",
+        data: { blob: "x".repeat(EventStore.defaultLimits.maxEventBytes) }
+      })
+      assertInvalid(yield* Effect.flip(append(id, [...good, huge])), "EventTooLarge", 2)
+      yield* assertStream(id, first)
+    })
+  ),
+  check(
+    "1 atomic append",
+    "concurrent multi-event appends to one stream never interleave",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const batches = yield* Effect.all(range(12).map(() => newEvents(5)))
+      yield* Effect.forEach(batches, (batch) => append(id, batch), { concurrency: "unbounded" })
+      const stored = ids(yield* readStream(id))
+      assert.strictEqual(stored.length, 60)
+      for (const batch of batches) {
+        const at = stored.indexOf(batch[0]!.eventId)
+        assert.deepStrictEqual(stored.slice(at, at + 5), ids(batch), "a batch is stored contiguously")
+      }
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// 2. optimistic concurrency
+// ---------------------------------------------------------------------------------------------------
+
+const concurrency: ReadonlyArray<Check> = [
+  check(
+    "2 optimistic concurrency",
+    "NoStream, StreamExists and Exact mismatches fail with ConcurrencyConflict and write nothing",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(1), Event.StreamExists)), Event.StreamExists, 0)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(1), Event.Exact(1))), Event.Exact(1), 0)
+      const first = yield* newEvents(2)
+      yield* append(id, first, Event.NoStream)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.NoStream)), Event.NoStream, 2)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.Exact(1))), Event.Exact(1), 2)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.Exact(0))), Event.Exact(0), 2)
+      yield* assertStream(id, first)
+    })
+  ),
+  check(
+    "2 optimistic concurrency",
+    "matching expected versions append",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const a = yield* newEvents(1)
+      const b = yield* newEvents(2)
+      const c = yield* newEvents(1)
+      const d = yield* newEvents(1)
+      assert.strictEqual((yield* append(id, a, Event.Exact(0))).version, 1)
+      assert.strictEqual((yield* append(id, b, Event.Exact(1))).version, 3)
+      assert.strictEqual((yield* append(id, c, Event.StreamExists)).version, 4)
+      assert.strictEqual((yield* append(id, d, Event.Any)).version, 5)
+      const empty = yield* append(id, [], Event.Exact(5))
+      assert.deepStrictEqual([empty.version, empty.positions.length], [5, 0])
+      assertConflict(yield* Effect.flip(append(id, [], Event.Exact(4))), Event.Exact(4), 5)
+      yield* assertStream(id, [...a, ...b, ...c, ...d])
+    })
+  ),
+  check(
+    "2 optimistic concurrency",
+    "of concurrent appends at the same expected version exactly one wins",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const first = yield* newEvents(1)
+      yield* append(id, first)
+      const contenders = yield* Effect.all(range(10).map(() => newEvents(2)))
+      const exits = yield* Effect.forEach(contenders, (events) => Effect.exit(append(id, events, Event.Exact(1))), {
+        concurrency: "unbounded"
+      })
+      const winners = exits.flatMap((exit, i) => (Exit.isSuccess(exit) ? [i] : []))
+      assert.strictEqual(winners.length, 1, "exactly one winner")
+      for (const exit of exits) {
+        if (Exit.isFailure(exit)) {
+          const error = yield* Effect.flip(exit)
+          assertConflict(error, Event.Exact(1), 3)
+        }
+      }
+      yield* assertStream(id, [...first, ...contenders[winners[0]!]!])
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// 3. per-stream order
+// ---------------------------------------------------------------------------------------------------
+
+const perStreamOrder: ReadonlyArray<Check> = [
+  check(
+    "3 per-stream order",
+    "versions are contiguous from 1 and append results match the stored events",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const batches = yield* Effect.all(range(8).map((i) => newEvents((i % 3) + 1)))
+      const results = yield* Effect.forEach(batches, (batch) => append(id, batch), { concurrency: 4 })
+      const stored = yield* readStream(id)
+      assert.deepStrictEqual(
+        stored.map((e) => e.version),
+        range(stored.length).map((i) => i + 1)
+      )
+      results.forEach((result, i) => {
+        const batch = batches[i]!
+        assert.strictEqual(result.positions.length, batch.length)
+        batch.forEach((event, j) => {
+          const recorded = stored[result.version - batch.length + j]!
+          assert.strictEqual(recorded.eventId, event.eventId)
+          assert.strictEqual(recorded.position, result.positions[j])
+          assert.strictEqual(recorded.streamId, id)
+        })
+      })
+      assert.strictEqual(yield* versionOf(id), stored.length)
+    })
+  ),
+  check(
+    "3 per-stream order",
+    "reads forward and backward from a version, with a max count",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      yield* append(id, yield* newEvents(10))
+      const versions = (events: ReadonlyArray<Event.RecordedEvent>) => events.map((e) => e.version)
+      assert.deepStrictEqual(versions(yield* readStream(id, { fromVersion: 4, maxCount: 3 })), [4, 5, 6])
+      assert.deepStrictEqual(
+        versions(yield* readStream(id, { direction: "backward" })),
+        [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
+      )
+      assert.deepStrictEqual(versions(yield* readStream(id, { direction: "backward", fromVersion: 3 })), [3, 2, 1])
+      assert.deepStrictEqual(versions(yield* readStream(id, { direction: "backward", maxCount: 2 })), [10, 9])
+      assert.deepStrictEqual(versions(yield* readStream(id, { fromVersion: 11 })), [])
+    })
+  ),
+  check(
+    "3 per-stream order",
+    "recorded events carry what was appended",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const id = `${category}-42`
+      const data = { amount: 1.5, note: "ünïcödé ✓ 🚀", nested: { list: [1, null, true, "x"], empty: {} } }
+      const metadata = { correlationId: "c-1", causationId: "k-1", principal: "alice", custom: { a: [1] } }
+      const event = yield* Event.make({ type: "Opened", data, metadata, schemaVersion: 3 })
+      yield* append(id, [event])
+      const [stored] = yield* readStream(id)
+      assert.deepStrictEqual(
+        [stored!.eventId, stored!.type, stored!.schemaVersion, stored!.streamId, stored!.category],
+        [event.eventId, "Opened", 3, id, category]
+      )
+      assert.deepStrictEqual(stored!.data, data)
+      assert.deepStrictEqual(stored!.metadata, metadata)
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// 4. global order
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * A follower that polls `readAll` from its checkpoint while writers append, asserting that no event
+ * arrives twice or sorts before the checkpoint; returns every event id it saw, in order.
+ */
+const follow = (category: string, writing: Ref.Ref<boolean>, batchSize: number) =>
+  Effect.gen(function* () {
+    const s = yield* store
+    const seen: Array<string> = []
+    let checkpoint = Event.start
+    const poll = () =>
+      s.readAll({ after: checkpoint, categories: [category], batchSize }).pipe(
+        Stream.runForEach((event) =>
+          Effect.sync(() => {
+            const next = Event.checkpointOf(event)
+            assert.isTrue(Event.checkpointOrder(next, checkpoint) > 0, "an event sorted before the checkpoint")
+            checkpoint = next
+            seen.push(event.eventId)
+          })
+        )
+      )
+    while (yield* Ref.get(writing)) {
+      yield* poll()
+      yield* Effect.sleep("1 millis")
+    }
+    yield* poll()
+    return seen
+  })
+
+const globalOrder: ReadonlyArray<Check> = [
+  check(
+    "4 global order",
+    "readAll after a checkpoint returns exactly the later events, in order, for every batch size",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const written = yield* Effect.forEach(range(6), (i) =>
+        Effect.flatMap(newEvents((i % 3) + 1), (events) => Effect.as(append(`${category}-${i % 2}`, events), events))
+      )
+      const all = ids(written.flat())
+      for (const batchSize of [1, 2, 5, 1000]) {
+        const read = yield* readCategory(category, { batchSize })
+        assert.deepStrictEqual(ids(read), all, `batch size ${batchSize}`)
+        for (let i = 1; i < read.length; i++) {
+          assert.isTrue(Event.checkpointOrder(Event.checkpointOf(read[i]!), Event.checkpointOf(read[i - 1]!)) > 0)
+        }
+        const after = yield* readCategory(category, { batchSize, after: Event.checkpointOf(read[3]!) })
+        assert.deepStrictEqual(ids(after), all.slice(4))
+      }
+      assert.deepStrictEqual(ids(yield* readCategory(category, { maxCount: 3 })), all.slice(0, 3))
+    })
+  ),
+  check(
+    "4 global order",
+    "category and type filters select exactly the matching events",
+    Effect.gen(function* () {
+      const [a, b] = [yield* uniqueCategory, yield* uniqueCategory]
+      const opened = yield* newEvents(2, "Opened")
+      const deposited = yield* newEvents(3, "Deposited")
+      const other = yield* newEvents(2, "Opened")
+      yield* append(`${a}-1`, [...opened, ...deposited])
+      yield* append(`${b}-1`, other)
+      const s = yield* store
+      const both = yield* collect(s.readAll({ categories: [a, b], types: ["Opened"], batchSize: 2 }))
+      assert.deepStrictEqual(ids(both), ids([...opened, ...other]))
+      assert.deepStrictEqual(ids(yield* readCategory(a, { types: ["Deposited"] })), ids(deposited))
+      assert.deepStrictEqual(ids(yield* readCategory(a, { types: ["Nothing"] })), [])
+    })
+  ),
+  check(
+    "4 global order",
+    "a follower polling during concurrent writes sees every event exactly once and never goes back",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const writing = yield* Ref.make(true)
+      const writer = (w: number) =>
+        Effect.forEach(range(12), () =>
+          Effect.gen(function* () {
+            yield* Effect.sleep(`${yield* Random.nextIntBetween(0, 3)} millis`)
+            const events = yield* newEvents(yield* Random.nextIntBetween(1, 3))
+            yield* append(`${category}-${w}`, events)
+            return ids(events)
+          })
+        )
+      const follower = yield* Effect.fork(follow(category, writing, 7))
+      const written = yield* Effect.forEach(range(16), writer, { concurrency: "unbounded" })
+      yield* Ref.set(writing, false)
+      const seen = yield* follower
+      const expected = written.flat(2)
+      assert.strictEqual(new Set(seen).size, seen.length, "no event seen twice")
+      assert.strictEqual(seen.length, expected.length, "every event seen")
+      assert.deepStrictEqual([...seen].sort(), [...expected].sort())
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// 5. idempotent append
+// ---------------------------------------------------------------------------------------------------
+
+const idempotent: ReadonlyArray<Check> = [
+  check(
+    "5 idempotent append",
+    "re-appending the same events returns the original result, for every expected version mode",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const id = `${category}-1`
+      const first = yield* newEvents(2)
+      const second = yield* newEvents(3)
+      const r1 = yield* append(id, first, Event.NoStream)
+      const r2 = yield* append(id, second, Event.Exact(2))
+      yield* append(id, yield* newEvents(1))
+      assert.deepStrictEqual(yield* append(id, first, Event.NoStream), r1)
+      assert.deepStrictEqual(yield* append(id, first, Event.Any), r1)
+      assert.deepStrictEqual(yield* append(id, first, Event.Exact(0)), r1)
+      assert.deepStrictEqual(yield* append(id, second, Event.Exact(2)), r2)
+      assert.deepStrictEqual(yield* append(id, second, Event.StreamExists), r2)
+      assert.deepStrictEqual(yield* append(id, second, Event.Any), r2)
+      assert.strictEqual(yield* versionOf(id), 6)
+      assert.strictEqual((yield* readCategory(category)).length, 6)
+    })
+  ),
+  check(
+    "5 idempotent append",
+    "a retry whose expected version could not have held is a conflict",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const first = yield* newEvents(2)
+      yield* append(id, first)
+      assertConflict(yield* Effect.flip(append(id, first, Event.StreamExists)), Event.StreamExists, 0)
+      assertConflict(yield* Effect.flip(append(id, first, Event.Exact(1))), Event.Exact(1), 0)
+      yield* assertStream(id, first)
+    })
+  ),
+  check(
+    "5 idempotent append",
+    "a partial overlap with stored event ids is refused and writes nothing",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const first = yield* newEvents(3)
+      yield* append(id, first)
+      const fresh = yield* newEvents(1)
+      assertInvalid(yield* Effect.flip(append(id, [first[1]!, first[0]!])), "EventIdConflict", 0)
+      assertInvalid(yield* Effect.flip(append(id, [...fresh, first[2]!])), "EventIdConflict", 1)
+      assertInvalid(yield* Effect.flip(append(id, [...first, ...fresh])), "EventIdConflict", 0)
+      yield* assertStream(id, first)
+    })
+  ),
+  check(
+    "5 idempotent append",
+    "concurrent retries of one append write it once; the same ids may be used in another stream",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const events = yield* newEvents(3)
+      const results = yield* Effect.forEach(range(8), () => append(`${category}-1`, events), {
+        concurrency: "unbounded"
+      })
+      for (const result of results) assert.deepStrictEqual(result, results[0])
+      yield* append(`${category}-2`, events)
+      yield* assertStream(`${category}-1`, events)
+      yield* assertStream(`${category}-2`, events)
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// bad input
+// ---------------------------------------------------------------------------------------------------
+
+const hostileStreamIds = [
+  "",
+  " padded",
+  "tab\there",
+  "nul\u0000",
+  "bell\u0007",
+  "c1\u0085",
+  "lone\uD800",
+  "x".repeat(256)
+]
+
+const badInput: ReadonlyArray<Check> = [
+  check(
+    "9 bad input",
+    "hostile stream ids fail with InvalidStreamId on every operation",
+    Effect.gen(function* () {
+      const s = yield* store
+      const events = yield* newEvents(1)
+      for (const id of hostileStreamIds) {
+        assert.strictEqual((yield* Effect.flip(s.append(id, events)))._tag, "InvalidStreamId", JSON.stringify(id))
+        assert.strictEqual((yield* Effect.flip(collect(s.readStream(id))))._tag, "InvalidStreamId")
+        assert.strictEqual((yield* Effect.flip(s.streamVersion(id)))._tag, "InvalidStreamId")
+      }
+      const longest = `${yield* uniqueCategory}-${"é".repeat(Event.maxStreamIdLength - 14)}`
+      assert.strictEqual(longest.length, Event.maxStreamIdLength)
+      yield* append(longest, events)
+      assert.strictEqual((yield* readStream(longest))[0]!.streamId, longest)
+    })
+  ),
+  check(
+    "9 bad input",
+    "values JSON cannot hold faithfully are refused with InvalidJson",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const cyclic: Record<string, unknown> = {}
+      cyclic.self = cyclic
+      const hostile: ReadonlyArray<unknown> = [
+        { big: 1n },
+        { gone: undefined },
+        [1, undefined],
+        cyclic,
+        { n: Number.NaN },
+        { n: Number.POSITIVE_INFINITY },
+        { when: new Date(0) },
+        { map: new Map() },
+        { nul: "a\u0000b" },
+        { ["k\u0000"]: 1 },
+        { s: "\uDC00" },
+        { f: () => 1 },
+        undefined,
+        JSON.parse("[".repeat(100) + "]".repeat(100))
+      ]
+      for (const data of hostile) {
+        const event = yield* Event.make({ type: "Deposited", data })
+        assertInvalid(yield* Effect.flip(append(id, [event])), "InvalidJson", 0)
+      }
+      const withBadMetadata = yield* Event.make({ type: "Deposited", data: {}, metadata: { at: 1n } })
+      assertInvalid(yield* Effect.flip(append(id, [withBadMetadata])), "InvalidJson", 0)
+      yield* assertStream(id, [])
+    })
+  ),
+  check(
+    "9 bad input",
+    "malformed events, duplicates within an append and too many events are refused",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const [good] = yield* newEvents(1)
+      const malformed: ReadonlyArray<unknown> = [
+        { ...good, eventId: "not-a-uuid" },
+        { ...good, eventId: good!.eventId.toUpperCase() },
+        { ...good, type: "" },
+        { ...good, type: "bad\ntype" },
+        { ...good, schemaVersion: 0 },
+        { ...good, schemaVersion: 1.5 },
+        { ...good, metadata: "text" },
+        null
+      ]
+      for (const event of malformed) {
+        assertInvalid(yield* Effect.flip(append(id, [good!, event as Event.EventData])), "InvalidEvent", 1)
+      }
+      assertInvalid(yield* Effect.flip(append(id, [good!, good!])), "DuplicateEventId", 1)
+      const tooMany = yield* newEvents(EventStore.defaultLimits.maxEventsPerAppend + 1)
+      assertInvalid(yield* Effect.flip(append(id, tooMany)), "TooManyEvents")
+      yield* assertStream(id, [])
+    })
+  ),
+  check(
+    "9 bad input",
+    "arbitrary JSON data and metadata round-trip intact (property)",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const json = FastCheck.jsonValue({ noUnicodeString: false }).filter(
+        (v) => !JSON.stringify(v).includes("\\u0000") && !JSON.stringify(v).includes("__proto__")
+      )
+      const s = yield* store
+      let n = 0
+      yield* Effect.promise(() =>
+        FastCheck.assert(
+          FastCheck.asyncProperty(json, json, (data, extra) =>
+            Effect.runPromise(
+              Effect.gen(function* () {
+                const id = `${category}-${n++}`
+                const event = yield* Event.make({ type: "Any", data, metadata: { extra } })
+                yield* s.append(id, [event])
+                const [stored] = yield* collect(s.readStream(id))
+                // JSON has one zero: -0 is stored as 0
+                assert.deepStrictEqual(stored!.data, JSON.parse(JSON.stringify(data)))
+                assert.deepStrictEqual(stored!.metadata, JSON.parse(JSON.stringify({ extra })))
+              })
+            )
+          ),
+          { numRuns: 40 }
+        )
+      )
+    })
+  ),
+  check(
+    "9 bad input",
+    "reading a missing stream fails with StreamNotFound and its version is 0",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-missing`
+      assert.strictEqual((yield* Effect.flip(readStream(id)))._tag, "StreamNotFound")
+      assert.strictEqual(yield* versionOf(id), 0)
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// property: random interleavings
+// ---------------------------------------------------------------------------------------------------
+
+interface Op {
+  readonly stream: number
+  readonly expected: Event.ExpectedVersion
+  readonly count: number
+  readonly poisoned: boolean
+  readonly delay: number
+}
+
+const opArbitrary: FastCheck.Arbitrary<Op> = FastCheck.record({
+  stream: FastCheck.integer({ min: 0, max: 2 }),
+  expected: FastCheck.oneof(
+    FastCheck.constant(Event.Any),
+    FastCheck.constant(Event.NoStream),
+    FastCheck.constant(Event.StreamExists),
+    FastCheck.integer({ min: 0, max: 6 }).map(Event.Exact)
+  ),
+  count: FastCheck.integer({ min: 0, max: 3 }),
+  poisoned: FastCheck.boolean(),
+  delay: FastCheck.integer({ min: 0, max: 3 })
+})
+
+/**
+ * Runs random appends concurrently (random expected versions, some carrying an invalid last event) and
+ * checks the outcome against the contract: streams contiguous, each success stored exactly at its
+ * reported versions and positions, each failure stored nowhere, nothing else stored.
+ */
+const interleavings = (s: EventStore.EventStore["Type"], ops: ReadonlyArray<Op>) =>
+  Effect.gen(function* () {
+    const category = yield* uniqueCategory
+    const planned = yield* Effect.forEach(ops, (op) =>
+      Effect.gen(function* () {
+        const events = yield* newEvents(op.count)
+        return op.poisoned ? [...events, yield* Event.make({ type: "Poison", data: 1n })] : events
+      })
+    )
+    const exits = yield* Effect.forEach(
+      ops,
+      (op, i) =>
+        Effect.exit(
+          Effect.repeatN(Effect.yieldNow(), op.delay).pipe(
+            Effect.zipRight(s.append(`${category}-${op.stream}`, planned[i]!, { expectedVersion: op.expected }))
+          )
+        ),
+      { concurrency: "unbounded" }
+    )
+    const byId = new Map<string, Event.RecordedEvent>()
+    for (const event of yield* collect(s.readAll({ categories: [category] }))) byId.set(event.eventId, event)
+    let expectedTotal = 0
+    for (const [i, exit] of exits.entries()) {
+      const op = ops[i]!
+      const events = planned[i]!
+      if (Exit.isSuccess(exit)) {
+        assert.isFalse(op.poisoned, "a poisoned append succeeded")
+        const result = exit.value
+        expectedTotal += events.length
+        if (op.expected._tag === "Exact") assert.strictEqual(result.version - events.length, op.expected.version)
+        if (op.expected._tag === "NoStream") assert.strictEqual(result.version, events.length)
+        events.forEach((event, j) => {
+          const stored = byId.get(event.eventId)
+          assert.isDefined(stored, "a successful append's event is missing")
+          assert.strictEqual(stored!.streamId, `${category}-${op.stream}`)
+          assert.strictEqual(stored!.version, result.version - events.length + 1 + j)
+          assert.strictEqual(stored!.position, result.positions[j])
+        })
+      } else {
+        const error = yield* Effect.flip(exit)
+        if (op.poisoned) assertInvalid(error, "InvalidJson")
+        else assertConflict(error, op.expected, (error as EventStore.ConcurrencyConflict).actual)
+        if (error instanceof EventStore.ConcurrencyConflict) {
+          assert.isFalse(Event.satisfies(op.expected, error.actual), "a conflict whose expectation held")
+        }
+        for (const event of events) assert.isFalse(byId.has(event.eventId), "a failed append left an event")
+      }
+    }
+    assert.strictEqual(byId.size, expectedTotal, "events stored that no successful append reported")
+    for (const stream of [0, 1, 2]) {
+      const id = `${category}-${stream}`
+      const versions = [...byId.values()].filter((e) => e.streamId === id).map((e) => e.version)
+      assert.deepStrictEqual(
+        versions.sort((a, b) => a - b),
+        range(versions.length).map((v) => v + 1),
+        `versions of ${id}`
+      )
+      assert.strictEqual(yield* s.streamVersion(id), versions.length)
+    }
+  })
+
+const properties: ReadonlyArray<Check> = [
+  check(
+    "1 atomic append",
+    "random concurrent appends never break contiguity or leave a partial append (property)",
+    Effect.gen(function* () {
+      const s = yield* store
+      yield* Effect.promise(() =>
+        FastCheck.assert(
+          FastCheck.asyncProperty(FastCheck.array(opArbitrary, { minLength: 1, maxLength: 24 }), (ops) =>
+            Effect.runPromise(interleavings(s, ops))
+          ),
+          { numRuns: 40 }
+        )
+      )
+    })
+  )
+]
+
+/** Every check of the suite. */
+export const checks: ReadonlyArray<Check> = [
+  ...atomic,
+  ...concurrency,
+  ...perStreamOrder,
+  ...globalOrder,
+  ...idempotent,
+  ...badInput,
+  ...properties
+]
