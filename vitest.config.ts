@@ -1,11 +1,16 @@
+import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
+  resolve: {
+    // examples import the package by name, as users do
+    alias: { "effect-eventsourcing": fileURLToPath(new URL("./src/index.ts", import.meta.url)) }
+  },
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // 2 cores: a few files at a time; the slow ones (servers, concurrency proofs) dominate anyway
+    // 2 cores: two files at a time; the slow ones (servers, concurrency proofs) dominate anyway
     maxWorkers: 2,
     minWorkers: 1
   }
