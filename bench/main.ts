@@ -1,0 +1,70 @@
+/**
+ * `npm run bench [-- --quick] [-- --only W1,W2]`: runs the workloads of BENCHMARKS.md against every
+ * store next to the raw baselines, prints a table and writes bench/results/latest.json.
+ */
+import { parseArgs } from "node:util"
+import pg from "pg"
+import * as EventStore from "../src/EventStore.js"
+import { type Options, printTable, type Result, writeReport } from "./harness.js"
+import { closePool, openPool } from "./raw.js"
+import { B0 } from "./workloads/driver.js"
+import { type Target, W1, W2, W3 } from "./workloads/append.js"
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    repetitions: { type: "string", default: "3" }
+  }
+})
+
+const options: Options = {
+  scale: values.quick ? 0.1 : 1,
+  repetitions: Number(values.repetitions),
+  pgUrl: process.env.PG_URL ?? "postgres://root@127.0.0.1:5432/test"
+}
+
+const targets: ReadonlyArray<Target> = [{ name: "memory", layer: EventStore.layerMemory() }]
+
+const workloads: ReadonlyArray<{
+  readonly id: string
+  readonly run: (pool: pg.Pool) => Promise<ReadonlyArray<Result>>
+}> = [
+  { id: "B0", run: (pool) => B0(options, pool) },
+  { id: "W1", run: (pool) => W1(options, pool, targets) },
+  { id: "W2", run: (pool) => W2(options, pool, targets) },
+  { id: "W3", run: (pool) => W3(options, pool, targets) }
+]
+
+const only = values.only?.split(",").map((s) => s.trim().toUpperCase())
+const unknown = only?.filter((id) => !workloads.some((w) => w.id === id)) ?? []
+if (unknown.length > 0) {
+  process.stderr.write(`unknown workload(s): ${unknown.join(", ")}; known: ${workloads.map((w) => w.id).join(", ")}\n`)
+  process.exit(2)
+}
+
+const pool = await openPool(options.pgUrl, 16)
+const results: Array<Result> = []
+try {
+  for (const workload of workloads.filter((w) => only === undefined || only.includes(w.id))) {
+    process.stdout.write(`running ${workload.id}...\n`)
+    results.push(...(await workload.run(pool)))
+  }
+  const postgres = (await pool.query<{ server_version: string }>("show server_version")).rows[0]!.server_version
+  printTable(results)
+  const path = new URL("./results/latest.json", import.meta.url).pathname
+  writeReport(
+    path,
+    { postgres, date: new Date().toISOString(), quick: values.quick, repetitions: options.repetitions },
+    results
+  )
+  process.stdout.write(`wrote ${path}\n`)
+} finally {
+  await closePool(pool)
+}
+
+const broken = results.filter((r) => (r.gaps ?? 0) > 0 || (r.duplicates ?? 0) > 0)
+if (broken.length > 0) {
+  process.stderr.write(`FAIL: gaps or duplicates in ${broken.map((r) => `${r.id}/${r.store}`).join(", ")}\n`)
+  process.exit(1)
+}
