@@ -1,0 +1,347 @@
+/**
+ * The SQL event store: one implementation of the `EventStore` contract written against `@effect/sql`'s
+ * `SqlClient`, for PostgreSQL (production) and SQLite (embedded default).
+ *
+ * - **Appends** are one round trip on PostgreSQL (a server-side function: lock the stream row, check
+ *   ids and expected version, insert, bump the version) and one short transaction on SQLite. They join
+ *   an enclosing `sql.withTransaction`, so user writes can commit atomically with events.
+ * - **Global order without skips.** PostgreSQL hands out positions when rows are inserted but makes them
+ *   visible when transactions commit, in another order. Each row records its transaction id
+ *   (`pg_current_xact_id()`, xid8); readers only return rows of transactions older than the oldest one
+ *   still running (`pg_snapshot_xmin(pg_current_snapshot())`), ordered by (transaction id, position), and
+ *   resume after that pair. No commit can later appear before a returned row. SQLite has one writer at a
+ *   time, so position order is commit order there and the checkpoint's `transaction` is the position.
+ * - **Idempotent appends** rest on a unique (stream id, event id) key.
+ * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size.
+ *
+ * **Gotchas**: on PostgreSQL, a transaction left open anywhere in the cluster holds the read horizon
+ * back and stalls every `readAll` reader until it ends. Connections made by `Postgres.layer` end idle
+ * transactions after a timeout; {@link horizon} shows the horizon and the oldest running transaction.
+ * SQLite allows one writing process per database file.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Chunk from "effect/Chunk"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as Event from "../Event.js"
+import {
+  type AppendResult,
+  ConcurrencyConflict,
+  defaultLimits,
+  EventStore,
+  EventStoreError,
+  type Limits,
+  type PreparedAppend,
+  prepareAppend,
+  resolveDuplicates,
+  StreamNotFound
+} from "../EventStore.js"
+import { migrate, type TableOptions, tables } from "./migrations.js"
+
+/** Options of {@link make}. */
+export interface Options extends TableOptions {
+  readonly limits?: Partial<Limits>
+  /** Create or upgrade the tables when the store starts; default true. */
+  readonly migrate?: boolean
+  /** Rows fetched per round trip by `readStream`; default 500. */
+  readonly readPageSize?: number
+}
+
+type Dialect = "pg" | "sqlite"
+
+interface EventRow {
+  readonly position: string | number
+  readonly transaction_id?: string
+  readonly stream_id: string
+  readonly category: string
+  readonly version: number
+  readonly event_id: string
+  readonly type: string
+  readonly schema_version: number
+  readonly data: unknown
+  readonly metadata: unknown
+  readonly recorded_at: Date | number
+}
+
+/** Builds the store on the `SqlClient` in context, migrating its tables first unless told not to. */
+export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], EventStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const t = yield* tables(options)
+    const dialect = sql.onDialectOrElse({
+      pg: (): Dialect | undefined => "pg",
+      sqlite: (): Dialect | undefined => "sqlite",
+      orElse: (): Dialect | undefined => undefined
+    })
+    if (dialect === undefined) {
+      return yield* new EventStoreError({
+        operation: "configure",
+        cause: new Error("SqlEventStore supports PostgreSQL and SQLite")
+      })
+    }
+    if (options.migrate !== false) yield* migrate(t)
+    const limits: Limits = { ...defaultLimits, ...options.limits }
+    const pageSize = Math.max(1, options.readPageSize ?? 500)
+    const failWith = (operation: string) => (cause: SqlError) => new EventStoreError({ operation, cause })
+
+    const columns =
+      dialect === "pg"
+        ? sql`position::text as position, transaction_id::text as transaction_id, stream_id, category, version,
+              event_id::text as event_id, type, schema_version, data, metadata, recorded_at`
+        : sql`position, stream_id, category, version, event_id, type, schema_version, data, metadata, recorded_at`
+
+    const toRecorded = (row: EventRow): Event.RecordedEvent => ({
+      eventId: row.event_id,
+      type: row.type,
+      schemaVersion: row.schema_version,
+      // PostgreSQL returns parsed jsonb; SQLite stores the JSON text
+      data: dialect === "pg" ? row.data : JSON.parse(row.data as string),
+      metadata: (dialect === "pg" ? row.metadata : JSON.parse(row.metadata as string)) as Event.Metadata,
+      streamId: row.stream_id as Event.StreamId,
+      category: row.category,
+      version: row.version,
+      position: BigInt(row.position),
+      transaction: BigInt(row.transaction_id ?? row.position),
+      recordedAt: DateTime.unsafeMake(row.recorded_at)
+    })
+
+    /** Positions of events already stored at versions first..first+count-1 (the result of a retried append). */
+    const originalResult = (append: PreparedAppend, firstVersion: number) =>
+      Effect.map(
+        sql<{ readonly position: string | number }>`
+          select position from ${sql(t.events)}
+          where stream_id = ${append.streamId} and version >= ${firstVersion} and version < ${firstVersion + append.events.length}
+          order by version`,
+        (rows): AppendResult => ({
+          streamId: append.streamId,
+          version: firstVersion + append.events.length - 1,
+          positions: rows.map((r) => BigInt(r.position))
+        })
+      )
+
+    const resolveStored = (append: PreparedAppend, stored: ReadonlyMap<string, number>) =>
+      Either.match(
+        resolveDuplicates(append, (id) => stored.get(id))!,
+        {
+          onLeft: (error) => Effect.fail(error),
+          onRight: ({ firstVersion }) => originalResult(append, firstVersion)
+        }
+      )
+
+    const conflict = (append: PreparedAppend, actual: number) =>
+      new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
+
+    const appendPg = (append: PreparedAppend) =>
+      Effect.gen(function* () {
+        const expected = append.expectedVersion
+        const [row] = yield* sql<{
+          readonly o_outcome: "ok" | "conflict" | "duplicates"
+          readonly o_version: number
+          readonly o_positions: ReadonlyArray<string> | null
+          readonly o_stored: ReadonlyArray<number | null> | null
+        }>`select * from ${sql(t.appendFunction)}(
+          ${append.streamId}, ${append.category}, ${expected._tag},
+          ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb)`
+        switch (row!.o_outcome) {
+          case "ok":
+            return { streamId: append.streamId, version: row!.o_version, positions: row!.o_positions!.map(BigInt) }
+          case "conflict":
+            return yield* conflict(append, row!.o_version)
+          case "duplicates": {
+            const stored = new Map<string, number>()
+            append.events.forEach((e, i) => {
+              const version = row!.o_stored![i]
+              if (version !== null && version !== undefined) stored.set(e.eventId, version)
+            })
+            return yield* resolveStored(append, stored)
+          }
+        }
+      })
+
+    const appendSqlite = (append: PreparedAppend) =>
+      Effect.gen(function* () {
+        const now = yield* DateTime.now
+        const [stream] = yield* sql<{ readonly version: number }>`
+          select version from ${sql(t.streams)} where stream_id = ${append.streamId}`
+        const current = stream?.version ?? 0
+        if (current > 0 && append.events.length > 0) {
+          const stored = yield* sql<{ readonly event_id: string; readonly version: number }>`
+            select event_id, version from ${sql(t.events)}
+            where stream_id = ${append.streamId} and event_id in ${sql.in(append.events.map((e) => e.eventId))}`
+          if (stored.length > 0)
+            return yield* resolveStored(append, new Map(stored.map((r) => [r.event_id, r.version])))
+        }
+        if (!Event.satisfies(append.expectedVersion, current)) return yield* conflict(append, current)
+        if (append.events.length === 0) return { streamId: append.streamId, version: current, positions: [] }
+        const inserted = yield* sql<{ readonly position: number }>`
+          insert into ${sql(t.events)} ${sql.insert(
+            append.events.map((e, i) => ({
+              stream_id: append.streamId,
+              category: append.category,
+              version: current + i + 1,
+              event_id: e.eventId,
+              type: e.type,
+              schema_version: e.schemaVersion,
+              data: e.dataJson,
+              metadata: e.metadataJson,
+              recorded_at: DateTime.toEpochMillis(now)
+            }))
+          )} returning position`
+        const version = current + append.events.length
+        yield* sql`
+          insert into ${sql(t.streams)} (stream_id, version) values (${append.streamId}, ${version})
+          on conflict (stream_id) do update set version = excluded.version`
+        return { streamId: append.streamId, version, positions: inserted.map((r) => BigInt(r.position)) }
+      }).pipe(sql.withTransaction)
+
+    const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
+      Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
+        (dialect === "pg" ? appendPg(prepared) : appendSqlite(prepared)).pipe(
+          Effect.catchTag("SqlError", (cause) => Effect.fail(failWith("append")(cause)))
+        )
+      ).pipe(Effect.withSpan("EventStore.append", { attributes: { streamId, events: events.length } }))
+
+    const versionOf = (streamId: Event.StreamId) =>
+      Effect.map(
+        sql<{ readonly version: number }>`select version from ${sql(t.streams)} where stream_id = ${streamId}`,
+        (rows) => rows[0]?.version ?? 0
+      )
+
+    const readStream: EventStore["Type"]["readStream"] = (streamId, readOptions) =>
+      Stream.unwrap(
+        Effect.gen(function* () {
+          const id = yield* Event.streamId(streamId)
+          const last = yield* versionOf(id).pipe(Effect.mapError(failWith("readStream")))
+          if (last === 0) return yield* new StreamNotFound({ streamId: id })
+          const backward = readOptions?.direction === "backward"
+          const from = readOptions?.fromVersion ?? (backward ? last : 1)
+          const page = (cursor: number) =>
+            (backward
+              ? sql<EventRow>`select ${columns} from ${sql(t.events)}
+                  where stream_id = ${id} and version <= ${cursor} order by version desc limit ${pageSize}`
+              : sql<EventRow>`select ${columns} from ${sql(t.events)}
+                  where stream_id = ${id} and version >= ${cursor} order by version limit ${pageSize}`
+            ).pipe(
+              Effect.mapError(failWith("readStream")),
+              Effect.map((rows) => {
+                const events = rows.map(toRecorded)
+                const next =
+                  events.length < pageSize
+                    ? Option.none()
+                    : Option.some(events[events.length - 1]!.version + (backward ? -1 : 1))
+                return [Chunk.unsafeFromArray(events), next] as const
+              })
+            )
+          const events = Stream.paginateChunkEffect(from, page)
+          return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
+        })
+      )
+
+    const readAll: EventStore["Type"]["readAll"] = (readOptions) => {
+      const batchSize = Math.max(1, Math.floor(readOptions?.batchSize ?? 500))
+      const categories = readOptions?.categories
+      const types = readOptions?.types
+      const filters = [
+        categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
+        types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`
+      ].filter((f) => f !== undefined)
+      const page = (after: Event.Checkpoint) =>
+        (dialect === "pg"
+          ? sql<EventRow>`select ${columns} from ${sql(t.events)}
+              where (transaction_id, position) > (${String(after.transaction)}::xid8, ${String(after.position)}::bigint)
+                and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
+              order by transaction_id, position limit ${batchSize}`
+          : sql<EventRow>`select ${columns} from ${sql(t.events)}
+              where position > ${Number(after.position)}
+                ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
+              order by position limit ${batchSize}`
+        ).pipe(
+          Effect.mapError(failWith("readAll")),
+          Effect.map((rows) => {
+            const events = rows.map(toRecorded)
+            const next =
+              events.length < batchSize ? Option.none() : Option.some(Event.checkpointOf(events[events.length - 1]!))
+            return [Chunk.unsafeFromArray(events), next] as const
+          })
+        )
+      const events = Stream.paginateChunkEffect(readOptions?.after ?? Event.start, page)
+      return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
+    }
+
+    const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
+      Effect.flatMap(Event.streamId(streamId), (id) => Effect.mapError(versionOf(id), failWith("streamVersion")))
+
+    return EventStore.of({ append, readStream, readAll, streamVersion })
+  })
+
+/** The SQL event store as a Layer; needs a `SqlClient` (see `Postgres.layer`, `Sqlite.layer`). */
+export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> =>
+  Layer.effect(EventStore, make(options))
+
+/** The oldest transaction still running in the cluster, which holds the read horizon back. */
+export interface BlockingTransaction {
+  readonly pid: number
+  readonly transactionId: bigint
+  readonly startedAt: Date | null
+  readonly state: string | null
+  readonly applicationName: string | null
+  readonly database: string | null
+  /** The first 200 characters of its current or last statement. */
+  readonly query: string | null
+}
+
+/** The PostgreSQL read horizon and, if any, the transaction holding it back. */
+export interface Horizon {
+  /** Readers see transactions below this id. */
+  readonly xmin: bigint
+  readonly oldest: Option.Option<BlockingTransaction>
+}
+
+/**
+ * Reports the read horizon (PostgreSQL): when readers stall, `oldest` names the backend to look at
+ * (or to terminate).
+ */
+export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClient> = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql<{ readonly xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`
+  const oldest = yield* sql<{
+    readonly pid: number
+    readonly xid: string
+    readonly xact_start: Date | null
+    readonly state: string | null
+    readonly application_name: string | null
+    readonly datname: string | null
+    readonly query: string | null
+  }>`select pid, backend_xid::text as xid, xact_start, state, application_name, datname, left(query, 200) as query
+     from pg_stat_activity where backend_xid is not null order by age(backend_xid) desc limit 1`
+  return {
+    xmin: BigInt(row!.xmin),
+    oldest: Option.map(Option.fromNullable(oldest[0]), (o) => ({
+      pid: o.pid,
+      transactionId: BigInt(o.xid),
+      startedAt: o.xact_start,
+      state: o.state,
+      applicationName: o.application_name,
+      database: o.datname,
+      query: o.query
+    }))
+  }
+}).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
+
+/** The events of an append as one JSON array, built from the already serialized payloads (no re-encoding). */
+const eventsJson = (append: PreparedAppend): string =>
+  "[" +
+  append.events
+    .map(
+      (e) =>
+        `{"eventId":"${e.eventId}","type":${JSON.stringify(e.type)},"schemaVersion":${e.schemaVersion},` +
+        `"data":${e.dataJson},"metadata":${e.metadataJson}}`
+    )
+    .join(",") +
+  "]"

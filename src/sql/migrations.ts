@@ -1,0 +1,207 @@
+/**
+ * Table naming and schema migrations of the SQL event store.
+ *
+ * Migrations are code (`Migrator.fromRecord`), recorded in a migrations table of their own per table
+ * prefix, so several stores can share one database (and tests isolate themselves with a fresh schema or
+ * prefix). They are idempotent: running them again is a no-op, and concurrent runs are serialized by the
+ * Migrator's lock on PostgreSQL.
+ *
+ * Identifiers that come from configuration are validated against `^[a-z_][a-z0-9_]*$` before any SQL
+ * is built from them.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import { EventStoreError } from "../EventStore.js"
+
+/** Where the store's tables live. */
+export interface TableOptions {
+  /** PostgreSQL schema for the tables (created if missing); default: the connection's search path. */
+  readonly schema?: string
+  /** Prefix of every table name; default `"es_"`. */
+  readonly tablePrefix?: string
+}
+
+/** Fully qualified table and function names (validated identifiers, unquoted). */
+export interface Tables {
+  readonly schema: string | undefined
+  readonly events: string
+  readonly streams: string
+  readonly migrations: string
+  readonly appendFunction: string
+}
+
+const identifier = /^[a-z_][a-z0-9_]*$/
+
+/** Validates the configured names and derives the table names; a bad name fails at Layer build. */
+export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventStoreError> => {
+  const prefix = options.tablePrefix ?? "es_"
+  const bad = [options.schema, prefix === "" ? undefined : prefix].find(
+    (name) => name !== undefined && (!identifier.test(name) || name.length > 40)
+  )
+  if (bad !== undefined) {
+    return Effect.fail(
+      new EventStoreError({
+        operation: "configure",
+        cause: new Error(`invalid SQL identifier ${JSON.stringify(bad)}: use ^[a-z_][a-z0-9_]*$, at most 40 characters`)
+      })
+    )
+  }
+  const qualify = (name: string) =>
+    options.schema === undefined ? prefix + name : `${options.schema}.${prefix}${name}`
+  return Effect.succeed({
+    schema: options.schema,
+    events: qualify("events"),
+    streams: qualify("streams"),
+    migrations: qualify("migrations"),
+    appendFunction: qualify("append")
+  })
+}
+
+/** Creates or upgrades the store's tables. */
+export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    if (t.schema !== undefined) {
+      yield* sql.onDialectOrElse({
+        pg: () => sql`create schema if not exists ${sql(t.schema!)}`,
+        orElse: () =>
+          Effect.dieMessage("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database")
+      })
+    }
+    yield* Migrator.make({})({
+      loader: Migrator.fromRecord({ "1_events": createEventTables(t) }),
+      table: t.migrations
+    })
+  }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "migrate", cause })))
+
+const createEventTables = (t: Tables) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.onDialectOrElse({
+      pg: () =>
+        Effect.all(
+          [
+            sql`create table ${sql(t.events)} (
+            position bigint generated always as identity primary key,
+            transaction_id xid8 not null default pg_current_xact_id(),
+            stream_id text not null,
+            category text not null,
+            version integer not null,
+            event_id uuid not null,
+            type text not null,
+            schema_version integer not null,
+            data jsonb not null,
+            metadata jsonb not null,
+            recorded_at timestamptz not null default now(),
+            constraint ${sql(`${prefixOf(t.events)}events_stream_version`)} unique (stream_id, version),
+            constraint ${sql(`${prefixOf(t.events)}events_stream_event_id`)} unique (stream_id, event_id)
+          )`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_global`)} on ${sql(t.events)} (transaction_id, position)`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, transaction_id, position)`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, transaction_id, position)`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
+            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+            sql.unsafe(pgAppendFunction(t))
+          ],
+          { discard: true }
+        ),
+      orElse: () =>
+        Effect.all(
+          [
+            sql`create table ${sql(t.events)} (
+            position integer primary key autoincrement,
+            stream_id text not null,
+            category text not null,
+            version integer not null,
+            event_id text not null,
+            type text not null,
+            schema_version integer not null,
+            data text not null,
+            metadata text not null,
+            recorded_at integer not null,
+            unique (stream_id, version),
+            unique (stream_id, event_id)
+          )`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
+            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`
+          ],
+          { discard: true }
+        )
+    })
+  })
+
+/** Index and constraint names live in the table's schema: the unqualified table name's prefix. */
+const prefixOf = (qualified: string) => qualified.slice(qualified.lastIndexOf(".") + 1, -"events".length)
+
+/**
+ * The append as one server-side function, so an append is one round trip: lock the stream row, report
+ * already-stored event ids (the caller decides between idempotent retry and id conflict), check the
+ * expected version, insert the events, bump the stream version. A failed check inserts nothing and so
+ * consumes no position. Names are validated identifiers, so interpolating them is safe.
+ *
+ * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version)
+ * or `duplicates` (with, per event, the version holding its id or null).
+ */
+const pgAppendFunction = (t: Tables) => `
+create or replace function ${t.appendFunction}(
+  p_stream_id text, p_category text, p_expected_kind text, p_expected_version integer, p_events jsonb
+) returns table (o_outcome text, o_version integer, o_positions bigint[], o_stored integer[])
+language plpgsql as $fn$
+declare
+  v_current integer;
+  v_count integer := jsonb_array_length(p_events);
+  v_stored integer[];
+  v_positions bigint[];
+begin
+  select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
+  if not found then
+    v_current := 0;
+    if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
+      -- create the stream row; a concurrent creator makes us wait for its commit, then we lock its row
+      insert into ${t.streams} (stream_id, version) values (p_stream_id, 0) on conflict (stream_id) do nothing;
+      if not found then
+        select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
+      end if;
+    end if;
+  end if;
+
+  if v_current > 0 and v_count > 0 then
+    select array_agg(e.version order by i.ord) into v_stored
+    from jsonb_array_elements(p_events) with ordinality as i(event, ord)
+    left join ${t.events} e on e.stream_id = p_stream_id and e.event_id = (i.event->>'eventId')::uuid;
+    if exists (select 1 from unnest(v_stored) as v where v is not null) then
+      return query select 'duplicates'::text, v_current, null::bigint[], v_stored;
+      return;
+    end if;
+  end if;
+
+  if not (p_expected_kind = 'Any'
+      or (p_expected_kind = 'NoStream' and v_current = 0)
+      or (p_expected_kind = 'StreamExists' and v_current > 0)
+      or (p_expected_kind = 'Exact' and v_current = p_expected_version)) then
+    return query select 'conflict'::text, v_current, null::bigint[], null::integer[];
+    return;
+  end if;
+
+  if v_count = 0 then
+    return query select 'ok'::text, v_current, '{}'::bigint[], null::integer[];
+    return;
+  end if;
+
+  with inserted as (
+    insert into ${t.events} (stream_id, category, version, event_id, type, schema_version, data, metadata)
+    select p_stream_id, p_category, v_current + i.ord, (i.event->>'eventId')::uuid, i.event->>'type',
+           (i.event->>'schemaVersion')::integer, i.event->'data', i.event->'metadata'
+    from jsonb_array_elements(p_events) with ordinality as i(event, ord)
+    order by i.ord
+    returning position, version
+  )
+  select array_agg(position order by version) into v_positions from inserted;
+
+  update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
+  return query select 'ok'::text, v_current + v_count, v_positions, null::integer[];
+end
+$fn$`

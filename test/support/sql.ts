@@ -1,0 +1,39 @@
+/**
+ * SQL test databases: the shared PostgreSQL with a schema per test file (dropped afterwards) and SQLite
+ * in memory or in a temporary file.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Postgres from "../../src/sql/Postgres.js"
+import * as Sqlite from "../../src/sql/Sqlite.js"
+import { pgUrl } from "./config.js"
+
+/**
+ * A client of the shared PostgreSQL; `schema` is dropped when the Layer is released (through a
+ * connection of its own, since the client's pool may already be closed by then).
+ */
+export const pgWithSchema = (schema: string, url: string = pgUrl) => {
+  const client = Postgres.layer({ url, maxConnections: 20 })
+  const dropSchema = Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`drop schema if exists ${sql(schema)} cascade`
+  ).pipe(Effect.provide(Postgres.layer({ url, maxConnections: 1 })), Effect.orDie)
+  return Layer.merge(client, Layer.scopedDiscard(Effect.addFinalizer(() => dropSchema))).pipe(Layer.orDie)
+}
+
+/** SQLite in a fresh temporary file, deleted when the Layer is released. */
+export const sqliteFile = Layer.unwrapScoped(
+  Effect.gen(function* () {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ees-sqlite-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    return Sqlite.layer({ filename: path.join(dir, "events.db") })
+  })
+).pipe(Layer.orDie)
+
+export const sqliteMemory = Sqlite.layer({ filename: ":memory:" }).pipe(Layer.orDie)
