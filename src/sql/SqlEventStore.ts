@@ -252,11 +252,12 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
       ].filter((f) => f !== undefined)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
-          ? sql<EventRow>`select ${columns} from ${sql(t.events)}
-              where (transaction_id, position) > (${String(after.transaction)}::xid8, ${String(after.position)}::bigint)
-                and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          ? // order by the table's columns: the select list casts them to text under the same names
+            sql<EventRow>`select ${columns} from ${sql(t.events)} as e
+              where (e.transaction_id, e.position) > (${String(after.transaction)}::xid8, ${String(after.position)}::bigint)
+                and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
                 ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
-              order by transaction_id, position limit ${batchSize}`
+              order by e.transaction_id, e.position limit ${batchSize}`
           : sql<EventRow>`select ${columns} from ${sql(t.events)}
               where position > ${Number(after.position)}
                 ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
