@@ -4,7 +4,13 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   resolve: {
     // examples import the package by name, as users do
-    alias: { "effect-eventsourcing": fileURLToPath(new URL("./src/index.ts", import.meta.url)) }
+    alias: [
+      {
+        find: /^effect-eventsourcing\/sql$/,
+        replacement: fileURLToPath(new URL("./src/sql/index.ts", import.meta.url))
+      },
+      { find: /^effect-eventsourcing$/, replacement: fileURLToPath(new URL("./src/index.ts", import.meta.url)) }
+    ]
   },
   test: {
     include: ["test/**/*.test.ts"],

@@ -4,11 +4,12 @@
  */
 import { parseArgs } from "node:util"
 import pg from "pg"
-import * as EventStore from "../src/EventStore.js"
 import { type Options, printTable, type Result, writeReport } from "./harness.js"
 import { closePool, openPool } from "./raw.js"
 import { B0 } from "./workloads/driver.js"
-import { type Target, W1, W2, W3 } from "./workloads/append.js"
+import { targets as allTargets } from "./targets.js"
+import { W1, W2, W3 } from "./workloads/append.js"
+import { R2 } from "./workloads/read.js"
 
 const { values } = parseArgs({
   options: {
@@ -24,7 +25,7 @@ const options: Options = {
   pgUrl: process.env.PG_URL ?? "postgres://root@127.0.0.1:5432/test"
 }
 
-const targets: ReadonlyArray<Target> = [{ name: "memory", layer: EventStore.layerMemory() }]
+const targets = allTargets(options.pgUrl)
 
 const workloads: ReadonlyArray<{
   readonly id: string
@@ -33,7 +34,8 @@ const workloads: ReadonlyArray<{
   { id: "B0", run: (pool) => B0(options, pool) },
   { id: "W1", run: (pool) => W1(options, pool, targets) },
   { id: "W2", run: (pool) => W2(options, pool, targets) },
-  { id: "W3", run: (pool) => W3(options, pool, targets) }
+  { id: "W3", run: (pool) => W3(options, pool, targets) },
+  { id: "R2", run: (pool) => R2(options, pool, targets) }
 ]
 
 const only = values.only?.split(",").map((s) => s.trim().toUpperCase())

@@ -1,20 +1,54 @@
-import { readFileSync } from "node:fs"
+import { execFile } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { main } from "../examples/quickstart.js"
 
 describe("examples", () => {
-  it.effect("the README's quick start is examples/quickstart.ts, verbatim", () =>
-    Effect.sync(() => {
-      const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
-      const source = readFileSync(new URL("../examples/quickstart.ts", import.meta.url), "utf8")
-      assert.include(readme, "```ts\n" + source.trim() + "\n```")
-    })
-  )
+  for (const example of ["quickstart.ts", "stores.ts"]) {
+    it.effect(`the README shows examples/${example} verbatim (so its code is type-checked)`, () =>
+      Effect.sync(() => {
+        const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
+        const source = readFileSync(new URL(`../examples/${example}`, import.meta.url), "utf8")
+        assert.include(readme, "```ts\n" + source.trim() + "\n```")
+      })
+    )
+  }
 
   it.effect("the quick start runs", () =>
     Effect.gen(function* () {
       assert.strictEqual(yield* main, 2)
     })
+  )
+})
+
+describe("examples/bank (npm start)", () => {
+  it.live(
+    "runs twice on one SQLite file, the second run continuing from the stored events",
+    () =>
+      Effect.gen(function* () {
+        const dir = mkdtempSync(join(tmpdir(), "ees-bank-"))
+        const run = () =>
+          Effect.async<string, Error>((resume) => {
+            execFile(
+              process.execPath,
+              ["--import", "tsx", "examples/bank/main.ts"],
+              { env: { ...process.env, BANK_DB: join(dir, "bank.db") }, timeout: 60_000 },
+              (error, stdout) => resume(error ? Effect.fail(error) : Effect.succeed(stdout))
+            )
+          })
+        const eventsOf = (output: string) =>
+          [...output.matchAll(/after (\d+) events/g)].reduce((sum, match) => sum + Number(match[1]), 0)
+        const first = yield* run()
+        const second = yield* run()
+        rmSync(dir, { recursive: true, force: true })
+        // 3 accounts opened once, then 300 commands per run, minus those the domain rejected
+        assert.isAbove(eventsOf(first), 3)
+        assert.isAbove(eventsOf(second), eventsOf(first))
+        assert.notInclude(second + first, "overdrawn")
+      }),
+    120_000
   )
 })

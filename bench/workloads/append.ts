@@ -4,7 +4,6 @@
  */
 import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
 import type pg from "pg"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
@@ -20,23 +19,7 @@ import {
   scaled
 } from "../harness.js"
 import { batchInserts, singleInserts } from "../raw.js"
-
-/** A store under benchmark: a fresh Layer is built for every repetition. */
-export interface Target {
-  readonly name: string
-  readonly layer: Layer.Layer<EventStore.EventStore, unknown>
-}
-
-const onFreshStore = (
-  target: Target,
-  f: (store: EventStore.EventStore["Type"]) => Effect.Effect<Measurement, unknown>
-) =>
-  Effect.runPromise(
-    Effect.flatMap(EventStore.EventStore, f).pipe(
-      Effect.provide(target.layer),
-      Effect.orDie
-    ) as Effect.Effect<Measurement>
-  )
+import { type Target, withFreshStore } from "../targets.js"
 
 const appendNew = (store: EventStore.EventStore["Type"], run: string, eventsPerAppend: number) => (i: number) =>
   Effect.flatMap(
@@ -61,7 +44,7 @@ const workload =
       const m = await median(
         options.repetitions,
         () =>
-          onFreshStore(target, (store) =>
+          withFreshStore(target, (store) =>
             measureEffect(count, writers, appendNew(store, randomUUID(), eventsPerAppend))
           ),
         rate

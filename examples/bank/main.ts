@@ -1,17 +1,22 @@
 /**
  * The bank example application.
  *
- * Today it runs on the in-memory event store: it opens accounts, handles a burst of concurrent
- * deposits and withdrawals with optimistic concurrency (load, decide, append at the loaded version,
- * retry on conflict), then rebuilds balances from the global log and checks them against each stream.
- * The SQLite store, deciders, projections and the HTTP browser will replace the hand-written parts
- * here as they land.
+ * It runs on the embedded default, an SQLite file (`.data/bank.db`, or `BANK_DB`): it opens accounts
+ * (once: later runs find them open), handles a burst of concurrent deposits and withdrawals with
+ * optimistic concurrency (load, decide, append at the loaded version, retry on conflict), then rebuilds
+ * balances from the global log and checks them against each stream. Run it twice: the second run
+ * continues from the stored events. Deciders, projections and the HTTP browser will replace the
+ * hand-written parts here as they land.
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Event, EventStore } from "effect-eventsourcing"
+import { SqlEventStore, Sqlite } from "effect-eventsourcing/sql"
 
 type Command =
   | { readonly _tag: "Open"; readonly owner: string }
@@ -81,7 +86,14 @@ const accounts = ["alice", "bob", "carol"]
 
 const program = Effect.gen(function* () {
   const store = yield* EventStore.EventStore
-  yield* Effect.forEach(accounts, (id) => handle(id, { _tag: "Open", owner: id }))
+  yield* Effect.forEach(accounts, (id) =>
+    handle(id, { _tag: "Open", owner: id }).pipe(
+      Effect.catchIf(
+        (e) => e === "already open",
+        () => Effect.void
+      )
+    )
+  )
 
   let rejected = 0
   yield* Effect.forEach(
@@ -119,4 +131,14 @@ const program = Effect.gen(function* () {
   yield* Effect.log(`300 commands handled, ${rejected} rejected by the domain (insufficient funds)`)
 })
 
-Effect.runPromise(program.pipe(Effect.provide(EventStore.layerMemory())))
+const database = process.env.BANK_DB ?? path.join(".data", "bank.db")
+fs.mkdirSync(path.dirname(database), { recursive: true })
+
+const BankStore = SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename: database })))
+
+Effect.runPromise(
+  program.pipe(
+    Effect.tap(() => Effect.log(`events stored in ${database}`)),
+    Effect.provide(BankStore)
+  )
+)

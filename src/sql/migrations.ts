@@ -95,7 +95,7 @@ const createEventTables = (t: Tables) =>
             metadata jsonb not null,
             recorded_at timestamptz not null default now(),
             constraint ${sql(`${prefixOf(t.events)}events_stream_version`)} unique (stream_id, version),
-            constraint ${sql(`${prefixOf(t.events)}events_stream_event_id`)} unique (stream_id, event_id)
+            constraint ${sql(`${prefixOf(t.events)}events_event_id_stream`)} unique (event_id, stream_id)
           )`,
             sql`create index ${sql(`${prefixOf(t.events)}events_global`)} on ${sql(t.events)} (transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, transaction_id, position)`,
@@ -156,19 +156,24 @@ declare
   v_stored integer[];
   v_positions bigint[];
 begin
-  select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
-  if not found then
-    v_current := 0;
-    if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
-      -- create the stream row; a concurrent creator makes us wait for its commit, then we lock its row
-      insert into ${t.streams} (stream_id, version) values (p_stream_id, 0) on conflict (stream_id) do nothing;
-      if not found then
-        select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
-      end if;
+  v_current := null;
+  if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
+    -- the common case of a new stream: create its row at its final version; if it exists (or a concurrent
+    -- creator holds it, whose commit we then wait for), fall through to locking the existing row
+    insert into ${t.streams} (stream_id, version) values (p_stream_id, v_count) on conflict (stream_id) do nothing;
+    if found then
+      v_current := 0;
+    end if;
+  end if;
+  if v_current is null then
+    select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
+    if not found then
+      v_current := 0;
     end if;
   end if;
 
   if v_current > 0 and v_count > 0 then
+    -- some of these ids may be stored already: report where, the caller tells a retry from a conflict
     select array_agg(e.version order by i.ord) into v_stored
     from jsonb_array_elements(p_events) with ordinality as i(event, ord)
     left join ${t.events} e on e.stream_id = p_stream_id and e.event_id = (i.event->>'eventId')::uuid;
@@ -201,7 +206,9 @@ begin
   )
   select array_agg(position order by version) into v_positions from inserted;
 
-  update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
+  if v_current > 0 then
+    update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
+  end if;
   return query select 'ok'::text, v_current + v_count, v_positions, null::integer[];
 end
 $fn$`

@@ -1,0 +1,137 @@
+/**
+ * R2: read every event in global order with a catch-up reader (`readAll`, 1,000-event pages), counting
+ * gaps and duplicates and sampling the process's RSS after 10% and after all of the events (memory
+ * must stay flat: reads are paged). Baseline: a raw keyset read of 1,000-row pages with `pg`.
+ */
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import type pg from "pg"
+import * as Event from "../../src/Event.js"
+import { type Measurement, median, type Options, payload, type Result, result, scaled } from "../harness.js"
+import { schema } from "../raw.js"
+import { type Target, withFreshStore } from "../targets.js"
+
+const pageSize = 1000
+const eventsPerAppend = 50
+
+const mb = (bytes: number) => Math.round(bytes / 1024 / 1024)
+
+interface ReadRun extends Measurement {
+  readonly gaps: number
+  readonly duplicates: number
+  readonly rssAtTenth: number
+  readonly rssAtEnd: number
+  readonly peakRss: number
+}
+
+const rawRead = async (pool: pg.Pool, total: number): Promise<Measurement> => {
+  const start = performance.now()
+  let last = "0"
+  let n = 0
+  for (;;) {
+    const { rows } = await pool.query<{ position: string }>(
+      `select position, stream_id, version, event_id, type, data, metadata, recorded_at
+       from ${schema}.events where position > $1 order by position limit ${pageSize}`,
+      [last]
+    )
+    if (rows.length === 0) break
+    n += rows.length
+    last = rows[rows.length - 1]!.position
+  }
+  if (n !== total) throw new Error(`raw read saw ${n} rows, expected ${total}`)
+  return { ops: n, seconds: (performance.now() - start) / 1000, latencies: [] }
+}
+
+const fill = (store: Parameters<Parameters<typeof withFreshStore>[1]>[0], total: number) =>
+  Effect.forEach(
+    Array.from({ length: Math.ceil(total / eventsPerAppend) }, (_, i) => i),
+    (i) =>
+      Effect.flatMap(
+        Effect.all(Array.from({ length: eventsPerAppend }, () => Event.make({ type: "Deposited", data: payload }))),
+        (events) => store.append(`R2-${i}`, events)
+      ),
+    { concurrency: 8, discard: true }
+  )
+
+const readAll = (store: Parameters<Parameters<typeof withFreshStore>[1]>[0], total: number) =>
+  Effect.suspend(() => {
+    const seen = new Set<string>()
+    let duplicates = 0
+    let outOfOrder = 0
+    let previous = Event.start
+    let rssAtTenth = 0
+    let peakRss = 0
+    const start = performance.now()
+    return Stream.runForEach(store.readAll({ batchSize: pageSize }), (event) =>
+      Effect.sync(() => {
+        if (seen.has(event.eventId)) duplicates++
+        seen.add(event.eventId)
+        const checkpoint = Event.checkpointOf(event)
+        if (Event.checkpointOrder(checkpoint, previous) <= 0) outOfOrder++
+        previous = checkpoint
+        if (seen.size % pageSize === 0) {
+          const rss = process.memoryUsage().rss
+          peakRss = Math.max(peakRss, rss)
+          if (seen.size === Math.round(total / 10 / pageSize) * pageSize) rssAtTenth = rss
+        }
+      })
+    ).pipe(
+      Effect.map((): ReadRun => ({
+        ops: seen.size,
+        seconds: (performance.now() - start) / 1000,
+        latencies: [],
+        gaps: total - seen.size + outOfOrder,
+        duplicates,
+        rssAtTenth,
+        rssAtEnd: process.memoryUsage().rss,
+        peakRss
+      }))
+    )
+  })
+
+export const R2 = async (
+  options: Options,
+  pool: pg.Pool,
+  targets: ReadonlyArray<Target>
+): Promise<ReadonlyArray<Result>> => {
+  const total = scaled(options, 100_000, 2000)
+  await pool.query(`truncate ${schema}.events`)
+  await pool.query(
+    `insert into ${schema}.events (stream_id, version, event_id, type, data, metadata)
+     select 'R2-' || (g / ${eventsPerAppend}), (g % ${eventsPerAppend}) + 1, gen_random_uuid(), 'Deposited', $1::jsonb, '{}'
+     from generate_series(0, $2 - 1) as g`,
+    [JSON.stringify(payload), total]
+  )
+  const rate = (m: Measurement) => m.ops / m.seconds
+  const raw = await median(options.repetitions, () => rawRead(pool, total), rate)
+  const results: Array<Result> = []
+  for (const target of targets) {
+    const run = await withFreshStore(target, (store) =>
+      Effect.gen(function* () {
+        yield* fill(store, total)
+        const runs: Array<ReadRun> = []
+        for (let i = 0; i < options.repetitions; i++) runs.push(yield* readAll(store, total))
+        return runs.sort((a, b) => rate(a) - rate(b))[Math.floor(runs.length / 2)]!
+      })
+    )
+    results.push(
+      result({
+        id: "R2",
+        store: target.name,
+        value: rate(run),
+        unit: "events/s",
+        baseline: rate(raw),
+        notes: `${total} events`,
+        extra: {
+          gaps: run.gaps,
+          duplicates: run.duplicates,
+          rss_mb_at_10pct: mb(run.rssAtTenth),
+          rss_mb_at_end: mb(run.rssAtEnd),
+          peak_rss_mb: mb(run.peakRss)
+        }
+      })
+    )
+  }
+  results.push(result({ id: "R2", store: "raw-pg", value: rate(raw), unit: "events/s", notes: "the baseline" }))
+  return results
+}

@@ -1,0 +1,10 @@
+import * as Layer from "effect/Layer"
+import { Postgres, Sqlite, SqlEventStore } from "effect-eventsourcing/sql"
+
+// embedded: an SQLite file (or ":memory:")
+export const Embedded = SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename: "events.db" })))
+
+// production: PostgreSQL; `schema` and `tablePrefix` let several stores share a database
+export const Production = SqlEventStore.layer({ schema: "bank" }).pipe(
+  Layer.provide(Postgres.layer({ url: "postgres://app@db:5432/bank" }))
+)

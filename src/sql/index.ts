@@ -1,0 +1,8 @@
+/**
+ * SQL implementations of the library's services, written against `@effect/sql`'s `SqlClient`, and client
+ * Layers configured for them. A separate entry point (`effect-eventsourcing/sql`) so that users of the
+ * core modules do not load database drivers.
+ */
+export * as Postgres from "./Postgres.js"
+export * as SqlEventStore from "./SqlEventStore.js"
+export * as Sqlite from "./Sqlite.js"
