@@ -38,6 +38,7 @@ const nameProblem = (what: string, maxLength: number) => (s: string) => {
 }
 
 const streamIdProblem = nameProblem("a stream id", maxStreamIdLength)
+const eventTypeProblem = nameProblem("an event type", maxEventTypeLength)
 
 /** A validated stream id: non-empty, at most {@link maxStreamIdLength} characters, printable, trimmed. */
 export const StreamId = Schema.String.pipe(
@@ -83,7 +84,7 @@ export const categoryOf = (streamId: string): string => {
 
 /** An event type name, such as `"MoneyDeposited"`; the same rules as a stream id. */
 export const EventType = Schema.String.pipe(
-  Schema.filter((s) => nameProblem("an event type", maxEventTypeLength)(s) ?? true, { identifier: "EventType" })
+  Schema.filter((s) => eventTypeProblem(s) ?? true, { identifier: "EventType" })
 )
 
 /** An event id: a UUID in canonical lower-case form (v7 when generated here). */
@@ -120,8 +121,11 @@ export type Metadata = typeof Metadata.Type
 // events
 // ---------------------------------------------------------------------------------------------------
 
+/** Largest version number of any kind (a 32-bit signed integer, what SQL stores hold). */
+export const maxVersion = 2 ** 31 - 1
+
 /** Version of an event's payload schema; starts at 1 and is what upcasters step from. */
-export const SchemaVersion = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
+export const SchemaVersion = Schema.Int.pipe(Schema.between(1, maxVersion))
 
 /**
  * An event to append. `data` and `metadata` must be plain JSON values (see the store's `InvalidAppend`):
@@ -135,6 +139,37 @@ export const EventData = Schema.Struct({
   metadata: Schema.optional(Metadata)
 })
 export type EventData = typeof EventData.Type
+
+const metadataKeys = ["correlationId", "causationId", "commandId", "principal", "tenantId", "traceparent"] as const
+
+const isPlainObject = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * Why `value` is not an {@link EventData}, or `undefined` if it is: the same rules as the Schema, checked
+ * without its machinery because every appended event goes through it (the test suite checks that both
+ * agree). `data` and `metadata` values (including a missing `data`) are checked as JSON by the store.
+ */
+export const eventDataProblem = (value: unknown): string | undefined => {
+  if (!isPlainObject(value)) return "an event must be an object"
+  if (typeof value.eventId !== "string" || !Uuid.pattern.test(value.eventId)) {
+    return "eventId must be a UUID in canonical lower-case form"
+  }
+  if (typeof value.type !== "string") return "type must be a string"
+  const typeProblem = eventTypeProblem(value.type)
+  if (typeProblem !== undefined) return typeProblem
+  const version = value.schemaVersion
+  if (typeof version !== "number" || !Number.isInteger(version) || version < 1 || version > maxVersion) {
+    return `schemaVersion must be an integer from 1 to ${maxVersion}`
+  }
+  const metadata = value.metadata
+  if (metadata === undefined) return undefined
+  if (!isPlainObject(metadata)) return "metadata must be an object"
+  for (const key of metadataKeys) {
+    if (metadata[key] !== undefined && typeof metadata[key] !== "string") return `metadata.${key} must be a string`
+  }
+  return undefined
+}
 
 /** Builds an {@link EventData}, generating a UUIDv7 event id unless one is given. */
 export const make = (fields: {
@@ -208,7 +243,7 @@ export const ExpectedVersion = Schema.Union(
   Schema.TaggedStruct("Any", {}),
   Schema.TaggedStruct("NoStream", {}),
   Schema.TaggedStruct("StreamExists", {}),
-  Schema.TaggedStruct("Exact", { version: Schema.NonNegativeInt })
+  Schema.TaggedStruct("Exact", { version: Schema.Int.pipe(Schema.between(0, maxVersion)) })
 )
 export type ExpectedVersion = typeof ExpectedVersion.Type
 
@@ -220,6 +255,25 @@ export const NoStream: ExpectedVersion = { _tag: "NoStream" }
 export const StreamExists: ExpectedVersion = { _tag: "StreamExists" }
 /** Append only if the stream is exactly at `version` (0 = no stream). */
 export const Exact = (version: number): ExpectedVersion => ({ _tag: "Exact", version })
+
+/** Why `value` is not an {@link ExpectedVersion}, or `undefined` if it is. */
+export const expectedVersionProblem = (value: unknown): string | undefined => {
+  if (!isPlainObject(value)) return "an expected version must be an object"
+  switch (value._tag) {
+    case "Any":
+    case "NoStream":
+    case "StreamExists":
+      return undefined
+    case "Exact": {
+      const v = value.version
+      return typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= maxVersion
+        ? undefined
+        : `an exact expected version must be an integer from 0 to ${maxVersion}`
+    }
+    default:
+      return "an expected version is Any, NoStream, StreamExists or Exact"
+  }
+}
 
 /** Whether a stream currently at `actual` satisfies `expected`. */
 export const satisfies = (expected: ExpectedVersion, actual: number): boolean => {

@@ -63,6 +63,8 @@ export const InvalidAppendReason = Schema.Literal(
   "EventTooLarge",
   /** an event does not match {@link Event.EventData} (id, type, schema version) */
   "InvalidEvent",
+  /** the expected version is not an {@link Event.ExpectedVersion} */
+  "InvalidExpectedVersion",
   /** data or metadata is not storable JSON (bigint, undefined, cycle, NUL, class instance...) */
   "InvalidJson",
   /** the same event id twice in one append */
@@ -203,8 +205,6 @@ export interface PreparedAppend {
   readonly events: ReadonlyArray<PreparedEvent>
 }
 
-const decodeEventData = Schema.decodeUnknownEither(Event.EventData)
-
 /**
  * Validates an append against the contract and the limits, before any I/O. For implementers of the
  * contract: every store calls this so that bad input is refused identically everywhere.
@@ -219,15 +219,18 @@ export const prepareAppend = (
     const invalid = (reason: InvalidAppendReason, detail: string, index?: number) =>
       Effect.fail(new InvalidAppend({ streamId: id, reason, detail, ...(index === undefined ? {} : { index }) }))
     if (!Array.isArray(events)) return invalid("InvalidEvent", "events must be an array")
+    const expectedVersion = options?.expectedVersion === undefined ? Event.Any : options.expectedVersion
+    const expectedProblem = Event.expectedVersionProblem(expectedVersion)
+    if (expectedProblem !== undefined) return invalid("InvalidExpectedVersion", expectedProblem)
     if (events.length > limits.maxEventsPerAppend) {
       return invalid("TooManyEvents", `${events.length} events, the limit is ${limits.maxEventsPerAppend}`)
     }
     const prepared: Array<PreparedEvent> = []
     const seen = new Set<string>()
     for (let index = 0; index < events.length; index++) {
-      const decoded = decodeEventData(events[index])
-      if (Either.isLeft(decoded)) return invalid("InvalidEvent", decoded.left.message, index)
-      const event = decoded.right
+      const event = events[index]!
+      const problem = Event.eventDataProblem(event)
+      if (problem !== undefined) return invalid("InvalidEvent", problem, index)
       if (seen.has(event.eventId)) return invalid("DuplicateEventId", `event id ${event.eventId} repeats`, index)
       seen.add(event.eventId)
       const metadata = event.metadata ?? {}
@@ -239,12 +242,20 @@ export const prepareAppend = (
       if (bytes > limits.maxEventBytes) {
         return invalid("EventTooLarge", `${bytes} bytes of JSON, the limit is ${limits.maxEventBytes}`, index)
       }
-      prepared.push({ ...event, metadata, dataJson: dataJson.right, metadataJson: metadataJson.right })
+      prepared.push({
+        eventId: event.eventId,
+        type: event.type,
+        schemaVersion: event.schemaVersion,
+        data: event.data,
+        metadata,
+        dataJson: dataJson.right,
+        metadataJson: metadataJson.right
+      })
     }
     return Effect.succeed({
       streamId: id,
       category: Event.categoryOf(id),
-      expectedVersion: options?.expectedVersion ?? Event.Any,
+      expectedVersion,
       events: prepared
     })
   })

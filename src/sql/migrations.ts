@@ -75,6 +75,12 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
     })
   }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "migrate", cause })))
 
+/**
+ * PostgreSQL indexes, each paid for on every insert, so only what reads need: (stream, version) for
+ * stream reads and the version check, (event id, stream) for idempotency and event lookups,
+ * (transaction, position) for global reads, (category, transaction, position) for category reads. Type
+ * filters are applied in SQL on top of those. Positions come from an identity, unique without an index.
+ */
 const createEventTables = (t: Tables) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -83,7 +89,7 @@ const createEventTables = (t: Tables) =>
         Effect.all(
           [
             sql`create table ${sql(t.events)} (
-            position bigint generated always as identity primary key,
+            position bigint generated always as identity,
             transaction_id xid8 not null default pg_current_xact_id(),
             stream_id text not null,
             category text not null,
@@ -94,7 +100,7 @@ const createEventTables = (t: Tables) =>
             data jsonb not null,
             metadata jsonb not null,
             recorded_at timestamptz not null default now(),
-            constraint ${sql(`${prefixOf(t.events)}events_stream_version`)} unique (stream_id, version),
+            constraint ${sql(`${prefixOf(t.events)}events_pkey`)} primary key (stream_id, version),
             constraint ${sql(`${prefixOf(t.events)}events_event_id_stream`)} unique (event_id, stream_id)
           )`,
             sql`create index ${sql(`${prefixOf(t.events)}events_global`)} on ${sql(t.events)} (transaction_id, position)`,

@@ -60,7 +60,9 @@ const readCategory = (category: string, options?: EventStore.ReadAllOptions) =>
   Effect.flatMap(store, (s) => collect(s.readAll({ ...options, categories: [category] })))
 
 const append = (streamId: string, events: ReadonlyArray<Event.EventData>, expectedVersion?: Event.ExpectedVersion) =>
-  Effect.flatMap(store, (s) => s.append(streamId, events, expectedVersion ? { expectedVersion } : undefined))
+  Effect.flatMap(store, (s) =>
+    s.append(streamId, events, expectedVersion === undefined ? undefined : { expectedVersion })
+  )
 
 const versionOf = (streamId: string) => Effect.flatMap(store, (s) => s.streamVersion(streamId))
 
@@ -514,7 +516,7 @@ const badInput: ReadonlyArray<Check> = [
   ),
   check(
     "9 bad input",
-    "malformed events, duplicates within an append and too many events are refused",
+    "malformed events, bad expected versions, duplicates within an append and too many events are refused",
     Effect.gen(function* () {
       const id = `${yield* uniqueCategory}-1`
       const [good] = yield* newEvents(1)
@@ -532,6 +534,19 @@ const badInput: ReadonlyArray<Check> = [
         assertInvalid(yield* Effect.flip(append(id, [good!, event as Event.EventData])), "InvalidEvent", 1)
       }
       assertInvalid(yield* Effect.flip(append(id, [good!, good!])), "DuplicateEventId", 1)
+      for (const expected of [
+        { _tag: "Exact", version: -1 },
+        { _tag: "Exact", version: 1.5 },
+        { _tag: "Exact", version: 2 ** 31 },
+        { _tag: "Later" },
+        null
+      ]) {
+        assertInvalid(
+          yield* Effect.flip(append(id, [good!], expected as Event.ExpectedVersion)),
+          "InvalidExpectedVersion"
+        )
+      }
+      assertInvalid(yield* Effect.flip(append(id, [{ ...good!, schemaVersion: 2 ** 31 }])), "InvalidEvent", 0)
       const tooMany = yield* newEvents(EventStore.defaultLimits.maxEventsPerAppend + 1)
       assertInvalid(yield* Effect.flip(append(id, tooMany)), "TooManyEvents")
       yield* assertStream(id, [])
