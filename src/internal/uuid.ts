@@ -21,8 +21,8 @@ let offset = pool.length
 
 const hex = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
 
-/** Formats a UUIDv7 from a millisecond timestamp and 10 random bytes taken from the pool. */
-const format = (millis: number): string => {
+/** A UUIDv7 for a millisecond timestamp, with 10 random bytes taken from the pool. */
+export const fromMillis = (millis: number): string => {
   if (offset + 10 > pool.length) {
     randomFillSync(pool)
     offset = 0
@@ -54,4 +54,4 @@ const format = (millis: number): string => {
 }
 
 /** A new UUIDv7. */
-export const v7: Effect.Effect<string> = Effect.map(Clock.currentTimeMillis, format)
+export const v7: Effect.Effect<string> = Effect.map(Clock.currentTimeMillis, fromMillis)
