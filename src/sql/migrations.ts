@@ -58,22 +58,44 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
   })
 }
 
-/** Creates or upgrades the store's tables. */
+/**
+ * Creates or upgrades the store's tables. On PostgreSQL the whole run holds a transaction-scoped advisory
+ * lock keyed by the migrations table, so processes starting together do not race to create it.
+ */
 export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    yield* sql.onDialectOrElse({
+      pg: () => sql`select pg_advisory_xact_lock(hashtext(${t.migrations}))`,
+      orElse: () => Effect.void
+    })
     if (t.schema !== undefined) {
       yield* sql.onDialectOrElse({
         pg: () => sql`create schema if not exists ${sql(t.schema!)}`,
         orElse: () =>
-          Effect.dieMessage("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database")
+          Effect.fail(
+            new Error("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database")
+          )
       })
     }
+    // the Migrator probes its table with a query that fails when the table is missing, which would abort
+    // this transaction: create it first (the Migrator's own layout), under the lock
+    yield* sql.onDialectOrElse({
+      pg: () => sql`create table if not exists ${sql(t.migrations)} (
+        migration_id integer primary key,
+        created_at timestamp with time zone not null default now(),
+        name text not null
+      )`,
+      orElse: () => Effect.void
+    })
     yield* Migrator.make({})({
       loader: Migrator.fromRecord({ "1_events": createEventTables(t) }),
       table: t.migrations
     })
-  }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "migrate", cause })))
+  }).pipe(
+    (run) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(run)),
+    Effect.mapError((cause) => new EventStoreError({ operation: "migrate", cause }))
+  )
 
 /**
  * PostgreSQL indexes, each paid for on every insert, so only what reads need: (stream, version) for

@@ -1,4 +1,8 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Event from "../../src/Event.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { isolatedPrefix } from "../support/ids.js"
 import { pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
@@ -10,3 +14,73 @@ suite("SqlEventStore on SQLite (file)", SqlEventStore.layer({ tablePrefix: "evt_
 
 const schema = isolatedPrefix(import.meta.url)
 suite("SqlEventStore on PostgreSQL", SqlEventStore.layer({ schema }).pipe(Layer.provide(pgWithSchema(schema))))
+
+const tick = Event.make({ type: "Tick", data: {} })
+const isolated = `${schema}_mig`
+const burn = `${schema}_burn`
+
+describe("SqlEventStore configuration and migrations", () => {
+  it.effect("refuses table names that are not plain identifiers, with a typed error", () =>
+    Effect.gen(function* () {
+      for (const options of [{ tablePrefix: "Bad-Prefix" }, { tablePrefix: "x; drop table y" }, { schema: "1abc" }]) {
+        const error = yield* Effect.flip(SqlEventStore.make(options))
+        assert.strictEqual(error._tag, "EventStoreError")
+        assert.strictEqual(error.operation, "configure")
+      }
+    }).pipe(Effect.provide(sqliteMemory))
+  )
+
+  it.effect("the schema option on SQLite is a typed error", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(SqlEventStore.make({ schema: "elsewhere" }))
+      assert.strictEqual(error._tag, "EventStoreError")
+    }).pipe(Effect.provide(sqliteMemory))
+  )
+
+  it.scoped("migrations are idempotent, concurrent starts included, and prefixes isolate stores", () =>
+    Effect.gen(function* () {
+      const first = yield* Effect.all(
+        [SqlEventStore.make({ schema: isolated }), SqlEventStore.make({ schema: isolated })],
+        { concurrency: "unbounded" }
+      )
+      yield* first[0].append("A-1", [yield* tick])
+      const again = yield* SqlEventStore.make({ schema: isolated })
+      assert.strictEqual(yield* again.streamVersion("A-1"), 1)
+      const other = yield* SqlEventStore.make({ schema: isolated, tablePrefix: "other_" })
+      assert.strictEqual(yield* other.streamVersion("A-1"), 0)
+    }).pipe(Effect.provide(pgWithSchema(isolated)))
+  )
+
+  it.effect("a failed concurrency check consumes no global position (PostgreSQL and SQLite)", () =>
+    Effect.gen(function* () {
+      for (const client of [pgWithSchema(burn), sqliteMemory] as const) {
+        yield* Effect.gen(function* () {
+          const store = yield* SqlEventStore.make({
+            schema: client === sqliteMemory ? undefined : burn
+          } as SqlEventStore.Options)
+          const first = yield* store.append("B-1", [yield* tick])
+          for (const expected of [Event.NoStream, Event.Exact(7)]) {
+            yield* Effect.flip(store.append("B-1", [yield* tick, yield* tick], { expectedVersion: expected }))
+          }
+          const next = yield* store.append("B-2", [yield* tick])
+          assert.strictEqual(next.positions[0], first.positions[0]! + 1n)
+        }).pipe(Effect.provide(client), Effect.scoped)
+      }
+    })
+  )
+
+  it.effect("appends join an enclosing transaction: a rollback removes them", () =>
+    Effect.gen(function* () {
+      const store = yield* SqlEventStore.make()
+      const sql = yield* SqlClient.SqlClient
+      const rolledBack = yield* Effect.exit(
+        Effect.gen(function* () {
+          yield* store.append("C-1", [yield* tick])
+          return yield* Effect.fail("abort")
+        }).pipe(sql.withTransaction)
+      )
+      assert.isTrue(rolledBack._tag === "Failure")
+      assert.strictEqual(yield* store.streamVersion("C-1"), 0)
+    }).pipe(Effect.provide(sqliteMemory))
+  )
+})
