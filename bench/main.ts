@@ -9,6 +9,7 @@ import { closePool, openPool } from "./raw.js"
 import { B0 } from "./workloads/driver.js"
 import { targets as allTargets } from "./targets.js"
 import { W1, W2, W3 } from "./workloads/append.js"
+import { U1 } from "./workloads/codec.js"
 import { R2 } from "./workloads/read.js"
 
 const { values } = parseArgs({
@@ -35,7 +36,8 @@ const workloads: ReadonlyArray<{
   { id: "W1", run: (pool) => W1(options, pool, targets) },
   { id: "W2", run: (pool) => W2(options, pool, targets) },
   { id: "W3", run: (pool) => W3(options, pool, targets) },
-  { id: "R2", run: (pool) => R2(options, pool, targets) }
+  { id: "R2", run: (pool) => R2(options, pool, targets) },
+  { id: "U1", run: () => U1(options) }
 ]
 
 const only = values.only?.split(",").map((s) => s.trim().toUpperCase())

@@ -5,3 +5,4 @@
  */
 export * as Event from "./Event.js"
 export * as EventStore from "./EventStore.js"
+export * as Upcaster from "./Upcaster.js"
