@@ -5,9 +5,10 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { main } from "../examples/quickstart.js"
+import * as Upcasting from "../examples/upcasting.js"
 
 describe("examples", () => {
-  for (const example of ["quickstart.ts", "stores.ts"]) {
+  for (const example of ["quickstart.ts", "stores.ts", "upcasting.ts"]) {
     it.effect(`the README shows examples/${example} verbatim (so its code is type-checked)`, () =>
       Effect.sync(() => {
         const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
@@ -16,6 +17,19 @@ describe("examples", () => {
       })
     )
   }
+
+  it.effect("the upcasting example reads both events as MoneyDeposited v2", () =>
+    Effect.gen(function* () {
+      const events = yield* Upcasting.main
+      assert.deepStrictEqual(
+        [...events],
+        [
+          { _tag: "MoneyDeposited", amount: 12.5 },
+          { _tag: "MoneyDeposited", amount: 5 }
+        ]
+      )
+    })
+  )
 
   it.effect("the quick start runs", () =>
     Effect.gen(function* () {
