@@ -176,13 +176,12 @@ const prefixOf = (qualified: string) => qualified.slice(qualified.lastIndexOf(".
 const pgAppendFunction = (t: Tables) => `
 create or replace function ${t.appendFunction}(
   p_stream_id text, p_category text, p_expected_kind text, p_expected_version integer, p_events jsonb
-) returns table (o_outcome text, o_version integer, o_positions bigint[], o_stored integer[])
-language plpgsql as $fn$
+,
+  out o_outcome text, out o_version integer, out o_positions bigint[], out o_stored integer[]
+) language plpgsql as $fn$
 declare
   v_current integer;
   v_count integer := jsonb_array_length(p_events);
-  v_stored integer[];
-  v_positions bigint[];
 begin
   v_current := null;
   if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
@@ -202,25 +201,30 @@ begin
 
   if v_current > 0 and v_count > 0 then
     -- some of these ids may be stored already: report where, the caller tells a retry from a conflict
-    select array_agg(e.version order by i.ord) into v_stored
+    select array_agg(e.version order by i.ord) into o_stored
     from jsonb_array_elements(p_events) with ordinality as i(event, ord)
     left join ${t.events} e on e.stream_id = p_stream_id and e.event_id = (i.event->>'eventId')::uuid;
-    if exists (select 1 from unnest(v_stored) as v where v is not null) then
-      return query select 'duplicates'::text, v_current, null::bigint[], v_stored;
+    if exists (select 1 from unnest(o_stored) as v where v is not null) then
+      o_outcome := 'duplicates';
+      o_version := v_current;
       return;
     end if;
+    o_stored := null;
   end if;
 
   if not (p_expected_kind = 'Any'
       or (p_expected_kind = 'NoStream' and v_current = 0)
       or (p_expected_kind = 'StreamExists' and v_current > 0)
       or (p_expected_kind = 'Exact' and v_current = p_expected_version)) then
-    return query select 'conflict'::text, v_current, null::bigint[], null::integer[];
+    o_outcome := 'conflict';
+    o_version := v_current;
     return;
   end if;
 
+  o_outcome := 'ok';
+  o_version := v_current + v_count;
   if v_count = 0 then
-    return query select 'ok'::text, v_current, '{}'::bigint[], null::integer[];
+    o_positions := '{}';
     return;
   end if;
 
@@ -232,11 +236,10 @@ begin
     order by i.ord
     returning position, version
   )
-  select array_agg(position order by version) into v_positions from inserted;
+  select array_agg(position order by version) into o_positions from inserted;
 
   if v_current > 0 then
     update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
   end if;
-  return query select 'ok'::text, v_current + v_count, v_positions, null::integer[];
 end
 $fn$`
