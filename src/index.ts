@@ -6,3 +6,4 @@
 export * as Event from "./Event.js"
 export * as EventStore from "./EventStore.js"
 export * as Upcaster from "./Upcaster.js"
+export * as Aggregate from "./Aggregate.js"

@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import { randomFillSync } from "node:crypto"
+import { createHash, randomFillSync } from "node:crypto"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 
@@ -55,3 +55,34 @@ export const fromMillis = (millis: number): string => {
 
 /** A new UUIDv7. */
 export const v7: Effect.Effect<string> = Effect.map(Clock.currentTimeMillis, fromMillis)
+
+/**
+ * A name-based UUID (version 8, RFC 9562's custom layout) from the SHA-256 of `name`: the same name
+ * always gives the same id. Used for ids that must be reproducible, such as the events of a command.
+ */
+export const fromName = (name: string): string => {
+  const h = createHash("sha256").update(name, "utf8").digest()
+  const b = (i: number) => hex[h[i]!]!
+  return (
+    b(0) +
+    b(1) +
+    b(2) +
+    b(3) +
+    "-" +
+    b(4) +
+    b(5) +
+    "-" +
+    hex[0x80 | (h[6]! & 0x0f)]! +
+    b(7) +
+    "-" +
+    hex[0x80 | (h[8]! & 0x3f)]! +
+    b(9) +
+    "-" +
+    b(10) +
+    b(11) +
+    b(12) +
+    b(13) +
+    b(14) +
+    b(15)
+  )
+}

@@ -1,0 +1,250 @@
+/**
+ * Aggregates as deciders: pure `decide`/`evolve` functions over Schema-typed events, and the command
+ * handling loop around them.
+ *
+ * Handling a command loads the stream (its events through the decider's codec, so old versions are
+ * upcast), folds them with `evolve`, asks `decide` for new events, and appends them with the loaded
+ * version as the expected version. If another writer got there first the append fails with
+ * `ConcurrencyConflict`, nothing is written, and the whole load-decide-append runs again under a
+ * `Schedule`: a decision taken on stale state never commits.
+ *
+ * **Idempotency**: when the command carries a `commandId` (in its metadata or the {@link CommandContext}),
+ * its events get ids derived from (command id, stream, index) and record the command id; handling the
+ * same command again on a stream that already holds its events returns the first result and appends
+ * nothing. (This looks at the stream's own history: a TTL-bound dedup table is still to come.)
+ *
+ * **Metadata**: correlation id, causation id (the command id), command id, principal, tenant and the W3C
+ * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Event from "./Event.js"
+import * as EventStore from "./EventStore.js"
+import * as Uuid from "./internal/uuid.js"
+import * as Upcaster from "./Upcaster.js"
+
+/** A decider: the pure definition of an aggregate. */
+export interface Decider<C, E extends { readonly _tag: string }, S, DE> {
+  /** Stream category: the aggregate with id `42` lives in stream `<category>-42`. */
+  readonly category: string
+  /** Encodes and decodes (upcasting) the aggregate's events. */
+  readonly codec: Upcaster.EventCodec<E>
+  readonly initialState: S
+  /** Pure and total: the state after an event. */
+  readonly evolve: (state: S, event: E) => S
+  /** Pure: the events a command produces in a state, or a typed domain error. */
+  readonly decide: (command: C, state: S) => Effect.Effect<ReadonlyArray<E>, DE>
+}
+
+/** What `decide` may return: events, a domain error, or an Effect of either. */
+export type Decision<E, DE> =
+  ReadonlyArray<E> | Either.Either<ReadonlyArray<E>, DE> | Effect.Effect<ReadonlyArray<E>, DE>
+
+/**
+ * Defines a decider. The event codec is built and checked here, so a broken upcaster declaration fails
+ * where the aggregate is defined (an `UpcasterConfigError` thrown at startup: a wiring bug).
+ */
+export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(options: {
+  readonly category: string
+  readonly events: Schema.Schema<E, EI>
+  readonly versions?: Upcaster.CodecOptions<E, EI>["versions"]
+  readonly upcasters?: ReadonlyArray<Upcaster.Upcaster>
+  readonly initialState: S
+  readonly evolve: (state: S, event: E) => S
+  readonly decide: (command: C, state: S) => Decision<E, DE>
+}): Decider<C, E, S, DE> => {
+  if (options.category.length === 0 || options.category.includes("-")) {
+    throw new Error(`an aggregate category must be non-empty and contain no '-': ${JSON.stringify(options.category)}`)
+  }
+  const codec = Effect.runSync(
+    Upcaster.codec({
+      events: options.events,
+      ...(options.versions === undefined ? {} : { versions: options.versions }),
+      ...(options.upcasters === undefined ? {} : { upcasters: options.upcasters })
+    })
+  )
+  return {
+    category: options.category,
+    codec,
+    initialState: options.initialState,
+    evolve: options.evolve,
+    decide: (command, state) => asEffect(options.decide(command, state))
+  }
+}
+
+const asEffect = <E, DE>(decision: Decision<E, DE>): Effect.Effect<ReadonlyArray<E>, DE> =>
+  Effect.isEffect(decision)
+    ? decision
+    : Either.isEither(decision)
+      ? decision
+      : Effect.succeed(decision as ReadonlyArray<E>)
+
+/** The context of the command being handled; its metadata goes into every event it produces. */
+export class CommandContext extends Context.Reference<CommandContext>()("effect-eventsourcing/CommandContext", {
+  defaultValue: (): Event.Metadata => ({})
+}) {}
+
+/** Runs `effect` with `metadata` (command id, correlation id, principal...) as its command context. */
+export const withCommandContext =
+  (metadata: Event.Metadata) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.provideService(effect, CommandContext, metadata)
+
+/** Options of one command handling. */
+export interface HandleOptions {
+  /** Merged over the {@link CommandContext}. */
+  readonly metadata?: Event.Metadata
+  /** Replaces the handler's retry schedule for conflicts. */
+  readonly retry?: Schedule.Schedule<unknown, unknown>
+  /** Tolerant-reader policy while loading; default `fail`. */
+  readonly policy?: Upcaster.Policy
+}
+
+/** The outcome of a handled command. */
+export interface HandleResult<E> {
+  readonly streamId: Event.StreamId
+  /** The stream's version after the command (unchanged if it produced no events). */
+  readonly version: number
+  /** The events the command produced, in order. */
+  readonly events: ReadonlyArray<E>
+  /** Their global positions. */
+  readonly positions: ReadonlyArray<bigint>
+  /** True when the command had already been handled and this is its first result. */
+  readonly duplicate: boolean
+}
+
+/** Everything handling a command can fail with besides the decider's own errors. */
+export type HandleError =
+  | EventStore.ConcurrencyConflict
+  | EventStore.InvalidAppend
+  | EventStore.EventStoreError
+  | Event.InvalidStreamId
+  | Upcaster.EventDecodeError
+  | Upcaster.EventEncodeError
+
+/** Default retry on conflicts: up to 5 more attempts, exponential from 5 ms, jittered. */
+export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("5 millis").pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(5))
+)
+
+/** A loaded aggregate: its state, version, and (when asked for) the earlier result of a command. */
+interface Loaded<S, E> {
+  readonly state: S
+  readonly version: number
+  readonly previous: Option.Option<{ events: Array<E>; positions: Array<bigint>; version: number }>
+}
+
+/**
+ * The command handler of a decider: `(id, command, options?) => Effect<HandleResult, DE | HandleError>`.
+ * Conflicts are retried with `options.retry` (default {@link defaultRetry}); domain errors never are.
+ */
+export const handler = <C, E extends { readonly _tag: string }, S, DE>(
+  decider: Decider<C, E, S, DE>,
+  handlerOptions?: { readonly retry?: Schedule.Schedule<unknown, unknown> }
+) => {
+  const load = (streamId: string, commandId: string | undefined, policy: Upcaster.Policy | undefined) =>
+    Upcaster.readStream(decider.codec, streamId, policy === undefined ? undefined : { policy }).pipe(
+      Stream.catchTag("StreamNotFound", () => Stream.empty),
+      Stream.runFold(
+        { state: decider.initialState, version: 0, previous: Option.none() } as Loaded<S, E>,
+        (loaded, { envelope, event }): Loaded<S, E> => {
+          const previous =
+            commandId !== undefined && envelope.metadata.commandId === commandId
+              ? Option.some(
+                  Option.match(loaded.previous, {
+                    onNone: () => ({ events: [event], positions: [envelope.position], version: envelope.version }),
+                    onSome: (p) => ({
+                      events: [...p.events, event],
+                      positions:
+                        p.positions.at(-1) === envelope.position ? p.positions : [...p.positions, envelope.position],
+                      version: envelope.version
+                    })
+                  })
+                )
+              : loaded.previous
+          return { state: decider.evolve(loaded.state, event), version: envelope.version, previous }
+        }
+      )
+    )
+
+  const attempt = (
+    streamId: Event.StreamId,
+    command: C,
+    metadata: Event.Metadata,
+    policy: Upcaster.Policy | undefined
+  ) =>
+    Effect.gen(function* () {
+      const commandId = metadata.commandId
+      const loaded = yield* load(streamId, commandId, policy)
+      if (Option.isSome(loaded.previous)) {
+        const { events, positions, version } = loaded.previous.value
+        return { streamId, version, events, positions, duplicate: true } satisfies HandleResult<E>
+      }
+      const events = yield* decider.decide(command, loaded.state)
+      if (events.length === 0) {
+        return { streamId, version: loaded.version, events, positions: [], duplicate: false } satisfies HandleResult<E>
+      }
+      const data = yield* Effect.forEach(events, (event, index) =>
+        Effect.flatMap(decider.codec.encode(event), (encoded) =>
+          Event.make({
+            ...encoded,
+            metadata,
+            ...(commandId === undefined
+              ? {}
+              : { eventId: Uuid.fromName(`${commandId}\u0000${streamId}\u0000${index}`) })
+          })
+        )
+      )
+      const store = yield* EventStore.EventStore
+      const result = yield* store.append(streamId, data, {
+        expectedVersion: loaded.version === 0 ? Event.NoStream : Event.Exact(loaded.version)
+      })
+      return {
+        streamId,
+        version: result.version,
+        events,
+        positions: result.positions,
+        duplicate: false
+      } satisfies HandleResult<E>
+    })
+
+  return (
+    id: string,
+    command: C,
+    options?: HandleOptions
+  ): Effect.Effect<HandleResult<E>, DE | HandleError, EventStore.EventStore> =>
+    Effect.gen(function* () {
+      const streamId = yield* Event.makeStreamId(decider.category, id)
+      const metadata = yield* eventMetadata(options?.metadata)
+      const retry = options?.retry ?? handlerOptions?.retry ?? defaultRetry
+      return yield* attempt(streamId, command, metadata, options?.policy).pipe(
+        Effect.retry({
+          schedule: retry,
+          while: (error) => (error as { readonly _tag?: unknown })._tag === "ConcurrencyConflict"
+        })
+      )
+    }).pipe(Effect.withSpan("Aggregate.handle", { attributes: { category: decider.category, aggregateId: id } }))
+}
+
+/** The metadata of the events of the command being handled: context, explicit metadata, trace. */
+const eventMetadata = (explicit: Event.Metadata | undefined): Effect.Effect<Event.Metadata> =>
+  Effect.gen(function* () {
+    const context = yield* CommandContext
+    const merged: Record<string, unknown> = { ...context, ...explicit }
+    const commandId = merged.commandId as string | undefined
+    if (commandId !== undefined) {
+      merged.causationId ??= commandId
+      merged.correlationId ??= commandId
+    }
+    const span = yield* Effect.option(Effect.currentSpan)
+    if (Option.isSome(span) && merged.traceparent === undefined) {
+      merged.traceparent = `00-${span.value.traceId}-${span.value.spanId}-${span.value.sampled ? "01" : "00"}`
+    }
+    return merged as Event.Metadata
+  })

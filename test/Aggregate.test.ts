@@ -1,0 +1,78 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as Aggregate from "../src/Aggregate.js"
+import * as Event from "../src/Event.js"
+import * as EventStore from "../src/EventStore.js"
+import * as Upcaster from "../src/Upcaster.js"
+import * as SqlEventStore from "../src/sql/SqlEventStore.js"
+import { isolatedPrefix } from "./support/ids.js"
+import { pgWithSchema, sqliteMemory } from "./support/sql.js"
+import { suite } from "./suites/AggregateSuite.js"
+
+suite("Aggregate on the memory store", EventStore.layerMemory())
+suite("Aggregate on SQLite", SqlEventStore.layer().pipe(Layer.provide(sqliteMemory)))
+const schema = isolatedPrefix(import.meta.url)
+suite("Aggregate on PostgreSQL", SqlEventStore.layer({ schema }).pipe(Layer.provide(pgWithSchema(schema))))
+
+const Counted = Schema.TaggedStruct("Counted", { by: Schema.Int })
+const Counter = Aggregate.make({
+  category: "Counter",
+  events: Counted,
+  versions: { Counted: 2 },
+  upcasters: [Upcaster.step({ type: "Counted", from: 1, upcast: (old) => ({ by: old.n }) })],
+  initialState: 0,
+  evolve: (total, event) => total + event.by,
+  decide: (command: { readonly add: number }, total) =>
+    total + command.add > 10 ? [] : [Counted.make({ by: command.add })]
+})
+
+describe("Aggregate", () => {
+  it.effect("loads through the codec: events stored at an older version are upcast before evolve", () =>
+    Effect.gen(function* () {
+      const store = yield* EventStore.EventStore
+      yield* store.append("Counter-1", [yield* Event.make({ type: "Counted", schemaVersion: 1, data: { n: 4 } })])
+      const handle = Aggregate.handler(Counter)
+      const result = yield* handle("1", { add: 5 })
+      assert.deepStrictEqual([result.version, result.events], [2, [Counted.make({ by: 5 })]])
+      // deciding no events appends nothing and reports the unchanged version
+      const none = yield* handle("1", { add: 5 })
+      assert.deepStrictEqual([none.version, none.events.length, none.positions.length], [2, 0, 0])
+    }).pipe(Effect.provide(EventStore.layerMemory()))
+  )
+
+  it.effect("conflicts are retried by the schedule and surface once it gives up", () =>
+    Effect.gen(function* () {
+      const inner = yield* EventStore.makeMemory()
+      let attempts = 0
+      // a store where another writer always got there first
+      const contended = EventStore.EventStore.of({
+        ...inner,
+        append: (streamId) =>
+          Effect.suspend(() => {
+            attempts++
+            return Effect.fail(new EventStore.ConcurrencyConflict({ streamId, expected: Event.NoStream, actual: 1 }))
+          })
+      })
+      const error = yield* Effect.flip(
+        Aggregate.handler(Counter)("2", { add: 1 }).pipe(Effect.provideService(EventStore.EventStore, contended))
+      )
+      assert.strictEqual(error._tag, "ConcurrencyConflict")
+      assert.strictEqual(attempts, 6)
+    })
+  )
+
+  it("a category with '-' or a broken codec declaration is a wiring error at definition", () => {
+    assert.throws(() => Aggregate.make({ ...definition, category: "Bad-Category" }))
+    assert.throws(() => Aggregate.make({ ...definition, versions: { Counted: 3 } }), /no upcaster from Counted v1/)
+  })
+})
+
+const definition = {
+  category: "Counter",
+  events: Counted,
+  initialState: 0,
+  evolve: (total: number, event: typeof Counted.Type) => total + event.by,
+  decide: () => []
+}

@@ -1,0 +1,129 @@
+/**
+ * Command handling against a store: no lost updates under contention, idempotent repeats of a command,
+ * metadata flow, and domain errors that write nothing. Run against every store implementation.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as Aggregate from "../../src/Aggregate.js"
+import * as EventStore from "../../src/EventStore.js"
+import * as Upcaster from "../../src/Upcaster.js"
+import { Account, type AccountCommand } from "../../examples/bank/Account.js"
+import { uniqueCategory } from "../support/ids.js"
+
+const handle = Aggregate.handler(Account)
+
+const history = (id: string) =>
+  Upcaster.readStream(Account.codec, `Account-${id}`).pipe(Stream.runCollect, Effect.map(Chunk.toArray))
+
+export const suite = <E>(name: string, storeLayer: Layer.Layer<EventStore.EventStore, E>): void => {
+  describe(name, () => {
+    layer(storeLayer, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+      it.effect(
+        "16 fibers on one account: every committed event reflects the state it was decided on",
+        () =>
+          Effect.gen(function* () {
+            const id = yield* uniqueCategory
+            yield* handle(id, { _tag: "OpenAccount", owner: "ada" })
+            const patient = Schedule.spaced("2 millis").pipe(
+              Schedule.jittered,
+              Schedule.intersect(Schedule.recurs(200))
+            )
+            let committed = 0
+            let refused = 0
+            yield* Effect.forEach(
+              Array.from({ length: 16 }),
+              () =>
+                Effect.forEach(Array.from({ length: 6 }), () =>
+                  Effect.gen(function* () {
+                    const amount = yield* Random.nextIntBetween(1, 50)
+                    const command: AccountCommand = (yield* Random.nextBoolean)
+                      ? { _tag: "Deposit", amount }
+                      : { _tag: "Withdraw", amount }
+                    yield* handle(id, command, { retry: patient }).pipe(
+                      Effect.tap(() => Effect.sync(() => committed++)),
+                      Effect.catchTag("InsufficientFunds", () => Effect.sync(() => refused++))
+                    )
+                  })
+                ),
+              { concurrency: "unbounded" }
+            )
+            assert.strictEqual(committed + refused, 96)
+            const events = yield* history(id)
+            assert.strictEqual(events.length, 1 + committed)
+            let balance = 0
+            for (const { envelope, event } of events) {
+              if (event._tag === "MoneyDeposited") balance += event.amount
+              if (event._tag === "MoneyWithdrawn") balance -= event.amount
+              if ("balance" in event)
+                assert.strictEqual(event.balance, balance, `stale decision at version ${envelope.version}`)
+            }
+            assert.isAtLeast(balance, 0)
+          }),
+        60_000
+      )
+
+      it.effect("a repeated command id returns the first result and appends nothing", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          yield* handle(id, { _tag: "OpenAccount", owner: "ada" })
+          const metadata = { commandId: `cmd-${id}` }
+          const first = yield* handle(id, { _tag: "Deposit", amount: 10 }, { metadata })
+          yield* handle(id, { _tag: "Deposit", amount: 1 })
+          const again = yield* handle(id, { _tag: "Deposit", amount: 10 }, { metadata })
+          assert.isFalse(first.duplicate)
+          assert.isTrue(again.duplicate)
+          assert.deepStrictEqual(
+            [again.version, again.positions, again.events],
+            [first.version, first.positions, first.events]
+          )
+          const concurrent = yield* Effect.all(
+            Array.from({ length: 4 }, () =>
+              handle(id, { _tag: "Deposit", amount: 7 }, { metadata: { commandId: `c2-${id}` } })
+            ),
+            { concurrency: "unbounded" }
+          )
+          for (const r of concurrent) assert.deepStrictEqual(r.positions, concurrent[0]!.positions)
+          assert.strictEqual((yield* history(id)).length, 4)
+        })
+      )
+
+      it.effect("command context, command id and trace context flow into every event", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          yield* handle(id, { _tag: "OpenAccount", owner: "ada" }, { metadata: { commandId: "open-1" } }).pipe(
+            Aggregate.withCommandContext({ correlationId: "flow-7", principal: "alice", tenantId: "t1", custom: 1 }),
+            Effect.withSpan("test")
+          )
+          const [{ envelope }] = yield* history(id)
+          const metadata = envelope!.metadata
+          assert.deepInclude(metadata, {
+            commandId: "open-1",
+            causationId: "open-1",
+            correlationId: "flow-7",
+            principal: "alice",
+            tenantId: "t1",
+            custom: 1
+          })
+          assert.match(metadata.traceparent!, /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+        })
+      )
+
+      it.effect("a domain error appends nothing; so does a command producing no events", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          yield* handle(id, { _tag: "OpenAccount", owner: "ada" })
+          const error = yield* Effect.flip(handle(id, { _tag: "Withdraw", amount: 5 }))
+          assert.strictEqual(error._tag, "InsufficientFunds")
+          assert.strictEqual((yield* history(id)).length, 1)
+          const invalid = yield* Effect.flip(handle("bad\nid", { _tag: "Deposit", amount: 1 }))
+          assert.strictEqual(invalid._tag, "InvalidStreamId")
+        })
+      )
+    })
+  })
+}
