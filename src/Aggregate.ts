@@ -13,6 +13,10 @@
  * same command again on a stream that already holds its events returns the first result and appends
  * nothing. (This looks at the stream's own history: a TTL-bound dedup table is still to come.)
  *
+ * **Snapshots**: a decider with `snapshot` options loads from the latest usable snapshot when a
+ * `SnapshotStore` is provided, and saves new ones as its strategy says (see `Snapshot`). Command-id
+ * idempotency then only sees the events after the snapshot.
+ *
  * **Metadata**: correlation id, causation id (the command id), command id, principal, tenant and the W3C
  * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
  */
@@ -26,6 +30,7 @@ import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
 import * as EventStore from "./EventStore.js"
 import * as Uuid from "./internal/uuid.js"
+import * as Snapshot from "./Snapshot.js"
 import * as Upcaster from "./Upcaster.js"
 
 /** A decider: the pure definition of an aggregate. */
@@ -39,6 +44,8 @@ export interface Decider<C, E extends { readonly _tag: string }, S, DE> {
   readonly evolve: (state: S, event: E) => S
   /** Pure: the events a command produces in a state, or a typed domain error. */
   readonly decide: (command: C, state: S) => Effect.Effect<ReadonlyArray<E>, DE>
+  /** Snapshotting of the state, used when a `SnapshotStore` is provided. */
+  readonly snapshot?: Snapshot.Options<S, any> | undefined
 }
 
 /** What `decide` may return: events, a domain error, or an Effect of either. */
@@ -57,6 +64,7 @@ export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(
   readonly initialState: S
   readonly evolve: (state: S, event: E) => S
   readonly decide: (command: C, state: S) => Decision<E, DE>
+  readonly snapshot?: Snapshot.Options<S, any>
 }): Decider<C, E, S, DE> => {
   if (options.category.length === 0 || options.category.includes("-")) {
     throw new Error(`an aggregate category must be non-empty and contain no '-': ${JSON.stringify(options.category)}`)
@@ -73,7 +81,8 @@ export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(
     codec,
     initialState: options.initialState,
     evolve: options.evolve,
-    decide: (command, state) => asEffect(options.decide(command, state))
+    decide: (command, state) => asEffect(options.decide(command, state)),
+    snapshot: options.snapshot
   }
 }
 
@@ -137,6 +146,7 @@ export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.expone
 interface Loaded<S, E> {
   readonly state: S
   readonly version: number
+  readonly snapshotVersion: number
   readonly previous: Option.Option<{ events: Array<E>; positions: Array<bigint>; version: number }>
 }
 
@@ -148,12 +158,24 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   decider: Decider<C, E, S, DE>,
   handlerOptions?: { readonly retry?: Schedule.Schedule<unknown, unknown> }
 ) => {
+  /** The latest usable snapshot (if snapshots are configured and a store is provided), then the events after it. */
   const load = (streamId: string, commandId: string | undefined, policy: Upcaster.Policy | undefined) =>
-    Upcaster.readStream(decider.codec, streamId, policy === undefined ? undefined : { policy }).pipe(
-      Stream.catchTag("StreamNotFound", () => Stream.empty),
-      Stream.runFold(
-        { state: decider.initialState, version: 0, previous: Option.none() } as Loaded<S, E>,
-        (loaded, { envelope, event }): Loaded<S, E> => {
+    Effect.gen(function* () {
+      const snapshots =
+        decider.snapshot === undefined ? Option.none() : yield* Effect.serviceOption(Snapshot.SnapshotStore)
+      const snapshot = Option.isSome(snapshots)
+        ? yield* Snapshot.loadState(snapshots.value, decider.snapshot!, streamId)
+        : Option.none()
+      const start: Loaded<S, E> = Option.match(snapshot, {
+        onNone: () => ({ state: decider.initialState, version: 0, snapshotVersion: 0, previous: Option.none() }),
+        onSome: ({ state, version }) => ({ state, version, snapshotVersion: version, previous: Option.none() })
+      })
+      return yield* Upcaster.readStream(decider.codec, streamId, {
+        fromVersion: start.version + 1,
+        ...(policy === undefined ? {} : { policy })
+      }).pipe(
+        Stream.catchTag("StreamNotFound", () => Stream.empty),
+        Stream.runFold(start, (loaded, { envelope, event }): Loaded<S, E> => {
           const previous =
             commandId !== undefined && envelope.metadata.commandId === commandId
               ? Option.some(
@@ -168,10 +190,26 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
                   })
                 )
               : loaded.previous
-          return { state: decider.evolve(loaded.state, event), version: envelope.version, previous }
-        }
+          return { ...loaded, state: decider.evolve(loaded.state, event), version: envelope.version, previous }
+        })
       )
-    )
+    })
+
+  /** After a successful append: a snapshot if the strategy asks for one (never failing the command). */
+  const maybeSnapshot = (streamId: string, loaded: Loaded<S, E>, events: ReadonlyArray<E>, version: number) =>
+    Effect.gen(function* () {
+      const options = decider.snapshot
+      if (options === undefined || !options.strategy({ version, snapshotVersion: loaded.snapshotVersion })) return
+      const snapshots = yield* Effect.serviceOption(Snapshot.SnapshotStore)
+      if (Option.isNone(snapshots)) return
+      yield* Snapshot.saveState(
+        snapshots.value,
+        options,
+        streamId,
+        version,
+        events.reduce(decider.evolve, loaded.state)
+      )
+    })
 
   const attempt = (
     streamId: Event.StreamId,
@@ -205,6 +243,7 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
       const result = yield* store.append(streamId, data, {
         expectedVersion: loaded.version === 0 ? Event.NoStream : Event.Exact(loaded.version)
       })
+      yield* maybeSnapshot(streamId, loaded, events, result.version)
       return {
         streamId,
         version: result.version,

@@ -5,4 +5,5 @@
  */
 export * as Postgres from "./Postgres.js"
 export * as SqlEventStore from "./SqlEventStore.js"
+export * as SqlSnapshotStore from "./SqlSnapshotStore.js"
 export * as Sqlite from "./Sqlite.js"

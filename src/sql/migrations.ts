@@ -29,6 +29,7 @@ export interface Tables {
   readonly streams: string
   readonly migrations: string
   readonly appendFunction: string
+  readonly snapshots: string
 }
 
 const identifier = /^[a-z_][a-z0-9_]*$/
@@ -54,7 +55,8 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     events: qualify("events"),
     streams: qualify("streams"),
     migrations: qualify("migrations"),
-    appendFunction: qualify("append")
+    appendFunction: qualify("append"),
+    snapshots: qualify("snapshots")
   })
 }
 
@@ -89,7 +91,7 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
       orElse: () => Effect.void
     })
     yield* Migrator.make({})({
-      loader: Migrator.fromRecord({ "1_events": createEventTables(t) }),
+      loader: Migrator.fromRecord({ "1_events": createEventTables(t), "2_snapshots": createSnapshotTable(t) }),
       table: t.migrations
     })
   }).pipe(
@@ -163,6 +165,21 @@ const createEventTables = (t: Tables) =>
 
 /** Index and constraint names live in the table's schema: the unqualified table name's prefix. */
 const prefixOf = (qualified: string) => qualified.slice(qualified.lastIndexOf(".") + 1, -"events".length)
+
+/** Snapshots: the encoded state as JSON text (opaque to the database), newest per stream by version. */
+const createSnapshotTable = (t: Tables) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql`create table ${sql(t.snapshots)} (
+      stream_id text not null,
+      version integer not null,
+      state_version integer not null,
+      state text not null,
+      taken_at bigint not null,
+      primary key (stream_id, version)
+    )`
+  )
 
 /**
  * The append as one server-side function, so an append is one round trip: lock the stream row, report
