@@ -9,6 +9,7 @@ import { closePool, openPool } from "./raw.js"
 import { B0 } from "./workloads/driver.js"
 import { targets as allTargets } from "./targets.js"
 import { W1, W2, W3 } from "./workloads/append.js"
+import { C1, C2, W4 } from "./workloads/aggregate.js"
 import { U1 } from "./workloads/codec.js"
 import { R2 } from "./workloads/read.js"
 
@@ -36,6 +37,9 @@ const workloads: ReadonlyArray<{
   { id: "W1", run: (pool) => W1(options, pool, targets) },
   { id: "W2", run: (pool) => W2(options, pool, targets) },
   { id: "W3", run: (pool) => W3(options, pool, targets) },
+  { id: "W4", run: () => W4(options, targets) },
+  { id: "C1", run: (pool) => C1(options, pool, targets) },
+  { id: "C2", run: (pool) => C2(options, pool, targets) },
   { id: "R2", run: (pool) => R2(options, pool, targets) },
   { id: "U1", run: () => U1(options) }
 ]

@@ -10,14 +10,16 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EventStore from "../src/EventStore.js"
+import * as Snapshot from "../src/Snapshot.js"
 import * as Postgres from "../src/sql/Postgres.js"
 import * as Sqlite from "../src/sql/Sqlite.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
+import * as SqlSnapshotStore from "../src/sql/SqlSnapshotStore.js"
 
-/** A store under benchmark: `layer()` builds a fresh one. */
+/** A store under benchmark (events and snapshots): `layer()` builds a fresh one. */
 export interface Target {
   readonly name: string
-  readonly layer: () => Layer.Layer<EventStore.EventStore>
+  readonly layer: () => Layer.Layer<EventStore.EventStore | Snapshot.SnapshotStore>
 }
 
 const postgres = (url: string): Target => ({
@@ -25,7 +27,7 @@ const postgres = (url: string): Target => ({
   layer: () => {
     const schema = `bench_es_${randomBytes(4).toString("hex")}`
     const dropSchema = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`drop schema if exists ${sql(schema)} cascade`)
-    return SqlEventStore.layer({ schema }).pipe(
+    return Layer.merge(SqlEventStore.layer({ schema }), SqlSnapshotStore.layer({ schema })).pipe(
       Layer.provideMerge(Layer.scopedDiscard(Effect.addFinalizer(() => Effect.orDie(dropSchema)))),
       Layer.provide(Postgres.layer({ url, maxConnections: 16 })),
       Layer.orDie
@@ -42,18 +44,21 @@ const sqlite: Target = {
           Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ees-bench-"))),
           (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
         ),
-        (dir) => SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename: path.join(dir, "events.db") })))
+        (dir) =>
+          Layer.merge(SqlEventStore.layer(), SqlSnapshotStore.layer()).pipe(
+            Layer.provide(Sqlite.layer({ filename: path.join(dir, "events.db") }))
+          )
       )
     ).pipe(Layer.orDie)
 }
 
-const memory: Target = { name: "memory", layer: () => EventStore.layerMemory() }
+const memory: Target = { name: "memory", layer: () => Layer.merge(EventStore.layerMemory(), Snapshot.layerMemory()) }
 
 export const targets = (pgUrl: string): ReadonlyArray<Target> => [postgres(pgUrl), sqlite, memory]
 
 /** Runs `f` on a fresh store of `target`, released afterwards. */
 export const withFreshStore = <A>(
   target: Target,
-  f: (store: EventStore.EventStore["Type"]) => Effect.Effect<A, unknown>
+  f: (store: EventStore.EventStore["Type"]) => Effect.Effect<A, unknown, EventStore.EventStore | Snapshot.SnapshotStore>
 ): Promise<A> =>
   Effect.runPromise(Effect.flatMap(EventStore.EventStore, f).pipe(Effect.provide(target.layer()), Effect.orDie))

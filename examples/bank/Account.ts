@@ -34,10 +34,11 @@ export class BalanceNotZero extends Schema.TaggedError<BalanceNotZero>()("Balanc
 }) {}
 export type AccountError = AccountAlreadyOpen | AccountNotOpen | InsufficientFunds | BalanceNotZero
 
-export interface AccountState {
-  readonly status: "none" | "open" | "closed"
-  readonly balance: number
-}
+export const AccountState = Schema.Struct({
+  status: Schema.Literal("none", "open", "closed"),
+  balance: Schema.Finite
+})
+export type AccountState = typeof AccountState.Type
 
 export const Account = Aggregate.make({
   category: "Account",
