@@ -20,6 +20,7 @@
  * **Metadata**: correlation id, causation id (the command id), command id, principal, tenant and the W3C
  * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
  */
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -170,29 +171,33 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
         onNone: () => ({ state: decider.initialState, version: 0, snapshotVersion: 0, previous: Option.none() }),
         onSome: ({ state, version }) => ({ state, version, snapshotVersion: version, previous: Option.none() })
       })
-      return yield* Upcaster.readStream(decider.codec, streamId, {
+      let loaded = start
+      const step = ({ envelope, event }: Upcaster.Decoded<E>) => {
+        const previous =
+          commandId !== undefined && envelope.metadata.commandId === commandId
+            ? Option.some(
+                Option.match(loaded.previous, {
+                  onNone: () => ({ events: [event], positions: [envelope.position], version: envelope.version }),
+                  onSome: (p) => ({
+                    events: [...p.events, event],
+                    positions:
+                      p.positions.at(-1) === envelope.position ? p.positions : [...p.positions, envelope.position],
+                    version: envelope.version
+                  })
+                })
+              )
+            : loaded.previous
+        loaded = { ...loaded, state: decider.evolve(loaded.state, event), version: envelope.version, previous }
+      }
+      yield* Upcaster.readStream(decider.codec, streamId, {
         fromVersion: start.version + 1,
         ...(policy === undefined ? {} : { policy })
       }).pipe(
         Stream.catchTag("StreamNotFound", () => Stream.empty),
-        Stream.runFold(start, (loaded, { envelope, event }): Loaded<S, E> => {
-          const previous =
-            commandId !== undefined && envelope.metadata.commandId === commandId
-              ? Option.some(
-                  Option.match(loaded.previous, {
-                    onNone: () => ({ events: [event], positions: [envelope.position], version: envelope.version }),
-                    onSome: (p) => ({
-                      events: [...p.events, event],
-                      positions:
-                        p.positions.at(-1) === envelope.position ? p.positions : [...p.positions, envelope.position],
-                      version: envelope.version
-                    })
-                  })
-                )
-              : loaded.previous
-          return { ...loaded, state: decider.evolve(loaded.state, event), version: envelope.version, previous }
-        })
+        // folded a page at a time: loading is a hot path
+        Stream.runForEachChunk((chunk) => Effect.sync(() => Chunk.forEach(chunk, step)))
       )
+      return loaded
     })
 
   /** After a successful append: a snapshot if the strategy asks for one (never failing the command). */

@@ -18,6 +18,7 @@
  * consumer's tolerant-reader policy: `fail` (default) with {@link EventDecodeError}, or `skip` (logged
  * and counted in `eventsourcing_events_skipped_total`). Upcast results are never written back.
  */
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
@@ -181,6 +182,8 @@ export interface EventCodec<A> {
    * was skipped under the `skip` policy), several if one split it.
    */
   readonly decode: (recorded: Event.RecordedEvent, policy?: Policy) => Effect.Effect<ReadonlyArray<A>, EventDecodeError>
+  /** {@link decode} without a policy, as a plain value: for hot loops over many events. */
+  readonly decodeEither: (recorded: Event.RecordedEvent) => Either.Either<ReadonlyArray<A>, EventDecodeError>
 }
 
 /** Options of {@link codec}. */
@@ -263,16 +266,16 @@ export const codec = <A extends { readonly _tag: string }, I>(
     const decode: EventCodec<A>["decode"] = (recorded, policy = "fail") =>
       Either.match(decodeOne(recorded), {
         onRight: Effect.succeed,
-        onLeft: (error) =>
-          policy === "fail"
-            ? Effect.fail(error)
-            : Effect.logWarning(`skipping an undecodable event: ${error.message}`).pipe(
-                Effect.zipRight(Metric.increment(skippedEvents)),
-                Effect.as([])
-              )
+        onLeft: (error) => (policy === "fail" ? Effect.fail(error) : Effect.as(skip(error), []))
       })
 
-    return Effect.succeed({ types, currentVersion: (type: string) => versions.get(type) ?? 0, encode, decode })
+    return Effect.succeed({
+      types,
+      currentVersion: (type: string) => versions.get(type) ?? 0,
+      encode,
+      decode,
+      decodeEither: decodeOne
+    })
   })
 
 // ---------------------------------------------------------------------------------------------------
@@ -309,14 +312,37 @@ export const readAll = <A>(
     Effect.map(EventStore.EventStore, (store) => decodeAll(eventCodec, store.readAll(options), options?.policy))
   )
 
+/** The `skip` policy: log and count. */
+const skip = (error: EventDecodeError) =>
+  Effect.logWarning(`skipping an undecodable event: ${error.message}`).pipe(
+    Effect.zipRight(Metric.increment(skippedEvents))
+  )
+
+/**
+ * Decodes chunk by chunk (one step per page, not per event). Under `fail`, the events before the
+ * undecodable one are still emitted, then the stream fails.
+ */
 const decodeAll = <A, E, R>(
   eventCodec: EventCodec<A>,
   recorded: Stream.Stream<Event.RecordedEvent, E, R>,
   policy: Policy | undefined
 ): Stream.Stream<Decoded<A>, E | EventDecodeError, R> =>
-  Stream.mapConcatEffect(recorded, (envelope) =>
-    Effect.map(eventCodec.decode(envelope, policy), (events) => events.map((event) => ({ event, envelope })))
-  )
+  Stream.flatMap(Stream.chunks(recorded), (chunk) => {
+    const decoded: Array<Decoded<A>> = []
+    const skipped: Array<EventDecodeError> = []
+    for (const envelope of chunk) {
+      const result = eventCodec.decodeEither(envelope)
+      if (Either.isRight(result)) {
+        for (const event of result.right) decoded.push({ event, envelope })
+      } else if (policy === "skip") {
+        skipped.push(result.left)
+      } else {
+        return Stream.concat(Stream.fromIterable(decoded), Stream.fail(result.left))
+      }
+    }
+    const events = Stream.fromChunk(Chunk.unsafeFromArray(decoded))
+    return skipped.length === 0 ? events : Stream.concat(Stream.execute(Effect.forEach(skipped, skip)), events)
+  })
 
 // ---------------------------------------------------------------------------------------------------
 // internals
