@@ -132,6 +132,7 @@ export interface HandleResult<E> {
 export type HandleError =
   | EventStore.ConcurrencyConflict
   | EventStore.InvalidAppend
+  | EventStore.UniqueConstraintViolation
   | EventStore.EventStoreError
   | Event.InvalidStreamId
   | Upcaster.EventDecodeError

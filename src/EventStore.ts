@@ -65,6 +65,8 @@ export const InvalidAppendReason = Schema.Literal(
   "InvalidEvent",
   /** the expected version is not an {@link Event.ExpectedVersion} */
   "InvalidExpectedVersion",
+  /** a unique value to claim or release is not a pair of short printable strings */
+  "InvalidUniqueValue",
   /** data or metadata is not storable JSON (bigint, undefined, cycle, NUL, class instance...) */
   "InvalidJson",
   /** the same event id twice in one append */
@@ -85,6 +87,22 @@ export class InvalidAppend extends Schema.TaggedError<InvalidAppend>()("InvalidA
   override get message() {
     const at = this.index === undefined ? "" : ` (event #${this.index})`
     return `Invalid append to ${this.streamId}${at}: ${this.reason}: ${this.detail}`
+  }
+}
+
+/** Another stream holds a unique value the append claims; nothing was written. */
+export class UniqueConstraintViolation extends Schema.TaggedError<UniqueConstraintViolation>()(
+  "UniqueConstraintViolation",
+  {
+    streamId: Schema.String,
+    constraint: Schema.String,
+    value: Schema.String,
+    /** The stream holding the value. */
+    owner: Schema.String
+  }
+) {
+  override get message() {
+    return `${this.constraint} ${JSON.stringify(this.value)} is already taken (by ${this.owner}); ${this.streamId} cannot claim it`
   }
 }
 
@@ -113,10 +131,24 @@ export interface Limits {
 /** 1,000 events per append, 1 MiB per event. */
 export const defaultLimits: Limits = { maxEventsPerAppend: 1000, maxEventBytes: 1024 * 1024 }
 
+/**
+ * A unique value (an e-mail, a username...) under a named constraint. A stream claims it atomically with
+ * an append; while claimed, no other stream can claim it. Claims live in the store, beside the events,
+ * so rebuilding read models never loses them.
+ */
+export interface UniqueValue {
+  readonly constraint: string
+  readonly value: string
+}
+
 /** Options of {@link EventStore} `append`. */
 export interface AppendOptions {
   /** Concurrency condition; default {@link Event.Any}. */
   readonly expectedVersion?: Event.ExpectedVersion
+  /** Values to claim for this stream, only if the events are appended (claiming one it holds is a no-op). */
+  readonly claims?: ReadonlyArray<UniqueValue>
+  /** Values this stream gives up, only if the events are appended (releasing one it does not hold is a no-op). */
+  readonly releases?: ReadonlyArray<UniqueValue>
 }
 
 /**
@@ -169,7 +201,10 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
       streamId: string,
       events: ReadonlyArray<Event.EventData>,
       options?: AppendOptions
-    ) => Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | Event.InvalidStreamId | EventStoreError>
+    ) => Effect.Effect<
+      AppendResult,
+      ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | Event.InvalidStreamId | EventStoreError
+    >
     /** Reads one stream's events in version order; fails with `StreamNotFound` if it has none. */
     readonly readStream: (
       streamId: string,
@@ -203,6 +238,8 @@ export interface PreparedAppend {
   readonly category: string
   readonly expectedVersion: Event.ExpectedVersion
   readonly events: ReadonlyArray<PreparedEvent>
+  readonly claims: ReadonlyArray<UniqueValue>
+  readonly releases: ReadonlyArray<UniqueValue>
 }
 
 /**
@@ -252,13 +289,36 @@ export const prepareAppend = (
         metadataJson: metadataJson.right
       })
     }
+    const claims = options?.claims ?? []
+    const releases = options?.releases ?? []
+    const badValue = [...claims, ...releases].find((u) => uniqueValueProblem(u) !== undefined)
+    if (badValue !== undefined) return invalid("InvalidUniqueValue", uniqueValueProblem(badValue)!)
     return Effect.succeed({
       streamId: id,
       category: Event.categoryOf(id),
       expectedVersion,
-      events: prepared
+      events: prepared,
+      claims,
+      releases
     })
   })
+
+/** Longest constraint name or unique value, in characters. */
+export const maxUniqueValueLength = 512
+
+const uniqueValueProblem = (u: unknown): string | undefined => {
+  const { constraint, value } = (u ?? {}) as Partial<UniqueValue>
+  for (const [name, text] of [
+    ["constraint", constraint],
+    ["value", value]
+  ] as const) {
+    if (typeof text !== "string" || text.length === 0 || text.length > maxUniqueValueLength) {
+      return `a unique ${name} must be a string of 1 to ${maxUniqueValueLength} characters`
+    }
+    if (Json.encode(text)._tag === "Left") return `a unique ${name} must not contain NUL or lone surrogates`
+  }
+  return undefined
+}
 
 const jsonDetail = (field: string, problem: Json.JsonProblem) =>
   `${field} is not storable JSON: ${problem.path.replace(/^\$/, field)} ${problem.problem}`
@@ -319,12 +379,13 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
     const limits: Limits = { ...defaultLimits, ...options?.limits }
     const streams = new Map<string, MemoryStream>()
     const log: Array<Event.RecordedEvent> = []
+    const uniqueOwners = new Map<string, string>()
     let lastTransaction = 0n
 
     const commit = (
       append: PreparedAppend,
       recordedAt: DateTime.Utc
-    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend> => {
+    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation> => {
       const stream = streams.get(append.streamId)
       const actual = stream?.events.length ?? 0
       const duplicate = stream && resolveDuplicates(append, (id) => stream.versionOfEventId.get(id))
@@ -342,6 +403,23 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
           new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
         )
       }
+      const taken = append.claims.find((u) => {
+        const owner = uniqueOwners.get(uniqueKey(u))
+        return owner !== undefined && owner !== append.streamId
+      })
+      if (taken !== undefined) {
+        return Effect.fail(
+          new UniqueConstraintViolation({
+            streamId: append.streamId,
+            ...taken,
+            owner: uniqueOwners.get(uniqueKey(taken))!
+          })
+        )
+      }
+      for (const u of append.releases) {
+        if (uniqueOwners.get(uniqueKey(u)) === append.streamId) uniqueOwners.delete(uniqueKey(u))
+      }
+      for (const u of append.claims) uniqueOwners.set(uniqueKey(u), append.streamId)
       if (append.events.length === 0)
         return Effect.succeed({ streamId: append.streamId, version: actual, positions: [] })
       const target: MemoryStream = stream ?? { events: [], versionOfEventId: new Map() }
@@ -421,6 +499,8 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
 /** A fresh in-memory store per Layer build. */
 export const layerMemory = (options?: MemoryOptions): Layer.Layer<EventStore> =>
   Layer.effect(EventStore, makeMemory(options))
+
+const uniqueKey = (u: UniqueValue) => `${u.constraint}\u0000${u.value}`
 
 const appendResult = (streamId: Event.StreamId, events: ReadonlyArray<Event.RecordedEvent>): AppendResult => ({
   streamId,

@@ -69,6 +69,19 @@ const variants: ReadonlyArray<BrokenVariant> = [
     }
   },
   {
+    breaks: "unique values",
+    name: "ignores unique claims",
+    wrap: (store) => ({
+      ...store,
+      append: (streamId, events, options) =>
+        store.append(
+          streamId,
+          events,
+          options?.expectedVersion === undefined ? {} : { expectedVersion: options.expectedVersion }
+        )
+    })
+  },
+  {
     breaks: "5 idempotent append",
     name: "stores a retried append again under fresh event ids",
     wrap: (store) => {

@@ -39,7 +39,8 @@ import {
   type PreparedAppend,
   prepareAppend,
   resolveDuplicates,
-  StreamNotFound
+  StreamNotFound,
+  UniqueConstraintViolation
 } from "../EventStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 
@@ -146,7 +147,10 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
           readonly o_stored: ReadonlyArray<number | null> | null
         }>`select * from ${sql(t.appendFunction)}(
           ${append.streamId}, ${append.category}, ${expected._tag},
-          ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb)`
+          ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
+          ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb)`.pipe(
+          Effect.catchIf(isUniqueViolation, (error) => Effect.fail(uniqueViolation(append, error)))
+        )
         switch (row!.o_outcome) {
           case "ok":
             return { streamId: append.streamId, version: row!.o_version, positions: row!.o_positions!.map(BigInt) }
@@ -177,6 +181,21 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
             return yield* resolveStored(append, new Map(stored.map((r) => [r.event_id, r.version])))
         }
         if (!Event.satisfies(append.expectedVersion, current)) return yield* conflict(append, current)
+        for (const u of append.releases) {
+          yield* sql`delete from ${sql(t.uniqueValues)}
+            where constraint_name = ${u.constraint} and value = ${u.value} and stream_id = ${append.streamId}`
+        }
+        for (const u of append.claims) {
+          const [holder] = yield* sql<{ readonly stream_id: string }>`select stream_id from ${sql(t.uniqueValues)}
+            where constraint_name = ${u.constraint} and value = ${u.value}`
+          if (holder !== undefined && holder.stream_id !== append.streamId) {
+            return yield* new UniqueConstraintViolation({ streamId: append.streamId, ...u, owner: holder.stream_id })
+          }
+          if (holder === undefined) {
+            yield* sql`insert into ${sql(t.uniqueValues)} (constraint_name, value, stream_id)
+              values (${u.constraint}, ${u.value}, ${append.streamId})`
+          }
+        }
         if (append.events.length === 0) return { streamId: append.streamId, version: current, positions: [] }
         const inserted = yield* sql<{ readonly position: number }>`
           insert into ${sql(t.events)} ${sql.insert(
@@ -334,6 +353,21 @@ export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClien
     }))
   }
 }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
+
+/** The append function's refusal of a unique value (SQLSTATE P0001 with our message). */
+const isUniqueViolation = (error: SqlError): boolean => {
+  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
+  return cause?.code === "P0001" && cause.message === "effect-eventsourcing: unique value taken"
+}
+
+const uniqueViolation = (append: PreparedAppend, error: SqlError): UniqueConstraintViolation => {
+  const detail = JSON.parse(String((error.cause as { readonly detail?: unknown }).detail)) as {
+    readonly constraint: string
+    readonly value: string
+    readonly owner: string
+  }
+  return new UniqueConstraintViolation({ streamId: append.streamId, ...detail })
+}
 
 /** The events of an append as one JSON array, built from the already serialized payloads (no re-encoding). */
 const eventsJson = (append: PreparedAppend): string =>

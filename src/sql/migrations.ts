@@ -3,8 +3,9 @@
  *
  * Migrations are code (`Migrator.fromRecord`), recorded in a migrations table of their own per table
  * prefix, so several stores can share one database (and tests isolate themselves with a fresh schema or
- * prefix). They are idempotent: running them again is a no-op, and concurrent runs are serialized by the
- * Migrator's lock on PostgreSQL.
+ * prefix). They are idempotent: running them again is a no-op, and concurrent runs are serialized (an
+ * advisory lock on PostgreSQL, the single connection on SQLite). Once released, a migration is frozen and
+ * changes go into new ones; nothing is released yet, so the first ones may still change.
  *
  * Identifiers that come from configuration are validated against `^[a-z_][a-z0-9_]*$` before any SQL
  * is built from them.
@@ -30,6 +31,7 @@ export interface Tables {
   readonly migrations: string
   readonly appendFunction: string
   readonly snapshots: string
+  readonly uniqueValues: string
 }
 
 const identifier = /^[a-z_][a-z0-9_]*$/
@@ -56,7 +58,8 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     streams: qualify("streams"),
     migrations: qualify("migrations"),
     appendFunction: qualify("append"),
-    snapshots: qualify("snapshots")
+    snapshots: qualify("snapshots"),
+    uniqueValues: qualify("unique_values")
   })
 }
 
@@ -132,6 +135,7 @@ const createEventTables = (t: Tables) =>
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
             sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+            createUniqueValuesTable(t),
             sql.unsafe(pgAppendFunction(t))
           ],
           { discard: true }
@@ -156,7 +160,8 @@ const createEventTables = (t: Tables) =>
             sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
-            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`
+            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+            createUniqueValuesTable(t)
           ],
           { discard: true }
         )
@@ -165,6 +170,19 @@ const createEventTables = (t: Tables) =>
 
 /** Index and constraint names live in the table's schema: the unqualified table name's prefix. */
 const prefixOf = (qualified: string) => qualified.slice(qualified.lastIndexOf(".") + 1, -"events".length)
+
+/** Unique values claimed by streams (see `EventStore.UniqueValue`). */
+const createUniqueValuesTable = (t: Tables) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql`create table ${sql(t.uniqueValues)} (
+      constraint_name text not null,
+      value text not null,
+      stream_id text not null,
+      primary key (constraint_name, value)
+    )`
+  )
 
 /** Snapshots: the encoded state as JSON text (opaque to the database), newest per stream by version. */
 const createSnapshotTable = (t: Tables) =>
@@ -188,17 +206,21 @@ const createSnapshotTable = (t: Tables) =>
  * consumes no position. Names are validated identifiers, so interpolating them is safe.
  *
  * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version)
- * or `duplicates` (with, per event, the version holding its id or null).
+ * or `duplicates` (with, per event, the version holding its id or null). A unique value held by another
+ * stream raises SQLSTATE P0001 with the value in the detail, undoing the call.
  */
 const pgAppendFunction = (t: Tables) => `
 create or replace function ${t.appendFunction}(
-  p_stream_id text, p_category text, p_expected_kind text, p_expected_version integer, p_events jsonb
-,
+  p_stream_id text, p_category text, p_expected_kind text, p_expected_version integer, p_events jsonb,
+  p_claims jsonb, p_releases jsonb,
   out o_outcome text, out o_version integer, out o_positions bigint[], out o_stored integer[]
 ) language plpgsql as $fn$
 declare
   v_current integer;
   v_count integer := jsonb_array_length(p_events);
+  v_constraint text;
+  v_value text;
+  v_owner text;
 begin
   v_current := null;
   if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
@@ -236,6 +258,27 @@ begin
     o_outcome := 'conflict';
     o_version := v_current;
     return;
+  end if;
+
+  if jsonb_array_length(p_releases) > 0 then
+    delete from ${t.uniqueValues} u using jsonb_array_elements(p_releases) as r(item)
+    where u.constraint_name = r.item->>'constraint' and u.value = r.item->>'value' and u.stream_id = p_stream_id;
+  end if;
+  if jsonb_array_length(p_claims) > 0 then
+    -- a concurrent claimant makes us wait for its commit; then its claim stands and ours is refused
+    insert into ${t.uniqueValues} (constraint_name, value, stream_id)
+    select c.item->>'constraint', c.item->>'value', p_stream_id from jsonb_array_elements(p_claims) as c(item)
+    on conflict (constraint_name, value) do nothing;
+    select u.constraint_name, u.value, u.stream_id into v_constraint, v_value, v_owner
+    from jsonb_array_elements(p_claims) as c(item)
+    join ${t.uniqueValues} u on u.constraint_name = c.item->>'constraint' and u.value = c.item->>'value'
+    where u.stream_id <> p_stream_id
+    limit 1;
+    if found then
+      -- an error, not a result: it undoes everything this call did (the stream row included)
+      raise exception 'effect-eventsourcing: unique value taken' using errcode = 'P0001',
+        detail = json_build_object('constraint', v_constraint, 'value', v_value, 'owner', v_owner)::text;
+    end if;
   end if;
 
   o_outcome := 'ok';

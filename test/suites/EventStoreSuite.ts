@@ -26,6 +26,7 @@ export type Guarantee =
   | "4 global order"
   | "5 idempotent append"
   | "9 bad input"
+  | "unique values"
 
 export interface Check {
   readonly guarantee: Guarantee
@@ -594,6 +595,98 @@ const badInput: ReadonlyArray<Check> = [
 ]
 
 // ---------------------------------------------------------------------------------------------------
+// unique values
+// ---------------------------------------------------------------------------------------------------
+
+const claim = (
+  streamId: string,
+  claims: ReadonlyArray<EventStore.UniqueValue>,
+  releases: ReadonlyArray<EventStore.UniqueValue> = []
+) =>
+  Effect.flatMap(store, (s) =>
+    Effect.flatMap(newEvents(1), (events) => s.append(streamId, events, { claims, releases }))
+  )
+
+const uniqueValues: ReadonlyArray<Check> = [
+  check(
+    "unique values",
+    "a value claimed by one stream is refused to another, which then writes nothing and claims nothing",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const email = { constraint: `email-${category}`, value: "ada@example.com" }
+      const other = { constraint: `email-${category}`, value: "bob@example.com" }
+      yield* claim(`${category}-1`, [email])
+      yield* claim(`${category}-1`, [email]) // the owner claiming again is fine
+      const error = yield* Effect.flip(claim(`${category}-2`, [other, email]))
+      assert.instanceOf(error, EventStore.UniqueConstraintViolation)
+      assert.deepStrictEqual(
+        [error.constraint, error.value, error.owner],
+        [email.constraint, email.value, `${category}-1`]
+      )
+      yield* assertStream(`${category}-2`, [])
+      yield* claim(`${category}-3`, [other]) // the refused append's other claim was not kept
+    })
+  ),
+  check(
+    "unique values",
+    "a released value can be claimed again; a refused append neither claims nor releases",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const name = { constraint: `name-${category}`, value: "ada" }
+      const renamed = { constraint: `name-${category}`, value: "ada2" }
+      yield* claim(`${category}-1`, [name])
+      const s = yield* store
+      const conflictEvents = yield* newEvents(1)
+      const conflict = yield* Effect.flip(
+        s.append(`${category}-1`, conflictEvents, {
+          expectedVersion: Event.NoStream,
+          claims: [renamed],
+          releases: [name]
+        })
+      )
+      assert.strictEqual(conflict._tag, "ConcurrencyConflict")
+      assert.strictEqual((yield* Effect.flip(claim(`${category}-2`, [name])))._tag, "UniqueConstraintViolation")
+      yield* claim(`${category}-3`, [renamed]) // not claimed by the conflicting append
+      yield* claim(`${category}-1`, [], [name])
+      yield* claim(`${category}-2`, [name])
+    })
+  ),
+  check(
+    "unique values",
+    "of concurrent claimants of one value exactly one wins",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const value = { constraint: `seat-${category}`, value: "12A" }
+      const exits = yield* Effect.forEach(range(8), (i) => Effect.exit(claim(`${category}-${i}`, [value])), {
+        concurrency: "unbounded"
+      })
+      assert.strictEqual(exits.filter(Exit.isSuccess).length, 1)
+      for (const exit of exits) {
+        if (Exit.isFailure(exit)) assert.strictEqual((yield* Effect.flip(exit))._tag, "UniqueConstraintViolation")
+      }
+      assert.strictEqual((yield* readCategory(category)).length, 1)
+    })
+  ),
+  check(
+    "unique values",
+    "malformed unique values are refused as bad input",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      for (const bad of [
+        { constraint: "", value: "x" },
+        { constraint: "c", value: "" },
+        { constraint: "c", value: "a\u0000b" },
+        { constraint: "c", value: "x".repeat(513) },
+        { constraint: "c" }
+      ]) {
+        assertInvalid(yield* Effect.flip(claim(id, [bad as EventStore.UniqueValue])), "InvalidUniqueValue")
+      }
+      yield* assertStream(id, [])
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
 // property: random interleavings
 // ---------------------------------------------------------------------------------------------------
 
@@ -710,5 +803,6 @@ export const checks: ReadonlyArray<Check> = [
   ...globalOrder,
   ...idempotent,
   ...badInput,
+  ...uniqueValues,
   ...properties
 ]
