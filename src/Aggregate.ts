@@ -17,6 +17,10 @@
  * `SnapshotStore` is provided, and saves new ones as its strategy says (see `Snapshot`). Command-id
  * idempotency then only sees the events after the snapshot.
  *
+ * **Unique values**: a decider's `unique` function names the values its events claim or release (an
+ * e-mail, a username); they are claimed atomically with the append, and a value held by another stream
+ * fails the command with `UniqueConstraintViolation` (not retried).
+ *
  * **Metadata**: correlation id, causation id (the command id), command id, principal, tenant and the W3C
  * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
  */
@@ -47,6 +51,14 @@ export interface Decider<C, E extends { readonly _tag: string }, S, DE> {
   readonly decide: (command: C, state: S) => Effect.Effect<ReadonlyArray<E>, DE>
   /** Snapshotting of the state, used when a `SnapshotStore` is provided. */
   readonly snapshot?: Snapshot.Options<S, any> | undefined
+  /** The unique values an event claims or releases (given the state before it); see `EventStore.UniqueValue`. */
+  readonly unique?: ((event: E, state: S) => UniqueChanges) | undefined
+}
+
+/** Unique values an event claims and releases, atomically with its append. */
+export interface UniqueChanges {
+  readonly claim?: ReadonlyArray<EventStore.UniqueValue>
+  readonly release?: ReadonlyArray<EventStore.UniqueValue>
 }
 
 /** What `decide` may return: events, a domain error, or an Effect of either. */
@@ -66,6 +78,7 @@ export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(
   readonly evolve: (state: S, event: E) => S
   readonly decide: (command: C, state: S) => Decision<E, DE>
   readonly snapshot?: Snapshot.Options<S, any>
+  readonly unique?: (event: E, state: S) => UniqueChanges
 }): Decider<C, E, S, DE> => {
   if (options.category.length === 0 || options.category.includes("-")) {
     throw new Error(`an aggregate category must be non-empty and contain no '-': ${JSON.stringify(options.category)}`)
@@ -83,7 +96,8 @@ export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(
     initialState: options.initialState,
     evolve: options.evolve,
     decide: (command, state) => asEffect(options.decide(command, state)),
-    snapshot: options.snapshot
+    snapshot: options.snapshot,
+    unique: options.unique
   }
 }
 
@@ -201,6 +215,21 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
       return loaded
     })
 
+  /** The unique values the events claim and release, each event seeing the state before it. */
+  const uniqueChanges = (state: S, events: ReadonlyArray<E>) => {
+    if (decider.unique === undefined) return {}
+    const claims: Array<EventStore.UniqueValue> = []
+    const releases: Array<EventStore.UniqueValue> = []
+    let current = state
+    for (const event of events) {
+      const changes = decider.unique(event, current)
+      claims.push(...(changes.claim ?? []))
+      releases.push(...(changes.release ?? []))
+      current = decider.evolve(current, event)
+    }
+    return { claims, releases }
+  }
+
   /** After a successful append: a snapshot if the strategy asks for one (never failing the command). */
   const maybeSnapshot = (streamId: string, loaded: Loaded<S, E>, events: ReadonlyArray<E>, version: number) =>
     Effect.gen(function* () {
@@ -247,7 +276,8 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
       )
       const store = yield* EventStore.EventStore
       const result = yield* store.append(streamId, data, {
-        expectedVersion: loaded.version === 0 ? Event.NoStream : Event.Exact(loaded.version)
+        expectedVersion: loaded.version === 0 ? Event.NoStream : Event.Exact(loaded.version),
+        ...uniqueChanges(loaded.state, events)
       })
       yield* maybeSnapshot(streamId, loaded, events, result.version)
       return {

@@ -7,6 +7,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Aggregate from "../../src/Aggregate.js"
@@ -16,6 +17,26 @@ import { Account, type AccountCommand } from "../../examples/bank/Account.js"
 import { uniqueCategory } from "../support/ids.js"
 
 const handle = Aggregate.handler(Account)
+
+// users with unique e-mails
+const Registered = Schema.TaggedStruct("Registered", { email: Schema.String })
+const EmailChanged = Schema.TaggedStruct("EmailChanged", { email: Schema.String })
+const User = Aggregate.make({
+  category: "User",
+  events: Schema.Union(Registered, EmailChanged),
+  initialState: { email: undefined as string | undefined },
+  evolve: (_, event) => ({ email: event.email }),
+  decide: (command: { readonly email: string }, state) =>
+    state.email === undefined ? [Registered.make(command)] : [EmailChanged.make(command)],
+  unique: (event, before) => ({
+    claim: [{ constraint: "user-email", value: event.email }],
+    release:
+      before.email === undefined || before.email === event.email
+        ? []
+        : [{ constraint: "user-email", value: before.email }]
+  })
+})
+const register = Aggregate.handler(User)
 
 const history = (id: string) =>
   Upcaster.readStream(Account.codec, `Account-${id}`).pipe(Stream.runCollect, Effect.map(Chunk.toArray))
@@ -110,6 +131,30 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<EventStore.EventS
             custom: 1
           })
           assert.match(metadata.traceparent!, /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+        })
+      )
+
+      it.effect("unique e-mails: concurrent registrations, one winner; a changed e-mail frees the old one", () =>
+        Effect.gen(function* () {
+          const tag = yield* uniqueCategory
+          const email = `${tag}@example.com`
+          const exits = yield* Effect.forEach(
+            Array.from({ length: 6 }, (_, i) => `${tag}u${i}`),
+            (id) => Effect.exit(register(id, { email })),
+            { concurrency: "unbounded" }
+          )
+          const winners = exits.flatMap((exit, i) => (exit._tag === "Success" ? [i] : []))
+          assert.strictEqual(winners.length, 1)
+          for (const exit of exits) {
+            if (exit._tag === "Failure")
+              assert.strictEqual((yield* Effect.flip(exit))._tag, "UniqueConstraintViolation")
+          }
+          const winner = `${tag}u${winners[0]}`
+          yield* register(winner, { email: `new-${email}` })
+          // the old address is free again, the new one is taken
+          yield* register(`${tag}late`, { email })
+          const taken = yield* Effect.flip(register(`${tag}other`, { email: `new-${email}` }))
+          assert.strictEqual(taken._tag, "UniqueConstraintViolation")
         })
       )
 
