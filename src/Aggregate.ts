@@ -9,13 +9,13 @@
  * `Schedule`: a decision taken on stale state never commits.
  *
  * **Idempotency**: when the command carries a `commandId` (in its metadata or the {@link CommandContext}),
- * its events get ids derived from (command id, stream, index) and record the command id; handling the
- * same command again on a stream that already holds its events returns the first result and appends
- * nothing. (This looks at the stream's own history: a TTL-bound dedup table is still to come.)
+ * the store records it with the append (see `EventStore.AppendOptions`), and its events get ids derived
+ * from (command id, stream, index). Handling the same command again within the store's command TTL
+ * (7 days by default), concurrently or after a crash, returns the first result and appends nothing. A
+ * command that produced no events is not recorded (handling it again decides again).
  *
  * **Snapshots**: a decider with `snapshot` options loads from the latest usable snapshot when a
- * `SnapshotStore` is provided, and saves new ones as its strategy says (see `Snapshot`). Command-id
- * idempotency then only sees the events after the snapshot.
+ * `SnapshotStore` is provided, and saves new ones as its strategy says (see `Snapshot`).
  *
  * **Unique values**: a decider's `unique` function names the values its events claim or release (an
  * e-mail, a username); they are claimed atomically with the append, and a value held by another stream
@@ -158,12 +158,11 @@ export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.expone
   Schedule.intersect(Schedule.recurs(5))
 )
 
-/** A loaded aggregate: its state, version, and (when asked for) the earlier result of a command. */
-interface Loaded<S, E> {
+/** A loaded aggregate: its state, its version, and the version of the snapshot it started from (0: none). */
+interface Loaded<S> {
   readonly state: S
   readonly version: number
   readonly snapshotVersion: number
-  readonly previous: Option.Option<{ events: Array<E>; positions: Array<bigint>; version: number }>
 }
 
 /**
@@ -175,45 +174,58 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   handlerOptions?: { readonly retry?: Schedule.Schedule<unknown, unknown> }
 ) => {
   /** The latest usable snapshot (if snapshots are configured and a store is provided), then the events after it. */
-  const load = (streamId: string, commandId: string | undefined, policy: Upcaster.Policy | undefined) =>
+  const load = (streamId: string, policy: Upcaster.Policy | undefined) =>
     Effect.gen(function* () {
       const snapshots =
         decider.snapshot === undefined ? Option.none() : yield* Effect.serviceOption(Snapshot.SnapshotStore)
       const snapshot = Option.isSome(snapshots)
         ? yield* Snapshot.loadState(snapshots.value, decider.snapshot!, streamId)
         : Option.none()
-      const start: Loaded<S, E> = Option.match(snapshot, {
-        onNone: () => ({ state: decider.initialState, version: 0, snapshotVersion: 0, previous: Option.none() }),
-        onSome: ({ state, version }) => ({ state, version, snapshotVersion: version, previous: Option.none() })
+      let loaded: Loaded<S> = Option.match(snapshot, {
+        onNone: () => ({ state: decider.initialState, version: 0, snapshotVersion: 0 }),
+        onSome: ({ state, version }) => ({ state, version, snapshotVersion: version })
       })
-      let loaded = start
-      const step = ({ envelope, event }: Upcaster.Decoded<E>) => {
-        const previous =
-          commandId !== undefined && envelope.metadata.commandId === commandId
-            ? Option.some(
-                Option.match(loaded.previous, {
-                  onNone: () => ({ events: [event], positions: [envelope.position], version: envelope.version }),
-                  onSome: (p) => ({
-                    events: [...p.events, event],
-                    positions:
-                      p.positions.at(-1) === envelope.position ? p.positions : [...p.positions, envelope.position],
-                    version: envelope.version
-                  })
-                })
-              )
-            : loaded.previous
-        loaded = { ...loaded, state: decider.evolve(loaded.state, event), version: envelope.version, previous }
-      }
       yield* Upcaster.readStream(decider.codec, streamId, {
-        fromVersion: start.version + 1,
+        fromVersion: loaded.version + 1,
         ...(policy === undefined ? {} : { policy })
       }).pipe(
         Stream.catchTag("StreamNotFound", () => Stream.empty),
         // folded a page at a time: loading is a hot path
-        Stream.runForEachChunk((chunk) => Effect.sync(() => Chunk.forEach(chunk, step)))
+        Stream.runForEachChunk((chunk) =>
+          Effect.sync(() =>
+            Chunk.forEach(chunk, ({ envelope, event }) => {
+              loaded = { ...loaded, state: decider.evolve(loaded.state, event), version: envelope.version }
+            })
+          )
+        )
       )
       return loaded
     })
+
+  /** The first result of a command already handled: what the store recorded, with its events decoded. */
+  const firstResult = (record: {
+    readonly streamId: string
+    readonly version: number
+    readonly positions: ReadonlyArray<bigint>
+  }) =>
+    Effect.map(
+      record.positions.length === 0
+        ? Effect.succeed(Chunk.empty<Upcaster.Decoded<E>>())
+        : Upcaster.readStream(decider.codec, record.streamId, {
+            fromVersion: record.version - record.positions.length + 1,
+            maxCount: record.positions.length
+          }).pipe(
+            Stream.catchTag("StreamNotFound", () => Stream.empty),
+            Stream.runCollect
+          ),
+      (decoded): HandleResult<E> => ({
+        streamId: record.streamId as Event.StreamId,
+        version: record.version,
+        events: Chunk.toArray(decoded).map((d) => d.event),
+        positions: record.positions,
+        duplicate: true
+      })
+    )
 
   /** The unique values the events claim and release, each event seeing the state before it. */
   const uniqueChanges = (state: S, events: ReadonlyArray<E>) => {
@@ -231,7 +243,7 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   }
 
   /** After a successful append: a snapshot if the strategy asks for one (never failing the command). */
-  const maybeSnapshot = (streamId: string, loaded: Loaded<S, E>, events: ReadonlyArray<E>, version: number) =>
+  const maybeSnapshot = (streamId: string, loaded: Loaded<S>, events: ReadonlyArray<E>, version: number) =>
     Effect.gen(function* () {
       const options = decider.snapshot
       if (options === undefined || !options.strategy({ version, snapshotVersion: loaded.snapshotVersion })) return
@@ -253,12 +265,13 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
     policy: Upcaster.Policy | undefined
   ) =>
     Effect.gen(function* () {
+      const store = yield* EventStore.EventStore
       const commandId = metadata.commandId
-      const loaded = yield* load(streamId, commandId, policy)
-      if (Option.isSome(loaded.previous)) {
-        const { events, positions, version } = loaded.previous.value
-        return { streamId, version, events, positions, duplicate: true } satisfies HandleResult<E>
+      if (commandId !== undefined) {
+        const handled = yield* store.findCommand(commandId)
+        if (Option.isSome(handled)) return yield* firstResult(handled.value)
       }
+      const loaded = yield* load(streamId, policy)
       const events = yield* decider.decide(command, loaded.state)
       if (events.length === 0) {
         return { streamId, version: loaded.version, events, positions: [], duplicate: false } satisfies HandleResult<E>
@@ -274,11 +287,18 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
           })
         )
       )
-      const store = yield* EventStore.EventStore
-      const result = yield* store.append(streamId, data, {
-        expectedVersion: loaded.version === 0 ? Event.NoStream : Event.Exact(loaded.version),
-        ...uniqueChanges(loaded.state, events)
-      })
+      const appended = yield* store
+        .append(streamId, data, {
+          expectedVersion: loaded.version === 0 ? Event.NoStream : Event.Exact(loaded.version),
+          ...uniqueChanges(loaded.state, events),
+          ...(commandId === undefined ? {} : { commandId })
+        })
+        .pipe(
+          Effect.map((result) => Either.right<EventStore.AppendResult>(result)),
+          Effect.catchTag("DuplicateCommand", (first) => Effect.map(firstResult(first), (r) => Either.left(r)))
+        )
+      if (Either.isLeft(appended)) return appended.left
+      const result = appended.right
       yield* maybeSnapshot(streamId, loaded, events, result.version)
       return {
         streamId,

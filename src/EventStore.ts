@@ -18,6 +18,7 @@
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -106,6 +107,19 @@ export class UniqueConstraintViolation extends Schema.TaggedError<UniqueConstrai
   }
 }
 
+/** The command was already handled by an earlier append (within the command TTL); nothing was written. */
+export class DuplicateCommand extends Schema.TaggedError<DuplicateCommand>()("DuplicateCommand", {
+  commandId: Schema.String,
+  /** Where the command was handled, and what it wrote. */
+  streamId: Schema.String,
+  version: Schema.Int,
+  positions: Schema.Array(Schema.BigInt)
+}) {
+  override get message() {
+    return `Command ${this.commandId} was already handled (${this.streamId}@${this.version})`
+  }
+}
+
 /** An infrastructure failure (database unreachable, driver error...). The append may be retried as is. */
 export class EventStoreError extends Schema.TaggedError<EventStoreError>()("EventStoreError", {
   operation: Schema.String,
@@ -149,7 +163,25 @@ export interface AppendOptions {
   readonly claims?: ReadonlyArray<UniqueValue>
   /** Values this stream gives up, only if the events are appended (releasing one it does not hold is a no-op). */
   readonly releases?: ReadonlyArray<UniqueValue>
+  /**
+   * The command this append handles. The store records it with the append's result; another append for
+   * the same command within the store's command TTL fails with {@link DuplicateCommand} and writes nothing.
+   */
+  readonly commandId?: string
 }
+
+/** A command recorded by an append (see {@link AppendOptions} `commandId`). */
+export interface CommandRecord {
+  readonly commandId: string
+  readonly streamId: Event.StreamId
+  /** The stream's version after the append. */
+  readonly version: number
+  /** The global positions of the append's events. */
+  readonly positions: ReadonlyArray<bigint>
+}
+
+/** How long a command is remembered by default: 7 days. */
+export const defaultCommandTtl: Duration.Duration = Duration.days(7)
 
 /**
  * What an append wrote: the stream's version after its last event, and the global position of each
@@ -203,7 +235,12 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
       options?: AppendOptions
     ) => Effect.Effect<
       AppendResult,
-      ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | Event.InvalidStreamId | EventStoreError
+      | ConcurrencyConflict
+      | InvalidAppend
+      | UniqueConstraintViolation
+      | DuplicateCommand
+      | Event.InvalidStreamId
+      | EventStoreError
     >
     /** Reads one stream's events in version order; fails with `StreamNotFound` if it has none. */
     readonly readStream: (
@@ -214,6 +251,8 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
     readonly readAll: (options?: ReadAllOptions) => Stream.Stream<Event.RecordedEvent, EventStoreError>
     /** The stream's current version; 0 when it has no events. */
     readonly streamVersion: (streamId: string) => Effect.Effect<number, Event.InvalidStreamId | EventStoreError>
+    /** The record of a command handled within the command TTL, if any. */
+    readonly findCommand: (commandId: string) => Effect.Effect<Option.Option<CommandRecord>, EventStoreError>
   }
 >() {}
 
@@ -240,6 +279,7 @@ export interface PreparedAppend {
   readonly events: ReadonlyArray<PreparedEvent>
   readonly claims: ReadonlyArray<UniqueValue>
   readonly releases: ReadonlyArray<UniqueValue>
+  readonly commandId: string | undefined
 }
 
 /**
@@ -293,13 +333,21 @@ export const prepareAppend = (
     const releases = options?.releases ?? []
     const badValue = [...claims, ...releases].find((u) => uniqueValueProblem(u) !== undefined)
     if (badValue !== undefined) return invalid("InvalidUniqueValue", uniqueValueProblem(badValue)!)
+    const commandId = options?.commandId
+    if (commandId !== undefined && uniqueValueProblem({ constraint: "command", value: commandId }) !== undefined) {
+      return invalid(
+        "InvalidEvent",
+        `a command id must be a string of 1 to ${maxUniqueValueLength} printable characters`
+      )
+    }
     return Effect.succeed({
       streamId: id,
       category: Event.categoryOf(id),
       expectedVersion,
       events: prepared,
       claims,
-      releases
+      releases,
+      commandId
     })
   })
 
@@ -362,6 +410,8 @@ export const resolveDuplicates = (
 /** Options of {@link makeMemory}. */
 export interface MemoryOptions {
   readonly limits?: Partial<Limits>
+  /** How long handled commands are remembered; default {@link defaultCommandTtl}. */
+  readonly commandTtl?: Duration.DurationInput
 }
 
 interface MemoryStream {
@@ -380,12 +430,21 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
     const streams = new Map<string, MemoryStream>()
     const log: Array<Event.RecordedEvent> = []
     const uniqueOwners = new Map<string, string>()
+    const commands = new Map<string, CommandRecord & { readonly recordedAt: number }>()
+    const commandTtl = Duration.toMillis(options?.commandTtl ?? defaultCommandTtl)
+    const liveCommand = (commandId: string, now: number) => {
+      const record = commands.get(commandId)
+      return record !== undefined && now - record.recordedAt < commandTtl ? record : undefined
+    }
     let lastTransaction = 0n
 
     const commit = (
       append: PreparedAppend,
       recordedAt: DateTime.Utc
-    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation> => {
+    ): Effect.Effect<
+      AppendResult,
+      ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | DuplicateCommand
+    > => {
       const stream = streams.get(append.streamId)
       const actual = stream?.events.length ?? 0
       const duplicate = stream && resolveDuplicates(append, (id) => stream.versionOfEventId.get(id))
@@ -401,6 +460,17 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
       if (!Event.satisfies(append.expectedVersion, actual)) {
         return Effect.fail(
           new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
+        )
+      }
+      const handled = append.commandId === undefined ? undefined : liveCommand(append.commandId, recordedAt.epochMillis)
+      if (handled !== undefined) {
+        return Effect.fail(
+          new DuplicateCommand({
+            commandId: handled.commandId,
+            streamId: handled.streamId,
+            version: handled.version,
+            positions: handled.positions
+          })
         )
       }
       const taken = append.claims.find((u) => {
@@ -420,8 +490,22 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
         if (uniqueOwners.get(uniqueKey(u)) === append.streamId) uniqueOwners.delete(uniqueKey(u))
       }
       for (const u of append.claims) uniqueOwners.set(uniqueKey(u), append.streamId)
-      if (append.events.length === 0)
-        return Effect.succeed({ streamId: append.streamId, version: actual, positions: [] })
+      const result =
+        append.events.length === 0
+          ? { streamId: append.streamId, version: actual, positions: [] }
+          : write(append, stream, actual, recordedAt)
+      if (append.commandId !== undefined) {
+        commands.set(append.commandId, { commandId: append.commandId, ...result, recordedAt: recordedAt.epochMillis })
+      }
+      return Effect.succeed(result)
+    }
+
+    const write = (
+      append: PreparedAppend,
+      stream: MemoryStream | undefined,
+      actual: number,
+      recordedAt: DateTime.Utc
+    ): AppendResult => {
       const target: MemoryStream = stream ?? { events: [], versionOfEventId: new Map() }
       streams.set(append.streamId, target)
       const transaction = ++lastTransaction
@@ -444,7 +528,7 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
         target.versionOfEventId.set(event.eventId, event.version)
         log.push(event)
       }
-      return Effect.succeed(appendResult(append.streamId, recorded))
+      return appendResult(append.streamId, recorded)
     }
 
     const append: EventStore["Type"]["append"] = (streamId, events, options) =>
@@ -493,7 +577,15 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
     const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
       Effect.map(Event.streamId(streamId), (id) => streams.get(id)?.events.length ?? 0)
 
-    return EventStore.of({ append, readStream, readAll, streamVersion })
+    const findCommand: EventStore["Type"]["findCommand"] = (commandId) =>
+      Effect.map(DateTime.now, (now) => {
+        const record = liveCommand(commandId, now.epochMillis)
+        return record === undefined
+          ? Option.none()
+          : Option.some({ commandId, streamId: record.streamId, version: record.version, positions: record.positions })
+      })
+
+    return EventStore.of({ append, readStream, readAll, streamVersion, findCommand })
   })
 
 /** A fresh in-memory store per Layer build. */

@@ -1,7 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as TestContext from "effect/TestContext"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import { suite } from "./suites/EventStoreSuite.js"
@@ -53,5 +56,21 @@ describe("EventStore.makeMemory", () => {
       const [stored] = Chunk.toArray(yield* Stream.runCollect(store.readStream("A-1")))
       assert.deepStrictEqual(stored!.data, { list: [1] })
     })
+  )
+})
+
+describe("EventStore.makeMemory commands", () => {
+  it.effect("commands are remembered for the command TTL, then forgotten", () =>
+    Effect.gen(function* () {
+      const store = yield* EventStore.makeMemory({ commandTtl: "1 hour" })
+      const once = (streamId: string) =>
+        Effect.flatMap(Event.make({ type: "A", data: {} }), (e) => store.append(streamId, [e], { commandId: "c1" }))
+      yield* once("A-1")
+      yield* TestClock.adjust("59 minutes")
+      assert.strictEqual((yield* Effect.flip(once("A-1")))._tag, "DuplicateCommand")
+      yield* TestClock.adjust("2 minutes")
+      assert.isTrue(Option.isNone(yield* store.findCommand("c1")))
+      assert.strictEqual((yield* once("A-1")).version, 2)
+    }).pipe(Effect.provide(TestContext.TestContext))
   )
 })

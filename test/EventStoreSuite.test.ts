@@ -82,6 +82,20 @@ const variants: ReadonlyArray<BrokenVariant> = [
     })
   },
   {
+    breaks: "command dedup",
+    name: "forgets commands",
+    wrap: (store) => ({
+      ...store,
+      append: (streamId, events, options) =>
+        store.append(
+          streamId,
+          events,
+          options?.expectedVersion === undefined ? {} : { expectedVersion: options.expectedVersion }
+        ),
+      findCommand: () => Effect.succeedNone
+    })
+  },
+  {
     breaks: "5 idempotent append",
     name: "stores a retried append again under fresh event ids",
     wrap: (store) => {

@@ -23,6 +23,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Chunk from "effect/Chunk"
 import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -32,7 +33,9 @@ import * as Event from "../Event.js"
 import {
   type AppendResult,
   ConcurrencyConflict,
+  defaultCommandTtl,
   defaultLimits,
+  DuplicateCommand,
   EventStore,
   EventStoreError,
   type Limits,
@@ -51,6 +54,8 @@ export interface Options extends TableOptions {
   readonly migrate?: boolean
   /** Rows fetched per round trip by `readStream`; default 500. */
   readonly readPageSize?: number
+  /** How long handled commands are remembered; default 7 days. */
+  readonly commandTtl?: Duration.DurationInput
 }
 
 type Dialect = "pg" | "sqlite"
@@ -88,6 +93,7 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
     if (options.migrate !== false) yield* migrate(t)
     const limits: Limits = { ...defaultLimits, ...options.limits }
     const pageSize = Math.max(1, options.readPageSize ?? 500)
+    const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
     const failWith = (operation: string) => (cause: SqlError) => new EventStoreError({ operation, cause })
 
     const columns =
@@ -148,8 +154,17 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
         }>`select * from ${sql(t.appendFunction)}(
           ${append.streamId}, ${append.category}, ${expected._tag},
           ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
-          ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb)`.pipe(
-          Effect.catchIf(isUniqueViolation, (error) => Effect.fail(uniqueViolation(append, error)))
+          ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb,
+          ${append.commandId ?? null}, ${commandTtl})`.pipe(
+          Effect.catchTag("SqlError", (error) =>
+            Effect.fail(
+              raisedBy(error, "unique value taken")
+                ? uniqueViolation(append, error)
+                : raisedBy(error, "duplicate command")
+                  ? duplicateCommand(append.commandId!, error)
+                  : error
+            )
+          )
         )
         switch (row!.o_outcome) {
           case "ok":
@@ -169,7 +184,6 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
 
     const appendSqlite = (append: PreparedAppend) =>
       Effect.gen(function* () {
-        const now = yield* DateTime.now
         const [stream] = yield* sql<{ readonly version: number }>`
           select version from ${sql(t.streams)} where stream_id = ${append.streamId}`
         const current = stream?.version ?? 0
@@ -196,7 +210,28 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
               values (${u.constraint}, ${u.value}, ${append.streamId})`
           }
         }
-        if (append.events.length === 0) return { streamId: append.streamId, version: current, positions: [] }
+        const now = DateTime.toEpochMillis(yield* DateTime.now)
+        if (append.commandId !== undefined) {
+          const [handled] = yield* sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
+            where command_id = ${append.commandId} and recorded_at > ${now - commandTtl}`
+          if (handled !== undefined) return yield* Effect.fail(toDuplicate(append.commandId, handled))
+        }
+        const result: AppendResult =
+          append.events.length === 0
+            ? { streamId: append.streamId, version: current, positions: [] }
+            : yield* insertSqlite(append, current, now)
+        if (append.commandId !== undefined) {
+          yield* sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
+            values (${append.commandId}, ${append.streamId}, ${result.version},
+                    ${JSON.stringify(result.positions.map(String))}, ${now})
+            on conflict (command_id) do update set stream_id = excluded.stream_id, version = excluded.version,
+              positions = excluded.positions, recorded_at = excluded.recorded_at`
+        }
+        return result
+      }).pipe(sql.withTransaction)
+
+    const insertSqlite = (append: PreparedAppend, current: number, now: number) =>
+      Effect.gen(function* () {
         const inserted = yield* sql<{ readonly position: number }>`
           insert into ${sql(t.events)} ${sql.insert(
             append.events.map((e, i) => ({
@@ -208,7 +243,7 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
               schema_version: e.schemaVersion,
               data: e.dataJson,
               metadata: e.metadataJson,
-              recorded_at: DateTime.toEpochMillis(now)
+              recorded_at: now
             }))
           )} returning position`
         const version = current + append.events.length
@@ -216,7 +251,7 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
           insert into ${sql(t.streams)} (stream_id, version) values (${append.streamId}, ${version})
           on conflict (stream_id) do update set version = excluded.version`
         return { streamId: append.streamId, version, positions: inserted.map((r) => BigInt(r.position)) }
-      }).pipe(sql.withTransaction)
+      })
 
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
       Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
@@ -297,7 +332,22 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
     const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
       Effect.flatMap(Event.streamId(streamId), (id) => Effect.mapError(versionOf(id), failWith("streamVersion")))
 
-    return EventStore.of({ append, readStream, readAll, streamVersion })
+    const findCommand: EventStore["Type"]["findCommand"] = (commandId) =>
+      Effect.gen(function* () {
+        const now = DateTime.toEpochMillis(yield* DateTime.now)
+        const rows =
+          dialect === "pg"
+            ? yield* sql<CommandRow>`select stream_id, version, positions::text[] as positions from ${sql(t.commands)}
+                where command_id = ${commandId} and recorded_at > now() - make_interval(secs => ${commandTtl / 1000})`
+            : yield* sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
+                where command_id = ${commandId} and recorded_at > ${now - commandTtl}`
+        return Option.map(Option.fromNullable(rows[0]), (row) => {
+          const { positions, streamId, version } = toDuplicate(commandId, row)
+          return { commandId, streamId: streamId as Event.StreamId, version, positions }
+        })
+      }).pipe(Effect.mapError(failWith("findCommand")))
+
+    return EventStore.of({ append, readStream, readAll, streamVersion, findCommand })
   })
 
 /** The SQL event store as a Layer; needs a `SqlClient` (see `Postgres.layer`, `Sqlite.layer`). */
@@ -354,10 +404,41 @@ export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClien
   }
 }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
 
-/** The append function's refusal of a unique value (SQLSTATE P0001 with our message). */
-const isUniqueViolation = (error: SqlError): boolean => {
+/** A refusal raised by the append function (SQLSTATE P0001 with our message). */
+const raisedBy = (error: SqlError, what: "unique value taken" | "duplicate command"): boolean => {
   const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
-  return cause?.code === "P0001" && cause.message === "effect-eventsourcing: unique value taken"
+  return cause?.code === "P0001" && cause.message === `effect-eventsourcing: ${what}`
+}
+
+interface CommandRow {
+  readonly stream_id: string
+  readonly version: number
+  /** PostgreSQL: a text array; SQLite: a JSON array of strings. */
+  readonly positions: ReadonlyArray<string> | string
+}
+
+const toDuplicate = (commandId: string, row: CommandRow): DuplicateCommand =>
+  new DuplicateCommand({
+    commandId,
+    streamId: row.stream_id,
+    version: row.version,
+    positions: (typeof row.positions === "string"
+      ? (JSON.parse(row.positions) as ReadonlyArray<string>)
+      : row.positions
+    ).map(BigInt)
+  })
+
+const duplicateCommand = (commandId: string, error: SqlError): DuplicateCommand => {
+  const detail = JSON.parse(String((error.cause as { readonly detail?: unknown }).detail)) as {
+    readonly streamId: string
+    readonly version: number
+    readonly positions: ReadonlyArray<string> | null
+  }
+  return toDuplicate(commandId, {
+    stream_id: detail.streamId,
+    version: detail.version,
+    positions: detail.positions ?? []
+  })
 }
 
 const uniqueViolation = (append: PreparedAppend, error: SqlError): UniqueConstraintViolation => {

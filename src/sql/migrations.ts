@@ -32,6 +32,7 @@ export interface Tables {
   readonly appendFunction: string
   readonly snapshots: string
   readonly uniqueValues: string
+  readonly commands: string
 }
 
 const identifier = /^[a-z_][a-z0-9_]*$/
@@ -59,7 +60,8 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     migrations: qualify("migrations"),
     appendFunction: qualify("append"),
     snapshots: qualify("snapshots"),
-    uniqueValues: qualify("unique_values")
+    uniqueValues: qualify("unique_values"),
+    commands: qualify("commands")
   })
 }
 
@@ -136,6 +138,13 @@ const createEventTables = (t: Tables) =>
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
             sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
             createUniqueValuesTable(t),
+            sql`create table ${sql(t.commands)} (
+              command_id text primary key,
+              stream_id text not null,
+              version integer not null,
+              positions bigint[] not null,
+              recorded_at timestamptz not null
+            )`,
             sql.unsafe(pgAppendFunction(t))
           ],
           { discard: true }
@@ -161,7 +170,14 @@ const createEventTables = (t: Tables) =>
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
             sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
-            createUniqueValuesTable(t)
+            createUniqueValuesTable(t),
+            sql`create table ${sql(t.commands)} (
+              command_id text primary key,
+              stream_id text not null,
+              version integer not null,
+              positions text not null,
+              recorded_at integer not null
+            )`
           ],
           { discard: true }
         )
@@ -212,7 +228,7 @@ const createSnapshotTable = (t: Tables) =>
 const pgAppendFunction = (t: Tables) => `
 create or replace function ${t.appendFunction}(
   p_stream_id text, p_category text, p_expected_kind text, p_expected_version integer, p_events jsonb,
-  p_claims jsonb, p_releases jsonb,
+  p_claims jsonb, p_releases jsonb, p_command_id text, p_command_ttl_ms bigint,
   out o_outcome text, out o_version integer, out o_positions bigint[], out o_stored integer[]
 ) language plpgsql as $fn$
 declare
@@ -221,6 +237,7 @@ declare
   v_constraint text;
   v_value text;
   v_owner text;
+  v_handled record;
 begin
   v_current := null;
   if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
@@ -281,6 +298,21 @@ begin
     end if;
   end if;
 
+  if p_command_id is not null then
+    -- a command is handled once within its TTL: a concurrent duplicate waits for the first one's commit
+    insert into ${t.commands} as c (command_id, stream_id, version, positions, recorded_at)
+    values (p_command_id, p_stream_id, v_current + v_count, '{}', now())
+    on conflict (command_id) do update
+      set stream_id = excluded.stream_id, version = excluded.version, positions = '{}', recorded_at = excluded.recorded_at
+      where c.recorded_at < now() - make_interval(secs => p_command_ttl_ms / 1000.0);
+    if not found then
+      select c.stream_id, c.version, c.positions into v_handled from ${t.commands} c where c.command_id = p_command_id;
+      raise exception 'effect-eventsourcing: duplicate command' using errcode = 'P0001',
+        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
+                                   'positions', v_handled.positions::text[])::text;
+    end if;
+  end if;
+
   o_outcome := 'ok';
   o_version := v_current + v_count;
   if v_count = 0 then
@@ -300,6 +332,9 @@ begin
 
   if v_current > 0 then
     update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
+  end if;
+  if p_command_id is not null then
+    update ${t.commands} set positions = o_positions where command_id = p_command_id;
   end if;
 end
 $fn$`

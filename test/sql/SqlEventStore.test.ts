@@ -18,6 +18,7 @@ suite("SqlEventStore on PostgreSQL", SqlEventStore.layer({ schema }).pipe(Layer.
 const tick = Event.make({ type: "Tick", data: {} })
 const isolated = `${schema}_mig`
 const burn = `${schema}_burn`
+const ttl = `${schema}_ttl`
 
 describe("SqlEventStore configuration and migrations", () => {
   it.effect("refuses table names that are not plain identifiers, with a typed error", () =>
@@ -64,6 +65,25 @@ describe("SqlEventStore configuration and migrations", () => {
           }
           const next = yield* store.append("B-2", [yield* tick])
           assert.strictEqual(next.positions[0], first.positions[0]! + 1n)
+        }).pipe(Effect.provide(client), Effect.scoped)
+      }
+    })
+  )
+
+  it.live("commands are remembered for the command TTL, then forgotten (PostgreSQL and SQLite)", () =>
+    Effect.gen(function* () {
+      for (const client of [pgWithSchema(ttl), sqliteMemory] as const) {
+        yield* Effect.gen(function* () {
+          const store = yield* SqlEventStore.make({
+            commandTtl: "500 millis",
+            ...(client === sqliteMemory ? {} : { schema: ttl })
+          })
+          const once = Effect.flatMap(tick, (e) => store.append("D-1", [e], { commandId: "ttl-1" }))
+          yield* once
+          assert.strictEqual((yield* Effect.flip(once))._tag, "DuplicateCommand")
+          yield* Effect.sleep("700 millis")
+          assert.strictEqual((yield* store.findCommand("ttl-1"))._tag, "None")
+          assert.strictEqual((yield* once).version, 2)
         }).pipe(Effect.provide(client), Effect.scoped)
       }
     })

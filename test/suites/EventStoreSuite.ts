@@ -11,6 +11,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
+import * as Option from "effect/Option"
 import type * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
@@ -27,6 +28,7 @@ export type Guarantee =
   | "5 idempotent append"
   | "9 bad input"
   | "unique values"
+  | "command dedup"
 
 export interface Check {
   readonly guarantee: Guarantee
@@ -687,6 +689,59 @@ const uniqueValues: ReadonlyArray<Check> = [
 ]
 
 // ---------------------------------------------------------------------------------------------------
+// command dedup
+// ---------------------------------------------------------------------------------------------------
+
+const commandDedup: ReadonlyArray<Check> = [
+  check(
+    "command dedup",
+    "an append records its command; another append of the same command fails with the first result",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const s = yield* store
+      const commandId = `cmd-${category}`
+      assert.isTrue(Option.isNone(yield* s.findCommand(commandId)))
+      const first = yield* s.append(`${category}-1`, yield* newEvents(2), { commandId })
+      const record = Option.getOrThrow(yield* s.findCommand(commandId))
+      assert.deepStrictEqual(
+        [record.streamId, record.version, record.positions],
+        [first.streamId, first.version, first.positions]
+      )
+      for (const streamId of [`${category}-1`, `${category}-2`]) {
+        const duplicate = yield* Effect.flip(s.append(streamId, yield* newEvents(1), { commandId }))
+        assert.instanceOf(duplicate, EventStore.DuplicateCommand)
+        assert.deepStrictEqual(
+          [duplicate.streamId, duplicate.version, duplicate.positions],
+          [first.streamId, 2, first.positions]
+        )
+      }
+      assert.strictEqual((yield* readCategory(category)).length, 2)
+    })
+  ),
+  check(
+    "command dedup",
+    "of concurrent appends of one command exactly one writes",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const s = yield* store
+      const exits = yield* Effect.forEach(
+        range(6),
+        (i) =>
+          Effect.flatMap(newEvents(1), (events) =>
+            Effect.exit(s.append(`${category}-${i}`, events, { commandId: `c-${category}` }))
+          ),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(exits.filter(Exit.isSuccess).length, 1)
+      for (const exit of exits) {
+        if (Exit.isFailure(exit)) assert.strictEqual((yield* Effect.flip(exit))._tag, "DuplicateCommand")
+      }
+      assert.strictEqual((yield* readCategory(category)).length, 1)
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
 // property: random interleavings
 // ---------------------------------------------------------------------------------------------------
 
@@ -804,5 +859,6 @@ export const checks: ReadonlyArray<Check> = [
   ...idempotent,
   ...badInput,
   ...uniqueValues,
+  ...commandDedup,
   ...properties
 ]
