@@ -287,26 +287,18 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
           })
         )
       )
-      const appended = yield* store
+      return yield* store
         .append(streamId, data, {
           expectedVersion: loaded.version === 0 ? Event.NoStream : Event.Exact(loaded.version),
           ...uniqueChanges(loaded.state, events),
           ...(commandId === undefined ? {} : { commandId })
         })
         .pipe(
-          Effect.map((result) => Either.right<EventStore.AppendResult>(result)),
-          Effect.catchTag("DuplicateCommand", (first) => Effect.map(firstResult(first), (r) => Either.left(r)))
+          Effect.tap((result) => maybeSnapshot(streamId, loaded, events, result.version)),
+          Effect.map((result): HandleResult<E> => ({ ...result, events, duplicate: false })),
+          // the same command, handled concurrently by someone else: theirs is the first result
+          Effect.catchTag("DuplicateCommand", firstResult)
         )
-      if (Either.isLeft(appended)) return appended.left
-      const result = appended.right
-      yield* maybeSnapshot(streamId, loaded, events, result.version)
-      return {
-        streamId,
-        version: result.version,
-        events,
-        positions: result.positions,
-        duplicate: false
-      } satisfies HandleResult<E>
     })
 
   return (

@@ -5,10 +5,11 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { main } from "../examples/quickstart.js"
+import * as Commands from "../examples/commands.js"
 import * as Upcasting from "../examples/upcasting.js"
 
 describe("examples", () => {
-  for (const example of ["quickstart.ts", "stores.ts", "upcasting.ts"]) {
+  for (const example of ["quickstart.ts", "stores.ts", "upcasting.ts", "commands.ts"]) {
     it.effect(`the README shows examples/${example} verbatim (so its code is type-checked)`, () =>
       Effect.sync(() => {
         const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
@@ -28,6 +29,12 @@ describe("examples", () => {
           { _tag: "MoneyDeposited", amount: 5 }
         ]
       )
+    })
+  )
+
+  it.effect("the commands example: idempotent retry and a typed refusal", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* Commands.main, { version: 2, sameResult: true, refused: "InsufficientFunds" })
     })
   )
 

@@ -270,28 +270,47 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
       Stream.unwrap(
         Effect.gen(function* () {
           const id = yield* Event.streamId(streamId)
-          const last = yield* versionOf(id).pipe(Effect.mapError(failWith("readStream")))
-          if (last === 0) return yield* new StreamNotFound({ streamId: id })
+          const notFound = new StreamNotFound({ streamId: id })
+          const lastVersion = versionOf(id).pipe(Effect.mapError(failWith("readStream")))
           const backward = readOptions?.direction === "backward"
-          const from = readOptions?.fromVersion ?? (backward ? last : 1)
+          const limit = Math.max(1, Math.min(pageSize, readOptions?.maxCount ?? pageSize))
+          // only a backward read from the end needs the version first; otherwise the first page shows
+          // whether the stream exists, and an empty one costs one more query
+          const from =
+            readOptions?.fromVersion ??
+            (backward
+              ? yield* Effect.filterOrFail(
+                  lastVersion,
+                  (v) => v > 0,
+                  () => notFound
+                )
+              : 1)
           const page = (cursor: number) =>
             (backward
               ? sql<EventRow>`select ${columns} from ${sql(t.events)}
-                  where stream_id = ${id} and version <= ${cursor} order by version desc limit ${pageSize}`
+                  where stream_id = ${id} and version <= ${cursor} order by version desc limit ${limit}`
               : sql<EventRow>`select ${columns} from ${sql(t.events)}
-                  where stream_id = ${id} and version >= ${cursor} order by version limit ${pageSize}`
+                  where stream_id = ${id} and version >= ${cursor} order by version limit ${limit}`
             ).pipe(
               Effect.mapError(failWith("readStream")),
               Effect.map((rows) => {
                 const events = rows.map(toRecorded)
                 const next =
-                  events.length < pageSize
+                  events.length < limit
                     ? Option.none()
                     : Option.some(events[events.length - 1]!.version + (backward ? -1 : 1))
                 return [Chunk.unsafeFromArray(events), next] as const
               })
             )
-          const events = Stream.paginateChunkEffect(from, page)
+          const [first, next] = yield* page(from)
+          if (Chunk.isEmpty(first) && (yield* lastVersion) === 0) return yield* notFound
+          const events = Stream.concat(
+            Stream.fromChunk(first),
+            Option.match(next, {
+              onNone: () => Stream.empty,
+              onSome: (cursor) => Stream.paginateChunkEffect(cursor, page)
+            })
+          )
           return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
         })
       )
