@@ -25,11 +25,14 @@ import * as Chunk from "effect/Chunk"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
+import * as Batcher from "../internal/batcher.js"
 import {
   type AppendResult,
   ConcurrencyConflict,
@@ -56,6 +59,11 @@ export interface Options extends TableOptions {
   readonly readPageSize?: number
   /** How long handled commands are remembered; default 7 days. */
   readonly commandTtl?: Duration.DurationInput
+  /**
+   * PostgreSQL group commit: concurrent appends (outside a caller's transaction) share round trips and
+   * commits, each still checked and committed or refused on its own. On by default; `false` turns it off.
+   */
+  readonly groupCommit?: false | { readonly maxBatch?: number; readonly writers?: number }
 }
 
 type Dialect = "pg" | "sqlite"
@@ -74,8 +82,13 @@ interface EventRow {
   readonly recorded_at: Date | number
 }
 
-/** Builds the store on the `SqlClient` in context, migrating its tables first unless told not to. */
-export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], EventStoreError, SqlClient.SqlClient> =>
+/**
+ * Builds the store on the `SqlClient` in context, migrating its tables first unless told not to. The
+ * group-commit writers (PostgreSQL) live in the scope.
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<EventStore["Type"], EventStoreError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const t = yield* tables(options)
@@ -143,43 +156,92 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
     const conflict = (append: PreparedAppend, actual: number) =>
       new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
 
-    const appendPg = (append: PreparedAppend) =>
-      Effect.gen(function* () {
-        const expected = append.expectedVersion
-        const [row] = yield* sql<{
-          readonly o_outcome: "ok" | "conflict" | "duplicates"
-          readonly o_version: number
-          readonly o_positions: ReadonlyArray<string> | null
-          readonly o_stored: ReadonlyArray<number | null> | null
-        }>`select * from ${sql(t.appendFunction)}(
+    /** One append, one round trip: the append function. */
+    const callAppend = (append: PreparedAppend) => {
+      const expected = append.expectedVersion
+      return sql<{
+        readonly o_outcome: PgOutcome["outcome"]
+        readonly o_version: number
+        readonly o_positions: ReadonlyArray<string> | null
+        readonly o_stored: ReadonlyArray<number | null> | null
+      }>`select * from ${sql(t.appendFunction)}(
           ${append.streamId}, ${append.category}, ${expected._tag},
           ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
           ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb,
           ${append.commandId ?? null}, ${commandTtl})`.pipe(
-          Effect.catchTag("SqlError", (error) =>
-            Effect.fail(
-              raisedBy(error, "unique value taken")
-                ? uniqueViolation(append, error)
-                : raisedBy(error, "duplicate command")
-                  ? duplicateCommand(append.commandId!, error)
-                  : error
-            )
-          )
-        )
-        switch (row!.o_outcome) {
-          case "ok":
-            return { streamId: append.streamId, version: row!.o_version, positions: row!.o_positions!.map(BigInt) }
-          case "conflict":
-            return yield* conflict(append, row!.o_version)
-          case "duplicates": {
-            const stored = new Map<string, number>()
-            append.events.forEach((e, i) => {
-              const version = row!.o_stored![i]
-              if (version !== null && version !== undefined) stored.set(e.eventId, version)
-            })
-            return yield* resolveStored(append, stored)
-          }
+        Effect.map(([row]): PgOutcome => ({
+          outcome: row!.o_outcome,
+          version: row!.o_version,
+          positions: row!.o_positions,
+          stored: row!.o_stored
+        })),
+        Effect.catchTag("SqlError", (error) => Effect.fail(refusal(append, error.cause) ?? failWith("append")(error)))
+      )
+    }
+
+    /** Several appends, one round trip and one commit (group commit); each succeeds or fails alone. */
+    const callAppendBatch = (appends: ReadonlyArray<PreparedAppend>) => {
+      if (appends.length === 1) return Effect.map(Effect.exit(callAppend(appends[0]!)), (exit) => [exit])
+      // one lock order for every batch (by stream, keeping each stream's appends in arrival order): no deadlocks
+      const order = appends
+        .map((_, i) => i)
+        .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
+      const batch = "[" + order.map((i) => batchItemJson(appends[i]!, commandTtl)).join(",") + "]"
+      return sql<{ readonly result: ReadonlyArray<PgBatchResult> }>`
+        select ${sql(t.appendBatchFunction)}(${batch}::jsonb) as result`.pipe(
+        Effect.mapError(failWith("append")),
+        Effect.map(([row]) => {
+          const exits: Array<Exit.Exit<PgOutcome, PgRefusal>> = []
+          order.forEach((index, k) => {
+            const r = row!.result[k]!
+            exits[index] =
+              r.outcome === "error"
+                ? Exit.fail(refusal(appends[index]!, r) ?? new EventStoreError({ operation: "append", cause: r }))
+                : Exit.succeed({ outcome: r.outcome, version: r.version, positions: r.positions, stored: r.stored })
+          })
+          return exits
+        })
+      )
+    }
+
+    const batched =
+      dialect === "pg" && options.groupCommit !== false
+        ? yield* Batcher.make({
+            maxBatch: Math.max(1, options.groupCommit?.maxBatch ?? 32),
+            writers: Math.max(1, options.groupCommit?.writers ?? 2),
+            run: callAppendBatch,
+            closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
+          })
+        : undefined
+
+    /** What the append function's outcome means for the caller. */
+    const interpret = (append: PreparedAppend, result: PgOutcome) => {
+      switch (result.outcome) {
+        case "ok":
+          return Effect.succeed<AppendResult>({
+            streamId: append.streamId,
+            version: result.version,
+            positions: result.positions!.map(BigInt)
+          })
+        case "conflict":
+          return Effect.fail(conflict(append, result.version))
+        case "duplicates": {
+          const stored = new Map<string, number>()
+          append.events.forEach((e, i) => {
+            const version = result.stored![i]
+            if (version !== null && version !== undefined) stored.set(e.eventId, version)
+          })
+          return resolveStored(append, stored)
         }
+      }
+    }
+
+    /** Inside the caller's transaction, the append joins it; otherwise it may share a group commit. */
+    const appendPg = (append: PreparedAppend) =>
+      Effect.gen(function* () {
+        const inTransaction = Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))
+        const outcome = yield* batched !== undefined && !inTransaction ? batched(append) : callAppend(append)
+        return yield* interpret(append, outcome)
       })
 
     const appendSqlite = (append: PreparedAppend) =>
@@ -371,7 +433,7 @@ export const make = (options: Options = {}): Effect.Effect<EventStore["Type"], E
 
 /** The SQL event store as a Layer; needs a `SqlClient` (see `Postgres.layer`, `Sqlite.layer`). */
 export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> =>
-  Layer.effect(EventStore, make(options))
+  Layer.scoped(EventStore, make(options))
 
 /** The oldest transaction still running in the cluster, which holds the read horizon back. */
 export interface BlockingTransaction {
@@ -423,10 +485,63 @@ export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClien
   }
 }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
 
-/** A refusal raised by the append function (SQLSTATE P0001 with our message). */
-const raisedBy = (error: SqlError, what: "unique value taken" | "duplicate command"): boolean => {
-  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
-  return cause?.code === "P0001" && cause.message === `effect-eventsourcing: ${what}`
+/** The append function's answer. */
+interface PgOutcome {
+  readonly outcome: "ok" | "conflict" | "duplicates"
+  readonly version: number
+  readonly positions: ReadonlyArray<string> | null
+  readonly stored: ReadonlyArray<number | null> | null
+}
+
+/** One append's answer in a batch: an outcome, or the error its subtransaction raised. */
+type PgBatchResult =
+  | (PgOutcome & { readonly outcome: PgOutcome["outcome"] })
+  | { readonly outcome: "error"; readonly code: string; readonly message: string; readonly detail: string | null }
+
+type PgRefusal = UniqueConstraintViolation | DuplicateCommand | EventStoreError
+
+/**
+ * The typed refusal behind an error the append function raised on purpose (SQLSTATE P0001 with our
+ * message and a JSON detail), or `undefined` for any other error.
+ */
+const refusal = (append: PreparedAppend, cause: unknown): UniqueConstraintViolation | DuplicateCommand | undefined => {
+  const error = cause as { readonly code?: unknown; readonly message?: unknown; readonly detail?: unknown } | undefined
+  if (error?.code !== "P0001" || typeof error.detail !== "string") return undefined
+  if (error.message === "effect-eventsourcing: unique value taken") {
+    const detail = JSON.parse(error.detail) as {
+      readonly constraint: string
+      readonly value: string
+      readonly owner: string
+    }
+    return new UniqueConstraintViolation({ streamId: append.streamId, ...detail })
+  }
+  if (error.message === "effect-eventsourcing: duplicate command") {
+    const detail = JSON.parse(error.detail) as {
+      readonly streamId: string
+      readonly version: number
+      readonly positions: ReadonlyArray<string> | null
+    }
+    return toDuplicate(append.commandId!, {
+      stream_id: detail.streamId,
+      version: detail.version,
+      positions: detail.positions ?? []
+    })
+  }
+  return undefined
+}
+
+const compareStreams = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+/** One append as an element of the batch function's JSON argument (payloads embedded as serialized). */
+const batchItemJson = (append: PreparedAppend, commandTtl: number): string => {
+  const expected = append.expectedVersion
+  return (
+    `{"streamId":${JSON.stringify(append.streamId)},"category":${JSON.stringify(append.category)},` +
+    `"kind":"${expected._tag}","expected":${expected._tag === "Exact" ? expected.version : 0},` +
+    `"events":${eventsJson(append)},"claims":${JSON.stringify(append.claims)},` +
+    `"releases":${JSON.stringify(append.releases)},"commandId":${JSON.stringify(append.commandId ?? null)},` +
+    `"ttl":${commandTtl}}`
+  )
 }
 
 interface CommandRow {
@@ -446,28 +561,6 @@ const toDuplicate = (commandId: string, row: CommandRow): DuplicateCommand =>
       : row.positions
     ).map(BigInt)
   })
-
-const duplicateCommand = (commandId: string, error: SqlError): DuplicateCommand => {
-  const detail = JSON.parse(String((error.cause as { readonly detail?: unknown }).detail)) as {
-    readonly streamId: string
-    readonly version: number
-    readonly positions: ReadonlyArray<string> | null
-  }
-  return toDuplicate(commandId, {
-    stream_id: detail.streamId,
-    version: detail.version,
-    positions: detail.positions ?? []
-  })
-}
-
-const uniqueViolation = (append: PreparedAppend, error: SqlError): UniqueConstraintViolation => {
-  const detail = JSON.parse(String((error.cause as { readonly detail?: unknown }).detail)) as {
-    readonly constraint: string
-    readonly value: string
-    readonly owner: string
-  }
-  return new UniqueConstraintViolation({ streamId: append.streamId, ...detail })
-}
 
 /** The events of an append as one JSON array, built from the already serialized payloads (no re-encoding). */
 const eventsJson = (append: PreparedAppend): string =>

@@ -30,6 +30,7 @@ export interface Tables {
   readonly streams: string
   readonly migrations: string
   readonly appendFunction: string
+  readonly appendBatchFunction: string
   readonly snapshots: string
   readonly uniqueValues: string
   readonly commands: string
@@ -59,6 +60,7 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     streams: qualify("streams"),
     migrations: qualify("migrations"),
     appendFunction: qualify("append"),
+    appendBatchFunction: qualify("append_batch"),
     snapshots: qualify("snapshots"),
     uniqueValues: qualify("unique_values"),
     commands: qualify("commands")
@@ -145,7 +147,8 @@ const createEventTables = (t: Tables) =>
               positions bigint[] not null,
               recorded_at timestamptz not null
             )`,
-            sql.unsafe(pgAppendFunction(t))
+            sql.unsafe(pgAppendFunction(t)),
+            sql.unsafe(pgAppendBatchFunction(t))
           ],
           { discard: true }
         ),
@@ -336,5 +339,37 @@ begin
   if p_command_id is not null then
     update ${t.commands} set positions = o_positions where command_id = p_command_id;
   end if;
+end
+$fn$`
+
+/**
+ * Group commit: several appends in one round trip and one transaction. Each runs in its own
+ * subtransaction, so one that fails (a unique value taken, a duplicate command, any error) is undone
+ * alone and reported in its result, while the others commit. Results come back in input order as JSON.
+ */
+const pgAppendBatchFunction = (t: Tables) => `
+create or replace function ${t.appendBatchFunction}(p_batch jsonb) returns jsonb
+language plpgsql as $fn$
+declare
+  v_item jsonb;
+  v_result record;
+  v_results jsonb := '[]'::jsonb;
+  v_detail text;
+begin
+  for v_item in select value from jsonb_array_elements(p_batch) loop
+    begin
+      select * into v_result from ${t.appendFunction}(
+        v_item->>'streamId', v_item->>'category', v_item->>'kind', (v_item->>'expected')::integer, v_item->'events',
+        v_item->'claims', v_item->'releases', v_item->>'commandId', (v_item->>'ttl')::bigint);
+      v_results := v_results || jsonb_build_array(jsonb_build_object(
+        'outcome', v_result.o_outcome, 'version', v_result.o_version,
+        'positions', to_jsonb(v_result.o_positions::text[]), 'stored', to_jsonb(v_result.o_stored)));
+    exception when others then
+      get stacked diagnostics v_detail = pg_exception_detail;
+      v_results := v_results || jsonb_build_array(jsonb_build_object(
+        'outcome', 'error', 'code', sqlstate, 'message', sqlerrm, 'detail', v_detail));
+    end;
+  end loop;
+  return v_results;
 end
 $fn$`

@@ -21,7 +21,7 @@ const burn = `${schema}_burn`
 const ttl = `${schema}_ttl`
 
 describe("SqlEventStore configuration and migrations", () => {
-  it.effect("refuses table names that are not plain identifiers, with a typed error", () =>
+  it.scoped("refuses table names that are not plain identifiers, with a typed error", () =>
     Effect.gen(function* () {
       for (const options of [{ tablePrefix: "Bad-Prefix" }, { tablePrefix: "x; drop table y" }, { schema: "1abc" }]) {
         const error = yield* Effect.flip(SqlEventStore.make(options))
@@ -31,7 +31,7 @@ describe("SqlEventStore configuration and migrations", () => {
     }).pipe(Effect.provide(sqliteMemory))
   )
 
-  it.effect("the schema option on SQLite is a typed error", () =>
+  it.scoped("the schema option on SQLite is a typed error", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(SqlEventStore.make({ schema: "elsewhere" }))
       assert.strictEqual(error._tag, "EventStoreError")
@@ -89,7 +89,7 @@ describe("SqlEventStore configuration and migrations", () => {
     })
   )
 
-  it.effect("appends join an enclosing transaction: a rollback removes them", () =>
+  it.scoped("appends join an enclosing transaction: a rollback removes them", () =>
     Effect.gen(function* () {
       const store = yield* SqlEventStore.make()
       const sql = yield* SqlClient.SqlClient

@@ -1,0 +1,68 @@
+/**
+ * Group commit: concurrent requests queue up and are handed to `run` in batches, so that many of them
+ * share one round trip and one commit.
+ *
+ * There is no waiting for a batch to fill: a writer takes what is queued the moment it is free. A lone
+ * request therefore goes out at once (never delayed), while requests arriving during a round trip form
+ * the next batch. `writers` batches may be in flight at a time.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+
+export interface BatcherOptions<I, O, E> {
+  /** Most requests per batch. */
+  readonly maxBatch: number
+  /** Batches in flight at a time. */
+  readonly writers: number
+  /** Runs a batch: one exit per request, in order. A failure of the whole batch fails each request with it. */
+  readonly run: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<O, E>>, E>
+  /** The failure of requests still queued when the scope closes. */
+  readonly closed: () => E
+}
+
+interface Pending<I, O, E> {
+  readonly item: I
+  readonly deferred: Deferred.Deferred<O, E>
+}
+
+/** Starts the writers in the current scope; returns the function that submits one request. */
+export const make = <I, O, E>(
+  options: BatcherOptions<I, O, E>
+): Effect.Effect<(item: I) => Effect.Effect<O, E>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const queue = yield* Queue.unbounded<Pending<I, O, E>>()
+    // waiting for work is interruptible; a batch once taken is run and answered to the end
+    const write = Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        const first = yield* restore(Queue.take(queue))
+        const rest = yield* Queue.takeUpTo(queue, options.maxBatch - 1)
+        const batch = [first, ...rest]
+        const exits = yield* options.run(batch.map((p) => p.item)).pipe(
+          Effect.catchAll((error) => Effect.succeed(batch.map(() => Exit.fail(error)))),
+          Effect.catchAllDefect((defect) => Effect.succeed(batch.map(() => Exit.die(defect))))
+        )
+        yield* Effect.forEach(
+          batch,
+          (p, i) => Deferred.done(p.deferred, exits[i] ?? Exit.die("missing batch result")),
+          {
+            discard: true
+          }
+        )
+      })
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Queue.takeAll(queue), (pending) =>
+        Effect.forEach(pending, (p) => Deferred.fail(p.deferred, options.closed()), { discard: true })
+      ).pipe(Effect.zipRight(Queue.shutdown(queue)))
+    )
+    for (let i = 0; i < options.writers; i++) yield* Effect.forkScoped(Effect.forever(write))
+    return (item: I) =>
+      Effect.flatMap(Deferred.make<O, E>(), (deferred) =>
+        Effect.zipRight(Queue.offer(queue, { item, deferred }), Deferred.await(deferred))
+      )
+  })
