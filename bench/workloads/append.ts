@@ -4,9 +4,11 @@
  */
 import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import type pg from "pg"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import {
   type Measurement,
   measureEffect,
@@ -41,6 +43,7 @@ const workload =
     const raw = await median(options.repetitions, () => baseline(pool, count), rate)
     const results: Array<Result> = []
     for (const target of targets) {
+      const before = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
       const m = await median(
         options.repetitions,
         () =>
@@ -49,8 +52,20 @@ const workload =
           ),
         rate
       )
+      const after = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
+      const batches = after.count - before.count
+      const extra =
+        batches === 0
+          ? {}
+          : {
+              batches,
+              mean_batch: Number(((after.sum - before.sum) / batches).toFixed(2)),
+              batch_size_buckets: Object.fromEntries(
+                after.buckets.map(([bound, n], i) => [`<=${bound}`, n - (before.buckets[i]?.[1] ?? 0)])
+              )
+            }
       results.push(
-        result({ id, store: target.name, value: rate(m), unit: "events/s", measurement: m, baseline: rate(raw) })
+        result({ id, store: target.name, value: rate(m), unit: "events/s", measurement: m, baseline: rate(raw), extra })
       )
     }
     results.push(

@@ -2,9 +2,10 @@
  * Group commit: concurrent requests queue up and are handed to `run` in batches, so that many of them
  * share one round trip and one commit.
  *
- * There is no waiting for a batch to fill: a writer takes what is queued the moment it is free. A lone
- * request therefore goes out at once (never delayed), while requests arriving during a round trip form
- * the next batch. `writers` batches may be in flight at a time.
+ * There is no waiting for a batch to fill: a writer takes what is queued the moment it is free, and a
+ * request arriving while nothing is in flight runs at once in its own fiber, so a lone request is never
+ * delayed (not even by a hand-over between fibers). Requests arriving during a round trip form the next
+ * batch. `writers` batches may be in flight at a time.
  *
  * @internal
  */
@@ -36,6 +37,17 @@ export const make = <I, O, E>(
 ): Effect.Effect<(item: I) => Effect.Effect<O, E>, never, Scope.Scope> =>
   Effect.gen(function* () {
     const queue = yield* Queue.unbounded<Pending<I, O, E>>()
+    let inFlight = 0
+    let queued = 0
+    const runBatch = (items: ReadonlyArray<I>) =>
+      Effect.suspend(() => {
+        inFlight++
+        return options.run(items).pipe(
+          Effect.catchAll((error) => Effect.succeed(items.map(() => Exit.fail(error)))),
+          Effect.catchAllDefect((defect) => Effect.succeed(items.map(() => Exit.die(defect)))),
+          Effect.ensuring(Effect.sync(() => inFlight--))
+        )
+      })
     // waiting for work is interruptible; a batch once taken is run and answered to the end
     const write = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
@@ -62,7 +74,13 @@ export const make = <I, O, E>(
     )
     for (let i = 0; i < options.writers; i++) yield* Effect.forkScoped(Effect.forever(write))
     return (item: I) =>
-      Effect.flatMap(Deferred.make<O, E>(), (deferred) =>
-        Effect.zipRight(Queue.offer(queue, { item, deferred }), Deferred.await(deferred))
-      )
+      Effect.suspend(() => {
+        if (inFlight === 0 && queued === 0) {
+          return Effect.flatMap(runBatch([item]), (exits) => exits[0] ?? Exit.die("missing batch result"))
+        }
+        queued++
+        return Effect.flatMap(Deferred.make<O, E>(), (deferred) =>
+          Effect.zipRight(Queue.offer(queue, { item, deferred }), Deferred.await(deferred))
+        )
+      })
   })

@@ -28,6 +28,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -209,7 +211,8 @@ export const make = (
         ? yield* Batcher.make({
             maxBatch: Math.max(1, options.groupCommit?.maxBatch ?? 32),
             writers: Math.max(1, options.groupCommit?.writers ?? 2),
-            run: callAppendBatch,
+            run: (appends: ReadonlyArray<PreparedAppend>) =>
+              Effect.zipRight(Metric.update(appendBatchSize, appends.length), callAppendBatch(appends)),
             closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
           })
         : undefined
@@ -430,6 +433,13 @@ export const make = (
 
     return EventStore.of({ append, readStream, readAll, streamVersion, findCommand })
   })
+
+/** Appends per round trip under group commit (PostgreSQL). */
+export const appendBatchSize = Metric.histogram(
+  "eventsourcing_append_batch_size",
+  MetricBoundaries.fromIterable([1, 2, 4, 8, 16, 32, 64, 128]),
+  "appends committed together by group commit"
+)
 
 /** The SQL event store as a Layer; needs a `SqlClient` (see `Postgres.layer`, `Sqlite.layer`). */
 export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> =>
