@@ -210,7 +210,7 @@ export const make = (
       dialect === "pg" && options.groupCommit !== false
         ? yield* Batcher.make({
             maxBatch: Math.max(1, options.groupCommit?.maxBatch ?? 32),
-            writers: Math.max(1, options.groupCommit?.writers ?? 2),
+            writers: Math.max(1, options.groupCommit?.writers ?? 1),
             run: (appends: ReadonlyArray<PreparedAppend>) =>
               Effect.zipRight(Metric.update(appendBatchSize, appends.length), callAppendBatch(appends)),
             closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
