@@ -4,7 +4,11 @@
  *
  * - **Appends** are one round trip on PostgreSQL (a server-side function: lock the stream row, check
  *   ids and expected version, insert, bump the version) and one short transaction on SQLite. They join
- *   an enclosing `sql.withTransaction`, so user writes can commit atomically with events.
+ *   an enclosing `sql.withTransaction`, so user writes can commit atomically with events. Outside one,
+ *   concurrent PostgreSQL appends are grouped (group commit): one round trip and one commit for many,
+ *   each in its own subtransaction, so each is checked, committed or refused on its own.
+ * - **Unique values** and **handled commands** are stored beside the events, written in the append's
+ *   transaction (see `EventStore.AppendOptions`).
  * - **Global order without skips.** PostgreSQL hands out positions when rows are inserted but makes them
  *   visible when transactions commit, in another order. Each row records its transaction id
  *   (`pg_current_xact_id()`, xid8); readers only return rows of transactions older than the oldest one
