@@ -316,7 +316,12 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
           while: (error) => (error as { readonly _tag?: unknown })._tag === "ConcurrencyConflict"
         })
       )
-    }).pipe(Effect.withSpan("Aggregate.handle", { attributes: { category: decider.category, aggregateId: id } }))
+    }).pipe(
+      Effect.withSpan("Aggregate.handle", {
+        attributes: { category: decider.category, aggregateId: id },
+        captureStackTrace: false
+      })
+    )
 }
 
 /** The metadata of the events of the command being handled: context, explicit metadata, trace. */

@@ -536,7 +536,12 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<EventStore["T
         const prepared = yield* prepareAppend(streamId, events, options, limits)
         const now = yield* DateTime.now
         return yield* commit(prepared, now)
-      }).pipe(Effect.withSpan("EventStore.append", { attributes: { streamId, events: events.length } }))
+      }).pipe(
+        Effect.withSpan("EventStore.append", {
+          attributes: { streamId, events: events.length },
+          captureStackTrace: false
+        })
+      )
 
     const readStream: EventStore["Type"]["readStream"] = (streamId, options) =>
       Stream.unwrap(

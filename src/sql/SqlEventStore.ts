@@ -327,7 +327,12 @@ export const make = (
         (dialect === "pg" ? appendPg(prepared) : appendSqlite(prepared)).pipe(
           Effect.catchTag("SqlError", (cause) => Effect.fail(failWith("append")(cause)))
         )
-      ).pipe(Effect.withSpan("EventStore.append", { attributes: { streamId, events: events.length } }))
+      ).pipe(
+        Effect.withSpan("EventStore.append", {
+          attributes: { streamId, events: events.length },
+          captureStackTrace: false
+        })
+      )
 
     const versionOf = (streamId: Event.StreamId) =>
       Effect.map(
