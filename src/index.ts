@@ -5,6 +5,7 @@
  */
 export * as Event from "./Event.js"
 export * as EventStore from "./EventStore.js"
+export * as MemoryEventStore from "./MemoryEventStore.js"
 export * as Upcaster from "./Upcaster.js"
 export * as Aggregate from "./Aggregate.js"
 export * as Snapshot from "./Snapshot.js"

@@ -29,24 +29,20 @@ import * as Chunk from "effect/Chunk"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
-import * as Batcher from "../internal/batcher.js"
 import {
   type AppendResult,
   ConcurrencyConflict,
   defaultCommandTtl,
   defaultLimits,
-  DuplicateCommand,
   EventStore,
   EventStoreError,
+  type InvalidAppend,
   type Limits,
   type PreparedAppend,
   prepareAppend,
@@ -55,6 +51,7 @@ import {
   UniqueConstraintViolation
 } from "../EventStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
+import * as PgAppend from "./pgAppend.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -162,67 +159,16 @@ export const make = (
     const conflict = (append: PreparedAppend, actual: number) =>
       new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
 
-    /** One append, one round trip: the append function. */
-    const callAppend = (append: PreparedAppend) => {
-      const expected = append.expectedVersion
-      return sql<{
-        readonly o_outcome: PgOutcome["outcome"]
-        readonly o_version: number
-        readonly o_positions: ReadonlyArray<string> | null
-        readonly o_stored: ReadonlyArray<number | null> | null
-      }>`select * from ${sql(t.appendFunction)}(
-          ${append.streamId}, ${append.category}, ${expected._tag},
-          ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
-          ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb,
-          ${append.commandId ?? null}, ${commandTtl})`.pipe(
-        Effect.map(([row]): PgOutcome => ({
-          outcome: row!.o_outcome,
-          version: row!.o_version,
-          positions: row!.o_positions,
-          stored: row!.o_stored
-        })),
-        Effect.catchTag("SqlError", (error) => Effect.fail(refusal(append, error.cause) ?? failWith("append")(error)))
-      )
-    }
-
-    /** Several appends, one round trip and one commit (group commit); each succeeds or fails alone. */
-    const callAppendBatch = (appends: ReadonlyArray<PreparedAppend>) => {
-      if (appends.length === 1) return Effect.map(Effect.exit(callAppend(appends[0]!)), (exit) => [exit])
-      // one lock order for every batch (by stream, keeping each stream's appends in arrival order): no deadlocks
-      const order = appends
-        .map((_, i) => i)
-        .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
-      const batch = "[" + order.map((i) => batchItemJson(appends[i]!, commandTtl)).join(",") + "]"
-      return sql<{ readonly result: ReadonlyArray<PgBatchResult> }>`
-        select ${sql(t.appendBatchFunction)}(${batch}::jsonb) as result`.pipe(
-        Effect.mapError(failWith("append")),
-        Effect.map(([row]) => {
-          const exits: Array<Exit.Exit<PgOutcome, PgRefusal>> = []
-          order.forEach((index, k) => {
-            const r = row!.result[k]!
-            exits[index] =
-              r.outcome === "error"
-                ? Exit.fail(refusal(appends[index]!, r) ?? new EventStoreError({ operation: "append", cause: r }))
-                : Exit.succeed({ outcome: r.outcome, version: r.version, positions: r.positions, stored: r.stored })
-          })
-          return exits
-        })
-      )
-    }
-
-    const batched =
-      dialect === "pg" && options.groupCommit !== false
-        ? yield* Batcher.make({
-            maxBatch: Math.max(1, options.groupCommit?.maxBatch ?? 32),
-            writers: Math.max(1, options.groupCommit?.writers ?? 1),
-            run: (appends: ReadonlyArray<PreparedAppend>) =>
-              Effect.zipRight(Metric.update(appendBatchSize, appends.length), callAppendBatch(appends)),
-            closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
-          })
+    const callPgAppend =
+      dialect === "pg"
+        ? yield* PgAppend.make({ sql, tables: t, commandTtl, groupCommit: options.groupCommit })
         : undefined
 
     /** What the append function's outcome means for the caller. */
-    const interpret = (append: PreparedAppend, result: PgOutcome) => {
+    const interpret = (
+      append: PreparedAppend,
+      result: PgAppend.Outcome
+    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | SqlError> => {
       switch (result.outcome) {
         case "ok":
           return Effect.succeed<AppendResult>({
@@ -243,13 +189,8 @@ export const make = (
       }
     }
 
-    /** Inside the caller's transaction, the append joins it; otherwise it may share a group commit. */
     const appendPg = (append: PreparedAppend) =>
-      Effect.gen(function* () {
-        const inTransaction = Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))
-        const outcome = yield* batched !== undefined && !inTransaction ? batched(append) : callAppend(append)
-        return yield* interpret(append, outcome)
-      })
+      Effect.flatMap(callPgAppend!(append), (outcome) => interpret(append, outcome))
 
     const appendSqlite = (append: PreparedAppend) =>
       Effect.gen(function* () {
@@ -281,9 +222,9 @@ export const make = (
         }
         const now = DateTime.toEpochMillis(yield* DateTime.now)
         if (append.commandId !== undefined) {
-          const [handled] = yield* sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
+          const [handled] = yield* sql<PgAppend.CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
             where command_id = ${append.commandId} and recorded_at > ${now - commandTtl}`
-          if (handled !== undefined) return yield* Effect.fail(toDuplicate(append.commandId, handled))
+          if (handled !== undefined) return yield* Effect.fail(PgAppend.toDuplicate(append.commandId, handled))
         }
         const result: AppendResult =
           append.events.length === 0
@@ -430,12 +371,12 @@ export const make = (
         const now = DateTime.toEpochMillis(yield* DateTime.now)
         const rows =
           dialect === "pg"
-            ? yield* sql<CommandRow>`select stream_id, version, positions::text[] as positions from ${sql(t.commands)}
+            ? yield* sql<PgAppend.CommandRow>`select stream_id, version, positions::text[] as positions from ${sql(t.commands)}
                 where command_id = ${commandId} and recorded_at > now() - make_interval(secs => ${commandTtl / 1000})`
-            : yield* sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
+            : yield* sql<PgAppend.CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
                 where command_id = ${commandId} and recorded_at > ${now - commandTtl}`
         return Option.map(Option.fromNullable(rows[0]), (row) => {
-          const { positions, streamId, version } = toDuplicate(commandId, row)
+          const { positions, streamId, version } = PgAppend.toDuplicate(commandId, row)
           return { commandId, streamId: streamId as Event.StreamId, version, positions }
         })
       }).pipe(Effect.mapError(failWith("findCommand")))
@@ -444,11 +385,7 @@ export const make = (
   })
 
 /** Appends per round trip under group commit (PostgreSQL). */
-export const appendBatchSize = Metric.histogram(
-  "eventsourcing_append_batch_size",
-  MetricBoundaries.fromIterable([1, 2, 4, 8, 16, 32, 64, 128]),
-  "appends committed together by group commit"
-)
+export const appendBatchSize = PgAppend.batchSize
 
 /** The SQL event store as a Layer; needs a `SqlClient` (see `Postgres.layer`, `Sqlite.layer`). */
 export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> =>
@@ -503,92 +440,3 @@ export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClien
     }))
   }
 }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
-
-/** The append function's answer. */
-interface PgOutcome {
-  readonly outcome: "ok" | "conflict" | "duplicates"
-  readonly version: number
-  readonly positions: ReadonlyArray<string> | null
-  readonly stored: ReadonlyArray<number | null> | null
-}
-
-/** One append's answer in a batch: an outcome, or the error its subtransaction raised. */
-type PgBatchResult =
-  | (PgOutcome & { readonly outcome: PgOutcome["outcome"] })
-  | { readonly outcome: "error"; readonly code: string; readonly message: string; readonly detail: string | null }
-
-type PgRefusal = UniqueConstraintViolation | DuplicateCommand | EventStoreError
-
-/**
- * The typed refusal behind an error the append function raised on purpose (SQLSTATE P0001 with our
- * message and a JSON detail), or `undefined` for any other error.
- */
-const refusal = (append: PreparedAppend, cause: unknown): UniqueConstraintViolation | DuplicateCommand | undefined => {
-  const error = cause as { readonly code?: unknown; readonly message?: unknown; readonly detail?: unknown } | undefined
-  if (error?.code !== "P0001" || typeof error.detail !== "string") return undefined
-  if (error.message === "effect-eventsourcing: unique value taken") {
-    const detail = JSON.parse(error.detail) as {
-      readonly constraint: string
-      readonly value: string
-      readonly owner: string
-    }
-    return new UniqueConstraintViolation({ streamId: append.streamId, ...detail })
-  }
-  if (error.message === "effect-eventsourcing: duplicate command") {
-    const detail = JSON.parse(error.detail) as {
-      readonly streamId: string
-      readonly version: number
-      readonly positions: ReadonlyArray<string> | null
-    }
-    return toDuplicate(append.commandId!, {
-      stream_id: detail.streamId,
-      version: detail.version,
-      positions: detail.positions ?? []
-    })
-  }
-  return undefined
-}
-
-const compareStreams = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
-
-/** One append as an element of the batch function's JSON argument (payloads embedded as serialized). */
-const batchItemJson = (append: PreparedAppend, commandTtl: number): string => {
-  const expected = append.expectedVersion
-  return (
-    `{"streamId":${JSON.stringify(append.streamId)},"category":${JSON.stringify(append.category)},` +
-    `"kind":"${expected._tag}","expected":${expected._tag === "Exact" ? expected.version : 0},` +
-    `"events":${eventsJson(append)},"claims":${JSON.stringify(append.claims)},` +
-    `"releases":${JSON.stringify(append.releases)},"commandId":${JSON.stringify(append.commandId ?? null)},` +
-    `"ttl":${commandTtl}}`
-  )
-}
-
-interface CommandRow {
-  readonly stream_id: string
-  readonly version: number
-  /** PostgreSQL: a text array; SQLite: a JSON array of strings. */
-  readonly positions: ReadonlyArray<string> | string
-}
-
-const toDuplicate = (commandId: string, row: CommandRow): DuplicateCommand =>
-  new DuplicateCommand({
-    commandId,
-    streamId: row.stream_id,
-    version: row.version,
-    positions: (typeof row.positions === "string"
-      ? (JSON.parse(row.positions) as ReadonlyArray<string>)
-      : row.positions
-    ).map(BigInt)
-  })
-
-/** The events of an append as one JSON array, built from the already serialized payloads (no re-encoding). */
-const eventsJson = (append: PreparedAppend): string =>
-  "[" +
-  append.events
-    .map(
-      (e) =>
-        `{"eventId":"${e.eventId}","type":${JSON.stringify(e.type)},"schemaVersion":${e.schemaVersion},` +
-        `"data":${e.dataJson},"metadata":${e.metadataJson}}`
-    )
-    .join(",") +
-  "]"

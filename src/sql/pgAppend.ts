@@ -1,0 +1,198 @@
+/**
+ * Calling the PostgreSQL append function: one append per round trip, or, outside a caller's transaction,
+ * grouped with concurrent ones (group commit: one round trip and one commit for a batch, each append in
+ * its own subtransaction so that it is checked, committed or refused on its own). Refusals the function
+ * raises on purpose come back as typed errors.
+ *
+ * @internal
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { DuplicateCommand, EventStoreError, type PreparedAppend, UniqueConstraintViolation } from "../EventStore.js"
+import * as Batcher from "../internal/batcher.js"
+import type { Tables } from "./migrations.js"
+
+/** Appends per round trip under group commit (PostgreSQL). */
+export const batchSize = Metric.histogram(
+  "eventsourcing_append_batch_size",
+  MetricBoundaries.fromIterable([1, 2, 4, 8, 16, 32, 64, 128]),
+  "appends committed together by group commit"
+)
+
+/** Options of {@link make}. */
+export interface Options {
+  readonly sql: SqlClient.SqlClient
+  readonly tables: Tables
+  readonly commandTtl: number
+  readonly groupCommit: false | { readonly maxBatch?: number; readonly writers?: number } | undefined
+}
+
+/** The function that runs one append; group-commit writers, if on, live in the scope. */
+export const make = (
+  options: Options
+): Effect.Effect<(append: PreparedAppend) => Effect.Effect<Outcome, PgRefusal>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const sql = options.sql
+    /** One append, one round trip: the append function. */
+    const callAppend = (append: PreparedAppend) => {
+      const expected = append.expectedVersion
+      return sql<{
+        readonly o_outcome: Outcome["outcome"]
+        readonly o_version: number
+        readonly o_positions: ReadonlyArray<string> | null
+        readonly o_stored: ReadonlyArray<number | null> | null
+      }>`select * from ${sql(options.tables.appendFunction)}(
+        ${append.streamId}, ${append.category}, ${expected._tag},
+        ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
+        ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb,
+        ${append.commandId ?? null}, ${options.commandTtl})`.pipe(
+        Effect.map(([row]): Outcome => ({
+          outcome: row!.o_outcome,
+          version: row!.o_version,
+          positions: row!.o_positions,
+          stored: row!.o_stored
+        })),
+        Effect.catchTag("SqlError", (error) =>
+          Effect.fail(refusal(append, error.cause) ?? new EventStoreError({ operation: "append", cause: error }))
+        )
+      )
+    }
+
+    /** Several appends, one round trip and one commit (group commit); each succeeds or fails alone. */
+    const callAppendBatch = (appends: ReadonlyArray<PreparedAppend>) => {
+      if (appends.length === 1) return Effect.map(Effect.exit(callAppend(appends[0]!)), (exit) => [exit])
+      // one lock order for every batch (by stream, keeping each stream's appends in arrival order): no deadlocks
+      const order = appends
+        .map((_, i) => i)
+        .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
+      const batch = "[" + order.map((i) => batchItemJson(appends[i]!, options.commandTtl)).join(",") + "]"
+      return sql<{ readonly result: ReadonlyArray<PgBatchResult> }>`
+      select ${sql(options.tables.appendBatchFunction)}(${batch}::jsonb) as result`.pipe(
+        Effect.mapError((cause) => new EventStoreError({ operation: "append", cause })),
+        Effect.map(([row]) => {
+          const exits: Array<Exit.Exit<Outcome, PgRefusal>> = []
+          order.forEach((index, k) => {
+            const r = row!.result[k]!
+            exits[index] =
+              r.outcome === "error"
+                ? Exit.fail(refusal(appends[index]!, r) ?? new EventStoreError({ operation: "append", cause: r }))
+                : Exit.succeed({ outcome: r.outcome, version: r.version, positions: r.positions, stored: r.stored })
+          })
+          return exits
+        })
+      )
+    }
+
+    const batched =
+      options.groupCommit !== false
+        ? yield* Batcher.make({
+            maxBatch: Math.max(1, options.groupCommit?.maxBatch ?? 32),
+            writers: Math.max(1, options.groupCommit?.writers ?? 1),
+            run: (appends: ReadonlyArray<PreparedAppend>) =>
+              Effect.zipRight(Metric.update(batchSize, appends.length), callAppendBatch(appends)),
+            closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
+          })
+        : undefined
+
+    /** Inside the caller's transaction, the append joins it; otherwise it may share a group commit. */
+    return (append: PreparedAppend) =>
+      Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
+        batched !== undefined && Option.isNone(transaction) ? batched(append) : callAppend(append)
+      )
+  })
+
+/** The append function's answer. */
+export interface Outcome {
+  readonly outcome: "ok" | "conflict" | "duplicates"
+  readonly version: number
+  readonly positions: ReadonlyArray<string> | null
+  readonly stored: ReadonlyArray<number | null> | null
+}
+
+/** One append's answer in a batch: an outcome, or the error its subtransaction raised. */
+type PgBatchResult =
+  | (Outcome & { readonly outcome: Outcome["outcome"] })
+  | { readonly outcome: "error"; readonly code: string; readonly message: string; readonly detail: string | null }
+
+type PgRefusal = UniqueConstraintViolation | DuplicateCommand | EventStoreError
+
+/**
+ * The typed refusal behind an error the append function raised on purpose (SQLSTATE P0001 with our
+ * message and a JSON detail), or `undefined` for any other error.
+ */
+const refusal = (append: PreparedAppend, cause: unknown): UniqueConstraintViolation | DuplicateCommand | undefined => {
+  const error = cause as { readonly code?: unknown; readonly message?: unknown; readonly detail?: unknown } | undefined
+  if (error?.code !== "P0001" || typeof error.detail !== "string") return undefined
+  if (error.message === "effect-eventsourcing: unique value taken") {
+    const detail = JSON.parse(error.detail) as {
+      readonly constraint: string
+      readonly value: string
+      readonly owner: string
+    }
+    return new UniqueConstraintViolation({ streamId: append.streamId, ...detail })
+  }
+  if (error.message === "effect-eventsourcing: duplicate command") {
+    const detail = JSON.parse(error.detail) as {
+      readonly streamId: string
+      readonly version: number
+      readonly positions: ReadonlyArray<string> | null
+    }
+    return toDuplicate(append.commandId!, {
+      stream_id: detail.streamId,
+      version: detail.version,
+      positions: detail.positions ?? []
+    })
+  }
+  return undefined
+}
+
+const compareStreams = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+/** One append as an element of the batch function's JSON argument (payloads embedded as serialized). */
+const batchItemJson = (append: PreparedAppend, commandTtl: number): string => {
+  const expected = append.expectedVersion
+  return (
+    `{"streamId":${JSON.stringify(append.streamId)},"category":${JSON.stringify(append.category)},` +
+    `"kind":"${expected._tag}","expected":${expected._tag === "Exact" ? expected.version : 0},` +
+    `"events":${eventsJson(append)},"claims":${JSON.stringify(append.claims)},` +
+    `"releases":${JSON.stringify(append.releases)},"commandId":${JSON.stringify(append.commandId ?? null)},` +
+    `"ttl":${commandTtl}}`
+  )
+}
+
+/** The events of an append as one JSON array, built from the already serialized payloads (no re-encoding). */
+const eventsJson = (append: PreparedAppend): string =>
+  "[" +
+  append.events
+    .map(
+      (e) =>
+        `{"eventId":"${e.eventId}","type":${JSON.stringify(e.type)},"schemaVersion":${e.schemaVersion},` +
+        `"data":${e.dataJson},"metadata":${e.metadataJson}}`
+    )
+    .join(",") +
+  "]"
+
+/** A stored command record (PostgreSQL or SQLite). */
+export interface CommandRow {
+  readonly stream_id: string
+  readonly version: number
+  /** PostgreSQL: a text array; SQLite: a JSON array of strings. */
+  readonly positions: ReadonlyArray<string> | string
+}
+
+/** A stored command record as the {@link DuplicateCommand} refusal of a later append. */
+export const toDuplicate = (commandId: string, row: CommandRow): DuplicateCommand =>
+  new DuplicateCommand({
+    commandId,
+    streamId: row.stream_id,
+    version: row.version,
+    positions: (typeof row.positions === "string"
+      ? (JSON.parse(row.positions) as ReadonlyArray<string>)
+      : row.positions
+    ).map(BigInt)
+  })
