@@ -21,6 +21,16 @@ interface BrokenVariant {
   readonly wrap: (store: Store) => Store
 }
 
+/** An append that drops every option but the expected version (claims, releases, command id). */
+const appendIgnoringAllButExpectedVersion =
+  (store: Store): Store["append"] =>
+  (streamId, events, options) =>
+    store.append(
+      streamId,
+      events,
+      options?.expectedVersion === undefined ? {} : { expectedVersion: options.expectedVersion }
+    )
+
 const variants: ReadonlyArray<BrokenVariant> = [
   {
     breaks: "1 atomic append",
@@ -73,12 +83,7 @@ const variants: ReadonlyArray<BrokenVariant> = [
     name: "ignores unique claims",
     wrap: (store) => ({
       ...store,
-      append: (streamId, events, options) =>
-        store.append(
-          streamId,
-          events,
-          options?.expectedVersion === undefined ? {} : { expectedVersion: options.expectedVersion }
-        )
+      append: appendIgnoringAllButExpectedVersion(store)
     })
   },
   {
@@ -86,12 +91,7 @@ const variants: ReadonlyArray<BrokenVariant> = [
     name: "forgets commands",
     wrap: (store) => ({
       ...store,
-      append: (streamId, events, options) =>
-        store.append(
-          streamId,
-          events,
-          options?.expectedVersion === undefined ? {} : { expectedVersion: options.expectedVersion }
-        ),
+      append: appendIgnoringAllButExpectedVersion(store),
       findCommand: () => Effect.succeedNone
     })
   },
