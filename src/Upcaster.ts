@@ -245,11 +245,15 @@ export const codec = <A extends { readonly _tag: string }, I>(
             cause
           })
         )
-      const current = upcastToCurrent(versions, upcasters, {
-        type: recorded.type,
-        version: recorded.schemaVersion,
-        data: recorded.data
-      })
+      // the common case, an event stored at its current version, skips the upcasting machinery
+      const current =
+        versions.get(recorded.type) === recorded.schemaVersion
+          ? Either.right([{ type: recorded.type, version: recorded.schemaVersion, data: recorded.data }])
+          : upcastToCurrent(versions, upcasters, {
+              type: recorded.type,
+              version: recorded.schemaVersion,
+              data: recorded.data
+            })
       if (Either.isLeft(current)) return fail(current.left.reason, current.left.cause)
       const events: Array<A> = []
       for (const { data, type } of current.right) {
