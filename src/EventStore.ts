@@ -67,6 +67,8 @@ export const InvalidAppendReason = Schema.Literal(
   "InvalidExpectedVersion",
   /** a unique value to claim or release is not a pair of short printable strings */
   "InvalidUniqueValue",
+  /** the command id is not a short printable string */
+  "InvalidCommandId",
   /** data or metadata is not storable JSON (bigint, undefined, cycle, NUL, class instance...) */
   "InvalidJson",
   /** the same event id twice in one append */
@@ -335,7 +337,7 @@ export const prepareAppend = (
     const commandId = options?.commandId
     if (commandId !== undefined && uniqueValueProblem({ constraint: "command", value: commandId }) !== undefined) {
       return invalid(
-        "InvalidEvent",
+        "InvalidCommandId",
         `a command id must be a string of 1 to ${maxUniqueValueLength} printable characters`
       )
     }

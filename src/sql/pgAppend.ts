@@ -116,7 +116,7 @@ export interface Outcome {
 
 /** One append's answer in a batch: an outcome, or the error its subtransaction raised. */
 type PgBatchResult =
-  | (Outcome & { readonly outcome: Outcome["outcome"] })
+  | Outcome
   | { readonly outcome: "error"; readonly code: string; readonly message: string; readonly detail: string | null }
 
 type PgRefusal = UniqueConstraintViolation | DuplicateCommand | EventStoreError

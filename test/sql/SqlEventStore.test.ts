@@ -10,6 +10,12 @@ import { suite } from "../suites/EventStoreSuite.js"
 
 suite("SqlEventStore on SQLite (memory)", SqlEventStore.layer().pipe(Layer.provide(sqliteMemory)))
 
+// pages of two rows: every multi-page path of the stream and global reads, forward and backward
+suite(
+  "SqlEventStore on SQLite (2-row pages)",
+  SqlEventStore.layer({ readPageSize: 2 }).pipe(Layer.provide(sqliteMemory))
+)
+
 suite("SqlEventStore on SQLite (file)", SqlEventStore.layer({ tablePrefix: "evt_" }).pipe(Layer.provide(sqliteFile)))
 
 const schema = isolatedPrefix(import.meta.url)

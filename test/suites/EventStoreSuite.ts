@@ -671,7 +671,7 @@ const uniqueValues: ReadonlyArray<Check> = [
   ),
   check(
     "unique values",
-    "malformed unique values are refused as bad input",
+    "malformed unique values and command ids are refused as bad input",
     Effect.gen(function* () {
       const id = `${yield* uniqueCategory}-1`
       for (const bad of [
@@ -683,6 +683,10 @@ const uniqueValues: ReadonlyArray<Check> = [
       ]) {
         assertInvalid(yield* Effect.flip(claim(id, [bad as EventStore.UniqueValue])), "InvalidUniqueValue")
       }
+      assertInvalid(
+        yield* Effect.flip(Effect.flatMap(store, (st) => st.append(id, [], { commandId: "" }))),
+        "InvalidCommandId"
+      )
       yield* assertStream(id, [])
     })
   )
