@@ -1,0 +1,76 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
+import * as Batcher from "../../src/internal/batcher.js"
+
+/** A batcher whose batches wait for `gate` and record their sizes. */
+const gated = (gate: Deferred.Deferred<void>, sizes: Array<number>, fail?: (n: number) => boolean) =>
+  Batcher.make<number, number, string>({
+    maxBatch: 10,
+    writers: 1,
+    closed: () => "closed",
+    run: (items) =>
+      Effect.zipRight(
+        Deferred.await(gate),
+        Effect.suspend(() => {
+          sizes.push(items.length)
+          return fail?.(items[0]!) ? Effect.fail("batch failed") : Effect.succeed(items.map((n) => Exit.succeed(n * 2)))
+        })
+      )
+  })
+
+describe("internal/batcher", () => {
+  it.live("a lone request runs at once; requests arriving meanwhile share the next batch", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        const sizes: Array<number> = []
+        const submit = yield* gated(gate, sizes)
+        const first = yield* Effect.fork(submit(1))
+        yield* Effect.sleep("10 millis")
+        const others = yield* Effect.fork(Effect.all([2, 3, 4, 5].map(submit), { concurrency: "unbounded" }))
+        yield* Effect.sleep("10 millis")
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* Fiber.join(first), 2)
+        assert.deepStrictEqual(yield* Fiber.join(others), [4, 6, 8, 10])
+        assert.deepStrictEqual(sizes, [1, 4])
+      })
+    )
+  )
+
+  it.live("a failed batch fails each of its requests", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        yield* Deferred.succeed(gate, undefined)
+        const submit = yield* gated(gate, [], (n) => n === 7)
+        assert.strictEqual(yield* Effect.flip(submit(7)), "batch failed")
+        assert.strictEqual(yield* submit(8), 16)
+      })
+    )
+  )
+
+  it.live("closing the scope answers running batches and fails queued requests instead of leaving them hanging", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const gate = yield* Deferred.make<void>()
+      const submit = yield* Scope.extend(gated(gate, []), scope)
+      const direct = yield* Effect.fork(submit(1))
+      yield* Effect.sleep("10 millis")
+      const batched = yield* Effect.fork(submit(2)) // taken by the writer, waits for the gate
+      yield* Effect.sleep("10 millis")
+      const queued = yield* Effect.fork(submit(3)) // the writer is busy: stays queued
+      yield* Effect.sleep("10 millis")
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* Effect.sleep("10 millis")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      assert.strictEqual(yield* Fiber.join(direct), 2)
+      assert.strictEqual(yield* Fiber.join(batched), 4)
+      assert.strictEqual(yield* Effect.flip(Fiber.join(queued)), "closed")
+    })
+  )
+})
