@@ -200,6 +200,32 @@ export type Checkpoint = typeof Checkpoint.Type
 /** The checkpoint before the first event. */
 export const start: Checkpoint = { transaction: 0n, position: 0n }
 
+/**
+ * A partition of the global log: the events of the streams whose {@link partitionOf} is `index` out of
+ * `count`. Every event of one stream is in the same partition, so per-stream order holds within it.
+ */
+export interface Partition {
+  readonly count: number
+  readonly index: number
+}
+
+/**
+ * The stream's hash that partitions are cut from: FNV-1a (32-bit, unsigned) of the stream id's UTF-16
+ * code units. Stable across processes and releases; SQL stores keep it in a column so partition filters
+ * run in the database.
+ */
+export const streamHash = (streamId: string): number => {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < streamId.length; i++) {
+    hash ^= streamId.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return hash >>> 0
+}
+
+/** The partition of a stream among `count`: its {@link streamHash} modulo `count`. */
+export const partitionOf = (streamId: string, count: number): number => streamHash(streamId) % count
+
 /** Global order: by transaction, then position. */
 export const checkpointOrder: Order.Order<Checkpoint> = Order.combine(
   Order.mapInput(Order.bigint, (c: Checkpoint) => c.transaction),

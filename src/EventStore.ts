@@ -213,6 +213,8 @@ export interface ReadAllOptions {
   readonly categories?: ReadonlyArray<string>
   /** Only events of these types. */
   readonly types?: ReadonlyArray<string>
+  /** Only events of the streams in this partition (see {@link Event.partitionOf}). */
+  readonly partition?: Event.Partition
   /** Events fetched per round trip; default 500, at least 1. */
   readonly batchSize?: number
   /** Stop after this many events. */
@@ -250,6 +252,11 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
     ) => Stream.Stream<Event.RecordedEvent, StreamNotFound | Event.InvalidStreamId | EventStoreError>
     /** Reads all events in global order after a checkpoint, up to the current end. */
     readonly readAll: (options?: ReadAllOptions) => Stream.Stream<Event.RecordedEvent, EventStoreError>
+    /**
+     * The checkpoint of the last event `readAll` would return now ({@link Event.start} when none): how far
+     * readers can get, for lag reports.
+     */
+    readonly head: Effect.Effect<Event.Checkpoint, EventStoreError>
     /** The stream's current version; 0 when it has no events. */
     readonly streamVersion: (streamId: string) => Effect.Effect<number, Event.InvalidStreamId | EventStoreError>
     /** The record of a command handled within the command TTL, if any. */
@@ -276,6 +283,8 @@ export interface PreparedEvent {
 export interface PreparedAppend {
   readonly streamId: Event.StreamId
   readonly category: string
+  /** {@link Event.streamHash} of the stream id, stored for partition filters. */
+  readonly streamHash: number
   readonly expectedVersion: Event.ExpectedVersion
   readonly events: ReadonlyArray<PreparedEvent>
   readonly claims: ReadonlyArray<UniqueValue>
@@ -344,6 +353,7 @@ export const prepareAppend = (
     return Effect.succeed({
       streamId: id,
       category: Event.categoryOf(id),
+      streamHash: Event.streamHash(id),
       expectedVersion,
       events: prepared,
       claims,
@@ -351,6 +361,21 @@ export const prepareAppend = (
       commandId
     })
   })
+
+/**
+ * Refuses a `readAll` partition that is not `0 <= index < count` with integers (an `EventStoreError`:
+ * the read's only error, and a wiring bug rather than data). For implementers of the contract.
+ */
+export const checkPartition = (partition: Event.Partition | undefined): EventStoreError | undefined => {
+  if (partition === undefined) return undefined
+  const { count, index } = partition
+  return Number.isSafeInteger(count) && Number.isSafeInteger(index) && count >= 1 && index >= 0 && index < count
+    ? undefined
+    : new EventStoreError({
+        operation: "readAll",
+        cause: new Error(`invalid partition ${JSON.stringify({ count, index })}: need integers 0 <= index < count`)
+      })
+}
 
 /** Longest constraint name or unique value, in characters. */
 export const maxUniqueValueLength = 512

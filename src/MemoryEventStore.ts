@@ -16,6 +16,7 @@ import * as Event from "./Event.js"
 import {
   type AppendResult,
   type CommandRecord,
+  checkPartition,
   ConcurrencyConflict,
   defaultCommandTtl,
   defaultLimits,
@@ -186,8 +187,11 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
       const batchSize = Math.max(1, Math.floor(options?.batchSize ?? 500))
       const categories = options?.categories && new Set(options.categories)
       const types = options?.types && new Set(options.types)
+      const partition = options?.partition
       const matches = (e: Event.RecordedEvent) =>
-        (categories === undefined || categories.has(e.category)) && (types === undefined || types.has(e.type))
+        (categories === undefined || categories.has(e.category)) &&
+        (types === undefined || types.has(e.type)) &&
+        (partition === undefined || Event.partitionOf(e.streamId, partition.count) === partition.index)
       const page = (from: number) =>
         Effect.sync(() => {
           const batch: Array<Event.RecordedEvent> = []
@@ -197,11 +201,19 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           }
           return [Chunk.unsafeFromArray(batch), index < log.length ? Option.some(index) : Option.none()] as const
         })
-      const events = Stream.unwrap(
-        Effect.sync(() => Stream.paginateChunkEffect(firstIndexAfter(log, options?.after ?? Event.start), page))
-      )
+      const invalid = checkPartition(partition)
+      const events =
+        invalid !== undefined
+          ? Stream.fail(invalid)
+          : Stream.unwrap(
+              Effect.sync(() => Stream.paginateChunkEffect(firstIndexAfter(log, options?.after ?? Event.start), page))
+            )
       return options?.maxCount === undefined ? events : Stream.take(events, options.maxCount)
     }
+
+    const head: EventStore["Type"]["head"] = Effect.sync(() =>
+      log.length === 0 ? Event.start : Event.checkpointOf(log[log.length - 1]!)
+    )
 
     const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
       Effect.map(Event.streamId(streamId), (id) => streams.get(id)?.events.length ?? 0)
@@ -214,7 +226,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           : Option.some({ commandId, streamId: record.streamId, version: record.version, positions: record.positions })
       })
 
-    return EventStore.of({ append, readStream, readAll, streamVersion, findCommand })
+    return EventStore.of({ append, readStream, readAll, head, streamVersion, findCommand })
   })
 
 /** A fresh in-memory store per Layer build. */

@@ -37,6 +37,7 @@ import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import {
   type AppendResult,
+  checkPartition,
   ConcurrencyConflict,
   defaultCommandTtl,
   defaultLimits,
@@ -70,6 +71,11 @@ export interface Options extends TableOptions {
 }
 
 type Dialect = "pg" | "sqlite"
+
+interface HeadRow {
+  readonly transaction_id: string | number | null
+  readonly position: string | number | null
+}
 
 interface EventRow {
   readonly position: string | number
@@ -247,6 +253,7 @@ export const make = (
             append.events.map((e, i) => ({
               stream_id: append.streamId,
               category: append.category,
+              stream_hash: append.streamHash,
               version: current + i + 1,
               event_id: e.eventId,
               type: e.type,
@@ -334,9 +341,11 @@ export const make = (
       const batchSize = Math.max(1, Math.floor(readOptions?.batchSize ?? 500))
       const categories = readOptions?.categories
       const types = readOptions?.types
+      const partition = readOptions?.partition
       const filters = [
         categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
-        types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`
+        types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
+        partition === undefined ? undefined : sql`stream_hash % ${partition.count} = ${partition.index}`
       ].filter((f) => f !== undefined)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
@@ -359,9 +368,30 @@ export const make = (
             return [Chunk.unsafeFromArray(events), next] as const
           })
         )
-      const events = Stream.paginateChunkEffect(readOptions?.after ?? Event.start, page)
+      const invalid = checkPartition(partition)
+      const events =
+        invalid !== undefined
+          ? Stream.fail(invalid)
+          : Stream.paginateChunkEffect(readOptions?.after ?? Event.start, page)
       return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
     }
+
+    const head: EventStore["Type"]["head"] = (
+      dialect === "pg"
+        ? sql<HeadRow>`
+            select transaction_id::text as transaction_id, position::text as position from ${sql(t.events)}
+            where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            order by transaction_id desc, position desc limit 1`
+        : sql<HeadRow>`
+            select max(position) as transaction_id, max(position) as position from ${sql(t.events)}`
+    ).pipe(
+      Effect.mapError(failWith("head")),
+      Effect.map(([row]) =>
+        row?.transaction_id == null || row.position === null
+          ? Event.start
+          : { transaction: BigInt(row.transaction_id), position: BigInt(row.position) }
+      )
+    )
 
     const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
       Effect.flatMap(Event.streamId(streamId), (id) => Effect.mapError(versionOf(id), failWith("streamVersion")))
@@ -381,7 +411,7 @@ export const make = (
         })
       }).pipe(Effect.mapError(failWith("findCommand")))
 
-    return EventStore.of({ append, readStream, readAll, streamVersion, findCommand })
+    return EventStore.of({ append, readStream, readAll, head, streamVersion, findCommand })
   })
 
 /** Appends per round trip under group commit (PostgreSQL). */

@@ -124,6 +124,7 @@ const createEventTables = (t: Tables) =>
             transaction_id xid8 not null default pg_current_xact_id(),
             stream_id text not null,
             category text not null,
+            stream_hash bigint not null,
             version integer not null,
             event_id uuid not null,
             type text not null,
@@ -159,6 +160,7 @@ const createEventTables = (t: Tables) =>
             position integer primary key autoincrement,
             stream_id text not null,
             category text not null,
+            stream_hash integer not null,
             version integer not null,
             event_id text not null,
             type text not null,
@@ -230,7 +232,7 @@ const createSnapshotTable = (t: Tables) =>
  */
 const pgAppendFunction = (t: Tables) => `
 create or replace function ${t.appendFunction}(
-  p_stream_id text, p_category text, p_expected_kind text, p_expected_version integer, p_events jsonb,
+  p_stream_id text, p_category text, p_stream_hash bigint, p_expected_kind text, p_expected_version integer, p_events jsonb,
   p_claims jsonb, p_releases jsonb, p_command_id text, p_command_ttl_ms bigint,
   out o_outcome text, out o_version integer, out o_positions bigint[], out o_stored integer[]
 ) language plpgsql as $fn$
@@ -324,8 +326,8 @@ begin
   end if;
 
   with inserted as (
-    insert into ${t.events} (stream_id, category, version, event_id, type, schema_version, data, metadata)
-    select p_stream_id, p_category, v_current + i.ord, (i.event->>'eventId')::uuid, i.event->>'type',
+    insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
+    select p_stream_id, p_category, p_stream_hash, v_current + i.ord, (i.event->>'eventId')::uuid, i.event->>'type',
            (i.event->>'schemaVersion')::integer, i.event->'data', i.event->'metadata'
     from jsonb_array_elements(p_events) with ordinality as i(event, ord)
     order by i.ord
@@ -359,7 +361,7 @@ begin
   for v_item in select value from jsonb_array_elements(p_batch) loop
     begin
       select * into v_result from ${t.appendFunction}(
-        v_item->>'streamId', v_item->>'category', v_item->>'kind', (v_item->>'expected')::integer, v_item->'events',
+        v_item->>'streamId', v_item->>'category', (v_item->>'hash')::bigint, v_item->>'kind', (v_item->>'expected')::integer, v_item->'events',
         v_item->'claims', v_item->'releases', v_item->>'commandId', (v_item->>'ttl')::bigint);
       v_results := v_results || jsonb_build_array(jsonb_build_object(
         'outcome', v_result.o_outcome, 'version', v_result.o_version,

@@ -47,7 +47,7 @@ export const make = (
         readonly o_positions: ReadonlyArray<string> | null
         readonly o_stored: ReadonlyArray<number | null> | null
       }>`select * from ${sql(options.tables.appendFunction)}(
-        ${append.streamId}, ${append.category}, ${expected._tag},
+        ${append.streamId}, ${append.category}, ${append.streamHash}, ${expected._tag},
         ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
         ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb,
         ${append.commandId ?? null}, ${options.commandTtl})`.pipe(
@@ -158,6 +158,7 @@ const batchItemJson = (append: PreparedAppend, commandTtl: number): string => {
   const expected = append.expectedVersion
   return (
     `{"streamId":${JSON.stringify(append.streamId)},"category":${JSON.stringify(append.category)},` +
+    `"hash":${append.streamHash},` +
     `"kind":"${expected._tag}","expected":${expected._tag === "Exact" ? expected.version : 0},` +
     `"events":${eventsJson(append)},"claims":${JSON.stringify(append.claims)},` +
     `"releases":${JSON.stringify(append.releases)},"commandId":${JSON.stringify(append.commandId ?? null)},` +
