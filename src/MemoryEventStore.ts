@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
+import * as Wakeup from "./Wakeup.js"
 import {
   type AppendResult,
   type CommandRecord,
@@ -50,184 +51,195 @@ interface MemoryStream {
  * `transaction` is the append's sequence number. State lives as long as the service.
  */
 export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]> =>
-  Effect.sync(() => {
-    const limits: Limits = { ...defaultLimits, ...options?.limits }
-    const streams = new Map<string, MemoryStream>()
-    const log: Array<Event.RecordedEvent> = []
-    const uniqueOwners = new Map<string, string>()
-    const commands = new Map<string, CommandRecord & { readonly recordedAt: number }>()
-    const commandTtl = Duration.toMillis(options?.commandTtl ?? defaultCommandTtl)
-    const liveCommand = (commandId: string, now: number) => {
-      const record = commands.get(commandId)
-      return record !== undefined && now - record.recordedAt < commandTtl ? record : undefined
-    }
-    let lastTransaction = 0n
+  Effect.flatMap(Effect.serviceOption(Wakeup.Wakeup), (wakeup) =>
+    Effect.sync(() => {
+      const hint = Option.match(wakeup, { onNone: () => Effect.void, onSome: (w) => w.notify })
+      const limits: Limits = { ...defaultLimits, ...options?.limits }
+      const streams = new Map<string, MemoryStream>()
+      const log: Array<Event.RecordedEvent> = []
+      const uniqueOwners = new Map<string, string>()
+      const commands = new Map<string, CommandRecord & { readonly recordedAt: number }>()
+      const commandTtl = Duration.toMillis(options?.commandTtl ?? defaultCommandTtl)
+      const liveCommand = (commandId: string, now: number) => {
+        const record = commands.get(commandId)
+        return record !== undefined && now - record.recordedAt < commandTtl ? record : undefined
+      }
+      let lastTransaction = 0n
 
-    const commit = (
-      append: PreparedAppend,
-      recordedAt: DateTime.Utc
-    ): Effect.Effect<
-      AppendResult,
-      ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | DuplicateCommand
-    > => {
-      const stream = streams.get(append.streamId)
-      const actual = stream?.events.length ?? 0
-      const duplicate = stream && resolveDuplicates(append, (id) => stream.versionOfEventId.get(id))
-      if (duplicate !== undefined) {
-        return Either.match(duplicate, {
-          onLeft: Effect.fail,
-          onRight: ({ firstVersion }) => {
-            const original = stream!.events.slice(firstVersion - 1, firstVersion - 1 + append.events.length)
-            return Effect.succeed(appendResult(append.streamId, original))
-          }
-        })
-      }
-      if (!Event.satisfies(append.expectedVersion, actual)) {
-        return Effect.fail(
-          new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
-        )
-      }
-      const handled = append.commandId === undefined ? undefined : liveCommand(append.commandId, recordedAt.epochMillis)
-      if (handled !== undefined) {
-        return Effect.fail(
-          new DuplicateCommand({
-            commandId: handled.commandId,
-            streamId: handled.streamId,
-            version: handled.version,
-            positions: handled.positions
+      const commit = (
+        append: PreparedAppend,
+        recordedAt: DateTime.Utc
+      ): Effect.Effect<
+        AppendResult,
+        ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | DuplicateCommand
+      > => {
+        const stream = streams.get(append.streamId)
+        const actual = stream?.events.length ?? 0
+        const duplicate = stream && resolveDuplicates(append, (id) => stream.versionOfEventId.get(id))
+        if (duplicate !== undefined) {
+          return Either.match(duplicate, {
+            onLeft: Effect.fail,
+            onRight: ({ firstVersion }) => {
+              const original = stream!.events.slice(firstVersion - 1, firstVersion - 1 + append.events.length)
+              return Effect.succeed(appendResult(append.streamId, original))
+            }
           })
-        )
-      }
-      const taken = append.claims.find((u) => {
-        const owner = uniqueOwners.get(uniqueKey(u))
-        return owner !== undefined && owner !== append.streamId
-      })
-      if (taken !== undefined) {
-        return Effect.fail(
-          new UniqueConstraintViolation({
-            streamId: append.streamId,
-            ...taken,
-            owner: uniqueOwners.get(uniqueKey(taken))!
-          })
-        )
-      }
-      for (const u of append.releases) {
-        if (uniqueOwners.get(uniqueKey(u)) === append.streamId) uniqueOwners.delete(uniqueKey(u))
-      }
-      for (const u of append.claims) uniqueOwners.set(uniqueKey(u), append.streamId)
-      const result =
-        append.events.length === 0
-          ? { streamId: append.streamId, version: actual, positions: [] }
-          : write(append, stream, actual, recordedAt)
-      if (append.commandId !== undefined) {
-        commands.set(append.commandId, { commandId: append.commandId, ...result, recordedAt: recordedAt.epochMillis })
-      }
-      return Effect.succeed(result)
-    }
-
-    const write = (
-      append: PreparedAppend,
-      stream: MemoryStream | undefined,
-      actual: number,
-      recordedAt: DateTime.Utc
-    ): AppendResult => {
-      const target: MemoryStream = stream ?? { events: [], versionOfEventId: new Map() }
-      streams.set(append.streamId, target)
-      const transaction = ++lastTransaction
-      const recorded = append.events.map((e, i): Event.RecordedEvent => ({
-        eventId: e.eventId,
-        type: e.type,
-        schemaVersion: e.schemaVersion,
-        // stored as JSON text and parsed back, so no caller-held reference is shared with the store
-        data: JSON.parse(e.dataJson),
-        metadata: JSON.parse(e.metadataJson),
-        streamId: append.streamId,
-        category: append.category,
-        version: actual + i + 1,
-        position: BigInt(log.length + i + 1),
-        transaction,
-        recordedAt
-      }))
-      for (const event of recorded) {
-        target.events.push(event)
-        target.versionOfEventId.set(event.eventId, event.version)
-        log.push(event)
-      }
-      return appendResult(append.streamId, recorded)
-    }
-
-    const append: EventStore["Type"]["append"] = (streamId, events, options) =>
-      Effect.gen(function* () {
-        const prepared = yield* prepareAppend(streamId, events, options, limits)
-        const now = yield* DateTime.now
-        return yield* commit(prepared, now)
-      }).pipe(
-        Effect.withSpan("EventStore.append", {
-          attributes: { streamId, events: events.length },
-          captureStackTrace: false
+        }
+        if (!Event.satisfies(append.expectedVersion, actual)) {
+          return Effect.fail(
+            new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
+          )
+        }
+        const handled =
+          append.commandId === undefined ? undefined : liveCommand(append.commandId, recordedAt.epochMillis)
+        if (handled !== undefined) {
+          return Effect.fail(
+            new DuplicateCommand({
+              commandId: handled.commandId,
+              streamId: handled.streamId,
+              version: handled.version,
+              positions: handled.positions
+            })
+          )
+        }
+        const taken = append.claims.find((u) => {
+          const owner = uniqueOwners.get(uniqueKey(u))
+          return owner !== undefined && owner !== append.streamId
         })
-      )
+        if (taken !== undefined) {
+          return Effect.fail(
+            new UniqueConstraintViolation({
+              streamId: append.streamId,
+              ...taken,
+              owner: uniqueOwners.get(uniqueKey(taken))!
+            })
+          )
+        }
+        for (const u of append.releases) {
+          if (uniqueOwners.get(uniqueKey(u)) === append.streamId) uniqueOwners.delete(uniqueKey(u))
+        }
+        for (const u of append.claims) uniqueOwners.set(uniqueKey(u), append.streamId)
+        const result =
+          append.events.length === 0
+            ? { streamId: append.streamId, version: actual, positions: [] }
+            : write(append, stream, actual, recordedAt)
+        if (append.commandId !== undefined) {
+          commands.set(append.commandId, { commandId: append.commandId, ...result, recordedAt: recordedAt.epochMillis })
+        }
+        return Effect.succeed(result)
+      }
 
-    const readStream: EventStore["Type"]["readStream"] = (streamId, options) =>
-      Stream.unwrap(
+      const write = (
+        append: PreparedAppend,
+        stream: MemoryStream | undefined,
+        actual: number,
+        recordedAt: DateTime.Utc
+      ): AppendResult => {
+        const target: MemoryStream = stream ?? { events: [], versionOfEventId: new Map() }
+        streams.set(append.streamId, target)
+        const transaction = ++lastTransaction
+        const recorded = append.events.map((e, i): Event.RecordedEvent => ({
+          eventId: e.eventId,
+          type: e.type,
+          schemaVersion: e.schemaVersion,
+          // stored as JSON text and parsed back, so no caller-held reference is shared with the store
+          data: JSON.parse(e.dataJson),
+          metadata: JSON.parse(e.metadataJson),
+          streamId: append.streamId,
+          category: append.category,
+          version: actual + i + 1,
+          position: BigInt(log.length + i + 1),
+          transaction,
+          recordedAt
+        }))
+        for (const event of recorded) {
+          target.events.push(event)
+          target.versionOfEventId.set(event.eventId, event.version)
+          log.push(event)
+        }
+        return appendResult(append.streamId, recorded)
+      }
+
+      const append: EventStore["Type"]["append"] = (streamId, events, options) =>
         Effect.gen(function* () {
-          const id = yield* Event.streamId(streamId)
-          const events = streams.get(id)?.events
-          if (events === undefined || events.length === 0) return yield* new StreamNotFound({ streamId: id })
-          const backward = options?.direction === "backward"
-          const from = options?.fromVersion ?? (backward ? events.length : 1)
-          const selected = backward
-            ? events.slice(0, Math.max(0, Math.min(from, events.length))).reverse()
-            : events.slice(Math.max(0, from - 1))
-          return Stream.fromIterable(options?.maxCount === undefined ? selected : selected.slice(0, options.maxCount))
-        })
+          const prepared = yield* prepareAppend(streamId, events, options, limits)
+          const now = yield* DateTime.now
+          const result = yield* commit(prepared, now)
+          if (result.positions.length > 0) yield* hint
+          return result
+        }).pipe(
+          Effect.withSpan("EventStore.append", {
+            attributes: { streamId, events: events.length },
+            captureStackTrace: false
+          })
+        )
+
+      const readStream: EventStore["Type"]["readStream"] = (streamId, options) =>
+        Stream.unwrap(
+          Effect.gen(function* () {
+            const id = yield* Event.streamId(streamId)
+            const events = streams.get(id)?.events
+            if (events === undefined || events.length === 0) return yield* new StreamNotFound({ streamId: id })
+            const backward = options?.direction === "backward"
+            const from = options?.fromVersion ?? (backward ? events.length : 1)
+            const selected = backward
+              ? events.slice(0, Math.max(0, Math.min(from, events.length))).reverse()
+              : events.slice(Math.max(0, from - 1))
+            return Stream.fromIterable(options?.maxCount === undefined ? selected : selected.slice(0, options.maxCount))
+          })
+        )
+
+      const readAll: EventStore["Type"]["readAll"] = (options) => {
+        const batchSize = Math.max(1, Math.floor(options?.batchSize ?? 500))
+        const categories = options?.categories && new Set(options.categories)
+        const types = options?.types && new Set(options.types)
+        const partition = options?.partition
+        const matches = (e: Event.RecordedEvent) =>
+          (categories === undefined || categories.has(e.category)) &&
+          (types === undefined || types.has(e.type)) &&
+          (partition === undefined || Event.partitionOf(e.streamId, partition.count) === partition.index)
+        const page = (from: number) =>
+          Effect.sync(() => {
+            const batch: Array<Event.RecordedEvent> = []
+            let index = from
+            for (; index < log.length && batch.length < batchSize; index++) {
+              if (matches(log[index]!)) batch.push(log[index]!)
+            }
+            return [Chunk.unsafeFromArray(batch), index < log.length ? Option.some(index) : Option.none()] as const
+          })
+        const invalid = checkPartition(partition)
+        const events =
+          invalid !== undefined
+            ? Stream.fail(invalid)
+            : Stream.unwrap(
+                Effect.sync(() => Stream.paginateChunkEffect(firstIndexAfter(log, options?.after ?? Event.start), page))
+              )
+        return options?.maxCount === undefined ? events : Stream.take(events, options.maxCount)
+      }
+
+      const head: EventStore["Type"]["head"] = Effect.sync(() =>
+        log.length === 0 ? Event.start : Event.checkpointOf(log[log.length - 1]!)
       )
 
-    const readAll: EventStore["Type"]["readAll"] = (options) => {
-      const batchSize = Math.max(1, Math.floor(options?.batchSize ?? 500))
-      const categories = options?.categories && new Set(options.categories)
-      const types = options?.types && new Set(options.types)
-      const partition = options?.partition
-      const matches = (e: Event.RecordedEvent) =>
-        (categories === undefined || categories.has(e.category)) &&
-        (types === undefined || types.has(e.type)) &&
-        (partition === undefined || Event.partitionOf(e.streamId, partition.count) === partition.index)
-      const page = (from: number) =>
-        Effect.sync(() => {
-          const batch: Array<Event.RecordedEvent> = []
-          let index = from
-          for (; index < log.length && batch.length < batchSize; index++) {
-            if (matches(log[index]!)) batch.push(log[index]!)
-          }
-          return [Chunk.unsafeFromArray(batch), index < log.length ? Option.some(index) : Option.none()] as const
+      const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
+        Effect.map(Event.streamId(streamId), (id) => streams.get(id)?.events.length ?? 0)
+
+      const findCommand: EventStore["Type"]["findCommand"] = (commandId) =>
+        Effect.map(DateTime.now, (now) => {
+          const record = liveCommand(commandId, now.epochMillis)
+          return record === undefined
+            ? Option.none()
+            : Option.some({
+                commandId,
+                streamId: record.streamId,
+                version: record.version,
+                positions: record.positions
+              })
         })
-      const invalid = checkPartition(partition)
-      const events =
-        invalid !== undefined
-          ? Stream.fail(invalid)
-          : Stream.unwrap(
-              Effect.sync(() => Stream.paginateChunkEffect(firstIndexAfter(log, options?.after ?? Event.start), page))
-            )
-      return options?.maxCount === undefined ? events : Stream.take(events, options.maxCount)
-    }
 
-    const head: EventStore["Type"]["head"] = Effect.sync(() =>
-      log.length === 0 ? Event.start : Event.checkpointOf(log[log.length - 1]!)
-    )
-
-    const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
-      Effect.map(Event.streamId(streamId), (id) => streams.get(id)?.events.length ?? 0)
-
-    const findCommand: EventStore["Type"]["findCommand"] = (commandId) =>
-      Effect.map(DateTime.now, (now) => {
-        const record = liveCommand(commandId, now.epochMillis)
-        return record === undefined
-          ? Option.none()
-          : Option.some({ commandId, streamId: record.streamId, version: record.version, positions: record.positions })
-      })
-
-    return EventStore.of({ append, readStream, readAll, head, streamVersion, findCommand })
-  })
+      return EventStore.of({ append, readStream, readAll, head, streamVersion, findCommand })
+    })
+  )
 
 /** A fresh in-memory store per Layer build. */
 export const layer = (options?: MemoryOptions): Layer.Layer<EventStore> => Layer.effect(EventStore, make(options))

@@ -9,8 +9,12 @@ import { PgClient } from "@effect/sql-pg"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Duration from "effect/Duration"
-import type * as Layer from "effect/Layer"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import * as Wakeup from "../Wakeup.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -36,3 +40,47 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
     applicationName: options.applicationName ?? "effect-eventsourcing"
   })
 }
+
+/** Options of {@link layerWakeup}. */
+export interface WakeupOptions {
+  /** LISTEN/NOTIFY channel; default `"effect_eventsourcing"`. Stores sharing a database may use their own. */
+  readonly channel?: string
+  /** Least time between two NOTIFYs sent by this process; default 10 ms (hints in between are merged). */
+  readonly coalesce?: Duration.DurationInput
+}
+
+/**
+ * Wake-up hints across processes: a hint is published in process at once and sent as a NOTIFY after
+ * commit, outside any append transaction (a NOTIFY inside one would serialize commits cluster-wide),
+ * merging hints that arrive while one is being sent. Each process LISTENs and relays what it hears to
+ * its readers, re-listening after connection losses. Needs the `PgClient` (see {@link layer}).
+ */
+export const layerWakeup = (options: WakeupOptions = {}): Layer.Layer<Wakeup.Wakeup, never, PgClient.PgClient> =>
+  Layer.scoped(
+    Wakeup.Wakeup,
+    Effect.gen(function* () {
+      const pg = yield* PgClient.PgClient
+      const channel = options.channel ?? "effect_eventsourcing"
+      const coalesce = options.coalesce ?? "10 millis"
+      const local = yield* Wakeup.make
+      const pending = yield* Queue.sliding<void>(1)
+      yield* Queue.take(pending).pipe(
+        Effect.zipRight(pg.notify(channel, "")),
+        Effect.catchAll((error) => Effect.logWarning("wake-up NOTIFY failed; readers fall back to polling", error)),
+        Effect.zipRight(Effect.sleep(coalesce)),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      yield* pg.listen(channel).pipe(
+        Stream.runForEach(() => local.notify),
+        Effect.catchAll((error) => Effect.logWarning("wake-up LISTEN lost; listening again", error)),
+        Effect.zipRight(Effect.sleep("1 second")),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      return Wakeup.Wakeup.of({
+        notify: Effect.zipRight(local.notify, Effect.asVoid(Queue.offer(pending, undefined))),
+        subscribe: local.subscribe
+      })
+    })
+  )

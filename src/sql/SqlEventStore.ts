@@ -16,7 +16,9 @@
  *   resume after that pair. No commit can later appear before a returned row. SQLite has one writer at a
  *   time, so position order is commit order there and the checkpoint's `transaction` is the position.
  * - **Idempotent appends** rest on a unique (stream id, event id) key.
- * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size.
+ * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
+ *   stored hash of the stream id (`Event.streamHash`).
+ * - **Wake-up hints**: with a `Wakeup` in context, each committed append sends one (see `Wakeup`).
  *
  * **Gotchas**: on PostgreSQL, a transaction left open anywhere in the cluster holds the read horizon
  * back and stalls every `readAll` reader until it ends. Connections made by `Postgres.layer` end idle
@@ -52,6 +54,7 @@ import {
   UniqueConstraintViolation
 } from "../EventStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
+import * as Wakeup from "../Wakeup.js"
 import * as PgAppend from "./pgAppend.js"
 
 /** Options of {@link make}. */
@@ -113,6 +116,8 @@ export const make = (
       })
     }
     if (options.migrate !== false) yield* migrate(t)
+    const wakeup = yield* Effect.serviceOption(Wakeup.Wakeup)
+    const hint = Option.match(wakeup, { onNone: () => Effect.void, onSome: (w) => w.notify })
     const limits: Limits = { ...defaultLimits, ...options.limits }
     const pageSize = Math.max(1, options.readPageSize ?? 500)
     const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
@@ -273,7 +278,8 @@ export const make = (
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
       Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
         (dialect === "pg" ? appendPg(prepared) : appendSqlite(prepared)).pipe(
-          Effect.catchTag("SqlError", (cause) => Effect.fail(failWith("append")(cause)))
+          Effect.catchTag("SqlError", (cause) => Effect.fail(failWith("append")(cause))),
+          Effect.tap((result) => (result.positions.length > 0 ? hint : Effect.void))
         )
       ).pipe(
         Effect.withSpan("EventStore.append", {

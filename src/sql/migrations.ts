@@ -34,6 +34,10 @@ export interface Tables {
   readonly snapshots: string
   readonly uniqueValues: string
   readonly commands: string
+  readonly checkpoints: string
+  readonly projectionWorkers: string
+  readonly deadLetters: string
+  readonly projections: string
 }
 
 const identifier = /^[a-z_][a-z0-9_]*$/
@@ -63,7 +67,11 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     appendBatchFunction: qualify("append_batch"),
     snapshots: qualify("snapshots"),
     uniqueValues: qualify("unique_values"),
-    commands: qualify("commands")
+    commands: qualify("commands"),
+    checkpoints: qualify("checkpoints"),
+    projectionWorkers: qualify("projection_workers"),
+    deadLetters: qualify("dead_letters"),
+    projections: qualify("projections")
   })
 }
 
@@ -98,7 +106,11 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
       orElse: () => Effect.void
     })
     yield* Migrator.make({})({
-      loader: Migrator.fromRecord({ "1_events": createEventTables(t), "2_snapshots": createSnapshotTable(t) }),
+      loader: Migrator.fromRecord({
+        "1_events": createEventTables(t),
+        "2_snapshots": createSnapshotTable(t),
+        "3_projections": createProjectionTables(t)
+      }),
       table: t.migrations
     })
   }).pipe(
@@ -219,6 +231,56 @@ const createSnapshotTable = (t: Tables) =>
       primary key (stream_id, version)
     )`
   )
+
+/**
+ * Projection runners' state (see `SqlCheckpointStore`): a row per partition holding the checkpoint and
+ * the lease, the workers present, dead letters, and the version of each projection that serves reads.
+ * Times are epoch milliseconds from the runners' clocks.
+ */
+const createProjectionTables = (t: Tables) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const serial = sql.onDialectOrElse({
+      pg: () => sql`bigint generated always as identity primary key`,
+      orElse: () => sql`integer primary key autoincrement`
+    })
+    yield* sql`create table ${sql(t.checkpoints)} (
+      projection text not null,
+      version integer not null,
+      partition integer not null,
+      partitions integer not null,
+      transaction_id bigint not null,
+      position bigint not null,
+      owner text,
+      lease_token bigint not null,
+      lease_expires_at bigint not null,
+      live integer not null,
+      updated_at bigint not null,
+      primary key (projection, version, partition)
+    )`
+    yield* sql`create table ${sql(t.projectionWorkers)} (
+      projection text not null,
+      version integer not null,
+      worker_id text not null,
+      expires_at bigint not null,
+      primary key (projection, version, worker_id)
+    )`
+    yield* sql`create table ${sql(t.deadLetters)} (
+      id ${serial},
+      projection text not null,
+      version integer not null,
+      partition integer not null,
+      event text not null,
+      error text not null,
+      dead_at bigint not null
+    )`
+    yield* sql`create index ${sql(`${prefixOf(t.events)}dead_letters_projection`)} on ${sql(t.deadLetters)} (projection, id)`
+    yield* sql`create table ${sql(t.projections)} (
+      projection text primary key,
+      active_version integer not null,
+      updated_at bigint not null
+    )`
+  })
 
 /**
  * The append as one server-side function, so an append is one round trip: lock the stream row, report

@@ -1,0 +1,301 @@
+/**
+ * Where projection runners keep their progress: one checkpoint per (projection, version, partition),
+ * the lease that says which worker may advance it, the workers present, dead letters, and which
+ * version of a projection serves reads.
+ *
+ * Guarantees of every implementation:
+ * - **Fencing**: a checkpoint moves only through {@link CheckpointStore} `commit` by the holder of the
+ *   partition's current lease, and only from the checkpoint it expects (compare-and-set). Taking a lease
+ *   bumps its token, so a worker that lost its lease (expired, taken over) can never commit again, and
+ *   two runners of one projection never both advance a checkpoint.
+ * - **Atomic batches** (SQL): `transaction` runs the handler's writes and the `commit` in one database
+ *   transaction, so a read model in the same database is updated exactly once per event.
+ *
+ * Leases expire by the clock of the process that took them: processes sharing a store need clocks
+ * that agree to well within the lease time.
+ *
+ * **Gotchas**: the memory implementation has no transactions: a batch's effects happen even when its
+ * commit is refused, so effects are at-least-once. It runs a batch uninterruptibly instead, so a runner
+ * stops between batches.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Event from "./Event.js"
+
+// ---------------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------------
+
+/** The checkpoint store failed (database unreachable...). Retryable. */
+export class CheckpointStoreError extends Schema.TaggedError<CheckpointStoreError>()("CheckpointStoreError", {
+  operation: Schema.String,
+  cause: Schema.Defect
+}) {
+  override get message() {
+    return `Checkpoint store ${this.operation} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+/** The lease is no longer this worker's (it expired and another took it); nothing was committed. */
+export class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", {
+  projection: Schema.String,
+  partition: Schema.Int,
+  owner: Schema.String
+}) {
+  override get message() {
+    return `${this.owner} lost its lease on ${this.projection} partition ${this.partition}`
+  }
+}
+
+/** The checkpoint is not where the committer expected (a rebuild reset it); nothing was committed. */
+export class CheckpointConflict extends Schema.TaggedError<CheckpointConflict>()("CheckpointConflict", {
+  projection: Schema.String,
+  partition: Schema.Int
+}) {
+  override get message() {
+    return `The checkpoint of ${this.projection} partition ${this.partition} moved under its runner`
+  }
+}
+
+/** The projection's stored partition count differs from its definition: a rebuild (new version) is needed. */
+export class PartitionCountMismatch extends Schema.TaggedError<PartitionCountMismatch>()("PartitionCountMismatch", {
+  projection: Schema.String,
+  stored: Schema.Int,
+  configured: Schema.Int
+}) {
+  override get message() {
+    return `${this.projection} is stored with ${this.stored} partitions but defined with ${this.configured}; give the new definition a new version`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// contract
+// ---------------------------------------------------------------------------------------------------
+
+/** A projection at one version: versions of one name are built side by side (see `Projection`). */
+export interface ProjectionId {
+  readonly name: string
+  readonly version: number
+}
+
+/** The right to advance one partition's checkpoint, until it expires or is taken over. */
+export interface Lease {
+  readonly projection: ProjectionId
+  readonly partition: number
+  readonly owner: string
+  /** Fencing token: bumped by every claim. */
+  readonly token: number
+}
+
+/** One partition as stored. */
+export interface PartitionState {
+  readonly partition: number
+  readonly checkpoint: Event.Checkpoint
+  readonly owner: Option.Option<string>
+  /** Epoch milliseconds; in the past when free. */
+  readonly leaseExpiresAt: number
+  /** Whether the partition has ever caught up with the log (see `markLive`). */
+  readonly live: boolean
+}
+
+/** An event a projection gave up on (poison policy `skip`), with why. */
+export interface DeadLetter {
+  readonly projection: ProjectionId
+  readonly partition: number
+  readonly event: Event.RecordedEvent
+  readonly error: string
+  readonly at: DateTime.Utc
+}
+
+/** The checkpoint store service. */
+export class CheckpointStore extends Context.Tag("effect-eventsourcing/CheckpointStore")<
+  CheckpointStore,
+  {
+    /** Creates the projection's partitions at the start of the log, or checks their stored count. */
+    readonly register: (
+      id: ProjectionId,
+      partitions: number
+    ) => Effect.Effect<void, PartitionCountMismatch | CheckpointStoreError>
+    /** Announces a worker for `ttlMillis`; returns how many workers of the projection are present. */
+    readonly heartbeat: (
+      id: ProjectionId,
+      worker: string,
+      ttlMillis: number
+    ) => Effect.Effect<number, CheckpointStoreError>
+    /** Withdraws a worker (on shutdown), so the others take its share at once. */
+    readonly leave: (id: ProjectionId, worker: string) => Effect.Effect<void, CheckpointStoreError>
+    /** Takes a partition's lease if it is free, expired or already `owner`'s; returns it with the checkpoint. */
+    readonly claim: (
+      id: ProjectionId,
+      partition: number,
+      owner: string,
+      ttlMillis: number
+    ) => Effect.Effect<
+      Option.Option<{ readonly lease: Lease; readonly checkpoint: Event.Checkpoint }>,
+      CheckpointStoreError
+    >
+    /** Extends a lease still held. */
+    readonly renew: (lease: Lease, ttlMillis: number) => Effect.Effect<void, LeaseLost | CheckpointStoreError>
+    /** Gives a lease up (no-op if already lost). */
+    readonly release: (lease: Lease) => Effect.Effect<void, CheckpointStoreError>
+    /**
+     * Moves the checkpoint from `expected` to `next` and extends the lease, if the lease still holds.
+     * Inside `transaction`, it commits or rolls back with the batch's effects.
+     */
+    readonly commit: (
+      lease: Lease,
+      expected: Event.Checkpoint,
+      next: Event.Checkpoint,
+      ttlMillis: number
+    ) => Effect.Effect<void, LeaseLost | CheckpointConflict | CheckpointStoreError>
+    /** Records that the partition caught up with the log once (for version switches). */
+    readonly markLive: (lease: Lease) => Effect.Effect<void, CheckpointStoreError>
+    /** Stores a dead letter (inside `transaction`, with the commit that moves past the event). */
+    readonly deadLetter: (letter: DeadLetter) => Effect.Effect<void, CheckpointStoreError>
+    /** Runs `effect` in one transaction with the store's writes inside it. */
+    readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CheckpointStoreError, R>
+    /** The projection's partitions as stored (empty before `register`). */
+    readonly partitions: (id: ProjectionId) => Effect.Effect<ReadonlyArray<PartitionState>, CheckpointStoreError>
+    /** Moves every partition back to the start of the log (a rebuild); leases stay with their holders. */
+    readonly reset: (id: ProjectionId) => Effect.Effect<void, CheckpointStoreError>
+    /** The dead letters of a projection name, oldest first. */
+    readonly deadLetters: (name: string) => Effect.Effect<ReadonlyArray<DeadLetter>, CheckpointStoreError>
+    /** The version of a projection that serves reads, once one caught up. */
+    readonly activeVersion: (name: string) => Effect.Effect<Option.Option<number>, CheckpointStoreError>
+    /** Makes `version` the active one if no later version is active. */
+    readonly activate: (id: ProjectionId) => Effect.Effect<void, CheckpointStoreError>
+  }
+>() {}
+
+// ---------------------------------------------------------------------------------------------------
+// memory implementation
+// ---------------------------------------------------------------------------------------------------
+
+interface MemoryPartition {
+  checkpoint: Event.Checkpoint
+  owner: string | undefined
+  token: number
+  leaseExpiresAt: number
+  live: boolean
+}
+
+/** An in-memory checkpoint store (see the module's Gotchas). State lives as long as the service. */
+export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(() => {
+  const projections = new Map<string, Array<MemoryPartition>>()
+  const workers = new Map<string, Map<string, number>>()
+  const deadLetters: Array<DeadLetter> = []
+  const active = new Map<string, number>()
+  const key = (id: ProjectionId) => `${id.version}\u0000${id.name}`
+  const partitionOf = (lease: Lease) => projections.get(key(lease.projection))?.[lease.partition]
+  const holds = (lease: Lease, p: MemoryPartition | undefined, now: number): p is MemoryPartition =>
+    p !== undefined && p.owner === lease.owner && p.token === lease.token && p.leaseExpiresAt >= now
+  const lost = (lease: Lease) =>
+    new LeaseLost({ projection: lease.projection.name, partition: lease.partition, owner: lease.owner })
+
+  return CheckpointStore.of({
+    register: (id, count) =>
+      Effect.suspend(() => {
+        const stored = projections.get(key(id))
+        if (stored === undefined) {
+          projections.set(
+            key(id),
+            Array.from({ length: count }, () => ({
+              checkpoint: Event.start,
+              owner: undefined,
+              token: 0,
+              leaseExpiresAt: 0,
+              live: false
+            }))
+          )
+          return Effect.void
+        }
+        return stored.length === count
+          ? Effect.void
+          : Effect.fail(new PartitionCountMismatch({ projection: id.name, stored: stored.length, configured: count }))
+      }),
+    heartbeat: (id, worker, ttl) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const present = workers.get(key(id)) ?? new Map<string, number>()
+        workers.set(key(id), present)
+        present.set(worker, now + ttl)
+        for (const [w, expires] of present) if (expires < now) present.delete(w)
+        return present.size
+      }),
+    leave: (id, worker) => Effect.sync(() => void workers.get(key(id))?.delete(worker)),
+    claim: (id, partition, owner, ttl) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const p = projections.get(key(id))?.[partition]
+        if (p === undefined || (p.owner !== undefined && p.owner !== owner && p.leaseExpiresAt >= now)) {
+          return Option.none()
+        }
+        p.owner = owner
+        p.token += 1
+        p.leaseExpiresAt = now + ttl
+        return Option.some({ lease: { projection: id, partition, owner, token: p.token }, checkpoint: p.checkpoint })
+      }),
+    renew: (lease, ttl) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const p = partitionOf(lease)
+        if (!holds(lease, p, now)) return Effect.fail(lost(lease))
+        p.leaseExpiresAt = now + ttl
+        return Effect.void
+      }),
+    release: (lease) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const p = partitionOf(lease)
+        if (holds(lease, p, now)) {
+          p.owner = undefined
+          p.leaseExpiresAt = 0
+        }
+      }),
+    commit: (lease, expected, next, ttl) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, LeaseLost | CheckpointConflict> => {
+        const p = partitionOf(lease)
+        if (!holds(lease, p, now)) return Effect.fail(lost(lease))
+        if (Event.checkpointOrder(p.checkpoint, expected) !== 0) {
+          return Effect.fail(new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition }))
+        }
+        p.checkpoint = next
+        p.leaseExpiresAt = now + ttl
+        return Effect.void
+      }),
+    markLive: (lease) =>
+      Effect.sync(() => {
+        const p = partitionOf(lease)
+        if (p !== undefined) p.live = true
+      }),
+    deadLetter: (letter) => Effect.sync(() => void deadLetters.push(letter)),
+    transaction: Effect.uninterruptible,
+    partitions: (id) =>
+      Effect.sync(() =>
+        (projections.get(key(id)) ?? []).map((p, partition) => ({
+          partition,
+          checkpoint: p.checkpoint,
+          owner: Option.fromNullable(p.owner),
+          leaseExpiresAt: p.leaseExpiresAt,
+          live: p.live
+        }))
+      ),
+    reset: (id) =>
+      Effect.sync(() => {
+        for (const p of projections.get(key(id)) ?? []) {
+          p.checkpoint = Event.start
+          p.live = false
+        }
+      }),
+    deadLetters: (name) => Effect.sync(() => deadLetters.filter((d) => d.projection.name === name)),
+    activeVersion: (name) => Effect.sync(() => Option.fromNullable(active.get(name))),
+    activate: (id) =>
+      Effect.sync(() => {
+        if ((active.get(id.name) ?? 0) < id.version) active.set(id.name, id.version)
+      })
+  })
+})
+
+/** A fresh in-memory checkpoint store per Layer build. */
+export const layerMemory: Layer.Layer<CheckpointStore> = Layer.effect(CheckpointStore, makeMemory)

@@ -1,0 +1,289 @@
+/**
+ * The SQL checkpoint store (PostgreSQL, SQLite), in the same database and under the same table prefix
+ * or schema as the event store, so a projection's read model, its checkpoint and its dead letters can
+ * commit in one transaction (exactly-once effects, see `CheckpointStore`).
+ *
+ * A partition's row holds its checkpoint and its lease. Every lease change and every commit is one
+ * conditional `update` on that row: claims bump the fencing token, and a commit only matches the row
+ * if the committer's token, lease time and expected checkpoint all still hold. Concurrent updates of
+ * the row queue on its lock and re-check the condition, so a worker fenced off mid-batch has its
+ * whole transaction rolled back.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import {
+  CheckpointConflict,
+  CheckpointStore,
+  CheckpointStoreError,
+  type DeadLetter,
+  type Lease,
+  LeaseLost,
+  PartitionCountMismatch,
+  type ProjectionId
+} from "../CheckpointStore.js"
+import * as Event from "../Event.js"
+import { migrate, type TableOptions, tables } from "./migrations.js"
+
+/** Options of {@link make}. */
+export interface Options extends TableOptions {
+  /** Create or upgrade the tables when the store starts; default true. */
+  readonly migrate?: boolean
+}
+
+interface PartitionRow {
+  readonly partition: number
+  readonly transaction_id: string | number
+  readonly position: string | number
+  readonly owner: string | null
+  readonly lease_token: string | number
+  readonly lease_expires_at: string | number
+  readonly live: number
+}
+
+const EventJson = Schema.parseJson(Event.RecordedEvent)
+const encodeEvent = Schema.encodeSync(EventJson)
+const decodeEvent = Schema.decodeUnknownSync(EventJson)
+
+/** Builds the store on the `SqlClient` in context. */
+export const make = (
+  options: Options = {}
+): Effect.Effect<CheckpointStore["Type"], CheckpointStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const t = yield* tables(options)
+    if (options.migrate !== false) yield* migrate(t)
+    const failWith = (operation: string) => (cause: SqlError | unknown) =>
+      new CheckpointStoreError({ operation, cause })
+    const where = (id: ProjectionId, partition: number) =>
+      sql`projection = ${id.name} and version = ${id.version} and partition = ${partition}`
+    const held = (lease: Lease, now: number) =>
+      sql`${where(lease.projection, lease.partition)} and owner = ${lease.owner}
+          and lease_token = ${lease.token} and lease_expires_at >= ${now}`
+    const lost = (lease: Lease) =>
+      new LeaseLost({ projection: lease.projection.name, partition: lease.partition, owner: lease.owner })
+
+    const register: CheckpointStore["Type"]["register"] = (id, count) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`insert into ${sql(t.checkpoints)} ${sql.insert(
+          Array.from({ length: count }, (_, partition) => ({
+            projection: id.name,
+            version: id.version,
+            partition,
+            partitions: count,
+            transaction_id: 0,
+            position: 0,
+            owner: null,
+            lease_token: 0,
+            lease_expires_at: 0,
+            live: 0,
+            updated_at: now
+          }))
+        )} on conflict (projection, version, partition) do nothing`
+        const [stored] = yield* sql<{ readonly partitions: number; readonly rows: number | string }>`
+          select max(partitions) as partitions, count(*) as rows from ${sql(t.checkpoints)}
+          where projection = ${id.name} and version = ${id.version}`
+        if (stored!.partitions !== count || Number(stored!.rows) !== count) {
+          return yield* new PartitionCountMismatch({
+            projection: id.name,
+            stored: stored!.partitions,
+            configured: count
+          })
+        }
+      }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("register")(e))))
+
+    const heartbeat: CheckpointStore["Type"]["heartbeat"] = (id, worker, ttl) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`delete from ${sql(t.projectionWorkers)}
+          where projection = ${id.name} and version = ${id.version} and expires_at < ${now}`
+        yield* sql`insert into ${sql(t.projectionWorkers)} (projection, version, worker_id, expires_at)
+          values (${id.name}, ${id.version}, ${worker}, ${now + ttl})
+          on conflict (projection, version, worker_id) do update set expires_at = excluded.expires_at`
+        const [row] = yield* sql<{ readonly workers: number | string }>`
+          select count(*) as workers from ${sql(t.projectionWorkers)}
+          where projection = ${id.name} and version = ${id.version}`
+        return Number(row!.workers)
+      }).pipe(Effect.mapError(failWith("heartbeat")))
+
+    const claim: CheckpointStore["Type"]["claim"] = (id, partition, owner, ttl) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* sql<PartitionRow>`
+          update ${sql(t.checkpoints)}
+          set owner = ${owner}, lease_token = lease_token + 1, lease_expires_at = ${now + ttl}, updated_at = ${now}
+          where ${where(id, partition)} and (owner is null or owner = ${owner} or lease_expires_at < ${now})
+          returning partition, transaction_id, position, owner, lease_token, lease_expires_at, live`
+        return Option.map(Option.fromNullable(rows[0]), (row) => ({
+          lease: { projection: id, partition, owner, token: Number(row.lease_token) },
+          checkpoint: checkpointOf(row)
+        }))
+      }).pipe(Effect.mapError(failWith("claim")))
+
+    const renew: CheckpointStore["Type"]["renew"] = (lease, ttl) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* sql`update ${sql(t.checkpoints)} set lease_expires_at = ${now + ttl}
+          where ${held(lease, now)} returning partition`
+        if (rows.length === 0) return yield* lost(lease)
+      }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("renew")(e))))
+
+    const release: CheckpointStore["Type"]["release"] = (lease) =>
+      Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => sql`update ${sql(t.checkpoints)} set owner = null, lease_expires_at = 0 where ${held(lease, now)}`
+      ).pipe(Effect.asVoid, Effect.mapError(failWith("release")))
+
+    const commit: CheckpointStore["Type"]["commit"] = (lease, expected, next, ttl) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* sql`update ${sql(t.checkpoints)}
+          set transaction_id = ${String(next.transaction)}, position = ${String(next.position)},
+              lease_expires_at = ${now + ttl}, updated_at = ${now}
+          where ${held(lease, now)}
+            and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}
+          returning partition`
+        if (rows.length > 0) return
+        const [row] = yield* sql<{ readonly n: number | string }>`
+          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease, now)}`
+        return yield* Number(row!.n) === 0
+          ? lost(lease)
+          : new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition })
+      }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("commit")(e))))
+
+    const markLive: CheckpointStore["Type"]["markLive"] = (lease) =>
+      sql`update ${sql(t.checkpoints)} set live = 1 where ${where(lease.projection, lease.partition)}`.pipe(
+        Effect.asVoid,
+        Effect.mapError(failWith("markLive"))
+      )
+
+    const deadLetter: CheckpointStore["Type"]["deadLetter"] = (letter) =>
+      Effect.try({ try: () => encodeEvent(letter.event), catch: failWith("deadLetter") }).pipe(
+        Effect.flatMap(
+          (event) =>
+            sql`insert into ${sql(t.deadLetters)} ${sql.insert({
+              projection: letter.projection.name,
+              version: letter.projection.version,
+              partition: letter.partition,
+              event,
+              error: letter.error,
+              dead_at: DateTime.toEpochMillis(letter.at)
+            })}`
+        ),
+        Effect.asVoid,
+        Effect.mapError(failWith("deadLetter"))
+      )
+
+    const transaction: CheckpointStore["Type"]["transaction"] = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.mapError(sql.withTransaction(effect), (e) =>
+        e instanceof SqlError ? failWith("transaction")(e) : (e as E)
+      )
+
+    const partitions: CheckpointStore["Type"]["partitions"] = (id) =>
+      sql<PartitionRow>`
+        select partition, transaction_id, position, owner, lease_token, lease_expires_at, live
+        from ${sql(t.checkpoints)} where projection = ${id.name} and version = ${id.version} order by partition`.pipe(
+        Effect.map((rows) =>
+          rows.map((row) => ({
+            partition: row.partition,
+            checkpoint: checkpointOf(row),
+            owner: Option.fromNullable(row.owner),
+            leaseExpiresAt: Number(row.lease_expires_at),
+            live: Number(row.live) === 1
+          }))
+        ),
+        Effect.mapError(failWith("partitions"))
+      )
+
+    const reset: CheckpointStore["Type"]["reset"] = (id) =>
+      Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => sql`update ${sql(t.checkpoints)} set transaction_id = 0, position = 0, live = 0, updated_at = ${now}
+          where projection = ${id.name} and version = ${id.version}`
+      ).pipe(Effect.asVoid, Effect.mapError(failWith("reset")))
+
+    const deadLetters: CheckpointStore["Type"]["deadLetters"] = (name) =>
+      sql<{
+        readonly version: number
+        readonly partition: number
+        readonly event: string
+        readonly error: string
+        readonly dead_at: string | number
+      }>`select version, partition, event, error, dead_at from ${sql(t.deadLetters)}
+         where projection = ${name} order by id`.pipe(
+        Effect.mapError(failWith("deadLetters")),
+        Effect.flatMap((rows) =>
+          Effect.try({
+            try: () =>
+              rows.map((row): DeadLetter => ({
+                projection: { name, version: row.version },
+                partition: row.partition,
+                event: decodeEvent(row.event),
+                error: row.error,
+                at: DateTime.unsafeMake(Number(row.dead_at))
+              })),
+            catch: failWith("deadLetters")
+          })
+        )
+      )
+
+    const activeVersion: CheckpointStore["Type"]["activeVersion"] = (name) =>
+      sql<{ readonly active_version: number }>`
+        select active_version from ${sql(t.projections)} where projection = ${name}`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => row.active_version)),
+        Effect.mapError(failWith("activeVersion"))
+      )
+
+    const activate: CheckpointStore["Type"]["activate"] = (id) =>
+      Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => sql`insert into ${sql(t.projections)} (projection, active_version, updated_at)
+          values (${id.name}, ${id.version}, ${now})
+          on conflict (projection) do update set active_version = excluded.active_version, updated_at = excluded.updated_at
+          where ${sql(t.projections)}.active_version < excluded.active_version`
+      ).pipe(Effect.asVoid, Effect.mapError(failWith("activate")))
+
+    const leave: CheckpointStore["Type"]["leave"] = (id, worker) =>
+      sql`delete from ${sql(t.projectionWorkers)}
+        where projection = ${id.name} and version = ${id.version} and worker_id = ${worker}`.pipe(
+        Effect.asVoid,
+        Effect.mapError(failWith("leave"))
+      )
+
+    return CheckpointStore.of({
+      register,
+      heartbeat,
+      leave,
+      claim,
+      renew,
+      release,
+      commit,
+      markLive,
+      deadLetter,
+      transaction,
+      partitions,
+      reset,
+      deadLetters,
+      activeVersion,
+      activate
+    })
+  }).pipe(
+    Effect.catchTag("EventStoreError", (error) =>
+      Effect.fail(new CheckpointStoreError({ operation: error.operation, cause: error.cause }))
+    )
+  )
+
+/** The SQL checkpoint store as a Layer; needs a `SqlClient`. */
+export const layer = (options: Options = {}): Layer.Layer<CheckpointStore, CheckpointStoreError, SqlClient.SqlClient> =>
+  Layer.effect(CheckpointStore, make(options))
+
+const checkpointOf = (row: PartitionRow): Event.Checkpoint => ({
+  transaction: BigInt(row.transaction_id),
+  position: BigInt(row.position)
+})
