@@ -4,6 +4,7 @@
  * core modules do not load database drivers.
  */
 export * as Postgres from "./Postgres.js"
+export * as SqlCheckpointStore from "./SqlCheckpointStore.js"
 export * as SqlEventStore from "./SqlEventStore.js"
 export * as SqlSnapshotStore from "./SqlSnapshotStore.js"
 export * as Sqlite from "./Sqlite.js"

@@ -1,0 +1,199 @@
+/**
+ * Projections: read models kept up to date from the global log by runners forked as scoped fibers.
+ *
+ * A projection is a pure definition ({@link make}): a name, the domain events it reads (a Schema, with
+ * upcasters), and a handler per event or per batch. {@link run} / {@link layer} run it: catch up from
+ * the checkpoint in batches, then tail the log, woken by `Wakeup` hints with polling as the fallback.
+ *
+ * Guarantees:
+ * - **Per-stream order**: a stream's events are handled in order, by one worker at a time.
+ * - **Exactly-once effects** with the SQL checkpoint store when the read model is in the same database:
+ *   a batch's handler writes and its checkpoint commit in one transaction. Otherwise (memory checkpoint
+ *   store, or effects outside the database) effects are at-least-once: make them idempotent.
+ * - **No skipped events**: checkpoints are the store's no-skip (transaction, position) pairs.
+ * - **Partitions**: with `partitions: N`, an event goes to partition `Event.partitionOf(streamId, N)`.
+ *   Workers (processes, or runners in one process) share partitions through leases: each takes a fair
+ *   share, a dead worker's partitions are taken over when its lease expires, and a worker that lost a
+ *   lease cannot commit (fencing tokens, see `CheckpointStore`).
+ * - **Failures**: store and checkpoint failures are retried with capped exponential backoff for as long
+ *   as they last (state `stalled`). A handler failure is retried by the projection's `retry` schedule;
+ *   then the batch is handled one event at a time to find the poison event, and the projection's
+ *   `onPoison` policy applies: `stop` (the partition halts with state `failed` and the error, until a
+ *   restart) or `skip` (the event goes to the dead letters with the error, and the partition goes on).
+ *   An event that cannot be decoded is poison at once.
+ * - **Rebuilds**: {@link rebuild} resets the checkpoints and runs the `truncate` hook in one
+ *   transaction; the runners start over. For a rebuild without downtime, give the definition a new
+ *   `version` building into new tables: it runs beside the old version, and becomes the
+ *   {@link activeVersion} once all its partitions have caught up.
+ *
+ * **Gotchas**: changing `partitions` needs a new `version` (the stored count is checked at start).
+ * Interrupting a runner rolls back the batch in flight (SQL) or lets it finish (memory).
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Schema from "effect/Schema"
+import * as CheckpointStore from "./CheckpointStore.js"
+import type * as Event from "./Event.js"
+import type * as EventStore from "./EventStore.js"
+import * as Runner from "./internal/projectionRunner.js"
+import * as Upcaster from "./Upcaster.js"
+
+export type { PartitionStatus, RunOptions, State, Status } from "./internal/projectionRunner.js"
+export { ProjectionHalted, Registry } from "./internal/projectionRunner.js"
+
+/** What to do with an event whose handling keeps failing (or that cannot be decoded). */
+export type PoisonPolicy = "stop" | "skip"
+
+/** A projection definition; see {@link make}. */
+export interface Projection<A, E, R> extends Runner.Definition<A, E, R> {
+  /** Runs in the rebuild transaction, before the checkpoints are reset: empty the read model. */
+  readonly truncate: Effect.Effect<void, E, R>
+}
+
+/** Options of {@link make}. */
+export interface Options<A extends { readonly _tag: string }, I, E, R> {
+  /** Unique among projections sharing a checkpoint store. */
+  readonly name: string
+  /** Bump it to rebuild side by side into new tables (see the module doc); default 1. */
+  readonly version?: number
+  /** The domain events read: a tagged struct or class, or a union of them. Other event types are not read. */
+  readonly events: Schema.Schema<A, I>
+  readonly versions?: Upcaster.CodecOptions<A, I>["versions"]
+  readonly upcasters?: ReadonlyArray<Upcaster.Upcaster>
+  /** Only events of these stream categories; default all. */
+  readonly categories?: ReadonlyArray<string>
+  /** Handles one event; runs inside the batch's transaction. Give this or `handleBatch`. */
+  readonly handle?: (event: A, envelope: Event.RecordedEvent) => Effect.Effect<void, E, R>
+  /** Handles a batch at once (bulk upserts); runs inside the batch's transaction. */
+  readonly handleBatch?: (events: ReadonlyArray<Upcaster.Decoded<A>>) => Effect.Effect<void, E, R>
+  /** Empties the read model for {@link rebuild}; default: nothing. */
+  readonly truncate?: Effect.Effect<void, E, R>
+  /** Default 1. */
+  readonly partitions?: number
+  /** Events per batch (and per transaction); default 500. */
+  readonly batchSize?: number
+  /** Default `stop`. */
+  readonly onPoison?: PoisonPolicy
+  /** Retries of a failing handler before its event is poison; default 3, exponential from 50 ms. */
+  readonly retry?: Schedule.Schedule<unknown, unknown>
+}
+
+/**
+ * Defines a projection. Throws on an invalid definition (a bad name, partition count or batch size, an
+ * inconsistent codec): a programming error, found when the module loads.
+ */
+export const make = <A extends { readonly _tag: string }, I, E = never, R = never>(
+  options: Options<A, I, E, R>
+): Projection<A, E, R> => {
+  const problems = [
+    options.name.length === 0 || options.name.length > 200 ? "a name of 1 to 200 characters" : undefined,
+    isCount(options.version, 1) ? undefined : "a version that is a positive integer",
+    isCount(options.partitions, 1) ? undefined : "a partition count that is a positive integer",
+    isCount(options.batchSize, 1) ? undefined : "a batch size that is a positive integer",
+    (options.handle === undefined) === (options.handleBatch === undefined)
+      ? "exactly one of handle and handleBatch"
+      : undefined
+  ].filter((p) => p !== undefined)
+  if (problems.length > 0) throw new Error(`Projection ${JSON.stringify(options.name)} needs ${problems.join(", ")}`)
+  const codec = Effect.runSync(
+    Upcaster.codec({
+      events: options.events,
+      ...(options.versions === undefined ? {} : { versions: options.versions }),
+      ...(options.upcasters === undefined ? {} : { upcasters: options.upcasters })
+    })
+  )
+  const handle = options.handle
+  return {
+    name: options.name,
+    version: options.version ?? 1,
+    codec,
+    types: [...new Set([...codec.types, ...(options.upcasters ?? []).map((u) => u.from.type)])],
+    categories: options.categories,
+    handleBatch:
+      options.handleBatch ??
+      ((events) => Effect.forEach(events, ({ envelope, event }) => handle!(event, envelope), { discard: true })),
+    truncate: options.truncate ?? Effect.void,
+    partitions: options.partitions ?? 1,
+    batchSize: options.batchSize ?? 500,
+    onPoison: options.onPoison ?? "stop",
+    retry:
+      options.retry ?? Schedule.exponential("50 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
+  }
+}
+
+const isCount = (value: number | undefined, min: number) =>
+  value === undefined || (Number.isSafeInteger(value) && value >= min)
+
+/**
+ * Runs the projection until interrupted: registers its partitions, takes a fair share of them, and
+ * handles their events, catching up then tailing. Several runners (here or in other processes) share
+ * the partitions. Fails only if the stored partition count differs from the definition.
+ */
+export const run = <A, E, R>(
+  projection: Projection<A, E, R>,
+  options?: Runner.RunOptions
+): Effect.Effect<
+  never,
+  CheckpointStore.PartitionCountMismatch,
+  EventStore.EventStore | CheckpointStore.CheckpointStore | R
+> => Runner.run(projection, options)
+
+/** {@link run} forked in the Layer's scope; its status goes to the `Registry` when one is provided. */
+export const layer = <A, E, R>(
+  projection: Projection<A, E, R>,
+  options?: Runner.RunOptions
+): Layer.Layer<never, never, EventStore.EventStore | CheckpointStore.CheckpointStore | R> =>
+  Layer.scopedDiscard(
+    Effect.forkScoped(
+      run(projection, options).pipe(
+        Effect.catchAll((error) => Effect.logError(`projection ${projection.name} cannot start`, error))
+      )
+    )
+  )
+
+/**
+ * Handles every event up to the current end of the log, in all partitions, then returns (for tests,
+ * scripts, and the rebuild benchmark). Waits for partitions leased by running workers. Fails with
+ * `ProjectionHalted` if a poison event stopped a partition (policy `stop`).
+ */
+export const catchUp = <A, E, R>(
+  projection: Projection<A, E, R>,
+  options?: Runner.RunOptions
+): Effect.Effect<
+  ReadonlyArray<Runner.PartitionStatus>,
+  CheckpointStore.PartitionCountMismatch | Runner.ProjectionHalted,
+  EventStore.EventStore | CheckpointStore.CheckpointStore | R
+> => Runner.catchUp(projection, options)
+
+/**
+ * Rebuilds in place: in one transaction, runs the `truncate` hook and moves every partition back to the
+ * start of the log. Running workers notice at their next commit (refused, rolled back) and start over.
+ */
+export const rebuild = <A, E, R>(
+  projection: Projection<A, E, R>
+): Effect.Effect<void, E | CheckpointStore.CheckpointStoreError, CheckpointStore.CheckpointStore | R> =>
+  Effect.flatMap(CheckpointStore.CheckpointStore, (store) =>
+    store.transaction(
+      Effect.zipRight(projection.truncate, store.reset({ name: projection.name, version: projection.version }))
+    )
+  )
+
+/** The version of the named projection that serves reads: the latest one that has caught up. */
+export const activeVersion = (
+  name: string
+): Effect.Effect<Option.Option<number>, CheckpointStore.CheckpointStoreError, CheckpointStore.CheckpointStore> =>
+  Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.activeVersion(name))
+
+/** The projection's dead letters (poison events skipped under the `skip` policy), oldest first. */
+export const deadLetters = (
+  name: string
+): Effect.Effect<
+  ReadonlyArray<CheckpointStore.DeadLetter>,
+  CheckpointStore.CheckpointStoreError,
+  CheckpointStore.CheckpointStore
+> => Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.deadLetters(name))
+
+/** The in-process registry of runner statuses, for the HTTP API and health checks. */
+export const layerRegistry: Layer.Layer<Runner.Registry> = Runner.layerRegistry

@@ -1,0 +1,285 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as CheckpointStore from "../src/CheckpointStore.js"
+import * as Event from "../src/Event.js"
+import * as EventStore from "../src/EventStore.js"
+import * as Projection from "../src/Projection.js"
+import * as Wakeup from "../src/Wakeup.js"
+import { uniqueCategory } from "./support/ids.js"
+
+const Deposited = Schema.TaggedStruct("Deposited", { amount: Schema.Number })
+const Withdrawn = Schema.TaggedStruct("Withdrawn", { amount: Schema.Number })
+const Money = Schema.Union(Deposited, Withdrawn)
+
+const deposit = (amount: number, type = "Deposited") => Event.make({ type, data: { amount } })
+
+const appendTo = (streamId: string, ...events: ReadonlyArray<Effect.Effect<Event.EventData>>) =>
+  Effect.flatMap(Effect.all(events), (data) => Effect.flatMap(EventStore.EventStore, (s) => s.append(streamId, data)))
+
+const stores = () =>
+  Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory, Projection.layerRegistry).pipe(
+    Layer.provideMerge(Wakeup.layer)
+  )
+
+/** A balance read model in a Ref: handled event ids per stream, in order, and the balance. */
+const balances = (options: {
+  readonly name: string
+  readonly category: string
+  readonly partitions?: number
+  readonly batchSize?: number
+  readonly onPoison?: Projection.PoisonPolicy
+  readonly version?: number
+  readonly failOn?: (amount: number) => boolean
+}) =>
+  Effect.map(
+    Ref.make(new Map<string, { readonly ids: ReadonlyArray<string>; readonly balance: number }>()),
+    (model) => ({
+      model,
+      projection: Projection.make({
+        name: options.name,
+        events: Money,
+        categories: [options.category],
+        retry: Schedule.recurs(1),
+        ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
+        ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+        ...(options.onPoison === undefined ? {} : { onPoison: options.onPoison }),
+        ...(options.version === undefined ? {} : { version: options.version }),
+        handle: (event, envelope) =>
+          options.failOn?.(event.amount)
+            ? Effect.fail(`refusing ${event.amount}`)
+            : Ref.update(model, (m) => {
+                const current = m.get(envelope.streamId) ?? { ids: [], balance: 0 }
+                const delta = event._tag === "Deposited" ? event.amount : -event.amount
+                return new Map(m).set(envelope.streamId, {
+                  ids: [...current.ids, envelope.eventId],
+                  balance: current.balance + delta
+                })
+              }),
+        truncate: Ref.set(model, new Map())
+      })
+    })
+  )
+
+const waitUntil = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
+  condition.pipe(
+    Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("10 millis") }),
+    Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("condition not reached in 10 s") })
+  )
+
+describe("Projection definitions", () => {
+  it("refuses invalid definitions when made", () => {
+    const base = { name: "p", events: Money, handle: () => Effect.void }
+    assert.throws(() => Projection.make({ ...base, name: "" }), /name/)
+    assert.throws(() => Projection.make({ ...base, partitions: 0 }), /partition/)
+    assert.throws(() => Projection.make({ ...base, batchSize: 1.5 }), /batch size/)
+    assert.throws(() => Projection.make({ name: "p", events: Money }), /handle/)
+  })
+})
+
+describe("Projection on memory stores", () => {
+  it.live("catches up with the events of its types and categories only, each once, in stream order", () =>
+    Effect.gen(function* () {
+      const [category, other] = [yield* uniqueCategory, yield* uniqueCategory]
+      const { model, projection } = yield* balances({ name: `p-${category}`, category, batchSize: 2 })
+      yield* appendTo(`${category}-1`, deposit(10), deposit(5, "Withdrawn"), deposit(7, "Ignored"))
+      yield* appendTo(`${category}-2`, deposit(3))
+      yield* appendTo(`${other}-1`, deposit(100))
+      yield* appendTo(`${category}-1`, deposit(1))
+      const statuses = yield* Projection.catchUp(projection)
+      const m = yield* Ref.get(model)
+      assert.deepStrictEqual([...m.keys()].sort(), [`${category}-1`, `${category}-2`])
+      assert.strictEqual(m.get(`${category}-1`)!.balance, 6)
+      assert.strictEqual(m.get(`${category}-1`)!.ids.length, 3)
+      assert.strictEqual(statuses[0]!.processed, 4)
+      // nothing new: a second catch-up handles nothing
+      const again = yield* Projection.catchUp(projection)
+      assert.strictEqual(again[0]!.processed, 0)
+      assert.strictEqual((yield* Ref.get(model)).get(`${category}-1`)!.ids.length, 3)
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("tails the log: events appended after catch-up are handled, woken by hints", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { model, projection } = yield* balances({ name: `p-${category}`, category })
+      yield* appendTo(`${category}-1`, deposit(1))
+      // a poll interval far longer than the test: only hints can wake the runner in time
+      const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "1 hour" }))
+      yield* waitUntil(Effect.map(Ref.get(model), (m) => m.get(`${category}-1`)?.balance === 1))
+      yield* appendTo(`${category}-1`, deposit(2))
+      yield* waitUntil(Effect.map(Ref.get(model), (m) => m.get(`${category}-1`)?.balance === 3))
+      const [status] = yield* Effect.flatMap(Projection.Registry, (r) => r.statuses)
+      assert.strictEqual(status!.state, "live")
+      assert.strictEqual(status!.lag.events, 0)
+      yield* Fiber.interrupt(runner)
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("poison policy stop: the partition halts before the poison event, with the error", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      // batches of one: memory effects are at-least-once, a failed batch's earlier events would be applied again
+      const { model, projection } = yield* balances({
+        name: `p-${category}`,
+        category,
+        batchSize: 1,
+        failOn: (amount) => amount === 13
+      })
+      yield* appendTo(`${category}-1`, deposit(1), deposit(2), deposit(13), deposit(4))
+      const error = yield* Effect.flip(Projection.catchUp(projection))
+      assert.strictEqual(error._tag, "ProjectionHalted")
+      assert.include(error._tag === "ProjectionHalted" ? error.error : "", "refusing 13")
+      assert.strictEqual((yield* Ref.get(model)).get(`${category}-1`)!.balance, 3)
+      const [stored] = yield* Effect.flatMap(CheckpointStore.CheckpointStore, (s) =>
+        s.partitions({ name: projection.name, version: 1 })
+      )
+      const events = yield* Effect.flatMap(EventStore.EventStore, (s) =>
+        Stream.runCollect(s.readAll({ categories: [category] }))
+      ).pipe(Effect.map(Chunk.toReadonlyArray))
+      assert.deepStrictEqual(stored!.checkpoint, Event.checkpointOf(events[1]!))
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("poison policy skip: the event goes to the dead letters with its error, the rest is handled", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { model, projection } = yield* balances({
+        name: `p-${category}`,
+        category,
+        onPoison: "skip",
+        failOn: (amount) => amount === 13
+      })
+      yield* appendTo(`${category}-1`, deposit(1), deposit(13), deposit(4))
+      // an event of a known type whose data does not decode is poison too, without retries
+      yield* appendTo(`${category}-2`, Event.make({ type: "Deposited", data: { amount: "lots" } }))
+      yield* Projection.catchUp(projection)
+      assert.strictEqual((yield* Ref.get(model)).get(`${category}-1`)!.balance, 5)
+      const letters = yield* Projection.deadLetters(projection.name)
+      assert.deepStrictEqual(
+        letters.map((l) => [l.event.streamId, l.event.version]),
+        [
+          [`${category}-1`, 2],
+          [`${category}-2`, 1]
+        ]
+      )
+      assert.include(letters[0]!.error, "refusing 13")
+      assert.include(letters[1]!.error, "Deposited")
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("a handler failing transiently is retried: nothing is dead-lettered, nothing applied twice", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const failures = yield* Ref.make(2)
+      const seen = yield* Ref.make<ReadonlyArray<number>>([])
+      const projection = Projection.make({
+        name: `p-${category}`,
+        events: Money,
+        categories: [category],
+        onPoison: "skip",
+        retry: Schedule.recurs(3),
+        handle: (event) =>
+          Effect.flatMap(
+            Ref.getAndUpdate(failures, (n) => n - 1),
+            (left) => (left > 0 ? Effect.fail("not now") : Ref.update(seen, (s) => [...s, event.amount]))
+          )
+      })
+      yield* appendTo(`${category}-1`, deposit(1), deposit(2))
+      yield* Projection.catchUp(projection)
+      assert.deepStrictEqual(yield* Ref.get(seen), [1, 2])
+      assert.deepStrictEqual(yield* Projection.deadLetters(projection.name), [])
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("rebuild empties the read model and replays every event", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { model, projection } = yield* balances({ name: `p-${category}`, category })
+      yield* appendTo(`${category}-1`, deposit(1), deposit(2))
+      yield* Projection.catchUp(projection)
+      const before = yield* Ref.get(model)
+      yield* Projection.rebuild(projection)
+      assert.strictEqual((yield* Ref.get(model)).size, 0)
+      yield* Projection.catchUp(projection)
+      assert.deepStrictEqual(yield* Ref.get(model), before)
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("a new version builds beside the old one and becomes active once caught up", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const name = `p-${category}`
+      const v1 = yield* balances({ name, category })
+      const v2 = yield* balances({ name, category, version: 2 })
+      assert.isTrue(Option.isNone(yield* Projection.activeVersion(name)))
+      yield* appendTo(`${category}-1`, deposit(1))
+      yield* Projection.catchUp(v1.projection)
+      assert.deepStrictEqual(yield* Projection.activeVersion(name), Option.some(1))
+      yield* Projection.catchUp(v2.projection)
+      assert.deepStrictEqual(yield* Projection.activeVersion(name), Option.some(2))
+      assert.deepStrictEqual(yield* Ref.get(v2.model), yield* Ref.get(v1.model))
+      // the old version catching up again does not take reads back
+      yield* Projection.catchUp(v1.projection)
+      assert.deepStrictEqual(yield* Projection.activeVersion(name), Option.some(2))
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("changing the partition count of a stored version is refused", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      yield* Projection.catchUp((yield* balances({ name: `p-${category}`, category })).projection)
+      const repartitioned = (yield* balances({ name: `p-${category}`, category, partitions: 2 })).projection
+      const error = yield* Effect.flip(Projection.catchUp(repartitioned))
+      assert.strictEqual(error._tag, "PartitionCountMismatch")
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("two runners share 4 partitions: each takes two, every event is handled once, in stream order", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { model, projection } = yield* balances({ name: `p-${category}`, category, partitions: 4, batchSize: 3 })
+      const streams = Array.from({ length: 8 }, (_, i) => `${category}-${i}`)
+      const options = { pollInterval: "20 millis", leaseTtl: "300 millis" } as const
+      const a = yield* Effect.fork(Projection.run(projection, { ...options, workerId: "a" }))
+      const b = yield* Effect.fork(Projection.run(projection, { ...options, workerId: "b" }))
+      const written = new Map<string, Array<string>>()
+      for (let round = 0; round < 5; round++) {
+        for (const streamId of streams) {
+          const event = yield* deposit(1)
+          yield* Effect.flatMap(EventStore.EventStore, (s) => s.append(streamId, [event]))
+          written.set(streamId, [...(written.get(streamId) ?? []), event.eventId])
+        }
+      }
+      yield* waitUntil(
+        Effect.map(Ref.get(model), (m) => streams.every((s) => m.get(s)?.ids.length === written.get(s)!.length))
+      )
+      const m = yield* Ref.get(model)
+      for (const s of streams) assert.deepStrictEqual(m.get(s)!.ids, written.get(s))
+      yield* waitUntil(
+        Effect.map(
+          Effect.flatMap(Projection.Registry, (r) => r.statuses),
+          (statuses) => statuses.every((s) => s.owned.length === 2)
+        )
+      )
+      yield* Fiber.interrupt(a)
+      // b takes a's partitions over
+      yield* waitUntil(
+        Effect.map(
+          Effect.flatMap(Projection.Registry, (r) => r.statuses),
+          (statuses) => statuses.length === 1 && statuses[0]!.owned.length === 4
+        )
+      )
+      yield* appendTo(streams[0]!, deposit(1))
+      yield* waitUntil(Effect.map(Ref.get(model), (m) => m.get(streams[0]!)!.ids.length === 6))
+      yield* Fiber.interrupt(b)
+    }).pipe(Effect.provide(stores()))
+  )
+})

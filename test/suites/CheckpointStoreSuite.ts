@@ -1,0 +1,876 @@
+/**
+ * The CheckpointStore conformance suite: registration, fencing (lease tokens), lease expiry,
+ * compare-and-set commits, release, reset, workers, dead letters, active versions, transactions and
+ * racing workers, as a list of checks that `suite(name, layer, options)` registers against one
+ * implementation. The checks are plain Effects so that `CheckpointStoreSuite.test.ts` can also run them
+ * against deliberately broken stores and prove that each guarantee's checks catch its violation.
+ *
+ * Checks share one store per suite run: each works on projections of its own fresh name. They run with
+ * the live clock (leases expire by `Clock.currentTimeMillis`): a check that needs a lease or a worker to
+ * expire takes it for {@link shortTtl} and sleeps well past it; everything else uses {@link longTtl}.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as CheckpointStore from "../../src/CheckpointStore.js"
+import * as Event from "../../src/Event.js"
+import { uniqueCategory } from "../support/ids.js"
+
+export type Guarantee =
+  | "register"
+  | "fencing"
+  | "lease expiry"
+  | "compare-and-set"
+  | "release"
+  | "reset"
+  | "workers"
+  | "dead letters"
+  | "active version"
+  | "transactions"
+  | "races"
+
+export interface Check {
+  readonly guarantee: Guarantee
+  readonly name: string
+  /** Whether the check needs a store whose `transaction` rolls back (SQL), not just runs (memory). */
+  readonly transactional: boolean
+  readonly run: Effect.Effect<void, unknown, CheckpointStore.CheckpointStore>
+}
+
+/** Options of {@link suite}. */
+export interface SuiteOptions {
+  /** Whether `transaction` is a real, rolled-back-on-failure transaction; default false. */
+  readonly transactional: boolean
+}
+
+/** The checks that apply to a store, given whether its `transaction` rolls back. */
+export const checksFor = (options: SuiteOptions): ReadonlyArray<Check> =>
+  checks.filter((check) => options.transactional || !check.transactional)
+
+/** Registers every applicable check against `layer` (one store, built once for the whole suite). */
+export const suite = <E>(
+  name: string,
+  storeLayer: Layer.Layer<CheckpointStore.CheckpointStore, E>,
+  options: SuiteOptions = { transactional: false }
+): void => {
+  describe(name, () => {
+    layer(storeLayer, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+      for (const check of checksFor(options)) {
+        it.effect(`${check.guarantee}: ${check.name}`, () => check.run, 60_000)
+      }
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------------
+
+const store = CheckpointStore.CheckpointStore
+
+/** A lease time no check outlives. */
+const longTtl = 60_000
+
+/** A lease time that checks outlive on purpose, long enough for the few statements that follow a claim. */
+export const shortTtl = 500
+
+/** Sleeps comfortably past {@link shortTtl}, on the live clock. */
+const pastShortTtl = Effect.sleep("800 millis")
+
+/** A fresh projection name (so checks sharing a store never see each other's rows). */
+const uniqueName = Effect.map(uniqueCategory, (suffix) => `projection_${suffix}`)
+
+const projection = (name: string, version = 1): CheckpointStore.ProjectionId => ({ name, version })
+
+const checkpoint = (transaction: number | bigint, position: number | bigint): Event.Checkpoint => ({
+  transaction: BigInt(transaction),
+  position: BigInt(position)
+})
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i)
+
+/** Claims a partition that must be claimable (the check fails otherwise). */
+const mustClaim = (id: CheckpointStore.ProjectionId, partition: number, owner: string, ttl = longTtl) =>
+  Effect.flatMap(store, (s) => s.claim(id, partition, owner, ttl)).pipe(
+    Effect.flatMap(
+      Option.match({
+        onNone: () => Effect.dieMessage(`${owner} could not claim ${id.name}/${id.version} partition ${partition}`),
+        onSome: Effect.succeed
+      })
+    )
+  )
+
+/** Asserts that `owner` cannot claim the partition now. */
+const assertUnclaimable = (id: CheckpointStore.ProjectionId, partition: number, owner: string) =>
+  Effect.gen(function* () {
+    const claimed = yield* (yield* store).claim(id, partition, owner, longTtl)
+    assert.isTrue(Option.isNone(claimed), `${owner} claimed ${id.name} partition ${partition}, held by another`)
+  })
+
+/** Runs `effect`, which must fail with a `tag` error; returns that error. */
+const refused = <A, E extends { readonly _tag: string }, R>(
+  effect: Effect.Effect<A, E, R>,
+  tag: E["_tag"],
+  what: string
+): Effect.Effect<E, never, R> =>
+  Effect.flip(effect).pipe(
+    Effect.orElse(() => Effect.dieMessage(`${what}: succeeded, expected ${tag}`)),
+    Effect.map((error) => {
+      assert.strictEqual(error._tag, tag, `${what}: ${String(error)}`)
+      return error
+    })
+  )
+
+const partitionsOf = (id: CheckpointStore.ProjectionId) => Effect.flatMap(store, (s) => s.partitions(id))
+
+const checkpointsOf = (id: CheckpointStore.ProjectionId) =>
+  Effect.map(partitionsOf(id), (partitions) => partitions.map((p) => p.checkpoint))
+
+const ownersOf = (id: CheckpointStore.ProjectionId) =>
+  Effect.map(partitionsOf(id), (partitions) => partitions.map((p) => Option.getOrNull(p.owner)))
+
+const commit = (
+  claimed: { readonly lease: CheckpointStore.Lease },
+  expected: Event.Checkpoint,
+  next: Event.Checkpoint,
+  ttl = longTtl
+) => Effect.flatMap(store, (s) => s.commit(claimed.lease, expected, next, ttl))
+
+/** A recorded event with everything that can go wrong in storage: 64-bit positions, a date, unicode. */
+const recordedEvent = (n: number) =>
+  Effect.gen(function* () {
+    const event = yield* Event.make({
+      type: "Deposité",
+      schemaVersion: 3,
+      data: {
+        n,
+        text: `héllo wörld 世界 مرحبا 🎉👩‍👩‍👧 "quoted" \\ back\nslash\ttab`,
+        nested: [1, null, true, { ключ: "значение", emoji: "🦄" }],
+        big: "9007199254740993"
+      },
+      metadata: { correlationId: `c-${n}`, principal: "ünïcode", custom: { depth: [n] } }
+    })
+    return {
+      ...event,
+      metadata: event.metadata ?? {},
+      streamId: yield* Event.streamId(`Account-ü${n}`),
+      category: "Account",
+      version: n + 1,
+      position: 2n ** 62n + BigInt(n),
+      transaction: 2n ** 40n + 7n * BigInt(n),
+      recordedAt: DateTime.unsafeMake(1_700_000_000_123 + n)
+    } satisfies Event.RecordedEvent
+  })
+
+const encodeEvent = Schema.encodeSync(Event.RecordedEvent)
+
+const deadLetter = (id: CheckpointStore.ProjectionId, partition: number, n: number) =>
+  Effect.map(
+    recordedEvent(n),
+    (event): CheckpointStore.DeadLetter => ({
+      projection: id,
+      partition,
+      event,
+      error: `handler failed on #${n}: «boom» 💥`,
+      at: DateTime.unsafeMake(1_800_000_000_000 + n * 1_000)
+    })
+  )
+
+/** A dead letter as comparable plain data (dates as epoch millis, the event in its encoded form). */
+const comparable = (letter: CheckpointStore.DeadLetter) => ({
+  projection: { name: letter.projection.name, version: letter.projection.version },
+  partition: letter.partition,
+  error: letter.error,
+  at: DateTime.toEpochMillis(letter.at),
+  event: encodeEvent(letter.event)
+})
+
+const assertDeadLetters = (name: string, expected: ReadonlyArray<CheckpointStore.DeadLetter>) =>
+  Effect.gen(function* () {
+    const stored = yield* (yield* store).deadLetters(name)
+    assert.deepStrictEqual(stored.map(comparable), expected.map(comparable), `dead letters of ${name}`)
+    for (const letter of stored) {
+      assert.strictEqual(typeof letter.event.position, "bigint")
+      assert.strictEqual(typeof letter.event.transaction, "bigint")
+      assert.isTrue(DateTime.isDateTime(letter.event.recordedAt))
+    }
+  })
+
+class Boom extends Schema.TaggedError<Boom>()("Boom", {}) {}
+
+const check = (guarantee: Guarantee, name: string, run: Check["run"], transactional = false): Check => ({
+  guarantee,
+  name,
+  transactional,
+  run
+})
+
+// ---------------------------------------------------------------------------------------------------
+// register
+// ---------------------------------------------------------------------------------------------------
+
+const register: ReadonlyArray<Check> = [
+  check(
+    "register",
+    "creates the partitions at the start of the log, free and not live; none exist before",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      assert.deepStrictEqual(yield* s.partitions(id), [])
+      assert.isTrue(Option.isNone(yield* s.claim(id, 0, "A", longTtl)), "claimed a partition before register")
+      yield* s.register(id, 4)
+      const partitions = yield* s.partitions(id)
+      assert.deepStrictEqual(
+        partitions.map((p) => p.partition),
+        [0, 1, 2, 3]
+      )
+      for (const p of partitions) {
+        assert.deepStrictEqual(p.checkpoint, Event.start)
+        assert.isTrue(Option.isNone(p.owner))
+        assert.isFalse(p.live)
+      }
+      assert.isTrue(Option.isNone(yield* s.claim(id, 4, "A", longTtl)), "claimed a partition past the count")
+    })
+  ),
+  check(
+    "register",
+    "registering again with the same count keeps checkpoints, leases and live flags",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 3)
+      const a = yield* mustClaim(id, 1, "A")
+      yield* commit(a, Event.start, checkpoint(5, 8))
+      yield* s.markLive(a.lease)
+      yield* s.register(id, 3)
+      yield* s.register(id, 3)
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start, checkpoint(5, 8), Event.start])
+      assert.deepStrictEqual(yield* ownersOf(id), [null, "A", null])
+      assert.deepStrictEqual(
+        (yield* s.partitions(id)).map((p) => p.live),
+        [false, true, false]
+      )
+      yield* assertUnclaimable(id, 1, "B")
+      yield* commit(a, checkpoint(5, 8), checkpoint(6, 9))
+    })
+  ),
+  check(
+    "register",
+    "registering with fewer partitions fails with PartitionCountMismatch and changes nothing",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 3)
+      const error = yield* refused(s.register(id, 2), "PartitionCountMismatch", "register with 2 of 3")
+      assert.deepStrictEqual([error.projection, error.stored, error.configured], [id.name, 3, 2])
+      assert.strictEqual((yield* s.partitions(id)).length, 3)
+      yield* s.register(id, 3)
+    })
+  ),
+  check(
+    "register",
+    "registering with more partitions fails with PartitionCountMismatch and adds none",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 3)
+      const error = yield* refused(s.register(id, 5), "PartitionCountMismatch", "register with 5 of 3")
+      assert.deepStrictEqual([error.projection, error.stored, error.configured], [id.name, 3, 5])
+      assert.strictEqual((yield* s.partitions(id)).length, 3)
+      assert.isTrue(Option.isNone(yield* s.claim(id, 3, "A", longTtl)), "claimed a partition past the count")
+      yield* s.register(id, 3)
+    })
+  ),
+  check(
+    "register",
+    "versions of one name are registered independently",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      yield* s.register(projection(name, 1), 2)
+      yield* s.register(projection(name, 2), 5)
+      assert.strictEqual((yield* s.partitions(projection(name, 1))).length, 2)
+      assert.strictEqual((yield* s.partitions(projection(name, 2))).length, 5)
+      const v1 = yield* mustClaim(projection(name, 1), 0, "A")
+      yield* commit(v1, Event.start, checkpoint(3, 3))
+      assert.deepStrictEqual((yield* checkpointsOf(projection(name, 2)))[0], Event.start)
+      yield* mustClaim(projection(name, 2), 0, "B")
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// fencing
+// ---------------------------------------------------------------------------------------------------
+
+const fencing: ReadonlyArray<Check> = [
+  check(
+    "fencing",
+    "a live lease is exclusive; re-claiming bumps the token and fences off the older one",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 2)
+      const a1 = yield* mustClaim(id, 0, "A")
+      assert.deepStrictEqual(a1.checkpoint, Event.start)
+      assert.deepStrictEqual([a1.lease.projection, a1.lease.partition, a1.lease.owner], [id, 0, "A"])
+      assert.deepStrictEqual(yield* ownersOf(id), ["A", null])
+      yield* assertUnclaimable(id, 0, "B")
+      yield* mustClaim(id, 1, "B")
+
+      const a2 = yield* mustClaim(id, 0, "A")
+      assert.isAbove(a2.lease.token, a1.lease.token, "a re-claim bumps the token")
+      const lost = yield* refused(commit(a1, Event.start, checkpoint(1, 1)), "LeaseLost", "commit with an old token")
+      assert.deepStrictEqual([lost.projection, lost.partition, lost.owner], [id.name, 0, "A"])
+      yield* refused(s.renew(a1.lease, longTtl), "LeaseLost", "renew with an old token")
+      assert.deepStrictEqual((yield* checkpointsOf(id))[0], Event.start)
+
+      yield* s.renew(a2.lease, longTtl)
+      yield* commit(a2, Event.start, checkpoint(1, 1))
+      assert.deepStrictEqual((yield* checkpointsOf(id))[0], checkpoint(1, 1))
+      yield* assertUnclaimable(id, 0, "B")
+    })
+  ),
+  check(
+    "fencing",
+    "a lease is for its owner, projection version and partition only",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      yield* s.register(projection(name, 1), 2)
+      yield* s.register(projection(name, 2), 2)
+      const a = yield* mustClaim(projection(name, 1), 0, "A")
+      const forged: ReadonlyArray<[string, CheckpointStore.Lease]> = [
+        ["another owner", { ...a.lease, owner: "B" }],
+        ["another partition", { ...a.lease, partition: 1 }],
+        ["another version", { ...a.lease, projection: projection(name, 2) }],
+        ["a later token", { ...a.lease, token: a.lease.token + 1 }]
+      ]
+      for (const [what, lease] of forged) {
+        yield* refused(s.commit(lease, Event.start, checkpoint(9, 9), longTtl), "LeaseLost", `commit with ${what}`)
+        yield* refused(s.renew(lease, longTtl), "LeaseLost", `renew with ${what}`)
+      }
+      assert.deepStrictEqual(yield* checkpointsOf(projection(name, 1)), [Event.start, Event.start])
+      assert.deepStrictEqual(yield* checkpointsOf(projection(name, 2)), [Event.start, Event.start])
+      yield* commit(a, Event.start, checkpoint(9, 9))
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// lease expiry
+// ---------------------------------------------------------------------------------------------------
+
+const expiry: ReadonlyArray<Check> = [
+  check(
+    "lease expiry",
+    "an expired lease is taken over, after which its holder's renew and commit fail with LeaseLost",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 1)
+      const a = yield* mustClaim(id, 0, "A", shortTtl)
+      yield* assertUnclaimable(id, 0, "B")
+      yield* pastShortTtl
+      const b = yield* mustClaim(id, 0, "B")
+      assert.isAbove(b.lease.token, a.lease.token, "a take-over bumps the token")
+      yield* refused(s.renew(a.lease, longTtl), "LeaseLost", "renew of a taken-over lease")
+      yield* refused(commit(a, Event.start, checkpoint(1, 1)), "LeaseLost", "commit of a taken-over lease")
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start])
+      assert.deepStrictEqual(yield* ownersOf(id), ["B"])
+      yield* commit(b, Event.start, checkpoint(2, 2))
+      assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(2, 2)])
+      yield* assertUnclaimable(id, 0, "A")
+    })
+  ),
+  check(
+    "lease expiry",
+    "renew and commit extend a lease past its first expiry",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 3)
+      const [expiring, renewed, committed] = yield* Effect.all(range(3).map((p) => mustClaim(id, p, "A", shortTtl)))
+      yield* s.renew(renewed!.lease, longTtl)
+      yield* commit(committed!, Event.start, checkpoint(1, 1), longTtl)
+      yield* pastShortTtl
+      yield* mustClaim(id, 0, "B")
+      yield* assertUnclaimable(id, 1, "B")
+      yield* assertUnclaimable(id, 2, "B")
+      yield* refused(s.renew(expiring!.lease, longTtl), "LeaseLost", "renew of a taken-over lease")
+      yield* s.renew(renewed!.lease, longTtl)
+      yield* commit(renewed!, Event.start, checkpoint(2, 2))
+      yield* commit(committed!, checkpoint(1, 1), checkpoint(3, 3))
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// compare-and-set
+// ---------------------------------------------------------------------------------------------------
+
+const compareAndSet: ReadonlyArray<Check> = [
+  check(
+    "compare-and-set",
+    "a commit from a checkpoint other than the stored one fails with CheckpointConflict and moves nothing",
+    Effect.gen(function* () {
+      const id = projection(yield* uniqueName)
+      yield* (yield* store).register(id, 2)
+      const a = yield* mustClaim(id, 1, "A")
+      const conflict = yield* refused(
+        commit(a, checkpoint(1, 1), checkpoint(2, 2)),
+        "CheckpointConflict",
+        "commit from a checkpoint ahead of the stored one"
+      )
+      assert.deepStrictEqual([conflict.projection, conflict.partition], [id.name, 1])
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start, Event.start])
+
+      yield* commit(a, Event.start, checkpoint(3, 10))
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start, checkpoint(3, 10)])
+      for (const expected of [Event.start, checkpoint(3, 9), checkpoint(2, 10), checkpoint(4, 10), checkpoint(10, 3)]) {
+        yield* refused(
+          commit(a, expected, checkpoint(4, 11)),
+          "CheckpointConflict",
+          `commit from ${expected.transaction}/${expected.position} with 3/10 stored`
+        )
+      }
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start, checkpoint(3, 10)])
+      yield* commit(a, checkpoint(3, 10), checkpoint(4, 11))
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start, checkpoint(4, 11)])
+    })
+  ),
+  check(
+    "compare-and-set",
+    "checkpoints are stored as 64-bit values and handed back by the next claim",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 1)
+      const a = yield* mustClaim(id, 0, "A")
+      const far = checkpoint(2n ** 32n + 7n, 2n ** 31n + 5n)
+      yield* commit(a, Event.start, far)
+      assert.deepStrictEqual(yield* checkpointsOf(id), [far])
+      yield* s.release(a.lease)
+      const b = yield* mustClaim(id, 0, "B")
+      assert.deepStrictEqual(b.checkpoint, far)
+      yield* commit(b, far, checkpoint(2n ** 33n, 2n ** 33n + 1n))
+      assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(2n ** 33n, 2n ** 33n + 1n)])
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// release
+// ---------------------------------------------------------------------------------------------------
+
+const release: ReadonlyArray<Check> = [
+  check(
+    "release",
+    "a released partition can be claimed at once by another worker; the released lease is fenced off",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 1)
+      const a = yield* mustClaim(id, 0, "A")
+      yield* commit(a, Event.start, checkpoint(1, 1))
+      yield* s.release(a.lease)
+      assert.deepStrictEqual(yield* ownersOf(id), [null])
+      const b = yield* mustClaim(id, 0, "B")
+      assert.deepStrictEqual(b.checkpoint, checkpoint(1, 1))
+      assert.isAbove(b.lease.token, a.lease.token)
+      yield* refused(commit(a, checkpoint(1, 1), checkpoint(2, 2)), "LeaseLost", "commit of a released lease")
+      yield* commit(b, checkpoint(1, 1), checkpoint(3, 3))
+    })
+  ),
+  check(
+    "release",
+    "releasing a lost lease is a no-op: the current holder keeps the partition",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 2)
+
+      // partition 0: taken over after expiry
+      const a = yield* mustClaim(id, 0, "A", shortTtl)
+      // partition 1: superseded by its own owner's re-claim
+      const old = yield* mustClaim(id, 1, "A")
+      const current = yield* mustClaim(id, 1, "A")
+      yield* pastShortTtl
+      const b = yield* mustClaim(id, 0, "B")
+
+      yield* s.release(a.lease)
+      yield* s.release(a.lease)
+      yield* s.release(old.lease)
+      assert.deepStrictEqual(yield* ownersOf(id), ["B", "A"])
+      yield* assertUnclaimable(id, 0, "C")
+      yield* assertUnclaimable(id, 1, "C")
+      yield* commit(b, Event.start, checkpoint(1, 1))
+      yield* commit(current, Event.start, checkpoint(2, 2))
+      assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(1, 1), checkpoint(2, 2)])
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// reset and live
+// ---------------------------------------------------------------------------------------------------
+
+const reset: ReadonlyArray<Check> = [
+  check(
+    "reset",
+    "markLive sets live on its partition only",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 3)
+      const a = yield* mustClaim(id, 1, "A")
+      yield* s.markLive(a.lease)
+      yield* s.markLive(a.lease)
+      assert.deepStrictEqual(
+        (yield* s.partitions(id)).map((p) => p.live),
+        [false, true, false]
+      )
+    })
+  ),
+  check(
+    "reset",
+    "reset moves every partition back to the start and clears live; leases stay; other projections untouched",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      const id = projection(name, 1)
+      const otherVersion = projection(name, 2)
+      const otherName = projection(`${name}_other`, 1)
+      for (const p of [id, otherVersion, otherName]) yield* s.register(p, 3)
+      const leases = yield* Effect.all(range(3).map((p) => mustClaim(id, p, "A")))
+      yield* commit(leases[0]!, Event.start, checkpoint(5, 5))
+      yield* commit(leases[1]!, Event.start, checkpoint(7, 9))
+      yield* s.markLive(leases[0]!.lease)
+      yield* s.markLive(leases[2]!.lease)
+      for (const p of [otherVersion, otherName]) {
+        const other = yield* mustClaim(p, 0, "A")
+        yield* commit(other, Event.start, checkpoint(4, 4))
+        yield* s.markLive(other.lease)
+      }
+      assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(5, 5), checkpoint(7, 9), Event.start])
+      assert.deepStrictEqual(
+        (yield* s.partitions(id)).map((p) => p.live),
+        [true, false, true]
+      )
+
+      yield* s.reset(id)
+      const partitions = yield* s.partitions(id)
+      assert.deepStrictEqual(
+        partitions.map((p) => p.checkpoint),
+        [Event.start, Event.start, Event.start]
+      )
+      assert.deepStrictEqual(
+        partitions.map((p) => p.live),
+        [false, false, false]
+      )
+      assert.deepStrictEqual(yield* ownersOf(id), ["A", "A", "A"])
+      for (const p of [otherVersion, otherName]) {
+        const [first] = yield* s.partitions(p)
+        assert.deepStrictEqual([first!.checkpoint, first!.live], [checkpoint(4, 4), true], `${p.name}/${p.version}`)
+      }
+
+      // the holder's next commit from where it was is refused; from the start it goes through
+      yield* refused(commit(leases[0]!, checkpoint(5, 5), checkpoint(6, 6)), "CheckpointConflict", "commit past reset")
+      yield* commit(leases[0]!, Event.start, checkpoint(1, 1))
+      yield* assertUnclaimable(id, 1, "B")
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// workers
+// ---------------------------------------------------------------------------------------------------
+
+const workers: ReadonlyArray<Check> = [
+  check(
+    "workers",
+    "heartbeat counts the workers present; a repeated heartbeat counts once; leave removes one",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      const id = projection(name, 1)
+      assert.strictEqual(yield* s.heartbeat(id, "A", longTtl), 1)
+      assert.strictEqual(yield* s.heartbeat(id, "B", longTtl), 2)
+      assert.strictEqual(yield* s.heartbeat(id, "A", longTtl), 2)
+      assert.strictEqual(yield* s.heartbeat(id, "C", longTtl), 3)
+      assert.strictEqual(yield* s.heartbeat(projection(name, 2), "A", longTtl), 1, "versions count apart")
+      assert.strictEqual(yield* s.heartbeat(projection(`${name}_other`, 1), "A", longTtl), 1, "names count apart")
+      yield* s.leave(id, "B")
+      yield* s.leave(id, "nobody")
+      assert.strictEqual(yield* s.heartbeat(id, "A", longTtl), 2)
+      yield* s.leave(id, "C")
+      assert.strictEqual(yield* s.heartbeat(id, "A", longTtl), 1)
+      assert.strictEqual(yield* s.heartbeat(projection(name, 2), "B", longTtl), 2, "leave is per version")
+    })
+  ),
+  check(
+    "workers",
+    "a worker that stops heartbeating is not counted after its ttl",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      assert.strictEqual(yield* s.heartbeat(id, "A", longTtl), 1)
+      assert.strictEqual(yield* s.heartbeat(id, "B", shortTtl), 2)
+      assert.strictEqual(yield* s.heartbeat(id, "C", shortTtl), 3)
+      yield* pastShortTtl
+      assert.strictEqual(yield* s.heartbeat(id, "A", longTtl), 1)
+      assert.strictEqual(yield* s.heartbeat(id, "B", longTtl), 2, "a returning worker counts again")
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// dead letters
+// ---------------------------------------------------------------------------------------------------
+
+const deadLetters: ReadonlyArray<Check> = [
+  check(
+    "dead letters",
+    "round-trip exactly (64-bit positions, dates, unicode), oldest first, by projection name",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      assert.deepStrictEqual(yield* s.deadLetters(name), [])
+      const first = yield* deadLetter(projection(name, 1), 0, 1)
+      const elsewhere = yield* deadLetter(projection(`${name}_other`, 1), 0, 2)
+      const prefixed = yield* deadLetter(projection(`${name}x`, 1), 1, 3)
+      const second = yield* deadLetter(projection(name, 2), 3, 4)
+      const third = yield* deadLetter(projection(name, 1), 1, 5)
+      for (const letter of [first, elsewhere, prefixed, second, third]) yield* s.deadLetter(letter)
+      yield* assertDeadLetters(name, [first, second, third])
+      yield* assertDeadLetters(`${name}_other`, [elsewhere])
+      yield* assertDeadLetters(`${name}x`, [prefixed])
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// active version
+// ---------------------------------------------------------------------------------------------------
+
+const activeVersion: ReadonlyArray<Check> = [
+  check(
+    "active version",
+    "none at first; activate moves it forward only; names are apart",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      assert.deepStrictEqual(yield* s.activeVersion(name), Option.none())
+      yield* s.activate(projection(name, 1))
+      assert.deepStrictEqual(yield* s.activeVersion(name), Option.some(1))
+      yield* s.activate(projection(name, 2))
+      assert.deepStrictEqual(yield* s.activeVersion(name), Option.some(2))
+      yield* s.activate(projection(name, 1))
+      yield* s.activate(projection(name, 2))
+      assert.deepStrictEqual(yield* s.activeVersion(name), Option.some(2))
+      assert.deepStrictEqual(yield* s.activeVersion(`${name}_other`), Option.none())
+      yield* s.activate(projection(`${name}_other`, 7))
+      assert.deepStrictEqual(yield* s.activeVersion(name), Option.some(2))
+      assert.deepStrictEqual(yield* s.activeVersion(`${name}_other`), Option.some(7))
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// transactions
+// ---------------------------------------------------------------------------------------------------
+
+const transactions: ReadonlyArray<Check> = [
+  check(
+    "transactions",
+    "transaction returns its effect's value and fails with its effect's own error",
+    Effect.gen(function* () {
+      const s = yield* store
+      assert.strictEqual(yield* s.transaction(Effect.succeed(42)), 42)
+      const error = yield* Effect.flip(s.transaction(Effect.fail(new Boom())))
+      assert.strictEqual(error._tag, "Boom")
+    })
+  ),
+  check(
+    "transactions",
+    "a failed transaction rolls back its commit and dead letters; a successful one keeps both",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 1)
+      const a = yield* mustClaim(id, 0, "A")
+      const doomed = yield* deadLetter(id, 0, 1)
+      const error = yield* Effect.flip(
+        s.transaction(
+          Effect.gen(function* () {
+            yield* s.deadLetter(doomed)
+            yield* commit(a, Event.start, checkpoint(1, 1))
+            return yield* new Boom()
+          })
+        )
+      )
+      assert.strictEqual(error._tag, "Boom")
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start], "the commit was rolled back")
+      yield* assertDeadLetters(id.name, [])
+
+      const kept = yield* deadLetter(id, 0, 2)
+      const result = yield* s.transaction(
+        Effect.gen(function* () {
+          yield* s.deadLetter(kept)
+          yield* commit(a, Event.start, checkpoint(2, 2))
+          return "done"
+        })
+      )
+      assert.strictEqual(result, "done")
+      assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(2, 2)])
+      yield* assertDeadLetters(id.name, [kept])
+    }),
+    true
+  ),
+  check(
+    "transactions",
+    "a batch whose commit is refused (LeaseLost, CheckpointConflict) stores none of its writes",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 1)
+      const stale = yield* mustClaim(id, 0, "A")
+      const current = yield* mustClaim(id, 0, "A")
+      const batch = (claimed: typeof stale, expected: Event.Checkpoint, n: number) =>
+        Effect.flatMap(deadLetter(id, 0, n), (letter) =>
+          s.transaction(Effect.zipRight(s.deadLetter(letter), commit(claimed, expected, checkpoint(n, n))))
+        )
+      yield* refused(batch(stale, Event.start, 1), "LeaseLost", "a batch on a stale lease")
+      yield* refused(batch(current, checkpoint(7, 7), 2), "CheckpointConflict", "a batch from a wrong checkpoint")
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start])
+      yield* assertDeadLetters(id.name, [])
+      yield* batch(current, Event.start, 3)
+      assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(3, 3)])
+      assert.strictEqual((yield* s.deadLetters(id.name)).length, 1)
+    }),
+    true
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// races
+// ---------------------------------------------------------------------------------------------------
+
+const isLeaseLost = (exit: Exit.Exit<unknown, { readonly _tag: string }>) =>
+  Exit.isFailure(exit) && Option.exists(Exit.causeOption(exit), () => true) && failureTag(exit) === "LeaseLost"
+
+const failureTag = (exit: Exit.Exit<unknown, { readonly _tag: string }>): string | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Option.map(failureOf(exit), (e) => e._tag)) : undefined
+
+const failureOf = <E>(exit: Exit.Exit<unknown, E>): Option.Option<E> =>
+  Exit.isFailure(exit) ? Option.flatMap(Exit.causeOption(exit), (cause) => causeFailure(cause)) : Option.none()
+
+const causeFailure = <E>(cause: import("effect/Cause").Cause<E>): Option.Option<E> =>
+  cause._tag === "Fail" ? Option.some(cause.error) : Option.none()
+
+const races: ReadonlyArray<Check> = [
+  check(
+    "races",
+    "of two workers claiming a free partition at once, exactly one gets it",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      const partitions = 16
+      yield* s.register(id, partitions)
+      const winners = yield* Effect.forEach(
+        range(partitions),
+        (p) =>
+          Effect.all([s.claim(id, p, "A", longTtl), s.claim(id, p, "B", longTtl)], { concurrency: 2 }).pipe(
+            Effect.map(([a, b]) => {
+              assert.isTrue(Option.isSome(a) !== Option.isSome(b), `partition ${p}: exactly one claim wins`)
+              return Option.isSome(a) ? "A" : "B"
+            })
+          ),
+        { concurrency: 8 }
+      )
+      assert.deepStrictEqual(yield* ownersOf(id), winners)
+    })
+  ),
+  check(
+    "races",
+    "a taken-over worker racing its successor's commits from the same checkpoint never commits",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      const partitions = 12
+      const rounds = 6
+      yield* s.register(id, partitions)
+      const a = yield* Effect.all(range(partitions).map((p) => mustClaim(id, p, "A", shortTtl)))
+      yield* pastShortTtl
+      const b = yield* Effect.all(range(partitions).map((p) => mustClaim(id, p, "B")))
+      yield* Effect.forEach(
+        range(partitions),
+        (p) =>
+          Effect.gen(function* () {
+            let at = Event.start
+            for (let round = 1; round <= rounds; round++) {
+              const [fromA, fromB] = yield* Effect.all(
+                [
+                  Effect.exit(commit(a[p]!, at, checkpoint(round, 1000 + round))),
+                  Effect.exit(commit(b[p]!, at, checkpoint(round, 2000 + round)))
+                ],
+                { concurrency: 2 }
+              )
+              assert.isFalse(Exit.isSuccess(fromA) && Exit.isSuccess(fromB), `partition ${p} round ${round}: both`)
+              assert.isTrue(isLeaseLost(fromA), `partition ${p} round ${round}: A got ${failureTag(fromA) ?? "in"}`)
+              assert.isTrue(Exit.isSuccess(fromB), `partition ${p} round ${round}: B failed`)
+              at = checkpoint(round, 2000 + round)
+            }
+          }),
+        { concurrency: 6 }
+      )
+      assert.deepStrictEqual(
+        yield* checkpointsOf(id),
+        range(partitions).map(() => checkpoint(rounds, 2000 + rounds))
+      )
+    })
+  ),
+  check(
+    "races",
+    "of concurrent commits on one lease from the same checkpoint, exactly one wins",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 1)
+      const a = yield* mustClaim(id, 0, "A")
+      let at = Event.start
+      for (let round = 1; round <= 10; round++) {
+        const exits = yield* Effect.all(
+          range(4).map((i) => Effect.exit(commit(a, at, checkpoint(round, i)))),
+          { concurrency: 4 }
+        )
+        const winners = exits.flatMap((exit, i) => (Exit.isSuccess(exit) ? [i] : []))
+        assert.strictEqual(winners.length, 1, `round ${round}: exactly one commit wins`)
+        for (const exit of exits) {
+          if (Exit.isFailure(exit)) assert.strictEqual(failureTag(exit), "CheckpointConflict", `round ${round}`)
+        }
+        at = checkpoint(round, winners[0]!)
+        assert.deepStrictEqual(yield* checkpointsOf(id), [at])
+      }
+    })
+  )
+]
+
+/** Every check of the suite. */
+export const checks: ReadonlyArray<Check> = [
+  ...register,
+  ...fencing,
+  ...expiry,
+  ...compareAndSet,
+  ...release,
+  ...reset,
+  ...workers,
+  ...deadLetters,
+  ...activeVersion,
+  ...transactions,
+  ...races
+]
