@@ -199,6 +199,23 @@ export const run = <A, E, R>(
         )
       )
 
+      const start = (lease: CheckpointStore.Lease, checkpoint: Event.Checkpoint) =>
+        Effect.gen(function* () {
+          const cell = newCell(lease.partition, checkpoint)
+          const fiber = yield* Effect.forkScoped(partitionLoop(rt, lease, cell, "tail"))
+          owned.set(lease.partition, { lease, cell, fiber })
+        })
+      // a rebuild moved checkpoints back: an idle partition would only notice at its next commit
+      const restartReset = Effect.gen(function* () {
+        const stored = yield* Effect.option(rt.checkpoints.partitions(rt.id))
+        if (Option.isNone(stored)) return
+        for (const p of stored.value) {
+          const entry = owned.get(p.partition)
+          if (entry === undefined || Event.checkpointOrder(p.checkpoint, entry.cell.checkpoint) >= 0) continue
+          yield* Fiber.interrupt(entry.fiber)
+          yield* start(entry.lease, p.checkpoint)
+        }
+      })
       const supervise = Effect.gen(function* () {
         const workers = yield* Effect.option(rt.checkpoints.heartbeat(rt.id, rt.worker, rt.ttl))
         for (const [partition, entry] of owned) {
@@ -209,6 +226,7 @@ export const run = <A, E, R>(
           const renewed = yield* Effect.either(rt.checkpoints.renew(entry.lease, rt.ttl))
           if (Either.isLeft(renewed) && renewed.left._tag === "LeaseLost") yield* drop(partition)
         }
+        yield* restartReset
         if (Option.isNone(workers)) return
         const fair = Math.ceil(def.partitions / Math.max(1, workers.value))
         for (const partition of [...owned.keys()].sort((a, b) => b - a)) {
@@ -219,10 +237,7 @@ export const run = <A, E, R>(
           if (owned.has(partition)) continue
           const claimed = yield* Effect.option(rt.checkpoints.claim(rt.id, partition, rt.worker, rt.ttl))
           if (Option.isNone(claimed) || Option.isNone(claimed.value)) continue
-          const { checkpoint, lease } = claimed.value.value
-          const cell = newCell(partition, checkpoint)
-          const fiber = yield* Effect.forkScoped(partitionLoop(rt, lease, cell, "tail"))
-          owned.set(partition, { lease, cell, fiber })
+          yield* start(claimed.value.value.lease, claimed.value.value.checkpoint)
         }
       })
       return yield* supervise.pipe(

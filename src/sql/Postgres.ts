@@ -65,7 +65,8 @@ export const layerWakeup = (options: WakeupOptions = {}): Layer.Layer<Wakeup.Wak
       const local = yield* Wakeup.make
       const pending = yield* Queue.sliding<void>(1)
       yield* Queue.take(pending).pipe(
-        Effect.zipRight(pg.notify(channel, "")),
+        // not `pg.notify`: NOTIFY takes no bind parameters, and listeners drop empty payloads
+        Effect.zipRight(pg`select pg_notify(${channel}, 'hint')`),
         Effect.catchAll((error) => Effect.logWarning("wake-up NOTIFY failed; readers fall back to polling", error)),
         Effect.zipRight(Effect.sleep(coalesce)),
         Effect.forever,

@@ -1,0 +1,246 @@
+/**
+ * Projections on the SQL stores, with the read model in the same database: exactly-once effects under
+ * a crash, a rebuild under a running runner, live tails woken by NOTIFY alone or by polling alone, and a
+ * worker process killed while it shares partitions with another.
+ */
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as CheckpointStore from "../../src/CheckpointStore.js"
+import * as Event from "../../src/Event.js"
+import * as EventStore from "../../src/EventStore.js"
+import * as Projection from "../../src/Projection.js"
+import * as Postgres from "../../src/sql/Postgres.js"
+import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
+import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
+import { balancesProjection, createTables, readModel } from "../support/balances.js"
+import { pgUrl } from "../support/config.js"
+import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
+import { pgWithSchema, sqliteMemory } from "../support/sql.js"
+
+const schema = isolatedPrefix(import.meta.url)
+
+const storesOn = (options: SqlEventStore.Options) =>
+  Layer.mergeAll(SqlEventStore.layer(options), SqlCheckpointStore.layer(options))
+
+const postgres = Layer.provideMerge(storesOn({ schema }), pgWithSchema(schema))
+const sqlite = Layer.provideMerge(storesOn({}), sqliteMemory)
+
+const deposits = (category: string, streams: number, perStream: number) =>
+  Effect.gen(function* () {
+    const store = yield* EventStore.EventStore
+    let amount = 0
+    for (let round = 0; round < perStream; round++) {
+      for (let s = 0; s < streams; s++) {
+        yield* store.append(`${category}-${s}`, [yield* Event.make({ type: "Deposited", data: { amount: ++amount } })])
+      }
+    }
+    return amount
+  })
+
+const waitUntil = <E, R>(condition: Effect.Effect<boolean, E, R>, timeout: Duration.DurationInput = "20 seconds") =>
+  condition.pipe(
+    Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("25 millis") }),
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () => new Error(`condition not reached in ${Duration.format(timeout)}`)
+    })
+  )
+
+const assertAppliedOnce = (model: Effect.Effect.Success<ReturnType<typeof readModel>>, events: number) => {
+  assert.strictEqual(model.applied.length, events)
+  for (const a of model.applied) assert.strictEqual(a.count, 1, `${a.streamId}@${a.version} applied ${a.count} times`)
+}
+
+const exactlyOnceUnderCrash = (tables: string) =>
+  Effect.gen(function* () {
+    const category = yield* uniqueCategory
+    const [crashed, full] = [`${tables}_${category.toLowerCase()}_c`, `${tables}_${category.toLowerCase()}_f`]
+    yield* createTables(crashed)
+    yield* createTables(full)
+    const total = yield* deposits(category, 6, 5)
+    const inFlight = yield* Deferred.make<void>()
+    const stall = yield* Ref.make(true)
+    const projection = balancesProjection({
+      name: `crash-${category}`,
+      category,
+      tables: crashed,
+      batchSize: 10,
+      // the 17th deposit stalls its batch (once): the runner is interrupted with the batch half applied
+      beforeEach: (amount) =>
+        amount === 17
+          ? Effect.flatMap(Ref.getAndSet(stall, false), (first) =>
+              first ? Effect.zipRight(Deferred.succeed(inFlight, undefined), Effect.never) : Effect.void
+            )
+          : Effect.void
+    })
+    const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "50 millis" }))
+    yield* Deferred.await(inFlight)
+    yield* Fiber.interrupt(runner)
+    const afterCrash = yield* readModel(crashed)
+    assert.strictEqual(afterCrash.applied.length, 10, "the first batch committed, the interrupted one rolled back")
+    yield* Projection.catchUp(projection)
+    yield* Projection.catchUp(balancesProjection({ name: `full-${category}`, category, tables: full }))
+    const [restarted, rebuilt] = [yield* readModel(crashed), yield* readModel(full)]
+    assertAppliedOnce(restarted, total)
+    assert.deepStrictEqual(restarted, rebuilt)
+  })
+
+describe("Projection on SQL stores", () => {
+  it.live("PostgreSQL: exactly-once effects when a runner is interrupted mid-batch and restarted", () =>
+    exactlyOnceUnderCrash(`${schema}.rm`).pipe(Effect.provide(postgres))
+  )
+
+  it.live("SQLite: exactly-once effects when a runner is interrupted mid-batch and restarted", () =>
+    exactlyOnceUnderCrash("rm").pipe(Effect.provide(sqlite))
+  )
+
+  it.live("PostgreSQL: a rebuild under a running runner replays into an emptied read model", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const tables = `${schema}.rb_${category.toLowerCase()}`
+      yield* createTables(tables)
+      const total = yield* deposits(category, 3, 4)
+      const projection = balancesProjection({ name: `rebuild-${category}`, category, tables, batchSize: 5 })
+      const runner = yield* Effect.fork(
+        Projection.run(projection, { pollInterval: "50 millis", leaseTtl: "600 millis" })
+      )
+      yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
+      const before = yield* readModel(tables)
+      yield* Projection.rebuild(projection)
+      yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
+      const after = yield* readModel(tables)
+      assertAppliedOnce(after, total)
+      assert.deepStrictEqual(after, before)
+      yield* Fiber.interrupt(runner)
+    }).pipe(Effect.provide(postgres))
+  )
+})
+
+describe("Projection live tail on PostgreSQL", () => {
+  /** A process's worth of services: its own pool, stores and (optionally) LISTEN/NOTIFY wake-ups. */
+  const processOn = (wakeup: boolean) => {
+    const client = Postgres.layer({ url: pgUrl, maxConnections: 4 })
+    const stores = storesOn({ schema })
+    return (wakeup ? stores.pipe(Layer.provideMerge(Postgres.layerWakeup({ channel: schema }))) : stores).pipe(
+      Layer.provideMerge(client)
+    )
+  }
+
+  const tail = (wakeup: boolean, pollInterval: Duration.DurationInput) =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const tables = `${schema}.lt_${category.toLowerCase()}`
+      const writer = yield* Layer.build(processOn(wakeup))
+      const reader = yield* Layer.build(processOn(wakeup))
+      yield* createTables(tables).pipe(Effect.provide(reader))
+      const projection = balancesProjection({ name: `tail-${category}`, category, tables })
+      const runner = yield* Effect.fork(Projection.run(projection, { pollInterval }).pipe(Effect.provide(reader)))
+      const model = readModel(tables).pipe(Effect.provide(reader))
+      const partitions = Effect.flatMap(CheckpointStore.CheckpointStore, (s) =>
+        s.partitions({ name: projection.name, version: 1 })
+      ).pipe(Effect.provide(reader))
+      // live first: from then on only a hint (or a poll) can bring the next event in
+      yield* waitUntil(Effect.map(partitions, (ps) => ps.length === 1 && ps[0]!.live))
+      for (let i = 1; i <= 3; i++) {
+        yield* deposits(category, 1, 1).pipe(Effect.provide(writer))
+        yield* waitUntil(
+          Effect.map(model, (m) => m.applied.length === i),
+          "15 seconds"
+        )
+      }
+      yield* Fiber.interrupt(runner)
+    })
+
+  it.scopedLive("NOTIFY alone wakes a runner in another process (polling set to an hour)", () =>
+    tail(true, "1 hour").pipe(Effect.provide(postgres))
+  )
+
+  it.scopedLive("polling alone keeps a runner live without any wake-up hint", () =>
+    tail(false, "50 millis").pipe(Effect.provide(postgres))
+  )
+})
+
+describe("Projection workers sharing partitions on PostgreSQL", () => {
+  it.scopedLive(
+    "a killed worker process's partitions are taken over after its lease expires; no event applied twice",
+    () =>
+      Effect.gen(function* () {
+        const category = yield* uniqueCategory
+        const name = `shared-${category}`
+        const tables = `${schema}.sh_${category.toLowerCase()}`
+        yield* createTables(tables)
+        const projection = balancesProjection({
+          name,
+          category,
+          tables,
+          partitions: 4,
+          batchSize: 5,
+          beforeEach: () => Effect.sleep("5 millis")
+        })
+        const owners = Effect.flatMap(CheckpointStore.CheckpointStore, (s) => s.partitions({ name, version: 1 })).pipe(
+          Effect.map((ps) => ps.map((p) => (p.owner._tag === "Some" ? p.owner.value : null)))
+        )
+        // the other process starts first and takes all four partitions
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn(
+              process.execPath,
+              [
+                "--import",
+                "tsx",
+                fileURLToPath(new URL("../support/projectionWorker.ts", import.meta.url)),
+                schema,
+                name,
+                category,
+                tables,
+                "4"
+              ],
+              { stdio: "inherit" }
+            )
+          ),
+          (child) => Effect.sync(() => child.kill("SIGKILL"))
+        )
+        yield* waitUntil(
+          Effect.map(owners, (o) => o.length === 4 && o.every((w) => w === "worker-process")),
+          "60 seconds"
+        )
+        const here = yield* Effect.fork(
+          Projection.run(projection, { workerId: "worker-test", leaseTtl: "1 second", pollInterval: "50 millis" })
+        )
+        yield* waitUntil(
+          Effect.map(owners, (o) => o.filter((w) => w === "worker-test").length === 2),
+          "30 seconds"
+        )
+        const writing = yield* Effect.fork(deposits(category, 16, 10))
+        // kill the other process while it is inside batches
+        yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length >= 40))
+        child.kill("SIGKILL")
+        const total = yield* Fiber.join(writing)
+        yield* waitUntil(
+          Effect.map(owners, (o) => o.every((w) => w === "worker-test")),
+          "30 seconds"
+        )
+        yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
+        const model = yield* readModel(tables)
+        assertAppliedOnce(model, total)
+        // per-stream order: versions applied are exactly 1..10 in each stream
+        for (let s = 0; s < 16; s++) {
+          const versions = model.applied.filter((a) => a.streamId === `${category}-${s}`).map((a) => a.version)
+          assert.deepStrictEqual(
+            versions,
+            Array.from({ length: 10 }, (_, i) => i + 1)
+          )
+        }
+        yield* Fiber.interrupt(here)
+      }).pipe(Effect.provide(postgres)),
+    120_000
+  )
+})
