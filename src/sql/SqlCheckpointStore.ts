@@ -68,8 +68,30 @@ export const make = (
     const lost = (lease: Lease) =>
       new LeaseLost({ projection: lease.projection.name, partition: lease.partition, owner: lease.owner })
 
+    /** Fails unless exactly partitions 0..count-1 are stored, each recorded with `count`. */
+    const checkCount = (id: ProjectionId, count: number) =>
+      Effect.flatMap(
+        sql<{ readonly low: number | null; readonly high: number | null; readonly rows: number | string }>`
+          select min(partitions) as low, max(partitions) as high, count(*) as rows from ${sql(t.checkpoints)}
+          where projection = ${id.name} and version = ${id.version}`,
+        ([row]) => {
+          const rows = Number(row!.rows)
+          return rows === 0 || (row!.low === count && row!.high === count && rows === count)
+            ? Effect.succeed(rows)
+            : Effect.fail(
+                new PartitionCountMismatch({
+                  projection: id.name,
+                  stored: row!.low === count ? row!.high! : row!.low!,
+                  configured: count
+                })
+              )
+        }
+      )
+
     const register: CheckpointStore["Type"]["register"] = (id, count) =>
       Effect.gen(function* () {
+        // checked before inserting, so a larger count cannot add partitions to a stored projection
+        if ((yield* checkCount(id, count)) > 0) return
         const now = yield* Clock.currentTimeMillis
         yield* sql`insert into ${sql(t.checkpoints)} ${sql.insert(
           Array.from({ length: count }, (_, partition) => ({
@@ -86,16 +108,8 @@ export const make = (
             updated_at: now
           }))
         )} on conflict (projection, version, partition) do nothing`
-        const [stored] = yield* sql<{ readonly partitions: number; readonly rows: number | string }>`
-          select max(partitions) as partitions, count(*) as rows from ${sql(t.checkpoints)}
-          where projection = ${id.name} and version = ${id.version}`
-        if (stored!.partitions !== count || Number(stored!.rows) !== count) {
-          return yield* new PartitionCountMismatch({
-            projection: id.name,
-            stored: stored!.partitions,
-            configured: count
-          })
-        }
+        // a concurrent registration with another count shows now
+        yield* checkCount(id, count)
       }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("register")(e))))
 
     const heartbeat: CheckpointStore["Type"]["heartbeat"] = (id, worker, ttl) =>
