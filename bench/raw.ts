@@ -18,7 +18,7 @@ export const schema = "bench_raw"
 export const events = `${schema}.es_events`
 
 const payloadJson = JSON.stringify(payload)
-const columns = "stream_id, category, version, event_id, type, schema_version, data, metadata"
+const columns = "stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata"
 
 /** A pool of `size` connections, with a fresh `bench_raw` schema holding the store's tables. */
 export const openPool = async (url: string, size: number): Promise<pg.Pool> => {
@@ -47,7 +47,7 @@ const uuid = () => Uuid.fromMillis(Date.now())
 export const singleInserts = (pool: pg.Pool, count: number, concurrency: number): Promise<Measurement> => {
   const run = uuid()
   return measure(count, concurrency, (i) =>
-    pool.query(`insert into ${events} (${columns}) values ($1, 'W', 1, $2, 'Deposited', 1, $3, '{}')`, [
+    pool.query(`insert into ${events} (${columns}) values ($1, 'W', 0, 1, $2, 'Deposited', 1, $3, '{}')`, [
       `W-${run}-${i}`,
       uuid(),
       payloadJson
@@ -60,7 +60,7 @@ export const batchInserts = (pool: pg.Pool, count: number, size: number): Promis
   const run = uuid()
   const values = Array.from(
     { length: size },
-    (_, j) => `($1, 'W', ${j + 1}, $${j + 3}, 'Deposited', 1, $2, '{}')`
+    (_, j) => `($1, 'W', 0, ${j + 1}, $${j + 3}, 'Deposited', 1, $2, '{}')`
   ).join(", ")
   return measure(count, 1, (i) =>
     pool.query(`insert into ${events} (${columns}) values ${values}`, [

@@ -165,8 +165,8 @@ export const C2 = async (
   // raw: the 1,000 rows of one stream, JSON-parsed by the driver
   await pool.query(`truncate ${rawEvents}`)
   await pool.query(
-    `insert into ${rawEvents} (stream_id, category, version, event_id, type, schema_version, data, metadata)
-     select 'C2-1', 'C2', g, gen_random_uuid(), 'MoneyDeposited', 1, '{"amount":1,"balance":1}', '{}' from generate_series(1, ${length}) g`
+    `insert into ${rawEvents} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
+     select 'C2-1', 'C2', 0, g, gen_random_uuid(), 'MoneyDeposited', 1, '{"amount":1,"balance":1}', '{}' from generate_series(1, ${length}) g`
   )
   const raw = await median(
     options.repetitions,
