@@ -210,9 +210,10 @@ export interface Partition {
 }
 
 /**
- * The stream's hash that partitions are cut from: FNV-1a (32-bit, unsigned) of the stream id's UTF-16
- * code units. Stable across processes and releases; SQL stores keep it in a column so partition filters
- * run in the database.
+ * The stream's hash that partitions are cut from: FNV-1a (32-bit) of the stream id's UTF-16 code units,
+ * then MurmurHash3's `fmix32` finalizer, so that every bit depends on every character (stream ids often
+ * differ only in their last ones). Unsigned; stable across processes and releases. SQL stores keep it in
+ * a column so partition filters run in the database.
  */
 export const streamHash = (streamId: string): number => {
   let hash = 0x811c9dc5
@@ -220,11 +221,36 @@ export const streamHash = (streamId: string): number => {
     hash ^= streamId.charCodeAt(i)
     hash = Math.imul(hash, 0x01000193)
   }
+  hash ^= hash >>> 16
+  hash = Math.imul(hash, 0x85ebca6b)
+  hash ^= hash >>> 13
+  hash = Math.imul(hash, 0xc2b2ae35)
+  hash ^= hash >>> 16
   return hash >>> 0
 }
 
-/** The partition of a stream among `count`: its {@link streamHash} modulo `count`. */
-export const partitionOf = (streamId: string, count: number): number => streamHash(streamId) % count
+/** Most partitions a log may be cut into. */
+export const maxPartitions = 1024
+
+/**
+ * The partition of a stream among `count`: the slice of the 32-bit hash range its {@link streamHash}
+ * falls in. Ranges (rather than a modulo) let SQL stores filter partitions with a range condition on the
+ * stored hash, which their planners estimate well.
+ */
+export const partitionOf = (streamId: string, count: number): number =>
+  Math.floor((streamHash(streamId) * count) / hashRange)
+
+/** The hashes of a partition: `from` (inclusive) to `to` (exclusive); see {@link partitionOf}. */
+export const partitionRange = (partition: Partition): { readonly from: number; readonly to: number } => ({
+  from: firstHashOf(partition.index, partition.count),
+  to: firstHashOf(partition.index + 1, partition.count)
+})
+
+const hashRange = 2 ** 32
+
+/** The least hash `h` with `floor(h * count / 2^32) >= index`, computed exactly. */
+const firstHashOf = (index: number, count: number): number =>
+  Number((BigInt(index) * BigInt(hashRange) + BigInt(count) - 1n) / BigInt(count))
 
 /** Global order: by transaction, then position. */
 export const checkpointOrder: Order.Order<Checkpoint> = Order.combine(

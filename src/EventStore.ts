@@ -363,17 +363,24 @@ export const prepareAppend = (
   })
 
 /**
- * Refuses a `readAll` partition that is not `0 <= index < count` with integers (an `EventStoreError`:
+ * Refuses a `readAll` partition that is not `0 <= index < count <= Event.maxPartitions` with integers (an `EventStoreError`:
  * the read's only error, and a wiring bug rather than data). For implementers of the contract.
  */
 export const checkPartition = (partition: Event.Partition | undefined): EventStoreError | undefined => {
   if (partition === undefined) return undefined
   const { count, index } = partition
-  return Number.isSafeInteger(count) && Number.isSafeInteger(index) && count >= 1 && index >= 0 && index < count
+  return Number.isSafeInteger(count) &&
+    Number.isSafeInteger(index) &&
+    count >= 1 &&
+    count <= Event.maxPartitions &&
+    index >= 0 &&
+    index < count
     ? undefined
     : new EventStoreError({
         operation: "readAll",
-        cause: new Error(`invalid partition ${JSON.stringify({ count, index })}: need integers 0 <= index < count`)
+        cause: new Error(
+          `invalid partition ${JSON.stringify({ count, index })}: need integers 0 <= index < count <= ${Event.maxPartitions}`
+        )
       })
 }
 

@@ -35,7 +35,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import * as CheckpointStore from "./CheckpointStore.js"
-import type * as Event from "./Event.js"
+import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
 import * as Runner from "./internal/projectionRunner.js"
 import * as Upcaster from "./Upcaster.js"
@@ -90,7 +90,9 @@ export const make = <A extends { readonly _tag: string }, I, E = never, R = neve
   const problems = [
     options.name.length === 0 || options.name.length > 200 ? "a name of 1 to 200 characters" : undefined,
     isCount(options.version, 1) ? undefined : "a version that is a positive integer",
-    isCount(options.partitions, 1) ? undefined : "a partition count that is a positive integer",
+    isCount(options.partitions, 1) && (options.partitions ?? 1) <= Event.maxPartitions
+      ? undefined
+      : `a partition count from 1 to ${Event.maxPartitions}`,
     isCount(options.batchSize, 1) ? undefined : "a batch size that is a positive integer",
     (options.handle === undefined) === (options.handleBatch === undefined)
       ? "exactly one of handle and handleBatch"

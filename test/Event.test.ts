@@ -96,4 +96,33 @@ describe("Event", () => {
     assert.strictEqual(order({ transaction: 2n, position: 1n }, { transaction: 2n, position: 3n }), -1)
     assert.strictEqual(order({ transaction: 2n, position: 3n }, { transaction: 2n, position: 3n }), 0)
   })
+
+  it("stream hashes are FNV-1a 32-bit then fmix32 (vectors computed independently)", () => {
+    // FNV-1a: "" 0x811c9dc5, "a" 0xe40c292c, "foobar" 0xbf9cf968 (published); then fmix32
+    assert.strictEqual(Event.streamHash(""), 0xab3e7c0b)
+    assert.strictEqual(Event.streamHash("a"), 0x1a80b1b3)
+    assert.strictEqual(Event.streamHash("foobar"), 0x0c0da6dc)
+    assert.strictEqual(Event.streamHash("Account-42"), 0xed70c601)
+  })
+
+  it("partition ranges tile the hash range and agree with partitionOf (property)", () => {
+    FastCheck.assert(
+      FastCheck.property(FastCheck.string(), FastCheck.integer({ min: 1, max: Event.maxPartitions }), (id, count) => {
+        const hash = Event.streamHash(id)
+        const partition = Event.partitionOf(id, count)
+        const { from, to } = Event.partitionRange({ count, index: partition })
+        return partition >= 0 && partition < count && from <= hash && hash < to
+      })
+    )
+    for (const count of [1, 3, 7, 1000, Event.maxPartitions]) {
+      let next = 0
+      for (let index = 0; index < count; index++) {
+        const { from, to } = Event.partitionRange({ count, index })
+        assert.strictEqual(from, next)
+        assert.isTrue(to > from)
+        next = to
+      }
+      assert.strictEqual(next, 2 ** 32)
+    }
+  })
 })

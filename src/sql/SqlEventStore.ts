@@ -351,7 +351,9 @@ export const make = (
       const filters = [
         categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
         types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
-        partition === undefined ? undefined : sql`stream_hash % ${partition.count} = ${partition.index}`
+        partition === undefined
+          ? undefined
+          : sql`stream_hash >= ${Event.partitionRange(partition).from} and stream_hash < ${Event.partitionRange(partition).to}`
       ].filter((f) => f !== undefined)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
