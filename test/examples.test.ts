@@ -6,10 +6,11 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { main } from "../examples/quickstart.js"
 import * as Commands from "../examples/commands.js"
+import * as Projections from "../examples/projections.js"
 import * as Upcasting from "../examples/upcasting.js"
 
 describe("examples", () => {
-  for (const example of ["quickstart.ts", "stores.ts", "upcasting.ts", "commands.ts"]) {
+  for (const example of ["quickstart.ts", "stores.ts", "upcasting.ts", "commands.ts", "projections.ts"]) {
     it.effect(`the README shows examples/${example} verbatim (so its code is type-checked)`, () =>
       Effect.sync(() => {
         const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
@@ -29,6 +30,12 @@ describe("examples", () => {
           { _tag: "MoneyDeposited", amount: 5 }
         ]
       )
+    })
+  )
+
+  it.live("the projections example: the read model catches up on its own, and the runner is live", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* Projections.main, { balance: 100, state: "live" })
     })
   )
 

@@ -329,10 +329,23 @@ const partitionLoop = <A, E, R>(
     Effect.gen(function* () {
       const subscription = Option.isSome(rt.wakeup) ? yield* rt.wakeup.value.subscribe : undefined
       let markedLive = false
+      // while a full batch is handled, the next one is read (client and database work overlap)
+      let next: Fiber.RuntimeFiber<ReadonlyArray<Event.RecordedEvent>> | undefined
       while (true) {
-        const batch = yield* untilDone(readBatch(rt, cell), cell)
+        const batch =
+          next === undefined ? yield* untilDone(readBatch(rt, cell, cell.checkpoint), cell) : yield* Fiber.join(next)
+        next = undefined
         if (batch.length > 0) {
+          const end = Event.checkpointOf(batch[batch.length - 1]!)
+          if (batch.length === rt.def.batchSize) next = yield* Effect.fork(untilDone(readBatch(rt, cell, end), cell))
           const outcome = yield* handleBatch(rt, lease, cell, batch)
+          if (
+            next !== undefined &&
+            (outcome._tag !== "Committed" || Event.checkpointOrder(cell.checkpoint, end) !== 0)
+          ) {
+            yield* Fiber.interrupt(next)
+            next = undefined
+          }
           if (outcome._tag === "LeaseLost") return
           if (outcome._tag === "Halted") return mode === "catchUp" ? undefined : yield* Effect.never
           if (outcome._tag === "Reset") {
@@ -355,10 +368,10 @@ const partitionLoop = <A, E, R>(
     })
   ).pipe(Effect.annotateLogs({ partition: cell.partition }))
 
-const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell) =>
+const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>
   rt.events
     .readAll({
-      after: cell.checkpoint,
+      after,
       batchSize: rt.def.batchSize,
       maxCount: rt.def.batchSize,
       types: rt.def.types,
