@@ -23,7 +23,9 @@
  * **Gotchas**: on PostgreSQL, a transaction left open anywhere in the cluster holds the read horizon
  * back and stalls every `readAll` reader until it ends. Connections made by `Postgres.layer` end idle
  * transactions after a timeout; {@link horizon} shows the horizon and the oldest running transaction.
- * SQLite allows one writing process per database file.
+ * SQLite allows one writing process per database file. After a bulk import, `ANALYZE` the events table
+ * (autovacuum does within minutes): with an empty table's statistics PostgreSQL may serve each page of a
+ * filtered `readAll` by sorting every matching row.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
