@@ -350,6 +350,8 @@ export const make = (
       const categories = readOptions?.categories
       const types = readOptions?.types
       const partition = readOptions?.partition
+      const invalid = checkPartition(partition)
+      if (invalid !== undefined) return Stream.fail(invalid)
       const filters = [
         categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
         types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
@@ -378,11 +380,7 @@ export const make = (
             return [Chunk.unsafeFromArray(events), next] as const
           })
         )
-      const invalid = checkPartition(partition)
-      const events =
-        invalid !== undefined
-          ? Stream.fail(invalid)
-          : Stream.paginateChunkEffect(readOptions?.after ?? Event.start, page)
+      const events = Stream.paginateChunkEffect(readOptions?.after ?? Event.start, page)
       return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
     }
 
