@@ -6,13 +6,15 @@
  * Guarantees of every implementation:
  * - **Fencing**: a checkpoint moves only through {@link CheckpointStore} `commit` by the holder of the
  *   partition's current lease, and only from the checkpoint it expects (compare-and-set). Taking a lease
- *   bumps its token, so a worker that lost its lease (expired, taken over) can never commit again, and
- *   two runners of one projection never both advance a checkpoint.
+ *   bumps its token, so a worker whose lease was taken over can never commit again, and two runners of
+ *   one projection never both advance a checkpoint. Expiry only decides when a lease may be taken: a
+ *   holder whose lease expired but was not taken keeps it (a slow batch still commits).
  * - **Atomic batches** (SQL): `transaction` runs the handler's writes and the `commit` in one database
  *   transaction, so a read model in the same database is updated exactly once per event.
  *
  * Leases expire by the clock of the process that took them: processes sharing a store need clocks
- * that agree to well within the lease time.
+ * that agree to well within the lease time. Worker ids must be unique: a worker re-claiming its own
+ * lease takes it with a new token.
  *
  * **Gotchas**: the memory implementation has no transactions: a batch's effects happen even when its
  * commit is refused, so effects are at-least-once. It runs a batch uninterruptibly instead, so a runner
@@ -41,7 +43,7 @@ export class CheckpointStoreError extends Schema.TaggedError<CheckpointStoreErro
   }
 }
 
-/** The lease is no longer this worker's (it expired and another took it); nothing was committed. */
+/** The lease is no longer this worker's (another took it, or it was released); nothing was committed. */
 export class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", {
   projection: Schema.String,
   partition: Schema.Int,
@@ -83,7 +85,7 @@ export interface ProjectionId {
   readonly version: number
 }
 
-/** The right to advance one partition's checkpoint, until it expires or is taken over. */
+/** The right to advance one partition's checkpoint, until it is taken over after expiring. */
 export interface Lease {
   readonly projection: ProjectionId
   readonly partition: number
@@ -153,15 +155,21 @@ export class CheckpointStore extends Context.Tag("effect-eventsourcing/Checkpoin
       next: Event.Checkpoint,
       ttlMillis: number
     ) => Effect.Effect<void, LeaseLost | CheckpointConflict | CheckpointStoreError>
-    /** Records that the partition caught up with the log once (for version switches). */
-    readonly markLive: (lease: Lease) => Effect.Effect<void, CheckpointStoreError>
+    /**
+     * Records that the partition caught up with the log once (for version switches), if the lease still
+     * holds and the checkpoint is still `at` (no rebuild reset it since).
+     */
+    readonly markLive: (lease: Lease, at: Event.Checkpoint) => Effect.Effect<void, CheckpointStoreError>
     /** Stores a dead letter (inside `transaction`, with the commit that moves past the event). */
     readonly deadLetter: (letter: DeadLetter) => Effect.Effect<void, CheckpointStoreError>
     /** Runs `effect` in one transaction with the store's writes inside it. */
     readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CheckpointStoreError, R>
     /** The projection's partitions as stored (empty before `register`). */
     readonly partitions: (id: ProjectionId) => Effect.Effect<ReadonlyArray<PartitionState>, CheckpointStoreError>
-    /** Moves every partition back to the start of the log (a rebuild); leases stay with their holders. */
+    /**
+     * Moves every partition back to the start of the log and drops the version's dead letters (a
+     * rebuild); leases stay with their holders.
+     */
     readonly reset: (id: ProjectionId) => Effect.Effect<void, CheckpointStoreError>
     /** The dead letters of a projection name, oldest first. */
     readonly deadLetters: (name: string) => Effect.Effect<ReadonlyArray<DeadLetter>, CheckpointStoreError>
@@ -192,8 +200,8 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
   const active = new Map<string, number>()
   const key = (id: ProjectionId) => `${id.version}\u0000${id.name}`
   const partitionOf = (lease: Lease) => projections.get(key(lease.projection))?.[lease.partition]
-  const holds = (lease: Lease, p: MemoryPartition | undefined, now: number): p is MemoryPartition =>
-    p !== undefined && p.owner === lease.owner && p.token === lease.token && p.leaseExpiresAt >= now
+  const holds = (lease: Lease, p: MemoryPartition | undefined): p is MemoryPartition =>
+    p !== undefined && p.owner === lease.owner && p.token === lease.token
   const lost = (lease: Lease) =>
     new LeaseLost({ projection: lease.projection.name, partition: lease.partition, owner: lease.owner })
 
@@ -241,14 +249,14 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
     renew: (lease, ttl) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const p = partitionOf(lease)
-        if (!holds(lease, p, now)) return Effect.fail(lost(lease))
+        if (!holds(lease, p)) return Effect.fail(lost(lease))
         p.leaseExpiresAt = now + ttl
         return Effect.void
       }),
     release: (lease) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
+      Effect.sync(() => {
         const p = partitionOf(lease)
-        if (holds(lease, p, now)) {
+        if (holds(lease, p)) {
           p.owner = undefined
           p.leaseExpiresAt = 0
         }
@@ -256,7 +264,7 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
     commit: (lease, expected, next, ttl) =>
       Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, LeaseLost | CheckpointConflict> => {
         const p = partitionOf(lease)
-        if (!holds(lease, p, now)) return Effect.fail(lost(lease))
+        if (!holds(lease, p)) return Effect.fail(lost(lease))
         if (Event.checkpointOrder(p.checkpoint, expected) !== 0) {
           return Effect.fail(new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition }))
         }
@@ -264,10 +272,10 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
         p.leaseExpiresAt = now + ttl
         return Effect.void
       }),
-    markLive: (lease) =>
+    markLive: (lease, at) =>
       Effect.sync(() => {
         const p = partitionOf(lease)
-        if (p !== undefined) p.live = true
+        if (holds(lease, p) && Event.checkpointOrder(p.checkpoint, at) === 0) p.live = true
       }),
     deadLetter: (letter) => Effect.sync(() => void deadLetters.push(letter)),
     transaction: Effect.uninterruptible,
@@ -286,6 +294,10 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
         for (const p of projections.get(key(id)) ?? []) {
           p.checkpoint = Event.start
           p.live = false
+        }
+        for (let i = deadLetters.length - 1; i >= 0; i--) {
+          const letter = deadLetters[i]!
+          if (letter.projection.name === id.name && letter.projection.version === id.version) deadLetters.splice(i, 1)
         }
       }),
     deadLetters: (name) => Effect.sync(() => deadLetters.filter((d) => d.projection.name === name)),

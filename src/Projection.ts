@@ -142,23 +142,38 @@ export const run = <A, E, R>(
   EventStore.EventStore | CheckpointStore.CheckpointStore | R
 > => Runner.run(projection, options)
 
-/** {@link run} forked in the Layer's scope; its status goes to the `Registry` when one is provided. */
+/**
+ * {@link run} forked in the Layer's scope; its status goes to the `Registry` when one is provided. The
+ * projection's partitions are registered while the Layer is built, so a partition count that differs
+ * from the stored one (or a checkpoint store that cannot be reached) fails the Layer.
+ */
 export const layer = <A, E, R>(
   projection: Projection<A, E, R>,
   options?: Runner.RunOptions
-): Layer.Layer<never, never, EventStore.EventStore | CheckpointStore.CheckpointStore | R> =>
+): Layer.Layer<
+  never,
+  CheckpointStore.PartitionCountMismatch | CheckpointStore.CheckpointStoreError,
+  EventStore.EventStore | CheckpointStore.CheckpointStore | R
+> =>
   Layer.scopedDiscard(
-    Effect.forkScoped(
-      run(projection, options).pipe(
-        Effect.catchAll((error) => Effect.logError(`projection ${projection.name} cannot start`, error))
+    Effect.gen(function* () {
+      const store = yield* CheckpointStore.CheckpointStore
+      yield* store.register({ name: projection.name, version: projection.version }, projection.partitions)
+      yield* Effect.forkScoped(
+        run(projection, options).pipe(
+          Effect.catchAll((error) => Effect.logError(`projection ${projection.name} stopped`, error))
+        )
       )
-    )
+    })
   )
 
 /**
  * Handles every event up to the current end of the log, in all partitions, then returns (for tests,
- * scripts, and the rebuild benchmark). Waits for partitions leased by running workers. Fails with
- * `ProjectionHalted` if a poison event stopped a partition (policy `stop`).
+ * scripts, and the rebuild benchmark). Fails with `ProjectionHalted` if a poison event stopped a
+ * partition (policy `stop`).
+ *
+ * **Gotchas**: it takes every partition's lease, waiting while a runner holds one: with runners of
+ * the projection running, it waits until they stop.
  */
 export const catchUp = <A, E, R>(
   projection: Projection<A, E, R>,

@@ -13,6 +13,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
@@ -38,12 +39,17 @@ export const layer: Layer.Layer<Wakeup> = Layer.effect(Wakeup, make)
 
 /**
  * Waits for the next hint or `pollInterval`, whichever comes first, then drops the hints that piled up
- * meanwhile (one read covers them all). Without a subscription it just sleeps.
+ * meanwhile (one read covers them all). Without a subscription it just sleeps. Returns whether a hint
+ * came.
  */
 export const awaitHint = (
   subscription: Queue.Dequeue<void> | undefined,
   pollInterval: Duration.DurationInput
-): Effect.Effect<void> =>
+): Effect.Effect<boolean> =>
   subscription === undefined
-    ? Effect.sleep(pollInterval)
-    : Queue.take(subscription).pipe(Effect.timeoutOption(pollInterval), Effect.zipRight(Queue.takeAll(subscription)))
+    ? Effect.as(Effect.sleep(pollInterval), false)
+    : Queue.take(subscription).pipe(
+        Effect.timeoutOption(pollInterval),
+        Effect.tap(() => Queue.takeAll(subscription)),
+        Effect.map(Option.isSome)
+      )

@@ -11,6 +11,7 @@ import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -178,7 +179,11 @@ export const run = <A, E, R>(
       const rt = yield* runtime(def, options)
       const owned = new Map<
         number,
-        { readonly lease: CheckpointStore.Lease; readonly cell: Cell; readonly fiber: Fiber.RuntimeFiber<void> }
+        {
+          readonly lease: CheckpointStore.Lease
+          readonly cell: Cell
+          readonly fiber: Fiber.RuntimeFiber<"done" | "leaseLost">
+        }
       >()
       const registry = yield* Effect.serviceOption(Registry)
       if (Option.isSome(registry)) {
@@ -206,12 +211,17 @@ export const run = <A, E, R>(
           owned.set(lease.partition, { lease, cell, fiber })
         })
       // a rebuild moved checkpoints back: an idle partition would only notice at its next commit
+      // (stored checkpoints never sort before what a partition committed, unless reset: compare with what
+      // the partitions had committed before the read, or a commit racing the read looks like a reset)
       const restartReset = Effect.gen(function* () {
+        const before = new Map([...owned].map(([partition, entry]) => [partition, entry.cell.checkpoint]))
         const stored = yield* Effect.option(rt.checkpoints.partitions(rt.id))
         if (Option.isNone(stored)) return
         for (const p of stored.value) {
           const entry = owned.get(p.partition)
-          if (entry === undefined || Event.checkpointOrder(p.checkpoint, entry.cell.checkpoint) >= 0) continue
+          const committed = before.get(p.partition)
+          if (entry === undefined || committed === undefined || Event.checkpointOrder(p.checkpoint, committed) >= 0)
+            continue
           yield* Fiber.interrupt(entry.fiber)
           yield* start(entry.lease, p.checkpoint)
         }
@@ -219,7 +229,12 @@ export const run = <A, E, R>(
       const supervise = Effect.gen(function* () {
         const workers = yield* Effect.option(rt.checkpoints.heartbeat(rt.id, rt.worker, rt.ttl))
         for (const [partition, entry] of owned) {
-          if (Option.isSome(yield* Fiber.poll(entry.fiber))) {
+          const exit = yield* Fiber.poll(entry.fiber)
+          if (Option.isSome(exit)) {
+            // a lost lease ends a partition quietly; anything else is a defect worth seeing
+            if (Exit.isFailure(exit.value)) {
+              yield* Effect.logError(`partition ${partition} stopped; it will be claimed again`, exit.value.cause)
+            }
             owned.delete(partition)
             continue
           }
@@ -264,20 +279,22 @@ export const catchUp = <A, E, R>(
         Array.from({ length: def.partitions }, (_, i) => i),
         (partition) =>
           Effect.gen(function* () {
-            // wait for the lease: a running worker may hold it
-            const { checkpoint, lease } = yield* untilDone(
-              rt.checkpoints
-                .claim(rt.id, partition, rt.worker, rt.ttl)
-                .pipe(
-                  Effect.flatten,
-                  Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.whileInput(Cause.isNoSuchElementException)))
-                ),
-              undefined
-            ).pipe(Effect.orDie)
-            yield* Effect.addFinalizer(() => Effect.ignore(rt.checkpoints.release(lease)))
-            const cell = newCell(partition, checkpoint)
-            yield* partitionLoop({ ...rt, wakeup: Option.none() }, lease, cell, "catchUp")
-            return cell
+            const cell = newCell(partition, Event.start)
+            // a lease lost on the way (taken over) is claimed again, from the stored checkpoint
+            while (true) {
+              const { checkpoint, lease } = yield* claimWhenFree(rt, partition)
+              cell.checkpoint = checkpoint
+              const outcome = yield* Effect.scoped(
+                Effect.gen(function* () {
+                  yield* Effect.addFinalizer(() => Effect.ignore(rt.checkpoints.release(lease)))
+                  yield* rt.checkpoints
+                    .renew(lease, rt.ttl)
+                    .pipe(Effect.ignore, Effect.repeat(Schedule.spaced(Math.max(1, rt.ttl / 3))), Effect.forkScoped)
+                  return yield* partitionLoop({ ...rt, wakeup: Option.none() }, lease, cell, "catchUp")
+                })
+              )
+              if (outcome === "done") return cell
+            }
           }),
         { concurrency: "unbounded" }
       )
@@ -296,6 +313,17 @@ export const catchUp = <A, E, R>(
 // ---------------------------------------------------------------------------------------------------
 // partitions
 // ---------------------------------------------------------------------------------------------------
+
+/** Claims a partition, waiting while another worker holds it. */
+const claimWhenFree = <A, E, R>(rt: Runtime<A, E, R>, partition: number) =>
+  untilDone(
+    rt.checkpoints
+      .claim(rt.id, partition, rt.worker, rt.ttl)
+      .pipe(
+        Effect.flatten,
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.whileInput(Cause.isNoSuchElementException)))
+      )
+  ).pipe(Effect.orDie)
 
 const newCell = (partition: number, checkpoint: Event.Checkpoint): Cell => ({
   partition,
@@ -317,28 +345,37 @@ type Outcome =
 
 /**
  * One partition: read a batch after the checkpoint, handle and commit it, repeat; when a read comes back
- * short the partition is live, and waits for a hint (`tail`) or returns (`catchUp`).
+ * short the partition is live, and waits for a hint (`tail`) or returns (`catchUp`). Returns when the
+ * lease is lost, or in `catchUp` mode once live (or halted).
  */
 const partitionLoop = <A, E, R>(
   rt: Runtime<A, E, R>,
   lease: CheckpointStore.Lease,
   cell: Cell,
   mode: "tail" | "catchUp"
-): Effect.Effect<void, never, R> =>
+): Effect.Effect<"done" | "leaseLost", never, R> =>
   Effect.scoped(
     Effect.gen(function* () {
       const subscription = Option.isSome(rt.wakeup) ? yield* rt.wakeup.value.subscribe : undefined
+      const lag = lagSeconds.pipe(
+        Metric.tagged("projection", rt.def.name),
+        Metric.tagged("version", String(rt.def.version)),
+        Metric.tagged("partition", String(cell.partition))
+      )
       let markedLive = false
       // while a full batch is handled, the next one is read (client and database work overlap)
       let next: Fiber.RuntimeFiber<ReadonlyArray<Event.RecordedEvent>> | undefined
+      // reads left after a hint that found nothing (the events may not be visible yet), see below
+      let rechecks = 0
       while (true) {
         const batch =
           next === undefined ? yield* untilDone(readBatch(rt, cell, cell.checkpoint), cell) : yield* Fiber.join(next)
         next = undefined
         if (batch.length > 0) {
+          rechecks = 0
           const end = Event.checkpointOf(batch[batch.length - 1]!)
           if (batch.length === rt.def.batchSize) next = yield* Effect.fork(untilDone(readBatch(rt, cell, end), cell))
-          const outcome = yield* handleBatch(rt, lease, cell, batch)
+          const outcome = yield* handleBatch(rt, lease, cell, batch, lag)
           if (
             next !== undefined &&
             (outcome._tag !== "Committed" || Event.checkpointOrder(cell.checkpoint, end) !== 0)
@@ -346,8 +383,11 @@ const partitionLoop = <A, E, R>(
             yield* Fiber.interrupt(next)
             next = undefined
           }
-          if (outcome._tag === "LeaseLost") return
-          if (outcome._tag === "Halted") return mode === "catchUp" ? undefined : yield* Effect.never
+          if (outcome._tag === "LeaseLost") {
+            yield* Effect.logWarning(`lost the lease of partition ${cell.partition}; another worker took it over`)
+            return "leaseLost"
+          }
+          if (outcome._tag === "Halted") return mode === "catchUp" ? "done" : yield* Effect.never
           if (outcome._tag === "Reset") {
             const stored = yield* untilDone(rt.checkpoints.partitions(rt.id), cell)
             cell.checkpoint = stored.find((p) => p.partition === cell.partition)?.checkpoint ?? Event.start
@@ -361,9 +401,16 @@ const partitionLoop = <A, E, R>(
         }
         cell.state = "live"
         if (!markedLive) markedLive = yield* goLive(rt, lease, cell)
-        if (mode === "catchUp") return
-        yield* Metric.set(lagSeconds.pipe(Metric.tagged("projection", rt.def.name)), 0)
-        yield* Wakeup.awaitHint(subscription, rt.pollInterval)
+        if (mode === "catchUp") return "done"
+        yield* Metric.set(lag, 0)
+        // a hint can come before its events are readable (on PostgreSQL, while an older transaction is
+        // still open): look again a few times, sooner than the poll interval
+        if (batch.length === 0 && rechecks > 0) {
+          yield* Effect.sleep(Duration.millis(5 * 4 ** (4 - rechecks)))
+          rechecks--
+          continue
+        }
+        rechecks = (yield* Wakeup.awaitHint(subscription, rt.pollInterval)) ? 4 : 0
       }
     })
   ).pipe(Effect.annotateLogs({ partition: cell.partition }))
@@ -383,7 +430,7 @@ const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Check
 /** Records the first catch-up, and activates this version once every partition has caught up. */
 const goLive = <A, E, R>(rt: Runtime<A, E, R>, lease: CheckpointStore.Lease, cell: Cell) =>
   Effect.gen(function* () {
-    yield* rt.checkpoints.markLive(lease)
+    yield* rt.checkpoints.markLive(lease, cell.checkpoint)
     const partitions = yield* rt.checkpoints.partitions(rt.id)
     if (partitions.every((p) => p.live)) yield* rt.checkpoints.activate(rt.id)
     return true
@@ -397,25 +444,45 @@ const goLive = <A, E, R>(rt: Runtime<A, E, R>, lease: CheckpointStore.Lease, cel
 /** A handler's failure (or defect), told apart from the store's own errors. */
 class HandlerFailed {
   readonly _tag = "HandlerFailed"
-  constructor(readonly cause: Cause.Cause<unknown>) {}
+  /** A database failure that passes (see {@link isPassing}): retried as long as it lasts, never poison. */
+  readonly passing: boolean
+  constructor(readonly cause: Cause.Cause<unknown>) {
+    this.passing = isPassing(cause)
+  }
 }
+
+/**
+ * Whether a handler failure comes from the database rather than from the event: an `SqlError` other
+ * than bad data or a bad statement (a lost connection, a deadlock, a serialization failure, a timeout,
+ * a busy database). SQLSTATE classes 22 (data), 23 (integrity), 42 (syntax, access), 2F/3F/P0 (routines)
+ * and SQLite's constraint, mismatch, range, too-big and plain errors are the event's; so is any other
+ * failure of the handler.
+ */
+const isPassing = (cause: Cause.Cause<unknown>): boolean =>
+  Chunk.some(Cause.failures(cause), (error) => {
+    if (typeof error !== "object" || error === null || (error as { _tag?: unknown })._tag !== "SqlError") return false
+    const driver = (error as { readonly cause?: { readonly code?: unknown; readonly sqlState?: unknown } }).cause
+    const code = String(driver?.sqlState ?? driver?.code ?? "")
+    return !/^(22|23|42|2F|3F|P0)...$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)
+  })
 
 const handleBatch = <A, E, R>(
   rt: Runtime<A, E, R>,
   lease: CheckpointStore.Lease,
   cell: Cell,
-  batch: ReadonlyArray<Event.RecordedEvent>
+  batch: ReadonlyArray<Event.RecordedEvent>,
+  lag: Metric.Metric.Gauge<number>
 ): Effect.Effect<Outcome, never, R> =>
   Effect.gen(function* () {
     const decoded: Array<Upcaster.Decoded<A>> = []
     for (const envelope of batch) {
       const result = rt.def.codec.decodeEither(envelope)
-      if (Either.isLeft(result)) return yield* oneByOne(rt, lease, cell, batch)
+      if (Either.isLeft(result)) return yield* oneByOne(rt, lease, cell, batch, lag)
       for (const event of result.right) decoded.push({ event, envelope })
     }
     const attempt = yield* Effect.either(commitWithRetries(rt, lease, cell, decoded, batch[batch.length - 1]!))
-    if (Either.isRight(attempt)) return yield* advanced(rt, cell, batch)
-    if (attempt.left._tag === "HandlerFailed") return yield* oneByOne(rt, lease, cell, batch)
+    if (Either.isRight(attempt)) return yield* advanced(rt, cell, batch, lag)
+    if (attempt.left._tag === "HandlerFailed") return yield* oneByOne(rt, lease, cell, batch, lag)
     return outcomeOf(attempt.left)
   }).pipe(
     Effect.withSpan("Projection.batch", {
@@ -429,7 +496,8 @@ const oneByOne = <A, E, R>(
   rt: Runtime<A, E, R>,
   lease: CheckpointStore.Lease,
   cell: Cell,
-  batch: ReadonlyArray<Event.RecordedEvent>
+  batch: ReadonlyArray<Event.RecordedEvent>,
+  lag: Metric.Metric.Gauge<number>
 ): Effect.Effect<Outcome, never, R> =>
   Effect.gen(function* () {
     for (const envelope of batch) {
@@ -441,7 +509,7 @@ const oneByOne = <A, E, R>(
         const events = decoded.right.map((event) => ({ event, envelope }))
         const attempt = yield* Effect.either(commitWithRetries(rt, lease, cell, events, envelope))
         if (Either.isRight(attempt)) {
-          yield* advanced(rt, cell, [envelope])
+          yield* advanced(rt, cell, [envelope], lag)
           continue
         }
         if (attempt.left._tag !== "HandlerFailed") return outcomeOf(attempt.left)
@@ -472,7 +540,7 @@ const oneByOne = <A, E, R>(
         )
       )
       if (Either.isLeft(parked)) return outcomeOf(parked.left)
-      yield* advanced(rt, cell, [envelope])
+      yield* advanced(rt, cell, [envelope], lag)
     }
     return { _tag: "Committed" } as const
   })
@@ -505,10 +573,16 @@ const commitWithRetries = <A, E, R>(
     cell
   ).pipe(
     Effect.tapError((error) =>
-      error._tag === "HandlerFailed"
-        ? Effect.logWarning("projection handler failed; retrying", error.cause)
-        : Effect.void
+      error._tag !== "HandlerFailed"
+        ? Effect.void
+        : error.passing
+          ? Effect.zipRight(
+              stalled(cell, Cause.pretty(error.cause)),
+              Effect.logWarning("database unavailable", error.cause)
+            )
+          : Effect.logWarning("projection handler failed; retrying", error.cause)
     ),
+    Effect.retry({ schedule: transientRetry, while: (error) => error._tag === "HandlerFailed" && error.passing }),
     Effect.retry({ schedule: rt.def.retry, while: (error) => error._tag === "HandlerFailed" })
   )
 
@@ -519,20 +593,19 @@ const outcomeOf = (error: CheckpointStore.LeaseLost | CheckpointStore.Checkpoint
 const advanced = <A, E, R>(
   rt: Runtime<A, E, R>,
   cell: Cell,
-  handled: ReadonlyArray<Event.RecordedEvent>
+  handled: ReadonlyArray<Event.RecordedEvent>,
+  lag: Metric.Metric.Gauge<number>
 ): Effect.Effect<Outcome> =>
   Effect.gen(function* () {
     const last = handled[handled.length - 1]!
     cell.checkpoint = Event.checkpointOf(last)
     cell.processed += handled.length
     cell.lastEventAt = Option.some(last.recordedAt)
+    cell.lastError = Option.none()
     cell.state = "catching-up"
     const now = yield* Clock.currentTimeMillis
     yield* Metric.incrementBy(eventsHandled.pipe(Metric.tagged("projection", rt.def.name)), handled.length)
-    yield* Metric.set(
-      lagSeconds.pipe(Metric.tagged("projection", rt.def.name)),
-      Math.max(0, now - last.recordedAt.epochMillis) / 1000
-    )
+    yield* Metric.set(lag, Math.max(0, now - last.recordedAt.epochMillis) / 1000)
     return { _tag: "Committed" } as const
   })
 
@@ -544,6 +617,14 @@ const isTransient = (error: unknown): error is Transient =>
   ((error as { readonly _tag?: unknown })._tag === "CheckpointStoreError" ||
     (error as { readonly _tag?: unknown })._tag === "EventStoreError")
 
+const stalled = (cell: Cell | undefined, error: string) =>
+  Effect.sync(() => {
+    if (cell !== undefined) {
+      cell.state = "stalled"
+      cell.lastError = Option.some(error)
+    }
+  })
+
 const transientRetry = Schedule.exponential("100 millis").pipe(
   Schedule.either(Schedule.spaced("5 seconds")),
   Schedule.jittered
@@ -554,15 +635,7 @@ const untilDone = <A, E, R>(effect: Effect.Effect<A, E, R>, cell?: Cell): Effect
   effect.pipe(
     Effect.tapError((error) =>
       isTransient(error)
-        ? Effect.zipRight(
-            Effect.sync(() => {
-              if (cell !== undefined) {
-                cell.state = "stalled"
-                cell.lastError = Option.some(error.message)
-              }
-            }),
-            Effect.logWarning("store unavailable; retrying", error)
-          )
+        ? Effect.zipRight(stalled(cell, error.message), Effect.logWarning("store unavailable; retrying", error))
         : Effect.void
     ),
     Effect.retry({ schedule: transientRetry, while: isTransient }),

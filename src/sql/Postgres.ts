@@ -72,8 +72,8 @@ export const layerWakeup = (options: WakeupOptions = {}): Layer.Layer<Wakeup.Wak
         Effect.forever,
         Effect.forkScoped
       )
-      yield* pg.listen(channel).pipe(
-        Stream.runForEach(() => local.notify),
+      // each (re)listen starts with a hint: events committed while not listening are read at once
+      yield* Effect.zipRight(local.notify, pg.listen(channel).pipe(Stream.runForEach(() => local.notify))).pipe(
         Effect.catchAll((error) => Effect.logWarning("wake-up LISTEN lost; listening again", error)),
         Effect.zipRight(Effect.sleep("1 second")),
         Effect.forever,

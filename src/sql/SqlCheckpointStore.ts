@@ -62,9 +62,8 @@ export const make = (
       new CheckpointStoreError({ operation, cause })
     const where = (id: ProjectionId, partition: number) =>
       sql`projection = ${id.name} and version = ${id.version} and partition = ${partition}`
-    const held = (lease: Lease, now: number) =>
-      sql`${where(lease.projection, lease.partition)} and owner = ${lease.owner}
-          and lease_token = ${lease.token} and lease_expires_at >= ${now}`
+    const held = (lease: Lease) =>
+      sql`${where(lease.projection, lease.partition)} and owner = ${lease.owner} and lease_token = ${lease.token}`
     const lost = (lease: Lease) =>
       new LeaseLost({ projection: lease.projection.name, partition: lease.partition, owner: lease.owner })
 
@@ -144,15 +143,15 @@ export const make = (
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql`update ${sql(t.checkpoints)} set lease_expires_at = ${now + ttl}
-          where ${held(lease, now)} returning partition`
+          where ${held(lease)} returning partition`
         if (rows.length === 0) return yield* lost(lease)
       }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("renew")(e))))
 
     const release: CheckpointStore["Type"]["release"] = (lease) =>
-      Effect.flatMap(
-        Clock.currentTimeMillis,
-        (now) => sql`update ${sql(t.checkpoints)} set owner = null, lease_expires_at = 0 where ${held(lease, now)}`
-      ).pipe(Effect.asVoid, Effect.mapError(failWith("release")))
+      sql`update ${sql(t.checkpoints)} set owner = null, lease_expires_at = 0 where ${held(lease)}`.pipe(
+        Effect.asVoid,
+        Effect.mapError(failWith("release"))
+      )
 
     const commit: CheckpointStore["Type"]["commit"] = (lease, expected, next, ttl) =>
       Effect.gen(function* () {
@@ -160,19 +159,20 @@ export const make = (
         const rows = yield* sql`update ${sql(t.checkpoints)}
           set transaction_id = ${String(next.transaction)}, position = ${String(next.position)},
               lease_expires_at = ${now + ttl}, updated_at = ${now}
-          where ${held(lease, now)}
+          where ${held(lease)}
             and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}
           returning partition`
         if (rows.length > 0) return
         const [row] = yield* sql<{ readonly n: number | string }>`
-          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease, now)}`
+          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}`
         return yield* Number(row!.n) === 0
           ? lost(lease)
           : new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition })
       }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("commit")(e))))
 
-    const markLive: CheckpointStore["Type"]["markLive"] = (lease) =>
-      sql`update ${sql(t.checkpoints)} set live = 1 where ${where(lease.projection, lease.partition)}`.pipe(
+    const markLive: CheckpointStore["Type"]["markLive"] = (lease, at) =>
+      sql`update ${sql(t.checkpoints)} set live = 1 where ${held(lease)}
+        and transaction_id = ${String(at.transaction)} and position = ${String(at.position)}`.pipe(
         Effect.asVoid,
         Effect.mapError(failWith("markLive"))
       )
@@ -216,11 +216,12 @@ export const make = (
       )
 
     const reset: CheckpointStore["Type"]["reset"] = (id) =>
-      Effect.flatMap(
-        Clock.currentTimeMillis,
-        (now) => sql`update ${sql(t.checkpoints)} set transaction_id = 0, position = 0, live = 0, updated_at = ${now}
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`update ${sql(t.checkpoints)} set transaction_id = 0, position = 0, live = 0, updated_at = ${now}
           where projection = ${id.name} and version = ${id.version}`
-      ).pipe(Effect.asVoid, Effect.mapError(failWith("reset")))
+        yield* sql`delete from ${sql(t.deadLetters)} where projection = ${id.name} and version = ${id.version}`
+      }).pipe(Effect.mapError(failWith("reset")))
 
     const deadLetters: CheckpointStore["Type"]["deadLetters"] = (name) =>
       sql<{

@@ -3,9 +3,11 @@
  * each to the stream you name or to one default stream), the projection catches up, `then` an assertion
  * on the read model runs (or `thenHalts` expects a poison event to stop it).
  *
- * The projection runs exactly as in production (codec, filters, batches, poison policy), on memory
- * stores. The read model is whatever the handler writes to: provide its services (a `Ref`-backed
- * service, or an SQLite `SqlClient`) to the returned Effect, fresh per specification.
+ * The projection runs as in production (codec, filters, handlers, poison policy) on memory stores, with
+ * two differences: batches of one event, since memory stores cannot roll a failed batch's effects back
+ * (a retried batch would apply its first events again), and retries without waits. The read model is
+ * whatever the handler writes to: provide its services (a `Ref`-backed service, or an SQLite
+ * `SqlClient`) to the returned Effect, fresh per specification.
  *
  * ```ts
  * it.effect("deposits add up", () =>
@@ -80,6 +82,7 @@ export const make = <A, E, R>(projection: Projection.Projection<A, E, R>): Spec<
       // the handler's retries keep their count but not their waits: specifications run on any clock
       return yield* Projection.catchUp({
         ...projection,
+        batchSize: 1,
         retry: Schedule.modifyDelay(projection.retry, () => Duration.zero)
       })
     })

@@ -124,6 +124,42 @@ describe("Projection on SQL stores", () => {
   )
 })
 
+describe("Projection rebuild while a batch is in flight", () => {
+  it.live("PostgreSQL: the in-flight batch's commit is refused, rolled back, and the runner starts over", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const tables = `${schema}.rf_${category.toLowerCase()}`
+      yield* createTables(tables)
+      const total = yield* deposits(category, 2, 5)
+      const inFlight = yield* Deferred.make<void>()
+      const proceed = yield* Deferred.make<void>()
+      const stall = yield* Ref.make(true)
+      const projection = balancesProjection({
+        name: `inflight-${category}`,
+        category,
+        tables,
+        batchSize: 4,
+        // the second batch (deposits 5-8) waits (once), before writing anything, until the rebuild committed
+        beforeEach: (amount) =>
+          amount === 5
+            ? Effect.flatMap(Ref.getAndSet(stall, false), (first) =>
+                first ? Effect.zipRight(Deferred.succeed(inFlight, undefined), Deferred.await(proceed)) : Effect.void
+              )
+            : Effect.void
+      })
+      const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "50 millis" }))
+      yield* Deferred.await(inFlight)
+      // the stalled batch holds no row lock yet: truncate + reset commit now, its commit must be refused
+      yield* Projection.rebuild(projection)
+      yield* Deferred.succeed(proceed, undefined)
+      yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
+      const model = yield* readModel(tables)
+      assertAppliedOnce(model, total)
+      yield* Fiber.interrupt(runner)
+    }).pipe(Effect.provide(postgres))
+  )
+})
+
 describe("Projection live tail on PostgreSQL", () => {
   /** A process's worth of services: its own pool, stores and (optionally) LISTEN/NOTIFY wake-ups. */
   const processOn = (wakeup: boolean) => {
@@ -220,8 +256,15 @@ describe("Projection workers sharing partitions on PostgreSQL", () => {
           "30 seconds"
         )
         const writing = yield* Effect.fork(deposits(category, 16, 10))
-        // kill the other process while it is inside batches
-        yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length >= 40))
+        // kill the other process while it is inside batches: once it has committed some of its own
+        const childProgress = Effect.flatMap(CheckpointStore.CheckpointStore, (s) =>
+          s.partitions({ name, version: 1 })
+        ).pipe(
+          Effect.map((ps) =>
+            ps.some((p) => p.owner._tag === "Some" && p.owner.value === "worker-process" && p.checkpoint.position > 0n)
+          )
+        )
+        yield* waitUntil(childProgress)
         child.kill("SIGKILL")
         const total = yield* Fiber.join(writing)
         yield* waitUntil(

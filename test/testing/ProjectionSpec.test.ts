@@ -66,4 +66,11 @@ describe("ProjectionSpec", () => {
       assert.strictEqual(otherError._tag, "ProjectionSpecFailure")
     }).pipe(Effect.provide(freshBalances))
   )
+
+  it.effect("under the skip policy a poison event is left out and nothing is applied twice", () =>
+    ProjectionSpec.make({ ...balances, onPoison: "skip" })
+      .given([Deposited.make({ amount: 1 }), Deposited.make({ amount: -1 }), Deposited.make({ amount: 10 })])
+      .then(expectBalance("Account-1", 11))
+      .pipe(Effect.provide(freshBalances))
+  )
 })
