@@ -85,7 +85,7 @@ export interface ProjectionId {
   readonly version: number
 }
 
-/** The right to advance one partition's checkpoint, until it is taken over after expiring. */
+/** The right to advance one partition's checkpoint, until released, or taken over once expired. */
 export interface Lease {
   readonly projection: ProjectionId
   readonly partition: number

@@ -4,6 +4,7 @@
  * the way a buggy implementation would; the suite's checks for that guarantee must catch it.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -47,6 +48,35 @@ const trackingLeases = (
 /** The checkpoint stored for a lease's partition. */
 const storedCheckpoint = (store: Store, lease: CheckpointStore.Lease) =>
   Effect.map(store.partitions(lease.projection), (partitions) => partitions[lease.partition]!.checkpoint)
+
+const lost = (lease: CheckpointStore.Lease) =>
+  new CheckpointStore.LeaseLost({ projection: lease.projection.name, partition: lease.partition, owner: lease.owner })
+
+/** Fails with `LeaseLost` if the lease's partition is past its expiry (whoever holds it), else runs `effect`. */
+const unlessExpired = <A, E, R>(store: Store, lease: CheckpointStore.Lease, effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    const now = yield* Clock.currentTimeMillis
+    const partitions = yield* store.partitions(lease.projection)
+    return (partitions[lease.partition]?.leaseExpiresAt ?? 0) < now ? yield* lost(lease) : yield* effect
+  })
+
+/** Wraps a store with dead letters of its own, which `reset(id)` drops where `drops(letter, id)`. */
+const ownDeadLetters = (
+  store: Store,
+  drops: (letter: CheckpointStore.DeadLetter, id: CheckpointStore.ProjectionId) => boolean
+): Store => {
+  let letters: ReadonlyArray<CheckpointStore.DeadLetter> = []
+  return {
+    ...store,
+    deadLetter: (letter) => Effect.sync(() => void (letters = [...letters, letter])),
+    deadLetters: (name) => Effect.sync(() => letters.filter((letter) => letter.projection.name === name)),
+    reset: (id) =>
+      Effect.zipRight(
+        store.reset(id),
+        Effect.sync(() => void (letters = letters.filter((letter) => !drops(letter, id))))
+      )
+  }
+}
 
 const variants: ReadonlyArray<BrokenVariant> = [
   {
@@ -94,6 +124,19 @@ const variants: ReadonlyArray<BrokenVariant> = [
     })
   },
   {
+    breaks: "lease expiry",
+    name: "refuses to commit on a lease that expired, though nobody took it over",
+    wrap: (store) => ({
+      ...store,
+      commit: (lease, expected, next, ttl) => unlessExpired(store, lease, store.commit(lease, expected, next, ttl))
+    })
+  },
+  {
+    breaks: "lease expiry",
+    name: "refuses to renew a lease that expired, though nobody took it over",
+    wrap: (store) => ({ ...store, renew: (lease, ttl) => unlessExpired(store, lease, store.renew(lease, ttl)) })
+  },
+  {
     breaks: "compare-and-set",
     name: "ignores the expected checkpoint",
     wrap: (store) => ({
@@ -106,6 +149,29 @@ const variants: ReadonlyArray<BrokenVariant> = [
     breaks: "release",
     name: "never releases a lease",
     wrap: (store) => ({ ...store, release: () => Effect.void })
+  },
+  {
+    breaks: "release",
+    name: "only expires a released lease and shows it free (its holder renews and commits until someone claims)",
+    wrap: (store) =>
+      trackingLeases(store, (tracked, latest) => {
+        const released = new Set<CheckpointStore.Lease>()
+        return {
+          ...tracked,
+          release: (lease) =>
+            tracked.renew(lease, -1_000).pipe(
+              Effect.tap(() => released.add(lease)),
+              Effect.catchTag("LeaseLost", () => Effect.void)
+            ),
+          partitions: (id) =>
+            Effect.map(tracked.partitions(id), (partitions) =>
+              partitions.map((p) => {
+                const lease = latest(id, p.partition)
+                return lease !== undefined && released.has(lease) ? { ...p, owner: Option.none() } : p
+              })
+            )
+        }
+      })
   },
   {
     breaks: "release",
@@ -125,6 +191,34 @@ const variants: ReadonlyArray<BrokenVariant> = [
     breaks: "reset",
     name: "forgets to record live partitions",
     wrap: (store) => ({ ...store, markLive: () => Effect.void })
+  },
+  {
+    breaks: "reset",
+    name: "marks live on whichever lease is the partition's latest (no lease check)",
+    wrap: (store) =>
+      trackingLeases(store, (tracked, latest) => ({
+        ...tracked,
+        markLive: (lease, at) => tracked.markLive(latest(lease.projection, lease.partition) ?? lease, at)
+      }))
+  },
+  {
+    breaks: "reset",
+    name: "marks live whatever checkpoint is stored (no checkpoint check)",
+    wrap: (store) => ({
+      ...store,
+      markLive: (lease, _at) =>
+        Effect.flatMap(storedCheckpoint(store, lease), (stored) => store.markLive(lease, stored))
+    })
+  },
+  {
+    breaks: "reset",
+    name: "keeps the dead letters of a reset projection version",
+    wrap: (store) => ownDeadLetters(store, () => false)
+  },
+  {
+    breaks: "reset",
+    name: "drops the dead letters of every version of a reset projection's name",
+    wrap: (store) => ownDeadLetters(store, (letter, id) => letter.projection.name === id.name)
   },
   {
     breaks: "workers",

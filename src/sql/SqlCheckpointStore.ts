@@ -5,7 +5,7 @@
  *
  * A partition's row holds its checkpoint and its lease. Every lease change and every commit is one
  * conditional `update` on that row: claims bump the fencing token, and a commit only matches the row
- * if the committer's token, lease time and expected checkpoint all still hold. Concurrent updates of
+ * if the committer's owner, token and expected checkpoint all still hold. Concurrent updates of
  * the row queue on its lock and re-check the condition, so a worker fenced off mid-batch has its
  * whole transaction rolled back.
  */
@@ -221,7 +221,7 @@ export const make = (
         yield* sql`update ${sql(t.checkpoints)} set transaction_id = 0, position = 0, live = 0, updated_at = ${now}
           where projection = ${id.name} and version = ${id.version}`
         yield* sql`delete from ${sql(t.deadLetters)} where projection = ${id.name} and version = ${id.version}`
-      }).pipe(Effect.mapError(failWith("reset")))
+      }).pipe(sql.withTransaction, Effect.mapError(failWith("reset")))
 
     const deadLetters: CheckpointStore["Type"]["deadLetters"] = (name) =>
       sql<{

@@ -1,7 +1,7 @@
 /**
- * The CheckpointStore conformance suite: registration, fencing (lease tokens), lease expiry,
- * compare-and-set commits, release, reset, workers, dead letters, active versions, transactions and
- * racing workers, as a list of checks that `suite(name, layer, options)` registers against one
+ * The CheckpointStore conformance suite: registration, fencing (lease tokens), lease expiry (it only
+ * decides when a lease may be taken), compare-and-set commits, release, reset and live flags, workers,
+ * dead letters, active versions, transactions and racing workers, as a list of checks that `suite(name, layer, options)` registers against one
  * implementation. The checks are plain Effects so that `CheckpointStoreSuite.test.ts` can also run them
  * against deliberately broken stores and prove that each guarantee's checks catch its violation.
  *
@@ -134,6 +134,9 @@ const checkpointsOf = (id: CheckpointStore.ProjectionId) =>
 const ownersOf = (id: CheckpointStore.ProjectionId) =>
   Effect.map(partitionsOf(id), (partitions) => partitions.map((p) => Option.getOrNull(p.owner)))
 
+const liveOf = (id: CheckpointStore.ProjectionId) =>
+  Effect.map(partitionsOf(id), (partitions) => partitions.map((p) => p.live))
+
 const commit = (
   claimed: { readonly lease: CheckpointStore.Lease },
   expected: Event.Checkpoint,
@@ -243,15 +246,12 @@ const register: ReadonlyArray<Check> = [
       yield* s.register(id, 3)
       const a = yield* mustClaim(id, 1, "A")
       yield* commit(a, Event.start, checkpoint(5, 8))
-      yield* s.markLive(a.lease)
+      yield* s.markLive(a.lease, checkpoint(5, 8))
       yield* s.register(id, 3)
       yield* s.register(id, 3)
       assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start, checkpoint(5, 8), Event.start])
       assert.deepStrictEqual(yield* ownersOf(id), [null, "A", null])
-      assert.deepStrictEqual(
-        (yield* s.partitions(id)).map((p) => p.live),
-        [false, true, false]
-      )
+      assert.deepStrictEqual(yield* liveOf(id), [false, true, false])
       yield* assertUnclaimable(id, 1, "B")
       yield* commit(a, checkpoint(5, 8), checkpoint(6, 9))
     })
@@ -351,9 +351,12 @@ const fencing: ReadonlyArray<Check> = [
       for (const [what, lease] of forged) {
         yield* refused(s.commit(lease, Event.start, checkpoint(9, 9), longTtl), "LeaseLost", `commit with ${what}`)
         yield* refused(s.renew(lease, longTtl), "LeaseLost", `renew with ${what}`)
+        yield* s.markLive(lease, Event.start)
       }
       assert.deepStrictEqual(yield* checkpointsOf(projection(name, 1)), [Event.start, Event.start])
       assert.deepStrictEqual(yield* checkpointsOf(projection(name, 2)), [Event.start, Event.start])
+      assert.deepStrictEqual(yield* liveOf(projection(name, 1)), [false, false], "marked live with a forged lease")
+      assert.deepStrictEqual(yield* liveOf(projection(name, 2)), [false, false], "marked live with a forged lease")
       yield* commit(a, Event.start, checkpoint(9, 9))
     })
   )
@@ -403,6 +406,41 @@ const expiry: ReadonlyArray<Check> = [
       yield* s.renew(renewed!.lease, longTtl)
       yield* commit(renewed!, Event.start, checkpoint(2, 2))
       yield* commit(committed!, checkpoint(1, 1), checkpoint(3, 3))
+    })
+  ),
+  check(
+    "lease expiry",
+    "a lease that expired but was not taken over still renews, commits and marks live; a take-over then fences it off",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 2)
+      const [renewing, committing] = yield* Effect.all(range(2).map((p) => mustClaim(id, p, "A", shortTtl)))
+      yield* pastShortTtl
+
+      // both leases expired, nobody claimed: A still holds them, and renewing or committing extends them
+      yield* s.renew(renewing!.lease, shortTtl)
+      yield* assertUnclaimable(id, 0, "B")
+      yield* commit(committing!, Event.start, checkpoint(1, 1), shortTtl)
+      yield* assertUnclaimable(id, 1, "B")
+      yield* s.markLive(committing!.lease, checkpoint(1, 1))
+      assert.deepStrictEqual(yield* checkpointsOf(id), [Event.start, checkpoint(1, 1)])
+      assert.deepStrictEqual(yield* liveOf(id), [false, true])
+      assert.deepStrictEqual(yield* ownersOf(id), ["A", "A"])
+
+      // expired again, and now taken over: A is fenced off
+      yield* pastShortTtl
+      const [b0, b1] = yield* Effect.all(range(2).map((p) => mustClaim(id, p, "B")))
+      assert.deepStrictEqual(b1!.checkpoint, checkpoint(1, 1))
+      const stored = [Event.start, checkpoint(1, 1)]
+      for (const [p, a] of [renewing!, committing!].entries()) {
+        yield* refused(s.renew(a.lease, longTtl), "LeaseLost", `renew of taken-over partition ${p}`)
+        yield* refused(commit(a, stored[p]!, checkpoint(2, 2)), "LeaseLost", `commit of taken-over partition ${p}`)
+      }
+      assert.deepStrictEqual(yield* checkpointsOf(id), stored)
+      assert.deepStrictEqual(yield* ownersOf(id), ["B", "B"])
+      yield* commit(b0!, Event.start, checkpoint(3, 3))
+      yield* commit(b1!, checkpoint(1, 1), checkpoint(4, 4))
     })
   )
 ]
@@ -477,6 +515,13 @@ const release: ReadonlyArray<Check> = [
       yield* commit(a, Event.start, checkpoint(1, 1))
       yield* s.release(a.lease)
       assert.deepStrictEqual(yield* ownersOf(id), [null])
+      // fenced off at once, before anyone claims
+      yield* refused(s.renew(a.lease, longTtl), "LeaseLost", "renew of a released lease")
+      yield* refused(commit(a, checkpoint(1, 1), checkpoint(2, 2)), "LeaseLost", "commit of a released lease")
+      yield* s.markLive(a.lease, checkpoint(1, 1))
+      assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(1, 1)])
+      assert.deepStrictEqual(yield* liveOf(id), [false], "a released lease marked live")
+      assert.deepStrictEqual(yield* ownersOf(id), [null])
       const b = yield* mustClaim(id, 0, "B")
       assert.deepStrictEqual(b.checkpoint, checkpoint(1, 1))
       assert.isAbove(b.lease.token, a.lease.token)
@@ -526,12 +571,55 @@ const reset: ReadonlyArray<Check> = [
       const id = projection(yield* uniqueName)
       yield* s.register(id, 3)
       const a = yield* mustClaim(id, 1, "A")
-      yield* s.markLive(a.lease)
-      yield* s.markLive(a.lease)
-      assert.deepStrictEqual(
-        (yield* s.partitions(id)).map((p) => p.live),
-        [false, true, false]
-      )
+      yield* s.markLive(a.lease, Event.start)
+      yield* s.markLive(a.lease, Event.start)
+      assert.deepStrictEqual(yield* liveOf(id), [false, true, false])
+    })
+  ),
+  check(
+    "reset",
+    "markLive does nothing unless the stored checkpoint is the one given (no reset since)",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 2)
+      const a0 = yield* mustClaim(id, 0, "A")
+      const a1 = yield* mustClaim(id, 1, "A")
+      yield* commit(a0, Event.start, checkpoint(5, 5))
+      for (const at of [Event.start, checkpoint(4, 4), checkpoint(5, 4), checkpoint(5, 6), checkpoint(6, 5)]) {
+        yield* s.markLive(a0.lease, at)
+      }
+      yield* s.markLive(a1.lease, checkpoint(5, 5))
+      assert.deepStrictEqual(yield* liveOf(id), [false, false], "marked live at a checkpoint not stored")
+
+      // a rebuild resets the partition between the holder's catching up and its markLive
+      yield* s.reset(id)
+      yield* s.markLive(a0.lease, checkpoint(5, 5))
+      assert.deepStrictEqual(yield* liveOf(id), [false, false], "marked live at the checkpoint before a reset")
+      yield* s.markLive(a0.lease, Event.start)
+      assert.deepStrictEqual(yield* liveOf(id), [true, false])
+    })
+  ),
+  check(
+    "reset",
+    "a lease that was taken over, superseded or released cannot mark live",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 3)
+      // partition 0: taken over after expiry; partition 1: superseded by its owner's re-claim; 2: released
+      const a = yield* mustClaim(id, 0, "A", shortTtl)
+      const old = yield* mustClaim(id, 1, "A")
+      const current = yield* mustClaim(id, 1, "A")
+      const released = yield* mustClaim(id, 2, "A")
+      yield* s.release(released.lease)
+      yield* pastShortTtl
+      const b = yield* mustClaim(id, 0, "B")
+      for (const stale of [a, old, released]) yield* s.markLive(stale.lease, Event.start)
+      assert.deepStrictEqual(yield* liveOf(id), [false, false, false], "a lost lease marked live")
+      yield* s.markLive(b.lease, Event.start)
+      yield* s.markLive(current.lease, Event.start)
+      assert.deepStrictEqual(yield* liveOf(id), [true, true, false])
     })
   ),
   check(
@@ -547,18 +635,15 @@ const reset: ReadonlyArray<Check> = [
       const leases = yield* Effect.all(range(3).map((p) => mustClaim(id, p, "A")))
       yield* commit(leases[0]!, Event.start, checkpoint(5, 5))
       yield* commit(leases[1]!, Event.start, checkpoint(7, 9))
-      yield* s.markLive(leases[0]!.lease)
-      yield* s.markLive(leases[2]!.lease)
+      yield* s.markLive(leases[0]!.lease, checkpoint(5, 5))
+      yield* s.markLive(leases[2]!.lease, Event.start)
       for (const p of [otherVersion, otherName]) {
         const other = yield* mustClaim(p, 0, "A")
         yield* commit(other, Event.start, checkpoint(4, 4))
-        yield* s.markLive(other.lease)
+        yield* s.markLive(other.lease, checkpoint(4, 4))
       }
       assert.deepStrictEqual(yield* checkpointsOf(id), [checkpoint(5, 5), checkpoint(7, 9), Event.start])
-      assert.deepStrictEqual(
-        (yield* s.partitions(id)).map((p) => p.live),
-        [true, false, true]
-      )
+      assert.deepStrictEqual(yield* liveOf(id), [true, false, true])
 
       yield* s.reset(id)
       const partitions = yield* s.partitions(id)
@@ -580,6 +665,31 @@ const reset: ReadonlyArray<Check> = [
       yield* refused(commit(leases[0]!, checkpoint(5, 5), checkpoint(6, 6)), "CheckpointConflict", "commit past reset")
       yield* commit(leases[0]!, Event.start, checkpoint(1, 1))
       yield* assertUnclaimable(id, 1, "B")
+    })
+  ),
+  check(
+    "reset",
+    "reset drops the dead letters of its projection version only; later ones are kept",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      const id = projection(name, 1)
+      const otherVersion = projection(name, 2)
+      const otherName = projection(`${name}_other`, 1)
+      for (const p of [id, otherVersion, otherName]) yield* s.register(p, 2)
+      const dropped = yield* deadLetter(id, 0, 1)
+      const keptVersion = yield* deadLetter(otherVersion, 0, 2)
+      const droppedToo = yield* deadLetter(id, 1, 3)
+      const keptName = yield* deadLetter(otherName, 0, 4)
+      for (const letter of [dropped, keptVersion, droppedToo, keptName]) yield* s.deadLetter(letter)
+      yield* assertDeadLetters(name, [dropped, keptVersion, droppedToo])
+
+      yield* s.reset(id)
+      yield* assertDeadLetters(name, [keptVersion])
+      yield* assertDeadLetters(otherName.name, [keptName])
+      const later = yield* deadLetter(id, 1, 5)
+      yield* s.deadLetter(later)
+      yield* assertDeadLetters(name, [keptVersion, later])
     })
   )
 ]
