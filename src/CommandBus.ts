@@ -1,0 +1,461 @@
+/**
+ * The command bus: typed commands routed to their handlers, through a middleware chain, synchronously
+ * (`dispatch`) or through a bounded queue served by worker fibers (`send`).
+ *
+ * Commands are `Schema.TaggedRequest` classes: each declares its payload, its success and its failure
+ * (domain errors) as Schemas, so a dispatch is typed end to end and can cross a process boundary (see
+ * `nats/NatsCommandTransport`). Handlers are registered per {@link group} of commands with
+ * `group.toLayer(handlers)`; {@link layer} builds the bus from groups, refusing duplicate and missing
+ * handlers when the Layer is built.
+ *
+ * Guarantees:
+ * - **Validation at the boundary**: a command is re-encoded and decoded by its Schema (refinements,
+ *   excess properties, size) before anything runs; bad input fails with {@link CommandValidationError}
+ *   and reaches no handler.
+ * - **Domain errors are final**: a failure matching the command's failure schema is returned as is and
+ *   never retried. Any other failure (store unavailable, a conflict that outlasted the aggregate's own
+ *   retries...) is retried by the command's `Schedule`, then reported as {@link CommandUnavailable}.
+ * - **Idempotency**: each command gets a command id (the caller's, from `Aggregate.CommandContext`, or a
+ *   new one) kept across the bus's retries, so the aggregate's command dedup makes a retry safe.
+ * - **Queued commands complete visibly**: every `send` ends in its result, its failure, or
+ *   {@link CommandCancelled} when the bus shuts down with `onShutdown: "cancel"`.
+ *
+ * **Gotchas**: middleware sees every command as `Command` and may fail with the bus's own errors only;
+ * defects in handlers are defects unless the `recoverDefects` middleware turns them into
+ * {@link CommandDefect}.
+ */
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Aggregate from "./Aggregate.js"
+import * as Uuid from "./internal/uuid.js"
+
+// ---------------------------------------------------------------------------------------------------
+// commands
+// ---------------------------------------------------------------------------------------------------
+
+/** A command: an instance of a `Schema.TaggedRequest` class. */
+export type Command = Schema.TaggedRequest.All
+
+/** What a command succeeds with. */
+export type Success<C> = Schema.WithResult.Success<C>
+
+/** The command's domain errors. */
+export type Failure<C> = Schema.WithResult.Failure<C>
+
+/** A command class (a `Schema.TaggedRequest`): a Schema of commands, with its success and failure Schemas. */
+export interface CommandClass extends Schema.Schema.AnyNoContext {
+  readonly _tag: string
+  readonly success: Schema.Schema.Any
+  readonly failure: Schema.Schema.All
+}
+
+// ---------------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------------
+
+/** The command was refused before reaching its handler; nothing ran. */
+export class CommandValidationError extends Schema.TaggedError<CommandValidationError>()("CommandValidationError", {
+  commandTag: Schema.String,
+  reason: Schema.Literal("InvalidCommand", "TooLarge", "UnknownCommand"),
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Command ${this.commandTag} refused (${this.reason}): ${this.detail}`
+  }
+}
+
+/** The principal lacks a role the command requires. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  commandTag: Schema.String,
+  principal: Schema.optional(Schema.String),
+  required: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `${this.principal ?? "An anonymous caller"} may not ${this.commandTag} (needs ${this.required.join(", ")})`
+  }
+}
+
+/** The command did not complete in time; it may still complete (retry it with the same command id). */
+export class CommandTimeout extends Schema.TaggedError<CommandTimeout>()("CommandTimeout", {
+  commandTag: Schema.String,
+  timeoutMillis: Schema.Number
+}) {
+  override get message() {
+    return `Command ${this.commandTag} timed out after ${this.timeoutMillis} ms`
+  }
+}
+
+/** The handler died (a bug); reported by the `recoverDefects` middleware. */
+export class CommandDefect extends Schema.TaggedError<CommandDefect>()("CommandDefect", {
+  commandTag: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Command ${this.commandTag} failed unexpectedly: ${this.detail}`
+  }
+}
+
+/** An infrastructure failure that outlasted the command's retries; retry later with the same command id. */
+export class CommandUnavailable extends Schema.TaggedError<CommandUnavailable>()("CommandUnavailable", {
+  commandTag: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Command ${this.commandTag} could not be handled: ${this.detail}`
+  }
+}
+
+/** `send` found the queue full (with `whenFull: "fail"`), or the bus is shutting down. */
+export class BusOverloaded extends Schema.TaggedError<BusOverloaded>()("BusOverloaded", {
+  commandTag: Schema.String
+}) {
+  override get message() {
+    return `The command bus cannot take ${this.commandTag} now`
+  }
+}
+
+/** A queued command was dropped unhandled because the bus shut down (`onShutdown: "cancel"`). */
+export class CommandCancelled extends Schema.TaggedError<CommandCancelled>()("CommandCancelled", {
+  commandTag: Schema.String
+}) {
+  override get message() {
+    return `Command ${this.commandTag} was cancelled: the bus shut down`
+  }
+}
+
+/** A remote bus could not be reached or answered nonsense (see `NatsCommandTransport`). */
+export class CommandTransportError extends Schema.TaggedError<CommandTransportError>()("CommandTransportError", {
+  commandTag: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Command ${this.commandTag} could not be delivered: ${this.detail}`
+  }
+}
+
+/** Every error the bus itself may fail a command with (beside the command's domain errors). */
+export const CommandBusError = Schema.Union(
+  CommandValidationError,
+  Unauthorized,
+  CommandTimeout,
+  CommandDefect,
+  CommandUnavailable,
+  BusOverloaded,
+  CommandCancelled,
+  CommandTransportError
+)
+export type CommandBusError = typeof CommandBusError.Type
+
+/** The bus is wired wrong: a command with two handlers, a group with a missing handler... */
+export class CommandBusConfigError extends Schema.TaggedError<CommandBusConfigError>()("CommandBusConfigError", {
+  problems: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `Invalid command bus: ${this.problems.join("; ")}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// groups and handlers
+// ---------------------------------------------------------------------------------------------------
+
+/** The handler of one command of a group: typed by the command's success; fails with anything. */
+export type Handler<C extends Command, R> = (command: C) => Effect.Effect<Success<C>, unknown, R>
+
+/** One handler per command of the union `C`, by tag. */
+export type Handlers<C extends Command, R> = {
+  readonly [Tag in C["_tag"]]: Handler<Extract<C, { readonly _tag: Tag }>, R>
+}
+
+/** A registered handler, with its requirements already provided. */
+export interface Route {
+  readonly command: CommandClass
+  readonly handle: (command: Command) => Effect.Effect<unknown, unknown>
+}
+
+/** The service a group's `toLayer` provides: its routes. */
+export interface GroupHandlers<C extends Command> {
+  readonly _: (_: C) => C
+}
+
+/** A set of commands whose handlers are registered together (an aggregate's commands, say). */
+export interface Group<C extends Command> {
+  readonly commands: ReadonlyArray<CommandClass>
+  readonly tag: Context.Tag<GroupHandlers<C>, ReadonlyArray<Route>>
+  /** The group's handlers as a Layer; a missing or unknown handler fails the Layer. */
+  readonly toLayer: <R>(
+    handlers: Handlers<C, R>
+  ) => Layer.Layer<GroupHandlers<C>, CommandBusConfigError, Exclude<R, import("effect/Scope").Scope>>
+}
+
+/** Groups commands (Schema.TaggedRequest classes) to register their handlers in one call. */
+export const group = <const Classes extends ReadonlyArray<CommandClass>>(
+  ...commands: Classes
+): Group<Schema.Schema.Type<Classes[number]>> => {
+  type C = Schema.Schema.Type<Classes[number]>
+  const tags = commands.map((c) => c._tag)
+  const tag = Context.GenericTag<GroupHandlers<C>, ReadonlyArray<Route>>(
+    `effect-eventsourcing/CommandBus/Group/${[...tags].sort().join(",")}`
+  )
+  return {
+    commands,
+    tag,
+    toLayer: <R>(handlers: Handlers<C, R>) =>
+      Layer.scoped(
+        tag,
+        Effect.gen(function* () {
+          const given = Object.keys(handlers)
+          const problems = [
+            ...tags
+              .filter((t) => typeof (handlers as Record<string, unknown>)[t] !== "function")
+              .map((t) => `no handler for ${t}`),
+            ...given.filter((t) => !tags.includes(t)).map((t) => `a handler for ${t}, which is not in the group`),
+            ...tags.filter((t, i) => tags.indexOf(t) !== i).map((t) => `${t} twice in the group`)
+          ]
+          if (problems.length > 0) return yield* new CommandBusConfigError({ problems })
+          const context = yield* Effect.context<R>()
+          return commands.map((command): Route => ({
+            command: command as CommandClass,
+            handle: (c) =>
+              Effect.provide(
+                (handlers as Record<string, (c: Command) => Effect.Effect<unknown, unknown, R>>)[command._tag]!(c),
+                context
+              )
+          }))
+        })
+      ) as never
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// middleware
+// ---------------------------------------------------------------------------------------------------
+
+/** What middleware knows of the command being dispatched. */
+export interface CommandInfo {
+  readonly tag: string
+  /** The command id: the caller's (`Aggregate.CommandContext`), or one given by the bus. */
+  readonly commandId: string
+  /** The command context's metadata (principal, correlation id...), with the command id. */
+  readonly metadata: Aggregate.CommandContext["Type"]
+}
+
+/**
+ * A step around every dispatch: `wrap` runs `next` (the rest of the chain and the handler) or not. The
+ * first middleware of the list is the outermost.
+ */
+export interface Middleware<R = never> {
+  readonly name: string
+  readonly wrap: (
+    command: Command,
+    info: CommandInfo,
+    next: Effect.Effect<unknown, unknown>
+  ) => Effect.Effect<unknown, unknown, R>
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the bus
+// ---------------------------------------------------------------------------------------------------
+
+/** The command bus service. */
+export class CommandBus extends Context.Tag("effect-eventsourcing/CommandBus")<
+  CommandBus,
+  {
+    /** Validates, runs the middleware and the handler, and returns the command's result. */
+    readonly dispatch: <C extends Command>(command: C) => Effect.Effect<Success<C>, Failure<C> | CommandBusError>
+    /**
+     * Queues the command for the bus's workers; the outer Effect waits for room (or fails, see
+     * `SendOptions`), the inner one for the result.
+     */
+    readonly send: <C extends Command>(
+      command: C
+    ) => Effect.Effect<Effect.Effect<Success<C>, Failure<C> | CommandBusError>, CommandBusError>
+    /** The commands this bus handles (for transports). */
+    readonly commands: ReadonlyArray<CommandClass>
+  }
+>() {}
+
+/** Options of `send`'s queue. */
+export interface SendOptions {
+  /** Commands waiting at most; default 1,000. */
+  readonly capacity?: number
+  /** Worker fibers; default 8. */
+  readonly workers?: number
+  /** A full queue makes `send` wait (default) or fail with {@link BusOverloaded}. */
+  readonly whenFull?: "wait" | "fail"
+  /** At shutdown, handle what is queued (default) or cancel it with {@link CommandCancelled}. */
+  readonly onShutdown?: "drain" | "cancel"
+}
+
+/** Options of {@link layer}. */
+export interface Options<Groups extends ReadonlyArray<Group<any>>, R> {
+  readonly groups: Groups
+  /** Outermost first. */
+  readonly middleware?: ReadonlyArray<Middleware<R>>
+  /** Retries of non-domain failures; default 3, exponential from 50 ms, jittered. By command tag too. */
+  readonly retry?: Schedule.Schedule<unknown, unknown> | ((tag: string) => Schedule.Schedule<unknown, unknown>)
+  readonly send?: SendOptions
+  /** Largest encoded command (JSON), in bytes; default 1 MiB. */
+  readonly maxCommandBytes?: number
+}
+
+/** What a list of groups requires: each one's handlers. */
+type HandlersOf<G> = G extends Group<infer C> ? GroupHandlers<C> : never
+
+const defaultRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
+
+/** Builds the bus from its groups' handlers; duplicate commands fail the Layer. */
+export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>(
+  options: Options<Groups, R>
+): Layer.Layer<CommandBus, CommandBusConfigError, HandlersOf<Groups[number]> | R> =>
+  Layer.scoped(
+    CommandBus,
+    Effect.gen(function* () {
+      const routes = new Map<string, Route>()
+      const problems: Array<string> = []
+      for (const g of options.groups) {
+        for (const route of yield* g.tag) {
+          if (routes.has(route.command._tag)) problems.push(`${route.command._tag} is handled twice`)
+          routes.set(route.command._tag, route)
+        }
+      }
+      if (problems.length > 0) return yield* new CommandBusConfigError({ problems })
+      const context = yield* Effect.context<R>()
+      const middleware = options.middleware ?? []
+      const retryOf = (tag: string) =>
+        options.retry === undefined
+          ? defaultRetry
+          : typeof options.retry === "function"
+            ? options.retry(tag)
+            : options.retry
+      const maxBytes = options.maxCommandBytes ?? 1024 * 1024
+
+      const dispatch = <C extends Command>(command: C): Effect.Effect<Success<C>, Failure<C> | CommandBusError> =>
+        Effect.gen(function* () {
+          const tag = typeof command?._tag === "string" ? command._tag : "(untagged)"
+          const route = routes.get(tag)
+          if (route === undefined) {
+            return yield* new CommandValidationError({
+              commandTag: tag,
+              reason: "UnknownCommand",
+              detail: "no handler is registered for this command"
+            })
+          }
+          const valid = yield* validate(route.command, command, maxBytes)
+          const context0 = yield* Aggregate.CommandContext
+          const commandId = context0.commandId ?? (yield* Uuid.v7)
+          const metadata = { ...context0, commandId, correlationId: context0.correlationId ?? commandId }
+          const info: CommandInfo = { tag, commandId, metadata }
+          const isDomain = Schema.is(route.command.failure as Schema.Schema.Any)
+          const core = route.handle(valid).pipe(
+            Effect.retry({ schedule: retryOf(tag), while: (error) => !isDomain(error) }),
+            Effect.catchIf(
+              (error) => !isDomain(error),
+              (error) => Effect.fail(new CommandUnavailable({ commandTag: tag, detail: describe(error) }))
+            ),
+            Aggregate.withCommandContext(metadata)
+          )
+          const chain = middleware.reduceRight<Effect.Effect<unknown, unknown>>(
+            (next, m) => Effect.provide(m.wrap(valid, info, next), context),
+            core
+          )
+          return (yield* chain) as Success<C>
+        }) as Effect.Effect<Success<C>, Failure<C> | CommandBusError>
+
+      const send = yield* makeSend(dispatch, options.send ?? {})
+      return CommandBus.of({ dispatch, send, commands: [...routes.values()].map((r) => r.command) })
+    })
+  ) as Layer.Layer<CommandBus, CommandBusConfigError, HandlersOf<Groups[number]> | R>
+
+/** The command as its Schema sees it: re-encoded and decoded, excess properties refused, size bounded. */
+const validate = (schema: CommandClass, command: Command, maxBytes: number) =>
+  Effect.gen(function* () {
+    const refuse = (reason: CommandValidationError["reason"], detail: string) =>
+      new CommandValidationError({ commandTag: schema._tag, reason, detail })
+    const encoded = Schema.encodeUnknownEither(schema, { onExcessProperty: "error" })(command)
+    if (Either.isLeft(encoded))
+      return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(encoded.left))
+    const json = JSON.stringify(encoded.right)
+    if (Buffer.byteLength(json) > maxBytes) {
+      return yield* refuse("TooLarge", `${Buffer.byteLength(json)} bytes encoded, the limit is ${maxBytes}`)
+    }
+    const decoded = Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(encoded.right)
+    if (Either.isLeft(decoded))
+      return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+    return decoded.right
+  })
+
+const describe = (error: unknown): string =>
+  typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
+    ? `${(error as { _tag?: string })._tag ?? "Error"}: ${error.message}`
+    : String(error)
+
+// ---------------------------------------------------------------------------------------------------
+// send
+// ---------------------------------------------------------------------------------------------------
+
+interface Job {
+  readonly command: Command
+  readonly metadata: Aggregate.CommandContext["Type"]
+  readonly done: Deferred.Deferred<unknown, unknown>
+}
+
+const makeSend = (dispatch: (command: Command) => Effect.Effect<unknown, unknown>, options: SendOptions) =>
+  Effect.gen(function* () {
+    const capacity = Math.max(1, options.capacity ?? 1000)
+    const failWhenFull = options.whenFull === "fail"
+    // a dropping queue refuses when full (fail fast); a bounded one makes the sender wait
+    const queue = yield* failWhenFull ? Queue.dropping<Job>(capacity) : Queue.bounded<Job>(capacity)
+    const accepting = yield* Ref.make(true)
+    const running = yield* Ref.make(0)
+    const cancel = (job: Job) => Deferred.fail(job.done, new CommandCancelled({ commandTag: job.command._tag }))
+    const run = (job: Job) =>
+      dispatch(job.command).pipe(
+        Aggregate.withCommandContext(job.metadata),
+        Effect.exit,
+        Effect.flatMap((exit) => Deferred.done(job.done, exit)),
+        Effect.onInterrupt(() => cancel(job)),
+        Effect.ensuring(Ref.update(running, (n) => n - 1))
+      )
+    // taking a job and counting it as running is one step, so a drain never sees it in neither place
+    const worker = Effect.uninterruptibleMask((restore) =>
+      Effect.tap(restore(Queue.take(queue)), () => Ref.update(running, (n) => n + 1))
+    ).pipe(Effect.flatMap(run), Effect.forever)
+    yield* Effect.forkScoped(
+      Effect.all(
+        Array.from({ length: Math.max(1, options.workers ?? 8) }, () => worker),
+        { concurrency: "unbounded", discard: true }
+      )
+    )
+    // runs before the workers are interrupted (finalizers run in reverse order)
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        yield* Ref.set(accepting, false)
+        if (options.onShutdown !== "cancel") {
+          const idle = Effect.map(Effect.zip(Queue.size(queue), Ref.get(running)), ([size, n]) => size <= 0 && n === 0)
+          yield* Effect.repeat(idle, { until: (done) => done, schedule: Schedule.spaced(Duration.millis(5)) })
+        }
+        yield* Effect.forEach(yield* Queue.takeAll(queue), cancel, { discard: true })
+      })
+    )
+    return <C extends Command>(
+      command: C
+    ): Effect.Effect<Effect.Effect<Success<C>, Failure<C> | CommandBusError>, CommandBusError> =>
+      Effect.gen(function* () {
+        const tag = typeof command?._tag === "string" ? command._tag : "(untagged)"
+        if (!(yield* Ref.get(accepting))) return yield* new BusOverloaded({ commandTag: tag })
+        const done = yield* Deferred.make<unknown, unknown>()
+        const job: Job = { command, metadata: yield* Aggregate.CommandContext, done }
+        if (!(yield* Queue.offer(queue, job))) return yield* new BusOverloaded({ commandTag: tag })
+        return Deferred.await(done) as Effect.Effect<Success<C>, Failure<C> | CommandBusError>
+      })
+  })
