@@ -6,6 +6,10 @@ export default defineConfig({
     // examples import the package by name, as users do
     alias: [
       {
+        find: /^effect-eventsourcing\/nats$/,
+        replacement: fileURLToPath(new URL("./src/nats/index.ts", import.meta.url))
+      },
+      {
         find: /^effect-eventsourcing\/sql$/,
         replacement: fileURLToPath(new URL("./src/sql/index.ts", import.meta.url))
       },

@@ -337,7 +337,7 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
           : typeof options.retry === "function"
             ? options.retry(tag)
             : options.retry
-      const maxBytes = options.maxCommandBytes ?? 1024 * 1024
+      const maxBytes = options.maxCommandBytes ?? defaultMaxCommandBytes
 
       const dispatch = <C extends Command>(command: C): Effect.Effect<Success<C>, Failure<C> | CommandBusError> =>
         Effect.gen(function* () {
@@ -350,7 +350,7 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
               detail: "no handler is registered for this command"
             })
           }
-          const valid = yield* validate(route.command, command, maxBytes)
+          const valid = (yield* validateCommand(route.command, command, maxBytes)).command
           const context0 = yield* Aggregate.CommandContext
           const commandId = context0.commandId ?? (yield* Uuid.v7)
           const metadata = { ...context0, commandId, correlationId: context0.correlationId ?? commandId }
@@ -376,8 +376,15 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
     })
   ) as Layer.Layer<CommandBus, CommandBusConfigError, HandlersOf<Groups[number]> | R>
 
-/** The command as its Schema sees it: re-encoded and decoded, excess properties refused, size bounded. */
-const validate = (schema: CommandClass, command: Command, maxBytes: number) =>
+/**
+ * The command as its Schema sees it, and its encoded form: re-encoded and decoded, excess properties
+ * refused, size bounded. For transports: the bus runs it on every dispatch.
+ */
+export const validateCommand = (
+  schema: CommandClass,
+  command: unknown,
+  maxBytes: number
+): Effect.Effect<{ readonly command: Command; readonly encoded: unknown }, CommandValidationError> =>
   Effect.gen(function* () {
     const refuse = (reason: CommandValidationError["reason"], detail: string) =>
       new CommandValidationError({ commandTag: schema._tag, reason, detail })
@@ -391,8 +398,11 @@ const validate = (schema: CommandClass, command: Command, maxBytes: number) =>
     const decoded = Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(encoded.right)
     if (Either.isLeft(decoded))
       return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
-    return decoded.right
+    return { command: decoded.right as Command, encoded: encoded.right }
   })
+
+/** Largest encoded command by default: 1 MiB. */
+export const defaultMaxCommandBytes = 1024 * 1024
 
 const describe = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"

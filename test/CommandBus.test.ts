@@ -7,77 +7,25 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import {
-  Account,
-  AccountAlreadyOpen,
-  AccountNotOpen,
-  BalanceNotZero,
-  InsufficientFunds
-} from "../examples/bank/Account.js"
+import { AccountAlreadyOpen } from "../examples/bank/Account.js"
 import * as Aggregate from "../src/Aggregate.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as CommandMiddleware from "../src/CommandMiddleware.js"
 import * as EventStore from "../src/EventStore.js"
+import {
+  accountHandlers,
+  Accounts,
+  type CloseAccount,
+  Deposit,
+  OpenAccount,
+  Probe,
+  probeHandlers,
+  Probes,
+  Withdraw
+} from "./support/commands.js"
 import { uniqueCategory } from "./support/ids.js"
-
-// ---------------------------------------------------------------------------------------------------
-// commands of the bank's accounts, as Schema.TaggedRequests
-// ---------------------------------------------------------------------------------------------------
-
-const AccountId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9]{1,64}$/))
-const Handled = Schema.Struct({ version: Schema.Number })
-
-class OpenAccount extends Schema.TaggedRequest<OpenAccount>()("OpenAccount", {
-  failure: AccountAlreadyOpen,
-  success: Handled,
-  payload: { accountId: AccountId, owner: Schema.NonEmptyTrimmedString.pipe(Schema.maxLength(100)) }
-}) {}
-
-class Deposit extends Schema.TaggedRequest<Deposit>()("Deposit", {
-  failure: AccountNotOpen,
-  success: Handled,
-  payload: { accountId: AccountId, amount: Schema.Positive }
-}) {}
-
-class Withdraw extends Schema.TaggedRequest<Withdraw>()("Withdraw", {
-  failure: Schema.Union(AccountNotOpen, InsufficientFunds),
-  success: Handled,
-  payload: { accountId: AccountId, amount: Schema.Positive }
-}) {}
-
-class CloseAccount extends Schema.TaggedRequest<CloseAccount>()("CloseAccount", {
-  failure: Schema.Union(AccountNotOpen, BalanceNotZero),
-  success: Handled,
-  payload: { accountId: AccountId }
-}) {}
-
-/** A command with a handler under the test's control. */
-class Probe extends Schema.TaggedRequest<Probe>()("Probe", {
-  failure: Schema.Never,
-  success: Schema.String,
-  payload: { n: Schema.Number }
-}) {}
-
-const Accounts = CommandBus.group(OpenAccount, Deposit, Withdraw, CloseAccount)
-const Probes = CommandBus.group(Probe)
-
-const handle = Aggregate.handler(Account)
-const version = Effect.map((r: { readonly version: number }) => ({ version: r.version }))
-
-/** The account commands, registered in one call; the account id is the aggregate id. */
-const accountHandlers = (category: string) =>
-  Accounts.toLayer({
-    OpenAccount: (c) => version(handle(`${category}${c.accountId}`, { _tag: "OpenAccount", owner: c.owner })),
-    Deposit: (c) => version(handle(`${category}${c.accountId}`, { _tag: "Deposit", amount: c.amount })),
-    Withdraw: (c) => version(handle(`${category}${c.accountId}`, { _tag: "Withdraw", amount: c.amount })),
-    CloseAccount: (c) => version(handle(`${category}${c.accountId}`, { _tag: "CloseAccount" }))
-  })
-
-const probeHandlers = (probe: (n: number) => Effect.Effect<string, unknown>) =>
-  Probes.toLayer({ Probe: (c) => probe(c.n) })
 
 const busWith = (
   probe: (n: number) => Effect.Effect<string, unknown>,

@@ -1,0 +1,238 @@
+/**
+ * The command bus across processes, over NATS request-reply.
+ *
+ * - {@link serve}: serves a process's `CommandBus` on one subject per command tag,
+ *   `<prefix>.<Tag>`, in a queue group, so several instances share the load (each request goes to one).
+ * - {@link layerClient}: a `CommandBus` whose `dispatch` sends the command to whichever instance serves
+ *   it and returns its result: the same typed signature as the local bus.
+ *
+ * Wire format (JSON): the request is `{ command, metadata }` (the command encoded by its Schema, and the
+ * caller's command context: command id, correlation id, principal...); the reply is the encoded `Exit`
+ * of the dispatch, whose failures are the command's domain errors or the bus's own errors, so both
+ * come back typed. A reply that does not decode is a `CommandTransportError`.
+ *
+ * **Gotchas**: the server trusts the metadata it receives (the principal and roles that authorization
+ * checks): secure the subjects with NATS permissions. A timed-out command may still complete on the
+ * server; retrying it with the same command id is safe (the aggregate dedups it). The client fails fast
+ * with `CommandTransportError` while disconnected instead of waiting for its timeout.
+ */
+import { errors as NatsErrors, type Msg } from "@nats-io/transport-node"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as Aggregate from "../Aggregate.js"
+import {
+  type Command,
+  CommandBus,
+  CommandBusConfigError,
+  CommandBusError,
+  type CommandClass,
+  CommandTimeout,
+  CommandTransportError,
+  CommandValidationError,
+  defaultMaxCommandBytes,
+  type Failure,
+  type Group,
+  type Success,
+  validateCommand
+} from "../CommandBus.js"
+import * as Uuid from "../internal/uuid.js"
+import { Nats } from "./Nats.js"
+
+/** Options shared by both sides. */
+export interface Options {
+  /** Subject prefix; default `"commands"`. Commands travel on `<prefix>.<Tag>`. */
+  readonly subjectPrefix?: string
+}
+
+/** Options of {@link serve}. */
+export interface ServeOptions extends Options {
+  /** Queue group shared by the instances; default `"command-bus"`. */
+  readonly queue?: string
+  /** Requests handled at once by this instance; default 256. */
+  readonly concurrency?: number
+  /** Largest request accepted, in bytes; default 1 MiB. */
+  readonly maxCommandBytes?: number
+}
+
+/** Options of {@link layerClient}. */
+export interface ClientOptions extends Options {
+  /** The commands this client sends, by group. */
+  readonly groups: ReadonlyArray<Group<any>>
+  /** How long to wait for a reply; default 10 seconds. */
+  readonly timeout?: Duration.DurationInput
+}
+
+const Request = Schema.parseJson(
+  Schema.Struct({ command: Schema.Unknown, metadata: Schema.Record({ key: Schema.String, value: Schema.Unknown }) })
+)
+
+/** The reply of one command: its Exit, with domain and bus errors as failures. */
+const replySchema = (command: CommandClass): Schema.Schema<Exit.Exit<unknown, unknown>, string> =>
+  Schema.parseJson(
+    Schema.Exit({
+      success: command.success,
+      failure: Schema.Union(command.failure as Schema.Schema.Any, CommandBusError),
+      defect: Schema.Defect
+    })
+  ) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, string>
+
+const subjectOf = (prefix: string, tag: string) => `${prefix}.${tag}`
+
+const checkSubjects = (prefix: string, tags: ReadonlyArray<string>) => {
+  const token = /^[A-Za-z0-9_-]+$/
+  const problems = [
+    ...prefix
+      .split(".")
+      .filter((t) => !token.test(t))
+      .map((t) => `subject prefix token ${JSON.stringify(t)} is not plain`),
+    ...tags.filter((t) => !token.test(t)).map((t) => `command tag ${JSON.stringify(t)} cannot be a subject token`)
+  ]
+  return problems.length > 0 ? Effect.fail(new CommandBusConfigError({ problems })) : Effect.void
+}
+
+/**
+ * Serves the `CommandBus` in context over NATS until the Layer is released (then it unsubscribes and
+ * lets requests in progress finish their reply).
+ */
+export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBusConfigError, CommandBus | Nats> =>
+  Layer.scopedDiscard(
+    Effect.gen(function* () {
+      const bus = yield* CommandBus
+      const { connection } = yield* Nats
+      const prefix = options.subjectPrefix ?? "commands"
+      yield* checkSubjects(
+        prefix,
+        bus.commands.map((c) => c._tag)
+      )
+      const maxBytes = options.maxCommandBytes ?? defaultMaxCommandBytes
+      const semaphore = yield* Effect.makeSemaphore(Math.max(1, options.concurrency ?? 256))
+      const run = yield* FiberSet.makeRuntime<never>()
+      for (const command of bus.commands) {
+        const reply = Schema.encodeEither(replySchema(command))
+        const answer = (msg: Msg, exit: Exit.Exit<unknown, unknown>) =>
+          Effect.sync(() => {
+            const unencodable = () => reply(Exit.die(`the result of ${command._tag} could not be encoded`))
+            msg.respond(Either.getOrElse(Either.orElse(reply(exit), unencodable), () => ""))
+          })
+        const handle = (msg: Msg) =>
+          Effect.gen(function* () {
+            if (msg.data.length > maxBytes) {
+              return yield* new CommandValidationError({
+                commandTag: command._tag,
+                reason: "TooLarge",
+                detail: `${msg.data.length} bytes, the limit is ${maxBytes}`
+              })
+            }
+            const request = yield* Schema.decodeUnknown(Request)(msg.string()).pipe(
+              Effect.mapError(
+                (error) =>
+                  new CommandValidationError({
+                    commandTag: command._tag,
+                    reason: "InvalidCommand",
+                    detail: error.message
+                  })
+              )
+            )
+            const decoded = yield* Schema.decodeUnknown(command, { onExcessProperty: "error" })(request.command).pipe(
+              Effect.mapError(
+                (error) =>
+                  new CommandValidationError({
+                    commandTag: command._tag,
+                    reason: "InvalidCommand",
+                    detail: error.message
+                  })
+              )
+            )
+            return yield* bus.dispatch(decoded as Command).pipe(Aggregate.withCommandContext(request.metadata))
+          }).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => answer(msg, exit)),
+            semaphore.withPermits(1),
+            Effect.withSpan("CommandBus.serve", {
+              attributes: { "command.tag": command._tag },
+              captureStackTrace: false
+            })
+          )
+        const subscription = connection.subscribe(subjectOf(prefix, command._tag), {
+          queue: options.queue ?? "command-bus",
+          callback: (error, msg) => {
+            if (error === null) run(handle(msg))
+          }
+        })
+        yield* Effect.addFinalizer(() => Effect.sync(() => subscription.unsubscribe()))
+      }
+    })
+  )
+
+/**
+ * A `CommandBus` that sends its commands over NATS to the instances serving them. `send` runs the
+ * dispatch in the background (in the Layer's scope) and returns its result.
+ */
+export const layerClient = (options: ClientOptions): Layer.Layer<CommandBus, CommandBusConfigError, Nats> =>
+  Layer.scoped(
+    CommandBus,
+    Effect.gen(function* () {
+      const nats = yield* Nats
+      const prefix = options.subjectPrefix ?? "commands"
+      const commands = options.groups.flatMap((g) => g.commands)
+      yield* checkSubjects(
+        prefix,
+        commands.map((c) => c._tag)
+      )
+      const routes = new Map(commands.map((c) => [c._tag, { command: c, reply: Schema.decodeEither(replySchema(c)) }]))
+      const timeout = Duration.toMillis(options.timeout ?? "10 seconds")
+      const fibers = yield* FiberSet.make<unknown, unknown>()
+
+      const dispatch = <C extends Command>(command: C): Effect.Effect<Success<C>, Failure<C> | CommandBusError> =>
+        Effect.gen(function* () {
+          const tag = typeof command?._tag === "string" ? command._tag : "(untagged)"
+          const route = routes.get(tag)
+          if (route === undefined) {
+            return yield* new CommandValidationError({
+              commandTag: tag,
+              reason: "UnknownCommand",
+              detail: "this client does not send this command"
+            })
+          }
+          const { encoded } = yield* validateCommand(route.command, command, defaultMaxCommandBytes)
+          const context = yield* Aggregate.CommandContext
+          const metadata = { ...context, commandId: context.commandId ?? (yield* Uuid.v7) }
+          const transportError = (detail: string) => new CommandTransportError({ commandTag: tag, detail })
+          if (!(yield* nats.connected)) return yield* transportError("not connected to NATS")
+          const msg = yield* Effect.tryPromise({
+            try: () =>
+              nats.connection.request(subjectOf(prefix, tag), JSON.stringify({ command: encoded, metadata }), {
+                timeout
+              }),
+            catch: (cause) =>
+              cause instanceof NatsErrors.TimeoutError ||
+              (cause instanceof NatsErrors.RequestError && cause.cause instanceof NatsErrors.TimeoutError)
+                ? new CommandTimeout({ commandTag: tag, timeoutMillis: timeout })
+                : cause instanceof NatsErrors.RequestError && cause.isNoResponders()
+                  ? transportError("no instance serves this command")
+                  : transportError(cause instanceof Error ? cause.message : String(cause))
+          })
+          const exit = route.reply(msg.string())
+          if (Either.isLeft(exit)) return yield* transportError(`undecodable reply: ${exit.left.message}`)
+          return (yield* exit.right) as Success<C>
+        }).pipe(
+          Effect.withSpan("CommandBus.dispatch", {
+            kind: "client",
+            attributes: { "command.tag": command?._tag },
+            captureStackTrace: false
+          })
+        ) as Effect.Effect<Success<C>, Failure<C> | CommandBusError>
+
+      const send = <C extends Command>(command: C) =>
+        Effect.map(FiberSet.run(fibers, dispatch(command)), (fiber) =>
+          Effect.flatten(Effect.exit(fiber.await)).pipe(Effect.flatten)
+        ) as Effect.Effect<Effect.Effect<Success<C>, Failure<C> | CommandBusError>, CommandBusError>
+
+      return CommandBus.of({ dispatch, send, commands })
+    })
+  )
