@@ -17,15 +17,20 @@ import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
+import { settle } from "../support/settle.js"
 import { pgWithSchema } from "../support/sql.js"
 
 const schema = isolatedPrefix(import.meta.url)
 const Live = SqlEventStore.layer({ schema }).pipe(Layer.provideMerge(pgWithSchema(schema)))
 
-/** Polls until `writing` turns false, then once more; returns the event ids seen, in order. */
+/**
+ * Polls until `writing` turns false, then once more after `settled` (when every write is visible);
+ * returns the event ids seen, in order.
+ */
 const poll = (
   writing: Ref.Ref<boolean>,
-  readAfter: (checkpoint: Event.Checkpoint) => Effect.Effect<ReadonlyArray<Event.RecordedEvent>, unknown>
+  readAfter: (checkpoint: Event.Checkpoint) => Effect.Effect<ReadonlyArray<Event.RecordedEvent>, unknown>,
+  settled: Effect.Effect<void, unknown>
 ) =>
   Effect.gen(function* () {
     const seen: Array<string> = []
@@ -40,6 +45,7 @@ const poll = (
       yield* once
       yield* Effect.sleep("2 millis")
     }
+    yield* settled
     yield* once
     return seen
   })
@@ -81,7 +87,8 @@ describe("SqlEventStore global order on PostgreSQL", () => {
               )
             )
 
-          const followers = yield* Effect.all([poll(writing, checkpointed), poll(writing, naive)], {
+          const settled = Effect.provideService(settle, EventStore.EventStore, store)
+          const followers = yield* Effect.all([poll(writing, checkpointed, settled), poll(writing, naive, settled)], {
             concurrency: "unbounded"
           }).pipe(Effect.fork)
 

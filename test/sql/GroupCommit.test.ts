@@ -11,6 +11,7 @@ import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
+import { settle } from "../support/settle.js"
 import { pgWithSchema } from "../support/sql.js"
 
 const schema = isolatedPrefix(import.meta.url)
@@ -39,6 +40,7 @@ describe("SqlEventStore group commit", () => {
         exits.forEach((exit, i) => assert.strictEqual(Exit.isSuccess(exit), i !== 37, `append ${i}`))
         const failure = yield* Effect.flip(exits[37]!)
         assert.strictEqual(failure._tag, "ConcurrencyConflict")
+        yield* settle
         const events = [...(yield* Stream.runCollect(store.readAll({ categories: [category] })))]
         assert.strictEqual(events.length, 99)
         const transactions = new Set(events.map((e) => e.transaction))

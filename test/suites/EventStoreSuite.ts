@@ -19,6 +19,7 @@ import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import { uniqueCategory } from "../support/ids.js"
+import { settle } from "../support/settle.js"
 
 export type Guarantee =
   | "1 atomic append"
@@ -59,8 +60,12 @@ const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Effect.map(Stream.r
 const readStream = (streamId: string, options?: EventStore.ReadStreamOptions) =>
   Effect.flatMap(store, (s) => collect(s.readStream(streamId, options)))
 
+/** The category's events, once everything committed so far is visible. */
 const readCategory = (category: string, options?: EventStore.ReadAllOptions) =>
-  Effect.flatMap(store, (s) => collect(s.readAll({ ...options, categories: [category] })))
+  Effect.zipRight(
+    settle,
+    Effect.flatMap(store, (s) => collect(s.readAll({ ...options, categories: [category] })))
+  )
 
 const append = (streamId: string, events: ReadonlyArray<Event.EventData>, expectedVersion?: Event.ExpectedVersion) =>
   Effect.flatMap(store, (s) =>
@@ -313,6 +318,7 @@ const follow = (category: string, writing: Ref.Ref<boolean>, batchSize: number) 
       yield* poll()
       yield* Effect.sleep("1 millis")
     }
+    yield* settle
     yield* poll()
     return seen
   })
@@ -350,6 +356,7 @@ const globalOrder: ReadonlyArray<Check> = [
       yield* append(`${a}-1`, [...opened, ...deposited])
       yield* append(`${b}-1`, other)
       const s = yield* store
+      yield* settle
       const both = yield* collect(s.readAll({ categories: [a, b], types: ["Opened"], batchSize: 2 }))
       assert.deepStrictEqual(ids(both), ids([...opened, ...other]))
       assert.deepStrictEqual(ids(yield* readCategory(a, { types: ["Deposited"] })), ids(deposited))
@@ -361,12 +368,22 @@ const globalOrder: ReadonlyArray<Check> = [
     "partitions split the log by stream: every event in exactly one partition, in global order",
     Effect.gen(function* () {
       const category = yield* uniqueCategory
-      const streams = range(12).map((i) => `${category}-${i}`)
+      const count = 3
+      // streams until every partition has two
+      const streams: Array<string> = []
+      const perPartition = range(count).map(() => 0)
+      for (let i = 0; perPartition.some((n) => n < 2); i++) {
+        const streamId = `${category}-${i}`
+        const partition = Event.partitionOf(streamId, count)
+        if (perPartition[partition]! < 2) {
+          perPartition[partition]!++
+          streams.push(streamId)
+        }
+      }
       for (const round of range(2)) {
         for (const streamId of streams) yield* append(streamId, yield* newEvents(1 + (round % 2)))
       }
       const all = yield* readCategory(category)
-      const count = 3
       const parts = yield* Effect.forEach(range(count), (index) =>
         readCategory(category, { partition: { count, index }, batchSize: 2 })
       )
@@ -842,7 +859,7 @@ const interleavings = (s: EventStore.EventStore["Type"], ops: ReadonlyArray<Op>)
       { concurrency: "unbounded" }
     )
     const byId = new Map<string, Event.RecordedEvent>()
-    for (const event of yield* collect(s.readAll({ categories: [category] }))) byId.set(event.eventId, event)
+    for (const event of yield* readCategory(category)) byId.set(event.eventId, event)
     let expectedTotal = 0
     for (const [i, exit] of exits.entries()) {
       const op = ops[i]!
@@ -892,7 +909,7 @@ const properties: ReadonlyArray<Check> = [
       yield* Effect.promise(() =>
         FastCheck.assert(
           FastCheck.asyncProperty(FastCheck.array(opArbitrary, { minLength: 1, maxLength: 24 }), (ops) =>
-            Effect.runPromise(interleavings(s, ops))
+            Effect.runPromise(interleavings(s, ops).pipe(Effect.provideService(EventStore.EventStore, s)))
           ),
           { numRuns: 40 }
         )
