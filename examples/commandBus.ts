@@ -1,0 +1,44 @@
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import { Aggregate, CommandBus, CommandMiddleware, EventStore } from "effect-eventsourcing"
+import { Account, AccountAlreadyOpen, AccountNotOpen, InsufficientFunds } from "./bank/Account.js"
+
+// commands are Schema.TaggedRequests: payload, success and domain errors, typed and serializable
+const Handled = Schema.Struct({ version: Schema.Number })
+export class OpenAccount extends Schema.TaggedRequest<OpenAccount>()("OpenAccount", {
+  failure: AccountAlreadyOpen,
+  success: Handled,
+  payload: { accountId: Schema.String, owner: Schema.NonEmptyTrimmedString }
+}) {}
+export class Withdraw extends Schema.TaggedRequest<Withdraw>()("Withdraw", {
+  failure: Schema.Union(AccountNotOpen, InsufficientFunds),
+  success: Handled,
+  payload: { accountId: Schema.String, amount: Schema.Positive }
+}) {}
+
+// one call registers the aggregate's commands; a missing handler fails the Layer
+const handle = Aggregate.handler(Account)
+const version = (result: { readonly version: number }) => ({ version: result.version })
+const AccountCommands = CommandBus.group(OpenAccount, Withdraw)
+const AccountHandlers = AccountCommands.toLayer({
+  OpenAccount: ({ accountId, owner }) => Effect.map(handle(accountId, { _tag: "OpenAccount", owner }), version),
+  Withdraw: ({ accountId, amount }) => Effect.map(handle(accountId, { _tag: "Withdraw", amount }), version)
+})
+
+const Bus = CommandBus.layer({
+  groups: [AccountCommands],
+  middleware: [CommandMiddleware.tracing, CommandMiddleware.recoverDefects, CommandMiddleware.timeout("5 seconds")]
+}).pipe(Layer.provide(AccountHandlers), Layer.provideMerge(EventStore.layerMemory()))
+
+export const program = Effect.gen(function* () {
+  const bus = yield* CommandBus.CommandBus
+  const opened = yield* bus.dispatch(new OpenAccount({ accountId: "7", owner: "Ada" }))
+  // the domain errors are in the type: AccountNotOpen | InsufficientFunds | CommandBus.CommandBusError
+  const refused = yield* Effect.flip(bus.dispatch(new Withdraw({ accountId: "7", amount: 50 })))
+  // bad input is refused at the boundary and reaches no handler
+  const invalid = yield* Effect.flip(bus.dispatch(new Withdraw({ accountId: "7", amount: -1 }, true)))
+  return { version: opened.version, refused: refused._tag, invalid: invalid._tag }
+})
+
+export const main = program.pipe(Effect.provide(Bus))
