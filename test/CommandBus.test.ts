@@ -254,6 +254,28 @@ describe("CommandBus middleware", () => {
     })
   )
 
+  it.live("events appended under the dispatch span carry its trace in their metadata", () =>
+    Effect.gen(function* () {
+      const traceId = yield* Ref.make("")
+      const capture = CommandMiddleware.make("capture", (_c, _i, next) =>
+        Effect.zipRight(
+          Effect.flatMap(Effect.currentSpan, (span) => Ref.set(traceId, span.traceId)),
+          next
+        )
+      )
+      const { bus, category } = yield* busWith(() => Effect.succeed("x"), {
+        middleware: [CommandMiddleware.tracing, capture]
+      })
+      const [event] = yield* Effect.zipRight(
+        dispatch(new OpenAccount({ accountId: "1", owner: "Ada" })),
+        eventsOf(`Account-${category}1`)
+      ).pipe(Effect.provide(bus))
+      const id = yield* Ref.get(traceId)
+      assert.isAbove(id.length, 0)
+      assert.include(String(event!.metadata.traceparent), id)
+    })
+  )
+
   it.live("authorization: the principal's roles from the command context against the command's rule", () =>
     Effect.gen(function* () {
       const { bus } = yield* busWith(() => Effect.succeed("x"), {
