@@ -13,8 +13,10 @@
  *   excess properties, size) before anything runs; bad input fails with {@link CommandValidationError}
  *   and reaches no handler.
  * - **Domain errors are final**: a failure matching the command's failure schema is returned as is and
- *   never retried. Any other failure (store unavailable, a conflict that outlasted the aggregate's own
- *   retries...) is retried by the command's `Schedule`, then reported as {@link CommandUnavailable}.
+ *   never retried. A transient failure (the store unavailable, a conflict that outlasted the aggregate's
+ *   own retries: see `isTransient`) is retried by the command's `Schedule`, then reported as
+ *   {@link CommandUnavailable}. Any other failure (a unique value taken that the command does not
+ *   declare, an undecodable stored event...) is reported at once as {@link CommandFailed}.
  * - **Idempotency**: each command gets a command id (the caller's, from `Aggregate.CommandContext`, or a
  *   new one) kept across the bus's retries, so the aggregate's command dedup makes a retry safe.
  * - **Queued commands complete visibly**: every `send` ends in its result, its failure, or
@@ -28,13 +30,16 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import type * as Tracer from "effect/Tracer"
 import * as Aggregate from "./Aggregate.js"
 import * as Uuid from "./internal/uuid.js"
 
@@ -114,6 +119,18 @@ export class CommandUnavailable extends Schema.TaggedError<CommandUnavailable>()
   }
 }
 
+/** The handler failed with an error the command does not declare, and retrying would not help. */
+export class CommandFailed extends Schema.TaggedError<CommandFailed>()("CommandFailed", {
+  commandTag: Schema.String,
+  /** The `_tag` of the handler's error, if it has one. */
+  errorTag: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Command ${this.commandTag} failed: ${this.detail}`
+  }
+}
+
 /** `send` found the queue full (with `whenFull: "fail"`), or the bus is shutting down. */
 export class BusOverloaded extends Schema.TaggedError<BusOverloaded>()("BusOverloaded", {
   commandTag: Schema.String
@@ -149,6 +166,7 @@ export const CommandBusError = Schema.Union(
   CommandTimeout,
   CommandDefect,
   CommandUnavailable,
+  CommandFailed,
   BusOverloaded,
   CommandCancelled,
   CommandTransportError
@@ -225,9 +243,12 @@ export const group = <const Classes extends ReadonlyArray<CommandClass>>(
           const context = yield* Effect.context<R>()
           return commands.map((command): Route => ({
             command: command as CommandClass,
+            // each call in a scope of its own: resources a handler opens close when it returns
             handle: (c) =>
               Effect.provide(
-                (handlers as Record<string, (c: Command) => Effect.Effect<unknown, unknown, R>>)[command._tag]!(c),
+                Effect.scoped(
+                  (handlers as Record<string, (c: Command) => Effect.Effect<unknown, unknown, R>>)[command._tag]!(c)
+                ),
                 context
               )
           }))
@@ -294,6 +315,8 @@ export interface SendOptions {
   readonly whenFull?: "wait" | "fail"
   /** At shutdown, handle what is queued (default) or cancel it with {@link CommandCancelled}. */
   readonly onShutdown?: "drain" | "cancel"
+  /** How long a drain may take before the rest is cancelled; default 30 seconds. */
+  readonly drainTimeout?: Duration.DurationInput
 }
 
 /** Options of {@link layer}. */
@@ -301,8 +324,10 @@ export interface Options<Groups extends ReadonlyArray<Group<any>>, R> {
   readonly groups: Groups
   /** Outermost first. */
   readonly middleware?: ReadonlyArray<Middleware<R>>
-  /** Retries of non-domain failures; default 3, exponential from 50 ms, jittered. By command tag too. */
+  /** Retries of transient failures; default 3, exponential from 50 ms, jittered. By command tag too. */
   readonly retry?: Schedule.Schedule<unknown, unknown> | ((tag: string) => Schedule.Schedule<unknown, unknown>)
+  /** Which failures are transient (retried); default {@link isTransient}. */
+  readonly isTransient?: (error: unknown) => boolean
   readonly send?: SendOptions
   /** Largest encoded command (JSON), in bytes; default 1 MiB. */
   readonly maxCommandBytes?: number
@@ -338,6 +363,7 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
             ? options.retry(tag)
             : options.retry
       const maxBytes = options.maxCommandBytes ?? defaultMaxCommandBytes
+      const transient = options.isTransient ?? isTransient
 
       const dispatch = <C extends Command>(command: C): Effect.Effect<Success<C>, Failure<C> | CommandBusError> =>
         Effect.gen(function* () {
@@ -357,10 +383,15 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
           const info: CommandInfo = { tag, commandId, metadata }
           const isDomain = Schema.is(route.command.failure as Schema.Schema.Any)
           const core = route.handle(valid).pipe(
-            Effect.retry({ schedule: retryOf(tag), while: (error) => !isDomain(error) }),
+            Effect.retry({ schedule: retryOf(tag), while: (error) => !isDomain(error) && transient(error) }),
             Effect.catchIf(
               (error) => !isDomain(error),
-              (error) => Effect.fail(new CommandUnavailable({ commandTag: tag, detail: describe(error) }))
+              (error) =>
+                Effect.fail(
+                  transient(error)
+                    ? new CommandUnavailable({ commandTag: tag, detail: describe(error) })
+                    : new CommandFailed({ commandTag: tag, detail: describe(error), ...tagOf(error) })
+                )
             ),
             Aggregate.withCommandContext(metadata)
           )
@@ -391,10 +422,10 @@ export const validateCommand = (
     const encoded = Schema.encodeUnknownEither(schema, { onExcessProperty: "error" })(command)
     if (Either.isLeft(encoded))
       return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(encoded.left))
-    const json = JSON.stringify(encoded.right)
-    if (Buffer.byteLength(json) > maxBytes) {
-      return yield* refuse("TooLarge", `${Buffer.byteLength(json)} bytes encoded, the limit is ${maxBytes}`)
-    }
+    const json = Either.try(() => JSON.stringify(encoded.right))
+    if (Either.isLeft(json)) return yield* refuse("InvalidCommand", "its encoded form is not JSON")
+    const bytes = Buffer.byteLength(json.right)
+    if (bytes > maxBytes) return yield* refuse("TooLarge", `${bytes} bytes encoded, the limit is ${maxBytes}`)
     const decoded = Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(encoded.right)
     if (Either.isLeft(decoded))
       return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
@@ -403,6 +434,26 @@ export const validateCommand = (
 
 /** Largest encoded command by default: 1 MiB. */
 export const defaultMaxCommandBytes = 1024 * 1024
+
+/**
+ * The default transient failures: the event store or checkpoint store unavailable, a concurrency
+ * conflict that outlasted the aggregate's own retries, a database error, a timeout.
+ */
+export const isTransient = (error: unknown): boolean => {
+  const tag = tagOf(error).errorTag
+  return (
+    tag === "EventStoreError" ||
+    tag === "ConcurrencyConflict" ||
+    tag === "CheckpointStoreError" ||
+    tag === "SqlError" ||
+    tag === "TimeoutException"
+  )
+}
+
+const tagOf = (error: unknown): { readonly errorTag?: string } =>
+  typeof error === "object" && error !== null && typeof (error as { _tag?: unknown })._tag === "string"
+    ? { errorTag: (error as { _tag: string })._tag }
+    : {}
 
 const describe = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
@@ -415,31 +466,41 @@ const describe = (error: unknown): string =>
 
 interface Job {
   readonly command: Command
+  /** The sender's command context, with the command id given at send time. */
   readonly metadata: Aggregate.CommandContext["Type"]
+  /** The sender's span: the dispatch continues its trace. */
+  readonly parent: Option.Option<Tracer.AnySpan>
   readonly done: Deferred.Deferred<unknown, unknown>
 }
 
 const makeSend = (dispatch: (command: Command) => Effect.Effect<unknown, unknown>, options: SendOptions) =>
   Effect.gen(function* () {
     const capacity = Math.max(1, options.capacity ?? 1000)
-    const failWhenFull = options.whenFull === "fail"
     // a dropping queue refuses when full (fail fast); a bounded one makes the sender wait
-    const queue = yield* failWhenFull ? Queue.dropping<Job>(capacity) : Queue.bounded<Job>(capacity)
+    const queue = yield* options.whenFull === "fail" ? Queue.dropping<Job>(capacity) : Queue.bounded<Job>(capacity)
     const accepting = yield* Ref.make(true)
+    // every job not completed yet, queued or running: what a shutdown must cancel
+    const pending = new Set<Job>()
     const running = yield* Ref.make(0)
     const cancel = (job: Job) => Deferred.fail(job.done, new CommandCancelled({ commandTag: job.command._tag }))
     const run = (job: Job) =>
-      dispatch(job.command).pipe(
-        Aggregate.withCommandContext(job.metadata),
-        Effect.exit,
-        Effect.flatMap((exit) => Deferred.done(job.done, exit)),
-        Effect.onInterrupt(() => cancel(job)),
-        Effect.ensuring(Ref.update(running, (n) => n - 1))
+      dispatch(job.command).pipe(Aggregate.withCommandContext(job.metadata), (dispatched) =>
+        Option.match(job.parent, {
+          onNone: () => dispatched,
+          onSome: (span) => Effect.withParentSpan(dispatched, span)
+        })
       )
-    // taking a job and counting it as running is one step, so a drain never sees it in neither place
+    // a job taken is counted as running, and ends completed or cancelled, even when the worker is interrupted
     const worker = Effect.uninterruptibleMask((restore) =>
-      Effect.tap(restore(Queue.take(queue)), () => Ref.update(running, (n) => n + 1))
-    ).pipe(Effect.flatMap(run), Effect.forever)
+      Effect.gen(function* () {
+        const job = yield* restore(Queue.take(queue))
+        yield* Ref.update(running, (n) => n + 1)
+        const exit = yield* Effect.exit(restore(run(job)))
+        yield* Exit.isInterrupted(exit) ? cancel(job) : Deferred.done(job.done, exit)
+        pending.delete(job)
+        yield* Ref.update(running, (n) => n - 1)
+      })
+    ).pipe(Effect.forever)
     yield* Effect.forkScoped(
       Effect.all(
         Array.from({ length: Math.max(1, options.workers ?? 8) }, () => worker),
@@ -452,9 +513,13 @@ const makeSend = (dispatch: (command: Command) => Effect.Effect<unknown, unknown
         yield* Ref.set(accepting, false)
         if (options.onShutdown !== "cancel") {
           const idle = Effect.map(Effect.zip(Queue.size(queue), Ref.get(running)), ([size, n]) => size <= 0 && n === 0)
-          yield* Effect.repeat(idle, { until: (done) => done, schedule: Schedule.spaced(Duration.millis(5)) })
+          yield* Effect.repeat(idle, { until: (done) => done, schedule: Schedule.spaced(Duration.millis(5)) }).pipe(
+            Effect.timeoutOption(options.drainTimeout ?? "30 seconds")
+          )
         }
-        yield* Effect.forEach(yield* Queue.takeAll(queue), cancel, { discard: true })
+        yield* Effect.forEach([...pending], cancel, { discard: true })
+        pending.clear()
+        yield* Queue.shutdown(queue)
       })
     )
     return <C extends Command>(
@@ -463,9 +528,20 @@ const makeSend = (dispatch: (command: Command) => Effect.Effect<unknown, unknown
       Effect.gen(function* () {
         const tag = typeof command?._tag === "string" ? command._tag : "(untagged)"
         if (!(yield* Ref.get(accepting))) return yield* new BusOverloaded({ commandTag: tag })
-        const done = yield* Deferred.make<unknown, unknown>()
-        const job: Job = { command, metadata: yield* Aggregate.CommandContext, done }
-        if (!(yield* Queue.offer(queue, job))) return yield* new BusOverloaded({ commandTag: tag })
-        return Deferred.await(done) as Effect.Effect<Success<C>, Failure<C> | CommandBusError>
+        const context = yield* Aggregate.CommandContext
+        const job: Job = {
+          command,
+          metadata: { ...context, commandId: context.commandId ?? (yield* Uuid.v7) },
+          parent: yield* Effect.option(Effect.currentSpan),
+          done: yield* Deferred.make<unknown, unknown>()
+        }
+        pending.add(job)
+        // a shutdown interrupts a sender waiting for room: its job is cancelled by then
+        const offered = yield* Queue.offer(queue, job).pipe(Effect.catchAllCause(() => Effect.succeed(true)))
+        if (!offered) {
+          pending.delete(job)
+          return yield* new BusOverloaded({ commandTag: tag })
+        }
+        return Deferred.await(job.done) as Effect.Effect<Success<C>, Failure<C> | CommandBusError>
       })
   })

@@ -1,15 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { AccountAlreadyOpen } from "../examples/bank/Account.js"
+import { AccountAlreadyOpen, InsufficientFunds } from "../examples/bank/Account.js"
 import * as Aggregate from "../src/Aggregate.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as CommandMiddleware from "../src/CommandMiddleware.js"
@@ -64,14 +66,19 @@ describe("CommandBus", () => {
     })
   )
 
-  it.live("domain errors come back typed and are never retried", () =>
+  it.live("domain errors come back typed and are never retried; undeclared errors fail at once", () =>
     Effect.gen(function* () {
       const calls = yield* Ref.make(0)
-      const { bus } = yield* busWith(() => Effect.succeed("x"))
-      const counted = CommandMiddleware.make("count", (_c, _i, next) =>
+      const outcome = yield* Ref.make<"domain" | "undeclared">("domain")
+      // the probe's handler counts its calls: a retry would call it again
+      const { bus } = yield* busWith(() =>
         Effect.zipRight(
           Ref.update(calls, (n) => n + 1),
-          next
+          Effect.flatMap(Ref.get(outcome), (o) =>
+            o === "domain"
+              ? Effect.fail(new InsufficientFunds({ balance: 0, requested: 1 }))
+              : Effect.fail({ _tag: "Weird" })
+          )
         )
       )
       yield* Effect.gen(function* () {
@@ -80,14 +87,15 @@ describe("CommandBus", () => {
         assert.strictEqual(error._tag, "InsufficientFunds")
         const again = yield* Effect.flip(dispatch(new OpenAccount({ accountId: "1", owner: "Bob" })))
         assert.instanceOf(again, AccountAlreadyOpen)
+        // Probe declares no failure: an InsufficientFunds from its handler is undeclared, not transient
+        const undeclared = yield* Effect.flip(dispatch(new Probe({ n: 1 })))
+        assert.strictEqual(undeclared._tag, "CommandFailed")
+        assert.strictEqual(undeclared._tag === "CommandFailed" ? undeclared.errorTag : "", "InsufficientFunds")
+        yield* Ref.set(outcome, "undeclared")
+        const weird = yield* Effect.flip(dispatch(new Probe({ n: 2 })))
+        assert.strictEqual(weird._tag === "CommandFailed" ? weird.errorTag : "", "Weird")
       }).pipe(Effect.provide(bus))
-      // middleware sees each dispatch once: the bus did not retry the refusals
-      const { bus: counting } = yield* busWith(() => Effect.succeed("x"), { middleware: [counted] })
-      yield* Effect.gen(function* () {
-        yield* dispatch(new OpenAccount({ accountId: "1", owner: "Ada" }))
-        yield* Effect.flip(dispatch(new OpenAccount({ accountId: "1", owner: "Ada" })))
-      }).pipe(Effect.provide(counting))
-      assert.strictEqual(yield* Ref.get(calls), 2)
+      assert.strictEqual(yield* Ref.get(calls), 2, "each failing handler ran once")
     })
   )
 
@@ -383,19 +391,56 @@ describe("CommandBus.send", () => {
   it.live("whenFull fail refuses at once with BusOverloaded", () =>
     Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()
-      const { bus } = yield* busWith(() => Effect.as(Deferred.await(gate), "x"), {
-        send: { capacity: 1, workers: 1, whenFull: "fail" }
-      })
+      const started = yield* Deferred.make<void>()
+      const { bus } = yield* busWith(
+        () => Effect.as(Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(gate)), "x"),
+        {
+          send: { capacity: 1, workers: 1, whenFull: "fail" }
+        }
+      )
       yield* Effect.gen(function* () {
         const commandBus = yield* CommandBus.CommandBus
         const first = yield* commandBus.send(new Probe({ n: 1 }))
-        yield* Effect.sleep("20 millis") // the worker takes the first
+        yield* Deferred.await(started) // the worker took the first
         const second = yield* commandBus.send(new Probe({ n: 2 }))
         const third = yield* Effect.flip(commandBus.send(new Probe({ n: 3 })))
         assert.strictEqual(third._tag, "BusOverloaded")
         yield* Deferred.succeed(gate, undefined)
         assert.deepStrictEqual([yield* first, yield* second], ["x", "x"])
       }).pipe(Effect.provide(bus))
+    })
+  )
+
+  it.live("at a cancelling shutdown, senders waiting for room end too: every command completes or is cancelled", () =>
+    Effect.gen(function* () {
+      const started = yield* Deferred.make<void>()
+      const { bus } = yield* busWith(
+        () => Effect.as(Effect.zipRight(Deferred.succeed(started, undefined), Effect.sleep("50 millis")), "x"),
+        { send: { capacity: 1, workers: 1, onShutdown: "cancel" } }
+      )
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(bus, scope)
+      const commandBus = Context.get(context, CommandBus.CommandBus)
+      // one runs, one is queued, three wait for room
+      const senders = yield* Effect.forEach([1, 2, 3, 4, 5], (n) =>
+        Effect.fork(Effect.flatten(commandBus.send(new Probe({ n }))))
+      )
+      yield* Deferred.await(started)
+      yield* Effect.sleep("10 millis")
+      yield* Scope.close(scope, Exit.void)
+      const exits = yield* Effect.forEach(senders, (fiber) =>
+        Fiber.await(fiber).pipe(
+          Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("a sender hangs") })
+        )
+      )
+      for (const exit of exits) {
+        if (Exit.isFailure(exit)) {
+          assert.strictEqual(
+            exit.cause._tag === "Fail" ? (exit.cause.error as { _tag: string })._tag : exit.cause._tag,
+            "CommandCancelled"
+          )
+        }
+      }
     })
   )
 

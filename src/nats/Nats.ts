@@ -55,7 +55,12 @@ export const layer = (options: Options): Layer.Layer<Nats, NatsError> =>
             }),
           catch: (cause) => new NatsError({ operation: "connect", cause })
         }),
-        (nc) => Effect.promise(() => nc.drain().catch(() => nc.close()))
+        // draining waits on the server: with the server gone it would wait forever, so it is bounded
+        (nc) =>
+          Effect.promise(() => nc.drain().catch(() => nc.close())).pipe(
+            Effect.timeoutOption("5 seconds"),
+            Effect.zipRight(Effect.promise(() => nc.close()))
+          )
       )
       const connected = yield* Ref.make(true)
       // read the status iterator by hand: closing a Stream over it would wait on its `return()`, which

@@ -23,9 +23,12 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Aggregate from "../Aggregate.js"
+import * as Event from "../Event.js"
 import {
+  BusOverloaded,
   type Command,
   CommandBus,
   CommandBusConfigError,
@@ -67,9 +70,7 @@ export interface ClientOptions extends Options {
   readonly timeout?: Duration.DurationInput
 }
 
-const Request = Schema.parseJson(
-  Schema.Struct({ command: Schema.Unknown, metadata: Schema.Record({ key: Schema.String, value: Schema.Unknown }) })
-)
+const Request = Schema.parseJson(Schema.Struct({ command: Schema.Unknown, metadata: Event.Metadata }))
 
 /** The reply of one command: its Exit, with domain and bus errors as failures. */
 const replySchema = (command: CommandClass): Schema.Schema<Exit.Exit<unknown, unknown>, string> =>
@@ -96,8 +97,9 @@ const checkSubjects = (prefix: string, tags: ReadonlyArray<string>) => {
 }
 
 /**
- * Serves the `CommandBus` in context over NATS until the Layer is released (then it unsubscribes and
- * lets requests in progress finish their reply).
+ * Serves the `CommandBus` in context over NATS until the Layer is released: then it unsubscribes and
+ * gives requests in progress up to 10 seconds to finish their reply. Requests beyond `concurrency`
+ * running and as many waiting are answered at once with `BusOverloaded`.
  */
 export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBusConfigError, CommandBus | Nats> =>
   Layer.scopedDiscard(
@@ -105,20 +107,43 @@ export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBus
       const bus = yield* CommandBus
       const { connection } = yield* Nats
       const prefix = options.subjectPrefix ?? "commands"
-      yield* checkSubjects(
-        prefix,
-        bus.commands.map((c) => c._tag)
-      )
+      const queue = options.queue ?? "command-bus"
+      yield* checkSubjects(prefix, [...bus.commands.map((c) => c._tag), queue])
       const maxBytes = options.maxCommandBytes ?? defaultMaxCommandBytes
-      const semaphore = yield* Effect.makeSemaphore(Math.max(1, options.concurrency ?? 256))
-      const run = yield* FiberSet.makeRuntime<never>()
+      const concurrency = Math.max(1, options.concurrency ?? 256)
+      const semaphore = yield* Effect.makeSemaphore(concurrency)
+      const requests = yield* FiberSet.make<void>()
+      const run = yield* FiberSet.runtime(requests)<never>()
+      let inProgress = 0
+      // runs after the subscriptions' finalizers (registered later), before the set interrupts what is left
+      yield* Effect.addFinalizer(() =>
+        Effect.repeat(FiberSet.size(requests), { until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }).pipe(
+          Effect.timeoutOption("10 seconds")
+        )
+      )
       for (const command of bus.commands) {
         const reply = Schema.encodeEither(replySchema(command))
+        const failure = (error: CommandBusError) => Either.getOrElse(reply(Exit.fail(error)), () => "")
         const answer = (msg: Msg, exit: Exit.Exit<unknown, unknown>) =>
           Effect.sync(() => {
-            const unencodable = () => reply(Exit.die(`the result of ${command._tag} could not be encoded`))
-            msg.respond(Either.getOrElse(Either.orElse(reply(exit), unencodable), () => ""))
+            const encoded = Either.match(reply(exit), {
+              onLeft: () =>
+                failure(
+                  new CommandTransportError({ commandTag: command._tag, detail: "the result could not be encoded" })
+                ),
+              onRight: (json) => json
+            })
+            // a reply over the server's payload limit cannot be sent: say so instead of leaving the caller waiting
+            msg.respond(
+              Buffer.byteLength(encoded) <= connection.info!.max_payload
+                ? encoded
+                : failure(
+                    new CommandTransportError({ commandTag: command._tag, detail: "the result is too large to send" })
+                  )
+            )
           })
+        const invalid = (detail: string) =>
+          new CommandValidationError({ commandTag: command._tag, reason: "InvalidCommand", detail })
         const handle = (msg: Msg) =>
           Effect.gen(function* () {
             if (msg.data.length > maxBytes) {
@@ -129,49 +154,49 @@ export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBus
               })
             }
             const request = yield* Schema.decodeUnknown(Request)(msg.string()).pipe(
-              Effect.mapError(
-                (error) =>
-                  new CommandValidationError({
-                    commandTag: command._tag,
-                    reason: "InvalidCommand",
-                    detail: error.message
-                  })
-              )
+              Effect.mapError((error) => invalid(error.message))
             )
             const decoded = yield* Schema.decodeUnknown(command, { onExcessProperty: "error" })(request.command).pipe(
-              Effect.mapError(
-                (error) =>
-                  new CommandValidationError({
-                    commandTag: command._tag,
-                    reason: "InvalidCommand",
-                    detail: error.message
-                  })
-              )
+              Effect.mapError((error) => invalid(error.message))
             )
             return yield* bus.dispatch(decoded as Command).pipe(Aggregate.withCommandContext(request.metadata))
           }).pipe(
+            semaphore.withPermits(1),
             Effect.exit,
             Effect.flatMap((exit) => answer(msg, exit)),
-            semaphore.withPermits(1),
             Effect.withSpan("CommandBus.serve", {
               attributes: { "command.tag": command._tag },
               captureStackTrace: false
             })
           )
         const subscription = connection.subscribe(subjectOf(prefix, command._tag), {
-          queue: options.queue ?? "command-bus",
+          queue,
           callback: (error, msg) => {
-            if (error === null) run(handle(msg))
+            if (error !== null) return
+            if (inProgress >= 2 * concurrency) {
+              msg.respond(failure(new BusOverloaded({ commandTag: command._tag })))
+              return
+            }
+            inProgress++
+            run(
+              Effect.ensuring(
+                handle(msg),
+                Effect.sync(() => inProgress--)
+              )
+            )
           }
         })
         yield* Effect.addFinalizer(() => Effect.sync(() => subscription.unsubscribe()))
       }
+      // the subscriptions are known to the server before the Layer is up
+      yield* Effect.promise(() => connection.flush())
     })
   )
 
 /**
  * A `CommandBus` that sends its commands over NATS to the instances serving them. `send` runs the
- * dispatch in the background (in the Layer's scope) and returns its result.
+ * dispatch in the background (in the Layer's scope) and returns its result; it does not queue, the
+ * serving instances do (and answer `BusOverloaded` when full).
  */
 export const layerClient = (options: ClientOptions): Layer.Layer<CommandBus, CommandBusConfigError, Nats> =>
   Layer.scoped(
@@ -219,6 +244,8 @@ export const layerClient = (options: ClientOptions): Layer.Layer<CommandBus, Com
           })
           const exit = route.reply(msg.string())
           if (Either.isLeft(exit)) return yield* transportError(`undecodable reply: ${exit.left.message}`)
+          // the server's interruption is not this fiber's
+          if (Exit.isInterrupted(exit.right)) return yield* transportError("the command was interrupted on the server")
           return (yield* exit.right) as Success<C>
         }).pipe(
           Effect.withSpan("CommandBus.dispatch", {

@@ -6,12 +6,16 @@
 import { randomBytes } from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as CommandBus from "../../src/CommandBus.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as Nats from "../../src/nats/Nats.js"
@@ -113,6 +117,7 @@ describe("NatsCommandTransport", () => {
         JSON.stringify({ command: { _tag: "Probe", n: "one" }, metadata: {} }),
         JSON.stringify({ command: { _tag: "Probe", n: 1, extra: true }, metadata: {} }),
         JSON.stringify({ command: { _tag: "Probe", n: 1 } }),
+        JSON.stringify({ command: { _tag: "Probe", n: 1 }, metadata: { commandId: 42 } }),
         JSON.stringify({ command: { _tag: "Probe", n: 1 }, metadata: { note: "x".repeat(200_000) } })
       ]) {
         const msg = yield* Effect.promise(() => connection.request(`${subjectPrefix}.Probe`, body, { timeout: 5000 }))
@@ -140,6 +145,43 @@ describe("NatsCommandTransport", () => {
       }).pipe(Effect.provide(client(natsUrl, subjectPrefix, "200 millis")))
       const nobody = yield* Effect.flip(dispatch(new Probe({ n: 0 }))).pipe(Effect.provide(client(natsUrl, prefix())))
       assert.strictEqual(nobody._tag, "CommandTransportError")
+    })
+  )
+
+  it.scopedLive("a result too large to send is a typed error, not a timeout", () =>
+    Effect.gen(function* () {
+      const subjectPrefix = prefix()
+      yield* Layer.build(
+        server({ url: natsUrl, subjectPrefix, name: "big", probe: (n) => Effect.succeed("x".repeat(n)) })
+      )
+      const error = yield* Effect.flip(dispatch(new Probe({ n: 2_000_000 }))).pipe(
+        Effect.provide(client(natsUrl, subjectPrefix, "5 seconds"))
+      )
+      assert.strictEqual(error._tag, "CommandTransportError")
+      assert.include(error.message, "too large")
+    })
+  )
+
+  it.scopedLive("stopping a server lets the requests it is handling finish their reply", () =>
+    Effect.gen(function* () {
+      const subjectPrefix = prefix()
+      const started = yield* Deferred.make<void>()
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(
+        server({
+          url: natsUrl,
+          subjectPrefix,
+          name: "stopping",
+          probe: (n) => Effect.as(Effect.zipRight(Deferred.succeed(started, undefined), Effect.sleep(n)), "finished")
+        }),
+        scope
+      )
+      const pending = yield* Effect.fork(
+        dispatch(new Probe({ n: 300 })).pipe(Effect.provide(client(natsUrl, subjectPrefix, "5 seconds")))
+      )
+      yield* Deferred.await(started)
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(yield* Fiber.join(pending), "finished")
     })
   )
 
