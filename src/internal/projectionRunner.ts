@@ -452,15 +452,17 @@ class HandlerFailed {
 }
 
 /**
- * Whether a handler failure comes from the database rather than from the event: an `SqlError` other
- * than bad data or a bad statement (a lost connection, a deadlock, a serialization failure, a timeout,
+ * Whether a handler failure comes from the database rather than from the event: a store's own error
+ * (event, checkpoint or saga store unavailable), or an `SqlError` other than bad data or a bad statement (a lost connection, a deadlock, a serialization failure, a timeout,
  * a busy database). SQLSTATE classes 22 (data), 23 (integrity), 42 (syntax, access), 2F/3F/P0 (routines)
  * and SQLite's constraint, mismatch, range, too-big and plain errors are the event's; so is any other
  * failure of the handler.
  */
 const isPassing = (cause: Cause.Cause<unknown>): boolean =>
   Chunk.some(Cause.failures(cause), (error) => {
-    if (typeof error !== "object" || error === null || (error as { _tag?: unknown })._tag !== "SqlError") return false
+    const tag = typeof error === "object" && error !== null ? (error as { _tag?: unknown })._tag : undefined
+    if (tag === "EventStoreError" || tag === "CheckpointStoreError" || tag === "SagaStoreError") return true
+    if (tag !== "SqlError") return false
     const driver = (error as { readonly cause?: { readonly code?: unknown; readonly sqlState?: unknown } }).cause
     const code = String(driver?.sqlState ?? driver?.code ?? "")
     return !/^(22|23|42|2F|3F|P0)...$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)

@@ -1,0 +1,326 @@
+/**
+ * Sagas (process managers): long-running processes that react to events by sending commands, with
+ * persisted state, compensation and durable timeouts.
+ *
+ * A saga is a pure definition ({@link make}): `correlate` maps an event to the saga instance it belongs
+ * to, and `react(state, input)` returns the next state, the commands to send (each step may record its
+ * compensating command), timeouts to schedule or cancel, and whether the instance completed or failed.
+ * {@link run} / {@link layer} run it on the projection runner (checkpointed, partitioned) with a
+ * scheduler fiber firing due timeouts.
+ *
+ * Guarantees:
+ * - **Each event affects an instance once**: the instance's new state and the checkpoint past the event
+ *   commit together (SQL stores), and saves are versioned.
+ * - **Deterministic command ids**: a command's id derives from the saga, the instance, the triggering
+ *   event (or timeout), the command's index and content; a replay after a crash (commands sent, state
+ *   not saved) sends the same ids, which the receiving aggregates dedupe.
+ * - **Compensation**: when a command fails (a domain error, or a bus error after its retries) or a
+ *   reaction gives up (`fail`), the compensations recorded so far are sent newest first; the instance
+ *   ends `compensated`, or `failed` if a compensation fails too.
+ * - **Durable timeouts**: stored with the instance's save, delivered as a {@link Timeout} input once due
+ *   (after restarts too), cancelled by a reaction or when the instance ends.
+ *
+ * **Gotchas**: commands are sent before the state is saved (then the batch commits): when two events of
+ * one instance are handled at once (different partitions), the second save conflicts and is reacted
+ * again on the new state; commands the first reaction sent stay sent. Correlate within one partition
+ * (or run one partition) when that matters. Commands go through the `CommandBus` in context.
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as CheckpointStore from "./CheckpointStore.js"
+import * as CommandBus from "./CommandBus.js"
+import type * as Event from "./Event.js"
+import type * as EventStore from "./EventStore.js"
+import * as Aggregate from "./Aggregate.js"
+import * as Uuid from "./internal/uuid.js"
+import * as Projection from "./Projection.js"
+import * as SagaStore from "./SagaStore.js"
+import type * as Upcaster from "./Upcaster.js"
+
+/** A due timeout, as `react` receives it. */
+export class Timeout extends Schema.TaggedClass<Timeout>()("SagaTimeout", { name: Schema.String }) {}
+
+/** A command to send, with the command that undoes it should the saga fail later. */
+export interface Step<C> {
+  readonly command: C
+  readonly compensation?: C
+}
+
+/** What a saga does in response to an input. */
+export interface Reaction<S, C> {
+  readonly state: S
+  /** Sent in order; a failing one stops the rest and fails the instance. */
+  readonly commands?: ReadonlyArray<C | Step<C>>
+  readonly schedule?: ReadonlyArray<{ readonly name: string; readonly after: Duration.DurationInput }>
+  readonly cancel?: ReadonlyArray<string>
+  /** The instance is done: its pending timeouts are cancelled, later inputs ignored. */
+  readonly complete?: boolean
+  /** Give up with this reason: compensate what was done. */
+  readonly fail?: string
+}
+
+/** Options of {@link make}. */
+export interface Options<A extends { readonly _tag: string }, I, S, SI, C extends CommandBus.Command> {
+  readonly name: string
+  /** The events the saga reacts to (other types are not read). */
+  readonly events: Schema.Schema<A, I>
+  readonly versions?: Upcaster.CodecOptions<A, I>["versions"]
+  readonly upcasters?: ReadonlyArray<Upcaster.Upcaster>
+  readonly categories?: ReadonlyArray<string>
+  /** The instance an event belongs to, or `undefined` for none. */
+  readonly correlate: (event: A, envelope: Event.RecordedEvent) => string | undefined
+  readonly state: Schema.Schema<S, SI>
+  readonly initialState: S
+  /** The command classes the saga sends (and compensates with). */
+  readonly commands: ReadonlyArray<CommandBus.CommandClass>
+  /** Pure. */
+  readonly react: (state: S, input: A | Timeout) => Reaction<S, C>
+  readonly partitions?: number
+  readonly batchSize?: number
+}
+
+/** A saga definition; see {@link make}. */
+export interface Saga<A, S, C> {
+  readonly name: string
+  readonly projection: Projection.Projection<A, never, SagaStore.SagaStore | CommandBus.CommandBus>
+  readonly react: (state: S, input: A | Timeout) => Reaction<S, C>
+  readonly initialState: S
+  readonly stateSchema: Schema.Schema<S, any>
+  /** Applies one input to an instance: react, send, save (see the module doc). */
+  readonly apply: (
+    instance: string,
+    input: A | Timeout,
+    cause: string
+  ) => Effect.Effect<void, SagaStore.SagaStoreError, SagaStore.SagaStore | CommandBus.CommandBus>
+}
+
+/** Defines a saga. Throws on an invalid definition (as `Projection.make` does). */
+export const make = <A extends { readonly _tag: string }, I, S, SI, C extends CommandBus.Command>(
+  options: Options<A, I, S, SI, C>
+): Saga<A, S, C> => {
+  const commandClasses = new Map(options.commands.map((c) => [c._tag, c]))
+  const encodeState = Schema.encode(options.state)
+  const decodeState = Schema.decodeUnknown(options.state)
+  const encodeCommand = (command: CommandBus.Command) =>
+    Effect.orDie(Schema.encode(commandClass(command))(command)) as Effect.Effect<SagaStore.StoredCommand>
+  const commandClass = (command: { readonly _tag: string }) => {
+    const c = commandClasses.get(command._tag)
+    if (c === undefined) throw new Error(`saga ${options.name} sends ${command._tag}, which is not in its commands`)
+    return c as CommandBus.CommandClass
+  }
+
+  const apply: Saga<A, S, C>["apply"] = (instance, input, cause) =>
+    Effect.gen(function* () {
+      const store = yield* SagaStore.SagaStore
+      const bus = yield* CommandBus.CommandBus
+      /** Sends a command outside the store's transaction, under a deterministic command id. */
+      const send = (command: CommandBus.Command, slot: string) =>
+        Effect.gen(function* () {
+          const encoded = yield* encodeCommand(command)
+          const commandId = Uuid.fromName(
+            `${options.name}\u0000${instance}\u0000${cause}\u0000${slot}\u0000${JSON.stringify(encoded)}`
+          )
+          return yield* store.outside(
+            Effect.exit(
+              bus.dispatch(command).pipe(
+                Aggregate.withCommandContext({
+                  commandId,
+                  correlationId: `${options.name}:${instance}`,
+                  causationId: cause
+                })
+              )
+            )
+          )
+        })
+      // a conflicting save (a concurrent input of this instance) is reacted again on the newer state
+      for (let attempt = 0; ; attempt++) {
+        const loaded = yield* store.load(options.name, instance)
+        if (Option.isSome(loaded) && loaded.value.status !== "running") return
+        const state = Option.isSome(loaded)
+          ? yield* Effect.orDie(decodeState(loaded.value.state))
+          : options.initialState
+        const reaction = options.react(state, input)
+        const compensations = [...(Option.isSome(loaded) ? loaded.value.compensations : [])]
+        let failure = reaction.fail
+        for (const [index, item] of (reaction.commands ?? []).entries()) {
+          if (failure !== undefined) break
+          const step: Step<CommandBus.Command> = isStep(item) ? item : { command: item as CommandBus.Command }
+          const exit = yield* send(step.command, String(index))
+          if (Exit.isFailure(exit)) failure = `${step.command._tag} failed: ${describe(exit)}`
+          else if (step.compensation !== undefined) compensations.push(yield* encodeCommand(step.compensation))
+        }
+        let status: SagaStore.Status = reaction.complete === true ? "completed" : "running"
+        let error = Option.none<string>()
+        if (failure !== undefined) {
+          status = "compensated"
+          error = Option.some(failure)
+          for (const [index, stored] of [...compensations].reverse().entries()) {
+            const command = yield* Effect.orDie(Schema.decodeUnknown(commandClass(stored))(stored))
+            const exit = yield* send(command as CommandBus.Command, `compensate/${index}`)
+            if (Exit.isFailure(exit)) {
+              status = "failed"
+              error = Option.some(`${failure}; compensation ${command._tag} failed: ${describe(exit)}`)
+              break
+            }
+          }
+          compensations.length = 0
+        }
+        const now = yield* Clock.currentTimeMillis
+        const pending = status === "running" ? [] : (yield* store.timeouts(options.name, instance)).map((t) => t.name)
+        const fired = input instanceof Timeout ? [input.name] : []
+        const saved = yield* Effect.either(
+          store.save(
+            options.name,
+            instance,
+            Option.isSome(loaded) ? loaded.value.version : 0,
+            { status, state: yield* Effect.orDie(encodeState(reaction.state)), compensations, error },
+            {
+              schedule:
+                status === "running"
+                  ? (reaction.schedule ?? []).map((t) => ({ name: t.name, dueAt: now + Duration.toMillis(t.after) }))
+                  : [],
+              cancel: [...(reaction.cancel ?? []), ...fired, ...pending]
+            }
+          )
+        )
+        if (saved._tag === "Right") return
+        if (saved.left._tag === "SagaStoreError" || attempt >= 10) return yield* Effect.fail(saved.left)
+      }
+    }).pipe(
+      Effect.catchTag("SagaConflict", (conflict) =>
+        Effect.fail(new SagaStore.SagaStoreError({ operation: "save", cause: conflict }))
+      ),
+      Effect.withSpan("Saga.react", { attributes: { saga: options.name, instance, cause }, captureStackTrace: false })
+    )
+
+  const projection = Projection.make({
+    name: `saga:${options.name}`,
+    events: options.events,
+    ...(options.versions === undefined ? {} : { versions: options.versions }),
+    ...(options.upcasters === undefined ? {} : { upcasters: options.upcasters }),
+    ...(options.categories === undefined ? {} : { categories: options.categories }),
+    ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
+    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    handle: (event, envelope) => {
+      const instance = options.correlate(event, envelope)
+      return instance === undefined ? Effect.void : apply(instance, event, envelope.eventId)
+    }
+  })
+  return {
+    name: options.name,
+    projection: projection as Saga<A, S, C>["projection"],
+    react: options.react,
+    initialState: options.initialState,
+    stateSchema: options.state,
+    apply
+  }
+}
+
+const isStep = (item: unknown): item is Step<CommandBus.Command> =>
+  typeof item === "object" && item !== null && "command" in item && !("_tag" in item)
+
+const describe = (exit: Exit.Exit<unknown, unknown>): string =>
+  Exit.isFailure(exit)
+    ? Option.match(Option.fromNullable(exit.cause._tag === "Fail" ? exit.cause.error : undefined), {
+        onNone: () => "it died",
+        onSome: (error) =>
+          typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : String(error)
+      })
+    : "ok"
+
+/** Options of {@link run}. */
+export interface RunOptions extends Projection.RunOptions {
+  /** How often due timeouts are looked for; default 1 second. */
+  readonly timeoutPoll?: Duration.DurationInput
+}
+
+/**
+ * Runs the saga until interrupted: its projection (reacting to events) and its timeout scheduler
+ * (delivering due timeouts; several processes may run it, each timeout is claimed by one).
+ */
+export const run = <A, S, C>(
+  saga: Saga<A, S, C>,
+  options?: RunOptions
+): Effect.Effect<
+  never,
+  CheckpointStore.PartitionCountMismatch,
+  EventStore.EventStore | CheckpointStore.CheckpointStore | SagaStore.SagaStore | CommandBus.CommandBus
+> =>
+  Effect.zipRight(
+    Effect.forkScoped(fireTimeouts(saga, options?.timeoutPoll ?? "1 second")),
+    Projection.run(saga.projection, options)
+  ).pipe(Effect.scoped)
+
+/** {@link run} forked in the Layer's scope. */
+export const layer = <A, S, C>(
+  saga: Saga<A, S, C>,
+  options?: RunOptions
+): Layer.Layer<
+  never,
+  never,
+  EventStore.EventStore | CheckpointStore.CheckpointStore | SagaStore.SagaStore | CommandBus.CommandBus
+> =>
+  Layer.scopedDiscard(
+    Effect.forkScoped(
+      run(saga, options).pipe(Effect.catchAll((error) => Effect.logError(`saga ${saga.name} stopped`, error)))
+    )
+  )
+
+/** The scheduler: claims due timeouts and applies them, each in a transaction with its claim. */
+const fireTimeouts = <A, S, C>(saga: Saga<A, S, C>, poll: Duration.DurationInput) =>
+  Effect.gen(function* () {
+    const store = yield* SagaStore.SagaStore
+    const step = store.transaction(
+      Effect.flatMap(store.claimDue(saga.name, 100), (due) =>
+        Effect.forEach(
+          due,
+          (t) => saga.apply(t.instance, new Timeout({ name: t.name }), `timeout:${t.name}:${t.dueAt}`),
+          { discard: true }
+        )
+      )
+    )
+    yield* step.pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning(`saga ${saga.name} timeouts`, cause)),
+      Effect.repeat(Schedule.spaced(poll))
+    )
+  }).pipe(Effect.annotateLogs({ saga: saga.name }))
+
+/** An instance, as the HTTP API shows it. */
+export interface InstanceStatus<S> {
+  readonly status: SagaStore.Status
+  readonly state: S
+  readonly version: number
+  /** Compensations recorded and not yet run. */
+  readonly compensations: number
+  readonly pendingTimeouts: ReadonlyArray<{ readonly name: string; readonly dueAt: number }>
+  readonly error: Option.Option<string>
+}
+
+/** The instance's status, if it exists. */
+export const instance = <A, S, C>(
+  saga: Saga<A, S, C>,
+  id: string
+): Effect.Effect<Option.Option<InstanceStatus<S>>, SagaStore.SagaStoreError, SagaStore.SagaStore> =>
+  Effect.gen(function* () {
+    const store = yield* SagaStore.SagaStore
+    const loaded = yield* store.load(saga.name, id)
+    if (Option.isNone(loaded)) return Option.none()
+    const state = yield* Schema.decodeUnknown(saga.stateSchema)(loaded.value.state).pipe(
+      Effect.mapError((cause) => new SagaStore.SagaStoreError({ operation: "decode state", cause }))
+    )
+    const timeouts = yield* store.timeouts(saga.name, id)
+    return Option.some({
+      status: loaded.value.status,
+      state,
+      version: loaded.value.version,
+      compensations: loaded.value.compensations.length,
+      pendingTimeouts: timeouts.map((t) => ({ name: t.name, dueAt: t.dueAt })),
+      error: loaded.value.error
+    })
+  })

@@ -1,0 +1,140 @@
+/**
+ * Where sagas keep their instances (state, status, the compensations recorded so far) and their
+ * durable timeouts. Instances are versioned: a save names the version it read, and fails with
+ * {@link SagaConflict} if another save came first (optimistic concurrency).
+ *
+ * Guarantees of every implementation: a save is atomic with the timeouts it schedules and cancels;
+ * `claimDue` hands a due timeout to one claimer at a time (SQL: `FOR UPDATE SKIP LOCKED` inside the
+ * caller's transaction); inside `transaction` (SQL), saves, timeout changes and the projection
+ * checkpoint of the same batch commit together.
+ *
+ * **Gotchas**: the memory implementation has no transactions (see `CheckpointStore`).
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+
+/** The saga store failed (database unreachable...). Retryable. */
+export class SagaStoreError extends Schema.TaggedError<SagaStoreError>()("SagaStoreError", {
+  operation: Schema.String,
+  cause: Schema.Defect
+}) {
+  override get message() {
+    return `Saga store ${this.operation} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+/** Another save of the instance came first; reload and react again. */
+export class SagaConflict extends Schema.TaggedError<SagaConflict>()("SagaConflict", {
+  saga: Schema.String,
+  instance: Schema.String,
+  expected: Schema.Int
+}) {
+  override get message() {
+    return `Saga ${this.saga} instance ${this.instance} moved past version ${this.expected}`
+  }
+}
+
+/** Where an instance is in its life. */
+export const Status = Schema.Literal("running", "completed", "compensated", "failed")
+export type Status = typeof Status.Type
+
+/** A command as stored: its tag and encoded payload (see `CommandBus`). */
+export interface StoredCommand {
+  readonly _tag: string
+  readonly [field: string]: unknown
+}
+
+/** An instance as stored; `state` is the saga state's encoded form. */
+export interface StoredInstance {
+  readonly version: number
+  readonly status: Status
+  readonly state: unknown
+  /** Compensating commands recorded by completed steps, oldest first (run newest first). */
+  readonly compensations: ReadonlyArray<StoredCommand>
+  /** Why the instance compensated or failed. */
+  readonly error: Option.Option<string>
+  readonly updatedAt: number
+}
+
+/** A durable timeout: delivered to its instance at `dueAt` (epoch milliseconds) unless cancelled first. */
+export interface Timeout {
+  readonly saga: string
+  readonly instance: string
+  readonly name: string
+  readonly dueAt: number
+}
+
+/** What one save writes besides the instance. */
+export interface TimeoutChanges {
+  readonly schedule: ReadonlyArray<{ readonly name: string; readonly dueAt: number }>
+  readonly cancel: ReadonlyArray<string>
+}
+
+/** The saga store service. */
+export class SagaStore extends Context.Tag("effect-eventsourcing/SagaStore")<
+  SagaStore,
+  {
+    readonly load: (saga: string, instance: string) => Effect.Effect<Option.Option<StoredInstance>, SagaStoreError>
+    /** Saves the instance if it is still at `expectedVersion` (0: new), with its timeout changes. */
+    readonly save: (
+      saga: string,
+      instance: string,
+      expectedVersion: number,
+      next: Omit<StoredInstance, "version" | "updatedAt">,
+      timeouts: TimeoutChanges
+    ) => Effect.Effect<number, SagaConflict | SagaStoreError>
+    /** The instance's pending timeouts. */
+    readonly timeouts: (saga: string, instance: string) => Effect.Effect<ReadonlyArray<Timeout>, SagaStoreError>
+    /** Up to `limit` due timeouts of the saga, claimed until the enclosing transaction ends (SQL). */
+    readonly claimDue: (saga: string, limit: number) => Effect.Effect<ReadonlyArray<Timeout>, SagaStoreError>
+    /** Runs `effect` in one transaction with the store's writes inside it. */
+    readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SagaStoreError, R>
+    /** Runs `effect` outside any transaction of the store (commands a saga sends commit on their own). */
+    readonly outside: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  }
+>() {}
+
+// ---------------------------------------------------------------------------------------------------
+// memory implementation
+// ---------------------------------------------------------------------------------------------------
+
+/** An in-memory saga store (see the module's Gotchas). */
+export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
+  const instances = new Map<string, StoredInstance>()
+  const timeouts = new Map<string, Timeout>()
+  const key = (...parts: ReadonlyArray<string>) => parts.join("\u0000")
+  return SagaStore.of({
+    load: (saga, instance) => Effect.sync(() => Option.fromNullable(instances.get(key(saga, instance)))),
+    save: (saga, instance, expectedVersion, next, changes) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const current = instances.get(key(saga, instance))
+        if ((current?.version ?? 0) !== expectedVersion) {
+          return Effect.fail(new SagaConflict({ saga, instance, expected: expectedVersion }))
+        }
+        const version = expectedVersion + 1
+        instances.set(key(saga, instance), { ...next, version, updatedAt: now })
+        for (const name of changes.cancel) timeouts.delete(key(saga, instance, name))
+        for (const { dueAt, name } of changes.schedule)
+          timeouts.set(key(saga, instance, name), { saga, instance, name, dueAt })
+        return Effect.succeed(version)
+      }),
+    timeouts: (saga, instance) =>
+      Effect.sync(() => [...timeouts.values()].filter((t) => t.saga === saga && t.instance === instance)),
+    claimDue: (saga, limit) =>
+      Effect.map(Clock.currentTimeMillis, (now) =>
+        [...timeouts.values()]
+          .filter((t) => t.saga === saga && t.dueAt <= now)
+          .sort((a, b) => a.dueAt - b.dueAt)
+          .slice(0, limit)
+      ),
+    transaction: Effect.uninterruptible,
+    outside: (effect) => effect
+  })
+})
+
+/** A fresh in-memory saga store per Layer build. */
+export const layerMemory: Layer.Layer<SagaStore> = Layer.effect(SagaStore, makeMemory)

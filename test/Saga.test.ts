@@ -1,0 +1,252 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as CheckpointStore from "../src/CheckpointStore.js"
+import * as CommandBus from "../src/CommandBus.js"
+import * as Event from "../src/Event.js"
+import * as EventStore from "../src/EventStore.js"
+import * as Saga from "../src/Saga.js"
+import * as SagaStore from "../src/SagaStore.js"
+import * as Wakeup from "../src/Wakeup.js"
+import { accountHandlers, Accounts, Deposit, OpenAccount, Probes, probeHandlers, Withdraw } from "./support/commands.js"
+import { uniqueCategory } from "./support/ids.js"
+
+// a money transfer between two accounts: withdraw from one, deposit to the other, confirmed later
+const TransferRequested = Schema.TaggedStruct("TransferRequested", {
+  transferId: Schema.String,
+  from: Schema.String,
+  to: Schema.String,
+  amount: Schema.Number
+})
+const TransferConfirmed = Schema.TaggedStruct("TransferConfirmed", { transferId: Schema.String })
+const TransferEvent = Schema.Union(TransferRequested, TransferConfirmed)
+
+const TransferState = Schema.Struct({ step: Schema.Literal("new", "moved", "done") })
+
+const transferSaga = (category: string, deadline: Duration.DurationInput = "300 millis") =>
+  Saga.make({
+    name: `transfer-${category}`,
+    events: TransferEvent,
+    categories: [`${category}Transfer`],
+    correlate: (event) => event.transferId,
+    state: TransferState,
+    initialState: { step: "new" as const },
+    commands: [Withdraw, Deposit],
+    react: (state, input): Saga.Reaction<typeof TransferState.Type, Withdraw | Deposit> => {
+      switch (input._tag) {
+        case "TransferRequested":
+          return {
+            state: { step: "moved" },
+            commands: [
+              {
+                command: new Withdraw({ accountId: input.from, amount: input.amount }),
+                compensation: new Deposit({ accountId: input.from, amount: input.amount })
+              },
+              {
+                command: new Deposit({ accountId: input.to, amount: input.amount }),
+                compensation: new Withdraw({ accountId: input.to, amount: input.amount })
+              }
+            ],
+            schedule: [{ name: "deadline", after: deadline }]
+          }
+        case "TransferConfirmed":
+          return { state: { step: "done" }, complete: true }
+        case "SagaTimeout":
+          return { state, fail: `${input.name} passed` }
+      }
+    }
+  })
+
+/** Memory stores, the account commands on a bus, and a saga store (possibly wrapped). */
+const world = (
+  category: string,
+  wrapStore: (s: SagaStore.SagaStore["Type"]) => SagaStore.SagaStore["Type"] = (s) => s
+) => {
+  const sagaStore = Layer.effect(SagaStore.SagaStore, Effect.map(SagaStore.makeMemory, wrapStore))
+  const bus = CommandBus.layer({ groups: [Accounts, Probes], retry: Schedule.recurs(0) }).pipe(
+    Layer.provide(
+      Layer.merge(
+        accountHandlers(category),
+        probeHandlers(() => Effect.succeed(""))
+      )
+    )
+  )
+  return Layer.mergeAll(bus, sagaStore, CheckpointStore.layerMemory).pipe(
+    Layer.provideMerge(EventStore.layerMemory()),
+    Layer.provideMerge(Wakeup.layer)
+  )
+}
+
+const dispatch = <C extends CommandBus.Command>(command: C) =>
+  Effect.flatMap(CommandBus.CommandBus, (bus) => bus.dispatch(command))
+
+const balanceOf = (category: string, accountId: string) =>
+  Effect.flatMap(EventStore.EventStore, (s) =>
+    Stream.runCollect(s.readStream(`Account-${category}${accountId}`)).pipe(
+      Effect.map((events) => {
+        const last = Chunk.last(events)
+        return Option.isSome(last) ? ((last.value.data as { balance?: number }).balance ?? 0) : 0
+      })
+    )
+  )
+
+const request = (category: string, transferId: string, from: string, to: string, amount: number) =>
+  Effect.flatMap(EventStore.EventStore, (s) =>
+    Effect.flatMap(Event.make({ type: "TransferRequested", data: { transferId, from, to, amount } }), (e) =>
+      s.append(`${category}Transfer-${transferId}`, [e])
+    )
+  )
+
+const confirm = (category: string, transferId: string) =>
+  Effect.flatMap(EventStore.EventStore, (s) =>
+    Effect.flatMap(Event.make({ type: "TransferConfirmed", data: { transferId } }), (e) =>
+      s.append(`${category}Transfer-${transferId}`, [e])
+    )
+  )
+
+const statusOf = <A, S, C>(saga: Saga.Saga<A, S, C>, id: string) =>
+  Effect.map(
+    Saga.instance(saga, id),
+    Option.map((i) => i.status)
+  )
+
+const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
+  effect.pipe(
+    Effect.repeat({ until: done, schedule: Schedule.spaced("10 millis") }),
+    Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("not reached in 10 s") })
+  )
+
+const runOptions = { pollInterval: "20 millis", timeoutPoll: "20 millis" } as const
+
+describe("Saga", () => {
+  it.live("happy path: both steps run, the confirmation completes the instance and cancels its deadline", () =>
+    Effect.gen(function* () {
+      const category = (yield* uniqueCategory).replace(/^T/, "S")
+      const saga = transferSaga(category)
+      yield* Effect.gen(function* () {
+        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+        yield* request(category, "t1", "A", "B", 30)
+        yield* waitFor(balanceOf(category, "B"), (b) => b === 30)
+        yield* confirm(category, "t1")
+        yield* waitFor(statusOf(saga, "t1"), (s) => Option.getOrNull(s) === "completed")
+        const instance = Option.getOrThrow(yield* Saga.instance(saga, "t1"))
+        assert.deepStrictEqual(instance.state, { step: "done" })
+        assert.deepStrictEqual(instance.pendingTimeouts, [])
+        assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [70, 30])
+        yield* Fiber.interrupt(runner)
+      }).pipe(Effect.provide(world(category)))
+    })
+  )
+
+  it.live("compensation: a failing step undoes the steps before it, newest first", () =>
+    Effect.gen(function* () {
+      const category = (yield* uniqueCategory).replace(/^T/, "S")
+      const saga = transferSaga(category)
+      yield* Effect.gen(function* () {
+        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+        // B was never opened: the deposit fails with AccountNotOpen
+        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+        yield* request(category, "t2", "A", "B", 30)
+        yield* waitFor(statusOf(saga, "t2"), (s) => Option.getOrNull(s) === "compensated")
+        const instance = Option.getOrThrow(yield* Saga.instance(saga, "t2"))
+        assert.include(
+          Option.getOrElse(instance.error, () => ""),
+          "Deposit failed: AccountNotOpen"
+        )
+        assert.strictEqual(yield* balanceOf(category, "A"), 100)
+        assert.deepStrictEqual(instance.pendingTimeouts, [])
+        yield* Fiber.interrupt(runner)
+      }).pipe(Effect.provide(world(category)))
+    })
+  )
+
+  it.live("timeout: without confirmation the deadline fires and both steps are compensated", () =>
+    Effect.gen(function* () {
+      const category = (yield* uniqueCategory).replace(/^T/, "S")
+      const saga = transferSaga(category)
+      yield* Effect.gen(function* () {
+        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+        yield* request(category, "t3", "A", "B", 30)
+        yield* waitFor(statusOf(saga, "t3"), (s) => Option.getOrNull(s) === "compensated")
+        const instance = Option.getOrThrow(yield* Saga.instance(saga, "t3"))
+        assert.include(
+          Option.getOrElse(instance.error, () => ""),
+          "deadline passed"
+        )
+        assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [100, 0])
+        // a late confirmation changes nothing
+        yield* confirm(category, "t3")
+        yield* Effect.sleep("100 millis")
+        assert.deepStrictEqual(yield* statusOf(saga, "t3"), Option.some("compensated"))
+        yield* Fiber.interrupt(runner)
+      }).pipe(Effect.provide(world(category)))
+    })
+  )
+
+  it.live("a crash after sending commands, before saving the state, does not execute them twice", () =>
+    Effect.gen(function* () {
+      const category = (yield* uniqueCategory).replace(/^T/, "S")
+      const saga = transferSaga(category, "1 hour")
+      const failSaves = yield* Ref.make(2)
+      // the first saves fail as a crash would: the commands went out, the state was not saved
+      const crashing = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaStore["Type"] => ({
+        ...store,
+        save: (...args) =>
+          Effect.flatMap(
+            Ref.getAndUpdate(failSaves, (n) => n - 1),
+            (left) =>
+              left > 0
+                ? Effect.fail(new SagaStore.SagaStoreError({ operation: "save", cause: "crash" }))
+                : store.save(...args)
+          )
+      })
+      yield* Effect.gen(function* () {
+        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+        yield* request(category, "t4", "A", "B", 30)
+        yield* waitFor(statusOf(saga, "t4"), (s) => Option.getOrNull(s) === "running")
+        assert.strictEqual(yield* Ref.get(failSaves), -1, "the reaction ran three times")
+        assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [70, 30])
+        yield* Fiber.interrupt(runner)
+      }).pipe(Effect.provide(world(category, crashing)))
+    })
+  )
+
+  it.live("pending timeouts survive a restart of the runner", () =>
+    Effect.gen(function* () {
+      const category = (yield* uniqueCategory).replace(/^T/, "S")
+      const saga = transferSaga(category, "400 millis")
+      yield* Effect.gen(function* () {
+        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+        const first = yield* Effect.fork(Saga.run(saga, runOptions))
+        yield* request(category, "t5", "A", "B", 30)
+        yield* waitFor(Saga.instance(saga, "t5"), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)
+        yield* Fiber.interrupt(first)
+        yield* Effect.sleep("500 millis")
+        assert.deepStrictEqual(yield* statusOf(saga, "t5"), Option.some("running"), "nobody fired it while stopped")
+        const second = yield* Effect.fork(Saga.run(saga, runOptions))
+        yield* waitFor(statusOf(saga, "t5"), (s) => Option.getOrNull(s) === "compensated")
+        yield* Fiber.interrupt(second)
+      }).pipe(Effect.provide(world(category)))
+    })
+  )
+})
