@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -15,9 +16,13 @@ import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as Saga from "../src/Saga.js"
 import * as SagaStore from "../src/SagaStore.js"
+import * as SqlCheckpointStore from "../src/sql/SqlCheckpointStore.js"
+import * as SqlEventStore from "../src/sql/SqlEventStore.js"
+import * as SqlSagaStore from "../src/sql/SqlSagaStore.js"
 import * as Wakeup from "../src/Wakeup.js"
 import { accountHandlers, Accounts, Deposit, OpenAccount, Probes, probeHandlers, Withdraw } from "./support/commands.js"
-import { uniqueCategory } from "./support/ids.js"
+import { isolatedPrefix, uniqueCategory } from "./support/ids.js"
+import { pgWithSchema, sqliteMemory } from "./support/sql.js"
 
 // a money transfer between two accounts: withdraw from one, deposit to the other, confirmed later
 const TransferRequested = Schema.TaggedStruct("TransferRequested", {
@@ -65,12 +70,57 @@ const transferSaga = (category: string, deadline: Duration.DurationInput = "300 
     }
   })
 
-/** Memory stores, the account commands on a bus, and a saga store (possibly wrapped). */
+/** Where a suite run keeps its events, checkpoints and saga instances. */
+interface Backend {
+  readonly name: string
+  readonly stores: () => Layer.Layer<
+    EventStore.EventStore | CheckpointStore.CheckpointStore | Wakeup.Wakeup | SqlClient.SqlClient
+  >
+  readonly sagaStore: Effect.Effect<SagaStore.SagaStore["Type"], unknown, SqlClient.SqlClient>
+}
+
+const schema = isolatedPrefix(import.meta.url)
+
+const backends: ReadonlyArray<Backend> = [
+  {
+    name: "memory",
+    // no SqlClient is needed by memory stores; SQLite stands in for the type
+    stores: () =>
+      Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory).pipe(
+        Layer.provideMerge(Wakeup.layer),
+        Layer.provideMerge(sqliteMemory)
+      ),
+    sagaStore: SagaStore.makeMemory
+  },
+  {
+    name: "SQLite",
+    stores: () =>
+      Layer.mergeAll(SqlEventStore.layer(), SqlCheckpointStore.layer()).pipe(
+        Layer.provideMerge(Wakeup.layer),
+        Layer.provideMerge(sqliteMemory),
+        Layer.orDie
+      ),
+    sagaStore: SqlSagaStore.make()
+  },
+  {
+    name: "PostgreSQL",
+    stores: () =>
+      Layer.mergeAll(SqlEventStore.layer({ schema }), SqlCheckpointStore.layer({ schema })).pipe(
+        Layer.provideMerge(Wakeup.layer),
+        Layer.provideMerge(pgWithSchema(schema)),
+        Layer.orDie
+      ),
+    sagaStore: SqlSagaStore.make({ schema })
+  }
+]
+
+/** The backend's stores, the account commands on a bus, and its saga store (possibly wrapped). */
 const world = (
+  backend: Backend,
   category: string,
   wrapStore: (s: SagaStore.SagaStore["Type"]) => SagaStore.SagaStore["Type"] = (s) => s
 ) => {
-  const sagaStore = Layer.effect(SagaStore.SagaStore, Effect.map(SagaStore.makeMemory, wrapStore))
+  const sagaStore = Layer.effect(SagaStore.SagaStore, Effect.map(Effect.orDie(backend.sagaStore), wrapStore))
   const bus = CommandBus.layer({ groups: [Accounts, Probes], retry: Schedule.recurs(0) }).pipe(
     Layer.provide(
       Layer.merge(
@@ -79,10 +129,7 @@ const world = (
       )
     )
   )
-  return Layer.mergeAll(bus, sagaStore, CheckpointStore.layerMemory).pipe(
-    Layer.provideMerge(EventStore.layerMemory()),
-    Layer.provideMerge(Wakeup.layer)
-  )
+  return Layer.mergeAll(bus, sagaStore).pipe(Layer.provideMerge(backend.stores()))
 }
 
 const dispatch = <C extends CommandBus.Command>(command: C) =>
@@ -126,127 +173,130 @@ const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolea
 
 const runOptions = { pollInterval: "20 millis", timeoutPoll: "20 millis" } as const
 
-describe("Saga", () => {
-  it.live("happy path: both steps run, the confirmation completes the instance and cancels its deadline", () =>
-    Effect.gen(function* () {
-      const category = (yield* uniqueCategory).replace(/^T/, "S")
-      const saga = transferSaga(category)
-      yield* Effect.gen(function* () {
-        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
-        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
-        yield* request(category, "t1", "A", "B", 30)
-        yield* waitFor(balanceOf(category, "B"), (b) => b === 30)
-        yield* confirm(category, "t1")
-        yield* waitFor(statusOf(saga, "t1"), (s) => Option.getOrNull(s) === "completed")
-        const instance = Option.getOrThrow(yield* Saga.instance(saga, "t1"))
-        assert.deepStrictEqual(instance.state, { step: "done" })
-        assert.deepStrictEqual(instance.pendingTimeouts, [])
-        assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [70, 30])
-        yield* Fiber.interrupt(runner)
-      }).pipe(Effect.provide(world(category)))
-    })
-  )
-
-  it.live("compensation: a failing step undoes the steps before it, newest first", () =>
-    Effect.gen(function* () {
-      const category = (yield* uniqueCategory).replace(/^T/, "S")
-      const saga = transferSaga(category)
-      yield* Effect.gen(function* () {
-        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
-        // B was never opened: the deposit fails with AccountNotOpen
-        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
-        yield* request(category, "t2", "A", "B", 30)
-        yield* waitFor(statusOf(saga, "t2"), (s) => Option.getOrNull(s) === "compensated")
-        const instance = Option.getOrThrow(yield* Saga.instance(saga, "t2"))
-        assert.include(
-          Option.getOrElse(instance.error, () => ""),
-          "Deposit failed: AccountNotOpen"
-        )
-        assert.strictEqual(yield* balanceOf(category, "A"), 100)
-        assert.deepStrictEqual(instance.pendingTimeouts, [])
-        yield* Fiber.interrupt(runner)
-      }).pipe(Effect.provide(world(category)))
-    })
-  )
-
-  it.live("timeout: without confirmation the deadline fires and both steps are compensated", () =>
-    Effect.gen(function* () {
-      const category = (yield* uniqueCategory).replace(/^T/, "S")
-      const saga = transferSaga(category)
-      yield* Effect.gen(function* () {
-        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
-        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
-        yield* request(category, "t3", "A", "B", 30)
-        yield* waitFor(statusOf(saga, "t3"), (s) => Option.getOrNull(s) === "compensated")
-        const instance = Option.getOrThrow(yield* Saga.instance(saga, "t3"))
-        assert.include(
-          Option.getOrElse(instance.error, () => ""),
-          "deadline passed"
-        )
-        assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [100, 0])
-        // a late confirmation changes nothing
-        yield* confirm(category, "t3")
-        yield* Effect.sleep("100 millis")
-        assert.deepStrictEqual(yield* statusOf(saga, "t3"), Option.some("compensated"))
-        yield* Fiber.interrupt(runner)
-      }).pipe(Effect.provide(world(category)))
-    })
-  )
-
-  it.live("a crash after sending commands, before saving the state, does not execute them twice", () =>
-    Effect.gen(function* () {
-      const category = (yield* uniqueCategory).replace(/^T/, "S")
-      const saga = transferSaga(category, "1 hour")
-      const failSaves = yield* Ref.make(2)
-      // the first saves fail as a crash would: the commands went out, the state was not saved
-      const crashing = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaStore["Type"] => ({
-        ...store,
-        save: (...args) =>
-          Effect.flatMap(
-            Ref.getAndUpdate(failSaves, (n) => n - 1),
-            (left) =>
-              left > 0
-                ? Effect.fail(new SagaStore.SagaStoreError({ operation: "save", cause: "crash" }))
-                : store.save(...args)
-          )
+const sagaSuite = (backend: Backend) =>
+  describe(`Saga on ${backend.name}`, () => {
+    it.live("happy path: both steps run, the confirmation completes the instance and cancels its deadline", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category)
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "t1", "A", "B", 30)
+          yield* waitFor(balanceOf(category, "B"), (b) => b === 30)
+          yield* confirm(category, "t1")
+          yield* waitFor(statusOf(saga, "t1"), (s) => Option.getOrNull(s) === "completed")
+          const instance = Option.getOrThrow(yield* Saga.instance(saga, "t1"))
+          assert.deepStrictEqual(instance.state, { step: "done" })
+          assert.deepStrictEqual(instance.pendingTimeouts, [])
+          assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [70, 30])
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category)))
       })
-      yield* Effect.gen(function* () {
-        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
-        const runner = yield* Effect.fork(Saga.run(saga, runOptions))
-        yield* request(category, "t4", "A", "B", 30)
-        yield* waitFor(statusOf(saga, "t4"), (s) => Option.getOrNull(s) === "running")
-        assert.strictEqual(yield* Ref.get(failSaves), -1, "the reaction ran three times")
-        assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [70, 30])
-        yield* Fiber.interrupt(runner)
-      }).pipe(Effect.provide(world(category, crashing)))
-    })
-  )
+    )
 
-  it.live("pending timeouts survive a restart of the runner", () =>
-    Effect.gen(function* () {
-      const category = (yield* uniqueCategory).replace(/^T/, "S")
-      const saga = transferSaga(category, "400 millis")
-      yield* Effect.gen(function* () {
-        yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-        yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-        yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
-        const first = yield* Effect.fork(Saga.run(saga, runOptions))
-        yield* request(category, "t5", "A", "B", 30)
-        yield* waitFor(Saga.instance(saga, "t5"), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)
-        yield* Fiber.interrupt(first)
-        yield* Effect.sleep("500 millis")
-        assert.deepStrictEqual(yield* statusOf(saga, "t5"), Option.some("running"), "nobody fired it while stopped")
-        const second = yield* Effect.fork(Saga.run(saga, runOptions))
-        yield* waitFor(statusOf(saga, "t5"), (s) => Option.getOrNull(s) === "compensated")
-        yield* Fiber.interrupt(second)
-      }).pipe(Effect.provide(world(category)))
-    })
-  )
-})
+    it.live("compensation: a failing step undoes the steps before it, newest first", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category)
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          // B was never opened: the deposit fails with AccountNotOpen
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "t2", "A", "B", 30)
+          yield* waitFor(statusOf(saga, "t2"), (s) => Option.getOrNull(s) === "compensated")
+          const instance = Option.getOrThrow(yield* Saga.instance(saga, "t2"))
+          assert.include(
+            Option.getOrElse(instance.error, () => ""),
+            "Deposit failed: AccountNotOpen"
+          )
+          assert.strictEqual(yield* balanceOf(category, "A"), 100)
+          assert.deepStrictEqual(instance.pendingTimeouts, [])
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category)))
+      })
+    )
+
+    it.live("timeout: without confirmation the deadline fires and both steps are compensated", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category)
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "t3", "A", "B", 30)
+          yield* waitFor(statusOf(saga, "t3"), (s) => Option.getOrNull(s) === "compensated")
+          const instance = Option.getOrThrow(yield* Saga.instance(saga, "t3"))
+          assert.include(
+            Option.getOrElse(instance.error, () => ""),
+            "deadline passed"
+          )
+          assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [100, 0])
+          // a late confirmation changes nothing
+          yield* confirm(category, "t3")
+          yield* Effect.sleep("100 millis")
+          assert.deepStrictEqual(yield* statusOf(saga, "t3"), Option.some("compensated"))
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category)))
+      })
+    )
+
+    it.live("a crash after sending commands, before saving the state, does not execute them twice", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category, "1 hour")
+        const failSaves = yield* Ref.make(2)
+        // the first saves fail as a crash would: the commands went out, the state was not saved
+        const crashing = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaStore["Type"] => ({
+          ...store,
+          save: (...args) =>
+            Effect.flatMap(
+              Ref.getAndUpdate(failSaves, (n) => n - 1),
+              (left) =>
+                left > 0
+                  ? Effect.fail(new SagaStore.SagaStoreError({ operation: "save", cause: "crash" }))
+                  : store.save(...args)
+            )
+        })
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "t4", "A", "B", 30)
+          yield* waitFor(statusOf(saga, "t4"), (s) => Option.getOrNull(s) === "running")
+          assert.strictEqual(yield* Ref.get(failSaves), -1, "the reaction ran three times")
+          assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [70, 30])
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category, crashing)))
+      })
+    )
+
+    it.live("pending timeouts survive a restart of the runner", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category, "400 millis")
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          const first = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "t5", "A", "B", 30)
+          yield* waitFor(Saga.instance(saga, "t5"), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)
+          yield* Fiber.interrupt(first)
+          yield* Effect.sleep("500 millis")
+          assert.deepStrictEqual(yield* statusOf(saga, "t5"), Option.some("running"), "nobody fired it while stopped")
+          const second = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* waitFor(statusOf(saga, "t5"), (s) => Option.getOrNull(s) === "compensated")
+          yield* Fiber.interrupt(second)
+        }).pipe(Effect.provide(world(backend, category)))
+      })
+    )
+  })
+
+for (const backend of backends) sagaSuite(backend)

@@ -38,6 +38,8 @@ export interface Tables {
   readonly projectionWorkers: string
   readonly deadLetters: string
   readonly projections: string
+  readonly sagaInstances: string
+  readonly sagaTimeouts: string
 }
 
 const identifier = /^[a-z_][a-z0-9_]*$/
@@ -71,7 +73,9 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     checkpoints: qualify("checkpoints"),
     projectionWorkers: qualify("projection_workers"),
     deadLetters: qualify("dead_letters"),
-    projections: qualify("projections")
+    projections: qualify("projections"),
+    sagaInstances: qualify("saga_instances"),
+    sagaTimeouts: qualify("saga_timeouts")
   })
 }
 
@@ -109,7 +113,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
       loader: Migrator.fromRecord({
         "1_events": createEventTables(t),
         "2_snapshots": createSnapshotTable(t),
-        "3_projections": createProjectionTables(t)
+        "3_projections": createProjectionTables(t),
+        "4_sagas": createSagaTables(t)
       }),
       table: t.migrations
     })
@@ -280,6 +285,31 @@ const createProjectionTables = (t: Tables) =>
       active_version integer not null,
       updated_at bigint not null
     )`
+  })
+
+/** Saga instances (state as JSON text, versioned) and their durable timeouts (see `SqlSagaStore`). */
+const createSagaTables = (t: Tables) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`create table ${sql(t.sagaInstances)} (
+      saga text not null,
+      instance text not null,
+      version integer not null,
+      status text not null,
+      state text not null,
+      compensations text not null,
+      error text,
+      updated_at bigint not null,
+      primary key (saga, instance)
+    )`
+    yield* sql`create table ${sql(t.sagaTimeouts)} (
+      saga text not null,
+      instance text not null,
+      name text not null,
+      due_at bigint not null,
+      primary key (saga, instance, name)
+    )`
+    yield* sql`create index ${sql(`${prefixOf(t.events)}saga_timeouts_due`)} on ${sql(t.sagaTimeouts)} (saga, due_at)`
   })
 
 /**

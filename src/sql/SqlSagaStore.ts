@@ -1,0 +1,152 @@
+/**
+ * The SQL saga store (PostgreSQL, SQLite), in the same database and under the same table prefix or
+ * schema as the event store, so an instance's save, its timeouts and the saga's projection checkpoint
+ * commit in one transaction. Saves are conditional on the version read (optimistic concurrency); due
+ * timeouts are claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several processes can run the
+ * scheduler and each timeout is delivered by one (SQLite has a single writer).
+ *
+ * **Gotchas**: on SQLite the commands a saga sends join the saga's transaction (its one connection is
+ * busy with it), so they commit, or roll back, with the saga's state.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
+import { migrate, type TableOptions, tables } from "./migrations.js"
+
+/** Options of {@link make}. */
+export interface Options extends TableOptions {
+  /** Create or upgrade the tables when the store starts; default true. */
+  readonly migrate?: boolean
+}
+
+interface InstanceRow {
+  readonly version: number
+  readonly status: Status
+  readonly state: string
+  readonly compensations: string
+  readonly error: string | null
+  readonly updated_at: string | number
+}
+
+interface TimeoutRow {
+  readonly saga: string
+  readonly instance: string
+  readonly name: string
+  readonly due_at: string | number
+}
+
+/** Builds the store on the `SqlClient` in context. */
+export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], SagaStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const t = yield* tables(options)
+    if (options.migrate !== false) yield* migrate(t)
+    const failWith = (operation: string) => (cause: unknown) => new SagaStoreError({ operation, cause })
+    const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+    const toTimeout = (row: TimeoutRow) => ({
+      saga: row.saga,
+      instance: row.instance,
+      name: row.name,
+      dueAt: Number(row.due_at)
+    })
+
+    return SagaStore.of({
+      load: (saga, instance) =>
+        sql<InstanceRow>`select version, status, state, compensations, error, updated_at from ${sql(t.sagaInstances)}
+          where saga = ${saga} and instance = ${instance}`.pipe(
+          Effect.flatMap((rows) =>
+            Option.match(Option.fromNullable(rows[0]), {
+              onNone: () => Effect.succeedNone,
+              onSome: (row) =>
+                Effect.try(() =>
+                  Option.some({
+                    version: row.version,
+                    status: row.status,
+                    state: JSON.parse(row.state) as unknown,
+                    compensations: JSON.parse(row.compensations) as ReadonlyArray<StoredCommand>,
+                    error: Option.fromNullable(row.error),
+                    updatedAt: Number(row.updated_at)
+                  })
+                )
+            })
+          ),
+          Effect.mapError(failWith("load"))
+        ),
+      save: (saga, instance, expectedVersion, next, changes) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          const row = {
+            status: next.status,
+            state: JSON.stringify(next.state),
+            compensations: JSON.stringify(next.compensations),
+            error: Option.getOrNull(next.error),
+            updated_at: now
+          }
+          const saved =
+            expectedVersion === 0
+              ? yield* sql`insert into ${sql(t.sagaInstances)} ${sql.insert({ saga, instance, version: 1, ...row })}
+                  on conflict (saga, instance) do nothing returning version`
+              : yield* sql`update ${sql(t.sagaInstances)} set version = ${expectedVersion + 1}, status = ${row.status},
+                  state = ${row.state}, compensations = ${row.compensations}, error = ${row.error},
+                  updated_at = ${now}
+                  where saga = ${saga} and instance = ${instance} and version = ${expectedVersion} returning version`
+          if (saved.length === 0) return yield* new SagaConflict({ saga, instance, expected: expectedVersion })
+          if (changes.cancel.length > 0) {
+            yield* sql`delete from ${sql(t.sagaTimeouts)}
+              where saga = ${saga} and instance = ${instance} and name in ${sql.in(changes.cancel)}`
+          }
+          for (const { dueAt, name } of changes.schedule) {
+            yield* sql`insert into ${sql(t.sagaTimeouts)} ${sql.insert({ saga, instance, name, due_at: dueAt })}
+              on conflict (saga, instance, name) do update set due_at = excluded.due_at`
+          }
+          return expectedVersion + 1
+        }).pipe(
+          sql.withTransaction,
+          Effect.catchIf(
+            (e): e is SqlError => e instanceof SqlError,
+            (e) => Effect.fail(failWith("save")(e))
+          )
+        ),
+      timeouts: (saga, instance) =>
+        sql<TimeoutRow>`select saga, instance, name, due_at from ${sql(t.sagaTimeouts)}
+          where saga = ${saga} and instance = ${instance} order by due_at`.pipe(
+          Effect.map((rows) => rows.map(toTimeout)),
+          Effect.mapError(failWith("timeouts"))
+        ),
+      claimDue: (saga, limit) =>
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          (now) => sql<TimeoutRow>`select saga, instance, name, due_at from ${sql(t.sagaTimeouts)}
+            where saga = ${saga} and due_at <= ${now} order by due_at limit ${limit}
+            ${isPg ? sql`for update skip locked` : sql``}`
+        ).pipe(
+          Effect.map((rows) => rows.map(toTimeout)),
+          Effect.mapError(failWith("claimDue"))
+        ),
+      transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.mapError(sql.withTransaction(effect), (e) =>
+          e instanceof SqlError ? failWith("transaction")(e) : (e as E)
+        ),
+      // commands a saga sends commit on their own on PostgreSQL; SQLite has a single connection, which
+      // the saga's transaction holds: there they join it and commit with the saga's state
+      outside: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        isPg
+          ? (Effect.mapInputContext(effect as Effect.Effect<A, E, never>, (context: Context.Context<R>) =>
+              Context.omit(SqlClient.TransactionConnection)(context)
+            ) as Effect.Effect<A, E, R>)
+          : effect
+    })
+  }).pipe(
+    Effect.catchTag("EventStoreError", (error) =>
+      Effect.fail(new SagaStoreError({ operation: error.operation, cause: error.cause }))
+    )
+  )
+
+/** The SQL saga store as a Layer; needs a `SqlClient`. */
+export const layer = (options: Options = {}): Layer.Layer<SagaStore, SagaStoreError, SqlClient.SqlClient> =>
+  Layer.effect(SagaStore, make(options))
