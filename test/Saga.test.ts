@@ -8,7 +8,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as CommandBus from "../src/CommandBus.js"
@@ -20,55 +19,13 @@ import * as SqlCheckpointStore from "../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSagaStore from "../src/sql/SqlSagaStore.js"
 import * as Wakeup from "../src/Wakeup.js"
-import { accountHandlers, Accounts, Deposit, OpenAccount, Probes, probeHandlers, Withdraw } from "./support/commands.js"
+import { makeTransfer } from "../examples/bank/Transfer.js"
+import { accountHandlers, Accounts, Deposit, OpenAccount, Probes, probeHandlers } from "./support/commands.js"
 import { isolatedPrefix, uniqueCategory } from "./support/ids.js"
 import { pgWithSchema, sqliteMemory } from "./support/sql.js"
 
-// a money transfer between two accounts: withdraw from one, deposit to the other, confirmed later
-const TransferRequested = Schema.TaggedStruct("TransferRequested", {
-  transferId: Schema.String,
-  from: Schema.String,
-  to: Schema.String,
-  amount: Schema.Number
-})
-const TransferConfirmed = Schema.TaggedStruct("TransferConfirmed", { transferId: Schema.String })
-const TransferEvent = Schema.Union(TransferRequested, TransferConfirmed)
-
-const TransferState = Schema.Struct({ step: Schema.Literal("new", "moved", "done") })
-
 const transferSaga = (category: string, deadline: Duration.DurationInput = "300 millis") =>
-  Saga.make({
-    name: `transfer-${category}`,
-    events: TransferEvent,
-    categories: [`${category}Transfer`],
-    correlate: (event) => event.transferId,
-    state: TransferState,
-    initialState: { step: "new" as const },
-    commands: [Withdraw, Deposit],
-    react: (state, input): Saga.Reaction<typeof TransferState.Type, Withdraw | Deposit> => {
-      switch (input._tag) {
-        case "TransferRequested":
-          return {
-            state: { step: "moved" },
-            commands: [
-              {
-                command: new Withdraw({ accountId: input.from, amount: input.amount }),
-                compensation: new Deposit({ accountId: input.from, amount: input.amount })
-              },
-              {
-                command: new Deposit({ accountId: input.to, amount: input.amount }),
-                compensation: new Withdraw({ accountId: input.to, amount: input.amount })
-              }
-            ],
-            schedule: [{ name: "deadline", after: deadline }]
-          }
-        case "TransferConfirmed":
-          return { state: { step: "done" }, complete: true }
-        case "SagaTimeout":
-          return { state, fail: `${input.name} passed` }
-      }
-    }
-  })
+  makeTransfer({ name: `transfer-${category}`, category: `${category}Transfer`, deadline })
 
 /** Where a suite run keeps its events, checkpoints and saga instances. */
 interface Backend {

@@ -1,6 +1,7 @@
 /**
- * The public test kit: specifications of deciders and projections (and, later, sagas) that run without
+ * The public test kit: specifications of deciders, projections and sagas that run without
  * infrastructure. Import from `effect-eventsourcing/testing`.
  */
 export * as DeciderSpec from "./DeciderSpec.js"
 export * as ProjectionSpec from "./ProjectionSpec.js"
+export * as SagaSpec from "./SagaSpec.js"
