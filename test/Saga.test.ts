@@ -8,6 +8,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as CommandBus from "../src/CommandBus.js"
@@ -231,6 +232,40 @@ const sagaSuite = (backend: Backend) =>
           assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [70, 30])
           yield* Fiber.interrupt(runner)
         }).pipe(Effect.provide(world(backend, category, crashing)))
+      })
+    )
+
+    it.live("concurrent events of one instance (in different partitions) are each applied once", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const Pinged = Schema.TaggedStruct("Pinged", { n: Schema.Number })
+        const counter = Saga.make({
+          name: `counter-${category}`,
+          events: Pinged,
+          categories: [category],
+          correlate: () => "one",
+          state: Schema.Struct({ seen: Schema.Array(Schema.Number) }),
+          initialState: { seen: [] as ReadonlyArray<number> },
+          commands: [],
+          partitions: 4,
+          batchSize: 2,
+          react: (state, input) => ({ state: input._tag === "Pinged" ? { seen: [...state.seen, input.n] } : state })
+        })
+        yield* Effect.gen(function* () {
+          const store = yield* EventStore.EventStore
+          for (let n = 0; n < 40; n++) {
+            yield* store.append(`${category}-${n % 8}`, [yield* Event.make({ type: "Pinged", data: { n } })])
+          }
+          const runner = yield* Effect.fork(Saga.run(counter, runOptions))
+          yield* waitFor(Saga.instance(counter, "one"), (i) => Option.isSome(i) && i.value.state.seen.length >= 40)
+          yield* Effect.sleep("100 millis")
+          const seen = Option.getOrThrow(yield* Saga.instance(counter, "one")).state.seen
+          assert.deepStrictEqual(
+            [...seen].sort((a, b) => a - b),
+            Array.from({ length: 40 }, (_, n) => n)
+          )
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category)))
       })
     )
 
