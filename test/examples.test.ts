@@ -94,6 +94,11 @@ describe("examples/bank (npm start)", () => {
         assert.isAbove(eventsOf(first), 3)
         assert.isAbove(eventsOf(second), eventsOf(first))
         assert.notInclude(second + first, "stale state")
+        // the Transfer saga: a confirmed transfer completes (or is refused for funds), one to nobody is compensated
+        for (const output of [first, second]) {
+          assert.match(output, /transfer of 5 from alice to bob: (completed|compensated \(Withdraw failed)/)
+          assert.match(output, /transfer of 5 from alice to nobody: compensated/)
+        }
       }),
     120_000
   )
