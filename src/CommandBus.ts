@@ -215,7 +215,12 @@ export interface Group<C extends Command> {
   ) => Layer.Layer<GroupHandlers<C>, CommandBusConfigError, Exclude<R, import("effect/Scope").Scope>>
 }
 
-/** Groups commands (Schema.TaggedRequest classes) to register their handlers in one call. */
+/**
+ * Groups commands (Schema.TaggedRequest classes) to register their handlers in one call.
+ *
+ * **Gotchas**: a group's handlers are one service, keyed by its commands' tags: two `toLayer`s of the
+ * same group (or of two groups of the same tags) provide the same service, and the last one wins.
+ */
 export const group = <const Classes extends ReadonlyArray<CommandClass>>(
   ...commands: Classes
 ): Group<Schema.Schema.Type<Classes[number]>> => {
