@@ -14,16 +14,20 @@
  * - **Deterministic command ids**: a command's id derives from the saga, the instance, the triggering
  *   event (or timeout), the command's index and content; a replay after a crash (commands sent, state
  *   not saved) sends the same ids, which the receiving aggregates dedupe.
- * - **Compensation**: when a command fails (a domain error, or a bus error after its retries) or a
+ * - **Compensation**: when a command fails (its domain error, or a refusal such as validation) or a
  *   reaction gives up (`fail`), the compensations recorded so far are sent newest first; the instance
- *   ends `compensated`, or `failed` if a compensation fails too.
+ *   ends `compensated`, or `failed` if a compensation fails too (keeping those not run). A command whose
+ *   outcome is unknown (unavailable, timed out, not delivered) is not a failure: the input is tried
+ *   again later, with the same command ids.
  * - **Durable timeouts**: stored with the instance's save, delivered as a {@link Timeout} input once due
  *   (after restarts too), cancelled by a reaction or when the instance ends.
  *
- * **Gotchas**: commands are sent before the state is saved (then the batch commits): when two events of
- * one instance are handled at once (different partitions), the second save conflicts and is reacted
- * again on the new state; commands the first reaction sent stay sent. Correlate within one partition
- * (or run one partition) when that matters. Commands go through the `CommandBus` in context.
+ * **Gotchas**: commands are sent before the state is saved (then the batch commits): when two inputs of
+ * one instance are handled at once (events in different partitions, or an event and a due timeout),
+ * the second save conflicts and is reacted again on the new state; commands the first reaction sent
+ * stay sent. Correlate within one partition and keep timeouts clear of the events that cancel them when
+ * that matters. On the memory store a retried batch applies its inputs again (no transactions). Commands
+ * go through the `CommandBus` in context.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -151,7 +155,7 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
         for (const [index, item] of (reaction.commands ?? []).entries()) {
           if (failure !== undefined) break
           const step: Step<CommandBus.Command> = isStep(item) ? item : { command: item as CommandBus.Command }
-          const exit = yield* send(step.command, String(index))
+          const exit = yield* settled(yield* send(step.command, String(index)))
           if (Exit.isFailure(exit)) failure = `${step.command._tag} failed: ${describe(exit)}`
           else if (step.compensation !== undefined) compensations.push(yield* encodeCommand(step.compensation))
         }
@@ -160,16 +164,20 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
         if (failure !== undefined) {
           status = "compensated"
           error = Option.some(failure)
-          for (const [index, stored] of [...compensations].reverse().entries()) {
+          // newest first; a compensation that fails ends the instance `failed`, keeping the ones not run
+          while (compensations.length > 0) {
+            const stored = compensations[compensations.length - 1]!
             const command = yield* Effect.orDie(Schema.decodeUnknown(commandClass(stored))(stored))
-            const exit = yield* send(command as CommandBus.Command, `compensate/${index}`)
+            const exit = yield* settled(
+              yield* send(command as CommandBus.Command, `compensate/${compensations.length}`)
+            )
             if (Exit.isFailure(exit)) {
               status = "failed"
               error = Option.some(`${failure}; compensation ${command._tag} failed: ${describe(exit)}`)
               break
             }
+            compensations.pop()
           }
-          compensations.length = 0
         }
         const now = yield* Clock.currentTimeMillis
         const pending = status === "running" ? [] : (yield* store.timeouts(options.name, instance)).map((t) => t.name)
@@ -221,6 +229,26 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
     apply
   }
 }
+
+/**
+ * Bus errors that leave a command's outcome unknown (it may still complete): not a failure to
+ * compensate, but a reason to try the whole input again later, with the same command ids.
+ */
+const unsettled = new Set([
+  "CommandUnavailable",
+  "CommandTimeout",
+  "CommandTransportError",
+  "BusOverloaded",
+  "CommandCancelled"
+])
+
+/** The command's exit, or a store error (retried by the runner) when its outcome is unknown. */
+const settled = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isFailure(exit) &&
+  exit.cause._tag === "Fail" &&
+  unsettled.has(String((exit.cause.error as { readonly _tag?: unknown })?._tag))
+    ? Effect.fail(new SagaStore.SagaStoreError({ operation: "send", cause: exit.cause.error }))
+    : Effect.succeed(exit)
 
 const isStep = (item: unknown): item is Step<CommandBus.Command> =>
   typeof item === "object" && item !== null && "command" in item && !("_tag" in item)

@@ -21,7 +21,7 @@ import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSagaStore from "../src/sql/SqlSagaStore.js"
 import * as Wakeup from "../src/Wakeup.js"
 import { makeTransfer } from "../examples/bank/Transfer.js"
-import { accountHandlers, Accounts, Deposit, OpenAccount, Probes, probeHandlers } from "./support/commands.js"
+import { accountHandlers, Accounts, Deposit, OpenAccount, Probes, probeHandlers, Withdraw } from "./support/commands.js"
 import { isolatedPrefix, uniqueCategory } from "./support/ids.js"
 import { pgWithSchema, sqliteMemory } from "./support/sql.js"
 
@@ -136,7 +136,7 @@ const sagaSuite = (backend: Backend) =>
     it.live("happy path: both steps run, the confirmation completes the instance and cancels its deadline", () =>
       Effect.gen(function* () {
         const category = (yield* uniqueCategory).replace(/^T/, "S")
-        const saga = transferSaga(category)
+        const saga = transferSaga(category, "1 hour")
         yield* Effect.gen(function* () {
           yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
           yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
@@ -173,6 +173,33 @@ const sagaSuite = (backend: Backend) =>
           )
           assert.strictEqual(yield* balanceOf(category, "A"), 100)
           assert.deepStrictEqual(instance.pendingTimeouts, [])
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category)))
+      })
+    )
+
+    it.live("a compensation that fails ends the instance failed, keeping the compensations not run", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category, "200 millis")
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "t6", "A", "B", 30)
+          yield* waitFor(balanceOf(category, "B"), (b) => b === 30)
+          // B spends the money before the deadline: taking it back (the newest compensation) fails
+          yield* dispatch(new Withdraw({ accountId: "B", amount: 30 }))
+          yield* waitFor(statusOf(saga, "t6"), (s) => Option.getOrNull(s) === "failed")
+          const instance = Option.getOrThrow(yield* Saga.instance(saga, "t6"))
+          assert.include(
+            Option.getOrElse(instance.error, () => ""),
+            "compensation Withdraw failed: InsufficientFunds"
+          )
+          // the refund of A was not run, and stays on record
+          assert.strictEqual(instance.compensations, 2)
+          assert.strictEqual(yield* balanceOf(category, "A"), 70)
           yield* Fiber.interrupt(runner)
         }).pipe(Effect.provide(world(backend, category)))
       })
