@@ -96,11 +96,15 @@ export interface Saga<A, S, C> {
   readonly react: (state: S, input: A | Timeout) => Reaction<S, C>
   readonly initialState: S
   readonly stateSchema: Schema.Schema<S, any>
-  /** Applies one input to an instance: react, send, save (see the module doc). */
+  /**
+   * Applies one input to an instance under its lock: react, send, save (see the module doc). A timeout
+   * input names the stored timeout it fires, which must still be pending (it is claimed first).
+   */
   readonly apply: (
     instance: string,
     input: A | Timeout,
-    cause: string
+    cause: string,
+    timeout?: SagaStore.Timeout
   ) => Effect.Effect<void, SagaStore.SagaStoreError, SagaStore.SagaStore | CommandBus.CommandBus>
 }
 
@@ -119,10 +123,13 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
     return c as CommandBus.CommandClass
   }
 
-  const apply: Saga<A, S, C>["apply"] = (instance, input, cause) =>
+  const apply: Saga<A, S, C>["apply"] = (instance, input, cause, timeout) =>
     Effect.gen(function* () {
       const store = yield* SagaStore.SagaStore
       const bus = yield* CommandBus.CommandBus
+      // the instance first, then its timeout: the order every input takes its locks in
+      yield* store.lock(options.name, instance)
+      if (timeout !== undefined && Option.isNone(yield* store.claim(timeout))) return
       /** Sends a command outside the store's transaction, under a deterministic command id. */
       const send = (command: CommandBus.Command, slot: string) =>
         Effect.gen(function* () {
@@ -201,6 +208,7 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
         if (saved.left._tag === "SagaStoreError" || attempt >= 10) return yield* Effect.fail(saved.left)
       }
     }).pipe(
+      Effect.scoped,
       Effect.catchTag("SagaConflict", (conflict) =>
         Effect.fail(new SagaStore.SagaStoreError({ operation: "save", cause: conflict }))
       ),
@@ -300,20 +308,22 @@ export const layer = <A, S, C>(
     )
   )
 
-/** The scheduler: claims due timeouts and applies them, each in a transaction with its claim. */
+/**
+ * The scheduler: applies due timeouts, each in a transaction of its own holding the instance's lock
+ * and the timeout's claim; one that fails is logged and tried again at the next poll.
+ */
 const fireTimeouts = <A, S, C>(saga: Saga<A, S, C>, poll: Duration.DurationInput) =>
   Effect.gen(function* () {
     const store = yield* SagaStore.SagaStore
-    const step = store.transaction(
-      Effect.flatMap(store.claimDue(saga.name, 100), (due) =>
-        Effect.forEach(
-          due,
-          (t) => saga.apply(t.instance, new Timeout({ name: t.name }), `timeout:${t.name}:${t.dueAt}`),
-          { discard: true }
+    const fire = (t: SagaStore.Timeout) =>
+      store
+        .transaction(saga.apply(t.instance, new Timeout({ name: t.name }), `timeout:${t.name}:${t.dueAt}`, t))
+        .pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning(`saga ${saga.name} timeout ${t.name} of ${t.instance}`, cause)
+          )
         )
-      )
-    )
-    yield* step.pipe(
+    yield* Effect.flatMap(store.due(saga.name, 100), (due) => Effect.forEach(due, fire, { discard: true })).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning(`saga ${saga.name} timeouts`, cause)),
       Effect.repeat(Schedule.spaced(poll))
     )

@@ -4,9 +4,9 @@
  * {@link SagaConflict} if another save came first (optimistic concurrency).
  *
  * Guarantees of every implementation: a save is atomic with the timeouts it schedules and cancels;
- * `claimDue` hands a due timeout to one claimer at a time (SQL: `FOR UPDATE SKIP LOCKED` inside the
- * caller's transaction); inside `transaction` (SQL), saves, timeout changes and the projection
- * checkpoint of the same batch commit together.
+ * `lock` serializes the inputs of an instance; `claim` hands a due timeout to one claimer at a time
+ * (SQL: `FOR UPDATE SKIP LOCKED` inside the caller's transaction); inside `transaction` (SQL), saves,
+ * timeout changes and the projection checkpoint of the same batch commit together.
  *
  * **Gotchas**: the memory implementation has no transactions (see `CheckpointStore`).
  */
@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 
 /** The saga store failed (database unreachable...). Retryable. */
 export class SagaStoreError extends Schema.TaggedError<SagaStoreError>()("SagaStoreError", {
@@ -89,8 +90,19 @@ export class SagaStore extends Context.Tag("effect-eventsourcing/SagaStore")<
     ) => Effect.Effect<number, SagaConflict | SagaStoreError>
     /** The instance's pending timeouts. */
     readonly timeouts: (saga: string, instance: string) => Effect.Effect<ReadonlyArray<Timeout>, SagaStoreError>
-    /** Up to `limit` due timeouts of the saga, claimed until the enclosing transaction ends (SQL). */
-    readonly claimDue: (saga: string, limit: number) => Effect.Effect<ReadonlyArray<Timeout>, SagaStoreError>
+    /** Up to `limit` due timeouts of the saga, oldest first (not claimed: see `claim`). */
+    readonly due: (saga: string, limit: number) => Effect.Effect<ReadonlyArray<Timeout>, SagaStoreError>
+    /**
+     * Claims a due timeout until the enclosing transaction ends (SQL: `FOR UPDATE SKIP LOCKED`); none if
+     * it is gone (cancelled, fired) or another process holds it. Lock the instance first.
+     */
+    readonly claim: (timeout: Timeout) => Effect.Effect<Option.Option<Timeout>, SagaStoreError>
+    /**
+     * Locks the instance against other inputs: until the enclosing transaction ends (SQL: a row lock,
+     * taken before any timeout's) or until the scope closes (memory). Every input of an instance is
+     * applied under it, so one reacts to what the previous one saved.
+     */
+    readonly lock: (saga: string, instance: string) => Effect.Effect<void, SagaStoreError, Scope.Scope>
     /** Runs `effect` in one transaction with the store's writes inside it. */
     readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SagaStoreError, R>
     /** Runs `effect` outside any transaction of the store (commands a saga sends commit on their own). */
@@ -106,6 +118,7 @@ export class SagaStore extends Context.Tag("effect-eventsourcing/SagaStore")<
 export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
   const instances = new Map<string, StoredInstance>()
   const timeouts = new Map<string, Timeout>()
+  const locks = new Map<string, Effect.Semaphore>()
   const key = (...parts: ReadonlyArray<string>) => parts.join("\u0000")
   return SagaStore.of({
     load: (saga, instance) => Effect.sync(() => Option.fromNullable(instances.get(key(saga, instance)))),
@@ -124,13 +137,25 @@ export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
       }),
     timeouts: (saga, instance) =>
       Effect.sync(() => [...timeouts.values()].filter((t) => t.saga === saga && t.instance === instance)),
-    claimDue: (saga, limit) =>
+    due: (saga, limit) =>
       Effect.map(Clock.currentTimeMillis, (now) =>
         [...timeouts.values()]
           .filter((t) => t.saga === saga && t.dueAt <= now)
           .sort((a, b) => a.dueAt - b.dueAt)
           .slice(0, limit)
       ),
+    claim: (timeout) =>
+      Effect.sync(() => {
+        const stored = timeouts.get(key(timeout.saga, timeout.instance, timeout.name))
+        return stored !== undefined && stored.dueAt === timeout.dueAt ? Option.some(stored) : Option.none()
+      }),
+    lock: (saga, instance) =>
+      Effect.gen(function* () {
+        const lockKey = key(saga, instance)
+        const lock = locks.get(lockKey) ?? (yield* Effect.makeSemaphore(1))
+        locks.set(lockKey, lock)
+        yield* Effect.acquireRelease(lock.take(1), () => lock.release(1))
+      }),
     transaction: Effect.uninterruptible,
     outside: (effect) => effect
   })

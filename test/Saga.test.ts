@@ -296,6 +296,38 @@ const sagaSuite = (backend: Backend) =>
       })
     )
 
+    it.live("a deadline racing the confirmation: every transfer either completes or is undone, never both", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category, "15 millis")
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          const runner = yield* Effect.fork(Saga.run(saga, { pollInterval: "5 millis", timeoutPoll: "5 millis" }))
+          const ids = Array.from({ length: 20 }, (_, i) => `r${i}`)
+          for (const [i, id] of ids.entries()) {
+            yield* request(category, id, "A", "B", 1)
+            yield* Effect.sleep(`${i * 2} millis`)
+            yield* confirm(category, id)
+          }
+          const statuses = yield* Effect.forEach(ids, (id) =>
+            Effect.zipRight(
+              waitFor(statusOf(saga, id), (s) => Option.isSome(s) && s.value !== "running"),
+              Effect.map(statusOf(saga, id), Option.getOrThrow)
+            )
+          )
+          const completed = statuses.filter((s) => s === "completed").length
+          assert.strictEqual(completed + statuses.filter((s) => s === "compensated").length, ids.length)
+          assert.deepStrictEqual(
+            [yield* balanceOf(category, "A"), yield* balanceOf(category, "B")],
+            [100 - completed, completed]
+          )
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category)))
+      })
+    )
+
     it.live("pending timeouts survive a restart of the runner", () =>
       Effect.gen(function* () {
         const category = (yield* uniqueCategory).replace(/^T/, "S")

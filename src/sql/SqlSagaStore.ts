@@ -1,9 +1,11 @@
 /**
  * The SQL saga store (PostgreSQL, SQLite), in the same database and under the same table prefix or
  * schema as the event store, so an instance's save, its timeouts and the saga's projection checkpoint
- * commit in one transaction. Saves are conditional on the version read (optimistic concurrency); due
- * timeouts are claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several processes can run the
- * scheduler and each timeout is delivered by one (SQLite has a single writer).
+ * commit in one transaction. Saves are conditional on the version read (optimistic concurrency). On
+ * PostgreSQL each input locks its instance's row (`FOR UPDATE`, a placeholder row for a new instance)
+ * before reacting, and a due timeout is claimed (`FOR UPDATE SKIP LOCKED`) after its instance, so
+ * several processes can run the scheduler, each timeout is delivered by one, and an event and a timeout
+ * of one instance never react at once (SQLite has a single writer).
  *
  * **Gotchas**: on SQLite the commands a saga sends join the saga's transaction (its one connection is
  * busy with it), so they commit, or roll back, with the saga's state.
@@ -58,7 +60,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     return SagaStore.of({
       load: (saga, instance) =>
         sql<InstanceRow>`select version, status, state, compensations, error, updated_at from ${sql(t.sagaInstances)}
-          where saga = ${saga} and instance = ${instance}`.pipe(
+          where saga = ${saga} and instance = ${instance} and version > 0`.pipe(
           Effect.flatMap((rows) =>
             Option.match(Option.fromNullable(rows[0]), {
               onNone: () => Effect.succeedNone,
@@ -87,10 +89,15 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             error: Option.getOrNull(next.error),
             updated_at: now
           }
+          // a new instance may have a placeholder row (version 0, see `lock`): fill it
           const saved =
             expectedVersion === 0
-              ? yield* sql`insert into ${sql(t.sagaInstances)} ${sql.insert({ saga, instance, version: 1, ...row })}
-                  on conflict (saga, instance) do nothing returning version`
+              ? yield* sql`insert into ${sql(t.sagaInstances)} as i ${sql.insert({ saga, instance, version: 1, ...row })}
+                  on conflict (saga, instance) do update set version = 1, status = excluded.status,
+                    state = excluded.state, compensations = excluded.compensations, error = excluded.error,
+                    updated_at = excluded.updated_at
+                  where i.version = 0
+                  returning version`
               : yield* sql`update ${sql(t.sagaInstances)} set version = ${expectedVersion + 1}, status = ${row.status},
                   state = ${row.state}, compensations = ${row.compensations}, error = ${row.error},
                   updated_at = ${now}
@@ -118,16 +125,43 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
           Effect.map((rows) => rows.map(toTimeout)),
           Effect.mapError(failWith("timeouts"))
         ),
-      claimDue: (saga, limit) =>
+      due: (saga, limit) =>
         Effect.flatMap(
           Clock.currentTimeMillis,
           (now) => sql<TimeoutRow>`select saga, instance, name, due_at from ${sql(t.sagaTimeouts)}
-            where saga = ${saga} and due_at <= ${now} order by due_at limit ${limit}
-            ${isPg ? sql`for update skip locked` : sql``}`
+            where saga = ${saga} and due_at <= ${now} order by due_at limit ${limit}`
         ).pipe(
           Effect.map((rows) => rows.map(toTimeout)),
-          Effect.mapError(failWith("claimDue"))
+          Effect.mapError(failWith("due"))
         ),
+      claim: (timeout) =>
+        sql<TimeoutRow>`select saga, instance, name, due_at from ${sql(t.sagaTimeouts)}
+          where saga = ${timeout.saga} and instance = ${timeout.instance} and name = ${timeout.name}
+            and due_at = ${timeout.dueAt}
+          ${isPg ? sql`for update skip locked` : sql``}`.pipe(
+          Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toTimeout)),
+          Effect.mapError(failWith("claim"))
+        ),
+      // a row lock on the instance (a placeholder row first if it is new), held to the transaction's end;
+      // SQLite runs one transaction at a time, which is lock enough
+      lock: (saga, instance) =>
+        isPg
+          ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              Effect.zipRight(
+                sql`insert into ${sql(t.sagaInstances)} ${sql.insert({
+                  saga,
+                  instance,
+                  version: 0,
+                  status: "running",
+                  state: "null",
+                  compensations: "[]",
+                  error: null,
+                  updated_at: now
+                })} on conflict (saga, instance) do nothing`,
+                sql`select version from ${sql(t.sagaInstances)} where saga = ${saga} and instance = ${instance} for update`
+              )
+            ).pipe(Effect.asVoid, Effect.mapError(failWith("lock")))
+          : Effect.void,
       transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.mapError(sql.withTransaction(effect), (e) =>
           e instanceof SqlError ? failWith("transaction")(e) : (e as E)
