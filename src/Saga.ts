@@ -65,7 +65,7 @@ export interface Reaction<S, C> {
   readonly cancel?: ReadonlyArray<string>
   /** The instance is done: its pending timeouts are cancelled, later inputs ignored. */
   readonly complete?: boolean
-  /** Give up with this reason: compensate what was done. */
+  /** Give up with this reason: compensate what was done (this reaction's `commands` are not sent). */
   readonly fail?: string
 }
 
@@ -86,7 +86,15 @@ export interface Options<A extends { readonly _tag: string }, I, S, SI, C extend
   /** Pure. */
   readonly react: (state: S, input: A | Timeout) => Reaction<S, C>
   readonly partitions?: number
+  /**
+   * Events per batch; default 20. A batch is one transaction that stays open while its commands are
+   * sent, holding the read horizon and the instances' locks: keep it small.
+   */
   readonly batchSize?: number
+  /** What to do with an event whose reaction keeps failing; default `stop` (see `Projection`). */
+  readonly onPoison?: Projection.PoisonPolicy
+  /** Retries of a failing reaction before its event is poison (see `Projection`). */
+  readonly retry?: Schedule.Schedule<unknown, unknown>
 }
 
 /** A saga definition; see {@link make}. */
@@ -222,7 +230,9 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
     ...(options.upcasters === undefined ? {} : { upcasters: options.upcasters }),
     ...(options.categories === undefined ? {} : { categories: options.categories }),
     ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
-    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    batchSize: options.batchSize ?? 20,
+    ...(options.onPoison === undefined ? {} : { onPoison: options.onPoison }),
+    ...(options.retry === undefined ? {} : { retry: options.retry }),
     handle: (event, envelope) => {
       const instance = options.correlate(event, envelope)
       return instance === undefined ? Effect.void : apply(instance, event, envelope.eventId)
