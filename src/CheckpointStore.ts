@@ -16,9 +16,10 @@
  * that agree to well within the lease time. Worker ids must be unique: a worker re-claiming its own
  * lease takes it with a new token.
  *
- * **Gotchas**: the memory implementation has no transactions: a batch's effects happen even when its
- * commit is refused, so effects are at-least-once. It runs a batch uninterruptibly instead, so a runner
- * stops between batches.
+ * **Gotchas**: the memory implementation's transactions undo only the memory stores' own writes
+ * (checkpoints, dead letters, saga instances): a batch's other effects (a read model in a `Ref`) happen
+ * even when its commit is refused, so they are at-least-once. It runs a batch uninterruptibly, so a
+ * runner stops between batches.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -28,6 +29,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Event from "./Event.js"
+import * as MemoryTransaction from "./internal/memoryTransaction.js"
 
 // ---------------------------------------------------------------------------------------------------
 // errors
@@ -268,17 +270,27 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
         if (Event.checkpointOrder(p.checkpoint, expected) !== 0) {
           return Effect.fail(new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition }))
         }
+        const previous = p.checkpoint
         p.checkpoint = next
         p.leaseExpiresAt = now + ttl
-        return Effect.void
+        return MemoryTransaction.onRollback(() => {
+          p.checkpoint = previous
+        })
       }),
     markLive: (lease, at) =>
       Effect.sync(() => {
         const p = partitionOf(lease)
         if (holds(lease, p) && Event.checkpointOrder(p.checkpoint, at) === 0) p.live = true
       }),
-    deadLetter: (letter) => Effect.sync(() => void deadLetters.push(letter)),
-    transaction: Effect.uninterruptible,
+    deadLetter: (letter) =>
+      Effect.zipRight(
+        Effect.sync(() => void deadLetters.push(letter)),
+        MemoryTransaction.onRollback(() => {
+          const at = deadLetters.lastIndexOf(letter)
+          if (at >= 0) deadLetters.splice(at, 1)
+        })
+      ),
+    transaction: (effect) => Effect.uninterruptible(MemoryTransaction.transactional(effect)),
     partitions: (id) =>
       Effect.sync(() =>
         (projections.get(key(id)) ?? []).map((p, partition) => ({

@@ -8,7 +8,8 @@
  * (SQL: `FOR UPDATE SKIP LOCKED` inside the caller's transaction); inside `transaction` (SQL), saves,
  * timeout changes and the projection checkpoint of the same batch commit together.
  *
- * **Gotchas**: the memory implementation has no transactions (see `CheckpointStore`).
+ * **Gotchas**: the memory implementation undoes its own writes when a transaction fails (see
+ * `CheckpointStore`), not the effects of the commands a saga sent.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -17,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as MemoryTransaction from "./internal/memoryTransaction.js"
 
 /** The saga store failed (database unreachable...). Retryable. */
 export class SagaStoreError extends Schema.TaggedError<SagaStoreError>()("SagaStoreError", {
@@ -129,11 +131,21 @@ export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
           return Effect.fail(new SagaConflict({ saga, instance, expected: expectedVersion }))
         }
         const version = expectedVersion + 1
+        const before = [...timeouts].filter(([, t]) => t.saga === saga && t.instance === instance)
         instances.set(key(saga, instance), { ...next, version, updatedAt: now })
         for (const name of changes.cancel) timeouts.delete(key(saga, instance, name))
         for (const { dueAt, name } of changes.schedule)
           timeouts.set(key(saga, instance, name), { saga, instance, name, dueAt })
-        return Effect.succeed(version)
+        // undone if the enclosing batch fails (see internal/memoryTransaction)
+        return Effect.as(
+          MemoryTransaction.onRollback(() => {
+            if (current === undefined) instances.delete(key(saga, instance))
+            else instances.set(key(saga, instance), current)
+            for (const [k, t] of timeouts) if (t.saga === saga && t.instance === instance) timeouts.delete(k)
+            for (const [k, t] of before) timeouts.set(k, t)
+          }),
+          version
+        )
       }),
     timeouts: (saga, instance) =>
       Effect.sync(() => [...timeouts.values()].filter((t) => t.saga === saga && t.instance === instance)),
@@ -156,7 +168,7 @@ export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
         locks.set(lockKey, lock)
         yield* Effect.acquireRelease(lock.take(1), () => lock.release(1))
       }),
-    transaction: Effect.uninterruptible,
+    transaction: (effect) => Effect.uninterruptible(MemoryTransaction.transactional(effect)),
     outside: (effect) => effect
   })
 })

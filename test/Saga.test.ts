@@ -328,6 +328,48 @@ const sagaSuite = (backend: Backend) =>
       })
     )
 
+    it.live("a batch that fails part-way is applied again from its start, each event once", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const Pinged = Schema.TaggedStruct("Pinged", { n: Schema.Number })
+        const counter = Saga.make({
+          name: `batch-${category}`,
+          events: Pinged,
+          categories: [category],
+          correlate: () => "one",
+          state: Schema.Struct({ seen: Schema.Array(Schema.Number) }),
+          initialState: { seen: [] as ReadonlyArray<number> },
+          commands: [],
+          batchSize: 10,
+          react: (state, input) => ({ state: input._tag === "Pinged" ? { seen: [...state.seen, input.n] } : state })
+        })
+        const saves = yield* Ref.make(0)
+        // the second save fails once: the first event of the batch was saved already
+        const failSecond = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaStore["Type"] => ({
+          ...store,
+          save: (...args) =>
+            Effect.flatMap(
+              Ref.updateAndGet(saves, (n) => n + 1),
+              (n) =>
+                n === 2
+                  ? Effect.fail(new SagaStore.SagaStoreError({ operation: "save", cause: "crash" }))
+                  : store.save(...args)
+            )
+        })
+        yield* Effect.gen(function* () {
+          const store = yield* EventStore.EventStore
+          for (let n = 0; n < 3; n++) {
+            yield* store.append(`${category}-1`, [yield* Event.make({ type: "Pinged", data: { n } })])
+          }
+          const runner = yield* Effect.fork(Saga.run(counter, runOptions))
+          yield* waitFor(Saga.instance(counter, "one"), (i) => Option.isSome(i) && i.value.state.seen.length >= 3)
+          yield* Effect.sleep("50 millis")
+          assert.deepStrictEqual(Option.getOrThrow(yield* Saga.instance(counter, "one")).state.seen, [0, 1, 2])
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category, failSecond)))
+      })
+    )
+
     it.live("pending timeouts survive a restart of the runner", () =>
       Effect.gen(function* () {
         const category = (yield* uniqueCategory).replace(/^T/, "S")
