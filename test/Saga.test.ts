@@ -21,7 +21,16 @@ import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSagaStore from "../src/sql/SqlSagaStore.js"
 import * as Wakeup from "../src/Wakeup.js"
 import { makeTransfer } from "../examples/bank/Transfer.js"
-import { accountHandlers, Accounts, Deposit, OpenAccount, Probes, probeHandlers, Withdraw } from "./support/commands.js"
+import {
+  accountHandlers,
+  Accounts,
+  Deposit,
+  OpenAccount,
+  Probe,
+  Probes,
+  probeHandlers,
+  Withdraw
+} from "./support/commands.js"
 import { isolatedPrefix, uniqueCategory } from "./support/ids.js"
 import { pgWithSchema, sqliteMemory } from "./support/sql.js"
 
@@ -76,16 +85,12 @@ const backends: ReadonlyArray<Backend> = [
 const world = (
   backend: Backend,
   category: string,
-  wrapStore: (s: SagaStore.SagaStore["Type"]) => SagaStore.SagaStore["Type"] = (s) => s
+  wrapStore: (s: SagaStore.SagaStore["Type"]) => SagaStore.SagaStore["Type"] = (s) => s,
+  probe: (n: number) => Effect.Effect<string, unknown> = () => Effect.succeed("")
 ) => {
   const sagaStore = Layer.effect(SagaStore.SagaStore, Effect.map(Effect.orDie(backend.sagaStore), wrapStore))
   const bus = CommandBus.layer({ groups: [Accounts, Probes], retry: Schedule.recurs(0) }).pipe(
-    Layer.provide(
-      Layer.merge(
-        accountHandlers(category),
-        probeHandlers(() => Effect.succeed(""))
-      )
-    )
+    Layer.provide(Layer.merge(accountHandlers(category), probeHandlers(probe)))
   )
   return Layer.mergeAll(bus, sagaStore).pipe(Layer.provideMerge(backend.stores()))
 }
@@ -367,6 +372,70 @@ const sagaSuite = (backend: Backend) =>
           assert.deepStrictEqual(Option.getOrThrow(yield* Saga.instance(counter, "one")).state.seen, [0, 1, 2])
           yield* Fiber.interrupt(runner)
         }).pipe(Effect.provide(world(backend, category, failSecond)))
+      })
+    )
+
+    it.live("two runners share the due timeouts: each fires once", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category, "30 millis")
+        yield* Effect.gen(function* () {
+          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
+          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
+          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          const runners = yield* Effect.forEach(["one", "two"], (workerId) =>
+            Effect.fork(Saga.run(saga, { ...runOptions, workerId, timeoutPoll: "5 millis" }))
+          )
+          const ids = Array.from({ length: 8 }, (_, i) => `d${i}`)
+          for (const id of ids) yield* request(category, id, "A", "B", 1)
+          for (const id of ids) yield* waitFor(statusOf(saga, id), (s) => Option.getOrNull(s) === "compensated")
+          // a deadline fired twice would refund twice (A above 100) or fail taking B's money back
+          assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [100, 0])
+          yield* Effect.forEach(runners, Fiber.interrupt)
+        }).pipe(Effect.provide(world(backend, category)))
+      })
+    )
+
+    it.live("a command whose outcome is unknown is sent again later, not compensated", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const failures = yield* Ref.make(2)
+        const executed = yield* Ref.make(0)
+        // the bus does not retry (recurs(0)): two failures reach the saga as CommandUnavailable
+        const probe = () =>
+          Effect.flatMap(
+            Ref.getAndUpdate(failures, (n) => n - 1),
+            (left) =>
+              left > 0
+                ? Effect.fail(new EventStore.EventStoreError({ operation: "append", cause: "down" }))
+                : Effect.as(
+                    Ref.update(executed, (n) => n + 1),
+                    "ok"
+                  )
+          )
+        const Pinged = Schema.TaggedStruct("Pinged", { n: Schema.Number })
+        const pinger = Saga.make({
+          name: `unknown-${category}`,
+          events: Pinged,
+          categories: [category],
+          correlate: () => "one",
+          state: Schema.Struct({ pinged: Schema.Boolean }),
+          initialState: { pinged: false },
+          commands: [Probe],
+          react: (_state, input) =>
+            input._tag === "Pinged"
+              ? { state: { pinged: true }, commands: [new Probe({ n: input.n })], complete: true }
+              : { state: { pinged: false } }
+        })
+        yield* Effect.gen(function* () {
+          const store = yield* EventStore.EventStore
+          yield* store.append(`${category}-1`, [yield* Event.make({ type: "Pinged", data: { n: 1 } })])
+          const runner = yield* Effect.fork(Saga.run(pinger, runOptions))
+          yield* waitFor(statusOf(pinger, "one"), (s) => Option.getOrNull(s) === "completed")
+          assert.strictEqual(yield* Ref.get(executed), 1)
+          assert.strictEqual(yield* Ref.get(failures), -1, "the command was sent three times")
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category, (s) => s, probe)))
       })
     )
 
