@@ -10,7 +10,7 @@
  *
  * Guarantees:
  * - **Each event affects an instance once**: the instance's new state and the checkpoint past the event
- *   commit together (SQL stores), and saves are versioned.
+ *   commit together (on the memory stores, a failed batch's saves are undone), and saves are versioned.
  * - **Deterministic command ids**: a command's id derives from the saga, the instance, the triggering
  *   event (or timeout), the command's index and content; a replay after a crash (commands sent, state
  *   not saved) sends the same ids, which the receiving aggregates dedupe.
@@ -21,13 +21,15 @@
  *   again later, with the same command ids.
  * - **Durable timeouts**: stored with the instance's save, delivered as a {@link Timeout} input once due
  *   (after restarts too), cancelled by a reaction or when the instance ends.
+ * - **One input at a time per instance**: every input (event or timeout) is applied under the instance's
+ *   lock (a row lock held to the transaction's end on PostgreSQL), so each reacts to what the previous
+ *   one saved, across partitions and processes.
  *
- * **Gotchas**: commands are sent before the state is saved (then the batch commits): when two inputs of
- * one instance are handled at once (events in different partitions, or an event and a due timeout),
- * the second save conflicts and is reacted again on the new state; commands the first reaction sent
- * stay sent. Correlate within one partition and keep timeouts clear of the events that cancel them when
- * that matters. On the memory store a retried batch applies its inputs again (no transactions). Commands
- * go through the `CommandBus` in context.
+ * **Gotchas**: commands are sent before the state is saved and the batch commits (a replay re-sends
+ * them under the same ids, see above), and the batch's transaction stays open meanwhile: keep batches
+ * small (the default is 20). Two batches locking the same instances in opposite orders deadlock on
+ * PostgreSQL; the database aborts one, which is retried. On SQLite the commands join the saga's
+ * transaction. Commands go through the `CommandBus` in context.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
