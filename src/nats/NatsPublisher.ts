@@ -1,0 +1,150 @@
+/**
+ * Publishing events to NATS JetStream (the outbox relay's target).
+ *
+ * - Subjects are `<prefix>.<category>.<streamId>.<type>`; characters NATS gives a meaning in subjects
+ *   (`.`, `*`, `>`, whitespace) and `~` are escaped inside tokens as `~XX` (hex), so distinct events
+ *   never share a subject token by accident.
+ * - The message id (`Nats-Msg-Id`) is the event id: JetStream drops a re-published event within the
+ *   stream's duplicate window and acks it with `duplicate: true`.
+ * - Publishes are pipelined: up to `window` in flight, started in order (JetStream stores them in the
+ *   order they arrive, so one publisher keeps each stream's order).
+ * - At startup the stream is created, or its configuration checked (subjects, duplicate window,
+ *   storage): a mismatch is an error, never silently changed.
+ *
+ * **Gotchas**: a publish that timed out may still have been stored: publish again with the same id.
+ * A single-replica file stream syncs to disk periodically: acknowledged messages can be lost in an OS
+ * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
+ */
+import { headers as natsHeaders } from "@nats-io/transport-node"
+import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import type * as Event from "../Event.js"
+import { Nats } from "./Nats.js"
+
+/** Publishing failed (or the stream is configured otherwise); the messages may be published again. */
+export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
+  operation: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `JetStream ${this.operation} failed: ${this.detail}`
+  }
+}
+
+/** What JetStream said of one published event. */
+export interface Ack {
+  readonly eventId: string
+  readonly sequence: number
+  /** The event was already in the stream (published before, within the duplicate window). */
+  readonly duplicate: boolean
+}
+
+/** The publisher service. */
+export class NatsPublisher extends Context.Tag("effect-eventsourcing/NatsPublisher")<
+  NatsPublisher,
+  {
+    /** Publishes the events in order (pipelined) and returns their acks, in the same order. */
+    readonly publish: (events: ReadonlyArray<Event.RecordedEvent>) => Effect.Effect<ReadonlyArray<Ack>, PublishError>
+    /** The subject of an event. */
+    readonly subjectOf: (event: Event.RecordedEvent) => string
+  }
+>() {}
+
+/** Options of {@link layer}. */
+export interface Options {
+  /** JetStream stream name. */
+  readonly stream: string
+  /** First subject token; default `"events"`. The stream captures `<prefix>.>`. */
+  readonly subjectPrefix?: string
+  /** Default 2 minutes (at most the stream's max age). */
+  readonly duplicateWindow?: Duration.DurationInput
+  /** Default `file`. */
+  readonly storage?: "file" | "memory"
+  /** Publishes in flight at most; default 256. */
+  readonly window?: number
+  /** Wait for each ack at most; default 5 seconds. */
+  readonly timeout?: Duration.DurationInput
+}
+
+/** Escapes what NATS reads in a subject token: `.`, `*`, `>`, whitespace, and `~` itself. */
+export const token = (raw: string): string =>
+  raw.length === 0
+    ? "~"
+    : raw.replace(
+        /[.*>~\s\u0000-\u001f\u007f]/g,
+        (c) => `~${c.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`
+      )
+
+/** Creates or checks the stream, then publishes. Needs the `Nats` connection. */
+export const layer = (options: Options): Layer.Layer<NatsPublisher, PublishError, Nats> =>
+  Layer.effect(
+    NatsPublisher,
+    Effect.gen(function* () {
+      const { connection } = yield* Nats
+      const prefix = options.subjectPrefix ?? "events"
+      const subjects = [`${prefix}.>`]
+      const window = Duration.toMillis(options.duplicateWindow ?? "2 minutes")
+      const storage = options.storage === "memory" ? StorageType.Memory : StorageType.File
+      const failed = (operation: string) => (cause: unknown) =>
+        new PublishError({ operation, detail: cause instanceof Error ? cause.message : String(cause) })
+      const jsm = yield* Effect.tryPromise({ try: () => jetstreamManager(connection), catch: failed("connect") })
+      const info = yield* Effect.tryPromise({
+        try: () => jsm.streams.info(options.stream).catch(() => undefined),
+        catch: failed("stream info")
+      })
+      if (info === undefined) {
+        yield* Effect.tryPromise({
+          try: () => jsm.streams.add({ name: options.stream, subjects, duplicate_window: window * 1_000_000, storage }),
+          catch: failed("create stream")
+        })
+      } else {
+        const problems = [
+          subjects.every((s) => info.config.subjects?.includes(s)) ? undefined : `subjects ${info.config.subjects}`,
+          info.config.duplicate_window === window * 1_000_000
+            ? undefined
+            : `duplicate window ${info.config.duplicate_window / 1_000_000} ms`,
+          info.config.storage === storage ? undefined : `storage ${info.config.storage}`
+        ].filter((p) => p !== undefined)
+        if (problems.length > 0) {
+          return yield* new PublishError({
+            operation: "check stream",
+            detail: `stream ${options.stream} exists with ${problems.join(", ")}`
+          })
+        }
+      }
+      const js = jetstream(connection)
+      const timeout = Duration.toMillis(options.timeout ?? "5 seconds")
+      const subjectOf = (event: Event.RecordedEvent) =>
+        [prefix, token(event.category), token(event.streamId), token(event.type)].join(".")
+
+      const publishOne = (event: Event.RecordedEvent) =>
+        Effect.tryPromise({
+          try: () => {
+            const h = natsHeaders()
+            h.set("Ees-Stream-Id", event.streamId)
+            h.set("Ees-Version", String(event.version))
+            h.set("Ees-Type", event.type)
+            h.set("Ees-Schema-Version", String(event.schemaVersion))
+            if (typeof event.metadata.traceparent === "string") h.set("traceparent", event.metadata.traceparent)
+            return js.publish(subjectOf(event), JSON.stringify({ data: event.data, metadata: event.metadata }), {
+              msgID: event.eventId,
+              headers: h,
+              timeout
+            })
+          },
+          catch: failed("publish")
+        }).pipe(Effect.map((ack): Ack => ({ eventId: event.eventId, sequence: ack.seq, duplicate: ack.duplicate })))
+
+      return NatsPublisher.of({
+        subjectOf,
+        publish: (events) =>
+          Effect.forEach(events, publishOne, { concurrency: Math.max(1, options.window ?? 256) }).pipe(
+            Effect.withSpan("Outbox.publish", { attributes: { events: events.length }, captureStackTrace: false })
+          )
+      })
+    })
+  )

@@ -1,0 +1,119 @@
+/**
+ * The JetStream publisher against the local NATS (a fresh stream per test) and a throwaway server for
+ * the outage: order, subjects, message ids and duplicates, stream configuration checks.
+ */
+import { randomBytes } from "node:crypto"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Event from "../../src/Event.js"
+import * as Nats from "../../src/nats/Nats.js"
+import * as NatsPublisher from "../../src/nats/NatsPublisher.js"
+import { natsUrl } from "../support/config.js"
+import { throwawayNats } from "../support/servers.js"
+
+const names = () => {
+  const id = randomBytes(4).toString("hex")
+  return { stream: `EES_TEST_${id}`, subjectPrefix: `ees_${id}` }
+}
+
+const recorded = (streamId: string, version: number, type = "Deposited"): Event.RecordedEvent => ({
+  eventId: crypto.randomUUID(),
+  type,
+  schemaVersion: 1,
+  data: { amount: version },
+  metadata: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
+  streamId: streamId as Event.StreamId,
+  category: Event.categoryOf(streamId),
+  version,
+  position: BigInt(version),
+  transaction: BigInt(version),
+  recordedAt: DateTime.unsafeMake(0)
+})
+
+/** Builds the publisher (and its connection) in the current scope. */
+const publisherOn = (url: string, options: NatsPublisher.Options) =>
+  Effect.map(
+    Layer.build(NatsPublisher.layer(options).pipe(Layer.provideMerge(Nats.layer({ servers: url })))),
+    (context) => ({
+      publisher: Context.get(context, NatsPublisher.NatsPublisher),
+      nats: Context.get(context, Nats.Nats)
+    })
+  )
+
+const deleteStream = (stream: string) =>
+  Effect.promise(async () => {
+    const nc = await connect({ servers: natsUrl })
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.delete(stream).catch(() => false)
+    await nc.close()
+  })
+
+describe("NatsPublisher", () => {
+  it("escapes what NATS reads in subject tokens, injectively", () => {
+    assert.strictEqual(NatsPublisher.token("Account-42"), "Account-42")
+    assert.strictEqual(NatsPublisher.token("a.b*c>d e~f"), "a~2Eb~2Ac~3Ed~20e~7Ef")
+    assert.strictEqual(NatsPublisher.token(""), "~")
+    assert.notStrictEqual(NatsPublisher.token("a.b"), NatsPublisher.token("a~2Eb"))
+  })
+
+  it.scopedLive("publishes in order under the event ids; publishing again is acked as duplicates", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      yield* Effect.addFinalizer(() => deleteStream(stream))
+      const { nats, publisher } = yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory" })
+      const events = Array.from({ length: 200 }, (_, i) => recorded(`Account-${i % 7}`, Math.floor(i / 7) + 1))
+      const acks = yield* publisher.publish(events)
+      assert.deepStrictEqual(
+        acks.map((a) => a.eventId),
+        events.map((e) => e.eventId)
+      )
+      assert.isTrue(acks.every((a) => !a.duplicate))
+      const again = yield* publisher.publish(events.slice(0, 50))
+      assert.isTrue(again.every((a) => a.duplicate))
+      const jsm = yield* Effect.promise(() => jetstreamManager(nats.connection))
+      const info = yield* Effect.promise(() => jsm.streams.info(stream))
+      assert.strictEqual(info.state.messages, 200, "nothing stored twice")
+      // stored in publish order, on the event's subject, with its id and headers
+      for (const [i, event] of events.entries()) {
+        const msg = yield* Effect.promise(() => jsm.streams.getMessage(stream, { seq: i + 1 }))
+        assert.strictEqual(msg!.subject, `${subjectPrefix}.Account.Account-${i % 7}.Deposited`)
+        assert.strictEqual(msg!.header.get("Nats-Msg-Id"), event.eventId)
+        assert.strictEqual(msg!.header.get("traceparent"), event.metadata.traceparent)
+        assert.strictEqual(msg!.header.get("Ees-Version"), String(event.version))
+      }
+    })
+  )
+
+  it.scopedLive("an existing stream with another configuration is an error, not changed", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      yield* Effect.addFinalizer(() => deleteStream(stream))
+      yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory", duplicateWindow: "1 minute" })
+      const error = yield* Effect.flip(
+        publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory", duplicateWindow: "2 minutes" })
+      )
+      assert.strictEqual(error._tag, "PublishError")
+      assert.include(error.message, "duplicate window")
+    })
+  )
+
+  it.scopedLive(
+    "with NATS down a publish fails with a typed error once its ack times out",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* throwawayNats
+        const { stream, subjectPrefix } = names()
+        const { publisher } = yield* publisherOn(server.url, { stream, subjectPrefix, timeout: "500 millis" })
+        yield* publisher.publish([recorded("Account-1", 1)])
+        yield* server.kill
+        const error = yield* Effect.flip(publisher.publish([recorded("Account-1", 2)]))
+        assert.strictEqual(error._tag, "PublishError")
+      }),
+    30_000
+  )
+})
