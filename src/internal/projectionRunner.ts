@@ -32,8 +32,8 @@ export interface Definition<A, E, R> {
   readonly name: string
   readonly version: number
   readonly codec: Upcaster.EventCodec<A>
-  /** Stored event types to read: the codec's types and the types its upcasters read. */
-  readonly types: ReadonlyArray<string>
+  /** Stored event types to read: the codec's types and the types its upcasters read; all if undefined. */
+  readonly types: ReadonlyArray<string> | undefined
   readonly categories: ReadonlyArray<string> | undefined
   readonly handleBatch: (events: ReadonlyArray<Upcaster.Decoded<A>>) => Effect.Effect<void, E, R>
   readonly partitions: number
@@ -421,7 +421,7 @@ const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Check
       after,
       batchSize: rt.def.batchSize,
       maxCount: rt.def.batchSize,
-      types: rt.def.types,
+      ...(rt.def.types === undefined ? {} : { types: rt.def.types }),
       ...(rt.def.categories === undefined ? {} : { categories: rt.def.categories }),
       ...(rt.def.partitions === 1 ? {} : { partition: { count: rt.def.partitions, index: cell.partition } })
     })
@@ -452,8 +452,8 @@ class HandlerFailed {
 }
 
 /**
- * Whether a handler failure comes from the database rather than from the event: a store's own error
- * (event, checkpoint or saga store unavailable), or an `SqlError` other than bad data or a bad statement (a lost connection, a deadlock, a serialization failure, a timeout,
+ * Whether a handler failure comes from the infrastructure rather than from the event: a store's own
+ * error (event, checkpoint or saga store unavailable), a broker's (`PublishError`), or an `SqlError` other than bad data or a bad statement (a lost connection, a deadlock, a serialization failure, a timeout,
  * a busy database). SQLSTATE classes 22 (data), 23 (integrity), 42 (syntax, access), 2F/3F/P0 (routines)
  * and SQLite's constraint, mismatch, range, too-big and plain errors are the event's; so is any other
  * failure of the handler.
@@ -461,7 +461,14 @@ class HandlerFailed {
 const isPassing = (cause: Cause.Cause<unknown>): boolean =>
   Chunk.some(Cause.failures(cause), (error) => {
     const tag = typeof error === "object" && error !== null ? (error as { _tag?: unknown })._tag : undefined
-    if (tag === "EventStoreError" || tag === "CheckpointStoreError" || tag === "SagaStoreError") return true
+    if (
+      tag === "EventStoreError" ||
+      tag === "CheckpointStoreError" ||
+      tag === "SagaStoreError" ||
+      tag === "PublishError"
+    ) {
+      return true
+    }
     if (tag !== "SqlError") return false
     const driver = (error as { readonly cause?: { readonly code?: unknown; readonly sqlState?: unknown } }).cause
     const code = String(driver?.sqlState ?? driver?.code ?? "")
@@ -580,7 +587,7 @@ const commitWithRetries = <A, E, R>(
         : error.passing
           ? Effect.zipRight(
               stalled(cell, Cause.pretty(error.cause)),
-              Effect.logWarning("database unavailable", error.cause)
+              Effect.logWarning("store or broker unavailable; retrying", error.cause)
             )
           : Effect.logWarning("projection handler failed; retrying", error.cause)
     ),

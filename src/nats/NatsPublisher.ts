@@ -1,5 +1,5 @@
 /**
- * Publishing events to NATS JetStream (the outbox relay's target).
+ * Publishing events to NATS JetStream: the outbox relay's `Outbox.Publisher`.
  *
  * - Subjects are `<prefix>.<category>.<streamId>.<type>`; characters NATS gives a meaning in subjects
  *   (`.`, `*`, `>`, whitespace) and `~` are escaped inside tokens as `~XX` (hex), so distinct events
@@ -17,42 +17,12 @@
  */
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
 import type * as Event from "../Event.js"
+import { type Ack, Publisher, PublishError } from "../Outbox.js"
 import { Nats } from "./Nats.js"
-
-/** Publishing failed (or the stream is configured otherwise); the messages may be published again. */
-export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
-  operation: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `JetStream ${this.operation} failed: ${this.detail}`
-  }
-}
-
-/** What JetStream said of one published event. */
-export interface Ack {
-  readonly eventId: string
-  readonly sequence: number
-  /** The event was already in the stream (published before, within the duplicate window). */
-  readonly duplicate: boolean
-}
-
-/** The publisher service. */
-export class NatsPublisher extends Context.Tag("effect-eventsourcing/NatsPublisher")<
-  NatsPublisher,
-  {
-    /** Publishes the events in order (pipelined) and returns their acks, in the same order. */
-    readonly publish: (events: ReadonlyArray<Event.RecordedEvent>) => Effect.Effect<ReadonlyArray<Ack>, PublishError>
-    /** The subject of an event. */
-    readonly subjectOf: (event: Event.RecordedEvent) => string
-  }
->() {}
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -80,9 +50,9 @@ export const token = (raw: string): string =>
       )
 
 /** Creates or checks the stream, then publishes. Needs the `Nats` connection. */
-export const layer = (options: Options): Layer.Layer<NatsPublisher, PublishError, Nats> =>
+export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Nats> =>
   Layer.effect(
-    NatsPublisher,
+    Publisher,
     Effect.gen(function* () {
       const { connection } = yield* Nats
       const prefix = options.subjectPrefix ?? "events"
@@ -139,7 +109,7 @@ export const layer = (options: Options): Layer.Layer<NatsPublisher, PublishError
           catch: failed("publish")
         }).pipe(Effect.map((ack): Ack => ({ eventId: event.eventId, sequence: ack.seq, duplicate: ack.duplicate })))
 
-      return NatsPublisher.of({
+      return Publisher.of({
         subjectOf,
         publish: (events) =>
           Effect.forEach(events, publishOne, { concurrency: Math.max(1, options.window ?? 256) }).pipe(

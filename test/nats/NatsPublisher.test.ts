@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Event from "../../src/Event.js"
 import * as Nats from "../../src/nats/Nats.js"
+import * as Outbox from "../../src/Outbox.js"
 import * as NatsPublisher from "../../src/nats/NatsPublisher.js"
 import { natsUrl } from "../support/config.js"
 import { throwawayNats } from "../support/servers.js"
@@ -40,7 +41,7 @@ const publisherOn = (url: string, options: NatsPublisher.Options) =>
   Effect.map(
     Layer.build(NatsPublisher.layer(options).pipe(Layer.provideMerge(Nats.layer({ servers: url })))),
     (context) => ({
-      publisher: Context.get(context, NatsPublisher.NatsPublisher),
+      publisher: Context.get(context, Outbox.Publisher),
       nats: Context.get(context, Nats.Nats)
     })
   )

@@ -1,0 +1,109 @@
+/**
+ * The transactional outbox: committed events published to a broker (NATS JetStream, see
+ * `nats/NatsPublisher`) by a relay running as a scoped fiber.
+ *
+ * The event log is the outbox: the relay is a checkpointed runner over the store's no-skip global
+ * order, so it sees exactly the events whose transactions committed (a rolled-back append is never
+ * published), and it moves its checkpoint only after the broker acknowledged a batch (never before).
+ * Publishing is at-least-once: a relay stopped between the ack and its checkpoint publishes the batch
+ * again, under the same message ids (the event ids), which JetStream drops as duplicates within its
+ * duplicate window.
+ *
+ * Ordering: one relay per partition at a time (partition leases, as for projections), publishing each
+ * batch in order; several processes can run the relay, and share its partitions.
+ *
+ * **Gotchas**: a broker outage stalls the relay (retried with capped backoff, state `stalled`) and the
+ * status's lag in seconds is the age of the oldest unpublished event: keep it well inside JetStream's
+ * duplicate window, or a republished event may be stored twice. On PostgreSQL a batch's transaction stays
+ * open while the batch is published. Messages other than events (integration messages enqueued by user
+ * code) are not supported yet.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as CheckpointStore from "./CheckpointStore.js"
+import type * as Event from "./Event.js"
+import type * as EventStore from "./EventStore.js"
+import * as Projection from "./Projection.js"
+import type * as Upcaster from "./Upcaster.js"
+
+/** Publishing failed (or the broker is configured otherwise); the events may be published again. */
+export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
+  operation: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Publishing (${this.operation}) failed: ${this.detail}`
+  }
+}
+
+/** What the broker said of one published event. */
+export interface Ack {
+  readonly eventId: string
+  readonly sequence: number
+  /** The event was already there (published before, within the broker's duplicate window). */
+  readonly duplicate: boolean
+}
+
+/** Where the relay publishes. */
+export class Publisher extends Context.Tag("effect-eventsourcing/Publisher")<
+  Publisher,
+  {
+    /** Publishes the events in order and returns their acks, in the same order. */
+    readonly publish: (events: ReadonlyArray<Event.RecordedEvent>) => Effect.Effect<ReadonlyArray<Ack>, PublishError>
+    /** Where an event goes (a subject, a topic). */
+    readonly subjectOf: (event: Event.RecordedEvent) => string
+  }
+>() {}
+
+/** Options of {@link relayLayer}. */
+export interface RelayOptions extends Projection.RunOptions {
+  /** The relay's name (its checkpoints); default `"outbox"`. */
+  readonly name?: string
+  /** Only events of these categories; default all. */
+  readonly categories?: ReadonlyArray<string>
+  /** Default 1. */
+  readonly partitions?: number
+  /** Events per publish and checkpoint; default 500. */
+  readonly batchSize?: number
+}
+
+/** Every recorded event, as it is: the relay publishes without decoding. */
+const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
+  types: new Set(),
+  currentVersion: () => 0,
+  encode: () => Effect.die("the outbox relay does not encode events"),
+  decode: (recorded) => Effect.succeed([recorded]),
+  decodeEither: (recorded) => Either.right([recorded])
+}
+
+/** The relay as a projection: its handler publishes the batch and waits for every ack. */
+export const relay = (
+  options: RelayOptions = {}
+): Projection.Projection<Event.RecordedEvent, PublishError, Publisher> => ({
+  name: options.name ?? "outbox",
+  version: 1,
+  codec: asIs,
+  types: undefined,
+  categories: options.categories,
+  handleBatch: (events) =>
+    Effect.flatMap(Publisher, (publisher) => Effect.asVoid(publisher.publish(events.map((e) => e.event)))),
+  truncate: Effect.void,
+  partitions: options.partitions ?? 1,
+  batchSize: options.batchSize ?? 500,
+  // a broker outage is retried for as long as it lasts; an event the broker keeps refusing is parked
+  onPoison: "skip",
+  retry: Schedule.exponential("100 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(5)))
+})
+
+/** The relay as a scoped fiber (see {@link relay}); its status goes to the projection `Registry`. */
+export const relayLayer = (
+  options: RelayOptions = {}
+): Layer.Layer<
+  never,
+  CheckpointStore.PartitionCountMismatch | CheckpointStore.CheckpointStoreError,
+  EventStore.EventStore | CheckpointStore.CheckpointStore | Publisher
+> => Projection.layer(relay(options), options)
