@@ -1,0 +1,267 @@
+/**
+ * One batch of the projection runner (see `projectionRunner`): handled and committed with its checkpoint
+ * in one transaction, retried while the infrastructure fails, then one event at a time to find a poison
+ * event and apply the projection's policy.
+ */
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as DateTime from "effect/DateTime"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as CheckpointStore from "../CheckpointStore.js"
+import * as Event from "../Event.js"
+import type * as EventStore from "../EventStore.js"
+import type * as Upcaster from "../Upcaster.js"
+import type * as Wakeup from "../Wakeup.js"
+import type { Definition, State } from "./projectionRunner.js"
+
+const eventsHandled = Metric.counter("eventsourcing_projection_events_total", {
+  description: "events handled by projection runners"
+})
+
+/** Mutable per-partition status, written by its fiber only. */
+export interface Cell {
+  partition: number
+  state: State
+  checkpoint: Event.Checkpoint
+  processed: number
+  lastError: Option.Option<string>
+  lastEventAt: Option.Option<DateTime.Utc>
+}
+
+/** What a partition fiber works with. */
+export interface Runtime<A, E, R> {
+  readonly def: Definition<A, E, R>
+  readonly id: CheckpointStore.ProjectionId
+  readonly events: EventStore.EventStore["Type"]
+  readonly checkpoints: CheckpointStore.CheckpointStore["Type"]
+  readonly wakeup: Option.Option<Wakeup.Wakeup["Type"]>
+  readonly ttl: number
+  readonly pollInterval: Duration.Duration
+  readonly worker: string
+}
+
+/** What became of a batch. */
+export type Outcome =
+  | { readonly _tag: "Committed" }
+  | { readonly _tag: "LeaseLost" }
+  | { readonly _tag: "Reset" }
+  | { readonly _tag: "Halted" }
+
+/** A handler's failure (or defect), told apart from the store's own errors. */
+class HandlerFailed {
+  readonly _tag = "HandlerFailed"
+  /** A database failure that passes (see {@link isPassing}): retried as long as it lasts, never poison. */
+  readonly passing: boolean
+  constructor(readonly cause: Cause.Cause<unknown>) {
+    this.passing = isPassing(cause)
+  }
+}
+
+/**
+ * Whether a handler failure comes from the infrastructure rather than from the event: a store's own
+ * error (event, checkpoint or saga store unavailable), a broker's (`PublishError`), or an `SqlError` other than bad data or a bad statement (a lost connection, a deadlock, a serialization failure, a timeout,
+ * a busy database). SQLSTATE classes 22 (data), 23 (integrity), 42 (syntax, access), 2F/3F/P0 (routines)
+ * and SQLite's constraint, mismatch, range, too-big and plain errors are the event's; so is any other
+ * failure of the handler.
+ */
+const isPassing = (cause: Cause.Cause<unknown>): boolean =>
+  Chunk.some(Cause.failures(cause), (error) => {
+    const tag = typeof error === "object" && error !== null ? (error as { _tag?: unknown })._tag : undefined
+    if (
+      tag === "EventStoreError" ||
+      tag === "CheckpointStoreError" ||
+      tag === "SagaStoreError" ||
+      tag === "PublishError"
+    ) {
+      return true
+    }
+    if (tag !== "SqlError") return false
+    const driver = (error as { readonly cause?: { readonly code?: unknown; readonly sqlState?: unknown } }).cause
+    const code = String(driver?.sqlState ?? driver?.code ?? "")
+    return !/^(22|23|42|2F|3F|P0)...$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)
+  })
+
+export const handleBatch = <A, E, R>(
+  rt: Runtime<A, E, R>,
+  lease: CheckpointStore.Lease,
+  cell: Cell,
+  batch: ReadonlyArray<Event.RecordedEvent>,
+  lag: Metric.Metric.Gauge<number>
+): Effect.Effect<Outcome, never, R> =>
+  Effect.gen(function* () {
+    const decoded: Array<Upcaster.Decoded<A>> = []
+    for (const envelope of batch) {
+      const result = rt.def.codec.decodeEither(envelope)
+      if (Either.isLeft(result)) return yield* oneByOne(rt, lease, cell, batch, lag)
+      for (const event of result.right) decoded.push({ event, envelope })
+    }
+    const attempt = yield* Effect.either(commitWithRetries(rt, lease, cell, decoded, batch[batch.length - 1]!))
+    if (Either.isRight(attempt)) return yield* advanced(rt, cell, batch, lag)
+    if (attempt.left._tag === "HandlerFailed") return yield* oneByOne(rt, lease, cell, batch, lag)
+    return outcomeOf(attempt.left)
+  }).pipe(
+    Effect.withSpan("Projection.batch", {
+      attributes: { projection: rt.def.name, partition: cell.partition, events: batch.length },
+      captureStackTrace: false
+    })
+  )
+
+/** The batch once more, one event per transaction, to find the poison event and apply the policy. */
+const oneByOne = <A, E, R>(
+  rt: Runtime<A, E, R>,
+  lease: CheckpointStore.Lease,
+  cell: Cell,
+  batch: ReadonlyArray<Event.RecordedEvent>,
+  lag: Metric.Metric.Gauge<number>
+): Effect.Effect<Outcome, never, R> =>
+  Effect.gen(function* () {
+    for (const envelope of batch) {
+      const decoded = rt.def.codec.decodeEither(envelope)
+      let error: string
+      if (Either.isLeft(decoded)) {
+        error = decoded.left.message
+      } else {
+        const events = decoded.right.map((event) => ({ event, envelope }))
+        const attempt = yield* Effect.either(commitWithRetries(rt, lease, cell, events, envelope))
+        if (Either.isRight(attempt)) {
+          yield* advanced(rt, cell, [envelope], lag)
+          continue
+        }
+        if (attempt.left._tag !== "HandlerFailed") return outcomeOf(attempt.left)
+        error = Cause.pretty(attempt.left.cause)
+      }
+      cell.lastError = Option.some(error)
+      yield* Effect.logError(`poison event ${envelope.streamId}@${envelope.version} (${envelope.type}): ${error}`)
+      if (rt.def.onPoison === "stop") {
+        cell.state = "failed"
+        return { _tag: "Halted" } as const
+      }
+      const letter: CheckpointStore.DeadLetter = {
+        projection: rt.id,
+        partition: cell.partition,
+        event: envelope,
+        error,
+        at: yield* DateTime.now
+      }
+      const parked = yield* Effect.either(
+        untilDone(
+          rt.checkpoints.transaction(
+            Effect.zipRight(
+              rt.checkpoints.deadLetter(letter),
+              rt.checkpoints.commit(lease, cell.checkpoint, Event.checkpointOf(envelope), rt.ttl)
+            )
+          ),
+          cell
+        )
+      )
+      if (Either.isLeft(parked)) return outcomeOf(parked.left)
+      yield* advanced(rt, cell, [envelope], lag)
+    }
+    return { _tag: "Committed" } as const
+  })
+
+/**
+ * Handles `events` and moves the checkpoint to `last` in one transaction. Store failures are retried as
+ * long as they last; handler failures by the definition's schedule.
+ */
+const commitWithRetries = <A, E, R>(
+  rt: Runtime<A, E, R>,
+  lease: CheckpointStore.Lease,
+  cell: Cell,
+  events: ReadonlyArray<Upcaster.Decoded<A>>,
+  last: Event.RecordedEvent
+): Effect.Effect<void, HandlerFailed | CheckpointStore.LeaseLost | CheckpointStore.CheckpointConflict, R> =>
+  untilDone(
+    rt.checkpoints.transaction(
+      Effect.zipRight(
+        rt.def.handleBatch(events).pipe(
+          Effect.catchAllCause((cause): Effect.Effect<never, HandlerFailed> =>
+            // an interruption has no failure in it: pass it on as it is
+            Cause.isInterruptedOnly(cause)
+              ? Effect.failCause(cause as Cause.Cause<never>)
+              : Effect.fail(new HandlerFailed(cause))
+          )
+        ),
+        rt.checkpoints.commit(lease, cell.checkpoint, Event.checkpointOf(last), rt.ttl)
+      )
+    ),
+    cell
+  ).pipe(
+    Effect.tapError((error) =>
+      error._tag !== "HandlerFailed"
+        ? Effect.void
+        : error.passing
+          ? Effect.zipRight(
+              stalled(cell, Cause.pretty(error.cause)),
+              Effect.logWarning("store or broker unavailable; retrying", error.cause)
+            )
+          : Effect.logWarning("projection handler failed; retrying", error.cause)
+    ),
+    Effect.retry({ schedule: transientRetry, while: (error) => error._tag === "HandlerFailed" && error.passing }),
+    Effect.retry({ schedule: rt.def.retry, while: (error) => error._tag === "HandlerFailed" })
+  )
+
+const outcomeOf = (error: CheckpointStore.LeaseLost | CheckpointStore.CheckpointConflict): Outcome =>
+  error._tag === "LeaseLost" ? { _tag: "LeaseLost" } : { _tag: "Reset" }
+
+/** Bookkeeping after a commit: status, handled-events count and lag. */
+const advanced = <A, E, R>(
+  rt: Runtime<A, E, R>,
+  cell: Cell,
+  handled: ReadonlyArray<Event.RecordedEvent>,
+  lag: Metric.Metric.Gauge<number>
+): Effect.Effect<Outcome> =>
+  Effect.gen(function* () {
+    const last = handled[handled.length - 1]!
+    cell.checkpoint = Event.checkpointOf(last)
+    cell.processed += handled.length
+    cell.lastEventAt = Option.some(last.recordedAt)
+    cell.lastError = Option.none()
+    cell.state = "catching-up"
+    const now = yield* Clock.currentTimeMillis
+    yield* Metric.incrementBy(eventsHandled.pipe(Metric.tagged("projection", rt.def.name)), handled.length)
+    yield* Metric.set(lag, Math.max(0, now - last.recordedAt.epochMillis) / 1000)
+    return { _tag: "Committed" } as const
+  })
+
+type Transient = CheckpointStore.CheckpointStoreError | EventStore.EventStoreError
+
+const isTransient = (error: unknown): error is Transient =>
+  typeof error === "object" &&
+  error !== null &&
+  ((error as { readonly _tag?: unknown })._tag === "CheckpointStoreError" ||
+    (error as { readonly _tag?: unknown })._tag === "EventStoreError")
+
+const stalled = (cell: Cell | undefined, error: string) =>
+  Effect.sync(() => {
+    if (cell !== undefined) {
+      cell.state = "stalled"
+      cell.lastError = Option.some(error)
+    }
+  })
+
+const transientRetry = Schedule.exponential("100 millis").pipe(
+  Schedule.either(Schedule.spaced("5 seconds")),
+  Schedule.jittered
+)
+
+/** Retries store failures for as long as they last, showing the partition as stalled meanwhile. */
+export const untilDone = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  cell?: Cell
+): Effect.Effect<A, Exclude<E, Transient>, R> =>
+  effect.pipe(
+    Effect.tapError((error) =>
+      isTransient(error)
+        ? Effect.zipRight(stalled(cell, error.message), Effect.logWarning("store unavailable; retrying", error))
+        : Effect.void
+    ),
+    Effect.retry({ schedule: transientRetry, while: isTransient }),
+    Effect.catchIf(isTransient, (error) => Effect.die(error))
+  ) as Effect.Effect<A, Exclude<E, Transient>, R>
