@@ -87,6 +87,10 @@ const isPassing = (cause: Cause.Cause<unknown>): boolean =>
     return !/^(22|23|42|2F|3F|P0)...$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)
   })
 
+/**
+ * Handles a batch: decoded, handled and committed with its checkpoint in one transaction; if it cannot
+ * be (an undecodable event, a handler that keeps failing), one event at a time.
+ */
 export const handleBatch = <A, E, R>(
   rt: Runtime<A, E, R>,
   lease: CheckpointStore.Lease,
