@@ -41,6 +41,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Tracer from "effect/Tracer"
 import * as Aggregate from "./Aggregate.js"
+import * as Json from "./internal/json.js"
 import * as Uuid from "./internal/uuid.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -429,7 +430,7 @@ export const validateCommand = (
       return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(encoded.left))
     const json = Either.try(() => JSON.stringify(encoded.right))
     if (Either.isLeft(json)) return yield* refuse("InvalidCommand", "its encoded form is not JSON")
-    const bytes = Buffer.byteLength(json.right)
+    const bytes = Json.byteLength(json.right)
     if (bytes > maxBytes) return yield* refuse("TooLarge", `${bytes} bytes encoded, the limit is ${maxBytes}`)
     const decoded = Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(encoded.right)
     if (Either.isLeft(decoded))
