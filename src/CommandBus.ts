@@ -373,7 +373,7 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
 
       const dispatch = <C extends Command>(command: C): Effect.Effect<Success<C>, Failure<C> | CommandBusError> =>
         Effect.gen(function* () {
-          const tag = typeof command?._tag === "string" ? command._tag : "(untagged)"
+          const tag = commandTagOf(command)
           const route = routes.get(tag)
           if (route === undefined) {
             return yield* new CommandValidationError({
@@ -383,9 +383,9 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
             })
           }
           const valid = (yield* validateCommand(route.command, command, maxBytes)).command
-          const context0 = yield* Aggregate.CommandContext
-          const commandId = context0.commandId ?? (yield* Uuid.v7)
-          const metadata = { ...context0, commandId, correlationId: context0.correlationId ?? commandId }
+          const caller = yield* contextWithCommandId
+          const commandId = caller.commandId!
+          const metadata = { ...caller, correlationId: caller.correlationId ?? commandId }
           const info: CommandInfo = { tag, commandId, metadata }
           const isDomain = Schema.is(route.command.failure as Schema.Schema.Any)
           const core = route.handle(valid).pipe(
@@ -440,6 +440,24 @@ export const validateCommand = (
 
 /** Largest encoded command by default: 1 MiB. */
 export const defaultMaxCommandBytes = 1024 * 1024
+
+/** The tag of something passed as a command, for errors and routing (it may be hostile input). */
+export const commandTagOf = (command: unknown): string => {
+  const tag = typeof command === "object" && command !== null ? (command as { _tag?: unknown })._tag : undefined
+  return typeof tag === "string" ? tag : "(untagged)"
+}
+
+/**
+ * The command context with a command id: the caller's, or a new one. The bus and its transports give
+ * each command its id once, so every retry of it carries the same one.
+ */
+export const contextWithCommandId: Effect.Effect<Aggregate.CommandContext["Type"]> = Effect.flatMap(
+  Aggregate.CommandContext,
+  (context) =>
+    context.commandId === undefined
+      ? Effect.map(Uuid.v7, (commandId) => ({ ...context, commandId }))
+      : Effect.succeed(context)
+)
 
 /**
  * The default transient failures: the event store or checkpoint store unavailable, a concurrency
@@ -532,12 +550,11 @@ const makeSend = (dispatch: (command: Command) => Effect.Effect<unknown, unknown
       command: C
     ): Effect.Effect<Effect.Effect<Success<C>, Failure<C> | CommandBusError>, CommandBusError> =>
       Effect.gen(function* () {
-        const tag = typeof command?._tag === "string" ? command._tag : "(untagged)"
+        const tag = commandTagOf(command)
         if (!(yield* Ref.get(accepting))) return yield* new BusOverloaded({ commandTag: tag })
-        const context = yield* Aggregate.CommandContext
         const job: Job = {
           command,
-          metadata: { ...context, commandId: context.commandId ?? (yield* Uuid.v7) },
+          metadata: yield* contextWithCommandId,
           parent: yield* Effect.option(Effect.currentSpan),
           done: yield* Deferred.make<unknown, unknown>()
         }

@@ -95,6 +95,15 @@ const world = (
   return Layer.mergeAll(bus, sagaStore).pipe(Layer.provideMerge(backend.stores()))
 }
 
+/** Accounts A (holding 100) and B (empty). */
+const openAccounts = Effect.suspend(() =>
+  Effect.all([
+    dispatch(new OpenAccount({ accountId: "A", owner: "Ada" })),
+    dispatch(new OpenAccount({ accountId: "B", owner: "Bob" })),
+    dispatch(new Deposit({ accountId: "A", amount: 100 }))
+  ])
+)
+
 const dispatch = <C extends CommandBus.Command>(command: C) =>
   Effect.flatMap(CommandBus.CommandBus, (bus) => bus.dispatch(command))
 
@@ -143,9 +152,7 @@ const sagaSuite = (backend: Backend) =>
         const category = (yield* uniqueCategory).replace(/^T/, "S")
         const saga = transferSaga(category, "1 hour")
         yield* Effect.gen(function* () {
-          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          yield* openAccounts
           const runner = yield* Effect.fork(Saga.run(saga, runOptions))
           yield* request(category, "t1", "A", "B", 30)
           yield* waitFor(balanceOf(category, "B"), (b) => b === 30)
@@ -188,9 +195,7 @@ const sagaSuite = (backend: Backend) =>
         const category = (yield* uniqueCategory).replace(/^T/, "S")
         const saga = transferSaga(category, "200 millis")
         yield* Effect.gen(function* () {
-          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          yield* openAccounts
           const runner = yield* Effect.fork(Saga.run(saga, runOptions))
           yield* request(category, "t6", "A", "B", 30)
           yield* waitFor(balanceOf(category, "B"), (b) => b === 30)
@@ -215,9 +220,7 @@ const sagaSuite = (backend: Backend) =>
         const category = (yield* uniqueCategory).replace(/^T/, "S")
         const saga = transferSaga(category)
         yield* Effect.gen(function* () {
-          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          yield* openAccounts
           const runner = yield* Effect.fork(Saga.run(saga, runOptions))
           yield* request(category, "t3", "A", "B", 30)
           yield* waitFor(statusOf(saga, "t3"), (s) => Option.getOrNull(s) === "compensated")
@@ -254,9 +257,7 @@ const sagaSuite = (backend: Backend) =>
             )
         })
         yield* Effect.gen(function* () {
-          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          yield* openAccounts
           const runner = yield* Effect.fork(Saga.run(saga, runOptions))
           yield* request(category, "t4", "A", "B", 30)
           yield* waitFor(statusOf(saga, "t4"), (s) => Option.getOrNull(s) === "running")
@@ -306,9 +307,7 @@ const sagaSuite = (backend: Backend) =>
         const category = (yield* uniqueCategory).replace(/^T/, "S")
         const saga = transferSaga(category, "15 millis")
         yield* Effect.gen(function* () {
-          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          yield* openAccounts
           const runner = yield* Effect.fork(Saga.run(saga, { pollInterval: "5 millis", timeoutPoll: "5 millis" }))
           const ids = Array.from({ length: 20 }, (_, i) => `r${i}`)
           for (const [i, id] of ids.entries()) {
@@ -380,9 +379,7 @@ const sagaSuite = (backend: Backend) =>
         const category = (yield* uniqueCategory).replace(/^T/, "S")
         const saga = transferSaga(category, "30 millis")
         yield* Effect.gen(function* () {
-          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          yield* openAccounts
           const runners = yield* Effect.forEach(["one", "two"], (workerId) =>
             Effect.fork(Saga.run(saga, { ...runOptions, workerId, timeoutPoll: "5 millis" }))
           )
@@ -444,9 +441,7 @@ const sagaSuite = (backend: Backend) =>
         const category = (yield* uniqueCategory).replace(/^T/, "S")
         const saga = transferSaga(category, "400 millis")
         yield* Effect.gen(function* () {
-          yield* dispatch(new OpenAccount({ accountId: "A", owner: "Ada" }))
-          yield* dispatch(new OpenAccount({ accountId: "B", owner: "Bob" }))
-          yield* dispatch(new Deposit({ accountId: "A", amount: 100 }))
+          yield* openAccounts
           const first = yield* Effect.fork(Saga.run(saga, runOptions))
           yield* request(category, "t5", "A", "B", 30)
           yield* waitFor(Saga.instance(saga, "t5"), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)

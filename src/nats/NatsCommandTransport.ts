@@ -34,6 +34,8 @@ import {
   CommandBusConfigError,
   CommandBusError,
   type CommandClass,
+  commandTagOf,
+  contextWithCommandId,
   CommandTimeout,
   CommandTransportError,
   CommandValidationError,
@@ -43,7 +45,6 @@ import {
   type Success,
   validateCommand
 } from "../CommandBus.js"
-import * as Uuid from "../internal/uuid.js"
 import { Nats } from "./Nats.js"
 
 /** Options shared by both sides. */
@@ -215,7 +216,7 @@ export const layerClient = (options: ClientOptions): Layer.Layer<CommandBus, Com
 
       const dispatch = <C extends Command>(command: C): Effect.Effect<Success<C>, Failure<C> | CommandBusError> =>
         Effect.gen(function* () {
-          const tag = typeof command?._tag === "string" ? command._tag : "(untagged)"
+          const tag = commandTagOf(command)
           const route = routes.get(tag)
           if (route === undefined) {
             return yield* new CommandValidationError({
@@ -225,8 +226,7 @@ export const layerClient = (options: ClientOptions): Layer.Layer<CommandBus, Com
             })
           }
           const { encoded } = yield* validateCommand(route.command, command, defaultMaxCommandBytes)
-          const context = yield* Aggregate.CommandContext
-          const metadata = { ...context, commandId: context.commandId ?? (yield* Uuid.v7) }
+          const metadata = yield* contextWithCommandId
           const transportError = (detail: string) => new CommandTransportError({ commandTag: tag, detail })
           if (!(yield* nats.connected)) return yield* transportError("not connected to NATS")
           const msg = yield* Effect.tryPromise({

@@ -354,12 +354,11 @@ export const make = (
       const partition = readOptions?.partition
       const invalid = checkPartition(partition)
       if (invalid !== undefined) return Stream.fail(invalid)
+      const hashes = partition === undefined ? undefined : Event.partitionRange(partition)
       const filters = [
         categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
         types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
-        partition === undefined
-          ? undefined
-          : sql`stream_hash >= ${Event.partitionRange(partition).from} and stream_hash < ${Event.partitionRange(partition).to}`
+        hashes === undefined ? undefined : sql`stream_hash >= ${hashes.from} and stream_hash < ${hashes.to}`
       ].filter((f) => f !== undefined)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
