@@ -14,9 +14,12 @@
  *
  * **Gotchas**: a broker outage stalls the relay (retried with capped backoff, state `stalled`) and the
  * status's lag in seconds is the age of the oldest unpublished event: keep it well inside JetStream's
- * duplicate window, or a republished event may be stored twice. On PostgreSQL a batch's transaction stays
- * open while the batch is published. Messages other than events (integration messages enqueued by user
- * code) are not supported yet.
+ * duplicate window, or a republished event may be stored twice. The relay holds no transaction open while
+ * it publishes (the checkpoint commits after the acks).
+ *
+ * Integration messages other than domain events are enqueued with {@link enqueue}: stored as events of
+ * their topic's streams, in the caller's transaction, and relayed like any event (so the same guarantees
+ * hold for them, and projections can read them too).
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -25,15 +28,21 @@ import type * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as CheckpointStore from "./CheckpointStore.js"
-import type * as Event from "./Event.js"
-import type * as EventStore from "./EventStore.js"
+import * as Event from "./Event.js"
+import * as EventStore from "./EventStore.js"
 import * as Projection from "./Projection.js"
 import type * as Upcaster from "./Upcaster.js"
 
-/** Publishing failed (or the broker is configured otherwise); the events may be published again. */
+/**
+ * Publishing failed (or the broker is configured otherwise); the events may be published again. A
+ * `transient` error (the default: the broker is unreachable, a timeout) is retried for as long as it
+ * lasts; one that is not (the broker refuses this message: too large, a bad subject) makes the relay
+ * park the event as a dead letter.
+ */
 export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
   operation: Schema.String,
-  detail: Schema.String
+  detail: Schema.String,
+  transient: Schema.optionalWith(Schema.Boolean, { default: () => true })
 }) {
   override get message() {
     return `Publishing (${this.operation}) failed: ${this.detail}`
@@ -94,9 +103,12 @@ export const relay = (
   truncate: Effect.void,
   partitions: options.partitions ?? 1,
   batchSize: options.batchSize ?? 500,
-  // a broker outage is retried for as long as it lasts; an event the broker keeps refusing is parked
+  // a broker outage is retried for as long as it lasts; an event the broker refuses is parked
   onPoison: "skip",
-  retry: Schedule.exponential("100 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(5)))
+  // publishing holds no transaction open; the checkpoint commits once the broker acked
+  transactional: false,
+  // outages are retried apart (until they pass); any other failure is the broker refusing the event
+  retry: Schedule.stop
 })
 
 /** The relay as a scoped fiber (see {@link relay}); its status goes to the projection `Registry`. */
@@ -107,3 +119,46 @@ export const relayLayer = (
   CheckpointStore.PartitionCountMismatch | CheckpointStore.CheckpointStoreError,
   EventStore.EventStore | CheckpointStore.CheckpointStore | Publisher
 > => Projection.layer(relay(options), options)
+
+/** An integration message for {@link enqueue}. */
+export interface Message {
+  /** The topic: the category of the stream the message is stored in, so the subject's second token. */
+  readonly topic: string
+  /** What the message is about, within the topic: messages with the same key keep their order. */
+  readonly key: string
+  readonly type: string
+  /** Plain JSON. */
+  readonly data: unknown
+  readonly metadata?: Event.Metadata
+  /** The message id (the broker's dedupe key); default a fresh UUIDv7. Retries with the same id store it once. */
+  readonly id?: string
+}
+
+/**
+ * Enqueues an integration message: appends it as an event of stream `<topic>-<key>`. Inside a
+ * `sql.withTransaction` (SQL stores) it commits or rolls back with the caller's writes, and the relay
+ * publishes it only once committed (the transactional outbox).
+ */
+export const enqueue = (
+  message: Message
+): Effect.Effect<
+  EventStore.AppendResult,
+  | EventStore.InvalidAppend
+  | EventStore.ConcurrencyConflict
+  | EventStore.UniqueConstraintViolation
+  | EventStore.DuplicateCommand
+  | Event.InvalidStreamId
+  | EventStore.EventStoreError,
+  EventStore.EventStore
+> =>
+  Effect.gen(function* () {
+    const store = yield* EventStore.EventStore
+    const streamId = yield* Event.makeStreamId(message.topic, message.key)
+    const event = yield* Event.make({
+      type: message.type,
+      data: message.data,
+      ...(message.metadata === undefined ? {} : { metadata: message.metadata }),
+      ...(message.id === undefined ? {} : { eventId: message.id })
+    })
+    return yield* store.append(streamId, [event])
+  })

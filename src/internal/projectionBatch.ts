@@ -65,8 +65,9 @@ class HandlerFailed {
 
 /**
  * Whether a handler failure comes from the infrastructure rather than from the event: a store's own
- * error (event, checkpoint or saga store unavailable), a broker's (`PublishError`), or an `SqlError` other than bad data or a bad statement (a lost connection, a deadlock, a serialization failure, a timeout,
- * a busy database). SQLSTATE classes 22 (data), 23 (integrity), 42 (syntax, access), 2F/3F/P0 (routines)
+ * error (event, checkpoint, saga store or inbox unavailable), a broker outage (a transient `PublishError`),
+ * or an `SqlError` other than bad data or a bad statement (a lost connection, a deadlock, a serialization
+ * failure, a timeout, a busy database). SQLSTATE classes 22 (data), 23 (integrity), 42 (syntax, access), 2F/3F/P0 (routines)
  * and SQLite's constraint, mismatch, range, too-big and plain errors are the event's; so is any other
  * failure of the handler.
  */
@@ -77,7 +78,8 @@ const isPassing = (cause: Cause.Cause<unknown>): boolean =>
       tag === "EventStoreError" ||
       tag === "CheckpointStoreError" ||
       tag === "SagaStoreError" ||
-      tag === "PublishError"
+      tag === "InboxError" ||
+      (tag === "PublishError" && (error as { readonly transient?: unknown }).transient !== false)
     ) {
       return true
     }
@@ -181,22 +183,20 @@ const commitWithRetries = <A, E, R>(
   events: ReadonlyArray<Upcaster.Decoded<A>>,
   last: Event.RecordedEvent
 ): Effect.Effect<void, HandlerFailed | CheckpointStore.LeaseLost | CheckpointStore.CheckpointConflict, R> =>
-  untilDone(
-    rt.checkpoints.transaction(
-      Effect.zipRight(
-        rt.def.handleBatch(events).pipe(
-          Effect.catchAllCause((cause): Effect.Effect<never, HandlerFailed> =>
-            // an interruption has no failure in it: pass it on as it is
-            Cause.isInterruptedOnly(cause)
-              ? Effect.failCause(cause as Cause.Cause<never>)
-              : Effect.fail(new HandlerFailed(cause))
-          )
-        ),
-        rt.checkpoints.commit(lease, cell.checkpoint, Event.checkpointOf(last), rt.ttl)
+  Effect.suspend(() => {
+    const handle = rt.def.handleBatch(events).pipe(
+      Effect.catchAllCause((cause): Effect.Effect<never, HandlerFailed> =>
+        // an interruption has no failure in it: pass it on as it is
+        Cause.isInterruptedOnly(cause)
+          ? Effect.failCause(cause as Cause.Cause<never>)
+          : Effect.fail(new HandlerFailed(cause))
       )
-    ),
-    cell
-  ).pipe(
+    )
+    const commit = rt.checkpoints.commit(lease, cell.checkpoint, Event.checkpointOf(last), rt.ttl)
+    return rt.def.transactional === false
+      ? Effect.zipRight(handle, untilDone(rt.checkpoints.transaction(commit), cell))
+      : untilDone(rt.checkpoints.transaction(Effect.zipRight(handle, commit)), cell)
+  }).pipe(
     Effect.tapError((error) =>
       error._tag !== "HandlerFailed"
         ? Effect.void

@@ -41,6 +41,11 @@ export interface Definition<A, E, R> {
   readonly batchSize: number
   readonly onPoison: "stop" | "skip"
   readonly retry: Schedule.Schedule<unknown, unknown>
+  /**
+   * Whether the handler runs inside the batch's transaction (default). A handler whose effects are not in
+   * the store's database (a broker) runs before it instead, so no transaction is held open meanwhile.
+   */
+  readonly transactional?: boolean
 }
 
 /** Options of a runner. */

@@ -16,7 +16,7 @@
  * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
  */
 import { headers as natsHeaders } from "@nats-io/transport-node"
-import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
+import { JetStreamApiError, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -59,8 +59,7 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
       const subjects = [`${prefix}.>`]
       const window = Duration.toMillis(options.duplicateWindow ?? "2 minutes")
       const storage = options.storage === "memory" ? StorageType.Memory : StorageType.File
-      const failed = (operation: string) => (cause: unknown) =>
-        new PublishError({ operation, detail: cause instanceof Error ? cause.message : String(cause) })
+      const failed = (operation: string) => (cause: unknown) => new PublishError({ operation, detail: detailOf(cause) })
       const jsm = yield* Effect.tryPromise({ try: () => jetstreamManager(connection), catch: failed("connect") })
       const info = yield* Effect.tryPromise({
         try: () => jsm.streams.info(options.stream).catch(() => undefined),
@@ -106,7 +105,8 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
               timeout
             })
           },
-          catch: failed("publish")
+          catch: (cause) =>
+            new PublishError({ operation: "publish", detail: detailOf(cause), transient: isOutage(cause) })
         }).pipe(Effect.map((ack): Ack => ({ eventId: event.eventId, sequence: ack.seq, duplicate: ack.duplicate })))
 
       return Publisher.of({
@@ -118,3 +118,17 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
       })
     })
   )
+
+const detailOf = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * Whether a failed publish may succeed later unchanged: not when NATS refused the message itself (larger
+ * than the server's max payload, an invalid subject or argument) or JetStream answered with a client
+ * error (a 4xx API error other than a timeout, e.g. message too large for the stream).
+ */
+const isOutage = (cause: unknown): boolean => {
+  if (!(cause instanceof Error)) return true
+  if (cause.name === "InvalidArgumentError" || cause.name === "InvalidSubjectError") return false
+  if (cause instanceof JetStreamApiError) return !(cause.status >= 400 && cause.status < 500 && cause.status !== 408)
+  return true
+}

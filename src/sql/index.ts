@@ -6,6 +6,7 @@
 export * as Postgres from "./Postgres.js"
 export * as SqlCheckpointStore from "./SqlCheckpointStore.js"
 export * as SqlEventStore from "./SqlEventStore.js"
+export * as SqlInbox from "./SqlInbox.js"
 export * as SqlSagaStore from "./SqlSagaStore.js"
 export * as SqlSnapshotStore from "./SqlSnapshotStore.js"
 export * as Sqlite from "./Sqlite.js"

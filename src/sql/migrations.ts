@@ -40,6 +40,7 @@ export interface Tables {
   readonly projections: string
   readonly sagaInstances: string
   readonly sagaTimeouts: string
+  readonly processedMessages: string
 }
 
 const identifier = /^[a-z_][a-z0-9_]*$/
@@ -75,7 +76,8 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     deadLetters: qualify("dead_letters"),
     projections: qualify("projections"),
     sagaInstances: qualify("saga_instances"),
-    sagaTimeouts: qualify("saga_timeouts")
+    sagaTimeouts: qualify("saga_timeouts"),
+    processedMessages: qualify("processed_messages")
   })
 }
 
@@ -114,7 +116,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "1_events": createEventTables(t),
         "2_snapshots": createSnapshotTable(t),
         "3_projections": createProjectionTables(t),
-        "4_sagas": createSagaTables(t)
+        "4_sagas": createSagaTables(t),
+        "5_inbox": createInboxTable(t)
       }),
       table: t.migrations
     })
@@ -311,6 +314,18 @@ const createSagaTables = (t: Tables) =>
     )`
     yield* sql`create index ${sql(`${prefixOf(t.events)}saga_timeouts_due`)} on ${sql(t.sagaTimeouts)} (saga, due_at)`
   })
+
+/** The idempotent consumers' record of handled messages (see `SqlInbox`). */
+const createInboxTable = (t: Tables) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`create table ${sql(t.processedMessages)} (
+      consumer text not null,
+      message_id text not null,
+      processed_at bigint not null,
+      primary key (consumer, message_id)
+    )`
+  )
 
 /**
  * The append as one server-side function, so an append is one round trip: lock the stream row, report

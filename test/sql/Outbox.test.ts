@@ -13,11 +13,13 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as Nats from "../../src/nats/Nats.js"
 import * as NatsPublisher from "../../src/nats/NatsPublisher.js"
 import * as Outbox from "../../src/Outbox.js"
+import * as Projection from "../../src/Projection.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { natsUrl } from "../support/config.js"
@@ -64,7 +66,8 @@ const jetStream = (url: string, storage: "file" | "memory" = "memory") =>
 
 const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
   effect.pipe(
-    Effect.repeat({ until: done, schedule: Schedule.spaced("25 millis") }),
+    Effect.filterOrFail(done, () => "not yet"),
+    Effect.retry(Schedule.spaced("25 millis")),
     Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error("not reached in 30 s") })
   )
 
@@ -166,5 +169,61 @@ describe("Outbox relay (PostgreSQL to JetStream)", () => {
         assert.deepStrictEqual([...ids].sort(), [...written].sort())
       }).pipe(Effect.provide(stores)),
     90_000
+  )
+
+  it.scopedLive("integration messages enqueued in a transaction are published only if it commits", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { publisher, stored } = yield* jetStream(natsUrl)
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`create table if not exists ${sql(`${schema}.orders`)} (id text primary key)`
+      const placeOrder = (id: string, fail: boolean) =>
+        Effect.gen(function* () {
+          yield* sql`insert into ${sql(`${schema}.orders`)} values (${id})`
+          const result = yield* Outbox.enqueue({ topic: category, key: id, type: "OrderPlaced", data: { id } })
+          if (fail) return yield* Effect.fail("roll back")
+          return result
+        }).pipe(sql.withTransaction)
+      yield* placeOrder("kept", false)
+      assert.strictEqual(yield* Effect.flip(placeOrder("dropped", true)), "roll back")
+      const orders = yield* sql<{ id: string }>`select id from ${sql(`${schema}.orders`)}`
+      assert.deepStrictEqual(
+        orders.map((o) => o.id),
+        ["kept"]
+      )
+      yield* relayWith(category, publisher, `outbox-${category}`)
+      const ids = yield* waitFor(stored, (ids) => ids.length >= 1)
+      yield* Effect.sleep("300 millis")
+      const [kept] = yield* Effect.flatMap(EventStore.EventStore, (store) =>
+        Stream.runCollect(store.readStream(`${category}-kept`))
+      ).pipe(Effect.map((chunk) => Array.from(chunk)))
+      assert.deepStrictEqual(ids, [kept!.eventId])
+      assert.deepStrictEqual(yield* stored, [kept!.eventId])
+    }).pipe(Effect.provide(stores))
+  )
+
+  it.scopedLive("an event larger than the server's max payload is parked; the others are published", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { publisher, stored } = yield* jetStream(natsUrl)
+      const small1 = yield* append(`${category}-1`, 1)
+      const big = yield* Effect.flatMap(EventStore.EventStore, (store) =>
+        Effect.flatMap(Event.make({ type: "Deposited", data: { note: "x".repeat(1_100_000) } }), (event) =>
+          Effect.as(store.append(`${category}-1`, [event]), event.eventId)
+        )
+      ).pipe(Effect.provide(SqlEventStore.layer({ schema, limits: { maxEventBytes: 2_000_000 } })))
+      const small2 = yield* append(`${category}-1`, 2)
+      yield* relayWith(category, publisher, `outbox-${category}`)
+      yield* waitFor(stored, (ids) => ids.length >= 2)
+      assert.deepStrictEqual(yield* stored, [small1, small2])
+      // the batch's publishes are pipelined: the others may be stored before the big one is parked
+      const letters = yield* waitFor(Projection.deadLetters(`outbox-${category}`), (letters) => letters.length > 0)
+      assert.deepStrictEqual(yield* stored, [small1, small2])
+      assert.deepStrictEqual(
+        letters.map((l) => l.event.eventId),
+        [big]
+      )
+      assert.include(letters[0]!.error, "max_payload")
+    }).pipe(Effect.provide(stores))
   )
 })

@@ -1,0 +1,278 @@
+/**
+ * Integration events for other services and bounded contexts: the outbox relay publishes committed
+ * events (see `Outbox`), subscribers receive them as {@link Message}s in consumer groups.
+ *
+ * - A **group** receives every message once; the group's members (subscriptions with the same group
+ *   name, in one process or several) share its messages. Each group has its own retries and dead letters.
+ * - A failing handler gets the message again after a capped exponential delay, at most `maxDeliveries`
+ *   times; then the message is dead-lettered with the last failure as the reason, and the group moves on.
+ * - Delivery is at-least-once: make handlers idempotent, e.g. with `Inbox.idempotent`, which records the
+ *   message id in the same transaction as the handler's writes.
+ *
+ * Two implementations: {@link layerMemory} (in-process, the embedded default) and `nats/NatsEventBus`
+ * (JetStream durable pull consumers).
+ *
+ * **Gotchas**: per-stream order holds for a group with one member and no redelivery; the in-process bus
+ * retries a message before taking the next one (order kept until a dead letter), JetStream redelivers a
+ * failed message after later ones. Several members of one group process messages concurrently.
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Event from "./Event.js"
+import { type Ack, Publisher, PublishError } from "./Outbox.js"
+
+/** An integration event as a subscriber receives it. */
+export interface Message {
+  /** The event id: the same on every delivery, the key for idempotent handling. */
+  readonly id: string
+  readonly streamId: string
+  readonly category: string
+  readonly type: string
+  readonly schemaVersion: number
+  /** The event's version in its stream. */
+  readonly version: number
+  readonly data: unknown
+  readonly metadata: Event.Metadata
+  /** 1 on the first delivery, 2 on the first redelivery... */
+  readonly deliveries: number
+}
+
+/** A message a group gave up on. */
+export interface DeadLetter {
+  readonly group: string
+  readonly message: Message
+  /** The last failure (or why no handler result came). */
+  readonly reason: string
+  readonly at: DateTime.Utc
+}
+
+/** A subscription: a member of a consumer group. */
+export interface SubscribeOptions<E, R> {
+  /** The consumer group (a durable consumer on JetStream): letters, digits, `_`, `-`. */
+  readonly group: string
+  /** Only events of these categories; default all. */
+  readonly categories?: ReadonlyArray<string>
+  readonly handle: (message: Message) => Effect.Effect<void, E, R>
+  /** Deliveries before the message is dead-lettered; default 5. */
+  readonly maxDeliveries?: number
+  /** Delay before the first redelivery, doubling after each; default 1 second. */
+  readonly retryDelay?: Duration.DurationInput
+  /** Largest delay between deliveries; default 1 minute. */
+  readonly maxRetryDelay?: Duration.DurationInput
+}
+
+/** The bus failed (cannot subscribe, cannot read dead letters). */
+export class EventBusError extends Schema.TaggedError<EventBusError>()("EventBusError", {
+  operation: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `Event bus ${this.operation} failed: ${this.detail}`
+  }
+}
+
+/** The event bus service. */
+export class EventBus extends Context.Tag("effect-eventsourcing/EventBus")<
+  EventBus,
+  {
+    /** Joins a group until the scope closes; the handler runs in a fiber of that scope. */
+    readonly subscribe: <E, R>(options: SubscribeOptions<E, R>) => Effect.Effect<void, EventBusError, Scope.Scope | R>
+    /** The group's dead letters, oldest first. */
+    readonly deadLetters: (group: string) => Effect.Effect<ReadonlyArray<DeadLetter>, EventBusError>
+  }
+>() {}
+
+const groupName = /^[A-Za-z0-9_-]{1,64}$/
+
+/** Why the options cannot make a subscription, or `undefined`. */
+export const optionsProblem = (options: SubscribeOptions<unknown, unknown>): string | undefined => {
+  if (!groupName.test(options.group)) return `group ${JSON.stringify(options.group)} must match ${groupName.source}`
+  const max = options.maxDeliveries ?? defaultMaxDeliveries
+  if (!Number.isInteger(max) || max < 1) return "maxDeliveries must be a positive integer"
+  return undefined
+}
+
+/** Deliveries before a dead letter unless configured. */
+export const defaultMaxDeliveries = 5
+
+/** How long to wait before delivery `deliveries + 1`, after `deliveries` failed ones. */
+export const retryDelay = (options: SubscribeOptions<unknown, unknown>, deliveries: number): Duration.Duration => {
+  const initial = Duration.toMillis(options.retryDelay ?? "1 second")
+  const max = Duration.toMillis(options.maxRetryDelay ?? "1 minute")
+  return Duration.millis(Math.min(max, initial * 2 ** Math.min(30, Math.max(0, deliveries - 1))))
+}
+
+/** The message of a recorded event, as first delivered. */
+export const messageOf = (event: Event.RecordedEvent): Message => ({
+  id: event.eventId,
+  streamId: event.streamId,
+  category: event.category,
+  type: event.type,
+  schemaVersion: event.schemaVersion,
+  version: event.version,
+  data: event.data,
+  metadata: event.metadata,
+  deliveries: 1
+})
+
+/** Whether a group filtering on `categories` takes messages of `category`. */
+export const accepts = (categories: ReadonlyArray<string> | undefined, category: string): boolean =>
+  categories === undefined || categories.includes(category)
+
+/**
+ * Runs the handler on one delivery and reports what became of the message: `handled`, `retry` (after
+ * the returned delay) or `dead` (with the reason). Interruption is passed on, never a verdict.
+ */
+export const attempt = <E, R>(options: SubscribeOptions<E, R>, message: Message): Effect.Effect<Verdict, never, R> =>
+  options.handle(message).pipe(
+    Effect.as<Verdict>({ _tag: "handled" }),
+    Effect.catchAllCause((cause): Effect.Effect<Verdict> => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+      const reason = Cause.pretty(cause)
+      return message.deliveries >= (options.maxDeliveries ?? defaultMaxDeliveries)
+        ? Effect.succeed({ _tag: "dead", reason })
+        : Effect.as(
+            Effect.logWarning(`${options.group}: message ${message.id} failed (delivery ${message.deliveries})`, cause),
+            { _tag: "retry", delay: retryDelay(options, message.deliveries) }
+          )
+    })
+  )
+
+/** What became of one delivery. */
+export type Verdict =
+  | { readonly _tag: "handled" }
+  | { readonly _tag: "retry"; readonly delay: Duration.Duration }
+  | { readonly _tag: "dead"; readonly reason: string }
+
+// ---------------------------------------------------------------------------------------------------
+// in-process implementation
+// ---------------------------------------------------------------------------------------------------
+
+interface Delivery {
+  readonly message: Message
+  readonly done: Deferred.Deferred<void, PublishError>
+}
+
+interface Group {
+  readonly categories: ReadonlyArray<string> | undefined
+  readonly queue: Queue.Queue<Delivery>
+  members: number
+}
+
+/**
+ * The in-process bus, which is also the outbox relay's `Publisher`: a publish returns once every group
+ * subscribed at that moment has handled or dead-lettered each message, so the relay's checkpoint moves
+ * only past messages the subscribers are done with (at-least-once across restarts, with the relay).
+ *
+ * **Gotchas**: groups are not durable: a group receives what is published while it has members. Messages
+ * are retried in place (the group waits), so a slow or failing group holds the relay back.
+ */
+export const makeMemory: Effect.Effect<{ readonly bus: EventBus["Type"]; readonly publisher: Publisher["Type"] }> =
+  Effect.sync(() => {
+    const groups = new Map<string, Group>()
+    const deadLetters: Array<DeadLetter> = []
+    let sequence = 0
+
+    const subscribe = <E, R>(options: SubscribeOptions<E, R>): Effect.Effect<void, EventBusError, Scope.Scope | R> =>
+      Effect.gen(function* () {
+        const problem = optionsProblem(options as SubscribeOptions<unknown, unknown>)
+        if (problem !== undefined) return yield* new EventBusError({ operation: "subscribe", detail: problem })
+        const existing = groups.get(options.group)
+        if (existing !== undefined && String(existing.categories) !== String(options.categories)) {
+          return yield* new EventBusError({ operation: "subscribe", detail: `${options.group} has other categories` })
+        }
+        const group = yield* Effect.acquireRelease(join(options), leave(options.group))
+        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(group.queue), (d) => deliver(options, d))))
+      })
+
+    const join = (options: SubscribeOptions<unknown, unknown>) =>
+      Effect.gen(function* () {
+        const existing = groups.get(options.group)
+        if (existing !== undefined) {
+          existing.members++
+          return existing
+        }
+        const group: Group = { categories: options.categories, queue: yield* Queue.unbounded<Delivery>(), members: 1 }
+        groups.set(options.group, group)
+        return group
+      })
+
+    // the last member out fails what is still queued: the relay publishes it again later
+    const leave = (name: string) => (group: Group) =>
+      Effect.gen(function* () {
+        if (--group.members > 0) return
+        groups.delete(name)
+        const left = yield* Queue.takeAll(group.queue)
+        for (const delivery of left) {
+          yield* Deferred.fail(delivery.done, new PublishError({ operation: "deliver", detail: `${name} stopped` }))
+        }
+        yield* Queue.shutdown(group.queue)
+      })
+
+    // retried in place until handled or dead; a member stopped mid-message hands it back to its group
+    const deliver = <E, R>(options: SubscribeOptions<E, R>, delivery: Delivery): Effect.Effect<void, never, R> =>
+      Effect.gen(function* () {
+        let message = delivery.message
+        while (true) {
+          const verdict = yield* attempt(options, message)
+          if (verdict._tag === "handled") break
+          if (verdict._tag === "dead") {
+            deadLetters.push({ group: options.group, message, reason: verdict.reason, at: yield* DateTime.now })
+            yield* Effect.logError(`${options.group}: message ${message.id} dead-lettered`)
+            break
+          }
+          yield* Effect.sleep(verdict.delay)
+          message = { ...message, deliveries: message.deliveries + 1 }
+        }
+        yield* Deferred.succeed(delivery.done, undefined)
+      }).pipe(
+        Effect.onInterrupt(() => {
+          const group = groups.get(options.group)
+          return group === undefined
+            ? Deferred.fail(
+                delivery.done,
+                new PublishError({ operation: "deliver", detail: `${options.group} stopped` })
+              )
+            : Queue.offer(group.queue, delivery)
+        })
+      )
+
+    const publish = (events: ReadonlyArray<Event.RecordedEvent>) =>
+      Effect.gen(function* () {
+        const pending: Array<Deferred.Deferred<void, PublishError>> = []
+        const acks: Array<Ack> = []
+        for (const event of events) {
+          const message = messageOf(event)
+          for (const group of groups.values()) {
+            if (!accepts(group.categories, event.category)) continue
+            const done = yield* Deferred.make<void, PublishError>()
+            group.queue.unsafeOffer({ message, done })
+            pending.push(done)
+          }
+          acks.push({ eventId: event.eventId, sequence: ++sequence, duplicate: false })
+        }
+        yield* Effect.forEach(pending, Deferred.await, { discard: true })
+        return acks
+      })
+
+    return {
+      bus: EventBus.of({
+        subscribe,
+        deadLetters: (group) => Effect.sync(() => deadLetters.filter((letter) => letter.group === group))
+      }),
+      publisher: Publisher.of({ publish, subjectOf: (event) => `${event.category}.${event.streamId}.${event.type}` })
+    }
+  })
+
+/** The in-process bus as `EventBus` and as the outbox relay's `Publisher` (see {@link makeMemory}). */
+export const layerMemory: Layer.Layer<EventBus | Publisher> = Layer.effectContext(
+  Effect.map(makeMemory, ({ bus, publisher }) => Context.make(EventBus, bus).pipe(Context.add(Publisher, publisher)))
+)

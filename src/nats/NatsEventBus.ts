@@ -1,0 +1,303 @@
+/**
+ * The event bus on NATS JetStream: each group is a durable pull consumer on the stream the outbox relay
+ * publishes to (`NatsPublisher`), with explicit acks; the members of a group (in any process) pull from
+ * the same consumer and so share its messages.
+ *
+ * - A handled message is acked; a failed one is nak'ed with the subscription's backoff delay; the last
+ *   allowed delivery that fails is published to the dead-letter stream with the failure, then terminated.
+ * - A message whose deliveries ran out without any verdict (a member crashed, or its handler outlived the
+ *   ack wait every time) is reported by JetStream's `MAX_DELIVERIES` advisory only: one member of the
+ *   group (a queue subscription) reads the message back from the stream and dead-letters it.
+ * - Dead letters are messages on `<deadLetterStream>.<group>` (body: group, reason, time and the message),
+ *   with the message id `<group>:<event id>`, so a dead letter reported twice is stored once.
+ * - While a handler runs, the message's ack deadline is extended (`working`) every half ack wait.
+ *
+ * **Gotchas**: a nak'ed message is redelivered after later messages (JetStream), so per-stream order holds
+ * only while nothing is redelivered. Advisories are not durable: a group with no member running when its
+ * deliveries run out leaves the message unacknowledged, not dead-lettered. With several `categories` the
+ * consumer takes every subject and skips (acks) the others in the client (one filter subject per consumer
+ * before NATS 2.10).
+ */
+import { headers as natsHeaders, type MsgHdrs, nanos } from "@nats-io/transport-node"
+import { AckPolicy, type JsMsg, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Event from "../Event.js"
+import * as EventBus from "../EventBus.js"
+import { Nats } from "./Nats.js"
+import { token } from "./NatsPublisher.js"
+
+/** Options of {@link layer}. */
+export interface Options {
+  /** The JetStream stream the relay publishes to (see `NatsPublisher`). */
+  readonly stream: string
+  /** Its first subject token; default `"events"`. */
+  readonly subjectPrefix?: string
+  /** Where dead letters go; default `<stream>_DEAD` (created if missing, subjects `<name>.>`). */
+  readonly deadLetterStream?: string
+  /** How long a delivery may go unacknowledged before JetStream redelivers it; default 30 seconds. */
+  readonly ackWait?: Duration.DurationInput
+  /** Messages pulled per request; default 64. */
+  readonly fetchSize?: number
+}
+
+/** Builds the bus on the `Nats` connection; the event stream must exist (the publisher creates it). */
+export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"], EventBus.EventBusError, Nats> =>
+  Effect.gen(function* () {
+    const { connection } = yield* Nats
+    const failed = (operation: string) => (cause: unknown) =>
+      new EventBus.EventBusError({ operation, detail: cause instanceof Error ? cause.message : String(cause) })
+    const prefix = options.subjectPrefix ?? "events"
+    const deadStream = options.deadLetterStream ?? `${options.stream}_DEAD`
+    const ackWait = Duration.toMillis(options.ackWait ?? "30 seconds")
+    const fetchSize = Math.max(1, options.fetchSize ?? 64)
+    const jsm = yield* Effect.tryPromise({ try: () => jetstreamManager(connection), catch: failed("connect") })
+    const js = jetstream(connection)
+    const deadStreamInfo = yield* Effect.promise(() => jsm.streams.info(deadStream).catch(() => undefined))
+    if (deadStreamInfo === undefined) {
+      yield* Effect.tryPromise({
+        try: () => jsm.streams.add({ name: deadStream, subjects: [`${deadStream}.>`], storage: StorageType.File }),
+        catch: failed("create dead-letter stream")
+      })
+    }
+
+    const deadLetter = (group: string, message: EventBus.Message, reason: string) =>
+      Effect.gen(function* () {
+        const at = yield* DateTime.now
+        const body = JSON.stringify({ group, reason, at: DateTime.formatIso(at), message })
+        yield* Effect.tryPromise({
+          try: () => js.publish(`${deadStream}.${group}`, body, { msgID: `${group}:${message.id}` }),
+          catch: failed("dead-letter")
+        })
+        yield* Effect.logError(`${group}: message ${message.id} dead-lettered`)
+      })
+
+    /** Makes the group's durable consumer, or updates the settings a running group may change. */
+    const ensureConsumer = (subscription: EventBus.SubscribeOptions<unknown, unknown>) =>
+      Effect.gen(function* () {
+        const categories = subscription.categories
+        const filter =
+          categories !== undefined && categories.length === 1 ? `${prefix}.${token(categories[0]!)}.>` : `${prefix}.>`
+        const settings = {
+          max_deliver: subscription.maxDeliveries ?? EventBus.defaultMaxDeliveries,
+          ack_wait: nanos(ackWait)
+        }
+        const existing = yield* Effect.promise(() =>
+          jsm.consumers.info(options.stream, subscription.group).catch(() => undefined)
+        )
+        if (existing !== undefined && existing.config.filter_subject !== filter) {
+          return yield* failed("subscribe")(
+            `group ${subscription.group} exists with filter ${existing.config.filter_subject}`
+          )
+        }
+        yield* Effect.tryPromise({
+          try: () =>
+            existing === undefined
+              ? jsm.consumers.add(options.stream, {
+                  durable_name: subscription.group,
+                  ack_policy: AckPolicy.Explicit,
+                  filter_subject: filter,
+                  ...settings
+                })
+              : jsm.consumers.update(options.stream, subscription.group, settings),
+          catch: failed("subscribe")
+        })
+      })
+
+    /** One delivery: handled -> ack, failed -> nak with delay, out of deliveries -> dead letter + term. */
+    const handle = <E, R>(subscription: EventBus.SubscribeOptions<E, R>, msg: JsMsg) =>
+      Effect.gen(function* () {
+        const message = messageOf(msg)
+        if (message === undefined) {
+          yield* deadLetter(subscription.group, unreadable(msg), `not an event message (subject ${msg.subject})`)
+          return msg.term()
+        }
+        if (!EventBus.accepts(subscription.categories, message.category)) return msg.ack()
+        const verdict = yield* EventBus.attempt(subscription, message).pipe(
+          Effect.raceFirst(
+            Effect.forever(
+              Effect.zipRight(
+                Effect.sleep(Duration.millis(ackWait / 2)),
+                Effect.sync(() => msg.working())
+              )
+            )
+          )
+        )
+        if (verdict._tag === "handled") return msg.ack()
+        if (verdict._tag === "retry") return msg.nak(Duration.toMillis(verdict.delay))
+        yield* deadLetter(subscription.group, message, verdict.reason)
+        msg.term()
+      })
+
+    /** Pulls batches for as long as the scope lasts; a broken connection is retried. */
+    const pull = <E, R>(subscription: EventBus.SubscribeOptions<E, R>): Effect.Effect<never, never, R> =>
+      Effect.gen(function* () {
+        const consumer = yield* Effect.tryPromise(() => js.consumers.get(options.stream, subscription.group))
+        while (true) {
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              const batch = yield* Effect.acquireRelease(
+                Effect.tryPromise(() => consumer.fetch({ max_messages: fetchSize, expires: 2_000 })),
+                (batch) => Effect.sync(() => batch.stop())
+              )
+              const messages = batch[Symbol.asyncIterator]()
+              while (true) {
+                const next = yield* Effect.tryPromise(() => messages.next())
+                if (next.done === true) return
+                yield* handle(subscription, next.value)
+              }
+            })
+          )
+        }
+      }).pipe(
+        Effect.tapErrorCause((cause) => Effect.logWarning(`${subscription.group}: pulling failed; retrying`, cause)),
+        Effect.retry({ schedule: retryPulling }),
+        Effect.orDie
+      )
+
+    /** Dead-letters what ran out of deliveries without a verdict (see the module doc). */
+    const watchAdvisories = (group: string) =>
+      Effect.acquireRelease(
+        Effect.sync(() =>
+          connection.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${options.stream}.${group}`, {
+            queue: `${group}-advisories`
+          })
+        ),
+        (subscription) => Effect.sync(() => subscription.unsubscribe())
+      ).pipe(
+        Effect.flatMap((subscription) => {
+          const advisories = subscription[Symbol.asyncIterator]()
+          return Effect.gen(function* () {
+            while (true) {
+              const next = yield* Effect.promise(() => advisories.next())
+              if (next.done === true) return
+              yield* Effect.gen(function* () {
+                const advisory = next.value.json<{ stream_seq: number; deliveries: number }>()
+                const stored = yield* Effect.tryPromise(() =>
+                  jsm.streams.getMessage(options.stream, { seq: advisory.stream_seq })
+                )
+                const message = stored === null ? undefined : messageOf(stored)
+                if (message === undefined) return
+                yield* deadLetter(
+                  group,
+                  { ...message, deliveries: advisory.deliveries },
+                  `delivered ${advisory.deliveries} times without an acknowledgement within the ack wait`
+                )
+              }).pipe(Effect.catchAllCause((cause) => Effect.logError(`${group}: advisory not handled`, cause)))
+            }
+          })
+        }),
+        Effect.forkScoped
+      )
+
+    const subscribe = <E, R>(
+      subscription: EventBus.SubscribeOptions<E, R>
+    ): Effect.Effect<void, EventBus.EventBusError, Scope.Scope | R> =>
+      Effect.gen(function* () {
+        const problem = EventBus.optionsProblem(subscription as EventBus.SubscribeOptions<unknown, unknown>)
+        if (problem !== undefined) return yield* new EventBus.EventBusError({ operation: "subscribe", detail: problem })
+        yield* ensureConsumer(subscription as EventBus.SubscribeOptions<unknown, unknown>)
+        yield* watchAdvisories(subscription.group)
+        yield* Effect.forkScoped(pull(subscription))
+      })
+
+    /** Reads the group's dead letters with a throwaway ordered consumer. */
+    const deadLetters = (group: string) =>
+      Effect.gen(function* () {
+        const consumer = yield* Effect.tryPromise(() =>
+          js.consumers.get(deadStream, { filter_subjects: `${deadStream}.${group}` })
+        )
+        const pending = (yield* Effect.tryPromise(() => consumer.info())).num_pending
+        const letters: Array<EventBus.DeadLetter> = []
+        while (letters.length < pending) {
+          const msg = yield* Effect.tryPromise(() => consumer.next({ expires: 2_000 }))
+          if (msg === null) break
+          const letter = decodeDeadLetter(new TextDecoder().decode(msg.data))
+          if (Either.isRight(letter)) letters.push(letter.right)
+        }
+        yield* Effect.promise(() => consumer.delete().catch(() => false))
+        return letters
+      }).pipe(Effect.mapError((error) => failed("read dead letters")(error.error)))
+
+    return EventBus.EventBus.of({ subscribe, deadLetters })
+  })
+
+/** The bus as a Layer (see {@link make}). */
+export const layer = (options: Options): Layer.Layer<EventBus.EventBus, EventBus.EventBusError, Nats> =>
+  Layer.effect(EventBus.EventBus, make(options))
+
+const retryPulling = Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
+
+const Body = Schema.parseJson(Schema.Struct({ data: Schema.Unknown, metadata: Event.Metadata }))
+const decodeBody = Schema.decodeUnknownEither(Body)
+
+const decodeDeadLetter = Schema.decodeUnknownEither(
+  Schema.parseJson(
+    Schema.Struct({
+      group: Schema.String,
+      reason: Schema.String,
+      at: Schema.DateTimeUtc,
+      message: Schema.Struct({
+        id: Schema.String,
+        streamId: Schema.String,
+        category: Schema.String,
+        type: Schema.String,
+        schemaVersion: Schema.Number,
+        version: Schema.Number,
+        data: Schema.Unknown,
+        metadata: Event.Metadata,
+        deliveries: Schema.Number
+      })
+    })
+  )
+)
+
+/** A message published by `NatsPublisher`, or `undefined` if it is not one. */
+const messageOf = (msg: {
+  readonly headers?: MsgHdrs | undefined
+  readonly header?: MsgHdrs
+  readonly data: Uint8Array
+  readonly info?: { readonly deliveryCount: number }
+}): EventBus.Message | undefined => {
+  const h = msg.headers ?? msg.header ?? natsHeaders()
+  const id = h.get("Nats-Msg-Id")
+  const streamId = h.get("Ees-Stream-Id")
+  const type = h.get("Ees-Type")
+  const version = Number(h.get("Ees-Version"))
+  const schemaVersion = Number(h.get("Ees-Schema-Version"))
+  if (id === "" || streamId === "" || type === "" || !Number.isInteger(version) || !Number.isInteger(schemaVersion)) {
+    return undefined
+  }
+  const body = decodeBody(new TextDecoder().decode(msg.data))
+  if (Either.isLeft(body)) return undefined
+  return {
+    id,
+    streamId,
+    category: Event.categoryOf(streamId),
+    type,
+    schemaVersion,
+    version,
+    data: body.right.data,
+    metadata: body.right.metadata,
+    deliveries: msg.info?.deliveryCount ?? 1
+  }
+}
+
+/** What a dead letter can say of a message that is not an event. */
+const unreadable = (msg: JsMsg): EventBus.Message => ({
+  id: msg.headers?.get("Nats-Msg-Id") || `${msg.info.stream}-${msg.seq}`,
+  streamId: msg.headers?.get("Ees-Stream-Id") ?? "",
+  category: "",
+  type: msg.headers?.get("Ees-Type") ?? "",
+  schemaVersion: 0,
+  version: 0,
+  data: new TextDecoder().decode(msg.data),
+  metadata: {},
+  deliveries: msg.info.deliveryCount
+})
