@@ -10,6 +10,10 @@ export default defineConfig({
         replacement: fileURLToPath(new URL("./src/nats/index.ts", import.meta.url))
       },
       {
+        find: /^effect-eventsourcing\/http$/,
+        replacement: fileURLToPath(new URL("./src/http/index.ts", import.meta.url))
+      },
+      {
         find: /^effect-eventsourcing\/sql$/,
         replacement: fileURLToPath(new URL("./src/sql/index.ts", import.meta.url))
       },

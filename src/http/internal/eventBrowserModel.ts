@@ -1,0 +1,206 @@
+/**
+ * The wire model of `EventBrowserApi`: cursors, pages, statuses, health reports and the API's errors, as
+ * Schemas (re-exported by `EventBrowserApi`, which documents them).
+ */
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as DateTime from "effect/DateTime"
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Event from "../../Event.js"
+import * as SagaStore from "../../SagaStore.js"
+
+/** Largest `limit` of a page. */
+export const maxLimit = 1000
+
+/** `limit` of a page when none is given. */
+export const defaultLimit = 100
+
+// ---------------------------------------------------------------------------------------------------
+// cursor
+// ---------------------------------------------------------------------------------------------------
+
+const maxBigint = 2n ** 63n - 1n
+const tuple = /^(0|[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,18})$/
+
+/** The opaque cursor of a checkpoint: base64url (no padding) of `"<transaction>:<position>"`. */
+export const encodeCursor = (checkpoint: Event.Checkpoint): string =>
+  Encoding.encodeBase64Url(`${checkpoint.transaction}:${checkpoint.position}`)
+
+/** The checkpoint of a cursor, or why it is not one (only what {@link encodeCursor} makes is accepted). */
+export const decodeCursor = (cursor: string): Either.Either<Event.Checkpoint, string> => {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cursor)) return Either.left("a cursor is a short base64url string")
+  return Either.flatMap(
+    Either.mapLeft(Encoding.decodeBase64UrlString(cursor), () => "a cursor is base64url"),
+    (text) => {
+      const match = tuple.exec(text)
+      if (match === null || encodeCursor({ transaction: BigInt(match[1]!), position: BigInt(match[2]!) }) !== cursor)
+        return Either.left("not a cursor of this API")
+      const checkpoint = { transaction: BigInt(match[1]!), position: BigInt(match[2]!) }
+      return checkpoint.transaction > maxBigint || checkpoint.position > maxBigint
+        ? Either.left("cursor out of range")
+        : Either.right(checkpoint)
+    }
+  )
+}
+
+/** A {@link Event.Checkpoint} as an opaque string (see {@link encodeCursor}). */
+export const Cursor = Schema.transformOrFail(Schema.String, Schema.typeSchema(Event.Checkpoint), {
+  strict: true,
+  decode: (cursor, _, ast) =>
+    Either.match(decodeCursor(cursor), {
+      onLeft: (problem) => ParseResult.fail(new ParseResult.Type(ast, cursor, `Invalid cursor: ${problem}`)),
+      onRight: ParseResult.succeed
+    }),
+  encode: (checkpoint) => ParseResult.succeed(encodeCursor(checkpoint))
+}).annotations({
+  identifier: "Cursor",
+  description: "Opaque position in the global log, from a page's `next` or `last`"
+})
+
+// ---------------------------------------------------------------------------------------------------
+// pages
+// ---------------------------------------------------------------------------------------------------
+
+/** A page of the global log (see `EventBrowserApi` for `next` and `last`). */
+export const EventPage = Schema.Struct({
+  events: Schema.Array(Event.RecordedEvent),
+  /** Where the next page starts; `null` once the end of the log was reached. */
+  next: Schema.NullOr(Cursor),
+  /** The last event read (or the `after` given when none was): poll with it for newer events. */
+  last: Schema.NullOr(Cursor)
+}).annotations({ identifier: "EventPage" })
+export type EventPage = typeof EventPage.Type
+
+/** A page of one stream; `next` is the `fromVersion` of the next page, `null` at the end. */
+export const StreamPage = Schema.Struct({
+  streamId: Schema.String,
+  events: Schema.Array(Event.RecordedEvent),
+  next: Schema.NullOr(Schema.Int)
+}).annotations({ identifier: "StreamPage" })
+export type StreamPage = typeof StreamPage.Type
+
+// ---------------------------------------------------------------------------------------------------
+// runners and sagas
+// ---------------------------------------------------------------------------------------------------
+
+const RunnerState = Schema.Literal("starting", "catching-up", "live", "stalled", "failed", "idle")
+
+/** One partition a runner owns (`Projection.PartitionStatus`). */
+export const PartitionStatus = Schema.Struct({
+  partition: Schema.Int,
+  state: RunnerState,
+  checkpoint: Event.Checkpoint,
+  processed: Schema.Number,
+  lastError: Schema.OptionFromNullOr(Schema.String),
+  lastEventAt: Schema.OptionFromNullOr(Schema.DateTimeUtc)
+}).annotations({ identifier: "PartitionStatus" })
+
+/** A runner's status (`Projection.Status`): position per owned partition, lag, state, last error. */
+export const ProjectionStatus = Schema.Struct({
+  name: Schema.String,
+  version: Schema.Int,
+  worker: Schema.String,
+  state: RunnerState,
+  /** The projection's partition count. */
+  partitions: Schema.Int,
+  owned: Schema.Array(PartitionStatus),
+  lag: Schema.Struct({ events: Schema.Number, seconds: Schema.Number }),
+  lastError: Schema.OptionFromNullOr(Schema.String)
+}).annotations({ identifier: "ProjectionStatus" })
+
+/** A saga instance (`Saga.instance`), its state encoded with the saga's state Schema. */
+export const SagaInstance = Schema.Struct({
+  saga: Schema.String,
+  instance: Schema.String,
+  status: SagaStore.Status,
+  state: Schema.Unknown,
+  version: Schema.Int,
+  /** Compensations recorded and not yet run. */
+  compensations: Schema.Int,
+  pendingTimeouts: Schema.Array(Schema.Struct({ name: Schema.String, dueAt: Schema.DateTimeUtc })),
+  error: Schema.OptionFromNullOr(Schema.String)
+}).annotations({ identifier: "SagaInstance" })
+
+/** Renders epoch milliseconds for {@link SagaInstance} `dueAt`. */
+export const utc = (millis: number): DateTime.Utc => DateTime.unsafeMake(millis)
+
+// ---------------------------------------------------------------------------------------------------
+// health
+// ---------------------------------------------------------------------------------------------------
+
+/** One health check's outcome. */
+export const HealthCheck = Schema.Struct({
+  status: Schema.Literal("ok", "failed"),
+  message: Schema.optional(Schema.String)
+}).annotations({ identifier: "HealthCheck" })
+export type HealthCheck = typeof HealthCheck.Type
+
+const checks = Schema.Record({ key: Schema.String, value: HealthCheck })
+
+/** `GET /health` when every check passed. */
+export const HealthReport = Schema.Struct({ status: Schema.Literal("ok"), checks }).annotations({
+  identifier: "HealthReport"
+})
+
+/** `GET /health` when a check failed (503): the same fields as {@link HealthReport}. */
+export class Unhealthy extends Schema.TaggedError<Unhealthy>()(
+  "Unhealthy",
+  { status: Schema.Literal("failed"), checks },
+  HttpApiSchema.annotations({ status: 503 })
+) {
+  override get message() {
+    const failed = Object.entries(this.checks).filter(([, c]) => c.status === "failed")
+    return `Unhealthy: ${failed.map(([name]) => name).join(", ")}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------------
+
+/** What a 404 did not find. */
+export const Resource = Schema.Literal("stream", "projection", "saga", "sagaInstance", "endpoint")
+
+/** 404: no such stream, runner, saga or instance (or the admin endpoints are off). */
+export class NotFound extends Schema.TaggedError<NotFound>()(
+  "NotFound",
+  { resource: Resource, id: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {
+  /** A 404 with its message. */
+  static of(resource: typeof Resource.Type, id: string): NotFound {
+    return new NotFound({ resource, id, message: `No ${resource} ${JSON.stringify(id)}` })
+  }
+}
+
+/** 401: the admin bearer token is missing or wrong. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
+  "Unauthorized",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 401 })
+) {}
+
+/** 500: a store or a rebuild failed; `message` says why. Usually retryable. */
+export class ServiceError extends Schema.TaggedError<ServiceError>()(
+  "ServiceError",
+  { operation: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 500 })
+) {
+  /** Wraps any failure of `operation`. */
+  static of(operation: string): (cause: unknown) => ServiceError {
+    return (cause) => new ServiceError({ operation, message: describe(cause) })
+  }
+}
+
+/** A short, single-line description of a failure. */
+export const describe = (cause: unknown): string => {
+  if (typeof cause === "object" && cause !== null) {
+    const message = (cause as { readonly message?: unknown }).message
+    const tag = (cause as { readonly _tag?: unknown })._tag
+    if (typeof message === "string" && message.length > 0) return message
+    if (typeof tag === "string") return tag
+  }
+  return String(cause)
+}
