@@ -1,0 +1,201 @@
+/**
+ * The JetStream event bus against the local NATS, fed by the outbox relay from a memory store: per-stream
+ * order end to end, a group's members sharing its messages, redeliveries absorbed by the inbox, poison
+ * messages dead-lettered with the reason, and deliveries that ran out unacknowledged (the advisory).
+ */
+import { randomBytes } from "node:crypto"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as CheckpointStore from "../../src/CheckpointStore.js"
+import * as Event from "../../src/Event.js"
+import * as EventBus from "../../src/EventBus.js"
+import * as EventStore from "../../src/EventStore.js"
+import * as Inbox from "../../src/Inbox.js"
+import * as Nats from "../../src/nats/Nats.js"
+import * as NatsEventBus from "../../src/nats/NatsEventBus.js"
+import * as NatsPublisher from "../../src/nats/NatsPublisher.js"
+import * as Outbox from "../../src/Outbox.js"
+import * as Projection from "../../src/Projection.js"
+import * as Wakeup from "../../src/Wakeup.js"
+import { natsUrl } from "../support/config.js"
+import { uniqueCategory } from "../support/ids.js"
+
+/** A store, a relay to a fresh JetStream stream, and the bus on it; the streams are deleted afterwards. */
+const setup = Effect.gen(function* () {
+  const id = randomBytes(4).toString("hex")
+  const stream = `EES_BUS_${id}`
+  const subjectPrefix = `bus_${id}`
+  yield* Effect.addFinalizer(() =>
+    Effect.promise(async () => {
+      const nc = await connect({ servers: natsUrl })
+      const jsm = await jetstreamManager(nc)
+      await jsm.streams.delete(stream).catch(() => false)
+      await jsm.streams.delete(`${stream}_DEAD`).catch(() => false)
+      await nc.close()
+    })
+  )
+  const nats = Nats.layer({ servers: natsUrl })
+  const stores = Layer.mergeAll(
+    EventStore.layerMemory(),
+    CheckpointStore.layerMemory,
+    Projection.layerRegistry,
+    Inbox.layerMemory
+  ).pipe(Layer.provideMerge(Wakeup.layer))
+  const publisher = NatsPublisher.layer({ stream, subjectPrefix, storage: "memory" })
+  const relay = Outbox.relayLayer({ pollInterval: "50 millis" }).pipe(Layer.provide(publisher))
+  const bus = NatsEventBus.layer({ stream, subjectPrefix, ackWait: "1 second", fetchSize: 16 })
+  // the publisher creates the stream the bus reads
+  const context = yield* Layer.build(
+    Layer.mergeAll(relay, Layer.provide(bus, publisher)).pipe(Layer.provideMerge(stores), Layer.provideMerge(nats))
+  )
+  return { context, bus: Context.get(context, EventBus.EventBus), stream }
+})
+
+const append = (streamId: string, n: number) =>
+  Effect.flatMap(EventStore.EventStore, (store) =>
+    Effect.flatMap(Event.make({ type: "Deposited", data: { n } }), (event) => store.append(streamId, [event]))
+  )
+
+const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
+  effect.pipe(
+    Effect.filterOrFail(done, () => "not yet"),
+    Effect.retry(Schedule.spaced("25 millis")),
+    Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("not reached in 20 s") })
+  )
+
+const n = (message: EventBus.Message) => (message.data as { n: number }).n
+
+describe("NatsEventBus", () => {
+  it.scopedLive("delivers each stream's events in order, once per group, shared by a group's members", () =>
+    Effect.gen(function* () {
+      const { context, bus } = yield* setup
+      const category = yield* uniqueCategory
+      const ordered = yield* Ref.make<ReadonlyArray<EventBus.Message>>([])
+      const shared = yield* Ref.make<ReadonlyArray<readonly [number, string]>>([])
+      yield* bus.subscribe({
+        group: "ordered",
+        categories: [category],
+        handle: (m) => Ref.update(ordered, (seen) => [...seen, m])
+      })
+      for (const member of [1, 2]) {
+        yield* bus.subscribe({
+          group: "shared",
+          categories: [category],
+          handle: (m) =>
+            Effect.zipRight(Effect.sleep("2 millis"), Ref.update(shared, (seen) => [...seen, [member, m.id] as const]))
+        })
+      }
+      for (let i = 0; i < 90; i++) yield* append(`${category}-${i % 3}`, i).pipe(Effect.provide(context))
+      const seen = yield* waitFor(Ref.get(ordered), (s) => s.length >= 90)
+      for (const stream of [0, 1, 2]) {
+        assert.deepStrictEqual(
+          seen.filter((m) => m.streamId === `${category}-${stream}`).map((m) => m.version),
+          Array.from({ length: 30 }, (_, i) => i + 1)
+        )
+      }
+      assert.strictEqual(seen[0]!.category, category)
+      assert.strictEqual(seen[0]!.type, "Deposited")
+      assert.strictEqual(seen[0]!.deliveries, 1)
+      yield* waitFor(Ref.get(shared), (s) => s.length >= 90)
+      yield* Effect.sleep("300 millis")
+      const work = yield* Ref.get(shared)
+      assert.strictEqual(work.length, 90)
+      assert.strictEqual(new Set(work.map(([, id]) => id)).size, 90)
+      assert.deepStrictEqual(new Set(work.map(([member]) => member)), new Set([1, 2]))
+    })
+  )
+
+  it.scopedLive("a redelivered message is absorbed by the inbox; a poison one is dead-lettered with the reason", () =>
+    Effect.gen(function* () {
+      const { context, bus } = yield* setup
+      const category = yield* uniqueCategory
+      const effects = yield* Ref.make<ReadonlyArray<number>>([])
+      const deliveries = yield* Ref.make<ReadonlyArray<readonly [number, number]>>([])
+      // the handler's effects commit (inbox), then the ack is lost: the first delivery of each fails after them
+      const idempotent = Inbox.idempotent({
+        group: "idempotent",
+        categories: [category],
+        handle: (m: EventBus.Message) =>
+          n(m) === 1 ? Effect.fail("poison") : Ref.update(effects, (seen) => [...seen, n(m)])
+      })
+      yield* bus
+        .subscribe({
+          ...idempotent,
+          maxDeliveries: 3,
+          retryDelay: "50 millis",
+          handle: (m) =>
+            Effect.zipRight(
+              Ref.update(deliveries, (seen) => [...seen, [n(m), m.deliveries] as const]),
+              Effect.zipRight(idempotent.handle(m), m.deliveries === 1 ? Effect.fail("ack lost") : Effect.void)
+            )
+        })
+        .pipe(Effect.provide(context))
+      for (let i = 0; i < 3; i++) yield* append(`${category}-a`, i).pipe(Effect.provide(context))
+      const letters = yield* waitFor(bus.deadLetters("idempotent"), (letters) => letters.length >= 1)
+      yield* waitFor(Ref.get(effects), (seen) => seen.length >= 2)
+      yield* Effect.sleep("300 millis")
+      assert.deepStrictEqual([...(yield* Ref.get(effects))].sort(), [0, 2])
+      const seen = yield* Ref.get(deliveries)
+      assert.deepStrictEqual(
+        seen.filter(([x]) => x === 0).map(([, d]) => d),
+        [1, 2]
+      )
+      assert.deepStrictEqual(
+        seen.filter(([x]) => x === 1).map(([, d]) => d),
+        [1, 2, 3]
+      )
+      assert.strictEqual(letters.length, 1)
+      assert.strictEqual(n(letters[0]!.message), 1)
+      assert.strictEqual(letters[0]!.group, "idempotent")
+      assert.include(letters[0]!.reason, "poison")
+    })
+  )
+
+  it.scopedLive("a message whose deliveries ran out unacknowledged is dead-lettered from the advisory", () =>
+    Effect.gen(function* () {
+      const { context, bus, stream } = yield* setup
+      const category = yield* uniqueCategory
+      const { connection } = Context.get(context, Nats.Nats)
+      yield* bus.subscribe({ group: "crashing", categories: [category], handle: () => Effect.void })
+      yield* append(`${category}-a`, 7).pipe(Effect.provide(context))
+      const [event] = yield* Effect.flatMap(EventStore.EventStore, (store) =>
+        Stream.runCollect(store.readStream(`${category}-a`))
+      ).pipe(
+        Effect.map((chunk) => Array.from(chunk)),
+        Effect.provide(context)
+      )
+      // what JetStream sends when a member keeps dying with the message (measured on this server version)
+      const jsm = yield* Effect.promise(() => jetstreamManager(connection))
+      const info = yield* waitFor(
+        Effect.promise(() => jsm.streams.info(stream)),
+        (info) => info.state.messages >= 1
+      )
+      connection.publish(
+        `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.crashing`,
+        JSON.stringify({ stream, consumer: "crashing", stream_seq: info.state.last_seq, deliveries: 5 })
+      )
+      const letters = yield* waitFor(bus.deadLetters("crashing"), (letters) => letters.length >= 1)
+      assert.strictEqual(letters[0]!.message.id, event!.eventId)
+      assert.strictEqual(letters[0]!.message.deliveries, 5)
+      assert.include(letters[0]!.reason, "without an acknowledgement")
+    })
+  )
+
+  it.scopedLive("rejects a bad group name and a group whose filter changed", () =>
+    Effect.gen(function* () {
+      const { bus } = yield* setup
+      const bad = yield* Effect.flip(bus.subscribe({ group: "a b", handle: () => Effect.void }))
+      assert.strictEqual(bad._tag, "EventBusError")
+      yield* bus.subscribe({ group: "g", categories: ["One"], handle: () => Effect.void })
+      const changed = yield* Effect.flip(bus.subscribe({ group: "g", categories: ["Two"], handle: () => Effect.void }))
+      assert.include(changed.message, "filter")
+    })
+  )
+})
