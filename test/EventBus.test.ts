@@ -221,6 +221,28 @@ describe("Outbox relay errors", () => {
       assert.include(letters[0]!.error, "too large")
     }).pipe(Effect.provide(stores))
   )
+  it.scopedLive("a relay stalled by an outage shows the age of the oldest unpublished event", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const down = Outbox.Publisher.of({
+        subjectOf: (event) => event.streamId,
+        publish: () => Effect.fail(new Outbox.PublishError({ operation: "publish", detail: "no responders" }))
+      })
+      yield* append(`${category}-a`, 1)
+      yield* Effect.sleep("600 millis")
+      yield* append(`${category}-a`, 2)
+      yield* Layer.build(
+        Outbox.relayLayer({ name: `relay-${category}`, categories: [category], pollInterval: "20 millis" }).pipe(
+          Layer.provide(Layer.succeed(Outbox.Publisher, down))
+        )
+      )
+      const registry = yield* Projection.Registry
+      const relayStatus = Effect.map(registry.statuses, (all) => all.find((s) => s.name === `relay-${category}`))
+      const status = yield* waitFor(relayStatus, (s) => s?.state === "stalled")
+      assert.isAtLeast(status!.lag.seconds, 0.6)
+      assert.isTrue(Option.isSome(status!.owned[0]!.pendingSince))
+    }).pipe(Effect.provide(stores))
+  )
 })
 
 describe("Inbox (memory)", () => {

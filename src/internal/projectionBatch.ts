@@ -32,6 +32,7 @@ export interface Cell {
   processed: number
   lastError: Option.Option<string>
   lastEventAt: Option.Option<DateTime.Utc>
+  pendingSince: Option.Option<DateTime.Utc>
 }
 
 /** What a partition fiber works with. */

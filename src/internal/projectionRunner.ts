@@ -71,6 +71,8 @@ export interface PartitionStatus {
   readonly lastError: Option.Option<string>
   /** When the last handled event was recorded. */
   readonly lastEventAt: Option.Option<DateTime.Utc>
+  /** When the oldest event of the batch being handled was recorded (none between batches). */
+  readonly pendingSince: Option.Option<DateTime.Utc>
 }
 
 /** A runner's status. */
@@ -84,7 +86,9 @@ export interface Status {
   readonly owned: ReadonlyArray<PartitionStatus>
   /**
    * How far behind the owned partitions are: positions between their checkpoints and the head (events,
-   * give or take rolled-back positions) and the age of the last handled event; 0 once caught up.
+   * give or take rolled-back positions) and, in seconds, the age of the oldest event of a batch being
+   * handled (for the outbox relay: of the oldest unpublished event) or else of the last handled event;
+   * 0 once caught up.
    */
   readonly lag: { readonly events: number; readonly seconds: number }
   readonly lastError: Option.Option<string>
@@ -313,7 +317,8 @@ const newCell = (partition: number, checkpoint: Event.Checkpoint): Cell => ({
   checkpoint,
   processed: 0,
   lastError: Option.none(),
-  lastEventAt: Option.none()
+  lastEventAt: Option.none(),
+  pendingSince: Option.none()
 })
 
 const snapshot = (cell: Cell): PartitionStatus => ({ ...cell })
@@ -350,7 +355,9 @@ const partitionLoop = <A, E, R>(
           rechecks = 0
           const end = Event.checkpointOf(batch[batch.length - 1]!)
           if (batch.length === rt.def.batchSize) next = yield* Effect.fork(untilDone(readBatch(rt, cell, end), cell))
+          cell.pendingSince = Option.some(batch[0]!.recordedAt)
           const outcome = yield* handleBatch(rt, lease, cell, batch, lag)
+          cell.pendingSince = Option.none()
           if (
             next !== undefined &&
             (outcome._tag !== "Committed" || Event.checkpointOrder(cell.checkpoint, end) !== 0)
@@ -434,7 +441,9 @@ const status = <A, E, R>(rt: Runtime<A, E, R>, cells: () => ReadonlyArray<Cell>)
     for (const p of owned) {
       if (p.state === "live") continue
       if (Option.isSome(head)) events += Math.max(0, Number(head.value.position - p.checkpoint.position))
-      if (Option.isSome(p.lastEventAt)) seconds = Math.max(seconds, (now - p.lastEventAt.value.epochMillis) / 1000)
+      // a batch that cannot be handled (a broker outage) shows the age of its oldest event
+      const behind = Option.orElse(p.pendingSince, () => p.lastEventAt)
+      if (Option.isSome(behind)) seconds = Math.max(seconds, (now - behind.value.epochMillis) / 1000)
     }
     const state = owned.length === 0 ? "idle" : severity.find((s) => owned.some((p) => p.state === s))!
     return {

@@ -11,12 +11,19 @@
  * - At startup the stream is created, or its configuration checked (subjects, duplicate window,
  *   storage): a mismatch is an error, never silently changed.
  *
- * **Gotchas**: a publish that timed out may still have been stored: publish again with the same id.
+ * - A publish that failed may still have been stored. Retried within the duplicate window, JetStream
+ *   drops it; retried later (a long outage), the publisher first looks for it as the last message on its
+ *   subject and, if found there, acks it as a duplicate instead of storing it again.
+ *
+ * **Gotchas**: past the duplicate window, an event stored by a failed publish and followed by a later
+ * event of the same stream and type is not found by that check and may be stored twice: alert on the
+ * relay's lag in seconds (the age of the oldest unpublished event) well before the window.
  * A single-replica file stream syncs to disk periodically: acknowledged messages can be lost in an OS
  * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
  */
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import { JetStreamApiError, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -90,7 +97,7 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
       const subjectOf = (event: Event.RecordedEvent) =>
         [prefix, token(event.category), token(event.streamId), token(event.type)].join(".")
 
-      const publishOne = (event: Event.RecordedEvent) =>
+      const send = (event: Event.RecordedEvent) =>
         Effect.tryPromise({
           try: () => {
             const h = natsHeaders()
@@ -108,6 +115,43 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
           catch: (cause) =>
             new PublishError({ operation: "publish", detail: detailOf(cause), transient: isOutage(cause) })
         }).pipe(Effect.map((ack): Ack => ({ eventId: event.eventId, sequence: ack.seq, duplicate: ack.duplicate })))
+
+      // when each event's publish first failed (it may have been stored all the same): retried later than
+      // half the duplicate window, JetStream may no longer drop it, so the stream is checked first
+      const failedSince = new Map<string, number>()
+
+      /** The event's sequence if it is the last message on its subject (the check's reach, see the doc). */
+      const storedAs = (event: Event.RecordedEvent) =>
+        Effect.tryPromise({
+          try: () => jsm.streams.getMessage(options.stream, { last_by_subj: subjectOf(event) }),
+          catch: failed("check stream")
+        }).pipe(
+          Effect.map((msg) => (msg !== null && msg.header.get("Nats-Msg-Id") === event.eventId ? msg.seq : undefined))
+        )
+
+      const publishOne = (event: Event.RecordedEvent) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          const since = failedSince.get(event.eventId)
+          if (since !== undefined && now - since > window / 2) {
+            yield* Effect.logWarning(
+              `event ${event.eventId} unpublished for ${now - since} ms (duplicate window ${window} ms): checking the stream`
+            )
+            const seq = yield* storedAs(event)
+            if (seq !== undefined) {
+              failedSince.delete(event.eventId)
+              return { eventId: event.eventId, sequence: seq, duplicate: true }
+            }
+          }
+          return yield* send(event).pipe(
+            Effect.tap(() => Effect.sync(() => failedSince.delete(event.eventId))),
+            Effect.tapError((error) =>
+              Effect.sync(() => {
+                if (error.transient && since === undefined) failedSince.set(event.eventId, now)
+              })
+            )
+          )
+        })
 
       return Publisher.of({
         subjectOf,

@@ -10,6 +10,7 @@ import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Event from "../../src/Event.js"
 import * as Nats from "../../src/nats/Nats.js"
 import * as Outbox from "../../src/Outbox.js"
@@ -114,6 +115,36 @@ describe("NatsPublisher", () => {
         yield* server.kill
         const error = yield* Effect.flip(publisher.publish([recorded("Account-1", 2)]))
         assert.strictEqual(error._tag, "PublishError")
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "retried after the duplicate window, an event already in the stream is found there, not stored again",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* throwawayNats
+        const { stream, subjectPrefix } = names()
+        const { nats, publisher } = yield* publisherOn(server.url, {
+          stream,
+          subjectPrefix,
+          duplicateWindow: "1 second",
+          timeout: "300 millis"
+        })
+        const event = recorded("Account-1", 1)
+        yield* publisher.publish([event])
+        // the broker goes away: the retry's outcome is unknown to the relay, which tries again later
+        yield* server.kill
+        assert.strictEqual((yield* Effect.flip(publisher.publish([event])))._tag, "PublishError")
+        yield* Effect.sleep("1200 millis")
+        yield* server.start
+        const [ack] = yield* publisher
+          .publish([event])
+          .pipe(Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(50)))))
+        assert.isTrue(ack!.duplicate)
+        const jsm = yield* Effect.promise(() => jetstreamManager(nats.connection))
+        const info = yield* Effect.promise(() => jsm.streams.info(stream))
+        assert.strictEqual(info.state.messages, 1)
       }),
     30_000
   )
