@@ -89,7 +89,10 @@ describe("NatsEventBus", () => {
           group: "shared",
           categories: [category],
           handle: (m) =>
-            Effect.zipRight(Effect.sleep("2 millis"), Ref.update(shared, (seen) => [...seen, [member, m.id] as const]))
+            Effect.zipRight(
+              Effect.sleep("2 millis"),
+              Ref.update(shared, (seen) => [...seen, [member, m.id] as const])
+            )
         })
       }
       for (let i = 0; i < 90; i++) yield* append(`${category}-${i % 3}`, i).pipe(Effect.provide(context))
