@@ -252,12 +252,22 @@ type MayHave<O, K extends PropertyKey> = K extends keyof O
 type ProjectionContext<P> = P extends Projection.Projection<any, any, infer R> ? R : never
 
 /**
- * The handlers of {@link Api} and `GET /openapi.json`, to serve with `HttpApiBuilder.serve` (see
- * {@link layerServer}) or `HttpApiBuilder.toWebHandler`. Throws on invalid options (an empty admin token,
- * a scan limit that is not a positive integer, two sagas of one name, a check named `eventStore` or
- * `projections`): a wiring bug.
+ * The implementations of {@link Api}'s groups, for an application that serves its own API made of these
+ * groups and its own (`HttpApiBuilder.api(EventBrowserApi.Api.add(MyGroup))`, see the bank example).
+ * Throws on invalid options (an empty admin token, a scan limit that is not a positive integer, two sagas
+ * of one name, a check named `eventStore` or `projections`): a wiring bug.
  */
-export const layer = <const O extends Options>(options: O): Layer.Layer<HttpApi.Api, never, Requirements<O>> => {
+export const handlers = <const O extends Options>(
+  options: O
+): Layer.Layer<
+  | HttpApiGroup.ApiGroup<"eventBrowser", "events">
+  | HttpApiGroup.ApiGroup<"eventBrowser", "projections">
+  | HttpApiGroup.ApiGroup<"eventBrowser", "sagas">
+  | HttpApiGroup.ApiGroup<"eventBrowser", "system">
+  | HttpApiGroup.ApiGroup<"eventBrowser", "admin">,
+  never,
+  Requirements<O>
+> => {
   const config = Handlers.config(options)
   const events = HttpApiBuilder.group(Api, "events", (handlers) =>
     handlers
@@ -303,11 +313,15 @@ export const layer = <const O extends Options>(options: O): Layer.Layer<HttpApi.
   )
   // handlers reach the saga and checkpoint stores only when sagas or projections are configured: the
   // cast states that narrower requirement
-  return HttpApiBuilder.middlewareOpenApi().pipe(
-    Layer.provideMerge(HttpApiBuilder.api(Api)),
-    Layer.provide(Layer.mergeAll(events, projections, sagas, system, admin))
-  ) as Layer.Layer<HttpApi.Api, never, any>
+  return Layer.mergeAll(events, projections, sagas, system, admin) as Layer.Layer<any, never, any>
 }
+
+/**
+ * The handlers of {@link Api} and `GET /openapi.json`, to serve with `HttpApiBuilder.serve` (see
+ * {@link layerServer}) or `HttpApiBuilder.toWebHandler`. Throws on invalid options, as {@link handlers}.
+ */
+export const layer = <const O extends Options>(options: O): Layer.Layer<HttpApi.Api, never, Requirements<O>> =>
+  HttpApiBuilder.middlewareOpenApi().pipe(Layer.provideMerge(HttpApiBuilder.api(Api)), Layer.provide(handlers(options)))
 
 /**
  * {@link layer} served by the `HttpServer` in context, e.g.
