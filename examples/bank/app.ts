@@ -1,0 +1,131 @@
+/**
+ * The bank application, wired with Layers: stores, the command bus, the runners (two projections, the
+ * transfer saga, the outbox relay, the alerts consumer; each a fiber in the application's scope) and the
+ * HTTP server.
+ *
+ * Configuration (environment):
+ * - `DATABASE_URL` (`postgres://...`): PostgreSQL, woken by NOTIFY; otherwise SQLite in `BANK_DB`
+ *   (default `data/bank.db`) with in-process wake-ups.
+ * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
+ *   JetStream consumer; otherwise both use the in-process event bus.
+ * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds).
+ */
+import { createServer } from "node:http"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { CommandBus, CommandMiddleware, EventBus, Outbox, Projection, Saga, Wakeup } from "effect-eventsourcing"
+import { EventBrowserApi } from "effect-eventsourcing/http"
+import { Nats, NatsEventBus, NatsPublisher } from "effect-eventsourcing/nats"
+import { Postgres, SqlCheckpointStore, SqlEventStore, SqlInbox, SqlSagaStore, Sqlite } from "effect-eventsourcing/sql"
+import * as Alerts from "./alerts.js"
+import { AccountCommands, accountHandlers } from "./commands.js"
+import { BankApi, BankHandlers } from "./http.js"
+import * as ReadModels from "./readModels.js"
+import { Transfer } from "./Transfer.js"
+
+export interface BankConfig {
+  readonly databaseUrl: Option.Option<Redacted.Redacted>
+  readonly sqliteFile: string
+  readonly natsUrl: Option.Option<string>
+  readonly port: number
+  readonly adminToken: Option.Option<Redacted.Redacted>
+}
+
+/** An optional setting; set but empty counts as unset. */
+const optional = <A>(config: Config.Config<A>, isEmpty: (a: A) => boolean) =>
+  Config.option(config).pipe(Config.map(Option.filter((a) => !isEmpty(a))))
+
+export const config: Config.Config<BankConfig> = Config.all({
+  databaseUrl: optional(Config.redacted("DATABASE_URL"), (url) => Redacted.value(url) === ""),
+  sqliteFile: Config.withDefault(Config.string("BANK_DB"), path.join("data", "bank.db")),
+  natsUrl: optional(Config.string("NATS_URL"), (url) => url === ""),
+  // 0 picks a free port (the demo)
+  port: Config.withDefault(
+    Config.integer("PORT").pipe(
+      Config.validate({ message: "PORT must be 0 to 65535", validation: (p) => p >= 0 && p <= 65535 })
+    ),
+    3000
+  ),
+  adminToken: optional(Config.redacted("BANK_ADMIN_TOKEN"), (token) => Redacted.value(token) === "")
+})
+
+/** The database, its stores and the wake-up hints. */
+const stores = (config: BankConfig) => {
+  const services = Layer.mergeAll(
+    SqlEventStore.layer(),
+    SqlCheckpointStore.layer(),
+    SqlSagaStore.layer(),
+    SqlInbox.layer(),
+    Projection.layerRegistry,
+    Layer.effectDiscard(Effect.zipRight(ReadModels.createTables, Alerts.createTable))
+  )
+  if (Option.isSome(config.databaseUrl)) {
+    return services.pipe(
+      Layer.provideMerge(Postgres.layerWakeup()),
+      Layer.provideMerge(Postgres.layer({ url: config.databaseUrl.value }))
+    )
+  }
+  fs.mkdirSync(path.dirname(config.sqliteFile), { recursive: true })
+  return services.pipe(
+    Layer.provideMerge(Wakeup.layer),
+    Layer.provideMerge(Sqlite.layer({ filename: config.sqliteFile }))
+  )
+}
+
+/** Where the outbox publishes and the alerts consumer subscribes. */
+const messaging = (config: BankConfig) =>
+  Option.match(config.natsUrl, {
+    onNone: () => EventBus.layerMemory,
+    onSome: (servers) => {
+      const publisher = NatsPublisher.layer({ stream: "BANK_EVENTS", subjectPrefix: "bank" })
+      // the publisher creates the stream the bus's consumers read
+      return Layer.mergeAll(
+        publisher,
+        Layer.provide(NatsEventBus.layer({ stream: "BANK_EVENTS", subjectPrefix: "bank" }), publisher)
+      ).pipe(Layer.provideMerge(Nats.layer({ servers, name: "bank" })))
+    }
+  })
+
+const commandBus = CommandBus.layer({
+  groups: [AccountCommands],
+  middleware: [CommandMiddleware.tracing, CommandMiddleware.recoverDefects, CommandMiddleware.timeout("10 seconds")]
+}).pipe(Layer.provide(accountHandlers()))
+
+/** The long-running work, each a fiber in the application's scope. */
+const runners = Layer.mergeAll(
+  Projection.layer(ReadModels.Balances),
+  Projection.layer(ReadModels.History),
+  Saga.layer(Transfer),
+  Outbox.relayLayer(),
+  Alerts.layer
+)
+
+const http = (config: BankConfig) =>
+  HttpApiBuilder.serve().pipe(
+    Layer.provide(HttpApiBuilder.middlewareOpenApi()),
+    Layer.provide(HttpApiBuilder.api(BankApi)),
+    Layer.provide(BankHandlers),
+    Layer.provide(
+      EventBrowserApi.handlers({
+        sagas: [Transfer],
+        projections: [ReadModels.Balances, ReadModels.History],
+        ...Option.match(config.adminToken, { onNone: () => ({}), onSome: (adminToken) => ({ adminToken }) })
+      })
+    ),
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
+  )
+
+/** The whole application for a configuration. */
+export const layer = (config: BankConfig) =>
+  Layer.mergeAll(http(config), runners).pipe(
+    Layer.provideMerge(commandBus),
+    Layer.provideMerge(messaging(config)),
+    Layer.provideMerge(stores(config))
+  )
