@@ -11,6 +11,7 @@ import { targets as allTargets } from "./targets.js"
 import { W1, W2, W3 } from "./workloads/append.js"
 import { C1, C2, W4 } from "./workloads/aggregate.js"
 import { U1 } from "./workloads/codec.js"
+import { E1 } from "./workloads/endToEnd.js"
 import { O1 } from "./workloads/outbox.js"
 import { P1, P2 } from "./workloads/projection.js"
 import { R2 } from "./workloads/read.js"
@@ -46,6 +47,7 @@ const workloads: ReadonlyArray<{
   { id: "P1", run: (pool) => P1(options, pool) },
   { id: "P2", run: () => P2(options) },
   { id: "O1", run: () => O1(options) },
+  { id: "E1", run: () => E1(options) },
   { id: "U1", run: () => U1(options) }
 ]
 

@@ -84,9 +84,9 @@ const sqliteTarget = (): ProjectionTarget => ({
   ).pipe(Layer.orDie)
 })
 
-const targets = (options: Options) => [() => postgresTarget(options.pgUrl), sqliteTarget]
+export const targets = (options: Options) => [() => postgresTarget(options.pgUrl), sqliteTarget]
 
-const createTable = (table: string) =>
+export const createTable = (table: string) =>
   Effect.flatMap(
     SqlClient.SqlClient,
     (sql) =>
@@ -108,7 +108,12 @@ const upsertTotals = (table: string, batch: ReadonlyArray<{ readonly streamId: s
       do update set total = b.total + excluded.total, events = b.events + excluded.events`
   })
 
-const balances = (table: string, partitions: number, onHandled?: (eventIds: ReadonlyArray<string>) => void) =>
+/** The read model; `onHandled` sees each batch's events as its handler runs (the commit follows). */
+export const balances = (
+  table: string,
+  partitions: number,
+  onHandled?: (events: ReadonlyArray<Event.RecordedEvent>) => void
+) =>
   Projection.make({
     name: "balances",
     events: Deposited,
@@ -116,7 +121,7 @@ const balances = (table: string, partitions: number, onHandled?: (eventIds: Read
     batchSize: pageSize,
     handleBatch: (batch) =>
       Effect.zipRight(
-        Effect.sync(() => onHandled?.(batch.map((d) => d.envelope.eventId))),
+        Effect.sync(() => onHandled?.(batch.map((d) => d.envelope))),
         upsertTotals(
           table,
           batch.map((d) => ({ streamId: d.envelope.streamId, amount: d.event.amount }))
@@ -126,7 +131,7 @@ const balances = (table: string, partitions: number, onHandled?: (eventIds: Read
   })
 
 /** Events missing from the read model and events counted twice (or more). */
-const countGaps = (table: string, expectedPerStream: ReadonlyMap<string, number>) =>
+export const countGaps = (table: string, expectedPerStream: ReadonlyMap<string, number>) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<{ readonly stream_id: string; readonly events: number }>`
@@ -281,9 +286,9 @@ export const P2 = async (options: Options): Promise<ReadonlyArray<Result>> => {
     const appendedAt = new Map<string, number>()
     const handledAt = new Map<string, number>()
     let handledTwice = 0
-    const projection = balances(target.table, 1, (ids) => {
+    const projection = balances(target.table, 1, (events) => {
       const now = performance.now()
-      for (const id of ids) {
+      for (const { eventId: id } of events) {
         // a batch retried after a failed commit runs its handler again: keep the first time, count none twice
         if (handledAt.has(id)) handledTwice++
         else handledAt.set(id, now)
