@@ -14,6 +14,10 @@ export default defineConfig({
         replacement: fileURLToPath(new URL("./src/http/index.ts", import.meta.url))
       },
       {
+        find: /^effect-eventsourcing\/observability$/,
+        replacement: fileURLToPath(new URL("./src/observability/index.ts", import.meta.url))
+      },
+      {
         find: /^effect-eventsourcing\/sql$/,
         replacement: fileURLToPath(new URL("./src/sql/index.ts", import.meta.url))
       },

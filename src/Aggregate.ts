@@ -34,6 +34,7 @@ import type * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
 import * as EventStore from "./EventStore.js"
+import * as Traceparent from "./internal/traceparent.js"
 import * as Uuid from "./internal/uuid.js"
 import * as Snapshot from "./Snapshot.js"
 import * as Upcaster from "./Upcaster.js"
@@ -336,7 +337,7 @@ const eventMetadata = (explicit: Event.Metadata | undefined): Effect.Effect<Even
     }
     const span = yield* Effect.option(Effect.currentSpan)
     if (Option.isSome(span) && merged.traceparent === undefined) {
-      merged.traceparent = `00-${span.value.traceId}-${span.value.spanId}-${span.value.sampled ? "01" : "00"}`
+      merged.traceparent = Traceparent.format(span.value)
     }
     return merged as Event.Metadata
   })

@@ -19,6 +19,9 @@
  *   declare, an undecodable stored event...) is reported at once as {@link CommandFailed}.
  * - **Idempotency**: each command gets a command id (the caller's, from `Aggregate.CommandContext`, or a
  *   new one) kept across the bus's retries, so the aggregate's command dedup makes a retry safe.
+ * - **Metrics**: every dispatch counts in `eventsourcing_commands_total{command,outcome}` and
+ *   `eventsourcing_command_duration_seconds{command}` (see `Metrics`); a command the bus does not know is
+ *   counted as `(unknown)`.
  * - **Queued commands complete visibly**: every `send` ends in its result, its failure, or
  *   {@link CommandCancelled} when the bus shuts down with `onShutdown: "cancel"`.
  *
@@ -43,6 +46,7 @@ import type * as Tracer from "effect/Tracer"
 import * as Aggregate from "./Aggregate.js"
 import * as Json from "./internal/json.js"
 import * as Uuid from "./internal/uuid.js"
+import * as Metrics from "./Metrics.js"
 
 // ---------------------------------------------------------------------------------------------------
 // commands
@@ -371,6 +375,9 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
       const maxBytes = options.maxCommandBytes ?? defaultMaxCommandBytes
       const transient = options.isTransient ?? isTransient
 
+      // the metric label is the command's tag only when the bus knows it: any other tag is caller input
+      const metricLabelOf = (tag: string) => (routes.has(tag) ? tag : "(unknown)")
+
       const dispatch = <C extends Command>(command: C): Effect.Effect<Success<C>, Failure<C> | CommandBusError> =>
         Effect.gen(function* () {
           const tag = commandTagOf(command)
@@ -406,7 +413,10 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
             core
           )
           return (yield* chain) as Success<C>
-        }) as Effect.Effect<Success<C>, Failure<C> | CommandBusError>
+        }).pipe(Metrics.trackCommand(metricLabelOf(commandTagOf(command)))) as Effect.Effect<
+          Success<C>,
+          Failure<C> | CommandBusError
+        >
 
       const send = yield* makeSend(dispatch, options.send ?? {})
       return CommandBus.of({ dispatch, send, commands: [...routes.values()].map((r) => r.command) })

@@ -3,6 +3,7 @@
  * dedup) in process memory, for tests, examples and prototypes. Appends are serialized (each is one
  * synchronous step), so the log is in commit order and a checkpoint's `transaction` is the append's
  * sequence number. State lives as long as the service. Also available as `EventStore.layerMemory`.
+ * Appends are `EventStore.append` spans, and appends, conflicts and reads are counted (see `Metrics`).
  */
 import * as Chunk from "effect/Chunk"
 import * as DateTime from "effect/DateTime"
@@ -13,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
+import { instrument } from "./internal/instrumentedStore.js"
 import * as Wakeup from "./Wakeup.js"
 import {
   type AppendResult,
@@ -167,12 +169,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           const result = yield* commit(prepared, now)
           if (result.positions.length > 0) yield* hint
           return result
-        }).pipe(
-          Effect.withSpan("EventStore.append", {
-            attributes: { streamId, events: events.length },
-            captureStackTrace: false
-          })
-        )
+        })
 
       const readStream: EventStore["Type"]["readStream"] = (streamId, options) =>
         Stream.unwrap(
@@ -237,7 +234,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
               })
         })
 
-      return EventStore.of({ append, readStream, readAll, head, streamVersion, findCommand })
+      return EventStore.of(instrument({ append, readStream, readAll, head, streamVersion, findCommand }))
     })
   )
 

@@ -22,14 +22,17 @@
  * hold for them, and projections can read them too).
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as CheckpointStore from "./CheckpointStore.js"
 import * as Event from "./Event.js"
 import * as EventStore from "./EventStore.js"
+import * as Metrics from "./Metrics.js"
 import * as Projection from "./Projection.js"
 import type * as Upcaster from "./Upcaster.js"
 
@@ -89,27 +92,40 @@ const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
   decodeEither: (recorded) => Either.right([recorded])
 }
 
-/** The relay as a projection: its handler publishes the batch and waits for every ack. */
+/**
+ * The relay as a projection: its handler publishes the batch and waits for every ack. Each publish is
+ * timed in `eventsourcing_outbox_publish_duration_seconds{relay}`; the backlog and the age of the oldest
+ * unpublished event are the runner's lag gauges (`eventsourcing_projection_lag_events` and
+ * `eventsourcing_projection_lag_seconds` with `projection` = the relay's name), see `Metrics`.
+ */
 export const relay = (
   options: RelayOptions = {}
-): Projection.Projection<Event.RecordedEvent, PublishError, Publisher> => ({
-  name: options.name ?? "outbox",
-  version: 1,
-  codec: asIs,
-  types: undefined,
-  categories: options.categories,
-  handleBatch: (events) =>
-    Effect.flatMap(Publisher, (publisher) => Effect.asVoid(publisher.publish(events.map((e) => e.event)))),
-  truncate: Effect.void,
-  partitions: options.partitions ?? 1,
-  batchSize: options.batchSize ?? 500,
-  // a broker outage is retried for as long as it lasts; an event the broker refuses is parked
-  onPoison: "skip",
-  // publishing holds no transaction open; the checkpoint commits once the broker acked
-  transactional: false,
-  // outages are retried apart (until they pass); any other failure is the broker refusing the event
-  retry: Schedule.stop
-})
+): Projection.Projection<Event.RecordedEvent, PublishError, Publisher> => {
+  const name = options.name ?? "outbox"
+  const publishDuration = Metric.tagged(Metrics.outboxPublishDurationSeconds, "relay", name)
+  return {
+    name,
+    version: 1,
+    codec: asIs,
+    types: undefined,
+    categories: options.categories,
+    handleBatch: (events) =>
+      Effect.flatMap(Publisher, (publisher) =>
+        Effect.asVoid(publisher.publish(events.map((e) => e.event))).pipe(
+          Metric.trackDurationWith(publishDuration, Duration.toSeconds)
+        )
+      ),
+    truncate: Effect.void,
+    partitions: options.partitions ?? 1,
+    batchSize: options.batchSize ?? 500,
+    // a broker outage is retried for as long as it lasts; an event the broker refuses is parked
+    onPoison: "skip",
+    // publishing holds no transaction open; the checkpoint commits once the broker acked
+    transactional: false,
+    // outages are retried apart (until they pass); any other failure is the broker refusing the event
+    retry: Schedule.stop
+  }
+}
 
 /** The relay as a scoped fiber (see {@link relay}); its status goes to the projection `Registry`. */
 export const relayLayer = (

@@ -26,6 +26,10 @@
  *   `version` building into new tables: it runs beside the old version, and becomes the
  *   {@link activeVersion} once all its partitions have caught up.
  *
+ * - **Observability**: each batch is a `Projection.batch` span, in a trace of its own with span links to
+ *   the spans that appended its events (their `traceparent` metadata); handled events and the lag (in
+ *   events and seconds) are metrics (see `Metrics`).
+ *
  * **Gotchas**: changing `partitions` needs a new `version` (the stored count is checked at start).
  * Interrupting a runner rolls back the batch in flight (SQL) or lets it finish (memory).
  */

@@ -25,6 +25,10 @@
  *   lock (a row lock held to the transaction's end on PostgreSQL), so each reacts to what the previous
  *   one saved, across partitions and processes.
  *
+ * Observability: each input is a `Saga.react` span (linked to the span that appended the triggering
+ * event, from its `traceparent` metadata), and instances entering a status are counted in
+ * `eventsourcing_saga_instances_total{saga,status}` (see `Metrics`).
+ *
  * **Gotchas**: commands are sent before the state is saved and the batch commits (a replay re-sends
  * them under the same ids, see above), and the batch's transaction stays open meanwhile: keep batches
  * small (the default is 20). Two batches locking the same instances in opposite orders deadlock on
@@ -36,6 +40,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -44,7 +49,9 @@ import * as CommandBus from "./CommandBus.js"
 import type * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
 import * as Aggregate from "./Aggregate.js"
+import * as Traceparent from "./internal/traceparent.js"
 import * as Uuid from "./internal/uuid.js"
+import * as Metrics from "./Metrics.js"
 import * as Projection from "./Projection.js"
 import * as SagaStore from "./SagaStore.js"
 import type * as Upcaster from "./Upcaster.js"
@@ -133,7 +140,18 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
     return c as CommandBus.CommandClass
   }
 
-  const apply: Saga<A, S, C>["apply"] = (instance, input, cause, timeout) =>
+  const started = Metric.tagged(Metric.tagged(Metrics.sagaInstancesTotal, "saga", options.name), "status", "started")
+  const ended = (status: SagaStore.Status) =>
+    Metric.tagged(Metric.tagged(Metrics.sagaInstancesTotal, "saga", options.name), "status", status)
+
+  /** {@link Saga.apply}, its span linked to the span that appended the triggering event, if any. */
+  const applyWith = (
+    instance: string,
+    input: A | Timeout,
+    cause: string,
+    timeout: SagaStore.Timeout | undefined,
+    trigger: Event.RecordedEvent | undefined
+  ): Effect.Effect<void, SagaStore.SagaStoreError, SagaStore.SagaStore | CommandBus.CommandBus> =>
     Effect.gen(function* () {
       const store = yield* SagaStore.SagaStore
       const bus = yield* CommandBus.CommandBus
@@ -214,7 +232,12 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
             }
           )
         )
-        if (saved._tag === "Right") return
+        if (saved._tag === "Right") {
+          // transitions, counted once saved (see `Metrics.sagaInstancesTotal`)
+          if (Option.isNone(loaded)) yield* Metric.increment(started)
+          if (status !== "running") yield* Metric.increment(ended(status))
+          return
+        }
         if (saved.left._tag === "SagaStoreError" || attempt >= 10) return yield* Effect.fail(saved.left)
       }
     }).pipe(
@@ -222,8 +245,15 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
       Effect.catchTag("SagaConflict", (conflict) =>
         Effect.fail(new SagaStore.SagaStoreError({ operation: "save", cause: conflict }))
       ),
-      Effect.withSpan("Saga.react", { attributes: { saga: options.name, instance, cause }, captureStackTrace: false })
+      Effect.withSpan("Saga.react", {
+        attributes: { saga: options.name, instance, cause },
+        links: trigger === undefined ? [] : Traceparent.linksOf([trigger]),
+        captureStackTrace: false
+      })
     )
+
+  const apply: Saga<A, S, C>["apply"] = (instance, input, cause, timeout) =>
+    applyWith(instance, input, cause, timeout, undefined)
 
   const projection = Projection.make({
     name: `saga:${options.name}`,
@@ -237,7 +267,7 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
     ...(options.retry === undefined ? {} : { retry: options.retry }),
     handle: (event, envelope) => {
       const instance = options.correlate(event, envelope)
-      return instance === undefined ? Effect.void : apply(instance, event, envelope.eventId)
+      return instance === undefined ? Effect.void : applyWith(instance, event, envelope.eventId, undefined, envelope)
     }
   })
   return {

@@ -27,6 +27,7 @@ import * as SchemaAST from "effect/SchemaAST"
 import * as Stream from "effect/Stream"
 import type * as Event from "./Event.js"
 import * as EventStore from "./EventStore.js"
+import * as Metrics from "./Metrics.js"
 
 // ---------------------------------------------------------------------------------------------------
 // errors
@@ -196,9 +197,7 @@ export interface CodecOptions<A, I> {
 }
 
 /** Stored events skipped under the `skip` policy. */
-export const skippedEvents = Metric.counter("eventsourcing_events_skipped_total", {
-  description: "stored events skipped because they could not be decoded (tolerant-reader policy skip)"
-})
+export const skippedEvents = Metrics.eventsSkippedTotal
 
 /**
  * Makes a codec, checking the declaration: every type known, every older version upcastable to the

@@ -1,7 +1,4 @@
-import { execFile } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { main } from "../examples/quickstart.js"
@@ -67,39 +64,5 @@ describe("examples", () => {
     Effect.gen(function* () {
       assert.strictEqual(yield* main, 2)
     })
-  )
-})
-
-describe("examples/bank (npm start)", () => {
-  it.live(
-    "runs twice on one SQLite file, the second run continuing from the stored events",
-    () =>
-      Effect.gen(function* () {
-        const dir = mkdtempSync(join(tmpdir(), "ees-bank-"))
-        const run = () =>
-          Effect.async<string, Error>((resume) => {
-            execFile(
-              process.execPath,
-              ["--import", "tsx", "examples/bank/main.ts"],
-              { env: { ...process.env, BANK_DB: join(dir, "bank.db") }, timeout: 60_000 },
-              (error, stdout) => resume(error ? Effect.fail(error) : Effect.succeed(stdout))
-            )
-          })
-        const eventsOf = (output: string) =>
-          [...output.matchAll(/after (\d+) events/g)].reduce((sum, match) => sum + Number(match[1]), 0)
-        const first = yield* run()
-        const second = yield* run()
-        rmSync(dir, { recursive: true, force: true })
-        // 3 accounts opened once, then 300 commands per run, minus those the domain rejected
-        assert.isAbove(eventsOf(first), 3)
-        assert.isAbove(eventsOf(second), eventsOf(first))
-        assert.notInclude(second + first, "stale state")
-        // the Transfer saga: a confirmed transfer completes (or is refused for funds), one to nobody is compensated
-        for (const output of [first, second]) {
-          assert.match(output, /transfer of 5 from alice to bob: (completed|compensated \(Withdraw failed)/)
-          assert.match(output, /transfer of 5 from alice to nobody: compensated/)
-        }
-      }),
-    120_000
   )
 })

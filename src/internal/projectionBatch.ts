@@ -16,13 +16,11 @@ import * as Schedule from "effect/Schedule"
 import type * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import type * as EventStore from "../EventStore.js"
+import * as Metrics from "../Metrics.js"
 import type * as Upcaster from "../Upcaster.js"
 import type * as Wakeup from "../Wakeup.js"
+import * as Traceparent from "./traceparent.js"
 import type { Definition, State } from "./projectionRunner.js"
-
-const eventsHandled = Metric.counter("eventsourcing_projection_events_total", {
-  description: "events handled by projection runners"
-})
 
 /** Mutable per-partition status, written by its fiber only. */
 export interface Cell {
@@ -113,8 +111,10 @@ export const handleBatch = <A, E, R>(
     if (attempt.left._tag === "HandlerFailed") return yield* oneByOne(rt, lease, cell, batch, lag)
     return outcomeOf(attempt.left)
   }).pipe(
+    // the batch runs in a trace of its own, linked to the spans that appended its events
     Effect.withSpan("Projection.batch", {
       attributes: { projection: rt.def.name, partition: cell.partition, events: batch.length },
+      links: Traceparent.linksOf(batch),
       captureStackTrace: false
     })
   )
@@ -230,7 +230,10 @@ const advanced = <A, E, R>(
     cell.lastError = Option.none()
     cell.state = "catching-up"
     const now = yield* Clock.currentTimeMillis
-    yield* Metric.incrementBy(eventsHandled.pipe(Metric.tagged("projection", rt.def.name)), handled.length)
+    yield* Metric.incrementBy(
+      Metrics.projectionEventsTotal.pipe(Metric.tagged("projection", rt.def.name)),
+      handled.length
+    )
     yield* Metric.set(lag, Math.max(0, now - last.recordedAt.epochMillis) / 1000)
     return { _tag: "Committed" } as const
   })

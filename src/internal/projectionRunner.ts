@@ -23,6 +23,7 @@ import * as Stream from "effect/Stream"
 import * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import * as EventStore from "../EventStore.js"
+import * as Metrics from "../Metrics.js"
 import type * as Upcaster from "../Upcaster.js"
 import * as Wakeup from "../Wakeup.js"
 import { type Cell, handleBatch, type Runtime, untilDone } from "./projectionBatch.js"
@@ -127,9 +128,16 @@ export class ProjectionHalted extends Schema.TaggedError<ProjectionHalted>()("Pr
   }
 }
 
-const lagSeconds = Metric.gauge("eventsourcing_projection_lag_seconds", {
-  description: "age of the last event a projection handled; 0 once caught up"
-})
+/** A partition's lag gauges (see `Metrics.projectionLagSeconds`, `Metrics.projectionLagEvents`). */
+const lagGauges = <A, E, R>(def: Definition<A, E, R>, partition: number) => {
+  const tagged = (gauge: Metric.Metric.Gauge<number>) =>
+    Metric.tagged(
+      Metric.tagged(Metric.tagged(gauge, "projection", def.name), "version", String(def.version)),
+      "partition",
+      String(partition)
+    )
+  return { seconds: tagged(Metrics.projectionLagSeconds), events: tagged(Metrics.projectionLagEvents) }
+}
 
 // ---------------------------------------------------------------------------------------------------
 // runner
@@ -181,7 +189,15 @@ export const run = <A, E, R>(
           owned.delete(partition)
           return entry === undefined
             ? Effect.void
-            : Effect.zipRight(Fiber.interrupt(entry.fiber), Effect.ignore(rt.checkpoints.release(entry.lease)))
+            : Effect.all(
+                [
+                  Fiber.interrupt(entry.fiber),
+                  Effect.ignore(rt.checkpoints.release(entry.lease)),
+                  // another worker reports the partition now
+                  resetLag(rt, partition)
+                ],
+                { discard: true }
+              )
         })
       yield* Effect.addFinalizer(() =>
         Effect.zipRight(
@@ -241,6 +257,12 @@ export const run = <A, E, R>(
           yield* start(claimed.value.value.lease, claimed.value.value.checkpoint)
         }
       })
+      // the lag gauges, sampled beside the supervisor (a slow read must not delay lease renewals)
+      yield* sampleLag(rt, () => [...owned.values()].map((o) => o.cell)).pipe(
+        Effect.zipRight(Effect.sleep(Math.max(1, rt.ttl / 3))),
+        Effect.forever,
+        Effect.forkScoped
+      )
       return yield* supervise.pipe(
         Effect.catchAllCause((cause) => Effect.logWarning("projection supervisor step failed", cause)),
         Effect.zipRight(Effect.sleep(Math.max(1, rt.ttl / 3))),
@@ -337,11 +359,8 @@ const partitionLoop = <A, E, R>(
   Effect.scoped(
     Effect.gen(function* () {
       const subscription = Option.isSome(rt.wakeup) ? yield* rt.wakeup.value.subscribe : undefined
-      const lag = lagSeconds.pipe(
-        Metric.tagged("projection", rt.def.name),
-        Metric.tagged("version", String(rt.def.version)),
-        Metric.tagged("partition", String(cell.partition))
-      )
+      const gauges = lagGauges(rt.def, cell.partition)
+      const lag = gauges.seconds
       let markedLive = false
       // while a full batch is handled, the next one is read (client and database work overlap)
       let next: Fiber.RuntimeFiber<ReadonlyArray<Event.RecordedEvent>> | undefined
@@ -385,6 +404,7 @@ const partitionLoop = <A, E, R>(
         if (!markedLive) markedLive = yield* goLive(rt, lease, cell)
         if (mode === "catchUp") return "done"
         yield* Metric.set(lag, 0)
+        yield* Metric.set(gauges.events, 0)
         // a hint can come before its events are readable (on PostgreSQL, while an older transaction is
         // still open): look again a few times, sooner than the poll interval
         if (batch.length === 0 && rechecks > 0) {
@@ -397,17 +417,50 @@ const partitionLoop = <A, E, R>(
     })
   ).pipe(Effect.annotateLogs({ partition: cell.partition }))
 
-const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>
+const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint, size = rt.def.batchSize) =>
   rt.events
     .readAll({
       after,
-      batchSize: rt.def.batchSize,
-      maxCount: rt.def.batchSize,
+      batchSize: size,
+      maxCount: size,
       ...(rt.def.types === undefined ? {} : { types: rt.def.types }),
       ...(rt.def.categories === undefined ? {} : { categories: rt.def.categories }),
       ...(rt.def.partitions === 1 ? {} : { partition: { count: rt.def.partitions, index: cell.partition } })
     })
     .pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+
+/**
+ * Samples the lag gauges of the owned partitions: 0 for a live one; otherwise, if an event waits, the
+ * positions between the checkpoint and the head, and the age of the oldest waiting event (so a stalled or
+ * halted partition shows a growing lag even though it commits nothing). One `head` read, and one read of
+ * one event per partition not live.
+ */
+const sampleLag = <A, E, R>(rt: Runtime<A, E, R>, owned: () => ReadonlyArray<Cell>): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (owned().length === 0) return
+    const head = yield* rt.events.head
+    for (const cell of owned()) {
+      const gauges = lagGauges(rt.def, cell.partition)
+      const checkpoint = cell.checkpoint
+      const waiting = cell.state === "live" ? [] : yield* readBatch(rt, cell, checkpoint, 1)
+      // dropped meanwhile: its gauges were reset, and are another worker's now
+      if (!owned().includes(cell)) continue
+      if (waiting.length === 0) {
+        yield* Metric.set(gauges.events, 0)
+        if (cell.state !== "live") yield* Metric.set(gauges.seconds, 0)
+        continue
+      }
+      const now = yield* Clock.currentTimeMillis
+      yield* Metric.set(gauges.events, Math.max(1, Number(head.position - checkpoint.position)))
+      yield* Metric.set(gauges.seconds, Math.max(0, now - waiting[0]!.recordedAt.epochMillis) / 1000)
+    }
+  }).pipe(Effect.catchAllCause((cause) => Effect.logDebug("could not sample the projection lag", cause)))
+
+const resetLag = <A, E, R>(rt: Runtime<A, E, R>, partition: number) =>
+  Effect.suspend(() => {
+    const gauges = lagGauges(rt.def, partition)
+    return Effect.zipRight(Metric.set(gauges.events, 0), Metric.set(gauges.seconds, 0))
+  })
 
 /** Records the first catch-up, and activates this version once every partition has caught up. */
 const goLive = <A, E, R>(rt: Runtime<A, E, R>, lease: CheckpointStore.Lease, cell: Cell) =>

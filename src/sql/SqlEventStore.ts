@@ -19,6 +19,8 @@
  * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
  *   stored hash of the stream id (`Event.streamHash`).
  * - **Wake-up hints**: with a `Wakeup` in context, each committed append sends one (see `Wakeup`).
+ * - **Observability**: an `EventStore.append` span per append, and the append, conflict and read counters
+ *   (see `Metrics`); no span per statement.
  *
  * **Gotchas**: on PostgreSQL, a transaction left open anywhere in the cluster holds the read horizon
  * back and stalls every `readAll` reader until it ends. Connections made by `Postgres.layer` end idle
@@ -55,6 +57,7 @@ import {
   StreamNotFound,
   UniqueConstraintViolation
 } from "../EventStore.js"
+import { instrument } from "../internal/instrumentedStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
 import * as PgAppend from "./pgAppend.js"
@@ -285,11 +288,6 @@ export const make = (
           Effect.catchTag("SqlError", (cause) => Effect.fail(failWith("append")(cause))),
           Effect.tap((result) => (result.positions.length > 0 ? hint : Effect.void))
         )
-      ).pipe(
-        Effect.withSpan("EventStore.append", {
-          attributes: { streamId, events: events.length },
-          captureStackTrace: false
-        })
       )
 
     const versionOf = (streamId: Event.StreamId) =>
@@ -420,7 +418,7 @@ export const make = (
         })
       }).pipe(Effect.mapError(failWith("findCommand")))
 
-    return EventStore.of({ append, readStream, readAll, head, streamVersion, findCommand })
+    return EventStore.of(instrument({ append, readStream, readAll, head, streamVersion, findCommand }))
   })
 
 /** Appends per round trip under group commit (PostgreSQL). */

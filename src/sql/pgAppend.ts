@@ -10,19 +10,15 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { DuplicateCommand, EventStoreError, type PreparedAppend, UniqueConstraintViolation } from "../EventStore.js"
 import * as Batcher from "../internal/batcher.js"
+import * as Metrics from "../Metrics.js"
 import type { Tables } from "./migrations.js"
 
 /** Appends per round trip under group commit (PostgreSQL). */
-export const batchSize = Metric.histogram(
-  "eventsourcing_append_batch_size",
-  MetricBoundaries.fromIterable([1, 2, 4, 8, 16, 32, 64, 128]),
-  "appends committed together by group commit"
-)
+export const batchSize = Metrics.appendBatchSize
 
 /** Options of {@link make}. */
 export interface Options {
