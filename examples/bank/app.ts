@@ -9,10 +9,13 @@
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
  *   JetStream consumer; otherwise both use the in-process event bus.
  * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds).
+ * - `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_*` variables): spans and metrics go to that
+ *   OpenTelemetry collector over OTLP/HTTP.
  */
 import { createServer } from "node:http"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Config from "effect/Config"
@@ -23,6 +26,7 @@ import * as Redacted from "effect/Redacted"
 import { CommandBus, CommandMiddleware, EventBus, Outbox, Projection, Saga, Wakeup } from "effect-eventsourcing"
 import { EventBrowserApi } from "effect-eventsourcing/http"
 import { Nats, NatsEventBus, NatsPublisher } from "effect-eventsourcing/nats"
+import { Otel } from "effect-eventsourcing/observability"
 import { Postgres, SqlCheckpointStore, SqlEventStore, SqlInbox, SqlSagaStore, Sqlite } from "effect-eventsourcing/sql"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
@@ -36,6 +40,7 @@ export interface BankConfig {
   readonly natsUrl: Option.Option<string>
   readonly port: number
   readonly adminToken: Option.Option<Redacted.Redacted>
+  readonly otlpEndpoint: Option.Option<string>
 }
 
 /** An optional setting; set but empty counts as unset. */
@@ -53,7 +58,8 @@ export const config: Config.Config<BankConfig> = Config.all({
     ),
     3000
   ),
-  adminToken: optional(Config.redacted("BANK_ADMIN_TOKEN"), (token) => Redacted.value(token) === "")
+  adminToken: optional(Config.redacted("BANK_ADMIN_TOKEN"), (token) => Redacted.value(token) === ""),
+  otlpEndpoint: optional(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT"), (url) => url === "")
 })
 
 /** The database, its stores and the wake-up hints. */
@@ -122,9 +128,16 @@ const http = (config: BankConfig) =>
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
   )
 
+/** OpenTelemetry export when a collector is configured. */
+const telemetry = (config: BankConfig) =>
+  Option.isSome(config.otlpEndpoint)
+    ? Otel.layerOtlp({ serviceName: "bank" }).pipe(Layer.provide(FetchHttpClient.layer))
+    : Layer.empty
+
 /** The whole application for a configuration. */
 export const layer = (config: BankConfig) =>
   Layer.mergeAll(http(config), runners).pipe(
+    Layer.provide(telemetry(config)),
     Layer.provideMerge(commandBus),
     Layer.provideMerge(messaging(config)),
     Layer.provideMerge(stores(config))
