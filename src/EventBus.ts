@@ -129,13 +129,13 @@ export const accepts = (categories: ReadonlyArray<string> | undefined, category:
 
 /**
  * Runs the handler on one delivery and reports what became of the message: `handled`, `retry` (after
- * the returned delay) or `dead` (with the reason). Interruption is passed on, never a verdict.
+ * the returned delay) or `dead` (with the reason). An interruption of the subscription's fiber is passed on
+ * (no verdict); a handler that interrupts itself has failed like any other.
  */
 export const attempt = <E, R>(options: SubscribeOptions<E, R>, message: Message): Effect.Effect<Verdict, never, R> =>
   options.handle(message).pipe(
     Effect.as<Verdict>({ _tag: "handled" }),
     Effect.catchAllCause((cause): Effect.Effect<Verdict> => {
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
       const reason = Cause.pretty(cause)
       return message.deliveries >= (options.maxDeliveries ?? defaultMaxDeliveries)
         ? Effect.succeed({ _tag: "dead", reason })
@@ -163,70 +163,103 @@ interface Delivery {
 
 interface Group {
   readonly categories: ReadonlyArray<string> | undefined
-  readonly queue: Queue.Queue<Delivery>
+  /** Deliveries not yet taken by a member, oldest first. */
+  readonly pending: Array<Delivery>
+  /** Wakes a waiting member (one signal at a time is enough: a member takes until `pending` is empty). */
+  readonly signal: Queue.Queue<void>
   members: number
 }
 
+/** Options of {@link makeMemory}. */
+export interface MemoryOptions {
+  /**
+   * Groups a publish must reach: while one of them has no member (the application is starting, or its
+   * subscription stopped), publishing fails with a transient `PublishError`, so the relay keeps the
+   * messages until it does. A group becomes one of them once joined, for the life of the bus.
+   */
+  readonly groups?: ReadonlyArray<string>
+}
+
+const stopped = (group: string) =>
+  new PublishError({ operation: "deliver", detail: `group ${group} has no member running` })
+
 /**
- * The in-process bus, which is also the outbox relay's `Publisher`: a publish returns once every group
- * subscribed at that moment has handled or dead-lettered each message, so the relay's checkpoint moves
- * only past messages the subscribers are done with (at-least-once across restarts, with the relay).
+ * The in-process bus, which is also the outbox relay's `Publisher`: a publish returns once every group has
+ * handled or dead-lettered each message, so the relay's checkpoint moves only past messages the groups
+ * are done with: with the relay, delivery is at-least-once across restarts for the groups declared in the
+ * options (and those joined since the bus started).
  *
- * **Gotchas**: groups are not durable: a group receives what is published while it has members. Messages
- * are retried in place (the group waits), so a slow or failing group holds the relay back.
+ * **Gotchas**: a message is retried in place (its group waits), so a slow or failing group holds the
+ * relay back. A group's members share its messages: with several, each stream's order is not kept.
  */
-export const makeMemory: Effect.Effect<{ readonly bus: EventBus["Type"]; readonly publisher: Publisher["Type"] }> =
-  Effect.sync(() => {
+export const makeMemory = (
+  options: MemoryOptions = {}
+): Effect.Effect<{ readonly bus: EventBus["Type"]; readonly publisher: Publisher["Type"] }> =>
+  Effect.gen(function* () {
     const groups = new Map<string, Group>()
     const deadLetters: Array<DeadLetter> = []
     let sequence = 0
+    const newGroup = (categories: ReadonlyArray<string> | undefined): Effect.Effect<Group> =>
+      Effect.map(Queue.sliding<void>(1), (signal) => ({ categories, pending: [], signal, members: 0 }))
+    for (const name of options.groups ?? []) groups.set(name, yield* newGroup(undefined))
 
-    const subscribe = <E, R>(options: SubscribeOptions<E, R>): Effect.Effect<void, EventBusError, Scope.Scope | R> =>
+    const subscribe = <E, R>(
+      subscription: SubscribeOptions<E, R>
+    ): Effect.Effect<void, EventBusError, Scope.Scope | R> =>
       Effect.gen(function* () {
-        const problem = optionsProblem(options as SubscribeOptions<unknown, unknown>)
+        const problem = optionsProblem(subscription as SubscribeOptions<unknown, unknown>)
         if (problem !== undefined) return yield* new EventBusError({ operation: "subscribe", detail: problem })
-        const existing = groups.get(options.group)
-        if (existing !== undefined && String(existing.categories) !== String(options.categories)) {
-          return yield* new EventBusError({ operation: "subscribe", detail: `${options.group} has other categories` })
-        }
-        const group = yield* Effect.acquireRelease(join(options), leave(options.group))
-        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(group.queue), (d) => deliver(options, d))))
+        const fresh = yield* newGroup(subscription.categories)
+        const group = yield* Effect.acquireRelease(
+          Effect.suspend(() => {
+            const known = groups.get(subscription.group)
+            // declared groups take their filter from their first member
+            const group = known === undefined || (known.members === 0 && known.pending.length === 0) ? fresh : known
+            if (group !== fresh && String(group.categories) !== String(subscription.categories)) {
+              return Effect.fail(
+                new EventBusError({ operation: "subscribe", detail: `${subscription.group} has other categories` })
+              )
+            }
+            groups.set(subscription.group, group)
+            group.members++
+            return Effect.succeed(group)
+          }),
+          (group) => leave(subscription.group, group)
+        )
+        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(take(group), (d) => deliver(subscription, group, d))))
       })
 
-    const join = (options: SubscribeOptions<unknown, unknown>) =>
-      Effect.gen(function* () {
-        const existing = groups.get(options.group)
-        if (existing !== undefined) {
-          existing.members++
-          return existing
-        }
-        const group: Group = { categories: options.categories, queue: yield* Queue.unbounded<Delivery>(), members: 1 }
-        groups.set(options.group, group)
-        return group
+    /** The next delivery, owned by the caller as soon as it is returned (nothing lost to an interruption). */
+    const take = (group: Group): Effect.Effect<Delivery> =>
+      Effect.suspend(() => {
+        const next = group.pending.shift()
+        if (next === undefined) return Effect.zipRight(Queue.take(group.signal), take(group))
+        if (group.pending.length > 0) group.signal.unsafeOffer(undefined)
+        return Effect.succeed(next)
       })
 
-    // the last member out fails what is still queued: the relay publishes it again later
-    const leave = (name: string) => (group: Group) =>
-      Effect.gen(function* () {
-        if (--group.members > 0) return
-        groups.delete(name)
-        const left = yield* Queue.takeAll(group.queue)
-        for (const delivery of left) {
-          yield* Deferred.fail(delivery.done, new PublishError({ operation: "deliver", detail: `${name} stopped` }))
-        }
-        yield* Queue.shutdown(group.queue)
+    // the last member out fails what is still waiting: the relay publishes it again later
+    const leave = (name: string, group: Group) =>
+      Effect.suspend(() => {
+        if (--group.members > 0) return Effect.void
+        const left = group.pending.splice(0)
+        return Effect.forEach(left, (delivery) => Deferred.fail(delivery.done, stopped(name)), { discard: true })
       })
 
     // retried in place until handled or dead; a member stopped mid-message hands it back to its group
-    const deliver = <E, R>(options: SubscribeOptions<E, R>, delivery: Delivery): Effect.Effect<void, never, R> =>
+    const deliver = <E, R>(
+      subscription: SubscribeOptions<E, R>,
+      group: Group,
+      delivery: Delivery
+    ): Effect.Effect<void, never, R> =>
       Effect.gen(function* () {
         let message = delivery.message
         while (true) {
-          const verdict = yield* attempt(options, message)
+          const verdict = yield* attempt(subscription, message)
           if (verdict._tag === "handled") break
           if (verdict._tag === "dead") {
-            deadLetters.push({ group: options.group, message, reason: verdict.reason, at: yield* DateTime.now })
-            yield* Effect.logError(`${options.group}: message ${message.id} dead-lettered`)
+            deadLetters.push({ group: subscription.group, message, reason: verdict.reason, at: yield* DateTime.now })
+            yield* Effect.logError(`${subscription.group}: message ${message.id} dead-lettered`)
             break
           }
           yield* Effect.sleep(verdict.delay)
@@ -234,34 +267,40 @@ export const makeMemory: Effect.Effect<{ readonly bus: EventBus["Type"]; readonl
         }
         yield* Deferred.succeed(delivery.done, undefined)
       }).pipe(
-        Effect.onInterrupt(() => {
-          const group = groups.get(options.group)
-          return group === undefined
-            ? Deferred.fail(
-                delivery.done,
-                new PublishError({ operation: "deliver", detail: `${options.group} stopped` })
-              )
-            : Queue.offer(group.queue, delivery)
-        })
+        Effect.onInterrupt(() =>
+          Effect.sync(() => {
+            if (group.members > 1) {
+              group.pending.unshift(delivery)
+              group.signal.unsafeOffer(undefined)
+            } else {
+              Deferred.unsafeDone(delivery.done, Effect.fail(stopped(subscription.group)))
+            }
+          })
+        )
       )
 
     const publish = (events: ReadonlyArray<Event.RecordedEvent>) =>
-      Effect.gen(function* () {
-        const pending: Array<Deferred.Deferred<void, PublishError>> = []
-        const acks: Array<Ack> = []
-        for (const event of events) {
-          const message = messageOf(event)
-          for (const group of groups.values()) {
-            if (!accepts(group.categories, event.category)) continue
-            const done = yield* Deferred.make<void, PublishError>()
-            group.queue.unsafeOffer({ message, done })
-            pending.push(done)
+      Effect.flatMap(Effect.fiberId, (fiberId) =>
+        Effect.suspend(() => {
+          // all in one synchronous step: no group joins or leaves half-way
+          const idle = [...groups].find(([, group]) => group.members === 0)
+          if (idle !== undefined) return Effect.fail(stopped(idle[0]))
+          const pending: Array<Deferred.Deferred<void, PublishError>> = []
+          const acks: Array<Ack> = []
+          for (const event of events) {
+            const message = messageOf(event)
+            for (const group of groups.values()) {
+              if (!accepts(group.categories, event.category)) continue
+              const done = Deferred.unsafeMake<void, PublishError>(fiberId)
+              group.pending.push({ message, done })
+              group.signal.unsafeOffer(undefined)
+              pending.push(done)
+            }
+            acks.push({ eventId: event.eventId, sequence: ++sequence, duplicate: false })
           }
-          acks.push({ eventId: event.eventId, sequence: ++sequence, duplicate: false })
-        }
-        yield* Effect.forEach(pending, Deferred.await, { discard: true })
-        return acks
-      })
+          return Effect.as(Effect.forEach(pending, Deferred.await, { discard: true }), acks)
+        })
+      )
 
     return {
       bus: EventBus.of({
@@ -273,6 +312,9 @@ export const makeMemory: Effect.Effect<{ readonly bus: EventBus["Type"]; readonl
   })
 
 /** The in-process bus as `EventBus` and as the outbox relay's `Publisher` (see {@link makeMemory}). */
-export const layerMemory: Layer.Layer<EventBus | Publisher> = Layer.effectContext(
-  Effect.map(makeMemory, ({ bus, publisher }) => Context.make(EventBus, bus).pipe(Context.add(Publisher, publisher)))
-)
+export const layerMemory = (options: MemoryOptions = {}): Layer.Layer<EventBus | Publisher> =>
+  Layer.effectContext(
+    Effect.map(makeMemory(options), ({ bus, publisher }) =>
+      Context.make(EventBus, bus).pipe(Context.add(Publisher, publisher))
+    )
+  )

@@ -8,11 +8,14 @@
  *
  * **Gotchas**: exactly-once effects need the handler's writes in the inbox's database (the SQL inbox joins
  * the `SqlClient` transaction). Effects elsewhere (an email, another service) stay at-least-once. The
- * memory inbox undoes its own claims on failure, nothing else. Claims are kept until `prune`d: prune
+ * memory inbox undoes its own claims on failure, nothing else. On PostgreSQL the claim gives the handler's
+ * transaction an id at once: keep handlers short, as a long open transaction holds back the store's
+ * global readers (see `SqlEventStore`). Claims are kept until `prune`d: prune
  * only past the longest time a message can be redelivered.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -60,21 +63,47 @@ export const idempotent = <E, R>(
     )
 })
 
-/** An inbox in memory (tests, the embedded default with an in-memory read model). */
+/**
+ * An inbox in memory (tests, the embedded default with an in-memory read model). A delivery that finds
+ * its message being handled by another waits for that one's outcome, as on PostgreSQL: skipped if it
+ * committed, run if it rolled back.
+ */
 export const makeMemory: Effect.Effect<Inbox["Type"]> = Effect.sync(() => {
   const handled = new Map<string, number>()
+  const running = new Map<string, Deferred.Deferred<void>>()
   const keyOf = (consumer: string, messageId: string) => JSON.stringify([consumer, messageId])
+
+  const once = <A, E, R>(
+    consumer: string,
+    messageId: string,
+    effect: Effect.Effect<A, E, R>
+  ): Effect.Effect<Option.Option<A>, E, R> =>
+    Effect.flatMap(Deferred.make<void>(), (mine) =>
+      Effect.suspend(() => {
+        const key = keyOf(consumer, messageId)
+        if (handled.has(key)) return Effect.succeed(Option.none())
+        const other = running.get(key)
+        if (other !== undefined) return Effect.zipRight(Deferred.await(other), once(consumer, messageId, effect))
+        running.set(key, mine)
+        return MemoryTransaction.transactional(
+          Effect.gen(function* () {
+            handled.set(key, yield* Clock.currentTimeMillis)
+            yield* MemoryTransaction.onRollback(() => handled.delete(key))
+            return Option.some(yield* effect)
+          })
+        ).pipe(
+          Effect.ensuring(
+            Effect.suspend(() => {
+              running.delete(key)
+              return Deferred.succeed(mine, undefined)
+            })
+          )
+        )
+      })
+    )
+
   return Inbox.of({
-    once: (consumer, messageId, effect) =>
-      MemoryTransaction.transactional(
-        Effect.gen(function* () {
-          const key = keyOf(consumer, messageId)
-          if (handled.has(key)) return Option.none()
-          handled.set(key, yield* Clock.currentTimeMillis)
-          yield* MemoryTransaction.onRollback(() => handled.delete(key))
-          return Option.some(yield* effect)
-        })
-      ),
+    once,
     prune: (olderThan) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const before = now - Duration.toMillis(olderThan)

@@ -5,8 +5,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
@@ -28,7 +31,7 @@ const stores = Layer.mergeAll(
   CheckpointStore.layerMemory,
   Projection.layerRegistry,
   Inbox.layerMemory,
-  EventBus.layerMemory
+  EventBus.layerMemory()
 ).pipe(Layer.provideMerge(Wakeup.layer))
 
 const append = (streamId: string, n: number) =>
@@ -177,6 +180,82 @@ describe("EventBus (in-process)", () => {
     })
   )
 
+  it.scopedLive("a declared group gets what was published before it joined", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const context = yield* Layer.build(
+        Layer.mergeAll(
+          EventStore.layerMemory(),
+          CheckpointStore.layerMemory,
+          Projection.layerRegistry,
+          EventBus.layerMemory({ groups: ["late"] })
+        ).pipe(Layer.provideMerge(Wakeup.layer))
+      )
+      for (let i = 0; i < 5; i++) yield* append(`${category}-a`, i).pipe(Effect.provide(context))
+      yield* relay(category).pipe(Effect.provide(context))
+      yield* Effect.sleep("200 millis")
+      const seen = yield* Ref.make<ReadonlyArray<number>>([])
+      yield* Effect.flatMap(EventBus.EventBus, (bus) =>
+        bus.subscribe({
+          group: "late",
+          categories: [category],
+          handle: (m) => Ref.update(seen, (all) => [...all, (m.data as { n: number }).n])
+        })
+      ).pipe(Effect.provide(context))
+      assert.deepStrictEqual(yield* waitFor(Ref.get(seen), (all) => all.length >= 5), [0, 1, 2, 3, 4])
+    })
+  )
+
+  it.scopedLive("a handler that interrupts itself has failed: retried, and its member keeps going", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const bus = yield* EventBus.EventBus
+      const deliveries = yield* Ref.make<ReadonlyArray<readonly [number, number]>>([])
+      yield* bus.subscribe({
+        group: "self-interrupting",
+        categories: [category],
+        ...fast,
+        handle: (m) =>
+          Effect.zipRight(
+            Ref.update(deliveries, (all) => [...all, [(m.data as { n: number }).n, m.deliveries] as const]),
+            m.deliveries === 1 ? Effect.interrupt : Effect.void
+          )
+      })
+      for (let i = 0; i < 2; i++) yield* append(`${category}-a`, i)
+      yield* relay(category)
+      const seen = yield* waitFor(Ref.get(deliveries), (all) => all.length >= 4)
+      assert.deepStrictEqual(seen, [
+        [0, 1],
+        [0, 2],
+        [1, 1],
+        [1, 2]
+      ])
+    }).pipe(Effect.provide(stores))
+  )
+
+  it.scopedLive("a member stopped mid-message hands it to the group's other member", () =>
+    Effect.gen(function* () {
+      const context = yield* Layer.build(stores)
+      const bus = Context.get(context, EventBus.EventBus)
+      const publisher = Context.get(context, Outbox.Publisher)
+      const category = yield* uniqueCategory
+      yield* append(`${category}-a`, 1).pipe(Effect.provide(context))
+      const recorded = yield* readStream(`${category}-a`).pipe(Effect.provide(context))
+      const first = yield* Scope.make()
+      const started = yield* Deferred.make<void>()
+      yield* bus
+        .subscribe({ group: "pair", handle: () => Effect.zipRight(Deferred.succeed(started, undefined), Effect.never) })
+        .pipe(Scope.extend(first))
+      const publishing = yield* Effect.fork(publisher.publish(recorded))
+      yield* Deferred.await(started)
+      const handledBySecond = yield* Ref.make(0)
+      yield* bus.subscribe({ group: "pair", handle: () => Ref.update(handledBySecond, (n) => n + 1) })
+      yield* Scope.close(first, Exit.void)
+      yield* Fiber.join(publishing)
+      assert.strictEqual(yield* Ref.get(handledBySecond), 1)
+    })
+  )
+
   it.scoped("rejects a group name JetStream could not use", () =>
     Effect.gen(function* () {
       const bus = yield* EventBus.EventBus
@@ -246,6 +325,35 @@ describe("Outbox relay errors", () => {
 })
 
 describe("Inbox (memory)", () => {
+  it.live("a delivery racing another of the same message waits for its outcome", () =>
+    Effect.gen(function* () {
+      const inbox = yield* Inbox.Inbox
+      const runs = yield* Ref.make(0)
+      // the first fails after a while: the second, which waited, then runs; the third finds it done
+      const first = yield* Effect.fork(
+        Effect.either(inbox.once("c", "m", Effect.zipRight(Effect.sleep("50 millis"), Effect.fail("boom"))))
+      )
+      yield* Effect.sleep("10 millis")
+      const second = yield* Effect.fork(
+        inbox.once(
+          "c",
+          "m",
+          Ref.updateAndGet(runs, (n) => n + 1)
+        )
+      )
+      assert.isTrue(Either.isLeft(yield* Fiber.join(first)))
+      assert.deepStrictEqual(yield* Fiber.join(second), Option.some(1))
+      assert.deepStrictEqual(
+        yield* inbox.once(
+          "c",
+          "m",
+          Ref.updateAndGet(runs, (n) => n + 1)
+        ),
+        Option.none()
+      )
+    }).pipe(Effect.provide(Inbox.layerMemory))
+  )
+
   it.effect("runs once per consumer and message; a failed run releases its claim", () =>
     Effect.gen(function* () {
       const inbox = yield* Inbox.Inbox

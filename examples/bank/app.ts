@@ -88,7 +88,8 @@ const stores = (config: BankConfig) => {
 /** Where the outbox publishes and the alerts consumer subscribes. */
 const messaging = (config: BankConfig) =>
   Option.match(config.natsUrl, {
-    onNone: () => EventBus.layerMemory,
+    // the alerts group is declared: the relay waits for it while the application starts
+    onNone: () => EventBus.layerMemory({ groups: [Alerts.LargeWithdrawals.group] }),
     onSome: (servers) => {
       const publisher = NatsPublisher.layer({ stream: "BANK_EVENTS", subjectPrefix: "bank" })
       // the publisher creates the stream the bus's consumers read

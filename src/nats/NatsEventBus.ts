@@ -10,7 +10,9 @@
  *   group (a queue subscription) reads the message back from the stream and dead-letters it.
  * - Dead letters are messages on `<deadLetterStream>.<group>` (body: group, reason, time and the message),
  *   with the message id `<group>:<event id>`, so a dead letter reported twice is stored once.
- * - While a handler runs, the message's ack deadline is extended (`working`) every half ack wait.
+ * - When its handler starts, and every third of the ack wait while it runs, a message's ack deadline is
+ *   extended (`working`). The others of a fetched batch wait meanwhile: keep `fetchSize` times the
+ *   handler's time well under the ack wait, or they are redelivered (to another member) while they wait.
  *
  * **Gotchas**: a nak'ed message is redelivered after later messages (JetStream), so per-stream order holds
  * only while nothing is redelivered. Advisories are not durable: a group with no member running when its
@@ -43,7 +45,7 @@ export interface Options {
   readonly deadLetterStream?: string
   /** How long a delivery may go unacknowledged before JetStream redelivers it; default 30 seconds. */
   readonly ackWait?: Duration.DurationInput
-  /** Messages pulled per request; default 64. */
+  /** Messages pulled per request; default 16 (see the module doc). */
   readonly fetchSize?: number
 }
 
@@ -56,7 +58,7 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
     const prefix = options.subjectPrefix ?? "events"
     const deadStream = options.deadLetterStream ?? `${options.stream}_DEAD`
     const ackWait = Duration.toMillis(options.ackWait ?? "30 seconds")
-    const fetchSize = Math.max(1, options.fetchSize ?? 64)
+    const fetchSize = Math.max(1, options.fetchSize ?? 16)
     const jsm = yield* Effect.tryPromise({ try: () => jetstreamManager(connection), catch: failed("connect") })
     const js = jetstream(connection)
     const deadStreamInfo = yield* Effect.promise(() => jsm.streams.info(deadStream).catch(() => undefined))
@@ -71,10 +73,11 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
       Effect.gen(function* () {
         const at = yield* DateTime.now
         const body = JSON.stringify({ group, reason, at: DateTime.formatIso(at), message })
+        // the message is terminated only after this; retried a while, since advisories are not redelivered
         yield* Effect.tryPromise({
           try: () => js.publish(`${deadStream}.${group}`, body, { msgID: `${group}:${message.id}` }),
           catch: failed("dead-letter")
-        })
+        }).pipe(Effect.retry(retryDeadLetter))
         yield* Effect.logError(`${group}: message ${message.id} dead-lettered`)
       })
 
@@ -119,14 +122,11 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
           return msg.term()
         }
         if (!EventBus.accepts(subscription.categories, message.category)) return msg.ack()
+        // the ack deadline ran since the fetch: extend it now, and while the handler runs
+        const extend = Effect.sync(() => msg.working())
         const verdict = yield* EventBus.attempt(subscription, message).pipe(
           Effect.raceFirst(
-            Effect.forever(
-              Effect.zipRight(
-                Effect.sleep(Duration.millis(ackWait / 2)),
-                Effect.sync(() => msg.working())
-              )
-            )
+            Effect.forever(Effect.zipRight(extend, Effect.sleep(Duration.millis(Math.max(1, ackWait / 3)))))
           )
         )
         if (verdict._tag === "handled") return msg.ack()
@@ -135,7 +135,11 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
         msg.term()
       })
 
-    /** Pulls batches for as long as the scope lasts; a broken connection is retried. */
+    /**
+     * Pulls batches for as long as the scope lasts; any failure (a broken connection...) is logged and
+     * pulling starts again. A message whose handling failed in an unexpected way, or was interrupted by
+     * the scope closing, is nak'ed for a prompt redelivery.
+     */
     const pull = <E, R>(subscription: EventBus.SubscribeOptions<E, R>): Effect.Effect<never, never, R> =>
       Effect.gen(function* () {
         const consumer = yield* Effect.tryPromise(() => js.consumers.get(options.stream, subscription.group))
@@ -150,15 +154,28 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
               while (true) {
                 const next = yield* Effect.tryPromise(() => messages.next())
                 if (next.done === true) return
-                yield* handle(subscription, next.value)
+                const msg = next.value
+                yield* handle(subscription, msg).pipe(
+                  Effect.onInterrupt(() => Effect.sync(() => msg.nak())),
+                  Effect.catchAllCause((cause) =>
+                    Effect.zipRight(
+                      Effect.sync(() => msg.nak()),
+                      Effect.logWarning(`${subscription.group}: message ${msg.seq} not handled`, cause)
+                    )
+                  )
+                )
               }
             })
           )
         }
       }).pipe(
-        Effect.tapErrorCause((cause) => Effect.logWarning(`${subscription.group}: pulling failed; retrying`, cause)),
-        Effect.retry({ schedule: retryPulling }),
-        Effect.orDie
+        Effect.catchAllCause((cause) =>
+          Effect.zipRight(
+            Effect.logWarning(`${subscription.group}: pulling failed; retrying`, cause),
+            Effect.sleep("1 second")
+          )
+        ),
+        Effect.forever
       )
 
     /** Dead-letters what ran out of deliveries without a verdict (see the module doc). */
@@ -232,7 +249,7 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
 export const layer = (options: Options): Layer.Layer<EventBus.EventBus, EventBus.EventBusError, Nats> =>
   Layer.effect(EventBus.EventBus, make(options))
 
-const retryPulling = Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
+const retryDeadLetter = Schedule.exponential("200 millis").pipe(Schedule.intersect(Schedule.recurs(8)))
 
 const Body = Schema.parseJson(Schema.Struct({ data: Schema.Unknown, metadata: Event.Metadata }))
 const decodeBody = Schema.decodeUnknownEither(Body)
@@ -269,11 +286,9 @@ const messageOf = (msg: {
   const id = h.get("Nats-Msg-Id")
   const streamId = h.get("Ees-Stream-Id")
   const type = h.get("Ees-Type")
-  const version = Number(h.get("Ees-Version"))
-  const schemaVersion = Number(h.get("Ees-Schema-Version"))
-  if (id === "" || streamId === "" || type === "" || !Number.isInteger(version) || !Number.isInteger(schemaVersion)) {
-    return undefined
-  }
+  const version = Number.parseInt(h.get("Ees-Version"), 10)
+  const schemaVersion = Number.parseInt(h.get("Ees-Schema-Version"), 10)
+  if (id === "" || streamId === "" || type === "" || !(version >= 1) || !(schemaVersion >= 1)) return undefined
   const body = decodeBody(new TextDecoder().decode(msg.data))
   if (Either.isLeft(body)) return undefined
   return {

@@ -16,8 +16,9 @@
  *   subject and, if found there, acks it as a duplicate instead of storing it again.
  *
  * **Gotchas**: past the duplicate window, an event stored by a failed publish and followed by a later
- * event of the same stream and type is not found by that check and may be stored twice: alert on the
- * relay's lag in seconds (the age of the oldest unpublished event) well before the window.
+ * event of the same stream and type is not found by that check and may be stored twice; so may one whose
+ * failed publish was made by another process (or before a restart), which this publisher does not know
+ * of. Alert on the relay's lag in seconds (the age of the oldest unpublished event) well before the window.
  * A single-replica file stream syncs to disk periodically: acknowledged messages can be lost in an OS
  * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
  */
@@ -129,34 +130,49 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
           Effect.map((msg) => (msg !== null && msg.header.get("Nats-Msg-Id") === event.eventId ? msg.seq : undefined))
         )
 
-      const publishOne = (event: Event.RecordedEvent) =>
+      /** The events a retry past half the duplicate window finds in the stream already, with their acks. */
+      const alreadyStored = (events: ReadonlyArray<Event.RecordedEvent>, now: number) =>
         Effect.gen(function* () {
-          const now = yield* Clock.currentTimeMillis
-          const since = failedSince.get(event.eventId)
-          if (since !== undefined && now - since > window / 2) {
+          const found = new Map<string, Ack>()
+          for (const event of events) {
+            const since = failedSince.get(event.eventId)
+            if (since === undefined || now - since <= window / 2) continue
             yield* Effect.logWarning(
               `event ${event.eventId} unpublished for ${now - since} ms (duplicate window ${window} ms): checking the stream`
             )
             const seq = yield* storedAs(event)
-            if (seq !== undefined) {
-              failedSince.delete(event.eventId)
-              return { eventId: event.eventId, sequence: seq, duplicate: true }
-            }
+            if (seq !== undefined) found.set(event.eventId, { eventId: event.eventId, sequence: seq, duplicate: true })
           }
-          return yield* send(event).pipe(
-            Effect.tap(() => Effect.sync(() => failedSince.delete(event.eventId))),
-            Effect.tapError((error) =>
-              Effect.sync(() => {
-                if (error.transient && since === undefined) failedSince.set(event.eventId, now)
-              })
-            )
-          )
+          return found
         })
+
+      const publishOne = (event: Event.RecordedEvent, now: number) =>
+        send(event).pipe(
+          Effect.tap(() => Effect.sync(() => failedSince.delete(event.eventId))),
+          Effect.tapError((error) =>
+            Effect.sync(() => {
+              if (error.transient && !failedSince.has(event.eventId)) failedSince.set(event.eventId, now)
+            })
+          )
+        )
 
       return Publisher.of({
         subjectOf,
+        // the checks come first, so the sends still start in the events' order
         publish: (events) =>
-          Effect.forEach(events, publishOne, { concurrency: Math.max(1, options.window ?? 256) }).pipe(
+          Effect.gen(function* () {
+            const now = yield* Clock.currentTimeMillis
+            const found = yield* alreadyStored(events, now)
+            for (const eventId of found.keys()) failedSince.delete(eventId)
+            return yield* Effect.forEach(
+              events,
+              (event) => {
+                const ack = found.get(event.eventId)
+                return ack === undefined ? publishOne(event, now) : Effect.succeed(ack)
+              },
+              { concurrency: Math.max(1, options.window ?? 256) }
+            )
+          }).pipe(
             Effect.withSpan("Outbox.publish", { attributes: { events: events.length }, captureStackTrace: false })
           )
       })
@@ -167,12 +183,14 @@ const detailOf = (cause: unknown) => (cause instanceof Error ? cause.message : S
 
 /**
  * Whether a failed publish may succeed later unchanged: not when NATS refused the message itself (larger
- * than the server's max payload, an invalid subject or argument) or JetStream answered with a client
- * error (a 4xx API error other than a timeout, e.g. message too large for the stream).
+ * than the server's max payload, an invalid subject or argument) or the stream refused its size; anything
+ * else (timeouts, no responders, a stream recovering, an unknown error) is retried.
  */
 const isOutage = (cause: unknown): boolean => {
   if (!(cause instanceof Error)) return true
   if (cause.name === "InvalidArgumentError" || cause.name === "InvalidSubjectError") return false
-  if (cause instanceof JetStreamApiError) return !(cause.status >= 400 && cause.status < 500 && cause.status !== 408)
-  return true
+  return !(cause instanceof JetStreamApiError && cause.code === messageExceedsMaximum)
 }
+
+/** JetStream's "message size exceeds maximum allowed" (the stream's `max_msg_size`). */
+const messageExceedsMaximum = 10054

@@ -4,7 +4,7 @@
  * messages dead-lettered with the reason, and deliveries that ran out unacknowledged (the advisory).
  */
 import { randomBytes } from "node:crypto"
-import { jetstreamManager } from "@nats-io/jetstream"
+import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -28,35 +28,36 @@ import { natsUrl } from "../support/config.js"
 import { uniqueCategory } from "../support/ids.js"
 
 /** A store, a relay to a fresh JetStream stream, and the bus on it; the streams are deleted afterwards. */
-const setup = Effect.gen(function* () {
-  const id = randomBytes(4).toString("hex")
-  const stream = `EES_BUS_${id}`
-  const subjectPrefix = `bus_${id}`
-  yield* Effect.addFinalizer(() =>
-    Effect.promise(async () => {
-      const nc = await connect({ servers: natsUrl })
-      const jsm = await jetstreamManager(nc)
-      await jsm.streams.delete(stream).catch(() => false)
-      await jsm.streams.delete(`${stream}_DEAD`).catch(() => false)
-      await nc.close()
-    })
-  )
-  const nats = Nats.layer({ servers: natsUrl })
-  const stores = Layer.mergeAll(
-    EventStore.layerMemory(),
-    CheckpointStore.layerMemory,
-    Projection.layerRegistry,
-    Inbox.layerMemory
-  ).pipe(Layer.provideMerge(Wakeup.layer))
-  const publisher = NatsPublisher.layer({ stream, subjectPrefix, storage: "memory" })
-  const relay = Outbox.relayLayer({ pollInterval: "50 millis" }).pipe(Layer.provide(publisher))
-  const bus = NatsEventBus.layer({ stream, subjectPrefix, ackWait: "1 second", fetchSize: 16 })
-  // the publisher creates the stream the bus reads
-  const context = yield* Layer.build(
-    Layer.mergeAll(relay, Layer.provide(bus, publisher)).pipe(Layer.provideMerge(stores), Layer.provideMerge(nats))
-  )
-  return { context, bus: Context.get(context, EventBus.EventBus), stream }
-})
+const setup = (fetchSize = 16) =>
+  Effect.gen(function* () {
+    const id = randomBytes(4).toString("hex")
+    const stream = `EES_BUS_${id}`
+    const subjectPrefix = `bus_${id}`
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        const nc = await connect({ servers: natsUrl })
+        const jsm = await jetstreamManager(nc)
+        await jsm.streams.delete(stream).catch(() => false)
+        await jsm.streams.delete(`${stream}_DEAD`).catch(() => false)
+        await nc.close()
+      })
+    )
+    const nats = Nats.layer({ servers: natsUrl })
+    const stores = Layer.mergeAll(
+      EventStore.layerMemory(),
+      CheckpointStore.layerMemory,
+      Projection.layerRegistry,
+      Inbox.layerMemory
+    ).pipe(Layer.provideMerge(Wakeup.layer))
+    const publisher = NatsPublisher.layer({ stream, subjectPrefix, storage: "memory" })
+    const relay = Outbox.relayLayer({ pollInterval: "50 millis" }).pipe(Layer.provide(publisher))
+    const bus = NatsEventBus.layer({ stream, subjectPrefix, ackWait: "1 second", fetchSize })
+    // the publisher creates the stream the bus reads
+    const context = yield* Layer.build(
+      Layer.mergeAll(relay, Layer.provide(bus, publisher)).pipe(Layer.provideMerge(stores), Layer.provideMerge(nats))
+    )
+    return { context, bus: Context.get(context, EventBus.EventBus), stream }
+  })
 
 const append = (streamId: string, n: number) =>
   Effect.flatMap(EventStore.EventStore, (store) =>
@@ -75,7 +76,7 @@ const n = (message: EventBus.Message) => (message.data as { n: number }).n
 describe("NatsEventBus", () => {
   it.scopedLive("delivers each stream's events in order, once per group, shared by a group's members", () =>
     Effect.gen(function* () {
-      const { context, bus } = yield* setup
+      const { context, bus } = yield* setup()
       const category = yield* uniqueCategory
       const ordered = yield* Ref.make<ReadonlyArray<EventBus.Message>>([])
       const shared = yield* Ref.make<ReadonlyArray<readonly [number, string]>>([])
@@ -117,7 +118,7 @@ describe("NatsEventBus", () => {
 
   it.scopedLive("a redelivered message is absorbed by the inbox; a poison one is dead-lettered with the reason", () =>
     Effect.gen(function* () {
-      const { context, bus } = yield* setup
+      const { context, bus } = yield* setup()
       const category = yield* uniqueCategory
       const effects = yield* Ref.make<ReadonlyArray<number>>([])
       const deliveries = yield* Ref.make<ReadonlyArray<readonly [number, number]>>([])
@@ -163,7 +164,7 @@ describe("NatsEventBus", () => {
 
   it.scopedLive("a message whose deliveries ran out unacknowledged is dead-lettered from the advisory", () =>
     Effect.gen(function* () {
-      const { context, bus, stream } = yield* setup
+      const { context, bus, stream } = yield* setup()
       const category = yield* uniqueCategory
       const { connection } = Context.get(context, Nats.Nats)
       yield* bus.subscribe({ group: "crashing", categories: [category], handle: () => Effect.void })
@@ -191,9 +192,47 @@ describe("NatsEventBus", () => {
     })
   )
 
+  it.scopedLive(
+    "a handler slower than the ack wait keeps its message (one delivery); a member that crashes with one is dead-lettered from JetStream's advisory",
+    () =>
+      Effect.gen(function* () {
+        // one message per pull: nothing else waits in this member's buffer while it is busy
+        const { bus, context, stream } = yield* setup(1)
+        const category = yield* uniqueCategory
+        const { connection } = Context.get(context, Nats.Nats)
+        const seen = yield* Ref.make<ReadonlyArray<readonly [number, number]>>([])
+        // ack wait 1 s (setup); the first message takes 2.5 s
+        yield* bus.subscribe({
+          group: "slow",
+          categories: [category],
+          maxDeliveries: 2,
+          handle: (m) =>
+            Effect.zipRight(
+              Ref.update(seen, (all) => [...all, [n(m), m.deliveries] as const]),
+              n(m) === 0 ? Effect.sleep("2500 millis") : Effect.void
+            )
+        })
+        yield* append(`${category}-a`, 0).pipe(Effect.provide(context))
+        yield* waitFor(Ref.get(seen), (all) => all.length >= 1)
+        // meanwhile a "member" of the same group takes the next message and dies with it, twice
+        yield* append(`${category}-b`, 1).pipe(Effect.provide(context))
+        const consumer = yield* Effect.promise(() => jetstream(connection).consumers.get(stream, "slow"))
+        for (let i = 0; i < 2; i++) {
+          const stolen = yield* Effect.promise(() => consumer.next({ expires: 3000 }))
+          assert.isNotNull(stolen)
+        }
+        const letters = yield* waitFor(bus.deadLetters("slow"), (letters) => letters.length >= 1)
+        assert.strictEqual(n(letters[0]!.message), 1)
+        assert.include(letters[0]!.reason, "without an acknowledgement")
+        yield* Effect.sleep("1500 millis")
+        assert.deepStrictEqual(yield* Ref.get(seen), [[0, 1]])
+      }),
+    30_000
+  )
+
   it.scopedLive("rejects a bad group name and a group whose filter changed", () =>
     Effect.gen(function* () {
-      const { bus } = yield* setup
+      const { bus } = yield* setup()
       const bad = yield* Effect.flip(bus.subscribe({ group: "a b", handle: () => Effect.void }))
       assert.strictEqual(bad._tag, "EventBusError")
       yield* bus.subscribe({ group: "g", categories: ["One"], handle: () => Effect.void })
