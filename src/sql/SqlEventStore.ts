@@ -54,13 +54,13 @@ import {
   type PreparedAppend,
   prepareAppend,
   resolveDuplicates,
-  StreamNotFound,
-  UniqueConstraintViolation
+  StreamNotFound
 } from "../EventStore.js"
 import { instrument } from "../internal/instrumentedStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
 import * as PgAppend from "./pgAppend.js"
+import * as SerialAppend from "./serialAppend.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -78,7 +78,7 @@ export interface Options extends TableOptions {
   readonly groupCommit?: false | { readonly maxBatch?: number; readonly writers?: number }
 }
 
-type Dialect = "pg" | "sqlite"
+type Dialect = "pg" | "sqlite" | "mysql"
 
 interface HeadRow {
   readonly transaction_id: string | number | null
@@ -113,12 +113,13 @@ export const make = (
     const dialect = sql.onDialectOrElse({
       pg: (): Dialect | undefined => "pg",
       sqlite: (): Dialect | undefined => "sqlite",
+      mysql: (): Dialect | undefined => "mysql",
       orElse: (): Dialect | undefined => undefined
     })
     if (dialect === undefined) {
       return yield* new EventStoreError({
         operation: "configure",
-        cause: new Error("SqlEventStore supports PostgreSQL and SQLite")
+        cause: new Error("SqlEventStore supports PostgreSQL, SQLite and MySQL/MariaDB")
       })
     }
     if (options.migrate !== false) yield* migrate(t)
@@ -140,7 +141,7 @@ export const make = (
       eventId: row.event_id,
       type: row.type,
       schemaVersion: row.schema_version,
-      // PostgreSQL returns parsed jsonb; SQLite stores the JSON text
+      // PostgreSQL returns parsed jsonb; SQLite and MySQL store the JSON text
       data: dialect === "pg" ? row.data : JSON.parse(row.data as string),
       metadata: (dialect === "pg" ? row.metadata : JSON.parse(row.metadata as string)) as Event.Metadata,
       streamId: row.stream_id as Event.StreamId,
@@ -210,81 +211,12 @@ export const make = (
     const appendPg = (append: PreparedAppend) =>
       Effect.flatMap(callPgAppend!(append), (outcome) => interpret(append, outcome))
 
-    const appendSqlite = (append: PreparedAppend) =>
-      Effect.gen(function* () {
-        const [stream] = yield* sql<{ readonly version: number }>`
-          select version from ${sql(t.streams)} where stream_id = ${append.streamId}`
-        const current = stream?.version ?? 0
-        if (current > 0 && append.events.length > 0) {
-          const stored = yield* sql<{ readonly event_id: string; readonly version: number }>`
-            select event_id, version from ${sql(t.events)}
-            where stream_id = ${append.streamId} and event_id in ${sql.in(append.events.map((e) => e.eventId))}`
-          if (stored.length > 0)
-            return yield* resolveStored(append, new Map(stored.map((r) => [r.event_id, r.version])))
-        }
-        if (!Event.satisfies(append.expectedVersion, current)) return yield* conflict(append, current)
-        for (const u of append.releases) {
-          yield* sql`delete from ${sql(t.uniqueValues)}
-            where constraint_name = ${u.constraint} and value = ${u.value} and stream_id = ${append.streamId}`
-        }
-        for (const u of append.claims) {
-          const [holder] = yield* sql<{ readonly stream_id: string }>`select stream_id from ${sql(t.uniqueValues)}
-            where constraint_name = ${u.constraint} and value = ${u.value}`
-          if (holder !== undefined && holder.stream_id !== append.streamId) {
-            return yield* new UniqueConstraintViolation({ streamId: append.streamId, ...u, owner: holder.stream_id })
-          }
-          if (holder === undefined) {
-            yield* sql`insert into ${sql(t.uniqueValues)} (constraint_name, value, stream_id)
-              values (${u.constraint}, ${u.value}, ${append.streamId})`
-          }
-        }
-        const now = DateTime.toEpochMillis(yield* DateTime.now)
-        if (append.commandId !== undefined) {
-          const [handled] = yield* sql<PgAppend.CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
-            where command_id = ${append.commandId} and recorded_at > ${now - commandTtl}`
-          if (handled !== undefined) return yield* Effect.fail(PgAppend.toDuplicate(append.commandId, handled))
-        }
-        const result: AppendResult =
-          append.events.length === 0
-            ? { streamId: append.streamId, version: current, positions: [] }
-            : yield* insertSqlite(append, current, now)
-        if (append.commandId !== undefined) {
-          yield* sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
-            values (${append.commandId}, ${append.streamId}, ${result.version},
-                    ${JSON.stringify(result.positions.map(String))}, ${now})
-            on conflict (command_id) do update set stream_id = excluded.stream_id, version = excluded.version,
-              positions = excluded.positions, recorded_at = excluded.recorded_at`
-        }
-        return result
-      }).pipe(sql.withTransaction)
-
-    const insertSqlite = (append: PreparedAppend, current: number, now: number) =>
-      Effect.gen(function* () {
-        const inserted = yield* sql<{ readonly position: number }>`
-          insert into ${sql(t.events)} ${sql.insert(
-            append.events.map((e, i) => ({
-              stream_id: append.streamId,
-              category: append.category,
-              stream_hash: append.streamHash,
-              version: current + i + 1,
-              event_id: e.eventId,
-              type: e.type,
-              schema_version: e.schemaVersion,
-              data: e.dataJson,
-              metadata: e.metadataJson,
-              recorded_at: now
-            }))
-          )} returning position`
-        const version = current + append.events.length
-        yield* sql`
-          insert into ${sql(t.streams)} (stream_id, version) values (${append.streamId}, ${version})
-          on conflict (stream_id) do update set version = excluded.version`
-        return { streamId: append.streamId, version, positions: inserted.map((r) => BigInt(r.position)) }
-      })
+    const appendSerial =
+      dialect === "pg" ? undefined : SerialAppend.make({ sql, tables: t, dialect, commandTtl, resolveStored })
 
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
       Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
-        (dialect === "pg" ? appendPg(prepared) : appendSqlite(prepared)).pipe(
+        (dialect === "pg" ? appendPg(prepared) : appendSerial!(prepared)).pipe(
           Effect.catchTag("SqlError", (cause) => Effect.fail(failWith("append")(cause))),
           Effect.tap((result) => (result.positions.length > 0 ? hint : Effect.void))
         )

@@ -3,6 +3,7 @@
  * Layers configured for them. A separate entry point (`effect-eventsourcing/sql`) so that users of the
  * core modules do not load database drivers.
  */
+export * as Mysql from "./Mysql.js"
 export * as Postgres from "./Postgres.js"
 export * as SqlCheckpointStore from "./SqlCheckpointStore.js"
 export * as SqlEventStore from "./SqlEventStore.js"

@@ -41,6 +41,8 @@ export interface Tables {
   readonly sagaInstances: string
   readonly sagaTimeouts: string
   readonly processedMessages: string
+  /** MySQL: the one-row table positions are taken from (see `serialAppend`). */
+  readonly sequence: string
 }
 
 const identifier = /^[a-z_][a-z0-9_]*$/
@@ -77,7 +79,8 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     projections: qualify("projections"),
     sagaInstances: qualify("saga_instances"),
     sagaTimeouts: qualify("saga_timeouts"),
-    processedMessages: qualify("processed_messages")
+    processedMessages: qualify("processed_messages"),
+    sequence: qualify("sequence")
   })
 }
 
@@ -90,6 +93,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
     const sql = yield* SqlClient.SqlClient
     yield* sql.onDialectOrElse({
       pg: () => sql`select pg_advisory_xact_lock(hashtext(${t.migrations}))`,
+      // a session lock (MySQL commits DDL at once, so the transaction does not make the run atomic)
+      mysql: () => sql`select get_lock(${t.migrations}, 60)`,
       orElse: () => Effect.void
     })
     if (t.schema !== undefined) {
@@ -121,6 +126,7 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
       }),
       table: t.migrations
     })
+    yield* sql.onDialectOrElse({ mysql: () => sql`select release_lock(${t.migrations})`, orElse: () => Effect.void })
   }).pipe(
     (run) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(run)),
     Effect.mapError((cause) => new EventStoreError({ operation: "migrate", cause }))
@@ -173,6 +179,41 @@ const createEventTables = (t: Tables) =>
           ],
           { discard: true }
         ),
+      mysql: () =>
+        Effect.all(
+          [
+            sql`create table ${sql(t.events)} (
+            position bigint not null primary key,
+            stream_id ${key(sql)} not null,
+            category ${key(sql)} not null,
+            stream_hash bigint not null,
+            version integer not null,
+            event_id char(36) character set ascii not null,
+            type ${key(sql)} not null,
+            schema_version integer not null,
+            data longtext not null,
+            metadata longtext not null,
+            recorded_at bigint not null,
+            unique (stream_id, version),
+            unique (stream_id, event_id)
+          ) engine = InnoDB`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
+            sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
+            sql`create table ${sql(t.streams)} (stream_id ${key(sql)} primary key, version integer not null)`,
+            sql`create table ${sql(t.sequence)} (id integer primary key, last bigint not null)`,
+            sql`insert into ${sql(t.sequence)} (id, last) values (1, 0)`,
+            createUniqueValuesTable(t),
+            sql`create table ${sql(t.commands)} (
+              command_id ${key(sql)} primary key,
+              stream_id ${key(sql)} not null,
+              version integer not null,
+              positions longtext not null,
+              recorded_at bigint not null
+            )`
+          ],
+          { discard: true }
+        ),
       orElse: () =>
         Effect.all(
           [
@@ -209,6 +250,20 @@ const createEventTables = (t: Tables) =>
     })
   })
 
+/**
+ * A text column that is a key: MySQL/MariaDB index only bounded strings, and compare them case- and
+ * trailing-space-insensitively by default, so keys are `varchar` with an exact (binary, no-pad) collation.
+ */
+const key = (sql: SqlClient.SqlClient, length = 255) =>
+  sql.onDialectOrElse({
+    mysql: () => sql.literal(`varchar(${length}) character set utf8mb4 collate utf8mb4_nopad_bin`),
+    orElse: () => sql.literal("text")
+  })
+
+/** Long text (JSON documents): MySQL's `text` holds 64 KiB only. */
+const longText = (sql: SqlClient.SqlClient) =>
+  sql.onDialectOrElse({ mysql: () => sql.literal("longtext"), orElse: () => sql.literal("text") })
+
 /** Index and constraint names live in the table's schema: the unqualified table name's prefix. */
 const prefixOf = (qualified: string) => qualified.slice(qualified.lastIndexOf(".") + 1, -"events".length)
 
@@ -218,9 +273,9 @@ const createUniqueValuesTable = (t: Tables) =>
     SqlClient.SqlClient,
     (sql) =>
       sql`create table ${sql(t.uniqueValues)} (
-      constraint_name text not null,
-      value text not null,
-      stream_id text not null,
+      constraint_name ${key(sql)} not null,
+      value ${key(sql, 512)} not null,
+      stream_id ${key(sql)} not null,
       primary key (constraint_name, value)
     )`
   )
@@ -231,10 +286,10 @@ const createSnapshotTable = (t: Tables) =>
     SqlClient.SqlClient,
     (sql) =>
       sql`create table ${sql(t.snapshots)} (
-      stream_id text not null,
+      stream_id ${key(sql)} not null,
       version integer not null,
       state_version integer not null,
-      state text not null,
+      state ${longText(sql)} not null,
       taken_at bigint not null,
       primary key (stream_id, version)
     )`
@@ -250,41 +305,44 @@ const createProjectionTables = (t: Tables) =>
     const sql = yield* SqlClient.SqlClient
     const serial = sql.onDialectOrElse({
       pg: () => sql`bigint generated always as identity primary key`,
+      mysql: () => sql`bigint auto_increment primary key`,
       orElse: () => sql`integer primary key autoincrement`
     })
+    // "partition" is a reserved word in MySQL: quoted here, and by the queries of the checkpoint store
+    const partition = sql("partition")
     yield* sql`create table ${sql(t.checkpoints)} (
-      projection text not null,
+      projection ${key(sql)} not null,
       version integer not null,
-      partition integer not null,
+      ${partition} integer not null,
       partitions integer not null,
       transaction_id bigint not null,
       position bigint not null,
-      owner text,
+      owner ${key(sql)},
       lease_token bigint not null,
       lease_expires_at bigint not null,
       live integer not null,
       updated_at bigint not null,
-      primary key (projection, version, partition)
+      primary key (projection, version, ${partition})
     )`
     yield* sql`create table ${sql(t.projectionWorkers)} (
-      projection text not null,
+      projection ${key(sql)} not null,
       version integer not null,
-      worker_id text not null,
+      worker_id ${key(sql)} not null,
       expires_at bigint not null,
       primary key (projection, version, worker_id)
     )`
     yield* sql`create table ${sql(t.deadLetters)} (
       id ${serial},
-      projection text not null,
+      projection ${key(sql)} not null,
       version integer not null,
-      partition integer not null,
-      event text not null,
-      error text not null,
+      ${partition} integer not null,
+      event ${longText(sql)} not null,
+      error ${longText(sql)} not null,
       dead_at bigint not null
     )`
     yield* sql`create index ${sql(`${prefixOf(t.events)}dead_letters_projection`)} on ${sql(t.deadLetters)} (projection, id)`
     yield* sql`create table ${sql(t.projections)} (
-      projection text primary key,
+      projection ${key(sql)} primary key,
       active_version integer not null,
       updated_at bigint not null
     )`
@@ -295,20 +353,20 @@ const createSagaTables = (t: Tables) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`create table ${sql(t.sagaInstances)} (
-      saga text not null,
-      instance text not null,
+      saga ${key(sql)} not null,
+      instance ${key(sql)} not null,
       version integer not null,
-      status text not null,
-      state text not null,
-      compensations text not null,
-      error text,
+      status ${key(sql, 32)} not null,
+      state ${longText(sql)} not null,
+      compensations ${longText(sql)} not null,
+      error ${longText(sql)},
       updated_at bigint not null,
       primary key (saga, instance)
     )`
     yield* sql`create table ${sql(t.sagaTimeouts)} (
-      saga text not null,
-      instance text not null,
-      name text not null,
+      saga ${key(sql)} not null,
+      instance ${key(sql)} not null,
+      name ${key(sql)} not null,
       due_at bigint not null,
       primary key (saga, instance, name)
     )`
@@ -320,8 +378,8 @@ const createInboxTable = (t: Tables) =>
   Effect.flatMap(
     SqlClient.SqlClient,
     (sql) => sql`create table ${sql(t.processedMessages)} (
-      consumer text not null,
-      message_id text not null,
+      consumer ${key(sql)} not null,
+      message_id ${key(sql)} not null,
       processed_at bigint not null,
       primary key (consumer, message_id)
     )`

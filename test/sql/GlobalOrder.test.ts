@@ -18,7 +18,7 @@ import * as EventStore from "../../src/EventStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { settle } from "../support/settle.js"
-import { pgWithSchema } from "../support/sql.js"
+import { mysqlWithPrefix, pgWithSchema } from "../support/sql.js"
 
 const schema = isolatedPrefix(import.meta.url)
 const Live = SqlEventStore.layer({ schema }).pipe(Layer.provideMerge(pgWithSchema(schema)))
@@ -118,6 +118,81 @@ describe("SqlEventStore global order on PostgreSQL", () => {
 
           assert.strictEqual(new Set(seen).size, seen.length, "an event was delivered twice")
           assert.deepStrictEqual([...seen].sort(), [...written].sort(), "the checkpointed follower missed events")
+          assert.isBelow(
+            new Set(naiveSeen).size,
+            written.length,
+            "the naive follower saw everything: no out-of-order commit happened"
+          )
+        }),
+      60_000
+    )
+  })
+})
+
+/**
+ * The same proof on MariaDB, where positions are taken last in the append's transaction under a lock held
+ * to the commit (see `serialAppend`). Each writer also inserts a row into a control table with an
+ * AUTO_INCREMENT id before appending, in the same transaction: ids are taken in one order and committed in
+ * another, so a naive follower of the control table misses some. The event follower must miss none.
+ */
+const mysqlPrefix = `${schema}_`
+const MysqlLive = SqlEventStore.layer({ tablePrefix: mysqlPrefix }).pipe(
+  Layer.provideMerge(mysqlWithPrefix(mysqlPrefix))
+)
+
+describe("SqlEventStore global order on MariaDB", () => {
+  layer(MysqlLive, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+    it.effect(
+      "a follower sees every event exactly once while transactions commit out of order; a naive auto-increment one skips",
+      () =>
+        Effect.gen(function* () {
+          const store = yield* EventStore.EventStore
+          const sql = yield* SqlClient.SqlClient
+          const category = yield* uniqueCategory
+          const control = `${mysqlPrefix}control_${category.toLowerCase()}`
+          yield* sql`create table ${sql(control)} (id bigint auto_increment primary key, event_id char(36) not null)`
+          const writing = yield* Ref.make(true)
+
+          const checkpointed = (after: Event.Checkpoint) =>
+            Effect.map(Stream.runCollect(store.readAll({ after, categories: [category], batchSize: 50 })), (events) => [
+              ...events
+            ])
+          const naive = (after: Event.Checkpoint) =>
+            sql<{ readonly event_id: string; readonly id: number }>`
+              select event_id, id from ${sql(control)} where id > ${Number(after.position)} order by id`.pipe(
+              Effect.map((rows) =>
+                rows.map(
+                  (r) => ({ eventId: r.event_id, position: BigInt(r.id), transaction: 0n }) as Event.RecordedEvent
+                )
+              )
+            )
+
+          const followers = yield* Effect.all(
+            [poll(writing, checkpointed, Effect.void), poll(writing, naive, Effect.void)],
+            { concurrency: "unbounded" }
+          ).pipe(Effect.fork)
+
+          const writer = (w: number) =>
+            Effect.forEach(Array.from({ length: 6 }), () =>
+              Effect.gen(function* () {
+                const event = yield* Event.make({ type: "Tick", data: { w } })
+                yield* sql`insert into ${sql(control)} (event_id) values (${event.eventId})`
+                yield* Effect.sleep(`${yield* Random.nextIntBetween(0, 10)} millis`)
+                yield* store.append(`${category}-${w}`, [event])
+                yield* Effect.sleep(`${yield* Random.nextIntBetween(0, 5)} millis`)
+                return event.eventId
+              }).pipe(sql.withTransaction)
+            )
+          const written = (yield* Effect.forEach(
+            Array.from({ length: 16 }, (_, w) => w),
+            writer,
+            { concurrency: "unbounded" }
+          )).flat()
+          yield* Ref.set(writing, false)
+          const [seen, naiveSeen] = yield* Fiber.join(followers)
+
+          assert.strictEqual(new Set(seen).size, seen.length, "an event was delivered twice")
+          assert.deepStrictEqual([...seen].sort(), [...written].sort(), "the follower missed events")
           assert.isBelow(
             new Set(naiveSeen).size,
             written.length,

@@ -5,7 +5,7 @@ import * as Layer from "effect/Layer"
 import * as Event from "../../src/Event.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { isolatedPrefix } from "../support/ids.js"
-import { pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
 import { suite } from "../suites/EventStoreSuite.js"
 
 suite("SqlEventStore on SQLite (memory)", SqlEventStore.layer().pipe(Layer.provide(sqliteMemory)))
@@ -110,3 +110,9 @@ describe("SqlEventStore configuration and migrations", () => {
     }).pipe(Effect.provide(sqliteMemory))
   )
 })
+
+const mysqlPrefix = `${schema}_`
+suite(
+  "SqlEventStore on MariaDB",
+  SqlEventStore.layer({ tablePrefix: mysqlPrefix }).pipe(Layer.provide(mysqlWithPrefix(mysqlPrefix)))
+)

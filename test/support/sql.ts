@@ -8,9 +8,10 @@ import * as path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Mysql from "../../src/sql/Mysql.js"
 import * as Postgres from "../../src/sql/Postgres.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
-import { pgUrl } from "./config.js"
+import { mysqlUrl, pgUrl } from "./config.js"
 
 /**
  * A client of the shared PostgreSQL; `schema` is dropped when the Layer is released (through a
@@ -37,3 +38,21 @@ export const sqliteFile = Layer.unwrapScoped(
 ).pipe(Layer.orDie)
 
 export const sqliteMemory = Sqlite.layer({ filename: ":memory:" }).pipe(Layer.orDie)
+
+/**
+ * A client of the shared MariaDB whose tables all start with `prefix` (a test file's own), dropped when
+ * the Layer is released.
+ */
+export const mysqlWithPrefix = (prefix: string, url: string = mysqlUrl) => {
+  const dropTables = Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ readonly name: string }>`
+      select table_name as name from information_schema.tables
+      where table_schema = database() and table_name like ${`${prefix.replace(/_/g, "\\_")}%`}`
+    for (const { name } of rows) yield* sql`drop table if exists ${sql(name)}`
+  }).pipe(Effect.provide(Mysql.layer({ url, maxConnections: 1 })), Effect.orDie)
+  return Layer.merge(
+    Mysql.layer({ url, maxConnections: 20 }),
+    Layer.scopedDiscard(Effect.addFinalizer(() => dropTables))
+  ).pipe(Layer.orDie)
+}
