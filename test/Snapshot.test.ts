@@ -12,7 +12,7 @@ import * as Snapshot from "../src/Snapshot.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSnapshotStore from "../src/sql/SqlSnapshotStore.js"
 import { isolatedPrefix, uniqueCategory } from "./support/ids.js"
-import { pgWithSchema, sqliteMemory } from "./support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 
 const Added = Schema.TaggedStruct("Added", { n: Schema.Int })
 const Tally = Schema.Struct({ total: Schema.Int, count: Schema.Int })
@@ -127,6 +127,14 @@ snapshotStoreSuite(
   Layer.merge(SqlSnapshotStore.layer({ schema }), SqlEventStore.layer({ schema })).pipe(
     Layer.provide(pgWithSchema(schema))
   )
+)
+const mysqlPrefix = `${schema}_`
+snapshotStoreSuite(
+  "SqlSnapshotStore on MariaDB",
+  Layer.merge(
+    SqlSnapshotStore.layer({ tablePrefix: mysqlPrefix }),
+    SqlEventStore.layer({ tablePrefix: mysqlPrefix })
+  ).pipe(Layer.provide(mysqlWithPrefix(mysqlPrefix)))
 )
 
 describe("Snapshot and Aggregate", () => {

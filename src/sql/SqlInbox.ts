@@ -1,5 +1,5 @@
 /**
- * The SQL inbox (PostgreSQL, SQLite): claims in a `processed_messages` table in the event store's
+ * The SQL inbox (PostgreSQL, SQLite, MySQL/MariaDB): claims in a `processed_messages` table in the event store's
  * database and under its table prefix or schema, inside the `SqlClient` transaction, so the handler's
  * writes to that database and the claim commit together (see `Inbox`).
  */
@@ -18,6 +18,9 @@ export interface Options extends TableOptions {
   readonly migrate?: boolean
 }
 
+/** Longest consumer name and message id (the key columns' size). */
+export const maxIdLength = 255
+
 /** Builds the inbox on the `SqlClient` in context. */
 export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
@@ -28,36 +31,61 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
     }
     const failWith = (operation: string) => (cause: unknown) => new InboxError({ operation, cause })
 
+    /** Whether the claim is new; a concurrent claim of the same message waits for this one's outcome. */
     const claim = (consumer: string, messageId: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        sql<{ readonly message_id: string }>`
-          insert into ${sql(t.processedMessages)} (consumer, message_id, processed_at)
-          values (${consumer}, ${messageId}, ${now})
-          on conflict do nothing
-          returning message_id`.pipe(
-          Effect.map((rows) => rows.length > 0),
-          Effect.mapError(failWith("claim"))
-        )
+        sql
+          .onDialectOrElse({
+            // MySQL has no RETURNING: an ignored duplicate inserts no row (the ids' lengths are checked)
+            mysql: () =>
+              Effect.zipRight(
+                sql`insert ignore into ${sql(t.processedMessages)} (consumer, message_id, processed_at)
+                  values (${consumer}, ${messageId}, ${now})`,
+                Effect.map(sql<{ readonly n: number }>`select row_count() as n`, ([row]) => Number(row?.n) === 1)
+              ),
+            orElse: () =>
+              Effect.map(
+                sql<{ readonly message_id: string }>`
+                  insert into ${sql(t.processedMessages)} (consumer, message_id, processed_at)
+                  values (${consumer}, ${messageId}, ${now})
+                  on conflict do nothing
+                  returning message_id`,
+                (rows) => rows.length > 0
+              )
+          })
+          .pipe(Effect.mapError(failWith("claim")))
       )
 
     return Inbox.of({
       once: (consumer, messageId, effect) =>
-        sql
-          .withTransaction(
-            Effect.flatMap(claim(consumer, messageId), (claimed) =>
-              claimed ? Effect.map(effect, Option.some) : Effect.succeed(Option.none())
-            )
-          )
-          .pipe(Effect.catchTag("SqlError", (error) => Effect.fail(failWith("transaction")(error)))),
+        consumer.length > maxIdLength || messageId.length > maxIdLength
+          ? Effect.fail(failWith("claim")(new Error(`consumer and message ids are at most ${maxIdLength} characters`)))
+          : sql
+              .withTransaction(
+                Effect.flatMap(claim(consumer, messageId), (claimed) =>
+                  claimed ? Effect.map(effect, Option.some) : Effect.succeed(Option.none())
+                )
+              )
+              .pipe(Effect.catchTag("SqlError", (error) => Effect.fail(failWith("transaction")(error)))),
       prune: (olderThan) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          sql<{ readonly message_id: string }>`
-            delete from ${sql(t.processedMessages)} where processed_at < ${now - Duration.toMillis(olderThan)}
-            returning message_id`.pipe(
-            Effect.map((rows) => rows.length),
-            Effect.mapError(failWith("prune"))
-          )
-        )
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const before = now - Duration.toMillis(olderThan)
+          return sql
+            .onDialectOrElse({
+              mysql: () =>
+                Effect.zipRight(
+                  sql`delete from ${sql(t.processedMessages)} where processed_at < ${before}`,
+                  Effect.map(sql<{ readonly n: number }>`select row_count() as n`, ([row]) => Number(row?.n ?? 0))
+                ).pipe(sql.withTransaction),
+              orElse: () =>
+                Effect.map(
+                  sql<{ readonly message_id: string }>`
+                    delete from ${sql(t.processedMessages)} where processed_at < ${before} returning message_id`,
+                  (rows) => rows.length
+                )
+            })
+            .pipe(Effect.mapError(failWith("prune")))
+        })
     })
   })
 

@@ -71,12 +71,18 @@ export const make = (
             state,
             taken_at: DateTime.toEpochMillis(record.takenAt)
           })}`
-          yield* sql`delete from ${sql(t.snapshots)} where stream_id = ${record.streamId} and version not in (
-            select version from ${sql(t.snapshots)} where stream_id = ${record.streamId} order by version desc limit ${keep})`
+          // the oldest version kept, then what is older (MySQL cannot delete from a table it reads)
+          const [oldestKept] = yield* sql<{ readonly version: number }>`select version from ${sql(t.snapshots)}
+            where stream_id = ${record.streamId} order by version desc limit 1 offset ${keep - 1}`
+          if (oldestKept !== undefined) {
+            yield* sql`delete from ${sql(t.snapshots)}
+              where stream_id = ${record.streamId} and version < ${oldestKept.version}`
+          }
         }).pipe(sql.withTransaction, Effect.mapError(failWith("save"))),
       stats: sql<{ readonly count: number | string; readonly bytes: number | string | null }>`
         select count(*) as count, sum(${sql.onDialectOrElse({
           pg: () => sql`octet_length(state)`,
+          mysql: () => sql`length(state)`,
           orElse: () => sql`length(cast(state as blob))`
         })}) as bytes from ${sql(t.snapshots)}`.pipe(
         Effect.mapError(failWith("stats")),

@@ -10,13 +10,14 @@ import * as Option from "effect/Option"
 import * as Inbox from "../../src/Inbox.js"
 import * as SqlInbox from "../../src/sql/SqlInbox.js"
 import { isolatedPrefix } from "../support/ids.js"
-import { pgWithSchema, sqliteMemory } from "../support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "../support/sql.js"
 
 const schema = isolatedPrefix(import.meta.url)
 
 const databases = [
   ["SQLite", SqlInbox.layer().pipe(Layer.provideMerge(sqliteMemory))],
-  ["PostgreSQL", SqlInbox.layer({ schema }).pipe(Layer.provideMerge(pgWithSchema(schema)))]
+  ["PostgreSQL", SqlInbox.layer({ schema }).pipe(Layer.provideMerge(pgWithSchema(schema)))],
+  ["MariaDB", SqlInbox.layer({ tablePrefix: `${schema}_` }).pipe(Layer.provideMerge(mysqlWithPrefix(`${schema}_`)))]
 ] as const
 
 /** The read model of the test: one row per handled message. */
