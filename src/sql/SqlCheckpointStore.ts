@@ -11,6 +11,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -60,8 +61,21 @@ export const make = (
     if (options.migrate !== false) yield* migrate(t)
     const failWith = (operation: string) => (cause: SqlError | unknown) =>
       new CheckpointStoreError({ operation, cause })
+    const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+    // a reserved word in MySQL, so always quoted
+    const partitionColumn = sql("partition")
     const where = (id: ProjectionId, partition: number) =>
-      sql`projection = ${id.name} and version = ${id.version} and partition = ${partition}`
+      sql`projection = ${id.name} and version = ${id.version} and ${partitionColumn} = ${partition}`
+    const rowColumns = sql`${partitionColumn}, transaction_id, position, owner, lease_token, lease_expires_at, live`
+
+    /** Runs an UPDATE and returns how many rows it matched (MySQL has no RETURNING: `row_count()`). */
+    const matched = (update: Statement.Statement<unknown>) =>
+      mysql
+        ? Effect.map(
+            sql.withTransaction(Effect.zipRight(update, sql<{ readonly n: number }>`select row_count() as n`)),
+            ([row]) => Number(row?.n ?? 0)
+          )
+        : Effect.map(sql`${update} returning 1`, (rows) => rows.length)
     const held = (lease: Lease) =>
       sql`${where(lease.projection, lease.partition)} and owner = ${lease.owner} and lease_token = ${lease.token}`
     const lost = (lease: Lease) =>
@@ -70,11 +84,11 @@ export const make = (
     /** Fails unless exactly partitions 0..count-1 are stored, each recorded with `count`. */
     const checkCount = (id: ProjectionId, count: number) =>
       Effect.flatMap(
-        sql<{ readonly low: number | null; readonly high: number | null; readonly rows: number | string }>`
-          select min(partitions) as low, max(partitions) as high, count(*) as rows from ${sql(t.checkpoints)}
+        sql<{ readonly low: number | null; readonly high: number | null; readonly row_count: number | string }>`
+          select min(partitions) as low, max(partitions) as high, count(*) as row_count from ${sql(t.checkpoints)}
           where projection = ${id.name} and version = ${id.version}`,
         ([row]) => {
-          const rows = Number(row!.rows)
+          const rows = Number(row!.row_count)
           return rows === 0 || (row!.low === count && row!.high === count && rows === count)
             ? Effect.succeed(rows)
             : Effect.fail(
@@ -106,7 +120,7 @@ export const make = (
             live: 0,
             updated_at: now
           }))
-        )} on conflict (projection, version, partition) do nothing`
+        )} ${mysql ? sql`on duplicate key update projection = projection` : sql`on conflict do nothing`}`
         // a concurrent registration with another count shows now
         yield* checkCount(id, count)
       }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("register")(e))))
@@ -117,8 +131,11 @@ export const make = (
         yield* sql`delete from ${sql(t.projectionWorkers)}
           where projection = ${id.name} and version = ${id.version} and expires_at < ${now}`
         yield* sql`insert into ${sql(t.projectionWorkers)} (projection, version, worker_id, expires_at)
-          values (${id.name}, ${id.version}, ${worker}, ${now + ttl})
-          on conflict (projection, version, worker_id) do update set expires_at = excluded.expires_at`
+          values (${id.name}, ${id.version}, ${worker}, ${now + ttl}) ${
+            mysql
+              ? sql`on duplicate key update expires_at = values(expires_at)`
+              : sql`on conflict (projection, version, worker_id) do update set expires_at = excluded.expires_at`
+          }`
         const [row] = yield* sql<{ readonly workers: number | string }>`
           select count(*) as workers from ${sql(t.projectionWorkers)}
           where projection = ${id.name} and version = ${id.version}`
@@ -128,11 +145,19 @@ export const make = (
     const claim: CheckpointStore["Type"]["claim"] = (id, partition, owner, ttl) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const rows = yield* sql<PartitionRow>`
-          update ${sql(t.checkpoints)}
+        const update = sql`update ${sql(t.checkpoints)}
           set owner = ${owner}, lease_token = lease_token + 1, lease_expires_at = ${now + ttl}, updated_at = ${now}
-          where ${where(id, partition)} and (owner is null or owner = ${owner} or lease_expires_at < ${now})
-          returning partition, transaction_id, position, owner, lease_token, lease_expires_at, live`
+          where ${where(id, partition)} and (owner is null or owner = ${owner} or lease_expires_at < ${now})`
+        // MySQL: the row as updated, read under the update's lock
+        const rows = mysql
+          ? yield* sql.withTransaction(
+              Effect.flatMap(matched(update), (n) =>
+                n === 0
+                  ? Effect.succeed([])
+                  : sql<PartitionRow>`select ${rowColumns} from ${sql(t.checkpoints)} where ${where(id, partition)}`
+              )
+            )
+          : yield* sql<PartitionRow>`${update} returning ${rowColumns}`
         return Option.map(Option.fromNullable(rows[0]), (row) => ({
           lease: { projection: id, partition, owner, token: Number(row.lease_token) },
           checkpoint: checkpointOf(row)
@@ -142,9 +167,10 @@ export const make = (
     const renew: CheckpointStore["Type"]["renew"] = (lease, ttl) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const rows = yield* sql`update ${sql(t.checkpoints)} set lease_expires_at = ${now + ttl}
-          where ${held(lease)} returning partition`
-        if (rows.length === 0) return yield* lost(lease)
+        const n = yield* matched(
+          sql`update ${sql(t.checkpoints)} set lease_expires_at = ${now + ttl} where ${held(lease)}`
+        )
+        if (n === 0) return yield* lost(lease)
       }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("renew")(e))))
 
     const release: CheckpointStore["Type"]["release"] = (lease) =>
@@ -156,13 +182,12 @@ export const make = (
     const commit: CheckpointStore["Type"]["commit"] = (lease, expected, next, ttl) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const rows = yield* sql`update ${sql(t.checkpoints)}
+        const n = yield* matched(sql`update ${sql(t.checkpoints)}
           set transaction_id = ${String(next.transaction)}, position = ${String(next.position)},
               lease_expires_at = ${now + ttl}, updated_at = ${now}
           where ${held(lease)}
-            and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}
-          returning partition`
-        if (rows.length > 0) return
+            and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}`)
+        if (n > 0) return
         const [row] = yield* sql<{ readonly n: number | string }>`
           select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}`
         return yield* Number(row!.n) === 0
@@ -201,8 +226,8 @@ export const make = (
 
     const partitions: CheckpointStore["Type"]["partitions"] = (id) =>
       sql<PartitionRow>`
-        select partition, transaction_id, position, owner, lease_token, lease_expires_at, live
-        from ${sql(t.checkpoints)} where projection = ${id.name} and version = ${id.version} order by partition`.pipe(
+        select ${rowColumns}
+        from ${sql(t.checkpoints)} where projection = ${id.name} and version = ${id.version} order by ${partitionColumn}`.pipe(
         Effect.map((rows) =>
           rows.map((row) => ({
             partition: row.partition,
@@ -230,7 +255,7 @@ export const make = (
         readonly event: string
         readonly error: string
         readonly dead_at: string | number
-      }>`select version, partition, event, error, dead_at from ${sql(t.deadLetters)}
+      }>`select version, ${partitionColumn}, event, error, dead_at from ${sql(t.deadLetters)}
          where projection = ${name} order by id`.pipe(
         Effect.mapError(failWith("deadLetters")),
         Effect.flatMap((rows) =>
@@ -259,9 +284,16 @@ export const make = (
       Effect.flatMap(
         Clock.currentTimeMillis,
         (now) => sql`insert into ${sql(t.projections)} (projection, active_version, updated_at)
-          values (${id.name}, ${id.version}, ${now})
-          on conflict (projection) do update set active_version = excluded.active_version, updated_at = excluded.updated_at
-          where ${sql(t.projections)}.active_version < excluded.active_version`
+          values (${id.name}, ${id.version}, ${now}) ${
+            mysql
+              ? // assignments run in order: updated_at compares with the active version before it changes
+                sql`on duplicate key update
+                  updated_at = if(active_version < values(active_version), values(updated_at), updated_at),
+                  active_version = greatest(active_version, values(active_version))`
+              : sql`on conflict (projection) do update set active_version = excluded.active_version,
+                  updated_at = excluded.updated_at
+                  where ${sql(t.projections)}.active_version < excluded.active_version`
+          }`
       ).pipe(Effect.asVoid, Effect.mapError(failWith("activate")))
 
     const leave: CheckpointStore["Type"]["leave"] = (id, worker) =>

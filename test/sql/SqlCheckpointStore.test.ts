@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import { isolatedPrefix } from "../support/ids.js"
-import { pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
 import { suite } from "../suites/CheckpointStoreSuite.js"
 
 suite("SqlCheckpointStore on SQLite (memory)", SqlCheckpointStore.layer().pipe(Layer.provide(sqliteMemory)), {
@@ -20,6 +20,12 @@ const schema = isolatedPrefix(import.meta.url)
 suite(
   "SqlCheckpointStore on PostgreSQL",
   SqlCheckpointStore.layer({ schema }).pipe(Layer.provide(pgWithSchema(schema))),
+  { transactional: true }
+)
+
+suite(
+  "SqlCheckpointStore on MariaDB",
+  SqlCheckpointStore.layer({ tablePrefix: `${schema}_` }).pipe(Layer.provide(mysqlWithPrefix(`${schema}_`))),
   { transactional: true }
 )
 
