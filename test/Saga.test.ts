@@ -32,7 +32,7 @@ import {
   Withdraw
 } from "./support/commands.js"
 import { isolatedPrefix, uniqueCategory } from "./support/ids.js"
-import { pgWithSchema, sqliteMemory } from "./support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 
 const transferSaga = (category: string, deadline: Duration.DurationInput = "300 millis") =>
   makeTransfer({ name: `transfer-${category}`, category: `${category}Transfer`, deadline })
@@ -78,6 +78,15 @@ const backends: ReadonlyArray<Backend> = [
         Layer.orDie
       ),
     sagaStore: SqlSagaStore.make({ schema })
+  },
+  {
+    name: "MariaDB",
+    stores: () =>
+      Layer.mergeAll(
+        SqlEventStore.layer({ tablePrefix: `${schema}_` }),
+        SqlCheckpointStore.layer({ tablePrefix: `${schema}_` })
+      ).pipe(Layer.provideMerge(Wakeup.layer), Layer.provideMerge(mysqlWithPrefix(`${schema}_`)), Layer.orDie),
+    sagaStore: SqlSagaStore.make({ tablePrefix: `${schema}_` })
   }
 ]
 

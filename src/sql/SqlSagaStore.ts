@@ -1,8 +1,8 @@
 /**
- * The SQL saga store (PostgreSQL, SQLite), in the same database and under the same table prefix or
+ * The SQL saga store (PostgreSQL, SQLite, MySQL/MariaDB), in the same database and under the same table prefix or
  * schema as the event store, so an instance's save, its timeouts and the saga's projection checkpoint
  * commit in one transaction. Saves are conditional on the version read (optimistic concurrency). On
- * PostgreSQL each input locks its instance's row (`FOR UPDATE`, a placeholder row for a new instance)
+ * PostgreSQL and MySQL each input locks its instance's row (`FOR UPDATE`, a placeholder row for a new instance)
  * before reacting, and a due timeout is claimed (`FOR UPDATE SKIP LOCKED`) after its instance, so
  * several processes can run the scheduler, each timeout is delivered by one, and an event and a timeout
  * of one instance never react at once (SQLite has a single writer).
@@ -12,6 +12,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -49,7 +50,31 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     const t = yield* tables(options)
     if (options.migrate !== false) yield* migrate(t)
     const failWith = (operation: string) => (cause: unknown) => new SagaStoreError({ operation, cause })
-    const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+    const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+    // several connections (PostgreSQL, MySQL) need row locks; SQLite runs one transaction at a time
+    const concurrent = sql.onDialectOrElse({ sqlite: () => false, orElse: () => true })
+
+    /** Runs an UPDATE and returns how many rows it matched (MySQL has no RETURNING: `row_count()`). */
+    const matched = (update: Statement.Statement<unknown>) =>
+      mysql
+        ? Effect.zipRight(
+            update,
+            Effect.map(sql<{ readonly n: number }>`select row_count() as n`, ([row]) => Number(row?.n ?? 0))
+          )
+        : Effect.map(sql`${update} returning version`, (rows) => rows.length)
+
+    /** A version-0 placeholder row for a new instance (see `lock`); nothing if the row exists. */
+    const placeholder = (saga: string, instance: string, now: number) =>
+      sql`insert into ${sql(t.sagaInstances)} ${sql.insert({
+        saga,
+        instance,
+        version: 0,
+        status: "running",
+        state: "null",
+        compensations: "[]",
+        error: null,
+        updated_at: now
+      })} ${mysql ? sql`on duplicate key update saga = saga` : sql`on conflict (saga, instance) do nothing`}`
     const toTimeout = (row: TimeoutRow) => ({
       saga: row.saga,
       instance: row.instance,
@@ -89,27 +114,23 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             error: Option.getOrNull(next.error),
             updated_at: now
           }
-          // a new instance may have a placeholder row (version 0, see `lock`): fill it
-          const saved =
-            expectedVersion === 0
-              ? yield* sql`insert into ${sql(t.sagaInstances)} as i ${sql.insert({ saga, instance, version: 1, ...row })}
-                  on conflict (saga, instance) do update set version = 1, status = excluded.status,
-                    state = excluded.state, compensations = excluded.compensations, error = excluded.error,
-                    updated_at = excluded.updated_at
-                  where i.version = 0
-                  returning version`
-              : yield* sql`update ${sql(t.sagaInstances)} set version = ${expectedVersion + 1}, status = ${row.status},
-                  state = ${row.state}, compensations = ${row.compensations}, error = ${row.error},
-                  updated_at = ${now}
-                  where saga = ${saga} and instance = ${instance} and version = ${expectedVersion} returning version`
-          if (saved.length === 0) return yield* new SagaConflict({ saga, instance, expected: expectedVersion })
+          // a new instance may have a placeholder row (version 0, see `lock`): made if missing, then filled
+          if (expectedVersion === 0) yield* placeholder(saga, instance, now)
+          const saved = yield* matched(sql`update ${sql(t.sagaInstances)} set version = ${expectedVersion + 1},
+            status = ${row.status}, state = ${row.state}, compensations = ${row.compensations}, error = ${row.error},
+            updated_at = ${now}
+            where saga = ${saga} and instance = ${instance} and version = ${expectedVersion}`)
+          if (saved === 0) return yield* new SagaConflict({ saga, instance, expected: expectedVersion })
           if (changes.cancel.length > 0) {
             yield* sql`delete from ${sql(t.sagaTimeouts)}
               where saga = ${saga} and instance = ${instance} and name in ${sql.in(changes.cancel)}`
           }
           for (const { dueAt, name } of changes.schedule) {
-            yield* sql`insert into ${sql(t.sagaTimeouts)} ${sql.insert({ saga, instance, name, due_at: dueAt })}
-              on conflict (saga, instance, name) do update set due_at = excluded.due_at`
+            yield* sql`insert into ${sql(t.sagaTimeouts)} ${sql.insert({ saga, instance, name, due_at: dueAt })} ${
+              mysql
+                ? sql`on duplicate key update due_at = values(due_at)`
+                : sql`on conflict (saga, instance, name) do update set due_at = excluded.due_at`
+            }`
           }
           return expectedVersion + 1
         }).pipe(
@@ -138,26 +159,17 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
         sql<TimeoutRow>`select saga, instance, name, due_at from ${sql(t.sagaTimeouts)}
           where saga = ${timeout.saga} and instance = ${timeout.instance} and name = ${timeout.name}
             and due_at = ${timeout.dueAt}
-          ${isPg ? sql`for update skip locked` : sql``}`.pipe(
+          ${concurrent ? sql`for update skip locked` : sql``}`.pipe(
           Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toTimeout)),
           Effect.mapError(failWith("claim"))
         ),
       // a row lock on the instance (a placeholder row first if it is new), held to the transaction's end;
       // SQLite runs one transaction at a time, which is lock enough
       lock: (saga, instance) =>
-        isPg
+        concurrent
           ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
               Effect.zipRight(
-                sql`insert into ${sql(t.sagaInstances)} ${sql.insert({
-                  saga,
-                  instance,
-                  version: 0,
-                  status: "running",
-                  state: "null",
-                  compensations: "[]",
-                  error: null,
-                  updated_at: now
-                })} on conflict (saga, instance) do nothing`,
+                placeholder(saga, instance, now),
                 sql`select version from ${sql(t.sagaInstances)} where saga = ${saga} and instance = ${instance} for update`
               )
             ).pipe(Effect.asVoid, Effect.mapError(failWith("lock")))
@@ -169,7 +181,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
       // commands a saga sends commit on their own on PostgreSQL; SQLite has a single connection, which
       // the saga's transaction holds: there they join it and commit with the saga's state
       outside: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        isPg
+        concurrent
           ? (Effect.mapInputContext(effect as Effect.Effect<A, E, never>, (context: Context.Context<R>) =>
               Context.omit(SqlClient.TransactionConnection)(context)
             ) as Effect.Effect<A, E, R>)
