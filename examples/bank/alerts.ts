@@ -15,7 +15,7 @@ const Withdrawal = Schema.Struct({ amount: Schema.Number })
 export const createTable = Effect.flatMap(
   SqlClient.SqlClient,
   (sql) => sql`create table if not exists bank_alerts (
-    message_id text primary key,
+    message_id varchar(255) primary key,
     account_id text not null,
     amount double precision not null
   )`

@@ -4,8 +4,8 @@
  * HTTP server.
  *
  * Configuration (environment):
- * - `DATABASE_URL` (`postgres://...`): PostgreSQL, woken by NOTIFY; otherwise SQLite in `BANK_DB`
- *   (default `data/bank.db`) with in-process wake-ups.
+ * - `DATABASE_URL`: PostgreSQL (`postgres://...`, woken by NOTIFY) or MySQL/MariaDB (`mysql://...`);
+ *   otherwise SQLite in `BANK_DB` (default `data/bank.db`). Runners in one process wake each other.
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
  *   JetStream consumer; otherwise both use the in-process event bus.
  * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds).
@@ -27,7 +27,15 @@ import { CommandBus, CommandMiddleware, EventBus, Outbox, Projection, Saga, Wake
 import { EventBrowserApi } from "effect-eventsourcing/http"
 import { Nats, NatsEventBus, NatsPublisher } from "effect-eventsourcing/nats"
 import { Otel } from "effect-eventsourcing/observability"
-import { Postgres, SqlCheckpointStore, SqlEventStore, SqlInbox, SqlSagaStore, Sqlite } from "effect-eventsourcing/sql"
+import {
+  Mysql,
+  Postgres,
+  SqlCheckpointStore,
+  SqlEventStore,
+  SqlInbox,
+  SqlSagaStore,
+  Sqlite
+} from "effect-eventsourcing/sql"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
 import { BankApi, BankHandlers } from "./http.js"
@@ -72,6 +80,12 @@ const stores = (config: BankConfig) => {
     Projection.layerRegistry,
     Layer.effectDiscard(Effect.zipRight(ReadModels.createTables, Alerts.createTable))
   )
+  if (Option.isSome(config.databaseUrl) && /^(mysql|mariadb):/.test(Redacted.value(config.databaseUrl.value))) {
+    return services.pipe(
+      Layer.provideMerge(Wakeup.layer),
+      Layer.provideMerge(Mysql.layer({ url: Redacted.value(config.databaseUrl.value).replace(/^mariadb:/, "mysql:") }))
+    )
+  }
   if (Option.isSome(config.databaseUrl)) {
     return services.pipe(
       Layer.provideMerge(Postgres.layerWakeup()),

@@ -15,14 +15,14 @@ import { AccountEvent } from "./Account.js"
 export const createTables = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   yield* sql`create table if not exists bank_balances (
-    account_id text primary key,
+    account_id varchar(255) primary key,
     owner text not null,
     balance double precision not null,
     status text not null,
     version integer not null
   )`
   yield* sql`create table if not exists bank_history (
-    account_id text not null,
+    account_id varchar(255) not null,
     version integer not null,
     kind text not null,
     amount double precision not null,

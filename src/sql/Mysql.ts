@@ -1,10 +1,13 @@
 /**
  * A MySQL/MariaDB client Layer (`@effect/sql-mysql2`) for the SQL services.
  *
- * **Gotchas**: only `SqlEventStore` has a MySQL dialect so far (the other SQL services refuse it with a
- * typed error when built). Tables need InnoDB and a utf8mb4 character set; key columns use the
- * `utf8mb4_nopad_bin` collation (MariaDB 10.2+). Stores are isolated by `tablePrefix` (the `schema` option
- * is PostgreSQL's); the database in the URL holds them.
+ * Every SQL service has a MySQL dialect: the event store (see `serialAppend` for its global order), the
+ * snapshot, checkpoint and saga stores, and the inbox.
+ *
+ * **Gotchas**: tables are InnoDB with utf8mb4 text; key columns use the `utf8mb4_nopad_bin` collation
+ * (exact: case and trailing spaces count), which MariaDB has (10.2+) and MySQL 8 has not (there, create
+ * the tables yourself with `utf8mb4_0900_bin`). Timeout claims use `SKIP LOCKED` (MariaDB 10.6+, MySQL 8).
+ * Stores are isolated by `tablePrefix` (the `schema` option is PostgreSQL's) in the URL's database.
  */
 import { MysqlClient } from "@effect/sql-mysql2"
 import type * as SqlClient from "@effect/sql/SqlClient"

@@ -1,6 +1,6 @@
 /**
  * The SQL event store: one implementation of the `EventStore` contract written against `@effect/sql`'s
- * `SqlClient`, for PostgreSQL (production) and SQLite (embedded default).
+ * `SqlClient`, for PostgreSQL (production), SQLite (embedded default) and MySQL/MariaDB.
  *
  * - **Appends** are one round trip on PostgreSQL (a server-side function: lock the stream row, check
  *   ids and expected version, insert, bump the version) and one short transaction on SQLite. They join
@@ -15,6 +15,8 @@
  *   still running (`pg_snapshot_xmin(pg_current_snapshot())`), ordered by (transaction id, position), and
  *   resume after that pair. No commit can later appear before a returned row. SQLite has one writer at a
  *   time, so position order is commit order there and the checkpoint's `transaction` is the position.
+ *   MySQL/MariaDB appends take their positions last, under a lock held to their commit, so position
+ *   order is commit order there too (see `serialAppend`).
  * - **Idempotent appends** rest on a unique (stream id, event id) key.
  * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
  *   stored hash of the stream id (`Event.streamHash`).
