@@ -20,17 +20,31 @@ const databases = [
   ["MariaDB", SqlInbox.layer({ tablePrefix: `${schema}_` }).pipe(Layer.provideMerge(mysqlWithPrefix(`${schema}_`)))]
 ] as const
 
-/** The read model of the test: one row per handled message. */
-const setup = Effect.flatMap(
-  SqlClient.SqlClient,
-  (sql) => sql`create table if not exists inbox_effects (consumer text not null, message_id text not null)`
+/** The read model of the test, one row per handled message, in the file's own schema or prefix. */
+const effectsTable = Effect.map(SqlClient.SqlClient, (sql) =>
+  sql.onDialectOrElse({
+    pg: () => `${schema}.inbox_effects`,
+    mysql: () => `${schema}_inbox_effects`,
+    orElse: () => "inbox_effects"
+  })
+)
+const setup = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.flatMap(
+    effectsTable,
+    (table) =>
+      sql`create table if not exists ${sql(table)} (consumer varchar(64) not null, message_id varchar(64) not null)`
+  )
 )
 const write = (consumer: string, id: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) => sql`insert into inbox_effects values (${consumer}, ${id})`)
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.flatMap(effectsTable, (table) => sql`insert into ${sql(table)} values (${consumer}, ${id})`)
+  )
 const rows = (consumer: string) =>
-  Effect.flatMap(
-    SqlClient.SqlClient,
-    (sql) => sql<{ message_id: string }>`select message_id from inbox_effects where consumer = ${consumer}`
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.flatMap(
+      effectsTable,
+      (table) => sql<{ message_id: string }>`select message_id from ${sql(table)} where consumer = ${consumer}`
+    )
   )
 
 describe.each(databases)("SqlInbox (%s)", (_, layer) => {
