@@ -23,7 +23,7 @@ import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { balancesProjection, createTables, readModel } from "../support/balances.js"
 import { pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
-import { pgWithSchema, sqliteMemory } from "../support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "../support/sql.js"
 
 const schema = isolatedPrefix(import.meta.url)
 
@@ -32,6 +32,7 @@ const storesOn = (options: SqlEventStore.Options) =>
 
 const postgres = Layer.provideMerge(storesOn({ schema }), pgWithSchema(schema))
 const sqlite = Layer.provideMerge(storesOn({}), sqliteMemory)
+const mariadb = Layer.provideMerge(storesOn({ tablePrefix: `${schema}_` }), mysqlWithPrefix(`${schema}_`))
 
 const deposits = (category: string, streams: number, perStream: number) =>
   Effect.gen(function* () {
@@ -100,6 +101,10 @@ describe("Projection on SQL stores", () => {
 
   it.live("SQLite: exactly-once effects when a runner is interrupted mid-batch and restarted", () =>
     exactlyOnceUnderCrash("rm").pipe(Effect.provide(sqlite))
+  )
+
+  it.live("MariaDB: exactly-once effects when a runner is interrupted mid-batch and restarted", () =>
+    exactlyOnceUnderCrash(`${schema}_rm`).pipe(Effect.provide(mariadb))
   )
 
   it.live("PostgreSQL: a rebuild under a running runner replays into an emptied read model", () =>

@@ -25,9 +25,10 @@ export interface BalancesOptions {
 export const createTables = (tables: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.all([
-      sql`create table if not exists ${sql(`${tables}_balances`)} (stream_id text primary key, balance bigint not null)`,
+      sql`create table if not exists ${sql(`${tables}_balances`)} (
+        stream_id varchar(255) primary key, balance bigint not null)`,
       sql`create table if not exists ${sql(`${tables}_applied`)} (
-        event_id text primary key, stream_id text not null, version integer not null, count integer not null)`
+        event_id varchar(64) primary key, stream_id varchar(255) not null, version integer not null, count integer not null)`
     ])
   )
 
@@ -44,12 +45,21 @@ export const balancesProjection = (options: BalancesOptions) =>
       Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient
         if (options.beforeEach !== undefined) yield* options.beforeEach(event.amount)
-        yield* sql`insert into ${sql(`${options.tables}_applied`)} as a (event_id, stream_id, version, count)
-          values (${envelope.eventId}, ${envelope.streamId}, ${envelope.version}, 1)
-          on conflict (event_id) do update set count = a.count + 1`
-        yield* sql`insert into ${sql(`${options.tables}_balances`)} as b (stream_id, balance)
-          values (${envelope.streamId}, ${event.amount})
-          on conflict (stream_id) do update set balance = b.balance + excluded.balance`
+        const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+        const applied = sql(`${options.tables}_applied`)
+        const balances = sql(`${options.tables}_balances`)
+        yield* mysql
+          ? sql`insert into ${applied} (event_id, stream_id, version, count)
+              values (${envelope.eventId}, ${envelope.streamId}, ${envelope.version}, 1)
+              on duplicate key update count = count + 1`
+          : sql`insert into ${applied} as a (event_id, stream_id, version, count)
+              values (${envelope.eventId}, ${envelope.streamId}, ${envelope.version}, 1)
+              on conflict (event_id) do update set count = a.count + 1`
+        yield* mysql
+          ? sql`insert into ${balances} (stream_id, balance) values (${envelope.streamId}, ${event.amount})
+              on duplicate key update balance = balance + values(balance)`
+          : sql`insert into ${balances} as b (stream_id, balance) values (${envelope.streamId}, ${event.amount})
+              on conflict (stream_id) do update set balance = b.balance + excluded.balance`
       }),
     truncate: Effect.flatMap(SqlClient.SqlClient, (sql) =>
       Effect.all([
