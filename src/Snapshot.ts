@@ -157,5 +157,6 @@ export const saveState = <S, SI>(
     const takenAt = yield* DateTime.now
     yield* store.save({ streamId, version, stateVersion: options.version ?? 1, state: encoded, takenAt })
   }).pipe(
-    Effect.catchAllCause((cause) => Effect.logWarning(`could not save a snapshot of ${streamId}@${version}`, cause))
+    // failures only: a defect (an enclosing transaction the database ended, say) fails the command
+    Effect.catchAll((error) => Effect.logWarning(`could not save a snapshot of ${streamId}@${version}`, error))
   )

@@ -30,6 +30,7 @@ import {
 } from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
+import { withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -72,7 +73,7 @@ export const make = (
     const matched = (update: Statement.Statement<unknown>) =>
       mysql
         ? Effect.map(
-            sql.withTransaction(Effect.zipRight(update, sql<{ readonly n: number }>`select row_count() as n`)),
+            withTransaction(sql)(Effect.zipRight(update, sql<{ readonly n: number }>`select row_count() as n`)),
             ([row]) => Number(row?.n ?? 0)
           )
         : Effect.map(sql`${update} returning 1`, (rows) => rows.length)
@@ -150,7 +151,7 @@ export const make = (
           where ${where(id, partition)} and (owner is null or owner = ${owner} or lease_expires_at < ${now})`
         // MySQL: the row as updated, read under the update's lock
         const rows = mysql
-          ? yield* sql.withTransaction(
+          ? yield* withTransaction(sql)(
               Effect.flatMap(matched(update), (n) =>
                 n === 0
                   ? Effect.succeed([])
@@ -220,7 +221,7 @@ export const make = (
       )
 
     const transaction: CheckpointStore["Type"]["transaction"] = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.mapError(sql.withTransaction(effect), (e) =>
+      Effect.mapError(withTransaction(sql)(effect), (e) =>
         e instanceof SqlError ? failWith("transaction")(e) : (e as E)
       )
 
@@ -246,7 +247,7 @@ export const make = (
         yield* sql`update ${sql(t.checkpoints)} set transaction_id = 0, position = 0, live = 0, updated_at = ${now}
           where projection = ${id.name} and version = ${id.version}`
         yield* sql`delete from ${sql(t.deadLetters)} where projection = ${id.name} and version = ${id.version}`
-      }).pipe(sql.withTransaction, Effect.mapError(failWith("reset")))
+      }).pipe(withTransaction(sql), Effect.mapError(failWith("reset")))
 
     const deadLetters: CheckpointStore["Type"]["deadLetters"] = (name) =>
       sql<{

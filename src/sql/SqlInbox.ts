@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { Inbox, InboxError } from "../Inbox.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
+import { withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -60,13 +61,11 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
       once: (consumer, messageId, effect) =>
         consumer.length > maxIdLength || messageId.length > maxIdLength
           ? Effect.fail(failWith("claim")(new Error(`consumer and message ids are at most ${maxIdLength} characters`)))
-          : sql
-              .withTransaction(
-                Effect.flatMap(claim(consumer, messageId), (claimed) =>
-                  claimed ? Effect.map(effect, Option.some) : Effect.succeed(Option.none())
-                )
+          : withTransaction(sql)(
+              Effect.flatMap(claim(consumer, messageId), (claimed) =>
+                claimed ? Effect.map(effect, Option.some) : Effect.succeed(Option.none())
               )
-              .pipe(Effect.catchTag("SqlError", (error) => Effect.fail(failWith("transaction")(error)))),
+            ).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(failWith("transaction")(error)))),
       prune: (olderThan) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const before = now - Duration.toMillis(olderThan)
@@ -76,7 +75,7 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
                 Effect.zipRight(
                   sql`delete from ${sql(t.processedMessages)} where processed_at < ${before}`,
                   Effect.map(sql<{ readonly n: number }>`select row_count() as n`, ([row]) => Number(row?.n ?? 0))
-                ).pipe(sql.withTransaction),
+                ).pipe(withTransaction(sql)),
               orElse: () =>
                 Effect.map(
                   sql<{ readonly message_id: string }>`

@@ -20,6 +20,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
+import { withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -63,6 +64,10 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
           )
         : Effect.map(sql`${update} returning version`, (rows) => rows.length)
 
+    // MySQL reads a transaction's snapshot, taken at its first read: under the instance's lock, read what is
+    // committed now instead (a shared lock; the instance is locked already)
+    const latest = mysql ? sql` lock in share mode` : sql``
+
     /** A version-0 placeholder row for a new instance (see `lock`); nothing if the row exists. */
     const placeholder = (saga: string, instance: string, now: number) =>
       sql`insert into ${sql(t.sagaInstances)} ${sql.insert({
@@ -85,7 +90,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     return SagaStore.of({
       load: (saga, instance) =>
         sql<InstanceRow>`select version, status, state, compensations, error, updated_at from ${sql(t.sagaInstances)}
-          where saga = ${saga} and instance = ${instance} and version > 0`.pipe(
+          where saga = ${saga} and instance = ${instance} and version > 0${latest}`.pipe(
           Effect.flatMap((rows) =>
             Option.match(Option.fromNullable(rows[0]), {
               onNone: () => Effect.succeedNone,
@@ -122,8 +127,13 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             where saga = ${saga} and instance = ${instance} and version = ${expectedVersion}`)
           if (saved === 0) return yield* new SagaConflict({ saga, instance, expected: expectedVersion })
           if (changes.cancel.length > 0) {
-            yield* sql`delete from ${sql(t.sagaTimeouts)}
+            // only the timeouts there are, by key: deleting missing rows would lock gaps (MySQL)
+            const scheduled = yield* sql<{ readonly name: string }>`select name from ${sql(t.sagaTimeouts)}
               where saga = ${saga} and instance = ${instance} and name in ${sql.in(changes.cancel)}`
+            if (scheduled.length > 0) {
+              yield* sql`delete from ${sql(t.sagaTimeouts)} where saga = ${saga} and instance = ${instance}
+                and name in ${sql.in(scheduled.map((row) => row.name))}`
+            }
           }
           for (const { dueAt, name } of changes.schedule) {
             yield* sql`insert into ${sql(t.sagaTimeouts)} ${sql.insert({ saga, instance, name, due_at: dueAt })} ${
@@ -134,7 +144,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
           }
           return expectedVersion + 1
         }).pipe(
-          sql.withTransaction,
+          withTransaction(sql),
           Effect.catchIf(
             (e): e is SqlError => e instanceof SqlError,
             (e) => Effect.fail(failWith("save")(e))
@@ -142,7 +152,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
         ),
       timeouts: (saga, instance) =>
         sql<TimeoutRow>`select saga, instance, name, due_at from ${sql(t.sagaTimeouts)}
-          where saga = ${saga} and instance = ${instance} order by due_at`.pipe(
+          where saga = ${saga} and instance = ${instance} order by due_at${latest}`.pipe(
           Effect.map((rows) => rows.map(toTimeout)),
           Effect.mapError(failWith("timeouts"))
         ),
@@ -175,7 +185,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             ).pipe(Effect.asVoid, Effect.mapError(failWith("lock")))
           : Effect.void,
       transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        Effect.mapError(sql.withTransaction(effect), (e) =>
+        Effect.mapError(withTransaction(sql)(effect), (e) =>
           e instanceof SqlError ? failWith("transaction")(e) : (e as E)
         ),
       // commands a saga sends commit on their own on PostgreSQL; SQLite has a single connection, which

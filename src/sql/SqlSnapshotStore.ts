@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { SnapshotStore, SnapshotStoreError } from "../Snapshot.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
+import { isTransactionEnded, withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -63,14 +64,20 @@ export const make = (
       save: (record) =>
         Effect.gen(function* () {
           const state = JSON.stringify(record.state)
-          yield* sql`delete from ${sql(t.snapshots)} where stream_id = ${record.streamId} and version = ${record.version}`
-          yield* sql`insert into ${sql(t.snapshots)} ${sql.insert({
+          const row = {
             stream_id: record.streamId,
             version: record.version,
             state_version: record.stateVersion,
             state,
             taken_at: DateTime.toEpochMillis(record.takenAt)
-          })}`
+          }
+          // one upsert: on MySQL a delete of a missing row locks a gap that the insert then deadlocks on
+          yield* sql.onDialectOrElse({
+            mysql: () => sql`insert into ${sql(t.snapshots)} ${sql.insert(row)} on duplicate key update
+              state_version = values(state_version), state = values(state), taken_at = values(taken_at)`,
+            orElse: () => sql`insert into ${sql(t.snapshots)} ${sql.insert(row)} on conflict (stream_id, version)
+              do update set state_version = excluded.state_version, state = excluded.state, taken_at = excluded.taken_at`
+          })
           // the oldest version kept, then what is older (MySQL cannot delete from a table it reads)
           const [oldestKept] = yield* sql<{ readonly version: number }>`select version from ${sql(t.snapshots)}
             where stream_id = ${record.streamId} order by version desc limit 1 offset ${keep - 1}`
@@ -78,7 +85,12 @@ export const make = (
             yield* sql`delete from ${sql(t.snapshots)}
               where stream_id = ${record.streamId} and version < ${oldestKept.version}`
           }
-        }).pipe(sql.withTransaction, Effect.mapError(failWith("save"))),
+        }).pipe(
+          withTransaction(sql),
+          // saving a snapshot is best effort and its failures are only logged: this one must not be
+          Effect.catchIf(isTransactionEnded, Effect.die),
+          Effect.mapError(failWith("save"))
+        ),
       stats: sql<{ readonly count: number | string; readonly bytes: number | string | null }>`
         select count(*) as count, sum(${sql.onDialectOrElse({
           pg: () => sql`octet_length(state)`,

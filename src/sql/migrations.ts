@@ -94,7 +94,14 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
     yield* sql.onDialectOrElse({
       pg: () => sql`select pg_advisory_xact_lock(hashtext(${t.migrations}))`,
       // a session lock (MySQL commits DDL at once, so the transaction does not make the run atomic)
-      mysql: () => sql`select get_lock(${t.migrations}, 60)`,
+      mysql: () =>
+        Effect.flatMap(
+          sql<{ readonly locked: number | null }>`select get_lock(${t.migrations}, 60) as locked`,
+          ([row]) =>
+            Number(row?.locked) === 1
+              ? Effect.void
+              : Effect.fail(new Error("another process kept the migration lock for 60 s"))
+        ),
       orElse: () => Effect.void
     })
     if (t.schema !== undefined) {
@@ -113,7 +120,7 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         migration_id integer primary key,
         created_at timestamp with time zone not null default now(),
         name text not null
-      )`,
+      )${tableOptions(sql)}`,
       orElse: () => Effect.void
     })
     yield* Migrator.make({})({
@@ -126,8 +133,16 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
       }),
       table: t.migrations
     })
-    yield* sql.onDialectOrElse({ mysql: () => sql`select release_lock(${t.migrations})`, orElse: () => Effect.void })
   }).pipe(
+    // the MySQL lock belongs to the session: released whatever happened, before the connection goes back
+    Effect.ensuring(
+      Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.onDialectOrElse({
+          mysql: () => Effect.ignore(sql`select release_lock(${t.migrations})`),
+          orElse: () => Effect.void
+        })
+      )
+    ),
     (run) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(run)),
     Effect.mapError((cause) => new EventStoreError({ operation: "migrate", cause }))
   )
@@ -165,7 +180,7 @@ const createEventTables = (t: Tables) =>
             sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
-            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)${tableOptions(sql)}`,
             createUniqueValuesTable(t),
             sql`create table ${sql(t.commands)} (
               command_id text primary key,
@@ -173,7 +188,7 @@ const createEventTables = (t: Tables) =>
               version integer not null,
               positions bigint[] not null,
               recorded_at timestamptz not null
-            )`,
+            )${tableOptions(sql)}`,
             sql.unsafe(pgAppendFunction(t)),
             sql.unsafe(pgAppendBatchFunction(t))
           ],
@@ -196,13 +211,13 @@ const createEventTables = (t: Tables) =>
             recorded_at bigint not null,
             unique (stream_id, version),
             unique (stream_id, event_id)
-          ) engine = InnoDB`,
+          )${tableOptions(sql)}`,
             sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
-            sql`create table ${sql(t.streams)} (stream_id ${key(sql)} primary key, version integer not null)`,
-            sql`create table ${sql(t.sequence)} (id integer primary key, last bigint not null)`,
-            sql`insert into ${sql(t.sequence)} (id, last) values (1, 0)`,
+            sql`create table ${sql(t.streams)} (stream_id ${key(sql)} primary key, version integer not null)${tableOptions(sql)}`,
+            sql`create table ${sql(t.sequence)} (id integer primary key, last bigint not null)${tableOptions(sql)}`,
+            sql`insert ignore into ${sql(t.sequence)} (id, last) values (1, 0)`,
             createUniqueValuesTable(t),
             sql`create table ${sql(t.commands)} (
               command_id ${key(sql)} primary key,
@@ -210,7 +225,7 @@ const createEventTables = (t: Tables) =>
               version integer not null,
               positions longtext not null,
               recorded_at bigint not null
-            )`
+            )${tableOptions(sql)}`
           ],
           { discard: true }
         ),
@@ -231,11 +246,11 @@ const createEventTables = (t: Tables) =>
             recorded_at integer not null,
             unique (stream_id, version),
             unique (stream_id, event_id)
-          )`,
+          )${tableOptions(sql)}`,
             sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
-            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)${tableOptions(sql)}`,
             createUniqueValuesTable(t),
             sql`create table ${sql(t.commands)} (
               command_id text primary key,
@@ -243,7 +258,7 @@ const createEventTables = (t: Tables) =>
               version integer not null,
               positions text not null,
               recorded_at integer not null
-            )`
+            )${tableOptions(sql)}`
           ],
           { discard: true }
         )
@@ -258,6 +273,16 @@ const key = (sql: SqlClient.SqlClient, length = 255) =>
   sql.onDialectOrElse({
     mysql: () => sql.literal(`varchar(${length}) character set utf8mb4 collate utf8mb4_nopad_bin`),
     orElse: () => sql.literal("text")
+  })
+
+/**
+ * MySQL: every table InnoDB (transactional: the sequence row's lock is what orders commits) with utf8mb4
+ * text, whatever the database's defaults.
+ */
+const tableOptions = (sql: SqlClient.SqlClient) =>
+  sql.onDialectOrElse({
+    mysql: () => sql.literal(" engine = InnoDB default charset = utf8mb4 collate = utf8mb4_bin"),
+    orElse: () => sql.literal("")
   })
 
 /** Long text (JSON documents): MySQL's `text` holds 64 KiB only. */
@@ -277,7 +302,7 @@ const createUniqueValuesTable = (t: Tables) =>
       value ${key(sql, 512)} not null,
       stream_id ${key(sql)} not null,
       primary key (constraint_name, value)
-    )`
+    )${tableOptions(sql)}`
   )
 
 /** Snapshots: the encoded state as JSON text (opaque to the database), newest per stream by version. */
@@ -292,7 +317,7 @@ const createSnapshotTable = (t: Tables) =>
       state ${longText(sql)} not null,
       taken_at bigint not null,
       primary key (stream_id, version)
-    )`
+    )${tableOptions(sql)}`
   )
 
 /**
@@ -323,14 +348,14 @@ const createProjectionTables = (t: Tables) =>
       live integer not null,
       updated_at bigint not null,
       primary key (projection, version, ${partition})
-    )`
+    )${tableOptions(sql)}`
     yield* sql`create table ${sql(t.projectionWorkers)} (
       projection ${key(sql)} not null,
       version integer not null,
       worker_id ${key(sql)} not null,
       expires_at bigint not null,
       primary key (projection, version, worker_id)
-    )`
+    )${tableOptions(sql)}`
     yield* sql`create table ${sql(t.deadLetters)} (
       id ${serial},
       projection ${key(sql)} not null,
@@ -339,13 +364,13 @@ const createProjectionTables = (t: Tables) =>
       event ${longText(sql)} not null,
       error ${longText(sql)} not null,
       dead_at bigint not null
-    )`
+    )${tableOptions(sql)}`
     yield* sql`create index ${sql(`${prefixOf(t.events)}dead_letters_projection`)} on ${sql(t.deadLetters)} (projection, id)`
     yield* sql`create table ${sql(t.projections)} (
       projection ${key(sql)} primary key,
       active_version integer not null,
       updated_at bigint not null
-    )`
+    )${tableOptions(sql)}`
   })
 
 /** Saga instances (state as JSON text, versioned) and their durable timeouts (see `SqlSagaStore`). */
@@ -362,14 +387,14 @@ const createSagaTables = (t: Tables) =>
       error ${longText(sql)},
       updated_at bigint not null,
       primary key (saga, instance)
-    )`
+    )${tableOptions(sql)}`
     yield* sql`create table ${sql(t.sagaTimeouts)} (
       saga ${key(sql)} not null,
       instance ${key(sql)} not null,
       name ${key(sql)} not null,
       due_at bigint not null,
       primary key (saga, instance, name)
-    )`
+    )${tableOptions(sql)}`
     yield* sql`create index ${sql(`${prefixOf(t.events)}saga_timeouts_due`)} on ${sql(t.sagaTimeouts)} (saga, due_at)`
   })
 
@@ -382,7 +407,7 @@ const createInboxTable = (t: Tables) =>
       message_id ${key(sql)} not null,
       processed_at bigint not null,
       primary key (consumer, message_id)
-    )`
+    )${tableOptions(sql)}`
   )
 
 /**

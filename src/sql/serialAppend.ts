@@ -9,9 +9,17 @@
  *   row's lock is held until the append commits, so positions are assigned in commit order: a later
  *   position cannot commit before an earlier one. Writers overlap in everything but that last step (and
  *   the commit); concurrent appends to different streams do not wait for each other's checks.
+ *
+ * **Gotchas** (MySQL): the positions' lock is held from the last step to the commit, so appends are
+ * serialized for that stretch (the insert, and the commit's flush): the price of a skip-free global order
+ * without a transaction horizon. An append inside a transaction of yours holds it until you commit: keep
+ * such transactions short, and take streams in a consistent order when one transaction appends to
+ * several (two that take them in opposite orders deadlock; InnoDB then ends one, which fails with a typed
+ * error and commits nothing). Appends in their own transaction are retried after a deadlock.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as DateTime from "effect/DateTime"
@@ -27,6 +35,7 @@ import {
 } from "../EventStore.js"
 import type { Tables } from "./migrations.js"
 import * as PgAppend from "./pgAppend.js"
+import { withTransaction } from "./transaction.js"
 
 export interface SerialAppendOptions {
   readonly sql: SqlClient.SqlClient
@@ -85,8 +94,13 @@ export const make = (options: SerialAppendOptions) => {
   const claimUniqueValues = (append: PreparedAppend) =>
     Effect.gen(function* () {
       for (const u of append.releases) {
-        yield* sql`delete from ${sql(t.uniqueValues)}
+        // only a value this stream holds (only it can claim one, and it is locked): no gap locks (MySQL)
+        const [held] = yield* sql<{ readonly stream_id: string }>`select stream_id from ${sql(t.uniqueValues)}
           where constraint_name = ${u.constraint} and value = ${u.value} and stream_id = ${append.streamId}`
+        if (held !== undefined) {
+          yield* sql`delete from ${sql(t.uniqueValues)}
+            where constraint_name = ${u.constraint} and value = ${u.value} and stream_id = ${append.streamId}`
+        }
       }
       for (const u of append.claims) {
         // MySQL: claim first (a no-op when held), then read the holder under the row's lock (as for streams)
@@ -128,7 +142,9 @@ export const make = (options: SerialAppendOptions) => {
     Effect.gen(function* () {
       yield* sql`update ${sql(t.sequence)} set last = last + ${count} where id = 1`
       const [row] = yield* sql<{ readonly last: number | string }>`select last from ${sql(t.sequence)} where id = 1`
-      return Number(row!.last) - count + 1
+      if (row === undefined)
+        return yield* Effect.die(new Error(`${t.sequence} has no row: the store's tables are damaged`))
+      return Number(row.last) - count + 1
     })
 
   const insertEvents = (append: PreparedAppend, current: number, now: number) =>
@@ -164,13 +180,17 @@ export const make = (options: SerialAppendOptions) => {
       return { streamId: append.streamId, version, positions }
     })
 
+  /** The append's event ids already stored in its stream, with their versions. */
+  const storedIds = (append: PreparedAppend, lock: Statement.Fragment) =>
+    sql<{ readonly event_id: string; readonly version: number }>`
+      select event_id, version from ${sql(t.events)}
+      where stream_id = ${append.streamId} and event_id in ${sql.in(append.events.map((e) => e.eventId))}${lock}`
+
   const appendOnce = (append: PreparedAppend) =>
     Effect.gen(function* () {
       const current = yield* lockStream(append.streamId)
       if (current > 0 && append.events.length > 0) {
-        const stored = yield* sql<{ readonly event_id: string; readonly version: number }>`
-          select event_id, version from ${sql(t.events)}
-          where stream_id = ${append.streamId} and event_id in ${sql.in(append.events.map((e) => e.eventId))}`
+        const stored = yield* storedIds(append, sql``)
         if (stored.length > 0) {
           return yield* options.resolveStored(append, new Map(stored.map((r) => [r.event_id, r.version])))
         }
@@ -192,10 +212,20 @@ export const make = (options: SerialAppendOptions) => {
       const result: AppendResult =
         append.events.length === 0
           ? { streamId: append.streamId, version: current, positions: [] }
-          : yield* insertEvents(append, current, now)
+          : yield* insertEvents(append, current, now).pipe(
+              // MySQL, in a caller's transaction whose snapshot predates a commit of the same events: the
+              // check above read the snapshot; the insert saw them. Read them as committed, and resolve.
+              Effect.catchIf(isDuplicateKey, (error) =>
+                Effect.flatMap(storedIds(append, sql` lock in share mode`), (rows) =>
+                  rows.length === 0
+                    ? Effect.fail(error)
+                    : options.resolveStored(append, new Map(rows.map((r) => [r.event_id, r.version])))
+                )
+              )
+            )
       if (append.commandId !== undefined) yield* recordCommand(append.commandId, result, now)
       return result
-    }).pipe(sql.withTransaction)
+    }).pipe(withTransaction(sql))
 
   return (append: PreparedAppend) => (mysql ? retryDeadlocks(appendOnce(append)) : appendOnce(append))
 }
@@ -214,6 +244,9 @@ const retryDeadlocks = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> 
           while: isDeadlock
         })
   )
+
+const isDuplicateKey = (error: unknown): error is SqlError =>
+  error instanceof SqlError && (error.cause as { readonly errno?: unknown } | undefined)?.errno === 1062
 
 const isDeadlock = (error: unknown): boolean => {
   if (!(error instanceof SqlError)) return false
