@@ -66,6 +66,7 @@ import type * as SagaStore from "../SagaStore.js"
 import * as Handlers from "./internal/eventBrowserHandlers.js"
 import * as Model from "./internal/eventBrowserModel.js"
 import * as Page from "./page.js"
+import * as Tenants from "./tenancy.js"
 
 export {
   Cursor,
@@ -228,6 +229,11 @@ export interface Options {
   readonly metrics?: Effect.Effect<string>
   /** Most events a time-filtered page of `GET /events` reads (it may come back short); default 10,000. */
   readonly scanLimit?: number
+  /**
+   * With multi-tenancy (`Tenancy`): the request header naming the tenant (e.g. `"x-tenant-id"`), required
+   * on every request; the API then reads that tenant's streams only (see {@link layerServer}).
+   */
+  readonly tenantHeader?: string
 }
 
 /**
@@ -330,4 +336,6 @@ export const layer = <const O extends Options>(options: O): Layer.Layer<HttpApi.
 export const layerServer = <const O extends Options>(
   options: O
 ): Layer.Layer<never, never, HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices | Requirements<O>> =>
-  HttpApiBuilder.serve().pipe(Layer.provide(layer(options)))
+  HttpApiBuilder.serve(options.tenantHeader === undefined ? undefined : Tenants.middleware(options.tenantHeader)).pipe(
+    Layer.provide(layer(options))
+  )

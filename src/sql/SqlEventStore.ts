@@ -290,7 +290,10 @@ export const make = (
       const filters = [
         categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
         types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
-        hashes === undefined ? undefined : sql`stream_hash >= ${hashes.from} and stream_hash < ${hashes.to}`
+        hashes === undefined ? undefined : sql`stream_hash >= ${hashes.from} and stream_hash < ${hashes.to}`,
+        readOptions?.streamPrefix === undefined
+          ? undefined
+          : sql`stream_id like ${likePrefix(readOptions.streamPrefix)} escape '!'`
       ].filter((f) => f !== undefined)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
@@ -354,6 +357,9 @@ export const make = (
 
     return EventStore.of(instrument({ append, readStream, readAll, head, streamVersion, findCommand }))
   })
+
+/** A LIKE pattern matching what starts with `prefix` (`!` escapes the pattern characters). */
+const likePrefix = (prefix: string) => `${prefix.replace(/[!%_]/g, (c) => `!${c}`)}%`
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const appendBatchSize = PgAppend.batchSize

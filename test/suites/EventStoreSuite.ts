@@ -365,6 +365,27 @@ const globalOrder: ReadonlyArray<Check> = [
   ),
   check(
     "4 global order",
+    "a stream prefix selects exactly the streams starting with it (LIKE characters taken literally)",
+    Effect.gen(function* () {
+      const c = (yield* uniqueCategory).toLowerCase()
+      const mine = yield* newEvents(2, "Opened")
+      const lookalikes = yield* newEvents(3, "Opened")
+      yield* append(`${c}_a~Account-1`, [mine[0]!])
+      yield* append(`${c}_a~Other`, [mine[1]!])
+      // "_" and "%" would match these if they were not escaped
+      yield* append(`${c}Xa~Account-1`, [lookalikes[0]!])
+      yield* append(`${c}_a!~Account-1`, [lookalikes[1]!])
+      yield* append(`${c}_ab~Account-1`, [lookalikes[2]!])
+      const s = yield* store
+      yield* settle
+      const selected = yield* collect(s.readAll({ streamPrefix: `${c}_a~`, batchSize: 1 }))
+      assert.deepStrictEqual(ids(selected), ids(mine))
+      const percent = yield* collect(s.readAll({ streamPrefix: `${c}%` }))
+      assert.deepStrictEqual(ids(percent), [])
+    })
+  ),
+  check(
+    "4 global order",
     "partitions split the log by stream: every event in exactly one partition, in global order",
     Effect.gen(function* () {
       const category = yield* uniqueCategory

@@ -1,0 +1,290 @@
+/**
+ * Multi-tenancy: every operation runs for the tenant of its context ({@link withTenant}), and sees that
+ * tenant's streams only. Two strategies, both an `EventStore` in front of the real ones:
+ *
+ * - **Shared store, tenant-scoped streams** ({@link layerShared}): one store holds every tenant; each
+ *   tenant's streams are stored as `<tenant>~<streamId>`, so the tenant is part of every key and of every
+ *   query (stream reads by key, global reads with a stream prefix pushed down to SQL). Unique values and
+ *   command ids are scoped the same way, and events carry `tenantId` in their metadata. Callers never see
+ *   the prefix: ids, categories and errors come back as they gave them.
+ * - **A store per tenant** ({@link layerPerTenant}): a database or schema per tenant, built on first use
+ *   from the tenant id and kept while in use.
+ *
+ * Without a tenant in context every store operation fails (an `EventStoreError` whose cause is
+ * {@link TenantRequired}); a command without one is refused by {@link commandMiddleware}. Projections,
+ * sagas and the outbox relay run per tenant: run them inside {@link withTenant} and give them a
+ * checkpoint store scoped with {@link scopedCheckpoints} (their names are then per tenant too). The HTTP
+ * event browser reads through the same store, inside the tenant of the request.
+ *
+ * **Gotchas** (shared store): `head` is the whole store's (a position, not another tenant's data). A
+ * tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, and takes its length plus one from the
+ * stream id's 255.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as RcMap from "effect/RcMap"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Aggregate from "./Aggregate.js"
+import type * as CheckpointStore from "./CheckpointStore.js"
+import { CheckpointStore as CheckpointStoreTag, CheckpointStoreError } from "./CheckpointStore.js"
+import * as CommandBus from "./CommandBus.js"
+import * as CommandMiddleware from "./CommandMiddleware.js"
+import * as Event from "./Event.js"
+import { EventStore, EventStoreError } from "./EventStore.js"
+
+const tenantPattern = /^[a-z0-9_]{1,63}$/
+
+/** The tenant of the current operation, if any. */
+export class CurrentTenant extends Context.Reference<CurrentTenant>()("effect-eventsourcing/CurrentTenant", {
+  defaultValue: (): Option.Option<string> => Option.none()
+}) {}
+
+/** An operation needed a tenant and its context had none. */
+export class TenantRequired extends Schema.TaggedError<TenantRequired>()("TenantRequired", {
+  operation: Schema.String
+}) {
+  override get message() {
+    return `${this.operation} needs a tenant: run it inside Tenancy.withTenant`
+  }
+}
+
+/** Not a tenant id (see the module doc). */
+export class InvalidTenant extends Schema.TaggedError<InvalidTenant>()("InvalidTenant", {
+  tenantId: Schema.String
+}) {
+  override get message() {
+    return `${JSON.stringify(this.tenantId)} is not a tenant id: 1 to 63 characters of a-z, 0-9 and _`
+  }
+}
+
+/** Runs `effect` for `tenantId` (and its commands' events carry it in their metadata). */
+export const withTenant =
+  (tenantId: string) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | InvalidTenant, R> =>
+    tenantPattern.test(tenantId)
+      ? Effect.flatMap(Aggregate.CommandContext, (metadata) =>
+          effect.pipe(
+            Effect.provideService(CurrentTenant, Option.some(tenantId)),
+            Effect.provideService(Aggregate.CommandContext, { ...metadata, tenantId })
+          )
+        )
+      : Effect.fail(new InvalidTenant({ tenantId }))
+
+/** The tenant in context, or `TenantRequired`. */
+export const currentTenant = (operation: string): Effect.Effect<string, TenantRequired> =>
+  Effect.flatMap(CurrentTenant, (tenant) =>
+    Option.match(tenant, { onNone: () => Effect.fail(new TenantRequired({ operation })), onSome: Effect.succeed })
+  )
+
+const separator = "~"
+
+/** What the shared store stores for `tenant`'s `name` (stream id, unique value constraint, command id). */
+export const scopedName = (tenant: string, name: string): string => `${tenant}${separator}${name}`
+
+/** The tenant's view of a stored name (`undefined` if the name is not the tenant's). */
+const unscoped = (tenant: string, stored: string): string | undefined =>
+  stored.startsWith(tenant + separator) ? stored.slice(tenant.length + separator.length) : undefined
+
+/** A store error for an operation without a tenant. */
+const required = (operation: string) =>
+  Effect.mapError(currentTenant(operation), (cause) => new EventStoreError({ operation, cause }))
+
+/** The tenant-scoped view of a shared store (see the module doc). */
+export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
+  const toTenant =
+    (tenant: string) =>
+    (event: Event.RecordedEvent): Event.RecordedEvent => {
+      const streamId = unscoped(tenant, event.streamId)!
+      return { ...event, streamId: streamId as Event.StreamId, category: Event.categoryOf(streamId) }
+    }
+  const streamError = <E>(tenant: string, error: E): E => {
+    const e = error as { readonly streamId?: unknown; readonly owner?: unknown }
+    if (typeof e.streamId !== "string") return error
+    const fix = (id: string) => unscoped(tenant, id) ?? "(another tenant's stream)"
+    return Object.assign(Object.create(Object.getPrototypeOf(error)), error, {
+      streamId: fix(e.streamId),
+      ...(typeof e.owner === "string" ? { owner: fix(e.owner) } : {})
+    }) as E
+  }
+  return EventStore.of({
+    append: (streamId, events, options) =>
+      Effect.gen(function* () {
+        const tenant = yield* required("append")
+        const scopedEvents = events.map((event) => ({ ...event, metadata: { ...event.metadata, tenantId: tenant } }))
+        const result = yield* store
+          .append(scopedName(tenant, streamId), scopedEvents, {
+            ...options,
+            ...(options?.claims === undefined
+              ? {}
+              : { claims: options.claims.map((u) => ({ ...u, constraint: scopedName(tenant, u.constraint) })) }),
+            ...(options?.releases === undefined
+              ? {}
+              : { releases: options.releases.map((u) => ({ ...u, constraint: scopedName(tenant, u.constraint) })) }),
+            ...(options?.commandId === undefined ? {} : { commandId: scopedName(tenant, options.commandId) })
+          })
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+        return { ...result, streamId: streamId as Event.StreamId }
+      }),
+    readStream: (streamId, options) =>
+      Stream.unwrap(
+        Effect.map(required("readStream"), (tenant) =>
+          store.readStream(scopedName(tenant, streamId), options).pipe(
+            Stream.map(toTenant(tenant)),
+            Stream.mapError((error) => streamError(tenant, error))
+          )
+        )
+      ),
+    readAll: (options) =>
+      Stream.unwrap(
+        Effect.map(required("readAll"), (tenant) =>
+          store
+            .readAll({
+              ...options,
+              streamPrefix: scopedName(tenant, options?.streamPrefix ?? ""),
+              ...(options?.categories === undefined
+                ? {}
+                : { categories: options.categories.map((c) => scopedName(tenant, c)) })
+            })
+            // the prefix is the filter; checking it again costs nothing
+            .pipe(
+              Stream.filter((event) => unscoped(tenant, event.streamId) !== undefined),
+              Stream.map(toTenant(tenant))
+            )
+        )
+      ),
+    head: Effect.zipRight(required("head"), store.head),
+    streamVersion: (streamId) =>
+      Effect.flatMap(required("streamVersion"), (tenant) =>
+        store.streamVersion(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    findCommand: (commandId) =>
+      Effect.flatMap(required("findCommand"), (tenant) =>
+        Effect.map(store.findCommand(scopedName(tenant, commandId)), (found) =>
+          Option.map(found, (record) => ({
+            ...record,
+            commandId,
+            streamId: (unscoped(tenant, record.streamId) ?? record.streamId) as Event.StreamId
+          }))
+        )
+      )
+  })
+}
+
+/** The shared-store strategy: the `EventStore` in context, scoped to the tenant of each operation. */
+export const layerShared: Layer.Layer<EventStore, never, EventStore> = Layer.effect(
+  EventStore,
+  Effect.map(EventStore, sharedStore)
+)
+
+/**
+ * The store-per-tenant strategy: `storeOf(tenant)` builds a tenant's store (its own database or schema);
+ * it is built on first use and released when unused for `idleTimeToLive` (default 5 minutes).
+ */
+export const layerPerTenant = <E, R>(
+  storeOf: (tenant: string) => Layer.Layer<EventStore, E, R>,
+  options: { readonly idleTimeToLive?: `${number} ${"seconds" | "minutes"}` } = {}
+): Layer.Layer<EventStore, never, R> =>
+  Layer.scoped(
+    EventStore,
+    Effect.gen(function* () {
+      const stores = yield* RcMap.make({
+        lookup: (tenant: string) =>
+          Effect.map(Layer.build(storeOf(tenant)), (context) => Context.get(context, EventStore)).pipe(
+            Effect.mapError((cause) => new EventStoreError({ operation: "open tenant store", cause }))
+          ),
+        idleTimeToLive: options.idleTimeToLive ?? "5 minutes"
+      })
+      const use = <A, E2>(operation: string, f: (store: EventStore["Type"]) => Effect.Effect<A, E2>) =>
+        Effect.scoped(Effect.flatMap(required(operation), (tenant) => Effect.flatMap(RcMap.get(stores, tenant), f)))
+      const useStream = <A, E2>(operation: string, f: (store: EventStore["Type"]) => Stream.Stream<A, E2>) =>
+        Stream.unwrapScoped(Effect.flatMap(required(operation), (tenant) => Effect.map(RcMap.get(stores, tenant), f)))
+      return EventStore.of({
+        append: (streamId, events, appendOptions) =>
+          use("append", (store) =>
+            Effect.flatMap(required("append"), (tenant) =>
+              store.append(
+                streamId,
+                events.map((event) => ({ ...event, metadata: { ...event.metadata, tenantId: tenant } })),
+                appendOptions
+              )
+            )
+          ),
+        readStream: (streamId, readOptions) =>
+          useStream("readStream", (store) => store.readStream(streamId, readOptions)),
+        readAll: (readOptions) => useStream("readAll", (store) => store.readAll(readOptions)),
+        head: use("head", (store) => store.head),
+        streamVersion: (streamId) => use("streamVersion", (store) => store.streamVersion(streamId)),
+        findCommand: (commandId) => use("findCommand", (store) => store.findCommand(commandId))
+      })
+    })
+  )
+
+/**
+ * A checkpoint store whose projection names are scoped to the tenant in context, so the same projection
+ * (or saga, or relay) runs once per tenant with checkpoints, leases and dead letters of its own. Leases
+ * come back from `claim` already scoped and are passed on as they are.
+ */
+export const scopedCheckpoints = (
+  store: CheckpointStore.CheckpointStore["Type"]
+): CheckpointStore.CheckpointStore["Type"] => {
+  const tenantOf = (operation: string) =>
+    Effect.mapError(currentTenant(operation), (cause) => new CheckpointStoreError({ operation, cause }))
+  const scope = (operation: string, id: CheckpointStore.ProjectionId) =>
+    Effect.map(tenantOf(operation), (tenant) => ({ ...id, name: scopedName(tenant, id.name) }))
+  return CheckpointStoreTag.of({
+    ...store,
+    register: (id, partitions) => Effect.flatMap(scope("register", id), (scoped) => store.register(scoped, partitions)),
+    heartbeat: (id, worker, ttl) =>
+      Effect.flatMap(scope("heartbeat", id), (scoped) => store.heartbeat(scoped, worker, ttl)),
+    leave: (id, worker) => Effect.flatMap(scope("leave", id), (scoped) => store.leave(scoped, worker)),
+    claim: (id, partition, owner, ttl) =>
+      Effect.flatMap(scope("claim", id), (scoped) => store.claim(scoped, partition, owner, ttl)),
+    deadLetter: (letter) =>
+      Effect.flatMap(scope("deadLetter", letter.projection), (projection) =>
+        store.deadLetter({ ...letter, projection })
+      ),
+    partitions: (id) => Effect.flatMap(scope("partitions", id), store.partitions),
+    reset: (id) => Effect.flatMap(scope("reset", id), store.reset),
+    activate: (id) => Effect.flatMap(scope("activate", id), store.activate),
+    deadLetters: (name) =>
+      Effect.flatMap(tenantOf("deadLetters"), (tenant) =>
+        Effect.map(store.deadLetters(scopedName(tenant, name)), (letters) =>
+          letters.map((letter) => ({ ...letter, projection: { ...letter.projection, name } }))
+        )
+      ),
+    activeVersion: (name) =>
+      Effect.flatMap(tenantOf("activeVersion"), (tenant) => store.activeVersion(scopedName(tenant, name)))
+  })
+}
+
+/** The `CheckpointStore` in context, scoped to the tenant of each operation (see {@link scopedCheckpoints}). */
+export const layerScopedCheckpoints: Layer.Layer<
+  CheckpointStore.CheckpointStore,
+  never,
+  CheckpointStore.CheckpointStore
+> = Layer.effect(CheckpointStoreTag, Effect.map(CheckpointStoreTag, scopedCheckpoints))
+
+/**
+ * Command bus middleware: a command runs for the tenant named in its metadata (`tenantId`), and is refused
+ * (`Unauthorized`, requiring `tenant`) without one, or when it names another tenant than the caller's.
+ */
+export const commandMiddleware: CommandBus.Middleware = CommandMiddleware.make("tenancy", (_command, info, next) =>
+  Effect.gen(function* () {
+    const named = info.metadata.tenantId
+    const caller = yield* CurrentTenant
+    const refuse = new CommandBus.Unauthorized({
+      commandTag: info.tag,
+      required: ["tenant"],
+      ...(info.metadata.principal === undefined ? {} : { principal: info.metadata.principal })
+    })
+    if (typeof named !== "string" || !tenantPattern.test(named)) return yield* refuse
+    if (Option.isSome(caller) && caller.value !== named) return yield* refuse
+    return yield* next.pipe(
+      Effect.provideService(CurrentTenant, Option.some(named)),
+      Effect.provideService(Aggregate.CommandContext, { ...info.metadata, tenantId: named })
+    )
+  })
+)
