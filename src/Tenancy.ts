@@ -12,9 +12,10 @@
  *
  * Without a tenant in context every store operation fails (an `EventStoreError` whose cause is
  * {@link TenantRequired}); a command without one is refused by {@link commandMiddleware}. Projections,
- * sagas and the outbox relay run per tenant: run them inside {@link withTenant} and give them a
- * checkpoint store scoped with {@link scopedCheckpoints} (their names are then per tenant too). The HTTP
- * event browser reads through the same store, inside the tenant of the request.
+ * sagas and the outbox relay run per tenant: run them inside {@link withTenant}, with the checkpoint and
+ * saga stores scoped by {@link layerScopedCheckpoints} and {@link layerScopedSagas} (their names are then
+ * per tenant too). The HTTP event browser reads through the same store, inside the tenant of the request
+ * (`EventBrowserApi` option `tenantHeader`).
  *
  * **Gotchas** (shared store): `head` is the whole store's (a position, not another tenant's data). A
  * tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, and takes its length plus one from the
@@ -34,6 +35,7 @@ import * as CommandBus from "./CommandBus.js"
 import * as CommandMiddleware from "./CommandMiddleware.js"
 import * as Event from "./Event.js"
 import { EventStore, EventStoreError } from "./EventStore.js"
+import * as SagaStore from "./SagaStore.js"
 
 const tenantPattern = /^[a-z0-9_]{1,63}$/
 
@@ -266,6 +268,33 @@ export const layerScopedCheckpoints: Layer.Layer<
   never,
   CheckpointStore.CheckpointStore
 > = Layer.effect(CheckpointStoreTag, Effect.map(CheckpointStoreTag, scopedCheckpoints))
+
+/**
+ * A saga store whose saga names are scoped to the tenant in context, so a saga runs once per tenant and
+ * two tenants' instances never share an id. Timeouts come back from `due` already scoped.
+ */
+export const scopedSagas = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaStore["Type"] => {
+  const scope = <A, E, R>(operation: string, saga: string, f: (scoped: string) => Effect.Effect<A, E, R>) =>
+    Effect.flatMap(
+      Effect.mapError(currentTenant(operation), (cause) => new SagaStore.SagaStoreError({ operation, cause })),
+      (tenant) => f(scopedName(tenant, saga))
+    )
+  return SagaStore.SagaStore.of({
+    ...store,
+    load: (saga, instance) => scope("load", saga, (scoped) => store.load(scoped, instance)),
+    save: (saga, instance, expected, next, changes) =>
+      scope("save", saga, (scoped) => store.save(scoped, instance, expected, next, changes)),
+    timeouts: (saga, instance) => scope("timeouts", saga, (scoped) => store.timeouts(scoped, instance)),
+    due: (saga, limit) => scope("due", saga, (scoped) => store.due(scoped, limit)),
+    lock: (saga, instance) => scope("lock", saga, (scoped) => store.lock(scoped, instance))
+  })
+}
+
+/** The `SagaStore` in context, scoped to the tenant of each operation (see {@link scopedSagas}). */
+export const layerScopedSagas: Layer.Layer<SagaStore.SagaStore, never, SagaStore.SagaStore> = Layer.effect(
+  SagaStore.SagaStore,
+  Effect.map(SagaStore.SagaStore, scopedSagas)
+)
 
 /**
  * Command bus middleware: a command runs for the tenant named in its metadata (`tenantId`), and is refused

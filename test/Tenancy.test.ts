@@ -22,6 +22,7 @@ import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as EventBrowserApi from "../src/http/EventBrowserApi.js"
 import * as Projection from "../src/Projection.js"
+import * as SagaStore from "../src/SagaStore.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as Tenancy from "../src/Tenancy.js"
 import * as Wakeup from "../src/Wakeup.js"
@@ -215,6 +216,23 @@ describe("Tenancy: command bus and projections", () => {
       yield* as("a")(Projection.catchUp(owners))
       assert.deepStrictEqual(yield* Ref.get(seen), ["Ada", "Bob"])
     }).pipe(Effect.provide(world))
+  )
+})
+
+describe("Tenancy: saga store", () => {
+  it.effect("instances and timeouts of one saga are per tenant", () =>
+    Effect.gen(function* () {
+      const store = Tenancy.scopedSagas(yield* SagaStore.makeMemory)
+      const next = { status: "running" as const, state: { step: 1 }, compensations: [], error: Option.none() }
+      yield* as("a")(store.save("transfer", "t1", 0, next, { schedule: [{ name: "deadline", dueAt: 0 }], cancel: [] }))
+      assert.isTrue(Option.isSome(yield* as("a")(store.load("transfer", "t1"))))
+      assert.isTrue(Option.isNone(yield* as("b")(store.load("transfer", "t1"))))
+      assert.strictEqual((yield* as("a")(store.due("transfer", 10))).length, 1)
+      assert.strictEqual((yield* as("b")(store.due("transfer", 10))).length, 0)
+      // the same instance id in tenant b is b's own, from version 0
+      assert.strictEqual(yield* as("b")(store.save("transfer", "t1", 0, next, { schedule: [], cancel: [] })), 1)
+      assert.strictEqual((yield* Effect.flip(store.load("transfer", "t1")))._tag, "SagaStoreError")
+    })
   )
 })
 
