@@ -284,7 +284,14 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
             metadata,
             ...(commandId === undefined
               ? {}
-              : { eventId: Uuid.fromName(`${commandId}\u0000${streamId}\u0000${index}`) })
+              : {
+                  // with tenants, the same command id and stream id in two tenants make two events
+                  eventId: Uuid.fromName(
+                    metadata.tenantId === undefined
+                      ? `${commandId}\u0000${streamId}\u0000${index}`
+                      : `${metadata.tenantId}\u0000${commandId}\u0000${streamId}\u0000${index}`
+                  )
+                })
           })
         )
       )

@@ -165,10 +165,13 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
           const commandId = Uuid.fromName(
             `${options.name}\u0000${instance}\u0000${cause}\u0000${slot}\u0000${JSON.stringify(encoded)}`
           )
+          // the runner's context (its tenant, say) goes with the command, under the saga's own ids
+          const context = yield* Aggregate.CommandContext
           return yield* store.outside(
             Effect.exit(
               bus.dispatch(command).pipe(
                 Aggregate.withCommandContext({
+                  ...context,
                   commandId,
                   correlationId: `${options.name}:${instance}`,
                   causationId: cause

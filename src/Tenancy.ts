@@ -14,12 +14,20 @@
  * {@link TenantRequired}); a command without one is refused by {@link commandMiddleware}. Projections,
  * sagas and the outbox relay run per tenant: run them inside {@link withTenant}, with the checkpoint and
  * saga stores scoped by {@link layerScopedCheckpoints} and {@link layerScopedSagas} (their names are then
- * per tenant too). The HTTP event browser reads through the same store, inside the tenant of the request
+ * per tenant too); aggregates with snapshots need {@link layerScopedSnapshots} (with either strategy,
+ * unless the snapshot store is per tenant as well). The HTTP event browser reads through the same store, inside the tenant of the request
  * (`EventBrowserApi` option `tenantHeader`).
  *
- * **Gotchas** (shared store): `head` is the whole store's (a position, not another tenant's data). A
- * tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, and takes its length plus one from the
- * stream id's 255.
+ * **Gotchas**: {@link withTenant} is the trust boundary: code inside the process is trusted (it could
+ * call it with any tenant), so the tenant must come from an authenticated source at the edges: the HTTP
+ * header from a gateway that authenticated the request, NATS commands from services allowed on the
+ * subjects. With a store per tenant, only let known tenants through (each new one builds a store). The
+ * event bus carries every tenant's messages (each with `tenantId` in its metadata): a consumer serving
+ * one tenant filters on it. In the shared store, `head` is the whole store's (a position, not another
+ * tenant's data), a tenant's global read scans past other tenants' events (no tenant index), and a
+ * tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, taking its length plus one from the stream
+ * id's 255. An operation without a tenant fails with an `EventStoreError`, which runners retry: a runner
+ * started outside {@link withTenant} shows as `stalled`, its last error naming the missing tenant.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -36,6 +44,7 @@ import * as CommandMiddleware from "./CommandMiddleware.js"
 import * as Event from "./Event.js"
 import { EventStore, EventStoreError } from "./EventStore.js"
 import * as SagaStore from "./SagaStore.js"
+import * as Snapshot from "./Snapshot.js"
 
 const tenantPattern = /^[a-z0-9_]{1,63}$/
 
@@ -102,19 +111,25 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       const streamId = unscoped(tenant, event.streamId)!
       return { ...event, streamId: streamId as Event.StreamId, category: Event.categoryOf(streamId) }
     }
+  /** The error as the tenant would have it: its own stream ids, constraint names and command ids. */
   const streamError = <E>(tenant: string, error: E): E => {
-    const e = error as { readonly streamId?: unknown; readonly owner?: unknown }
-    if (typeof e.streamId !== "string") return error
-    const fix = (id: string) => unscoped(tenant, id) ?? "(another tenant's stream)"
-    return Object.assign(Object.create(Object.getPrototypeOf(error)), error, {
-      streamId: fix(e.streamId),
-      ...(typeof e.owner === "string" ? { owner: fix(e.owner) } : {})
-    }) as E
+    const fields = ["streamId", "owner", "constraint", "commandId"] as const
+    const e = error as Partial<Record<(typeof fields)[number], unknown>>
+    if (!fields.some((field) => typeof e[field] === "string")) return error
+    const fixed: Record<string, string> = {}
+    for (const field of fields) {
+      const value = e[field]
+      if (typeof value === "string") fixed[field] = unscoped(tenant, value) ?? "(another tenant's)"
+    }
+    return Object.assign(Object.create(Object.getPrototypeOf(error)), error, fixed) as E
   }
+  /** Validates the caller's stream id as it is, so errors name it, not its stored form. */
+  const own = (streamId: string) => Event.streamId(streamId)
   return EventStore.of({
     append: (streamId, events, options) =>
       Effect.gen(function* () {
         const tenant = yield* required("append")
+        yield* own(streamId)
         const scopedEvents = events.map((event) => ({ ...event, metadata: { ...event.metadata, tenantId: tenant } }))
         const result = yield* store
           .append(scopedName(tenant, streamId), scopedEvents, {
@@ -132,7 +147,7 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       }),
     readStream: (streamId, options) =>
       Stream.unwrap(
-        Effect.map(required("readStream"), (tenant) =>
+        Effect.map(Effect.zipLeft(required("readStream"), own(streamId)), (tenant) =>
           store.readStream(scopedName(tenant, streamId), options).pipe(
             Stream.map(toTenant(tenant)),
             Stream.mapError((error) => streamError(tenant, error))
@@ -159,17 +174,19 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       ),
     head: Effect.zipRight(required("head"), store.head),
     streamVersion: (streamId) =>
-      Effect.flatMap(required("streamVersion"), (tenant) =>
+      Effect.flatMap(Effect.zipLeft(required("streamVersion"), own(streamId)), (tenant) =>
         store.streamVersion(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
       ),
     findCommand: (commandId) =>
       Effect.flatMap(required("findCommand"), (tenant) =>
         Effect.map(store.findCommand(scopedName(tenant, commandId)), (found) =>
-          Option.map(found, (record) => ({
-            ...record,
-            commandId,
-            streamId: (unscoped(tenant, record.streamId) ?? record.streamId) as Event.StreamId
-          }))
+          Option.flatMap(found, (record) =>
+            Option.map(Option.fromNullable(unscoped(tenant, record.streamId)), (streamId) => ({
+              ...record,
+              commandId,
+              streamId: streamId as Event.StreamId
+            }))
+          )
         )
       )
   })
@@ -270,6 +287,35 @@ export const layerScopedCheckpoints: Layer.Layer<
 > = Layer.effect(CheckpointStoreTag, Effect.map(CheckpointStoreTag, scopedCheckpoints))
 
 /**
+ * A snapshot store whose stream ids are scoped to the tenant in context, as the shared store's are: give
+ * it to aggregates over a shared store, or one tenant would load another's state of a same-named stream.
+ */
+export const scopedSnapshots = (store: Snapshot.SnapshotStore["Type"]): Snapshot.SnapshotStore["Type"] => {
+  const tenantOf = (operation: string) =>
+    Effect.mapError(currentTenant(operation), (cause) => new Snapshot.SnapshotStoreError({ operation, cause }))
+  return Snapshot.SnapshotStore.of({
+    ...store,
+    load: (streamId) =>
+      Effect.flatMap(tenantOf("load"), (tenant) =>
+        Effect.map(
+          store.load(scopedName(tenant, streamId)),
+          Option.map((record) => ({ ...record, streamId }))
+        )
+      ),
+    save: (record) =>
+      Effect.flatMap(tenantOf("save"), (tenant) =>
+        store.save({ ...record, streamId: scopedName(tenant, record.streamId) })
+      )
+  })
+}
+
+/** The `SnapshotStore` in context, scoped to the tenant of each operation (see {@link scopedSnapshots}). */
+export const layerScopedSnapshots: Layer.Layer<Snapshot.SnapshotStore, never, Snapshot.SnapshotStore> = Layer.effect(
+  Snapshot.SnapshotStore,
+  Effect.map(Snapshot.SnapshotStore, scopedSnapshots)
+)
+
+/**
  * A saga store whose saga names are scoped to the tenant in context, so a saga runs once per tenant and
  * two tenants' instances never share an id. Timeouts come back from `due` already scoped.
  */
@@ -297,13 +343,15 @@ export const layerScopedSagas: Layer.Layer<SagaStore.SagaStore, never, SagaStore
 )
 
 /**
- * Command bus middleware: a command runs for the tenant named in its metadata (`tenantId`), and is refused
- * (`Unauthorized`, requiring `tenant`) without one, or when it names another tenant than the caller's.
+ * Command bus middleware: a command runs for the tenant named in its metadata (`tenantId`, or else the
+ * caller's tenant in process), and is refused (`Unauthorized`, requiring `tenant`) without one, or when
+ * it names another tenant than the caller's.
  */
 export const commandMiddleware: CommandBus.Middleware = CommandMiddleware.make("tenancy", (_command, info, next) =>
   Effect.gen(function* () {
-    const named = info.metadata.tenantId
     const caller = yield* CurrentTenant
+    // a command dispatched in process by code running for a tenant is that tenant's
+    const named = info.metadata.tenantId ?? Option.getOrUndefined(caller)
     const refuse = new CommandBus.Unauthorized({
       commandTag: info.tag,
       required: ["tenant"],

@@ -9,6 +9,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { createServer } from "node:http"
 import * as Chunk from "effect/Chunk"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -23,6 +24,7 @@ import * as EventStore from "../src/EventStore.js"
 import * as EventBrowserApi from "../src/http/EventBrowserApi.js"
 import * as Projection from "../src/Projection.js"
 import * as SagaStore from "../src/SagaStore.js"
+import * as Snapshot from "../src/Snapshot.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as Tenancy from "../src/Tenancy.js"
 import * as Wakeup from "../src/Wakeup.js"
@@ -192,6 +194,26 @@ describe("Tenancy: command bus and projections", () => {
       )
       assert.strictEqual(crossing._tag, "Unauthorized")
       assert.strictEqual(yield* as("b")(store.streamVersion("Account-x1")), 1)
+      // one command id in two tenants, on a same-named stream: two distinct events
+      const commandId = crypto.randomUUID()
+      for (const tenant of ["a", "b"]) {
+        yield* as(tenant)(
+          bus
+            .dispatch(new OpenAccount({ accountId: "y1", owner: tenant }))
+            .pipe(Aggregate.withCommandContext({ commandId, tenantId: tenant }))
+        )
+      }
+      const [ofA] = yield* as("a")(collect(store.readStream("Account-y1")))
+      const [ofB] = yield* as("b")(collect(store.readStream("Account-y1")))
+      assert.notStrictEqual(ofA!.eventId, ofB!.eventId)
+      // code running for a tenant (a saga, say) that sets a command context of its own stays in its tenant
+      yield* as("b")(
+        bus
+          .dispatch(new Deposit({ accountId: "x1", amount: 1 }))
+          .pipe(Aggregate.withCommandContext({ correlationId: "c" }))
+      )
+      assert.strictEqual(yield* as("b")(store.streamVersion("Account-x1")), 2)
+      assert.strictEqual(yield* as("a")(store.streamVersion("Account-x1")), 2)
     }).pipe(Effect.provide(world))
   )
 
@@ -236,10 +258,26 @@ describe("Tenancy: saga store", () => {
   )
 })
 
+describe("Tenancy: snapshots", () => {
+  it.effect("a tenant never loads another's snapshot of a same-named stream", () =>
+    Effect.gen(function* () {
+      const store = Tenancy.scopedSnapshots(yield* Snapshot.makeMemory())
+      const takenAt = yield* DateTime.now
+      yield* as("a")(store.save({ streamId: "Account-1", version: 5, stateVersion: 1, state: { a: 1 }, takenAt }))
+      const mine = yield* as("a")(store.load("Account-1"))
+      assert.isTrue(Option.isSome(mine) && mine.value.streamId === "Account-1")
+      assert.isTrue(Option.isNone(yield* as("b")(store.load("Account-1"))))
+      assert.strictEqual((yield* Effect.flip(store.load("Account-1")))._tag, "SnapshotStoreError")
+    })
+  )
+})
+
 describe("Tenancy: HTTP event browser", () => {
   const server = EventBrowserApi.layerServer({ tenantHeader: "x-tenant-id" }).pipe(
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0 })),
     Layer.provideMerge(Projection.layerRegistry),
+    Layer.provideMerge(Tenancy.layerScopedCheckpoints.pipe(Layer.provide(CheckpointStore.layerMemory))),
+    Layer.provideMerge(Wakeup.layer),
     Layer.provideMerge(Tenancy.layerShared),
     Layer.provideMerge(EventStore.layerMemory())
   )
@@ -250,6 +288,13 @@ describe("Tenancy: HTTP event browser", () => {
       yield* as("a")(store.append("Note-1", [yield* tick(1)]))
       yield* as("b")(store.append("Note-1", [yield* tick(2)]))
       yield* as("b")(store.append("Note-2", [yield* tick(3)]))
+      // one runner of the same projection per tenant
+      const notes = Projection.make({
+        name: "notes",
+        events: Schema.TaggedStruct("Ticked", { n: Schema.Number }),
+        handle: () => Effect.void
+      })
+      for (const tenant of ["a", "b"]) yield* Effect.forkScoped(as(tenant)(Projection.run(notes)))
       const { address } = yield* HttpServer.HttpServer
       assert(address._tag === "TcpAddress")
       const get = (path: string, tenant?: string) =>
@@ -271,6 +316,9 @@ describe("Tenancy: HTTP event browser", () => {
       )
       assert.strictEqual((yield* get("/streams/Note-2", "a")).status, 404)
       assert.strictEqual((yield* get(`/streams/${encodeURIComponent("b~Note-2")}`, "a")).status, 404)
+      const runners = yield* get("/projections", "a")
+      assert.strictEqual(runners.status, 200)
+      assert.strictEqual(runners.body.projections.length, 1, "tenant a sees its own runner only")
       assert.strictEqual((yield* get("/events")).status, 400)
       assert.strictEqual((yield* get("/events", "B-")).status, 400)
     }).pipe(Effect.provide(server))

@@ -24,6 +24,7 @@ import * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import * as EventStore from "../EventStore.js"
 import * as Metrics from "../Metrics.js"
+import { CurrentTenant } from "../Tenancy.js"
 import type * as Upcaster from "../Upcaster.js"
 import * as Wakeup from "../Wakeup.js"
 import { type Cell, handleBatch, type Runtime, untilDone } from "./projectionBatch.js"
@@ -93,6 +94,8 @@ export interface Status {
    */
   readonly lag: { readonly events: number; readonly seconds: number }
   readonly lastError: Option.Option<string>
+  /** The tenant the runner runs for (see `Tenancy`), if any. */
+  readonly tenant: Option.Option<string>
 }
 
 /** The in-process registry of runner statuses (for the HTTP API and health checks). */
@@ -181,7 +184,13 @@ export const run = <A, E, R>(
       >()
       const registry = yield* Effect.serviceOption(Registry)
       if (Option.isSome(registry)) {
-        yield* registry.value.add(status(rt, () => [...owned.values()].map((o) => o.cell)))
+        const tenant = yield* CurrentTenant
+        yield* registry.value.add(
+          Effect.map(
+            status(rt, () => [...owned.values()].map((o) => o.cell)),
+            (s): Status => ({ ...s, tenant })
+          )
+        )
       }
       const drop = (partition: number) =>
         Effect.suspend(() => {
@@ -490,7 +499,10 @@ const goLive = <A, E, R>(rt: Runtime<A, E, R>, lease: CheckpointStore.Lease, cel
 
 const severity: ReadonlyArray<State> = ["failed", "stalled", "starting", "catching-up", "live"]
 
-const status = <A, E, R>(rt: Runtime<A, E, R>, cells: () => ReadonlyArray<Cell>): Effect.Effect<Status> =>
+const status = <A, E, R>(
+  rt: Runtime<A, E, R>,
+  cells: () => ReadonlyArray<Cell>
+): Effect.Effect<Omit<Status, "tenant">> =>
   Effect.gen(function* () {
     const owned = cells()
       .map(snapshot)

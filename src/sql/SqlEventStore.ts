@@ -293,7 +293,8 @@ export const make = (
         hashes === undefined ? undefined : sql`stream_hash >= ${hashes.from} and stream_hash < ${hashes.to}`,
         readOptions?.streamPrefix === undefined
           ? undefined
-          : sql`stream_id like ${likePrefix(readOptions.streamPrefix)} escape '!'`
+          : // exact in every dialect (SQLite's LIKE ignores case)
+            sql`substr(stream_id, 1, ${[...readOptions.streamPrefix].length}) = ${readOptions.streamPrefix}`
       ].filter((f) => f !== undefined)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
@@ -357,9 +358,6 @@ export const make = (
 
     return EventStore.of(instrument({ append, readStream, readAll, head, streamVersion, findCommand }))
   })
-
-/** A LIKE pattern matching what starts with `prefix` (`!` escapes the pattern characters). */
-const likePrefix = (prefix: string) => `${prefix.replace(/[!%_]/g, (c) => `!${c}`)}%`
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const appendBatchSize = PgAppend.batchSize

@@ -9,6 +9,7 @@ import * as Chunk from "effect/Chunk"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Tenancy from "../../Tenancy.js"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -184,10 +185,18 @@ export const streamPage = (
 // runners and sagas
 // ---------------------------------------------------------------------------------------------------
 
-/** The statuses of the runners in the registry, by name then version. */
-export const statuses: Effect.Effect<ReadonlyArray<Projection.Status>, never, Projection.Registry> = Effect.map(
-  Effect.flatMap(Projection.Registry, (registry) => registry.statuses),
-  (all) => [...all].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.version - b.version))
+/**
+ * The statuses of the runners in the registry, by name then version; with a tenant in context (see
+ * `Tenancy`), that tenant's runners only.
+ */
+export const statuses: Effect.Effect<ReadonlyArray<Projection.Status>, never, Projection.Registry> = Effect.gen(
+  function* () {
+    const all = yield* Effect.flatMap(Projection.Registry, (registry) => registry.statuses)
+    const tenant = yield* Tenancy.CurrentTenant
+    return all
+      .filter((s) => Option.isNone(tenant) || (Option.isSome(s.tenant) && s.tenant.value === tenant.value))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.version - b.version))
+  }
 )
 
 /** The runners of one name; 404 when there is none. */
