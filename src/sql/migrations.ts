@@ -212,9 +212,7 @@ const createEventTables = (t: Tables) =>
             unique (stream_id, version),
             unique (stream_id, event_id)
           )${tableOptions(sql)}`,
-            sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
-            sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
-            sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
+            positionIndexes(sql, t),
             sql`create table ${sql(t.streams)} (stream_id ${key(sql)} primary key, version integer not null)${tableOptions(sql)}`,
             sql`create table ${sql(t.sequence)} (id integer primary key, last bigint not null)${tableOptions(sql)}`,
             sql`insert ignore into ${sql(t.sequence)} (id, last) values (1, 0)`,
@@ -247,9 +245,7 @@ const createEventTables = (t: Tables) =>
             unique (stream_id, version),
             unique (stream_id, event_id)
           )${tableOptions(sql)}`,
-            sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
-            sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
-            sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
+            positionIndexes(sql, t),
             sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)${tableOptions(sql)}`,
             createUniqueValuesTable(t),
             sql`create table ${sql(t.commands)} (
@@ -288,6 +284,17 @@ const tableOptions = (sql: SqlClient.SqlClient) =>
 /** Long text (JSON documents): MySQL's `text` holds 64 KiB only. */
 const longText = (sql: SqlClient.SqlClient) =>
   sql.onDialectOrElse({ mysql: () => sql.literal("longtext"), orElse: () => sql.literal("text") })
+
+/** SQLite and MySQL: positions are commit order, so category and type reads go by position. */
+const positionIndexes = (sql: SqlClient.SqlClient, t: Tables) =>
+  Effect.all(
+    [
+      sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, position)`,
+      sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, position)`,
+      sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`
+    ],
+    { discard: true }
+  )
 
 /** Index and constraint names live in the table's schema: the unqualified table name's prefix. */
 const prefixOf = (qualified: string) => qualified.slice(qualified.lastIndexOf(".") + 1, -"events".length)

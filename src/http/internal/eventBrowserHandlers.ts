@@ -9,7 +9,6 @@ import * as Chunk from "effect/Chunk"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Tenancy from "../../Tenancy.js"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -22,19 +21,10 @@ import * as EventStore from "../../EventStore.js"
 import * as Projection from "../../Projection.js"
 import * as Saga from "../../Saga.js"
 import type * as SagaStore from "../../SagaStore.js"
+import * as Tenancy from "../../Tenancy.js"
 import * as Prometheus from "../prometheus.js"
+import type * as EventBrowserApi from "../EventBrowserApi.js"
 import * as Model from "./eventBrowserModel.js"
-
-/** The options of `EventBrowserApi.layer`, as this module reads them. */
-export interface RawOptions {
-  readonly sagas?: ReadonlyArray<Saga.Saga<any, any, any>>
-  readonly projections?: ReadonlyArray<Projection.Projection<any, any, any>>
-  readonly adminToken?: Redacted.Redacted<string>
-  readonly checks?: Readonly<Record<string, Effect.Effect<unknown, unknown>>>
-  readonly healthTimeout?: Duration.DurationInput
-  readonly metrics?: Effect.Effect<string>
-  readonly scanLimit?: number
-}
 
 /** Validated options. */
 export interface Config {
@@ -51,7 +41,7 @@ export interface Config {
 const builtinChecks = ["eventStore", "projections"]
 
 /** Validates the options; throws on a wiring bug (see `EventBrowserApi.layer`). */
-export const config = (options: RawOptions): Config => {
+export const config = (options: EventBrowserApi.Options): Config => {
   const problems: Array<string> = []
   const sagas = new Map<string, Saga.Saga<unknown, unknown, unknown>>()
   for (const saga of options.sagas ?? []) {
