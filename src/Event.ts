@@ -76,6 +76,15 @@ export const makeStreamId = (category: string, id: string): Effect.Effect<Stream
       )
     : streamId(`${category}-${id}`)
 
+/** Separates a tenant from the stream id in a tenant-scoped stream id (`<tenant>~<streamId>`, see `Tenancy`). */
+export const tenantSeparator = "~"
+
+/** The tenant of a tenant-scoped stream id, or `undefined`. */
+export const tenantOf = (streamId: string): string | undefined => {
+  const at = streamId.indexOf(tenantSeparator)
+  return at > 0 ? streamId.slice(0, at) : undefined
+}
+
 /** The category of a stream id: the part before the first `-`, or the whole id. */
 export const categoryOf = (streamId: string): string => {
   const dash = streamId.indexOf("-")

@@ -215,8 +215,8 @@ export interface ReadAllOptions {
   readonly types?: ReadonlyArray<string>
   /** Only events of the streams in this partition (see {@link Event.partitionOf}). */
   readonly partition?: Event.Partition
-  /** Only events of streams whose id starts with this (tenant-scoped streams, see `Tenancy`). */
-  readonly streamPrefix?: string
+  /** Only events of the streams scoped to this tenant (`<tenant>~<streamId>`, see `Tenancy`). */
+  readonly tenant?: string
   /** Events fetched per round trip; default 500, at least 1. */
   readonly batchSize?: number
   /** Stop after this many events. */

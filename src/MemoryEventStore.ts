@@ -191,9 +191,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
         const categories = options?.categories && new Set(options.categories)
         const types = options?.types && new Set(options.types)
         const partition = options?.partition
-        const prefix = options?.streamPrefix
+        const tenant = options?.tenant
         const matches = (e: Event.RecordedEvent) =>
-          (prefix === undefined || e.streamId.startsWith(prefix)) &&
+          (tenant === undefined || Event.tenantOf(e.streamId) === tenant) &&
           (categories === undefined || categories.has(e.category)) &&
           (types === undefined || types.has(e.type)) &&
           (partition === undefined || Event.partitionOf(e.streamId, partition.count) === partition.index)

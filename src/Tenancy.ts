@@ -4,7 +4,8 @@
  *
  * - **Shared store, tenant-scoped streams** ({@link layerShared}): one store holds every tenant; each
  *   tenant's streams are stored as `<tenant>~<streamId>`, so the tenant is part of every key and of every
- *   query (stream reads by key, global reads with a stream prefix pushed down to SQL). Unique values and
+ *   query (stream reads by key; global reads by the SQL stores' `tenant_id` column, computed from the
+ *   stream id and indexed with the global order). Unique values and
  *   command ids are scoped the same way, and events carry `tenantId` in their metadata. Callers never see
  *   the prefix: ids, categories and errors come back as they gave them.
  * - **A store per tenant** ({@link layerPerTenant}): a database or schema per tenant, built on first use
@@ -24,7 +25,7 @@
  * subjects. With a store per tenant, only let known tenants through (each new one builds a store). The
  * event bus carries every tenant's messages (each with `tenantId` in its metadata): a consumer serving
  * one tenant filters on it. In the shared store, `head` is the whole store's (a position, not another
- * tenant's data), a tenant's global read scans past other tenants' events (no tenant index), and a
+ * tenant's data), and a
  * tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, taking its length plus one from the stream
  * id's 255. An operation without a tenant fails with an `EventStoreError`, which runners retry: a runner
  * started outside {@link withTenant} shows as `stalled`, its last error naming the missing tenant.
@@ -90,7 +91,7 @@ export const currentTenant = (operation: string): Effect.Effect<string, TenantRe
     Option.match(tenant, { onNone: () => Effect.fail(new TenantRequired({ operation })), onSome: Effect.succeed })
   )
 
-const separator = "~"
+const separator = Event.tenantSeparator
 
 /** What the shared store stores for `tenant`'s `name` (stream id, unique value constraint, command id). */
 export const scopedName = (tenant: string, name: string): string => `${tenant}${separator}${name}`
@@ -160,7 +161,7 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
           store
             .readAll({
               ...options,
-              streamPrefix: scopedName(tenant, options?.streamPrefix ?? ""),
+              tenant,
               ...(options?.categories === undefined
                 ? {}
                 : { categories: options.categories.map((c) => scopedName(tenant, c)) })

@@ -291,10 +291,7 @@ export const make = (
         categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
         types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
         hashes === undefined ? undefined : sql`stream_hash >= ${hashes.from} and stream_hash < ${hashes.to}`,
-        readOptions?.streamPrefix === undefined
-          ? undefined
-          : // exact in every dialect (SQLite's LIKE ignores case)
-            sql`substr(stream_id, 1, ${[...readOptions.streamPrefix].length}) = ${readOptions.streamPrefix}`
+        readOptions?.tenant === undefined ? undefined : sql`tenant_id = ${readOptions.tenant}`
       ].filter((f) => f !== undefined)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"

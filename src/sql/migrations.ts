@@ -129,7 +129,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "2_snapshots": createSnapshotTable(t),
         "3_projections": createProjectionTables(t),
         "4_sagas": createSagaTables(t),
-        "5_inbox": createInboxTable(t)
+        "5_inbox": createInboxTable(t),
+        "6_tenants": addTenantColumn(t)
       }),
       table: t.migrations
     })
@@ -403,6 +404,36 @@ const createSagaTables = (t: Tables) =>
       primary key (saga, instance, name)
     )${tableOptions(sql)}`
     yield* sql`create index ${sql(`${prefixOf(t.events)}saga_timeouts_due`)} on ${sql(t.sagaTimeouts)} (saga, due_at)`
+  })
+
+/**
+ * The tenant of a tenant-scoped stream (`<tenant>~<streamId>`, see `Tenancy`) as a column computed from
+ * the stream id, indexed with the global order so that a tenant's global reads use it.
+ */
+const addTenantColumn = (t: Tables) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const index = sql(`${prefixOf(t.events)}events_tenant`)
+    yield* sql.onDialectOrElse({
+      pg: () =>
+        Effect.zipRight(
+          sql`alter table ${sql(t.events)} add column tenant_id text generated always as
+            (case when strpos(stream_id, '~') > 0 then split_part(stream_id, '~', 1) end) stored`,
+          sql`create index ${index} on ${sql(t.events)} (tenant_id, transaction_id, position) where tenant_id is not null`
+        ),
+      mysql: () =>
+        Effect.zipRight(
+          sql`alter table ${sql(t.events)} add column tenant_id ${key(sql, 64)} as
+            (case when locate('~', stream_id) > 0 then substring_index(stream_id, '~', 1) end) virtual`,
+          sql`create index ${index} on ${sql(t.events)} (tenant_id, position)`
+        ),
+      orElse: () =>
+        Effect.zipRight(
+          sql`alter table ${sql(t.events)} add column tenant_id text generated always as
+            (case when instr(stream_id, '~') > 0 then substr(stream_id, 1, instr(stream_id, '~') - 1) end) virtual`,
+          sql`create index ${index} on ${sql(t.events)} (tenant_id, position) where tenant_id is not null`
+        )
+    })
   })
 
 /** The idempotent consumers' record of handled messages (see `SqlInbox`). */

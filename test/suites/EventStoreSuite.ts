@@ -365,23 +365,27 @@ const globalOrder: ReadonlyArray<Check> = [
   ),
   check(
     "4 global order",
-    "a stream prefix selects exactly the streams starting with it (LIKE characters taken literally)",
+    "a tenant selects exactly the streams scoped to it, in global order, with the other filters",
     Effect.gen(function* () {
       const c = (yield* uniqueCategory).toLowerCase()
-      const mine = yield* newEvents(2, "Opened")
-      const lookalikes = yield* newEvents(3, "Opened")
-      yield* append(`${c}_a~Account-1`, [mine[0]!])
-      yield* append(`${c}_a~Other`, [mine[1]!])
-      // "_" and "%" would match these if they were not escaped
-      yield* append(`${c}Xa~Account-1`, [lookalikes[0]!])
-      yield* append(`${c}_a!~Account-1`, [lookalikes[1]!])
-      yield* append(`${c}_ab~Account-1`, [lookalikes[2]!])
+      const [t1, t2] = [`${c}_a`, `${c}_ab`]
+      const mine = yield* newEvents(3, "Opened")
+      const others = yield* newEvents(3, "Opened")
+      yield* append(`${t1}~Account-1`, [mine[0]!])
+      yield* append(`${t2}~Account-1`, [others[0]!])
+      yield* append(`${t1}~Other`, [mine[1]!])
+      // not scoped, or scoped to a tenant that only starts like it
+      yield* append(`${t1}Account-1`, [others[1]!])
+      yield* append(`X${t1}~Account-2`, [others[2]!])
+      yield* append(`${t1}~Account-2`, [mine[2]!])
       const s = yield* store
       yield* settle
-      const selected = yield* collect(s.readAll({ streamPrefix: `${c}_a~`, batchSize: 1 }))
-      assert.deepStrictEqual(ids(selected), ids(mine))
-      const percent = yield* collect(s.readAll({ streamPrefix: `${c}%` }))
-      assert.deepStrictEqual(ids(percent), [])
+      assert.deepStrictEqual(ids(yield* collect(s.readAll({ tenant: t1, batchSize: 1 }))), ids(mine))
+      assert.deepStrictEqual(
+        ids(yield* collect(s.readAll({ tenant: t1, categories: [`${t1}~Account`] }))),
+        ids([mine[0]!, mine[2]!])
+      )
+      assert.deepStrictEqual(ids(yield* collect(s.readAll({ tenant: `${c}_` }))), [])
     })
   ),
   check(
