@@ -1,0 +1,161 @@
+/**
+ * The PostgreSQL append functions (server-side, so an append is one round trip), created by the
+ * migrations (see `migrations`) and called by `pgAppend`.
+ */
+import type { Tables } from "./migrations.js"
+
+/**
+ * The append as one server-side function, so an append is one round trip: lock the stream row, report
+ * already-stored event ids (the caller decides between idempotent retry and id conflict), check the
+ * expected version, insert the events, bump the stream version. A failed check inserts nothing and so
+ * consumes no position. Names are validated identifiers, so interpolating them is safe.
+ *
+ * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version)
+ * or `duplicates` (with, per event, the version holding its id or null). A unique value held by another
+ * stream raises SQLSTATE P0001 with the value in the detail, undoing the call.
+ */
+export const appendFunction = (t: Tables): string => `
+create or replace function ${t.appendFunction}(
+  p_stream_id text, p_category text, p_stream_hash bigint, p_expected_kind text, p_expected_version integer, p_events jsonb,
+  p_claims jsonb, p_releases jsonb, p_command_id text, p_command_ttl_ms bigint,
+  out o_outcome text, out o_version integer, out o_positions bigint[], out o_stored integer[]
+) language plpgsql as $fn$
+declare
+  v_current integer;
+  v_count integer := jsonb_array_length(p_events);
+  v_constraint text;
+  v_value text;
+  v_owner text;
+  v_handled record;
+begin
+  v_current := null;
+  if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
+    -- the common case of a new stream: create its row at its final version; if it exists (or a concurrent
+    -- creator holds it, whose commit we then wait for), fall through to locking the existing row
+    insert into ${t.streams} (stream_id, version) values (p_stream_id, v_count) on conflict (stream_id) do nothing;
+    if found then
+      v_current := 0;
+    end if;
+  end if;
+  if v_current is null then
+    select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
+    if not found then
+      v_current := 0;
+    end if;
+  end if;
+
+  if v_current > 0 and v_count > 0 then
+    -- some of these ids may be stored already: report where, the caller tells a retry from a conflict
+    select array_agg(e.version order by i.ord) into o_stored
+    from jsonb_array_elements(p_events) with ordinality as i(event, ord)
+    left join ${t.events} e on e.stream_id = p_stream_id and e.event_id = (i.event->>'eventId')::uuid;
+    if exists (select 1 from unnest(o_stored) as v where v is not null) then
+      o_outcome := 'duplicates';
+      o_version := v_current;
+      return;
+    end if;
+    o_stored := null;
+  end if;
+
+  if not (p_expected_kind = 'Any'
+      or (p_expected_kind = 'NoStream' and v_current = 0)
+      or (p_expected_kind = 'StreamExists' and v_current > 0)
+      or (p_expected_kind = 'Exact' and v_current = p_expected_version)) then
+    o_outcome := 'conflict';
+    o_version := v_current;
+    return;
+  end if;
+
+  if jsonb_array_length(p_releases) > 0 then
+    delete from ${t.uniqueValues} u using jsonb_array_elements(p_releases) as r(item)
+    where u.constraint_name = r.item->>'constraint' and u.value = r.item->>'value' and u.stream_id = p_stream_id;
+  end if;
+  if jsonb_array_length(p_claims) > 0 then
+    -- a concurrent claimant makes us wait for its commit; then its claim stands and ours is refused
+    insert into ${t.uniqueValues} (constraint_name, value, stream_id)
+    select c.item->>'constraint', c.item->>'value', p_stream_id from jsonb_array_elements(p_claims) as c(item)
+    on conflict (constraint_name, value) do nothing;
+    select u.constraint_name, u.value, u.stream_id into v_constraint, v_value, v_owner
+    from jsonb_array_elements(p_claims) as c(item)
+    join ${t.uniqueValues} u on u.constraint_name = c.item->>'constraint' and u.value = c.item->>'value'
+    where u.stream_id <> p_stream_id
+    limit 1;
+    if found then
+      -- an error, not a result: it undoes everything this call did (the stream row included)
+      raise exception 'effect-eventsourcing: unique value taken' using errcode = 'P0001',
+        detail = json_build_object('constraint', v_constraint, 'value', v_value, 'owner', v_owner)::text;
+    end if;
+  end if;
+
+  if p_command_id is not null then
+    -- a command is handled once within its TTL: a concurrent duplicate waits for the first one's commit
+    insert into ${t.commands} as c (command_id, stream_id, version, positions, recorded_at)
+    values (p_command_id, p_stream_id, v_current + v_count, '{}', now())
+    on conflict (command_id) do update
+      set stream_id = excluded.stream_id, version = excluded.version, positions = '{}', recorded_at = excluded.recorded_at
+      where c.recorded_at < now() - make_interval(secs => p_command_ttl_ms / 1000.0);
+    if not found then
+      select c.stream_id, c.version, c.positions into v_handled from ${t.commands} c where c.command_id = p_command_id;
+      raise exception 'effect-eventsourcing: duplicate command' using errcode = 'P0001',
+        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
+                                   'positions', v_handled.positions::text[])::text;
+    end if;
+  end if;
+
+  o_outcome := 'ok';
+  o_version := v_current + v_count;
+  if v_count = 0 then
+    o_positions := '{}';
+    return;
+  end if;
+
+  with inserted as (
+    insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
+    select p_stream_id, p_category, p_stream_hash, v_current + i.ord, (i.event->>'eventId')::uuid, i.event->>'type',
+           (i.event->>'schemaVersion')::integer, i.event->'data', i.event->'metadata'
+    from jsonb_array_elements(p_events) with ordinality as i(event, ord)
+    order by i.ord
+    returning position, version
+  )
+  select array_agg(position order by version) into o_positions from inserted;
+
+  if v_current > 0 then
+    update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
+  end if;
+  if p_command_id is not null then
+    update ${t.commands} set positions = o_positions where command_id = p_command_id;
+  end if;
+end
+$fn$`
+
+/**
+ * Group commit: several appends in one round trip and one transaction. Each runs in its own
+ * subtransaction, so one that fails (a unique value taken, a duplicate command, any error) is undone
+ * alone and reported in its result, while the others commit. Results come back in input order as JSON.
+ */
+export const appendBatchFunction = (t: Tables): string => `
+create or replace function ${t.appendBatchFunction}(p_batch jsonb) returns jsonb
+language plpgsql as $fn$
+declare
+  v_item jsonb;
+  v_result record;
+  v_results jsonb := '[]'::jsonb;
+  v_detail text;
+begin
+  for v_item in select value from jsonb_array_elements(p_batch) loop
+    begin
+      select * into v_result from ${t.appendFunction}(
+        v_item->>'streamId', v_item->>'category', (v_item->>'hash')::bigint, v_item->>'kind', (v_item->>'expected')::integer, v_item->'events',
+        v_item->'claims', v_item->'releases', v_item->>'commandId', (v_item->>'ttl')::bigint);
+      v_results := v_results || jsonb_build_array(jsonb_build_object(
+        'outcome', v_result.o_outcome, 'version', v_result.o_version,
+        'positions', to_jsonb(v_result.o_positions::text[]), 'stored', to_jsonb(v_result.o_stored)));
+    exception when others then
+      get stacked diagnostics v_detail = pg_exception_detail;
+      v_results := v_results || jsonb_build_array(jsonb_build_object(
+        'outcome', 'error', 'code', sqlstate, 'message', sqlerrm, 'detail', v_detail));
+    end;
+  end loop;
+  return v_results;
+end
+$fn$`
