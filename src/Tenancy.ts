@@ -100,6 +100,10 @@ export const scopedName = (tenant: string, name: string): string => `${tenant}${
 const unscoped = (tenant: string, stored: string): string | undefined =>
   stored.startsWith(tenant + separator) ? stored.slice(tenant.length + separator.length) : undefined
 
+/** The events with their tenant in their metadata (whatever the caller put there). */
+const stamped = (events: ReadonlyArray<Event.EventData>, tenant: string): ReadonlyArray<Event.EventData> =>
+  events.map((event) => ({ ...event, metadata: { ...event.metadata, tenantId: tenant } }))
+
 /** A store error for an operation without a tenant. */
 const required = (operation: string) =>
   Effect.mapError(currentTenant(operation), (cause) => new EventStoreError({ operation, cause }))
@@ -131,7 +135,7 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       Effect.gen(function* () {
         const tenant = yield* required("append")
         yield* own(streamId)
-        const scopedEvents = events.map((event) => ({ ...event, metadata: { ...event.metadata, tenantId: tenant } }))
+        const scopedEvents = stamped(events, tenant)
         const result = yield* store
           .append(scopedName(tenant, streamId), scopedEvents, {
             ...options,
@@ -217,21 +221,17 @@ export const layerPerTenant = <E, R>(
           ),
         idleTimeToLive: options.idleTimeToLive ?? "5 minutes"
       })
-      const use = <A, E2>(operation: string, f: (store: EventStore["Type"]) => Effect.Effect<A, E2>) =>
-        Effect.scoped(Effect.flatMap(required(operation), (tenant) => Effect.flatMap(RcMap.get(stores, tenant), f)))
+      const use = <A, E2>(operation: string, f: (store: EventStore["Type"], tenant: string) => Effect.Effect<A, E2>) =>
+        Effect.scoped(
+          Effect.flatMap(required(operation), (tenant) =>
+            Effect.flatMap(RcMap.get(stores, tenant), (store) => f(store, tenant))
+          )
+        )
       const useStream = <A, E2>(operation: string, f: (store: EventStore["Type"]) => Stream.Stream<A, E2>) =>
         Stream.unwrapScoped(Effect.flatMap(required(operation), (tenant) => Effect.map(RcMap.get(stores, tenant), f)))
       return EventStore.of({
         append: (streamId, events, appendOptions) =>
-          use("append", (store) =>
-            Effect.flatMap(required("append"), (tenant) =>
-              store.append(
-                streamId,
-                events.map((event) => ({ ...event, metadata: { ...event.metadata, tenantId: tenant } })),
-                appendOptions
-              )
-            )
-          ),
+          use("append", (store, tenant) => store.append(streamId, stamped(events, tenant), appendOptions)),
         readStream: (streamId, readOptions) =>
           useStream("readStream", (store) => store.readStream(streamId, readOptions)),
         readAll: (readOptions) => useStream("readAll", (store) => store.readAll(readOptions)),

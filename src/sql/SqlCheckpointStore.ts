@@ -11,7 +11,6 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import type * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -30,7 +29,7 @@ import {
 } from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
-import { withTransaction } from "./transaction.js"
+import { matched, withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -69,14 +68,6 @@ export const make = (
       sql`projection = ${id.name} and version = ${id.version} and ${partitionColumn} = ${partition}`
     const rowColumns = sql`${partitionColumn}, transaction_id, position, owner, lease_token, lease_expires_at, live`
 
-    /** Runs an UPDATE and returns how many rows it matched (MySQL has no RETURNING: `row_count()`). */
-    const matched = (update: Statement.Statement<unknown>) =>
-      mysql
-        ? Effect.map(
-            withTransaction(sql)(Effect.zipRight(update, sql<{ readonly n: number }>`select row_count() as n`)),
-            ([row]) => Number(row?.n ?? 0)
-          )
-        : Effect.map(sql`${update} returning 1`, (rows) => rows.length)
     const held = (lease: Lease) =>
       sql`${where(lease.projection, lease.partition)} and owner = ${lease.owner} and lease_token = ${lease.token}`
     const lost = (lease: Lease) =>
@@ -152,7 +143,7 @@ export const make = (
         // MySQL: the row as updated, read under the update's lock
         const rows = mysql
           ? yield* withTransaction(sql)(
-              Effect.flatMap(matched(update), (n) =>
+              Effect.flatMap(matched(sql, update), (n) =>
                 n === 0
                   ? Effect.succeed([])
                   : sql<PartitionRow>`select ${rowColumns} from ${sql(t.checkpoints)} where ${where(id, partition)}`
@@ -169,6 +160,7 @@ export const make = (
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         const n = yield* matched(
+          sql,
           sql`update ${sql(t.checkpoints)} set lease_expires_at = ${now + ttl} where ${held(lease)}`
         )
         if (n === 0) return yield* lost(lease)
@@ -183,11 +175,14 @@ export const make = (
     const commit: CheckpointStore["Type"]["commit"] = (lease, expected, next, ttl) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const n = yield* matched(sql`update ${sql(t.checkpoints)}
+        const n = yield* matched(
+          sql,
+          sql`update ${sql(t.checkpoints)}
           set transaction_id = ${String(next.transaction)}, position = ${String(next.position)},
               lease_expires_at = ${now + ttl}, updated_at = ${now}
           where ${held(lease)}
-            and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}`)
+            and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}`
+        )
         if (n > 0) return
         const [row] = yield* sql<{ readonly n: number | string }>`
           select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}`

@@ -11,7 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { Inbox, InboxError } from "../Inbox.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
-import { withTransaction } from "./transaction.js"
+import { rowCount, withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -42,7 +42,7 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
               Effect.zipRight(
                 sql`insert ignore into ${sql(t.processedMessages)} (consumer, message_id, processed_at)
                   values (${consumer}, ${messageId}, ${now})`,
-                Effect.map(sql<{ readonly n: number }>`select row_count() as n`, ([row]) => Number(row?.n) === 1)
+                Effect.map(rowCount(sql), (n) => n === 1)
               ),
             orElse: () =>
               Effect.map(
@@ -74,7 +74,7 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
               mysql: () =>
                 Effect.zipRight(
                   sql`delete from ${sql(t.processedMessages)} where processed_at < ${before}`,
-                  Effect.map(sql<{ readonly n: number }>`select row_count() as n`, ([row]) => Number(row?.n ?? 0))
+                  rowCount(sql)
                 ).pipe(withTransaction(sql)),
               orElse: () =>
                 Effect.map(

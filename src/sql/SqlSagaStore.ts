@@ -12,7 +12,6 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import type * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -20,7 +19,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
-import { withTransaction } from "./transaction.js"
+import { matched, withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -54,15 +53,6 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
     // several connections (PostgreSQL, MySQL) need row locks; SQLite runs one transaction at a time
     const concurrent = sql.onDialectOrElse({ sqlite: () => false, orElse: () => true })
-
-    /** Runs an UPDATE and returns how many rows it matched (MySQL has no RETURNING: `row_count()`). */
-    const matched = (update: Statement.Statement<unknown>) =>
-      mysql
-        ? Effect.zipRight(
-            update,
-            Effect.map(sql<{ readonly n: number }>`select row_count() as n`, ([row]) => Number(row?.n ?? 0))
-          )
-        : Effect.map(sql`${update} returning version`, (rows) => rows.length)
 
     // MySQL reads a transaction's snapshot, taken at its first read: under the instance's lock, read what is
     // committed now instead (a shared lock; the instance is locked already)
@@ -121,11 +111,14 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
           }
           // a new instance may have a placeholder row (version 0, see `lock`): made if missing, then filled
           if (expectedVersion === 0) yield* placeholder(saga, instance, now)
-          const saved = yield* matched(sql`update ${sql(t.sagaInstances)} set version = ${expectedVersion + 1},
+          const saved = yield* matched(
+            sql,
+            sql`update ${sql(t.sagaInstances)} set version = ${expectedVersion + 1},
             status = ${row.status}, state = ${row.state}, compensations = ${row.compensations}, error = ${row.error},
             updated_at = ${now}
-            where saga = ${saga} and instance = ${instance} and version = ${expectedVersion}`)
-          if (saved === 0) return yield* new SagaConflict({ saga, instance, expected: expectedVersion })
+            where saga = ${saga} and instance = ${instance} and version = ${expectedVersion}`
+          )
+          if (saved !== 1) return yield* new SagaConflict({ saga, instance, expected: expectedVersion })
           if (changes.cancel.length > 0) {
             // only the timeouts there are, by key: deleting missing rows would lock gaps (MySQL)
             const scheduled = yield* sql<{ readonly name: string }>`select name from ${sql(t.sagaTimeouts)}

@@ -35,7 +35,7 @@ import {
 } from "../EventStore.js"
 import type { Tables } from "./migrations.js"
 import * as PgAppend from "./pgAppend.js"
-import { withTransaction } from "./transaction.js"
+import { mysqlErrno, withTransaction } from "./transaction.js"
 
 export interface SerialAppendOptions {
   readonly sql: SqlClient.SqlClient
@@ -245,11 +245,6 @@ const retryDeadlocks = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> 
         })
   )
 
-const isDuplicateKey = (error: unknown): error is SqlError =>
-  error instanceof SqlError && (error.cause as { readonly errno?: unknown } | undefined)?.errno === 1062
+const isDuplicateKey = (error: unknown): error is SqlError => mysqlErrno(error) === 1062
 
-const isDeadlock = (error: unknown): boolean => {
-  if (!(error instanceof SqlError)) return false
-  const errno = (error.cause as { readonly errno?: unknown } | undefined)?.errno
-  return errno === 1213 || errno === 1205
-}
+const isDeadlock = (error: unknown): boolean => mysqlErrno(error) === 1213 || mysqlErrno(error) === 1205
