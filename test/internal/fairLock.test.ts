@@ -1,0 +1,70 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FairLock from "../../src/internal/fairLock.js"
+
+describe("internal/fairLock", () => {
+  it.effect("waiters get the lock in the order they asked, ahead of a holder that asks again", () =>
+    Effect.gen(function* () {
+      const lock = yield* FairLock.make
+      const gate = yield* Deferred.make<void>()
+      const order: Array<string> = []
+      const holder = yield* Effect.fork(
+        Effect.gen(function* () {
+          yield* lock.withLock(
+            Effect.zipRight(
+              Deferred.await(gate),
+              Effect.sync(() => order.push("holder"))
+            )
+          )
+          // asks again at once: the waiters queued meanwhile go first
+          yield* lock.withLock(Effect.sync(() => order.push("holder again")))
+        })
+      )
+      yield* Effect.yieldNow()
+      const waiters = yield* Effect.forEach(["a", "b", "c"], (name) =>
+        Effect.zipLeft(Effect.fork(lock.withLock(Effect.sync(() => order.push(name)))), Effect.yieldNow())
+      )
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      yield* Effect.forEach(waiters, Fiber.join)
+      assert.deepStrictEqual(order, ["holder", "a", "b", "c", "holder again"])
+    })
+  )
+
+  it.effect("an interrupted waiter leaves the queue; the lock goes to the next one", () =>
+    Effect.gen(function* () {
+      const lock = yield* FairLock.make
+      const gate = yield* Deferred.make<void>()
+      const order: Array<string> = []
+      const holder = yield* Effect.fork(lock.withLock(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const quitter = yield* Effect.fork(lock.withLock(Effect.sync(() => order.push("quitter"))))
+      yield* Effect.yieldNow()
+      const next = yield* Effect.fork(lock.withLock(Effect.sync(() => order.push("next"))))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(quitter)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      yield* Fiber.join(next)
+      assert.deepStrictEqual(order, ["next"])
+      // and the lock is free again
+      assert.strictEqual(yield* lock.withLock(Effect.succeed("free")), "free")
+    })
+  )
+
+  it.effect("a failing or interrupted holder releases the lock", () =>
+    Effect.gen(function* () {
+      const lock = yield* FairLock.make
+      const failed = yield* Effect.flip(lock.withLock(Effect.fail("boom")))
+      assert.strictEqual(failed, "boom")
+      const stuck = yield* Effect.fork(lock.withLock(Effect.never))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(stuck)
+      assert.strictEqual(yield* lock.withLock(Effect.succeed("free")), "free")
+      yield* Effect.scoped(lock.take)
+      assert.strictEqual(yield* lock.withLock(Effect.succeed("free again")), "free again")
+    })
+  )
+})
