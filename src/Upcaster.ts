@@ -232,35 +232,44 @@ export const codec = <A extends { readonly _tag: string }, I>(
         }
       })
 
+    const failure = (recorded: Event.RecordedEvent, reason: EventDecodeError["reason"], cause: unknown) =>
+      Either.left(
+        new EventDecodeError({
+          streamId: recorded.streamId,
+          version: recorded.version,
+          type: recorded.type,
+          schemaVersion: recorded.schemaVersion,
+          reason,
+          cause
+        })
+      )
+    /** The domain event of current-version data, or why not. */
+    const decodeData = (type: string, data: unknown): Either.Either<A, { readonly cause: unknown }> => {
+      if (typeof data !== "object" || data === null || Array.isArray(data)) {
+        return Either.left({ cause: new Error(`${type} data is not an object`) })
+      }
+      const decoded = decodeEvent({ ...data, _tag: type })
+      return Either.isLeft(decoded) ? Either.left({ cause: decoded.left }) : Either.right(decoded.right)
+    }
+
     const decodeOne = (recorded: Event.RecordedEvent): Either.Either<ReadonlyArray<A>, EventDecodeError> => {
-      const fail = (reason: EventDecodeError["reason"], cause: unknown) =>
-        Either.left(
-          new EventDecodeError({
-            streamId: recorded.streamId,
-            version: recorded.version,
-            type: recorded.type,
-            schemaVersion: recorded.schemaVersion,
-            reason,
-            cause
-          })
-        )
       // the common case, an event stored at its current version, skips the upcasting machinery
-      const current =
-        versions.get(recorded.type) === recorded.schemaVersion
-          ? Either.right([{ type: recorded.type, version: recorded.schemaVersion, data: recorded.data }])
-          : upcastToCurrent(versions, upcasters, {
-              type: recorded.type,
-              version: recorded.schemaVersion,
-              data: recorded.data
-            })
-      if (Either.isLeft(current)) return fail(current.left.reason, current.left.cause)
+      if (versions.get(recorded.type) === recorded.schemaVersion) {
+        const decoded = decodeData(recorded.type, recorded.data)
+        return Either.isLeft(decoded)
+          ? failure(recorded, "InvalidData", decoded.left.cause)
+          : Either.right([decoded.right])
+      }
+      const current = upcastToCurrent(versions, upcasters, {
+        type: recorded.type,
+        version: recorded.schemaVersion,
+        data: recorded.data
+      })
+      if (Either.isLeft(current)) return failure(recorded, current.left.reason, current.left.cause)
       const events: Array<A> = []
       for (const { data, type } of current.right) {
-        if (typeof data !== "object" || data === null || Array.isArray(data)) {
-          return fail("InvalidData", new Error(`${type} data is not an object`))
-        }
-        const decoded = decodeEvent({ ...data, _tag: type })
-        if (Either.isLeft(decoded)) return fail("InvalidData", decoded.left)
+        const decoded = decodeData(type, data)
+        if (Either.isLeft(decoded)) return failure(recorded, "InvalidData", decoded.left.cause)
         events.push(decoded.right)
       }
       return Either.right(events)
