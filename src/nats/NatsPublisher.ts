@@ -175,9 +175,11 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
             if (acked === events.length) {
               stopped = true
               resume(Effect.succeed(acks))
-            } else launch()
+            } else if (!launching) launch()
           }
+          let launching = false
           const launch = () => {
+            launching = true
             while (!stopped && next < events.length && inFlight < maxInFlight) {
               const index = next++
               const event = events[index]!
@@ -192,6 +194,7 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
                 settle(index, ack)
               }, fail(event))
             }
+            launching = false
           }
           if (events.length === 0) return resume(Effect.succeed([]))
           launch()

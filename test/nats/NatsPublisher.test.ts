@@ -63,33 +63,42 @@ describe("NatsPublisher", () => {
     assert.notStrictEqual(NatsPublisher.token("a.b"), NatsPublisher.token("a~2Eb"))
   })
 
-  it.scopedLive("publishes in order under the event ids; publishing again is acked as duplicates", () =>
-    Effect.gen(function* () {
-      const { stream, subjectPrefix } = names()
-      yield* Effect.addFinalizer(() => deleteStream(stream))
-      const { nats, publisher } = yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory" })
-      const events = Array.from({ length: 200 }, (_, i) => recorded(`Account-${i % 7}`, Math.floor(i / 7) + 1))
-      const acks = yield* publisher.publish(events)
-      assert.deepStrictEqual(
-        acks.map((a) => a.eventId),
-        events.map((e) => e.eventId)
-      )
-      assert.isTrue(acks.every((a) => !a.duplicate))
-      const again = yield* publisher.publish(events.slice(0, 50))
-      assert.isTrue(again.every((a) => a.duplicate))
-      const jsm = yield* Effect.promise(() => jetstreamManager(nats.connection))
-      const info = yield* Effect.promise(() => jsm.streams.info(stream))
-      assert.strictEqual(info.state.messages, 200, "nothing stored twice")
-      // stored in publish order, on the event's subject, with its id and headers
-      for (const [i, event] of events.entries()) {
-        const msg = yield* Effect.promise(() => jsm.streams.getMessage(stream, { seq: i + 1 }))
-        assert.strictEqual(msg!.subject, `${subjectPrefix}.Account.Account-${i % 7}.Deposited`)
-        assert.strictEqual(msg!.header.get("Nats-Msg-Id"), event.eventId)
-        assert.strictEqual(msg!.header.get("traceparent"), event.metadata.traceparent)
-        assert.strictEqual(msg!.header.get("Ees-Version"), String(event.version))
-      }
-    })
-  )
+  for (const window of [undefined, 8]) {
+    it.scopedLive(
+      `publishes in order under the event ids; publishing again is acked as duplicates (window ${window ?? "default"})`,
+      () =>
+        Effect.gen(function* () {
+          const { stream, subjectPrefix } = names()
+          yield* Effect.addFinalizer(() => deleteStream(stream))
+          const { nats, publisher } = yield* publisherOn(natsUrl, {
+            stream,
+            subjectPrefix,
+            storage: "memory",
+            ...(window === undefined ? {} : { window })
+          })
+          const events = Array.from({ length: 200 }, (_, i) => recorded(`Account-${i % 7}`, Math.floor(i / 7) + 1))
+          const acks = yield* publisher.publish(events)
+          assert.deepStrictEqual(
+            acks.map((a) => a.eventId),
+            events.map((e) => e.eventId)
+          )
+          assert.isTrue(acks.every((a) => !a.duplicate))
+          const again = yield* publisher.publish(events.slice(0, 50))
+          assert.isTrue(again.every((a) => a.duplicate))
+          const jsm = yield* Effect.promise(() => jetstreamManager(nats.connection))
+          const info = yield* Effect.promise(() => jsm.streams.info(stream))
+          assert.strictEqual(info.state.messages, 200, "nothing stored twice")
+          // stored in publish order, on the event's subject, with its id and headers
+          for (const [i, event] of events.entries()) {
+            const msg = yield* Effect.promise(() => jsm.streams.getMessage(stream, { seq: i + 1 }))
+            assert.strictEqual(msg!.subject, `${subjectPrefix}.Account.Account-${i % 7}.Deposited`)
+            assert.strictEqual(msg!.header.get("Nats-Msg-Id"), event.eventId)
+            assert.strictEqual(msg!.header.get("traceparent"), event.metadata.traceparent)
+            assert.strictEqual(msg!.header.get("Ees-Version"), String(event.version))
+          }
+        })
+    )
+  }
 
   it.scopedLive("an existing stream with another configuration is an error, not changed", () =>
     Effect.gen(function* () {
