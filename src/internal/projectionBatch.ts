@@ -194,8 +194,9 @@ const commitWithRetries = <A, E, R>(
       )
     )
     const commit = rt.checkpoints.commit(lease, cell.checkpoint, Event.checkpointOf(last), rt.ttl)
+    // the commit is one conditional update: on its own it needs no transaction around it
     return rt.def.transactional === false
-      ? Effect.zipRight(handle, untilDone(rt.checkpoints.transaction(commit), cell))
+      ? Effect.zipRight(handle, untilDone(commit, cell))
       : untilDone(rt.checkpoints.transaction(Effect.zipRight(handle, commit)), cell)
   }).pipe(
     Effect.tapError((error) =>
