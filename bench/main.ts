@@ -47,7 +47,7 @@ const workloads: ReadonlyArray<{
   { id: "P1", run: (pool) => P1(options, pool) },
   { id: "P2", run: () => P2(options) },
   { id: "O1", run: () => O1(options) },
-  { id: "E1", run: () => E1(options) },
+  { id: "E1", run: (pool) => E1(options, pool) },
   { id: "U1", run: () => U1(options) }
 ]
 
