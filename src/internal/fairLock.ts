@@ -27,32 +27,37 @@ export const make: Effect.Effect<FairLock> = Effect.sync(() => {
     else Deferred.unsafeDone(next, Effect.void)
   })
 
-  const acquire: Effect.Effect<void> = Effect.suspend(() => {
-    if (!held) {
-      held = true
-      return Effect.void
-    }
-    return Effect.flatMap(Deferred.make<void>(), (turn) => {
-      waiters.push(turn)
-      return Effect.onInterrupt(Deferred.await(turn), () =>
-        Effect.suspend(() => {
-          const index = waiters.indexOf(turn)
-          if (index === -1) return release // handed to us as we were interrupted: pass it on
-          waiters.splice(index, 1)
-          return Effect.void
-        })
-      )
+  /**
+   * Takes the lock, waiting in line if it is held. Runs uninterruptibly but for the wait (`restore`), so
+   * a waiter is either still in line (and leaves it) or holds the lock (and passes it on) when interrupted.
+   */
+  const acquire = (restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (!held) {
+        held = true
+        return Effect.void
+      }
+      return Effect.flatMap(Deferred.make<void>(), (turn) => {
+        waiters.push(turn)
+        return Effect.onInterrupt(restore(Deferred.await(turn)), () =>
+          Effect.suspend(() => {
+            const index = waiters.indexOf(turn)
+            if (index === -1) return release // handed to us as we were interrupted: pass it on
+            waiters.splice(index, 1)
+            return Effect.void
+          })
+        )
+      })
     })
-  })
 
   return {
     withLock: (effect) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.zipRight(restore(acquire), Effect.ensuring(restore(effect), release))
+        Effect.zipRight(acquire(restore), Effect.ensuring(restore(effect), release))
       ),
     take: Effect.uninterruptibleMask((restore) =>
       Effect.zipRight(
-        restore(acquire),
+        acquire(restore),
         Effect.addFinalizer(() => release)
       )
     )

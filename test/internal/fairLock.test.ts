@@ -54,6 +54,33 @@ describe("internal/fairLock", () => {
     })
   )
 
+  it.live("a waiter interrupted at any point of taking the lock never keeps it", () =>
+    Effect.gen(function* () {
+      const burn = (n: number): Effect.Effect<void> =>
+        n === 0 ? Effect.void : Effect.flatMap(Effect.void, () => burn(n - 1))
+      for (const maxOps of [10, 16, 25, 40]) {
+        for (let yields = 0; yields < 12; yields++) {
+          const lock = yield* FairLock.make
+          const gate = yield* Deferred.make<void>()
+          const holder = yield* Effect.fork(lock.withLock(Deferred.await(gate)))
+          yield* Effect.yieldNow()
+          // small yield budgets (not below 10: the runtime cannot make progress then) put the waiter's yields (where an interruption lands) all through taking the lock
+          const waiter = yield* Effect.fork(
+            Effect.zipRight(burn(maxOps), lock.withLock(Effect.void)).pipe(Effect.withMaxOpsBeforeYield(maxOps))
+          )
+          for (let i = 0; i < yields; i++) yield* Effect.yieldNow()
+          yield* Fiber.interrupt(waiter)
+          yield* Deferred.succeed(gate, undefined)
+          yield* Fiber.join(holder)
+          const free = yield* lock
+            .withLock(Effect.succeed(true))
+            .pipe(Effect.timeoutTo({ duration: "1 second", onTimeout: () => false, onSuccess: (x) => x }))
+          assert.isTrue(free, `lock kept (max ops ${maxOps}, ${yields} yields)`)
+        }
+      }
+    })
+  )
+
   it.effect("a failing or interrupted holder releases the lock", () =>
     Effect.gen(function* () {
       const lock = yield* FairLock.make
