@@ -2,8 +2,8 @@
  * The SQL event store: one implementation of the `EventStore` contract written against `@effect/sql`'s
  * `SqlClient`, for PostgreSQL (production), SQLite (embedded default) and MySQL/MariaDB.
  *
- * - **Appends** are one round trip on PostgreSQL (a server-side function: lock the stream, check ids and
- *   expected version, insert; see `pgFunctions`) and one short transaction on SQLite. They join
+ * - **Appends** are one round trip on PostgreSQL (a server-side function: lock the stream row, check
+ *   ids and expected version, insert, bump the version) and one short transaction on SQLite. They join
  *   an enclosing `sql.withTransaction`, so user writes can commit atomically with events. Outside one,
  *   concurrent PostgreSQL appends are grouped (group commit): one round trip and one commit for many,
  *   each in its own subtransaction, so each is checked, committed or refused on its own.
@@ -226,10 +226,7 @@ export const make = (
 
     const versionOf = (streamId: Event.StreamId) =>
       Effect.map(
-        dialect === "pg"
-          ? sql<{ readonly version: number }>`
-              select coalesce(max(version), 0) as version from ${sql(t.events)} where stream_id = ${streamId}`
-          : sql<{ readonly version: number }>`select version from ${sql(t.streams)} where stream_id = ${streamId}`,
+        sql<{ readonly version: number }>`select version from ${sql(t.streams)} where stream_id = ${streamId}`,
         (rows) => rows[0]?.version ?? 0
       )
 

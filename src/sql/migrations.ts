@@ -131,8 +131,7 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "3_projections": createProjectionTables(t),
         "4_sagas": createSagaTables(t),
         "5_inbox": createInboxTable(t),
-        "6_tenants": addTenantColumn(t),
-        "7_stream_locks": dropPgStreamsTable(t)
+        "6_tenants": addTenantColumn(t)
       }),
       table: t.migrations
     })
@@ -183,6 +182,7 @@ const createEventTables = (t: Tables) =>
             sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
+            sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)${tableOptions(sql)}`,
             createUniqueValuesTable(t),
             sql`create table ${sql(t.commands)} (
               command_id text primary key,
@@ -436,18 +436,6 @@ const addTenantColumn = (t: Tables) =>
         )
     })
   })
-
-/**
- * PostgreSQL: the append function that locks a stream with an advisory lock and reads its version from its
- * events (see `pgFunctions`), and no streams table. Databases made before it had one.
- */
-const dropPgStreamsTable = (t: Tables) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.onDialectOrElse({
-      pg: () => Effect.zipRight(sql.unsafe(PgFunctions.appendFunction(t)), sql`drop table if exists ${sql(t.streams)}`),
-      orElse: () => Effect.void
-    })
-  )
 
 /** The idempotent consumers' record of handled messages (see `SqlInbox`). */
 const createInboxTable = (t: Tables) =>

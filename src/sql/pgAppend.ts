@@ -62,16 +62,10 @@ export const make = (
     /** Several appends, one round trip and one commit (group commit); each succeeds or fails alone. */
     const callAppendBatch = (appends: ReadonlyArray<PreparedAppend>) => {
       if (appends.length === 1) return Effect.map(Effect.exit(callAppend(appends[0]!)), (exit) => [exit])
-      // one lock order for every batch (by the streams' locks, their hashes, keeping each stream's appends
-      // in arrival order): no deadlocks
+      // one lock order for every batch (by stream, keeping each stream's appends in arrival order): no deadlocks
       const order = appends
         .map((_, i) => i)
-        .sort(
-          (a, b) =>
-            appends[a]!.streamHash - appends[b]!.streamHash ||
-            compareStreams(appends[a]!.streamId, appends[b]!.streamId) ||
-            a - b
-        )
+        .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
       const batch = "[" + order.map((i) => batchItemJson(appends[i]!, options.commandTtl)).join(",") + "]"
       return sql<{ readonly result: ReadonlyArray<PgBatchResult> }>`
       select ${sql(options.tables.appendBatchFunction)}(${batch}::jsonb) as result`.pipe(

@@ -5,17 +5,10 @@
 import type { Tables } from "./migrations.js"
 
 /**
- * The append as one server-side function, so an append is one round trip: lock the stream, read its
- * version, report already-stored event ids (the caller decides between idempotent retry and id conflict),
- * check the expected version, insert the events. A failed check inserts nothing and so consumes no
- * position. Names are validated identifiers, so interpolating them is safe.
- *
- * The stream's lock is a transaction-scoped advisory lock on its hash, in a key space of this store's own
- * (the two-key form, keyed by the events table's name), and its version is the greatest stored one (one
- * probe of the primary key): no row per stream is written, which costs an append about as much as a
- * second insert. Streams whose hashes collide merely queue behind each other. Under REPEATABLE READ or
- * SERIALIZABLE, an append racing another to the same stream may read a version older than the lock it
- * waited for; its insert then fails on the primary key (an `EventStoreError`), never writes a gap.
+ * The append as one server-side function, so an append is one round trip: lock the stream row, report
+ * already-stored event ids (the caller decides between idempotent retry and id conflict), check the
+ * expected version, insert the events, bump the stream version. A failed check inserts nothing and so
+ * consumes no position. Names are validated identifiers, so interpolating them is safe.
  *
  * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version)
  * or `duplicates` (with, per event, the version holding its id or null). A unique value held by another
@@ -35,8 +28,21 @@ declare
   v_owner text;
   v_handled record;
 begin
-  perform pg_advisory_xact_lock(hashtext('${t.events}'), (p_stream_hash - 2147483648)::integer);
-  select coalesce(max(e.version), 0) into v_current from ${t.events} e where e.stream_id = p_stream_id;
+  v_current := null;
+  if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
+    -- the common case of a new stream: create its row at its final version; if it exists (or a concurrent
+    -- creator holds it, whose commit we then wait for), fall through to locking the existing row
+    insert into ${t.streams} (stream_id, version) values (p_stream_id, v_count) on conflict (stream_id) do nothing;
+    if found then
+      v_current := 0;
+    end if;
+  end if;
+  if v_current is null then
+    select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
+    if not found then
+      v_current := 0;
+    end if;
+  end if;
 
   if v_current > 0 and v_count > 0 then
     -- some of these ids may be stored already: report where, the caller tells a retry from a conflict
@@ -75,7 +81,7 @@ begin
     where u.stream_id <> p_stream_id
     limit 1;
     if found then
-      -- an error, not a result: it undoes everything this call wrote
+      -- an error, not a result: it undoes everything this call did (the stream row included)
       raise exception 'effect-eventsourcing: unique value taken' using errcode = 'P0001',
         detail = json_build_object('constraint', v_constraint, 'value', v_value, 'owner', v_owner)::text;
     end if;
@@ -113,6 +119,9 @@ begin
   )
   select array_agg(position order by version) into o_positions from inserted;
 
+  if v_current > 0 then
+    update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
+  end if;
   if p_command_id is not null then
     update ${t.commands} set positions = o_positions where command_id = p_command_id;
   end if;

@@ -21,7 +21,7 @@ suite("SqlEventStore on SQLite (file)", SqlEventStore.layer({ tablePrefix: "evt_
 const schema = isolatedPrefix(import.meta.url)
 suite("SqlEventStore on PostgreSQL", SqlEventStore.layer({ schema }).pipe(Layer.provide(pgWithSchema(schema))))
 // without group commit, concurrent appends run in concurrent transactions (batched ones share one): the
-// stream locks are what keeps them apart
+// stream row locks are what keeps them apart
 const unbatched = `${schema}_nogc`
 suite(
   "SqlEventStore on PostgreSQL (group commit off)",
