@@ -131,7 +131,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "3_projections": createProjectionTables(t),
         "4_sagas": createSagaTables(t),
         "5_inbox": createInboxTable(t),
-        "6_tenants": addTenantColumn(t)
+        "6_tenants": addTenantColumn(t),
+        "7_append_batch": replacePgAppendBatch(t)
       }),
       table: t.migrations
     })
@@ -436,6 +437,15 @@ const addTenantColumn = (t: Tables) =>
         )
     })
   })
+
+/** PostgreSQL: group commit's batch function with its set-based path (see `pgFunctions`). */
+const replacePgAppendBatch = (t: Tables) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () => sql.unsafe(PgFunctions.appendBatchFunction(t)),
+      orElse: () => Effect.void
+    })
+  )
 
 /** The idempotent consumers' record of handled messages (see `SqlInbox`). */
 const createInboxTable = (t: Tables) =>

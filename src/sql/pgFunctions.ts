@@ -129,9 +129,16 @@ end
 $fn$`
 
 /**
- * Group commit: several appends in one round trip and one transaction. Each runs in its own
- * subtransaction, so one that fails (a unique value taken, a duplicate command, any error) is undone
- * alone and reported in its result, while the others commit. Results come back in input order as JSON.
+ * Group commit: several appends in one round trip and one transaction, each checked, committed or
+ * refused on its own. Results come back in input order as JSON.
+ *
+ * The common batch (no unique values, no command ids, each stream once, none of its event ids stored
+ * yet) takes a set-based path: the streams' rows locked (or created) one by one in the batch's order,
+ * every expected-version check, then one insert for all accepted events and one update of the streams'
+ * versions; a refused append writes nothing and burns no position. Any other batch, or one whose
+ * set-based try fails, is undone and runs append by append, each in its own subtransaction, so one that
+ * fails (a unique value taken, a duplicate command, any error) is undone alone and reported in its
+ * result, while the others commit.
  */
 export const appendBatchFunction = (t: Tables): string => `
 create or replace function ${t.appendBatchFunction}(p_batch jsonb) returns jsonb
@@ -141,7 +148,86 @@ declare
   v_result record;
   v_results jsonb := '[]'::jsonb;
   v_detail text;
+  v_count integer := jsonb_array_length(p_batch);
+  v_current integer[] := '{}';
+  v_created boolean[] := '{}';
+  v_version integer;
+  v_events integer;
 begin
+  if not exists (
+       select 1 from jsonb_array_elements(p_batch) as i(item)
+       where jsonb_array_length(i.item->'claims') > 0 or jsonb_array_length(i.item->'releases') > 0
+          or i.item->>'commandId' is not null)
+     and (select count(distinct i.item->>'streamId') = v_count from jsonb_array_elements(p_batch) as i(item)) then
+    begin
+      -- each stream's row, in the batch's order (the caller sorts it by stream: one lock order, no deadlocks)
+      for k in 0 .. v_count - 1 loop
+        v_item := p_batch->k;
+        v_events := jsonb_array_length(v_item->'events');
+        v_version := null;
+        if v_events > 0 and (v_item->>'kind' in ('Any', 'NoStream')
+            or (v_item->>'kind' = 'Exact' and (v_item->>'expected')::integer = 0)) then
+          insert into ${t.streams} (stream_id, version) values (v_item->>'streamId', v_events)
+          on conflict (stream_id) do nothing;
+          if found then
+            v_version := 0;
+          end if;
+        end if;
+        v_created := v_created || (v_version is not null);
+        if v_version is null then
+          select s.version into v_version from ${t.streams} s where s.stream_id = v_item->>'streamId' for update;
+        end if;
+        v_current := v_current || coalesce(v_version, 0);
+      end loop;
+      -- an event id already stored in its stream: a retry (or an id conflict), sorted out append by append
+      if exists (
+           select 1 from jsonb_array_elements(p_batch) with ordinality as i(item, ord)
+           cross join lateral jsonb_array_elements(i.item->'events') as ev(event)
+           join ${t.events} e on e.event_id = (ev.event->>'eventId')::uuid and e.stream_id = i.item->>'streamId'
+           where v_current[i.ord] > 0) then
+        raise exception using errcode = 'P0002';
+      end if;
+      with items as (
+        select i.ord, i.item, v_current[i.ord] as current, v_created[i.ord] as created,
+               jsonb_array_length(i.item->'events') as n,
+               case i.item->>'kind'
+                 when 'Any' then true
+                 when 'NoStream' then v_current[i.ord] = 0
+                 when 'StreamExists' then v_current[i.ord] > 0
+                 else v_current[i.ord] = (i.item->>'expected')::integer
+               end as accepted
+        from jsonb_array_elements(p_batch) with ordinality as i(item, ord)
+      ), inserted as (
+        insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
+        select it.item->>'streamId', it.item->>'category', (it.item->>'hash')::bigint, it.current + ev.k,
+               (ev.event->>'eventId')::uuid, ev.event->>'type', (ev.event->>'schemaVersion')::integer,
+               ev.event->'data', ev.event->'metadata'
+        from items it cross join lateral jsonb_array_elements(it.item->'events') with ordinality as ev(event, k)
+        where it.accepted
+        order by it.ord, ev.k
+        returning stream_id, version, position
+      ), positions as (
+        select stream_id, jsonb_agg(position::text order by version) as positions from inserted group by stream_id
+      ), bumped as (
+        update ${t.streams} s set version = it.current + it.n
+        from items it
+        where it.accepted and not it.created and it.n > 0 and s.stream_id = it.item->>'streamId'
+      )
+      select jsonb_agg(
+               case when it.accepted
+                 then jsonb_build_object('outcome', 'ok', 'version', it.current + it.n,
+                        'positions', coalesce(p.positions, '[]'::jsonb), 'stored', null)
+                 else jsonb_build_object('outcome', 'conflict', 'version', it.current,
+                        'positions', null, 'stored', null)
+               end order by it.ord)
+        into v_results
+      from items it left join positions p on p.stream_id = it.item->>'streamId';
+      return v_results;
+    exception when others then
+      -- undone (stream rows created included): the batch runs append by append below
+      v_results := '[]'::jsonb;
+    end;
+  end if;
   for v_item in select value from jsonb_array_elements(p_batch) loop
     begin
       select * into v_result from ${t.appendFunction}(

@@ -75,6 +75,140 @@ describe("SqlEventStore group commit", () => {
       })
     )
 
+    it.effect("in a batch, every expected version is checked against its stream, and retries are recognized", () =>
+      Effect.gen(function* () {
+        const store = yield* EventStore.EventStore
+        const category = yield* uniqueCategory
+        const existing = (name: string) => `${category}-${name}`
+        // streams at version 2 (and one whose events are retried below)
+        for (const name of ["ns", "se", "ex", "exBad", "any", "empty", "retry", "overlap"]) {
+          yield* store.append(existing(name), [yield* tick, yield* tick])
+        }
+        const retried = [...(yield* Stream.runCollect(store.readStream(existing("retry"))))]
+        const overlapping = [...(yield* Stream.runCollect(store.readStream(existing("overlap"))))]
+        const again = (events: ReadonlyArray<Event.RecordedEvent>) =>
+          events.map((e) => ({
+            eventId: e.eventId,
+            type: e.type,
+            schemaVersion: e.schemaVersion,
+            data: e.data,
+            metadata: e.metadata
+          }))
+        const fresh = (name: string) => `${category}-new-${name}`
+        const cases: ReadonlyArray<{
+          readonly streamId: string
+          readonly events: Effect.Effect<ReadonlyArray<Event.EventData>>
+          readonly expected: Event.ExpectedVersion
+          readonly outcome: { readonly version: number } | { readonly conflict: number } | "invalid"
+        }> = [
+          { streamId: existing("ns"), events: Effect.all([tick]), expected: Event.NoStream, outcome: { conflict: 2 } },
+          { streamId: fresh("ns"), events: Effect.all([tick]), expected: Event.NoStream, outcome: { version: 1 } },
+          {
+            streamId: existing("se"),
+            events: Effect.all([tick]),
+            expected: Event.StreamExists,
+            outcome: { version: 3 }
+          },
+          { streamId: fresh("se"), events: Effect.all([tick]), expected: Event.StreamExists, outcome: { conflict: 0 } },
+          {
+            streamId: existing("ex"),
+            events: Effect.all([tick, tick]),
+            expected: Event.Exact(2),
+            outcome: { version: 4 }
+          },
+          {
+            streamId: existing("exBad"),
+            events: Effect.all([tick]),
+            expected: Event.Exact(1),
+            outcome: { conflict: 2 }
+          },
+          { streamId: fresh("ex0"), events: Effect.all([tick]), expected: Event.Exact(0), outcome: { version: 1 } },
+          { streamId: existing("any"), events: Effect.all([tick]), expected: Event.Any, outcome: { version: 3 } },
+          {
+            streamId: fresh("any"),
+            events: Effect.all([tick, tick, tick]),
+            expected: Event.Any,
+            outcome: { version: 3 }
+          },
+          {
+            streamId: existing("empty"),
+            events: Effect.succeed([]),
+            expected: Event.Exact(2),
+            outcome: { version: 2 }
+          },
+          {
+            streamId: existing("retry"),
+            events: Effect.succeed(again(retried)),
+            expected: Event.NoStream,
+            outcome: { version: 2 }
+          },
+          {
+            streamId: existing("overlap"),
+            events: Effect.map(tick, (e) => [...again(overlapping.slice(1)), e]),
+            expected: Event.Any,
+            outcome: "invalid"
+          }
+        ]
+        // the expected-version cases share a batch (the set-based path); the retries another, which finds
+        // their ids stored and goes append by append
+        const batch = (group: typeof cases) =>
+          Effect.forEach(
+            group,
+            (c) =>
+              Effect.flatMap(c.events, (events) =>
+                Effect.exit(store.append(c.streamId, events, { expectedVersion: c.expected }))
+              ),
+            { concurrency: "unbounded" }
+          )
+        // (a lone append runs at once, by itself: the others queue behind it and form the batch)
+        const padded = (c: (typeof cases)[number], name: string) => {
+          const pad = (i: number) => ({ ...cases[1]!, streamId: fresh(`${name}-${i}`) })
+          return Effect.map(batch([pad(0), c, pad(1)]), (exits) => exits[1]!)
+        }
+        const exits = [
+          ...(yield* batch(cases.slice(0, 10))),
+          yield* padded(cases[10]!, "retry"),
+          yield* padded(cases[11]!, "overlap")
+        ]
+        for (const [i, c] of cases.entries()) {
+          const exit = exits[i]!
+          if (c.outcome === "invalid") {
+            assert.strictEqual((yield* Effect.flip(exit))._tag, "InvalidAppend", c.streamId)
+          } else if ("conflict" in c.outcome) {
+            const error = yield* Effect.flip(exit)
+            assert.strictEqual(error._tag, "ConcurrencyConflict", c.streamId)
+            assert.strictEqual((error as EventStore.ConcurrencyConflict).actual, c.outcome.conflict, c.streamId)
+          } else {
+            assert.isTrue(Exit.isSuccess(exit), `${c.streamId} failed`)
+            const result = yield* exit
+            assert.strictEqual(result.version, c.outcome.version, c.streamId)
+            assert.strictEqual(yield* store.streamVersion(c.streamId), c.outcome.version, c.streamId)
+            const stored = [...(yield* Stream.runCollect(store.readStream(c.streamId)))]
+            assert.deepStrictEqual(
+              stored.map((e) => e.version),
+              Array.from({ length: c.outcome.version }, (_, v) => v + 1),
+              c.streamId
+            )
+            // the result names the stored events of this append
+            assert.deepStrictEqual(
+              result.positions,
+              stored.slice(stored.length - result.positions.length).map((e) => e.position),
+              c.streamId
+            )
+          }
+        }
+        // the retry wrote nothing and answered with the original positions
+        const retryResult = yield* exits[10]!
+        assert.deepStrictEqual(
+          retryResult.positions,
+          retried.map((e) => e.position)
+        )
+        // refused appends wrote nothing
+        for (const name of ["ns", "exBad", "overlap"]) assert.strictEqual(yield* store.streamVersion(existing(name)), 2)
+        assert.strictEqual(yield* store.streamVersion(fresh("se")), 0)
+      })
+    )
+
     it.effect("appends to one stream in one batch are ordered and checked against each other", () =>
       Effect.gen(function* () {
         const store = yield* EventStore.EventStore
