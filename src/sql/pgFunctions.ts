@@ -139,6 +139,11 @@ $fn$`
  * set-based try fails, is undone and runs append by append, each in its own subtransaction, so one that
  * fails (a unique value taken, a duplicate command, any error) is undone alone and reported in its
  * result, while the others commit.
+ *
+ * **Gotchas**: a set-based try that loses a deadlock (with a caller's transaction that locks the same
+ * streams in another order) or a lock timeout is undone and the batch goes append by append, so its
+ * appends wait a second time instead of the one that deadlocked failing; a statement timeout fails the
+ * whole batch, as before.
  */
 export const appendBatchFunction = (t: Tables): string => `
 create or replace function ${t.appendBatchFunction}(p_batch jsonb) returns jsonb
@@ -213,13 +218,13 @@ begin
         from items it
         where it.accepted and not it.created and it.n > 0 and s.stream_id = it.item->>'streamId'
       )
-      select jsonb_agg(
+      select coalesce(jsonb_agg(
                case when it.accepted
                  then jsonb_build_object('outcome', 'ok', 'version', it.current + it.n,
                         'positions', coalesce(p.positions, '[]'::jsonb), 'stored', null)
                  else jsonb_build_object('outcome', 'conflict', 'version', it.current,
                         'positions', null, 'stored', null)
-               end order by it.ord)
+               end order by it.ord), '[]'::jsonb)
         into v_results
       from items it left join positions p on p.stream_id = it.item->>'streamId';
       return v_results;
