@@ -2,7 +2,8 @@
  * E1: end to end at a steady rate: 200 commands per second for 20 seconds, each through the command bus
  * to a decider (load, decide, append) on its own stream, and a live projection writing the read model.
  * Latency per command: from its dispatch to its event's projection handler running in the batch's
- * transaction (the commit follows at once), after one unmeasured second at the same rate (warm-up). Counts gaps and duplicates in the read model.
+ * transaction (the commit follows at once), after one unmeasured second at the same rate (warm-up). Counts
+ * gaps and duplicates in the read model.
  *
  * On PostgreSQL every command waits for a commit, so the run first measures what a commit costs here at the
  * same rate: one-row inserts with the plain driver, as many and as paced as the commands. Its p99 is the

@@ -79,29 +79,38 @@ const fairClient: Layer.Layer<SqlClient.SqlClient, never, SqliteClient.SqliteCli
 
 /**
  * Lets the event loop turn (timers, sockets: an HTTP request, a runner's poll) once the connection has been
- * busy for a few milliseconds. The driver is synchronous, so fibers that keep writing would otherwise run
- * from one microtask to the next and hold every timer and socket back until they stop. Every fiber that
- * finds the budget spent waits for the same turn, so one turn of the loop runs about one budget of work.
+ * busy for a few milliseconds since the loop last turned. The driver is synchronous, so fibers that keep
+ * writing would otherwise run from one microtask to the next and hold every timer and socket back until
+ * they stop. The first statement after the loop turned schedules the next turn (a `setImmediate`) and
+ * starts the clock; a statement that finds the budget spent waits for that turn, with every other such.
  */
 const eventLoopTurns: Effect.Effect<Effect.Effect<void>> = Effect.sync(() => {
   const budgetMillis = 4
-  let lastTurn = performance.now()
+  let busySince = 0
+  /** The fibers waiting for the scheduled turn; `undefined` once it came (the loop turned). */
   let waiting: Array<() => void> | undefined
+  const scheduleTurn = () => {
+    const woken: Array<() => void> = (waiting = [])
+    busySince = performance.now()
+    setImmediate(() => {
+      waiting = undefined
+      woken.forEach((wake) => wake())
+    })
+  }
   const nextTurn = Effect.async<void>((resume) => {
     const wake = () => resume(Effect.void)
-    if (waiting === undefined) {
-      const woken = (waiting = [wake])
-      setImmediate(() => {
-        waiting = undefined
-        lastTurn = performance.now()
-        woken.forEach((f) => f())
-      })
-    } else waiting.push(wake)
-    const mine = waiting
+    const mine = waiting!
+    mine.push(wake)
     return Effect.sync(() => {
       const index = mine.indexOf(wake)
       if (index !== -1) mine.splice(index, 1)
     })
   })
-  return Effect.suspend(() => (performance.now() - lastTurn < budgetMillis ? Effect.void : nextTurn))
+  return Effect.suspend(() => {
+    if (waiting === undefined) {
+      scheduleTurn()
+      return Effect.void
+    }
+    return performance.now() - busySince < budgetMillis ? Effect.void : nextTurn
+  })
 })
