@@ -34,9 +34,13 @@ const raw = async (count: number): Promise<number> => {
   const worker = async () => {
     while (next < count) {
       const i = next++
+      // the headers the relay sends (see NatsPublisher): the same messages, not lighter ones
       const h = headers()
-      h.set("Ees-Stream-Id", `O-${i % 100}`)
-      await js.publish(`${stream}.O.O-${i % 100}.Deposited`, body, { msgID: `${stream}-${i}`, headers: h })
+      h.set("Ees-Stream-Id", `O-${i % 200}`)
+      h.set("Ees-Version", String(Math.floor(i / 200) + 1))
+      h.set("Ees-Type", "Deposited")
+      h.set("Ees-Schema-Version", "1")
+      await js.publish(`${stream}.O.O-${i % 200}.Deposited`, body, { msgID: `${stream}-${i}`, headers: h })
     }
   }
   await Promise.all(Array.from({ length: 256 }, worker))
