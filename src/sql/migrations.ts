@@ -132,7 +132,9 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "4_sagas": createSagaTables(t),
         "5_inbox": createInboxTable(t),
         "6_tenants": addTenantColumn(t),
-        "7_append_batch": replacePgAppendBatch(t)
+        "7_append_batch": replacePgAppendBatch(t),
+        // the same function, now telling which path a batch took (a DEBUG1 message)
+        "8_append_batch_path": replacePgAppendBatch(t)
       }),
       table: t.migrations
     })

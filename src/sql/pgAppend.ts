@@ -150,7 +150,7 @@ const refusal = (append: PreparedAppend, cause: unknown): UniqueConstraintViolat
 const compareStreams = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
 
 /** One append as an element of the batch function's JSON argument (payloads embedded as serialized). */
-const batchItemJson = (append: PreparedAppend, commandTtl: number): string => {
+export const batchItemJson = (append: PreparedAppend, commandTtl: number): string => {
   const expected = append.expectedVersion
   return (
     `{"streamId":${JSON.stringify(append.streamId)},"category":${JSON.stringify(append.category)},` +

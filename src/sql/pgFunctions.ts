@@ -140,6 +140,9 @@ $fn$`
  * fails (a unique value taken, a duplicate command, any error) is undone alone and reported in its
  * result, while the others commit.
  *
+ * Which path a batch took is reported as a DEBUG1 message (`effect-eventsourcing: batch appended
+ * set-based` or `... append by append`), sent to a session only if it asks (`client_min_messages`).
+ *
  * **Gotchas**: a set-based try that loses a deadlock (with a caller's transaction that locks the same
  * streams in another order) or a lock timeout is undone and the batch goes append by append, so its
  * appends wait a second time instead of the one that deadlocked failing; a statement timeout fails the
@@ -227,12 +230,14 @@ begin
                end order by it.ord), '[]'::jsonb)
         into v_results
       from items it left join positions p on p.stream_id = it.item->>'streamId';
+      raise debug 'effect-eventsourcing: batch appended set-based';
       return v_results;
     exception when others then
       -- undone (stream rows created included): the batch runs append by append below
       v_results := '[]'::jsonb;
     end;
   end if;
+  raise debug 'effect-eventsourcing: batch appended append by append';
   for v_item in select value from jsonb_array_elements(p_batch) loop
     begin
       select * into v_result from ${t.appendFunction}(

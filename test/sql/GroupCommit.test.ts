@@ -4,12 +4,16 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import pg from "pg"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import { tables } from "../../src/sql/migrations.js"
+import { batchItemJson } from "../../src/sql/pgAppend.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
+import { pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { settle } from "../support/settle.js"
 import { pgWithSchema } from "../support/sql.js"
@@ -221,6 +225,59 @@ describe("SqlEventStore group commit", () => {
         )
         assert.strictEqual(exits.filter(Exit.isSuccess).length, 1)
         assert.strictEqual(yield* store.streamVersion(id), 2)
+      })
+    )
+  })
+
+  layer(Live, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+    /** A session that hears the batch function's DEBUG1 report of the path each batch took. */
+    const session = Effect.acquireRelease(
+      Effect.promise(async () => {
+        const client = new pg.Client({ connectionString: `${pgUrl}?options=-c%20client_min_messages%3Ddebug1` })
+        const paths: Array<string> = []
+        client.on("notice", (notice) => {
+          const path = /^effect-eventsourcing: batch appended (.*)$/.exec(notice.message ?? "")?.[1]
+          if (path !== undefined) paths.push(path)
+        })
+        await client.connect()
+        return { client, paths }
+      }),
+      ({ client }) => Effect.promise(() => client.end())
+    )
+
+    it.scoped("the common batch takes the set-based path; a retry, a claim or a stream twice go append by append", () =>
+      Effect.gen(function* () {
+        const { client, paths } = yield* session
+        const t = yield* tables({ schema })
+        const category = yield* uniqueCategory
+        /** Runs the batch as `pgAppend` sends it; returns each outcome and the path the batch took. */
+        const run = (appends: ReadonlyArray<EventStore.PreparedAppend>) =>
+          Effect.promise(async () => {
+            paths.length = 0
+            const batch = "[" + appends.map((a) => batchItemJson(a, 1000)).join(",") + "]"
+            const { rows } = await client.query(`select ${t.appendBatchFunction}($1::jsonb) as result`, [batch])
+            return {
+              outcomes: (rows[0].result as ReadonlyArray<{ readonly outcome: string }>).map((r) => r.outcome),
+              paths: [...paths]
+            }
+          })
+        const prepare = (streamId: string, options: EventStore.AppendOptions = { expectedVersion: Event.NoStream }) =>
+          Effect.flatMap(tick, (e) => EventStore.prepareAppend(streamId, [e], options, EventStore.defaultLimits))
+        const fresh = [yield* prepare(`${category}-a`), yield* prepare(`${category}-b`)]
+
+        assert.deepStrictEqual(yield* run(fresh), { outcomes: ["ok", "ok"], paths: ["set-based"] })
+        // the same events again: stored already, so the set-based try is undone and each is looked at alone
+        assert.deepStrictEqual(yield* run(fresh), {
+          outcomes: ["duplicates", "duplicates"],
+          paths: ["append by append"]
+        })
+        const claim = yield* prepare(`${category}-c`, { claims: [{ constraint: `seat-${category}`, value: "1" }] })
+        assert.deepStrictEqual(yield* run([claim, yield* prepare(`${category}-d`)]), {
+          outcomes: ["ok", "ok"],
+          paths: ["append by append"]
+        })
+        const twice = [yield* prepare(`${category}-e`), yield* prepare(`${category}-e`, {})]
+        assert.deepStrictEqual(yield* run(twice), { outcomes: ["ok", "ok"], paths: ["append by append"] })
       })
     )
   })
