@@ -88,24 +88,39 @@ const isPassing = (cause: Cause.Cause<unknown>): boolean =>
     return !/^(22|23|42|2F|3F|P0)...$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)
   })
 
+/** A batch as read, with its events decoded, or `undefined` if one of them does not decode. */
+export interface Batch<A> {
+  readonly events: ReadonlyArray<Event.RecordedEvent>
+  readonly decoded: ReadonlyArray<Upcaster.Decoded<A>> | undefined
+}
+
 /**
- * Handles a batch: decoded, handled and committed with its checkpoint in one transaction; if it cannot
- * be (an undecodable event, a handler that keeps failing), one event at a time.
+ * Decodes a batch's events. The runner decodes a batch as soon as it is read, in the fiber that read it
+ * ahead, so that this CPU work overlaps the previous batch's commit.
+ */
+export const decodeBatch = <A, E, R>(rt: Runtime<A, E, R>, events: ReadonlyArray<Event.RecordedEvent>): Batch<A> => {
+  const decoded: Array<Upcaster.Decoded<A>> = []
+  for (const envelope of events) {
+    const result = rt.def.codec.decodeEither(envelope)
+    if (Either.isLeft(result)) return { events, decoded: undefined }
+    for (const event of result.right) decoded.push({ event, envelope })
+  }
+  return { events, decoded }
+}
+
+/**
+ * Handles a batch: handled and committed with its checkpoint in one transaction; if it cannot be (an
+ * undecodable event, a handler that keeps failing), one event at a time.
  */
 export const handleBatch = <A, E, R>(
   rt: Runtime<A, E, R>,
   lease: CheckpointStore.Lease,
   cell: Cell,
-  batch: ReadonlyArray<Event.RecordedEvent>,
+  { decoded, events: batch }: Batch<A>,
   lag: Metric.Metric.Gauge<number>
 ): Effect.Effect<Outcome, never, R> =>
   Effect.gen(function* () {
-    const decoded: Array<Upcaster.Decoded<A>> = []
-    for (const envelope of batch) {
-      const result = rt.def.codec.decodeEither(envelope)
-      if (Either.isLeft(result)) return yield* oneByOne(rt, lease, cell, batch, lag)
-      for (const event of result.right) decoded.push({ event, envelope })
-    }
+    if (decoded === undefined) return yield* oneByOne(rt, lease, cell, batch, lag)
     const attempt = yield* Effect.either(commitWithRetries(rt, lease, cell, decoded, batch[batch.length - 1]!))
     if (Either.isRight(attempt)) return yield* advanced(rt, cell, batch, lag)
     if (attempt.left._tag === "HandlerFailed") return yield* oneByOne(rt, lease, cell, batch, lag)

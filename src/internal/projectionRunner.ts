@@ -27,7 +27,7 @@ import * as Metrics from "../Metrics.js"
 import { CurrentTenant } from "../Tenancy.js"
 import type * as Upcaster from "../Upcaster.js"
 import * as Wakeup from "../Wakeup.js"
-import { type Cell, handleBatch, type Runtime, untilDone } from "./projectionBatch.js"
+import { type Batch, type Cell, decodeBatch, handleBatch, type Runtime, untilDone } from "./projectionBatch.js"
 import * as Uuid from "./uuid.js"
 
 /** What the runner needs of a definition (see `Projection.make`). */
@@ -371,20 +371,21 @@ const partitionLoop = <A, E, R>(
       const gauges = lagGauges(rt.def, cell.partition)
       const lag = gauges.seconds
       let markedLive = false
-      // while a full batch is handled, the next one is read (client and database work overlap)
-      let next: Fiber.RuntimeFiber<ReadonlyArray<Event.RecordedEvent>> | undefined
+      // while a full batch is handled, the next one is read and decoded (client and database work overlap)
+      let next: Fiber.RuntimeFiber<Batch<A>> | undefined
       // reads left after a hint that found nothing (the events may not be visible yet), see below
       let rechecks = 0
       while (true) {
-        const batch =
-          next === undefined ? yield* untilDone(readBatch(rt, cell, cell.checkpoint), cell) : yield* Fiber.join(next)
+        const read =
+          next === undefined ? yield* untilDone(readDecoded(rt, cell, cell.checkpoint), cell) : yield* Fiber.join(next)
+        const batch = read.events
         next = undefined
         if (batch.length > 0) {
           rechecks = 0
           const end = Event.checkpointOf(batch[batch.length - 1]!)
-          if (batch.length === rt.def.batchSize) next = yield* Effect.fork(untilDone(readBatch(rt, cell, end), cell))
+          if (batch.length === rt.def.batchSize) next = yield* Effect.fork(untilDone(readDecoded(rt, cell, end), cell))
           cell.pendingSince = Option.some(batch[0]!.recordedAt)
-          const outcome = yield* handleBatch(rt, lease, cell, batch, lag)
+          const outcome = yield* handleBatch(rt, lease, cell, read, lag)
           cell.pendingSince = Option.none()
           if (
             next !== undefined &&
@@ -445,6 +446,9 @@ const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Check
       ...(rt.def.partitions === 1 ? {} : { partition: { count: rt.def.partitions, index: cell.partition } })
     })
     .pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+
+const readDecoded = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>
+  Effect.map(readBatch(rt, cell, after), (events) => decodeBatch(rt, events))
 
 /**
  * Samples the lag gauges of the owned partitions: 0 for a live one; otherwise, if an event waits, the
