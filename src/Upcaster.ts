@@ -243,22 +243,17 @@ export const codec = <A extends { readonly _tag: string }, I>(
           cause
         })
       )
-    /** The domain event of current-version data, or why not. */
-    const decodeData = (type: string, data: unknown): Either.Either<A, { readonly cause: unknown }> => {
-      if (typeof data !== "object" || data === null || Array.isArray(data)) {
-        return Either.left({ cause: new Error(`${type} data is not an object`) })
-      }
-      const decoded = decodeEvent({ ...data, _tag: type })
-      return Either.isLeft(decoded) ? Either.left({ cause: decoded.left }) : Either.right(decoded.right)
-    }
+    /** The domain event of current-version data, or why not (the cause). */
+    const decodeData = (type: string, data: unknown): Either.Either<A, unknown> =>
+      typeof data !== "object" || data === null || Array.isArray(data)
+        ? Either.left(new Error(`${type} data is not an object`))
+        : decodeEvent({ ...data, _tag: type })
 
     const decodeOne = (recorded: Event.RecordedEvent): Either.Either<ReadonlyArray<A>, EventDecodeError> => {
       // the common case, an event stored at its current version, skips the upcasting machinery
       if (versions.get(recorded.type) === recorded.schemaVersion) {
         const decoded = decodeData(recorded.type, recorded.data)
-        return Either.isLeft(decoded)
-          ? failure(recorded, "InvalidData", decoded.left.cause)
-          : Either.right([decoded.right])
+        return Either.isLeft(decoded) ? failure(recorded, "InvalidData", decoded.left) : Either.right([decoded.right])
       }
       const current = upcastToCurrent(versions, upcasters, {
         type: recorded.type,
@@ -269,7 +264,7 @@ export const codec = <A extends { readonly _tag: string }, I>(
       const events: Array<A> = []
       for (const { data, type } of current.right) {
         const decoded = decodeData(type, data)
-        if (Either.isLeft(decoded)) return failure(recorded, "InvalidData", decoded.left.cause)
+        if (Either.isLeft(decoded)) return failure(recorded, "InvalidData", decoded.left)
         events.push(decoded.right)
       }
       return Either.right(events)
