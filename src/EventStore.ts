@@ -16,6 +16,7 @@
  * domain events (see `Upcaster`).
  */
 import * as Context from "effect/Context"
+import type * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -223,6 +224,24 @@ export interface ReadAllOptions {
   readonly maxCount?: number
 }
 
+/** Which events {@link EventStore} `heldBack` looks at: the same filters as `readAll`. */
+export type HeldBackOptions = Pick<ReadAllOptions, "categories" | "types" | "partition" | "tenant">
+
+/**
+ * Committed events that `readAll` cannot return yet. On PostgreSQL readers stop at the read horizon, the
+ * oldest transaction still running in the cluster (see `SqlEventStore`): events committed after it began
+ * wait until it ends. Usually for milliseconds; a transaction left open holds them back until it ends
+ * (or the server ends it), which is what runners report as a stall.
+ */
+export interface HeldBack {
+  /** How many events wait. */
+  readonly events: number
+  /** When the oldest of them was appended. */
+  readonly since: DateTime.Utc
+  /** What holds them back, if the store can tell (PostgreSQL: the oldest running transaction's backend). */
+  readonly blocker: Option.Option<string>
+}
+
 /**
  * The event store service.
  *
@@ -259,6 +278,11 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
      * readers can get, for lag reports.
      */
     readonly head: Effect.Effect<Event.Checkpoint, EventStoreError>
+    /**
+     * The committed events (of those the options select) that `readAll` cannot return yet, if any: none on
+     * stores whose readers are never held back (memory, SQLite, MySQL). See {@link HeldBack}.
+     */
+    readonly heldBack: (options?: HeldBackOptions) => Effect.Effect<Option.Option<HeldBack>, EventStoreError>
     /** The stream's current version; 0 when it has no events. */
     readonly streamVersion: (streamId: string) => Effect.Effect<number, Event.InvalidStreamId | EventStoreError>
     /** The record of a command handled within the command TTL, if any. */

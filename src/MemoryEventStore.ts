@@ -236,7 +236,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
               })
         })
 
-      return EventStore.of(instrument({ append, readStream, readAll, head, streamVersion, findCommand }))
+      // appends commit one at a time, in position order: readers are never held back
+      const heldBack: EventStore["Type"]["heldBack"] = () => Effect.succeed(Option.none())
+      return EventStore.of(instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand }))
     })
   )
 

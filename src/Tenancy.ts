@@ -178,6 +178,16 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
         )
       ),
     head: Effect.zipRight(required("head"), store.head),
+    heldBack: (options) =>
+      Effect.flatMap(required("heldBack"), (tenant) =>
+        store.heldBack({
+          ...options,
+          tenant,
+          ...(options?.categories === undefined
+            ? {}
+            : { categories: options.categories.map((c) => scopedName(tenant, c)) })
+        })
+      ),
     streamVersion: (streamId) =>
       Effect.flatMap(Effect.zipLeft(required("streamVersion"), own(streamId)), (tenant) =>
         store.streamVersion(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
@@ -236,6 +246,7 @@ export const layerPerTenant = <E, R>(
           useStream("readStream", (store) => store.readStream(streamId, readOptions)),
         readAll: (readOptions) => useStream("readAll", (store) => store.readAll(readOptions)),
         head: use("head", (store) => store.head),
+        heldBack: (options) => use("heldBack", (store) => store.heldBack(options)),
         streamVersion: (streamId) => use("streamVersion", (store) => store.streamVersion(streamId)),
         findCommand: (commandId) => use("findCommand", (store) => store.findCommand(commandId))
       })

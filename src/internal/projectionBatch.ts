@@ -22,7 +22,7 @@ import type * as Wakeup from "../Wakeup.js"
 import * as Traceparent from "./traceparent.js"
 import type { Definition, State } from "./projectionRunner.js"
 
-/** Mutable per-partition status, written by its fiber only. */
+/** Mutable per-partition status, written by its fiber only (but for `heldBack`, by the lag sampler). */
 export interface Cell {
   partition: number
   state: State
@@ -31,6 +31,7 @@ export interface Cell {
   lastError: Option.Option<string>
   lastEventAt: Option.Option<DateTime.Utc>
   pendingSince: Option.Option<DateTime.Utc>
+  heldBack: Option.Option<EventStore.HeldBack>
 }
 
 /** What a partition fiber works with. */
@@ -43,6 +44,8 @@ export interface Runtime<A, E, R> {
   readonly ttl: number
   readonly pollInterval: Duration.Duration
   readonly worker: string
+  /** Milliseconds a live partition's events may wait behind the read horizon (see `RunOptions.stallAfter`). */
+  readonly stallAfter: number
 }
 
 /** What became of a batch. */

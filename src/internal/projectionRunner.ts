@@ -58,6 +58,11 @@ export interface RunOptions {
   readonly leaseTtl?: Duration.DurationInput
   /** This worker's id in leases; default a fresh UUID. */
   readonly workerId?: string
+  /**
+   * How long a live partition's events may wait behind the read horizon (an open transaction elsewhere,
+   * PostgreSQL) before its status says `stalled` and names the transaction; default 5 seconds.
+   */
+  readonly stallAfter?: Duration.DurationInput
 }
 
 /** `catching-up` and `live` are healthy; `stalled` retries a store failure; `failed` halted on a poison event. */
@@ -75,6 +80,12 @@ export interface PartitionStatus {
   readonly lastEventAt: Option.Option<DateTime.Utc>
   /** When the oldest event of the batch being handled was recorded (none between batches). */
   readonly pendingSince: Option.Option<DateTime.Utc>
+  /**
+   * Once live: events of this partition committed but not readable yet, held back by an older open
+   * transaction (PostgreSQL, see `EventStore.HeldBack`), as the lag sampler last saw them. Held back for
+   * longer than `RunOptions.stallAfter`, the partition reports itself `stalled`, naming the blocker.
+   */
+  readonly heldBack: Option.Option<EventStore.HeldBack>
 }
 
 /** A runner's status. */
@@ -156,7 +167,8 @@ const runtime = <A, E, R>(def: Definition<A, E, R>, options: RunOptions | undefi
       wakeup: yield* Effect.serviceOption(Wakeup.Wakeup),
       ttl: Duration.toMillis(options?.leaseTtl ?? "10 seconds"),
       pollInterval: Duration.decode(options?.pollInterval ?? "1 second"),
-      worker: options?.workerId ?? (yield* Uuid.v7)
+      worker: options?.workerId ?? (yield* Uuid.v7),
+      stallAfter: Duration.toMillis(options?.stallAfter ?? "5 seconds")
     }
     yield* untilDone(runtime.checkpoints.register(runtime.id, def.partitions))
     return runtime
@@ -349,10 +361,15 @@ const newCell = (partition: number, checkpoint: Event.Checkpoint): Cell => ({
   processed: 0,
   lastError: Option.none(),
   lastEventAt: Option.none(),
-  pendingSince: Option.none()
+  pendingSince: Option.none(),
+  heldBack: Option.none()
 })
 
-const snapshot = (cell: Cell): PartitionStatus => ({ ...cell })
+// what the lag sampler saw behind the horizon counts while the partition is live (until the next sample)
+const snapshot = (cell: Cell): PartitionStatus => ({
+  ...cell,
+  heldBack: cell.state === "live" ? cell.heldBack : Option.none()
+})
 
 /**
  * One partition: read a batch after the checkpoint, handle and commit it, repeat; when a read comes back
@@ -413,8 +430,11 @@ const partitionLoop = <A, E, R>(
         cell.state = "live"
         if (!markedLive) markedLive = yield* goLive(rt, lease, cell)
         if (mode === "catchUp") return "done"
-        yield* Metric.set(lag, 0)
-        yield* Metric.set(gauges.events, 0)
+        // caught up, unless the lag sampler saw events held back behind the read horizon (it sets the gauges)
+        if (Option.isNone(cell.heldBack)) {
+          yield* Metric.set(lag, 0)
+          yield* Metric.set(gauges.events, 0)
+        }
         // a hint can come before its events are readable (on PostgreSQL, while an older transaction is
         // still open): look again a few times, sooner than the poll interval
         if (batch.length === 0 && rechecks > 0) {
@@ -435,16 +455,16 @@ const partitionLoop = <A, E, R>(
 const maxRechecks = 16
 const recheckDelay = (left: number) => (maxRechecks - left < 10 ? 10 : 10 * 2 ** Math.min(4, maxRechecks - left - 9))
 
+/** The events a partition reads: its definition's types and categories, in its partition. */
+const readFilters = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell): EventStore.HeldBackOptions => ({
+  ...(rt.def.types === undefined ? {} : { types: rt.def.types }),
+  ...(rt.def.categories === undefined ? {} : { categories: rt.def.categories }),
+  ...(rt.def.partitions === 1 ? {} : { partition: { count: rt.def.partitions, index: cell.partition } })
+})
+
 const readBatch = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint, size = rt.def.batchSize) =>
   rt.events
-    .readAll({
-      after,
-      batchSize: size,
-      maxCount: size,
-      ...(rt.def.types === undefined ? {} : { types: rt.def.types }),
-      ...(rt.def.categories === undefined ? {} : { categories: rt.def.categories }),
-      ...(rt.def.partitions === 1 ? {} : { partition: { count: rt.def.partitions, index: cell.partition } })
-    })
+    .readAll({ after, batchSize: size, maxCount: size, ...readFilters(rt, cell) })
     .pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
 
 const readDecoded = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>
@@ -463,15 +483,26 @@ const sampleLag = <A, E, R>(rt: Runtime<A, E, R>, owned: () => ReadonlyArray<Cel
     for (const cell of owned()) {
       const gauges = lagGauges(rt.def, cell.partition)
       const checkpoint = cell.checkpoint
-      const waiting = cell.state === "live" ? [] : yield* readBatch(rt, cell, checkpoint, 1)
+      const live = cell.state === "live"
+      const waiting = live ? [] : yield* readBatch(rt, cell, checkpoint, 1)
+      // a live partition has read all it can: events may still wait behind the read horizon
+      const heldBack = live ? yield* rt.events.heldBack(readFilters(rt, cell)) : Option.none()
       // dropped meanwhile: its gauges were reset, and are another worker's now
       if (!owned().includes(cell)) continue
-      if (waiting.length === 0) {
-        yield* Metric.set(gauges.events, 0)
-        if (cell.state !== "live") yield* Metric.set(gauges.seconds, 0)
+      const wasHeldBack = Option.isSome(cell.heldBack)
+      cell.heldBack = heldBack
+      const now = yield* Clock.currentTimeMillis
+      if (Option.isSome(heldBack)) {
+        yield* Metric.set(gauges.events, heldBack.value.events)
+        yield* Metric.set(gauges.seconds, Math.max(0, now - heldBack.value.since.epochMillis) / 1000)
         continue
       }
-      const now = yield* Clock.currentTimeMillis
+      if (waiting.length === 0) {
+        yield* Metric.set(gauges.events, 0)
+        // a live partition's seconds are its own (set as it commits), unless they showed a stall now over
+        if (!live || wasHeldBack) yield* Metric.set(gauges.seconds, 0)
+        continue
+      }
       yield* Metric.set(gauges.events, Math.max(1, Number(head.position - checkpoint.position)))
       yield* Metric.set(gauges.seconds, Math.max(0, now - waiting[0]!.recordedAt.epochMillis) / 1000)
     }
@@ -503,20 +534,40 @@ const goLive = <A, E, R>(rt: Runtime<A, E, R>, lease: CheckpointStore.Lease, cel
 
 const severity: ReadonlyArray<State> = ["failed", "stalled", "starting", "catching-up", "live"]
 
+/** A live partition whose events wait behind the read horizon for longer than `stallAfter` is stalled. */
+const heldBackTooLong = (p: PartitionStatus, now: number, stallAfter: number): PartitionStatus => {
+  if (p.state !== "live" || Option.isNone(p.heldBack)) return p
+  const { blocker, events, since } = p.heldBack.value
+  const waited = now - since.epochMillis
+  if (waited <= stallAfter) return p
+  return {
+    ...p,
+    state: "stalled",
+    lastError: Option.some(
+      `${events} committed event(s) held back for ${Math.round(waited / 1000)} s by the read horizon` +
+        Option.match(blocker, { onNone: () => "", onSome: (b) => `: the oldest open transaction is ${b}` })
+    )
+  }
+}
+
 const status = <A, E, R>(
   rt: Runtime<A, E, R>,
   cells: () => ReadonlyArray<Cell>
 ): Effect.Effect<Omit<Status, "tenant">> =>
   Effect.gen(function* () {
+    const now = yield* Clock.currentTimeMillis
     const owned = cells()
-      .map(snapshot)
+      .map((cell) => heldBackTooLong(snapshot(cell), now, rt.stallAfter))
       .sort((a, b) => a.partition - b.partition)
     const head = yield* Effect.option(rt.events.head)
-    const now = yield* Clock.currentTimeMillis
     let events = 0
     let seconds = 0
     for (const p of owned) {
-      if (p.state === "live") continue
+      if (Option.isSome(p.heldBack)) {
+        events += p.heldBack.value.events
+        seconds = Math.max(seconds, (now - p.heldBack.value.since.epochMillis) / 1000)
+      }
+      if (p.state === "live" || Option.isSome(p.heldBack)) continue
       if (Option.isSome(head)) events += Math.max(0, Number(head.value.position - p.checkpoint.position))
       // a batch that cannot be handled (a broker outage) shows the age of its oldest event
       const behind = Option.orElse(p.pendingSince, () => p.lastEventAt)

@@ -26,7 +26,8 @@
  *
  * **Gotchas**: on PostgreSQL, a transaction left open anywhere in the cluster holds the read horizon
  * back and stalls every `readAll` reader until it ends. Connections made by `Postgres.layer` end idle
- * transactions after a timeout; {@link horizon} shows the horizon and the oldest running transaction.
+ * transactions after a timeout; {@link horizon} shows the horizon and the oldest running transaction, and
+ * `heldBack` the committed events waiting behind it (projection runners report them, see `Projection`).
  * SQLite allows one writing process per database file. After a bulk import, `ANALYZE` the events table
  * (autovacuum does within minutes): with an empty table's statistics PostgreSQL may serve each page of a
  * filtered `readAll` by sorting every matching row.
@@ -51,6 +52,8 @@ import {
   defaultLimits,
   EventStore,
   EventStoreError,
+  type HeldBack,
+  type HeldBackOptions,
   type InvalidAppend,
   type Limits,
   type PreparedAppend,
@@ -279,20 +282,24 @@ export const make = (
         })
       )
 
-    const readAll: EventStore["Type"]["readAll"] = (readOptions) => {
-      const batchSize = Math.max(1, Math.floor(readOptions?.batchSize ?? 500))
-      const categories = readOptions?.categories
-      const types = readOptions?.types
-      const partition = readOptions?.partition
-      const invalid = checkPartition(partition)
-      if (invalid !== undefined) return Stream.fail(invalid)
-      const hashes = partition === undefined ? undefined : Event.partitionRange(partition)
-      const filters = [
+    /** The SQL conditions of `readAll`'s filters (categories, types, partition, tenant). */
+    const filtersOf = (options: HeldBackOptions | undefined) => {
+      const categories = options?.categories
+      const types = options?.types
+      const hashes = options?.partition === undefined ? undefined : Event.partitionRange(options.partition)
+      return [
         categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
         types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
         hashes === undefined ? undefined : sql`stream_hash >= ${hashes.from} and stream_hash < ${hashes.to}`,
-        readOptions?.tenant === undefined ? undefined : sql`tenant_id = ${readOptions.tenant}`
+        options?.tenant === undefined ? undefined : sql`tenant_id = ${options.tenant}`
       ].filter((f) => f !== undefined)
+    }
+
+    const readAll: EventStore["Type"]["readAll"] = (readOptions) => {
+      const batchSize = Math.max(1, Math.floor(readOptions?.batchSize ?? 500))
+      const invalid = checkPartition(readOptions?.partition)
+      if (invalid !== undefined) return Stream.fail(invalid)
+      const filters = filtersOf(readOptions)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
           ? // order by the table's columns: the select list casts them to text under the same names
@@ -353,7 +360,29 @@ export const make = (
         })
       }).pipe(Effect.mapError(failWith("findCommand")))
 
-    return EventStore.of(instrument({ append, readStream, readAll, head, streamVersion, findCommand }))
+    /** PostgreSQL: the events committed at or above the read horizon (see `readAll`), and who holds it. */
+    const heldBack: EventStore["Type"]["heldBack"] = (heldOptions) => {
+      if (dialect !== "pg") return Effect.succeed(Option.none())
+      const invalid = checkPartition(heldOptions?.partition)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      const filters = filtersOf(heldOptions)
+      return Effect.gen(function* () {
+        const [row] = yield* sql<{ readonly events: string | number; readonly since: number | null }>`
+          select count(*) as events, floor(date_part('epoch', min(recorded_at)) * 1000) as since
+          from ${sql(t.events)}
+          where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+            ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}`
+        if (row === undefined || row.since === null || Number(row.events) === 0) return Option.none()
+        const oldest = yield* oldestTransaction(sql)
+        return Option.some<HeldBack>({
+          events: Number(row.events),
+          since: DateTime.unsafeMake(Number(row.since)),
+          blocker: Option.map(oldest, describeBlocker)
+        })
+      }).pipe(Effect.mapError(failWith("heldBack")))
+    }
+
+    return EventStore.of(instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand }))
   })
 
 /** Appends per round trip under group commit (PostgreSQL). */
@@ -389,26 +418,38 @@ export interface Horizon {
 export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClient> = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const [row] = yield* sql<{ readonly xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`
-  const oldest = yield* sql<{
-    readonly pid: number
-    readonly xid: string
-    readonly xact_start: Date | null
-    readonly state: string | null
-    readonly application_name: string | null
-    readonly datname: string | null
-    readonly query: string | null
-  }>`select pid, backend_xid::text as xid, xact_start, state, application_name, datname, left(query, 200) as query
-     from pg_stat_activity where backend_xid is not null order by age(backend_xid) desc limit 1`
-  return {
-    xmin: BigInt(row!.xmin),
-    oldest: Option.map(Option.fromNullable(oldest[0]), (o) => ({
-      pid: o.pid,
-      transactionId: BigInt(o.xid),
-      startedAt: o.xact_start,
-      state: o.state,
-      applicationName: o.application_name,
-      database: o.datname,
-      query: o.query
-    }))
-  }
+  return { xmin: BigInt(row!.xmin), oldest: yield* oldestTransaction(sql) }
 }).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
+
+/** The oldest transaction running in the cluster (PostgreSQL), if any. */
+const oldestTransaction = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<{
+      readonly pid: number
+      readonly xid: string
+      readonly xact_start: Date | null
+      readonly state: string | null
+      readonly application_name: string | null
+      readonly datname: string | null
+      readonly query: string | null
+    }>`select pid, backend_xid::text as xid, xact_start, state, application_name, datname, left(query, 200) as query
+       from pg_stat_activity where backend_xid is not null order by age(backend_xid) desc limit 1`,
+    (rows) =>
+      Option.map(Option.fromNullable(rows[0]), (o): BlockingTransaction => ({
+        pid: o.pid,
+        transactionId: BigInt(o.xid),
+        startedAt: o.xact_start,
+        state: o.state,
+        applicationName: o.application_name,
+        database: o.datname,
+        query: o.query
+      }))
+  )
+
+/** A blocking transaction in one line, for statuses and logs. */
+const describeBlocker = (t: BlockingTransaction): string =>
+  `backend ${t.pid}` +
+  (t.applicationName ? ` (${t.applicationName})` : "") +
+  (t.state === null ? "" : `, ${t.state}`) +
+  (t.startedAt === null ? "" : `, in a transaction since ${t.startedAt.toISOString()}`) +
+  (t.query ? `: ${t.query}` : "")

@@ -10,12 +10,18 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import pg from "pg"
+import * as CheckpointStore from "../../src/CheckpointStore.js"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as Metrics from "../../src/Metrics.js"
+import * as Projection from "../../src/Projection.js"
 import * as Postgres from "../../src/sql/Postgres.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { uniqueCategory } from "../support/ids.js"
@@ -29,6 +35,14 @@ const storeOn = (url: string, options: Partial<Postgres.Options> = {}) =>
       store: Context.get(context, EventStore.EventStore),
       sql: Context.get(context, SqlClient.SqlClient)
     })
+  )
+
+/** Polls `effect` until its value passes `done` (at most 20 s). */
+const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
+  effect.pipe(
+    Effect.filterOrFail(done, () => new Error("not yet")),
+    Effect.retry(Schedule.spaced("50 millis")),
+    Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("condition not reached in 20 s") })
   )
 
 const threeEvents = Effect.all([1, 2, 3].map((n) => Event.make({ type: "Tick", data: { n } })))
@@ -154,8 +168,63 @@ describe("SqlEventStore on a failing PostgreSQL", () => {
           const horizon = yield* Effect.provideService(SqlEventStore.horizon, SqlClient.SqlClient, sql)
           assert.strictEqual(Option.getOrThrow(horizon.oldest).pid, otherPid)
 
+          // what readers cannot see yet, and who holds it back
+          const held = Option.getOrThrow(yield* store.heldBack({ categories: [category] }))
+          assert.strictEqual(held.events, 3)
+          assert.include(Option.getOrThrow(held.blocker), `backend ${otherPid}`)
+          assert.isTrue(Option.isNone(yield* store.heldBack({ categories: [`${category}x`] })), "filtered out")
+
+          // a live projection shows it: lag gauges, then `stalled` naming the transaction
+          const name = `stall-${category}`
+          const handled = yield* Ref.make(0)
+          const projection = Projection.make({
+            name,
+            events: Schema.TaggedStruct("Tick", { n: Schema.Number }),
+            categories: [category],
+            handle: () => Ref.update(handled, (n) => n + 1)
+          })
+          const services = Context.add(
+            yield* Layer.build(Layer.merge(CheckpointStore.layerMemory, Projection.layerRegistry)),
+            EventStore.EventStore,
+            store
+          )
+          const status = Effect.map(
+            Effect.flatMap(Projection.Registry, (r) => r.statuses),
+            (all) => all.find((s) => s.name === name)
+          ).pipe(Effect.provide(services))
+          const gauge = (metric: Metric.Metric.Gauge<number>) =>
+            Effect.map(
+              Metric.value(
+                metric.pipe(
+                  Metric.tagged("projection", name),
+                  Metric.tagged("version", "1"),
+                  Metric.tagged("partition", "0")
+                )
+              ),
+              (g) => g.value
+            )
+          yield* Projection.run(projection, {
+            leaseTtl: "600 millis",
+            pollInterval: "50 millis",
+            stallAfter: "1 second"
+          }).pipe(Effect.provide(services), Effect.forkScoped)
+          const stalled = yield* waitFor(
+            status,
+            (s) => s?.state === "stalled" && Option.isSome(s.owned[0]?.heldBack ?? Option.none())
+          )
+          assert.include(Option.getOrThrow(stalled!.lastError), `backend ${otherPid}`)
+          assert.strictEqual(stalled!.lag.events, 3)
+          assert.isAbove(stalled!.lag.seconds, 1)
+          assert.strictEqual(yield* gauge(Metrics.projectionLagEvents), 3)
+          assert.isAbove(yield* gauge(Metrics.projectionLagSeconds), 0)
+          assert.strictEqual(yield* Ref.get(handled), 0)
+
           yield* Effect.promise(() => other.query("commit"))
           assert.strictEqual((yield* readCategory(store, category)).length, 3)
+          const recovered = yield* waitFor(status, (s) => s?.state === "live" && s.lag.events === 0)
+          assert.isTrue(Option.isNone(recovered!.owned[0]!.heldBack))
+          assert.strictEqual(yield* Ref.get(handled), 3)
+          yield* waitFor(gauge(Metrics.projectionLagEvents), (n) => n === 0)
 
           // the store's own connections end a transaction idle for longer than the timeout
           const idle = yield* Effect.exit(

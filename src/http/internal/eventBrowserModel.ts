@@ -94,7 +94,15 @@ export const PartitionStatus = Schema.Struct({
   checkpoint: Event.Checkpoint,
   processed: Schema.Number,
   lastError: Schema.OptionFromNullOr(Schema.String),
-  lastEventAt: Schema.OptionFromNullOr(Schema.DateTimeUtc)
+  lastEventAt: Schema.OptionFromNullOr(Schema.DateTimeUtc),
+  /** Events committed but held back by the read horizon (PostgreSQL), and the transaction holding it. */
+  heldBack: Schema.OptionFromNullOr(
+    Schema.Struct({
+      events: Schema.Number,
+      since: Schema.DateTimeUtc,
+      blocker: Schema.OptionFromNullOr(Schema.String)
+    })
+  )
 }).annotations({ identifier: "PartitionStatus" })
 
 /** A runner's status (`Projection.Status`): position per owned partition, lag, state, last error. */
