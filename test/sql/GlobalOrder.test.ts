@@ -3,7 +3,8 @@
  * while, so positions are taken in one order and committed in another. A follower using `readAll` with
  * the store's (transaction, position) checkpoint must see every event exactly once, never going back.
  * A naive follower reading `position > last` in the same run must miss some: that shows the test
- * really produces the out-of-order commits that break naive readers.
+ * really produces the out-of-order commits that break naive readers. A projection runner (the runner of
+ * projections, the outbox relay and sagas) live in the same run must handle every event exactly once.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -12,16 +13,21 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as Projection from "../../src/Projection.js"
+import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { settle } from "../support/settle.js"
 import { mysqlWithPrefix, pgWithSchema } from "../support/sql.js"
 
 const schema = isolatedPrefix(import.meta.url)
-const Live = SqlEventStore.layer({ schema }).pipe(Layer.provideMerge(pgWithSchema(schema)))
+const Live = Layer.merge(SqlEventStore.layer({ schema }), SqlCheckpointStore.layer({ schema })).pipe(
+  Layer.provideMerge(pgWithSchema(schema))
+)
 
 /**
  * Polls until `writing` turns false, then once more after `settled` (when every write is visible);
@@ -48,6 +54,37 @@ const poll = (
     yield* settled
     yield* once
     return seen
+  })
+
+/**
+ * A projection runner (the runner of projections, the outbox relay and sagas) following the category in
+ * small batches, live throughout; `check` waits until it handled as many events as were written (every
+ * write is visible once the followers settled), then checks it handled each exactly once.
+ */
+const runnerFollowing = (category: string) =>
+  Effect.gen(function* () {
+    const handled: Array<string> = []
+    const fiber = yield* Projection.run(
+      Projection.make({
+        name: `order-${category}`,
+        events: Schema.TaggedStruct("Tick", { w: Schema.Number }),
+        categories: [category],
+        batchSize: 7,
+        handleBatch: (batch) => Effect.sync(() => handled.push(...batch.map((d) => d.envelope.eventId)))
+      }),
+      { pollInterval: "5 millis" }
+    ).pipe(Effect.fork)
+    const check = (written: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        yield* Effect.sleep("10 millis").pipe(
+          Effect.repeat({ until: () => handled.length >= written.length }),
+          Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the runner fell behind") })
+        )
+        yield* Fiber.interrupt(fiber)
+        assert.strictEqual(new Set(handled).size, handled.length, "the runner handled an event twice")
+        assert.deepStrictEqual([...handled].sort(), [...written].sort(), "the runner missed events")
+      })
+    return { check }
   })
 
 describe("SqlEventStore global order on PostgreSQL", () => {
@@ -91,6 +128,7 @@ describe("SqlEventStore global order on PostgreSQL", () => {
           const followers = yield* Effect.all([poll(writing, checkpointed, settled), poll(writing, naive, settled)], {
             concurrency: "unbounded"
           }).pipe(Effect.fork)
+          const runner = yield* runnerFollowing(category)
 
           const writer = (w: number) =>
             Effect.forEach(Array.from({ length: 10 }), () =>
@@ -123,6 +161,7 @@ describe("SqlEventStore global order on PostgreSQL", () => {
             written.length,
             "the naive follower saw everything: no out-of-order commit happened"
           )
+          yield* runner.check(written)
         }),
       60_000
     )
@@ -130,15 +169,16 @@ describe("SqlEventStore global order on PostgreSQL", () => {
 })
 
 /**
- * The same proof on MariaDB, where positions are taken last in the append's transaction under a lock held
+ * The same proof on MariaDB (with the runner too), where positions are taken last in the append's transaction under a lock held
  * to the commit (see `serialAppend`). Each writer also inserts a row into a control table with an
  * AUTO_INCREMENT id before appending, in the same transaction: ids are taken in one order and committed in
  * another, so a naive follower of the control table misses some. The event follower must miss none.
  */
 const mysqlPrefix = `${schema}_`
-const MysqlLive = SqlEventStore.layer({ tablePrefix: mysqlPrefix }).pipe(
-  Layer.provideMerge(mysqlWithPrefix(mysqlPrefix))
-)
+const MysqlLive = Layer.merge(
+  SqlEventStore.layer({ tablePrefix: mysqlPrefix }),
+  SqlCheckpointStore.layer({ tablePrefix: mysqlPrefix })
+).pipe(Layer.provideMerge(mysqlWithPrefix(mysqlPrefix)))
 
 describe("SqlEventStore global order on MariaDB", () => {
   layer(MysqlLive, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
@@ -171,6 +211,7 @@ describe("SqlEventStore global order on MariaDB", () => {
             [poll(writing, checkpointed, Effect.void), poll(writing, naive, Effect.void)],
             { concurrency: "unbounded" }
           ).pipe(Effect.fork)
+          const runner = yield* runnerFollowing(category)
 
           const writer = (w: number) =>
             Effect.forEach(Array.from({ length: 6 }), () =>
@@ -198,6 +239,7 @@ describe("SqlEventStore global order on MariaDB", () => {
             written.length,
             "the naive follower saw everything: no out-of-order commit happened"
           )
+          yield* runner.check(written)
         }),
       60_000
     )
