@@ -1,5 +1,5 @@
 import * as CheckpointStore from "../src/CheckpointStore.js"
 import { suite } from "./suites/CheckpointStoreSuite.js"
 
-// no transactions in memory: the suite's rollback checks do not apply
-suite("CheckpointStore.layerMemory", CheckpointStore.layerMemory, { transactional: false })
+// the memory store's transactions undo its own writes (checkpoints, dead letters) on failure
+suite("CheckpointStore.layerMemory", CheckpointStore.layerMemory, { transactional: true })

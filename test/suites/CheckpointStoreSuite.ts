@@ -37,7 +37,7 @@ export type Guarantee =
 export interface Check {
   readonly guarantee: Guarantee
   readonly name: string
-  /** Whether the check needs a store whose `transaction` rolls back (SQL), not just runs (memory). */
+  /** Whether the check needs a store whose `transaction` rolls back its writes on failure. */
   readonly transactional: boolean
   readonly run: Effect.Effect<void, unknown, CheckpointStore.CheckpointStore>
 }
