@@ -29,6 +29,14 @@ suite(
 )
 
 const tick = Event.make({ type: "Tick", data: {} })
+
+/** A fresh store's client and table options on each dialect, isolated by `name`. */
+const dialects = (name: string) =>
+  [
+    [pgWithSchema(name), { schema: name }],
+    [sqliteMemory, {}],
+    [mysqlWithPrefix(`${name}_`), { tablePrefix: `${name}_` }]
+  ] as const
 const isolated = `${schema}_mig`
 const burn = `${schema}_burn`
 const ttl = `${schema}_ttl`
@@ -65,13 +73,11 @@ describe("SqlEventStore configuration and migrations", () => {
     }).pipe(Effect.provide(pgWithSchema(isolated)))
   )
 
-  it.effect("a failed concurrency check consumes no global position (PostgreSQL and SQLite)", () =>
+  it.effect("a failed concurrency check consumes no global position (PostgreSQL, SQLite, MariaDB)", () =>
     Effect.gen(function* () {
-      for (const client of [pgWithSchema(burn), sqliteMemory] as const) {
+      for (const [client, tables] of dialects(burn)) {
         yield* Effect.gen(function* () {
-          const store = yield* SqlEventStore.make({
-            schema: client === sqliteMemory ? undefined : burn
-          } as SqlEventStore.Options)
+          const store = yield* SqlEventStore.make(tables)
           const first = yield* store.append("B-1", [yield* tick])
           for (const expected of [Event.NoStream, Event.Exact(7)]) {
             yield* Effect.flip(store.append("B-1", [yield* tick, yield* tick], { expectedVersion: expected }))
@@ -83,14 +89,11 @@ describe("SqlEventStore configuration and migrations", () => {
     })
   )
 
-  it.live("commands are remembered for the command TTL, then forgotten (PostgreSQL and SQLite)", () =>
+  it.live("commands are remembered for the command TTL, then forgotten (PostgreSQL, SQLite, MariaDB)", () =>
     Effect.gen(function* () {
-      for (const client of [pgWithSchema(ttl), sqliteMemory] as const) {
+      for (const [client, tables] of dialects(ttl)) {
         yield* Effect.gen(function* () {
-          const store = yield* SqlEventStore.make({
-            commandTtl: "500 millis",
-            ...(client === sqliteMemory ? {} : { schema: ttl })
-          })
+          const store = yield* SqlEventStore.make({ commandTtl: "500 millis", ...tables })
           const once = Effect.flatMap(tick, (e) => store.append("D-1", [e], { commandId: "ttl-1" }))
           yield* once
           assert.strictEqual((yield* Effect.flip(once))._tag, "DuplicateCommand")
