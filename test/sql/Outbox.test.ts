@@ -1,7 +1,8 @@
 /**
- * The outbox relay from PostgreSQL to NATS JetStream: exactly the committed events are published, in
- * each stream's order; a relay stopped between the broker's ack and its checkpoint republishes, and
- * JetStream drops the duplicates; a NATS server killed mid-relay loses nothing and stores nothing twice.
+ * The outbox relay to NATS JetStream: exactly the committed events are published, in each stream's
+ * order, and a relay stopped between the broker's ack and its checkpoint republishes while JetStream drops
+ * the duplicates (on PostgreSQL, SQLite and MariaDB); a NATS server killed mid-relay loses nothing and
+ * stores nothing twice (PostgreSQL).
  */
 import { randomBytes } from "node:crypto"
 import { jetstreamManager } from "@nats-io/jetstream"
@@ -25,12 +26,25 @@ import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { natsUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { throwawayNats } from "../support/servers.js"
-import { pgWithSchema } from "../support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteFile } from "../support/sql.js"
 
 const schema = isolatedPrefix(import.meta.url)
 const stores = Layer.mergeAll(SqlEventStore.layer({ schema }), SqlCheckpointStore.layer({ schema })).pipe(
   Layer.provideMerge(pgWithSchema(schema))
 )
+const mysqlPrefix = `${schema}_`
+/** The stores the relay's core guarantees are checked on: every SQL dialect. */
+const dialects = [
+  ["PostgreSQL", stores],
+  ["SQLite", Layer.mergeAll(SqlEventStore.layer(), SqlCheckpointStore.layer()).pipe(Layer.provideMerge(sqliteFile))],
+  [
+    "MariaDB",
+    Layer.mergeAll(
+      SqlEventStore.layer({ tablePrefix: mysqlPrefix }),
+      SqlCheckpointStore.layer({ tablePrefix: mysqlPrefix })
+    ).pipe(Layer.provideMerge(mysqlWithPrefix(mysqlPrefix)))
+  ]
+] as const
 
 /** A publisher on its own connection and stream (deleted with the scope), with a way to read the stream. */
 const jetStream = (url: string, storage: "file" | "memory" = "memory") =>
@@ -86,60 +100,64 @@ const relayWith = (category: string, publisher: Outbox.Publisher["Type"], name: 
     )
   )
 
-describe("Outbox relay (PostgreSQL to JetStream)", () => {
-  it.scopedLive("publishes exactly the committed events, in each stream's order", () =>
-    Effect.gen(function* () {
-      const category = yield* uniqueCategory
-      const { publisher, stored } = yield* jetStream(natsUrl)
-      const committed: Array<string> = []
-      for (let i = 0; i < 30; i++) committed.push(yield* append(`${category}-${i % 3}`, i))
-      // an append whose transaction rolls back
-      const sql = yield* SqlClient.SqlClient
-      const rolledBack = yield* Effect.flip(
-        Effect.zipRight(append(`${category}-9`, 99), Effect.fail("roll back")).pipe(sql.withTransaction)
-      )
-      assert.strictEqual(rolledBack, "roll back")
-      yield* relayWith(category, publisher, `outbox-${category}`)
-      yield* waitFor(stored, (ids) => ids.length >= committed.length)
-      yield* Effect.sleep("300 millis")
-      // the streams were appended round-robin, so stream order and global order agree here
-      assert.deepStrictEqual(yield* stored, committed)
-    }).pipe(Effect.provide(stores))
-  )
+for (const [dialect, stores] of dialects) {
+  describe(`Outbox relay (${dialect} to JetStream)`, () => {
+    it.scopedLive("publishes exactly the committed events, in each stream's order", () =>
+      Effect.gen(function* () {
+        const category = yield* uniqueCategory
+        const { publisher, stored } = yield* jetStream(natsUrl)
+        const committed: Array<string> = []
+        for (let i = 0; i < 30; i++) committed.push(yield* append(`${category}-${i % 3}`, i))
+        // an append whose transaction rolls back
+        const sql = yield* SqlClient.SqlClient
+        const rolledBack = yield* Effect.flip(
+          Effect.zipRight(append(`${category}-9`, 99), Effect.fail("roll back")).pipe(sql.withTransaction)
+        )
+        assert.strictEqual(rolledBack, "roll back")
+        yield* relayWith(category, publisher, `outbox-${category}`)
+        yield* waitFor(stored, (ids) => ids.length >= committed.length)
+        yield* Effect.sleep("300 millis")
+        // the streams were appended round-robin, so stream order and global order agree here
+        assert.deepStrictEqual(yield* stored, committed)
+      }).pipe(Effect.provide(stores))
+    )
 
-  it.scopedLive("a relay stopped between the ack and its checkpoint republishes; nothing is stored twice", () =>
-    Effect.gen(function* () {
-      const category = yield* uniqueCategory
-      const { publisher, stored } = yield* jetStream(natsUrl)
-      const failures = yield* Ref.make(2)
-      const duplicates = yield* Ref.make(0)
-      // the batch reaches JetStream, then the relay "dies" before moving its checkpoint
-      const dying: Outbox.Publisher["Type"] = {
-        ...publisher,
-        publish: (events) =>
-          Effect.flatMap(publisher.publish(events), (acks) =>
-            Effect.zipRight(
-              Ref.update(duplicates, (n) => n + acks.filter((a) => a.duplicate).length),
-              Effect.flatMap(
-                Ref.getAndUpdate(failures, (n) => n - 1),
-                (left) =>
-                  left > 0
-                    ? Effect.fail(new Outbox.PublishError({ operation: "publish", detail: "died" }))
-                    : Effect.succeed(acks)
+    it.scopedLive("a relay stopped between the ack and its checkpoint republishes; nothing is stored twice", () =>
+      Effect.gen(function* () {
+        const category = yield* uniqueCategory
+        const { publisher, stored } = yield* jetStream(natsUrl)
+        const failures = yield* Ref.make(2)
+        const duplicates = yield* Ref.make(0)
+        // the batch reaches JetStream, then the relay "dies" before moving its checkpoint
+        const dying: Outbox.Publisher["Type"] = {
+          ...publisher,
+          publish: (events) =>
+            Effect.flatMap(publisher.publish(events), (acks) =>
+              Effect.zipRight(
+                Ref.update(duplicates, (n) => n + acks.filter((a) => a.duplicate).length),
+                Effect.flatMap(
+                  Ref.getAndUpdate(failures, (n) => n - 1),
+                  (left) =>
+                    left > 0
+                      ? Effect.fail(new Outbox.PublishError({ operation: "publish", detail: "died" }))
+                      : Effect.succeed(acks)
+                )
               )
             )
-          )
-      }
-      const events: Array<string> = []
-      for (let i = 0; i < 10; i++) events.push(yield* append(`${category}-1`, i))
-      yield* relayWith(category, dying, `outbox-${category}`)
-      yield* waitFor(Ref.get(failures), (n) => n < 0)
-      yield* Effect.sleep("200 millis")
-      assert.deepStrictEqual(yield* stored, events)
-      assert.isAtLeast(yield* Ref.get(duplicates), 10, "the republished batch was acked as duplicates")
-    }).pipe(Effect.provide(stores))
-  )
+        }
+        const events: Array<string> = []
+        for (let i = 0; i < 10; i++) events.push(yield* append(`${category}-1`, i))
+        yield* relayWith(category, dying, `outbox-${category}`)
+        yield* waitFor(Ref.get(failures), (n) => n < 0)
+        yield* Effect.sleep("200 millis")
+        assert.deepStrictEqual(yield* stored, events)
+        assert.isAtLeast(yield* Ref.get(duplicates), 10, "the republished batch was acked as duplicates")
+      }).pipe(Effect.provide(stores))
+    )
+  })
+}
 
+describe("Outbox relay (PostgreSQL to JetStream)", () => {
   it.scopedLive(
     "a NATS server killed mid-relay: after its restart every event is in the stream exactly once",
     () =>
