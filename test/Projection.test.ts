@@ -1,13 +1,16 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as Event from "../src/Event.js"
@@ -254,6 +257,44 @@ describe("Projection on memory stores", () => {
         letters.map((l) => l.event.version),
         [2]
       )
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("closing the Layer's scope mid-batch keeps the batch's effects and its checkpoint together", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const name = `shutdown-${category}`
+      for (let i = 0; i < 6; i++) yield* appendTo(`${category}-${i % 2}`, deposit(i))
+      const handled = yield* Ref.make<ReadonlyArray<string>>([])
+      const inBatch = yield* Deferred.make<void>()
+      const projection = Projection.make({
+        name,
+        events: Money,
+        categories: [category],
+        batchSize: 4,
+        // the batch's effect happens, then the scope closes while the batch is still running
+        handleBatch: (batch) =>
+          Effect.zipRight(
+            Ref.update(handled, (ids) => [...ids, ...batch.map((d) => d.envelope.eventId)]),
+            Effect.zipRight(Deferred.succeed(inBatch, undefined), Effect.sleep("200 millis"))
+          )
+      })
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(Projection.layer(projection), scope)
+      yield* Deferred.await(inBatch)
+      yield* Scope.close(scope, Exit.void)
+
+      const [stored] = yield* Effect.flatMap(CheckpointStore.CheckpointStore, (s) => s.partitions({ name, version: 1 }))
+      const all = yield* Stream.runCollect(
+        Effect.flatMap(EventStore.EventStore, (s) => Effect.succeed(s.readAll({ categories: [category] }))).pipe(
+          Stream.unwrap
+        )
+      )
+      const upToCheckpoint = Chunk.toReadonlyArray(all)
+        .filter((e) => Event.checkpointOrder(Event.checkpointOf(e), stored!.checkpoint) <= 0)
+        .map((e) => e.eventId)
+      assert.deepStrictEqual(yield* Ref.get(handled), upToCheckpoint, "effects and checkpoint parted")
+      assert.strictEqual(upToCheckpoint.length, 4, "the batch under way was finished")
     }).pipe(Effect.provide(stores()))
   )
 
