@@ -96,8 +96,9 @@ const assertStream = (streamId: string, expected: ReadonlyArray<Event.EventData>
     )
   })
 
-const assertConflict = (error: unknown, expected: Event.ExpectedVersion, actual: number) => {
+const assertConflict = (error: unknown, streamId: string, expected: Event.ExpectedVersion, actual: number) => {
   assert.instanceOf(error, EventStore.ConcurrencyConflict)
+  assert.strictEqual(error.streamId, streamId)
   assert.deepStrictEqual(error.expected, expected)
   assert.strictEqual(error.actual, actual)
 }
@@ -169,13 +170,13 @@ const concurrency: ReadonlyArray<Check> = [
     "NoStream, StreamExists and Exact mismatches fail with ConcurrencyConflict and write nothing",
     Effect.gen(function* () {
       const id = `${yield* uniqueCategory}-1`
-      assertConflict(yield* Effect.flip(append(id, yield* newEvents(1), Event.StreamExists)), Event.StreamExists, 0)
-      assertConflict(yield* Effect.flip(append(id, yield* newEvents(1), Event.Exact(1))), Event.Exact(1), 0)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(1), Event.StreamExists)), id, Event.StreamExists, 0)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(1), Event.Exact(1))), id, Event.Exact(1), 0)
       const first = yield* newEvents(2)
       yield* append(id, first, Event.NoStream)
-      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.NoStream)), Event.NoStream, 2)
-      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.Exact(1))), Event.Exact(1), 2)
-      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.Exact(0))), Event.Exact(0), 2)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.NoStream)), id, Event.NoStream, 2)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.Exact(1))), id, Event.Exact(1), 2)
+      assertConflict(yield* Effect.flip(append(id, yield* newEvents(2), Event.Exact(0))), id, Event.Exact(0), 2)
       yield* assertStream(id, first)
     })
   ),
@@ -194,7 +195,7 @@ const concurrency: ReadonlyArray<Check> = [
       assert.strictEqual((yield* append(id, d, Event.Any)).version, 5)
       const empty = yield* append(id, [], Event.Exact(5))
       assert.deepStrictEqual([empty.version, empty.positions.length], [5, 0])
-      assertConflict(yield* Effect.flip(append(id, [], Event.Exact(4))), Event.Exact(4), 5)
+      assertConflict(yield* Effect.flip(append(id, [], Event.Exact(4))), id, Event.Exact(4), 5)
       yield* assertStream(id, [...a, ...b, ...c, ...d])
     })
   ),
@@ -214,7 +215,7 @@ const concurrency: ReadonlyArray<Check> = [
       for (const exit of exits) {
         if (Exit.isFailure(exit)) {
           const error = yield* Effect.flip(exit)
-          assertConflict(error, Event.Exact(1), 3)
+          assertConflict(error, id, Event.Exact(1), 3)
         }
       }
       yield* assertStream(id, [...first, ...contenders[winners[0]!]!])
@@ -518,8 +519,8 @@ const idempotent: ReadonlyArray<Check> = [
       const id = `${yield* uniqueCategory}-1`
       const first = yield* newEvents(2)
       yield* append(id, first)
-      assertConflict(yield* Effect.flip(append(id, first, Event.StreamExists)), Event.StreamExists, 0)
-      assertConflict(yield* Effect.flip(append(id, first, Event.Exact(1))), Event.Exact(1), 0)
+      assertConflict(yield* Effect.flip(append(id, first, Event.StreamExists)), id, Event.StreamExists, 0)
+      assertConflict(yield* Effect.flip(append(id, first, Event.Exact(1))), id, Event.Exact(1), 0)
       yield* assertStream(id, first)
     })
   ),
@@ -918,7 +919,14 @@ const interleavings = (s: EventStore.EventStore["Type"], ops: ReadonlyArray<Op>)
       } else {
         const error = yield* Effect.flip(exit)
         if (op.poisoned) assertInvalid(error, "InvalidJson")
-        else assertConflict(error, op.expected, (error as EventStore.ConcurrencyConflict).actual)
+        else {
+          assertConflict(
+            error,
+            `${category}-${op.stream}`,
+            op.expected,
+            (error as EventStore.ConcurrencyConflict).actual
+          )
+        }
         if (error instanceof EventStore.ConcurrencyConflict) {
           assert.isFalse(Event.satisfies(op.expected, error.actual), "a conflict whose expectation held")
         }
