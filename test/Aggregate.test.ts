@@ -8,13 +8,17 @@ import * as EventStore from "../src/EventStore.js"
 import * as Upcaster from "../src/Upcaster.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import { isolatedPrefix } from "./support/ids.js"
-import { pgWithSchema, sqliteMemory } from "./support/sql.js"
+import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 import { suite } from "./suites/AggregateSuite.js"
 
 suite("Aggregate on the memory store", EventStore.layerMemory())
 suite("Aggregate on SQLite", SqlEventStore.layer().pipe(Layer.provide(sqliteMemory)))
 const schema = isolatedPrefix(import.meta.url)
 suite("Aggregate on PostgreSQL", SqlEventStore.layer({ schema }).pipe(Layer.provide(pgWithSchema(schema))))
+suite(
+  "Aggregate on MariaDB",
+  SqlEventStore.layer({ tablePrefix: `${schema}_` }).pipe(Layer.provide(mysqlWithPrefix(`${schema}_`)))
+)
 
 const Counted = Schema.TaggedStruct("Counted", { by: Schema.Int })
 const Counter = Aggregate.make({
