@@ -187,14 +187,19 @@ export const make = (fields: {
   readonly schemaVersion?: number
   readonly metadata?: Metadata
   readonly eventId?: string
-}): Effect.Effect<EventData> =>
-  Effect.map(fields.eventId === undefined ? Uuid.v7 : Effect.succeed(fields.eventId), (eventId) => ({
+}): Effect.Effect<EventData> => {
+  const build = (eventId: string): EventData => ({
     eventId,
     type: fields.type,
     schemaVersion: fields.schemaVersion ?? 1,
     data: fields.data,
     metadata: fields.metadata ?? {}
-  }))
+  })
+  // one step, not three: appends make many events
+  return fields.eventId === undefined
+    ? Effect.clockWith((clock) => Effect.sync(() => build(Uuid.fromMillis(clock.unsafeCurrentTimeMillis()))))
+    : Effect.succeed(build(fields.eventId))
+}
 
 /**
  * A position in the global log that a reader can resume after. Readers order events by

@@ -23,73 +23,86 @@ export interface JsonProblem {
 
 /** Serializes `value` to JSON text, or returns why it cannot be stored without loss. */
 export const encode = (value: unknown): Either.Either<string, JsonProblem> => {
-  const problem = check(value, "$", 0, new Set())
-  return problem === undefined ? Either.right(JSON.stringify(value)) : Either.left(problem)
+  const found = check(value, 0, new Set())
+  return found === undefined
+    ? Either.right(JSON.stringify(value))
+    : Either.left({ path: "$" + found.path.reverse().join(""), problem: found.problem })
 }
 
 /** UTF-8 size of a JSON text, the unit of the store's size limits. */
 export const byteLength = (json: string): number => Buffer.byteLength(json, "utf8")
 
+/**
+ * A problem found below a value: its location as path segments from the problem up (`.key`, `[i]`),
+ * built only once a problem is found, so that checking a good value allocates no paths.
+ */
+interface Found {
+  readonly path: Array<string>
+  readonly problem: string
+}
+
+const anySurrogate = /[\uD800-\uDFFF]/
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
-const checkString = (s: string, path: string): JsonProblem | undefined => {
-  if (s.includes("\u0000")) return { path, problem: "contains a NUL character" }
-  if (loneSurrogate.test(s)) return { path, problem: "contains a lone UTF-16 surrogate" }
+const stringProblem = (s: string): string | undefined => {
+  if (s.includes("\u0000")) return "contains a NUL character"
+  // most strings hold no surrogate at all: the cheap test first
+  if (anySurrogate.test(s) && loneSurrogate.test(s)) return "contains a lone UTF-16 surrogate"
   return undefined
 }
 
-const check = (value: unknown, path: string, depth: number, ancestors: Set<object>): JsonProblem | undefined => {
+const at = (found: Found | undefined, segment: string): Found | undefined => {
+  found?.path.push(segment)
+  return found
+}
+
+const check = (value: unknown, depth: number, ancestors: Set<object>): Found | undefined => {
   switch (typeof value) {
     case "boolean":
       return undefined
-    case "string":
-      return checkString(value, path)
+    case "string": {
+      const problem = stringProblem(value)
+      return problem === undefined ? undefined : { path: [], problem }
+    }
     case "number":
-      return Number.isFinite(value) ? undefined : { path, problem: `is the non-finite number ${value}` }
+      return Number.isFinite(value) ? undefined : { path: [], problem: `is the non-finite number ${value}` }
     case "object":
       break
     default:
-      return { path, problem: `is a ${typeof value}, which JSON cannot represent` }
+      return { path: [], problem: `is a ${typeof value}, which JSON cannot represent` }
   }
   if (value === null) return undefined
-  if (depth >= maxDepth) return { path, problem: `nests deeper than ${maxDepth} levels` }
-  if (ancestors.has(value)) return { path, problem: "is a circular reference" }
+  if (depth >= maxDepth) return { path: [], problem: `nests deeper than ${maxDepth} levels` }
+  if (ancestors.has(value)) return { path: [], problem: "is a circular reference" }
   ancestors.add(value)
-  const problem = Array.isArray(value)
-    ? checkArray(value, path, depth, ancestors)
-    : checkObject(value, path, depth, ancestors)
+  const found = Array.isArray(value) ? checkArray(value, depth, ancestors) : checkObject(value, depth, ancestors)
   ancestors.delete(value)
-  return problem
+  return found
 }
 
-const checkArray = (
-  values: ReadonlyArray<unknown>,
-  path: string,
-  depth: number,
-  ancestors: Set<object>
-): JsonProblem | undefined => {
+const checkArray = (values: ReadonlyArray<unknown>, depth: number, ancestors: Set<object>): Found | undefined => {
   for (let i = 0; i < values.length; i++) {
     // `i in values` is false for holes, which JSON.stringify would turn into null
-    if (!(i in values)) return { path: `${path}[${i}]`, problem: "is a hole in a sparse array" }
-    const problem = check(values[i], `${path}[${i}]`, depth + 1, ancestors)
-    if (problem !== undefined) return problem
+    if (!(i in values)) return { path: [`[${i}]`], problem: "is a hole in a sparse array" }
+    const found = check(values[i], depth + 1, ancestors)
+    if (found !== undefined) return at(found, `[${i}]`)
   }
   return undefined
 }
 
-const checkObject = (value: object, path: string, depth: number, ancestors: Set<object>): JsonProblem | undefined => {
+const checkObject = (value: object, depth: number, ancestors: Set<object>): Found | undefined => {
   const proto = Object.getPrototypeOf(value)
   if (proto !== Object.prototype && proto !== null) {
     const name = (proto?.constructor?.name as string | undefined) ?? "unknown"
-    return { path, problem: `is a ${name} instance, not a plain object` }
+    return { path: [], problem: `is a ${name} instance, not a plain object` }
   }
-  if (Object.getOwnPropertySymbols(value).length > 0) return { path, problem: "has symbol keys" }
-  for (const [key, child] of Object.entries(value)) {
-    const childPath = `${path}.${key}`
-    const keyProblem = checkString(key, childPath)
-    if (keyProblem !== undefined) return { path: childPath, problem: `key ${keyProblem.problem}` }
-    const problem = check(child, childPath, depth + 1, ancestors)
-    if (problem !== undefined) return problem
+  if (Object.getOwnPropertySymbols(value).length > 0) return { path: [], problem: "has symbol keys" }
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue
+    const keyProblem = stringProblem(key)
+    if (keyProblem !== undefined) return { path: [`.${key}`], problem: `key ${keyProblem}` }
+    const found = check((value as Record<string, unknown>)[key], depth + 1, ancestors)
+    if (found !== undefined) return at(found, `.${key}`)
   }
   return undefined
 }

@@ -10,7 +10,6 @@
  * @internal
  */
 import { createHash, randomFillSync } from "node:crypto"
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 
 /** Canonical lower-case form of any RFC 9562 UUID. */
@@ -54,7 +53,9 @@ export const fromMillis = (millis: number): string => {
 }
 
 /** A new UUIDv7. */
-export const v7: Effect.Effect<string> = Effect.map(Clock.currentTimeMillis, fromMillis)
+export const v7: Effect.Effect<string> = Effect.clockWith((clock) =>
+  Effect.sync(() => fromMillis(clock.unsafeCurrentTimeMillis()))
+)
 
 /**
  * A name-based UUID (version 8, RFC 9562's custom layout) from the SHA-256 of `name`: the same name
