@@ -3,6 +3,7 @@ import * as Chunk from "effect/Chunk"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -93,7 +94,17 @@ const snapshotStoreSuite = <E>(
             state: { total: "garbage" },
             takenAt: DateTime.unsafeMake(0)
           })
-          for (let i = 1; i <= 5; i++) yield* handle(id, { add: 1 })
+          const warnings: Array<string> = []
+          const capture = Logger.make(({ logLevel, message }) => {
+            if (logLevel._tag === "Warning") warnings.push([message].flat().map(String).join(" "))
+          })
+          yield* handle(id, { add: 1 }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+          // ignored with a warning that names it
+          assert.isTrue(
+            warnings.some((w) => w.startsWith(`ignoring the snapshot of Tally-${id}@5`)),
+            `no warning: ${JSON.stringify(warnings)}`
+          )
+          for (let i = 2; i <= 5; i++) yield* handle(id, { add: 1 })
           // the strategy saved a fresh, correct snapshot at 10 over the corrupt one
           assert.deepStrictEqual(Option.getOrThrow(yield* store.load(`Tally-${id}`)).state, { total: 10, count: 10 })
           // a new state version ignores snapshots of the old one (this one decodes, but is wrong on purpose)
