@@ -2,7 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
+import { tables } from "../../src/sql/migrations.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { isolatedPrefix } from "../support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
@@ -40,6 +42,7 @@ const dialects = (name: string) =>
 const isolated = `${schema}_mig`
 const burn = `${schema}_burn`
 const ttl = `${schema}_ttl`
+const atomic = `${schema}_atom`
 
 describe("SqlEventStore configuration and migrations", () => {
   it.scoped("refuses table names that are not plain identifiers, with a typed error", () =>
@@ -100,6 +103,42 @@ describe("SqlEventStore configuration and migrations", () => {
           yield* Effect.sleep("700 millis")
           assert.strictEqual((yield* store.findCommand("ttl-1"))._tag, "None")
           assert.strictEqual((yield* once).version, 2)
+        }).pipe(Effect.provide(client), Effect.scoped)
+      }
+    })
+  )
+
+  it.effect("an append the database refuses midway writes none of its events (PostgreSQL, SQLite, MariaDB)", () =>
+    Effect.gen(function* () {
+      for (const [client, options] of dialects(atomic)) {
+        yield* Effect.gen(function* () {
+          const store = yield* SqlEventStore.make(options)
+          const sql = yield* SqlClient.SqlClient
+          const t = yield* tables(options)
+          // a trigger refuses the append's second event, after the first was inserted
+          yield* sql.onDialectOrElse({
+            pg: () =>
+              Effect.zipRight(
+                sql.unsafe(`create function ${atomic}.explode() returns trigger language plpgsql as $$
+                  begin if new.type = 'Explode' then raise exception 'boom'; end if; return new; end $$`),
+                sql.unsafe(
+                  `create trigger explode before insert on ${t.events} for each row execute function ${atomic}.explode()`
+                )
+              ),
+            mysql: () =>
+              sql.unsafe(`create trigger ${atomic}_explode before insert on ${t.events} for each row
+                begin if new.type = 'Explode' then signal sqlstate '45000' set message_text = 'boom'; end if; end`),
+            orElse: () =>
+              sql.unsafe(`create trigger explode before insert on ${t.events} when new.type = 'Explode'
+                begin select raise(abort, 'boom'); end`)
+          })
+          const events = [yield* tick, yield* Event.make({ type: "Explode", data: {} })]
+          const error = yield* Effect.flip(store.append("E-1", events))
+          assert.strictEqual(error._tag, "EventStoreError")
+          assert.strictEqual(yield* store.streamVersion("E-1"), 0)
+          assert.strictEqual((yield* Stream.runCollect(store.readAll({ categories: ["E"] }))).length, 0)
+          // the store goes on
+          assert.strictEqual((yield* store.append("E-1", [yield* tick])).version, 1)
         }).pipe(Effect.provide(client), Effect.scoped)
       }
     })
