@@ -365,17 +365,11 @@ export const prepareAppend = (
         metadataJson: metadataJson.right
       })
     }
+    const uniqueness = uniquenessProblem(options)
+    if (uniqueness !== undefined) return invalid(uniqueness.reason, uniqueness.detail)
     const claims = options?.claims ?? []
     const releases = options?.releases ?? []
-    const badValue = [...claims, ...releases].find((u) => uniqueValueProblem(u) !== undefined)
-    if (badValue !== undefined) return invalid("InvalidUniqueValue", uniqueValueProblem(badValue)!)
     const commandId = options?.commandId
-    if (commandId !== undefined && uniqueValueProblem({ constraint: "command", value: commandId }) !== undefined) {
-      return invalid(
-        "InvalidCommandId",
-        `a command id must be a string of 1 to ${maxUniqueValueLength} printable characters`
-      )
-    }
     return Effect.succeed({
       streamId: id,
       category: Event.categoryOf(id),
@@ -387,6 +381,29 @@ export const prepareAppend = (
       commandId
     })
   })
+
+/**
+ * What is wrong with an append's unique values or command id, if anything: for wrappers that rewrite
+ * them (`Tenancy` scopes them to a tenant) and must check them as the caller gave them.
+ */
+export const uniquenessProblem = (
+  options: Pick<AppendOptions, "claims" | "releases" | "commandId"> | undefined
+): { readonly reason: "InvalidUniqueValue" | "InvalidCommandId"; readonly detail: string } | undefined => {
+  const values = [options?.claims ?? [], options?.releases ?? []]
+  if (values.some((v) => !Array.isArray(v))) {
+    return { reason: "InvalidUniqueValue", detail: "claims and releases must be arrays" }
+  }
+  const bad = values.flat().find((u) => uniqueValueProblem(u) !== undefined)
+  if (bad !== undefined) return { reason: "InvalidUniqueValue", detail: uniqueValueProblem(bad)! }
+  const commandId = options?.commandId
+  if (commandId !== undefined && uniqueValueProblem({ constraint: "command", value: commandId }) !== undefined) {
+    return {
+      reason: "InvalidCommandId",
+      detail: `a command id must be a string of 1 to ${maxUniqueValueLength} printable characters`
+    }
+  }
+  return undefined
+}
 
 /**
  * Refuses a `readAll` partition that is not `0 <= index < count <= Event.maxPartitions` with integers (an `EventStoreError`:

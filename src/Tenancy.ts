@@ -27,7 +27,9 @@
  * one tenant filters on it. In the shared store, `head` is the whole store's (a position, not another
  * tenant's data), and a
  * tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, taking its length plus one from the stream
- * id's 255. An operation without a tenant fails with an `EventStoreError`, which runners retry: a runner
+ * id's 255. Partitions (`readAll`'s `partition`, partitioned projections) hash the stored stream id
+ * (`<tenant>~<streamId>`): each stream stays in one partition, but not the one `Event.partitionOf` gives for
+ * the id the tenant sees. An operation without a tenant fails with an `EventStoreError`, which runners retry: a runner
  * started outside {@link withTenant} shows as `stalled`, its last error naming the missing tenant.
  */
 import * as Context from "effect/Context"
@@ -43,7 +45,7 @@ import { CheckpointStore as CheckpointStoreTag, CheckpointStoreError } from "./C
 import * as CommandBus from "./CommandBus.js"
 import * as CommandMiddleware from "./CommandMiddleware.js"
 import * as Event from "./Event.js"
-import { EventStore, EventStoreError } from "./EventStore.js"
+import { EventStore, EventStoreError, InvalidAppend, uniquenessProblem } from "./EventStore.js"
 import * as SagaStore from "./SagaStore.js"
 import * as Snapshot from "./Snapshot.js"
 
@@ -100,9 +102,21 @@ export const scopedName = (tenant: string, name: string): string => `${tenant}${
 const unscoped = (tenant: string, stored: string): string | undefined =>
   stored.startsWith(tenant + separator) ? stored.slice(tenant.length + separator.length) : undefined
 
-/** The events with their tenant in their metadata (whatever the caller put there). */
+/**
+ * The events with their tenant in their metadata (whatever the caller put there). Anything malformed is
+ * passed on as it is, for the store to refuse as the caller gave it.
+ */
 const stamped = (events: ReadonlyArray<Event.EventData>, tenant: string): ReadonlyArray<Event.EventData> =>
-  events.map((event) => ({ ...event, metadata: { ...event.metadata, tenantId: tenant } }))
+  Array.isArray(events)
+    ? events.map((event: unknown) =>
+        isObject(event) && (event.metadata === undefined || isObject(event.metadata))
+          ? ({ ...event, metadata: { ...event.metadata, tenantId: tenant } } as Event.EventData)
+          : (event as Event.EventData)
+      )
+    : events
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
 
 /** A store error for an operation without a tenant. */
 const required = (operation: string) =>
@@ -134,7 +148,10 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
     append: (streamId, events, options) =>
       Effect.gen(function* () {
         const tenant = yield* required("append")
-        yield* own(streamId)
+        const id = yield* own(streamId)
+        // checked as given: scoped, an empty constraint or command id would look valid
+        const uniqueness = uniquenessProblem(options)
+        if (uniqueness !== undefined) return yield* new InvalidAppend({ streamId: id, ...uniqueness })
         const scopedEvents = stamped(events, tenant)
         const result = yield* store
           .append(scopedName(tenant, streamId), scopedEvents, {

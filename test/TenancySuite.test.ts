@@ -1,0 +1,57 @@
+/**
+ * The event store contract through `Tenancy.layerShared`: one tenant's view of a shared store must keep
+ * every guarantee of the conformance suite (memory and PostgreSQL underneath).
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as EventStore from "../src/EventStore.js"
+import * as SqlEventStore from "../src/sql/SqlEventStore.js"
+import * as Tenancy from "../src/Tenancy.js"
+import { isolatedPrefix } from "./support/ids.js"
+import { pgWithSchema } from "./support/sql.js"
+import { suite } from "./suites/EventStoreSuite.js"
+
+/** The shared store as `tenant` sees it: every operation runs for that tenant. */
+const asTenant = (tenant: string) =>
+  Layer.effect(
+    EventStore.EventStore,
+    Effect.map(EventStore.EventStore, (store) => {
+      const forTenant = Effect.provideService(Tenancy.CurrentTenant, Option.some(tenant))
+      const streamForTenant = Stream.provideService(Tenancy.CurrentTenant, Option.some(tenant))
+      return EventStore.EventStore.of({
+        append: (streamId, events, options) => forTenant(store.append(streamId, events, options)),
+        readStream: (streamId, options) => streamForTenant(store.readStream(streamId, options)),
+        readAll: (options) => streamForTenant(store.readAll(options)),
+        head: forTenant(store.head),
+        heldBack: (options) => forTenant(store.heldBack(options)),
+        streamVersion: (streamId) => forTenant(store.streamVersion(streamId)),
+        findCommand: (commandId) => forTenant(store.findCommand(commandId))
+      })
+    })
+  ).pipe(Layer.provide(Tenancy.layerShared))
+
+/** What the tenant view does differently, on purpose (see `Tenancy`). */
+const differences = {
+  "recorded events carry what was appended": "events carry the tenant id in their metadata",
+  "arbitrary JSON data and metadata round-trip intact (property)": "events carry the tenant id in their metadata",
+  "a tenant selects exactly the streams scoped to it, in global order, with the other filters":
+    "a tenant view has no other tenants' streams to select from",
+  "partitions split the log by stream: every event in exactly one partition, in global order":
+    "partitions hash the stored stream id (<tenant>~<streamId>), not the one the tenant sees",
+  "a stream id at the length limit round-trips": "the tenant and its separator take their length from the limit"
+}
+
+suite(
+  "Tenancy.layerShared on memory (tenant acme)",
+  asTenant("acme").pipe(Layer.provide(EventStore.layerMemory())),
+  differences
+)
+
+const schema = isolatedPrefix(import.meta.url)
+suite(
+  "Tenancy.layerShared on PostgreSQL (tenant acme)",
+  asTenant("acme").pipe(Layer.provide(SqlEventStore.layer({ schema })), Layer.provide(pgWithSchema(schema))),
+  differences
+)
