@@ -471,10 +471,11 @@ const readDecoded = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Che
   Effect.map(readBatch(rt, cell, after), (events) => decodeBatch(rt, events))
 
 /**
- * Samples the lag gauges of the owned partitions: 0 for a live one; otherwise, if an event waits, the
- * positions between the checkpoint and the head, and the age of the oldest waiting event (so a stalled or
- * halted partition shows a growing lag even though it commits nothing). One `head` read, and one read of
- * one event per partition not live.
+ * Samples the lag gauges of the owned partitions. A live one has read all it can: its events held back
+ * behind the read horizon, if any (`EventStore.heldBack`: how many, and the age of the oldest), else 0.
+ * Otherwise, if an event waits, the positions between the checkpoint and the head, and the age of the
+ * oldest waiting event (so a stalled or halted partition shows a growing lag even though it commits
+ * nothing). One `head` read, then per partition one `heldBack` (live) or a read of one event (not live).
  */
 const sampleLag = <A, E, R>(rt: Runtime<A, E, R>, owned: () => ReadonlyArray<Cell>): Effect.Effect<void> =>
   Effect.gen(function* () {
