@@ -25,12 +25,12 @@
  * subjects. With a store per tenant, only let known tenants through (each new one builds a store). The
  * event bus carries every tenant's messages (each with `tenantId` in its metadata): a consumer serving
  * one tenant filters on it. In the shared store, `head` is the whole store's (a position, not another
- * tenant's data), and a
- * tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, taking its length plus one from the stream
- * id's 255. Partitions (`readAll`'s `partition`, partitioned projections) hash the stored stream id
- * (`<tenant>~<streamId>`): each stream stays in one partition, but not the one `Event.partitionOf` gives for
- * the id the tenant sees. An operation without a tenant fails with an `EventStoreError`, which runners retry: a runner
- * started outside {@link withTenant} shows as `stalled`, its last error naming the missing tenant.
+ * tenant's data), and a tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, taking its length plus
+ * one from the stream id's 255. Partitions (`readAll`'s `partition`, partitioned projections) hash the
+ * stored stream id (`<tenant>~<streamId>`): each stream stays in one partition, but not the one
+ * `Event.partitionOf` gives for the id the tenant sees. An operation without a tenant fails with an
+ * `EventStoreError`, which runners retry: a runner started outside {@link withTenant} shows as `stalled`,
+ * its last error naming the missing tenant.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
