@@ -23,7 +23,7 @@
  * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
  */
 import { headers as natsHeaders } from "@nats-io/transport-node"
-import { JetStreamApiError, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
+import { JetStreamApiError, jetstream, jetstreamManager, type PubAck, StorageType } from "@nats-io/jetstream"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -52,10 +52,13 @@ export interface Options {
 export const token = (raw: string): string =>
   raw.length === 0
     ? "~"
-    : raw.replace(
-        /[.*>~\s\u0000-\u001f\u007f]/g,
-        (c) => `~${c.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`
-      )
+    : // most tokens need no escape: the cheap test first
+      !special.test(raw)
+      ? raw
+      : raw.replace(specials, (c) => `~${c.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`)
+
+const special = /[.*>~\s\u0000-\u001f\u007f]/
+const specials = new RegExp(special.source, "g")
 
 /** Creates or checks the stream, then publishes. Needs the `Nats` connection. */
 export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Nats> =>
@@ -97,11 +100,11 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
       const timeout = Duration.toMillis(options.timeout ?? "5 seconds")
       const maxInFlight = Math.max(1, options.window ?? 256)
       const subjectOf = (event: Event.RecordedEvent) =>
-        [prefix, token(event.category), token(event.streamId), token(event.type)].join(".")
+        `${prefix}.${token(event.category)}.${token(event.streamId)}.${token(event.type)}`
 
       /** Starts one event's publish (a rejected promise if nats.js throws). */
       const send = (event: Event.RecordedEvent) =>
-        new Promise<Ack>((resolve, reject) => {
+        new Promise<PubAck>((resolve, reject) => {
           const h = natsHeaders()
           h.set("Ees-Stream-Id", event.streamId)
           h.set("Ees-Version", String(event.version))
@@ -112,7 +115,7 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
             msgID: event.eventId,
             headers: h,
             timeout
-          }).then((ack) => resolve({ eventId: event.eventId, sequence: ack.seq, duplicate: ack.duplicate }), reject)
+          }).then(resolve, reject)
         })
 
       // when each event's publish first failed (it may have been stored all the same): retried later than
@@ -191,7 +194,7 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
               }
               send(event).then((ack) => {
                 failedSince.delete(event.eventId)
-                settle(index, ack)
+                settle(index, { eventId: event.eventId, sequence: ack.seq, duplicate: ack.duplicate })
               }, fail(event))
             }
             launching = false
