@@ -227,6 +227,9 @@ export interface ReadAllOptions {
 /** Which events {@link EventStore} `heldBack` looks at: the same filters as `readAll`. */
 export type HeldBackOptions = Pick<ReadAllOptions, "categories" | "types" | "partition" | "tenant">
 
+/** The most held-back events a store counts (see {@link HeldBack}): beyond it, the count says "at least". */
+export const maxHeldBackCount = 10_000
+
 /**
  * Committed events that `readAll` cannot return yet. On PostgreSQL readers stop at the read horizon, the
  * oldest transaction still running in the cluster (see `SqlEventStore`): events committed after it began
@@ -234,7 +237,7 @@ export type HeldBackOptions = Pick<ReadAllOptions, "categories" | "types" | "par
  * (or the server ends it), which is what runners report as a stall.
  */
 export interface HeldBack {
-  /** How many events wait. */
+  /** How many events wait, counted up to {@link maxHeldBackCount}. */
   readonly events: number
   /** When the oldest of them was appended. */
   readonly since: DateTime.Utc

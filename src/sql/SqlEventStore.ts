@@ -54,6 +54,7 @@ import {
   EventStoreError,
   type HeldBack,
   type HeldBackOptions,
+  maxHeldBackCount,
   type InvalidAppend,
   type Limits,
   type PreparedAppend,
@@ -367,11 +368,15 @@ export const make = (
       if (invalid !== undefined) return Effect.fail(invalid)
       const filters = filtersOf(heldOptions)
       return Effect.gen(function* () {
+        // counted up to a bound, oldest first: a long stall must not make every sample scan what piled up
         const [row] = yield* sql<{ readonly events: string | number; readonly since: number | null }>`
           select count(*) as events, floor(date_part('epoch', min(recorded_at)) * 1000) as since
-          from ${sql(t.events)}
-          where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
-            ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}`
+          from (
+            select recorded_at from ${sql(t.events)}
+            where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+              ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
+            order by transaction_id, position limit ${maxHeldBackCount}
+          ) as held`
         if (row === undefined || row.since === null || Number(row.events) === 0) return Option.none()
         const oldest = yield* oldestTransaction(sql)
         return Option.some<HeldBack>({
