@@ -45,7 +45,7 @@ import { CheckpointStore as CheckpointStoreTag, CheckpointStoreError } from "./C
 import * as CommandBus from "./CommandBus.js"
 import * as CommandMiddleware from "./CommandMiddleware.js"
 import * as Event from "./Event.js"
-import { EventStore, EventStoreError, InvalidAppend, uniquenessProblem } from "./EventStore.js"
+import { EventStore, EventStoreError, InvalidAppend, type ReadAllOptions, uniquenessProblem } from "./EventStore.js"
 import * as SagaStore from "./SagaStore.js"
 import * as Snapshot from "./Snapshot.js"
 
@@ -118,6 +118,13 @@ const stamped = (events: ReadonlyArray<Event.EventData>, tenant: string): Readon
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
+/** A global read's options as the shared store applies them: the tenant's, with its categories scoped. */
+const scopedFilters = (tenant: string, options: ReadAllOptions | undefined): ReadAllOptions => ({
+  ...options,
+  tenant,
+  ...(options?.categories === undefined ? {} : { categories: options.categories.map((c) => scopedName(tenant, c)) })
+})
+
 /** A store error for an operation without a tenant. */
 const required = (operation: string) =>
   Effect.mapError(currentTenant(operation), (cause) => new EventStoreError({ operation, cause }))
@@ -180,13 +187,7 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       Stream.unwrap(
         Effect.map(required("readAll"), (tenant) =>
           store
-            .readAll({
-              ...options,
-              tenant,
-              ...(options?.categories === undefined
-                ? {}
-                : { categories: options.categories.map((c) => scopedName(tenant, c)) })
-            })
+            .readAll(scopedFilters(tenant, options))
             // the prefix is the filter; checking it again costs nothing
             .pipe(
               Stream.filter((event) => unscoped(tenant, event.streamId) !== undefined),
@@ -196,15 +197,7 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       ),
     head: Effect.zipRight(required("head"), store.head),
     heldBack: (options) =>
-      Effect.flatMap(required("heldBack"), (tenant) =>
-        store.heldBack({
-          ...options,
-          tenant,
-          ...(options?.categories === undefined
-            ? {}
-            : { categories: options.categories.map((c) => scopedName(tenant, c)) })
-        })
-      ),
+      Effect.flatMap(required("heldBack"), (tenant) => store.heldBack(scopedFilters(tenant, options))),
     streamVersion: (streamId) =>
       Effect.flatMap(Effect.zipLeft(required("streamVersion"), own(streamId)), (tenant) =>
         store.streamVersion(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))

@@ -363,9 +363,9 @@ export const make = (
 
     /** PostgreSQL: the events committed at or above the read horizon (see `readAll`), and who holds it. */
     const heldBack: EventStore["Type"]["heldBack"] = (heldOptions) => {
-      if (dialect !== "pg") return Effect.succeed(Option.none())
       const invalid = checkPartition(heldOptions?.partition)
       if (invalid !== undefined) return Effect.fail(invalid)
+      if (dialect !== "pg") return Effect.succeed(Option.none())
       const filters = filtersOf(heldOptions)
       return Effect.gen(function* () {
         // counted up to a bound, oldest first: a long stall must not make every sample scan what piled up
