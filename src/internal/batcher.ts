@@ -54,6 +54,7 @@ export const make = <I, O, E>(
         const first = yield* restore(Queue.take(queue))
         const rest = yield* Queue.takeUpTo(queue, options.maxBatch - 1)
         const batch = [first, ...rest]
+        queued -= batch.length
         const exits = yield* options.run(batch.map((p) => p.item)).pipe(
           Effect.catchAll((error) => Effect.succeed(batch.map(() => Exit.fail(error)))),
           Effect.catchAllDefect((defect) => Effect.succeed(batch.map(() => Exit.die(defect))))

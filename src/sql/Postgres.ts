@@ -5,16 +5,20 @@
  * the read horizon of every `readAll` reader in the cluster (see `SqlEventStore`), so the server ends a
  * session that sits idle inside a transaction longer than that.
  */
+import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import pg from "pg"
 import * as Wakeup from "../Wakeup.js"
+import * as PgPrepared from "./pgPrepared.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -25,20 +29,57 @@ export interface Options {
   /** Server-side bound on idle-in-transaction time; default 60 seconds. */
   readonly idleInTransactionTimeout?: Duration.DurationInput
   readonly applicationName?: string
+  /**
+   * Whether the event store's append calls run as named prepared statements, parsed and planned once
+   * per connection instead of on every call; default true. Turn it off behind a connection pooler that
+   * cannot keep prepared statements (PgBouncer in transaction mode before version 1.21).
+   */
+  readonly preparedStatements?: boolean
 }
 
-/** `PgClient` and `SqlClient` for the SQL services. */
+/**
+ * `PgClient` and `SqlClient` for the SQL services, on a `pg` pool of its own (closed with the layer).
+ *
+ * **Gotchas**: with `preparedStatements` on, a connection keeps the append calls' plans until it closes;
+ * PostgreSQL re-plans them after a migration, but one that changed the append function's result columns
+ * fails them until the connections are replaced.
+ */
 export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError> => {
   const url = new URL(typeof options.url === "string" ? options.url : Redacted.value(options.url))
   const idle = Duration.toMillis(Duration.decode(options.idleInTransactionTimeout ?? "60 seconds"))
   const settings = `-c idle_in_transaction_session_timeout=${Math.round(idle)}`
   const existing = url.searchParams.get("options")
   url.searchParams.set("options", existing === null ? settings : `${existing} ${settings}`)
-  return PgClient.layer({
-    url: Redacted.make(url.toString()),
-    maxConnections: options.maxConnections ?? 10,
-    applicationName: options.applicationName ?? "effect-eventsourcing"
-  })
+  const config: pg.PoolConfig = {
+    connectionString: url.toString(),
+    max: options.maxConnections ?? 10,
+    application_name: options.applicationName ?? "effect-eventsourcing",
+    ...(options.preparedStatements === false ? {} : { Client: PgPrepared.PreparingClient })
+  }
+  const pool = Effect.acquireRelease(
+    Effect.sync(() => new pg.Pool(config).on("error", () => {})),
+    // as `PgClient.layer` does: a pool that will not end in a second is left to the process's exit
+    (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption("1 second"))
+  ).pipe(
+    // as `PgClient.layer` does: fail the layer, not the first statement, if the server cannot be reached in 5 s
+    Effect.tap((pool) =>
+      Effect.tryPromise({
+        try: () => pool.query("select 1"),
+        catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
+      }).pipe(
+        Effect.timeoutFail({
+          duration: "5 seconds",
+          onTimeout: () =>
+            new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+        })
+      )
+    )
+  )
+  return Layer.scopedContext(
+    Effect.map(PgClient.fromPool({ acquire: pool }), (client) =>
+      Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+    )
+  ).pipe(Layer.provide(Reactivity.layer))
 }
 
 /** Options of {@link layerWakeup}. */

@@ -4,6 +4,9 @@
  * its own subtransaction so that it is checked, committed or refused on its own). Refusals the function
  * raises on purpose come back as typed errors.
  *
+ * Both calls are prepared statements (see `pgPrepared`) and open no `sql.execute` span of their own: on
+ * this hot path the `EventStore.append` span around them is the one span per operation.
+ *
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -16,6 +19,7 @@ import { DuplicateCommand, EventStoreError, type PreparedAppend, UniqueConstrain
 import * as Batcher from "../internal/batcher.js"
 import * as Metrics from "../Metrics.js"
 import type { Tables } from "./migrations.js"
+import * as PgPrepared from "./pgPrepared.js"
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const batchSize = Metrics.appendBatchSize
@@ -42,11 +46,12 @@ export const make = (
         readonly o_version: number
         readonly o_positions: ReadonlyArray<string> | null
         readonly o_stored: ReadonlyArray<number | null> | null
-      }>`select * from ${sql(options.tables.appendFunction)}(
+      }>`${sql.literal(PgPrepared.marker)}select * from ${sql(options.tables.appendFunction)}(
         ${append.streamId}, ${append.category}, ${append.streamHash}, ${expected._tag},
         ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
         ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb,
         ${append.commandId ?? null}, ${options.commandTtl})`.pipe(
+        Effect.withTracerEnabled(false),
         Effect.map(([row]): Outcome => ({
           outcome: row!.o_outcome,
           version: row!.o_version,
@@ -67,8 +72,10 @@ export const make = (
         .map((_, i) => i)
         .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
       const batch = "[" + order.map((i) => batchItemJson(appends[i]!, options.commandTtl)).join(",") + "]"
-      return sql<{ readonly result: ReadonlyArray<PgBatchResult> }>`
-      select ${sql(options.tables.appendBatchFunction)}(${batch}::jsonb) as result`.pipe(
+      return sql<{ readonly result: ReadonlyArray<PgBatchResult> }>`${sql.literal(PgPrepared.marker)}select ${sql(
+        options.tables.appendBatchFunction
+      )}(${batch}::jsonb) as result`.pipe(
+        Effect.withTracerEnabled(false),
         Effect.mapError((cause) => new EventStoreError({ operation: "append", cause })),
         Effect.map(([row]) => {
           const exits: Array<Exit.Exit<Outcome, PgRefusal>> = []

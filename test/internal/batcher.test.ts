@@ -3,6 +3,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type * as FiberId from "effect/FiberId"
 import * as Scope from "effect/Scope"
 import * as Batcher from "../../src/internal/batcher.js"
 
@@ -37,6 +38,39 @@ describe("internal/batcher", () => {
         assert.strictEqual(yield* Fiber.join(first), 2)
         assert.deepStrictEqual(yield* Fiber.join(others), [4, 6, 8, 10])
         assert.deepStrictEqual(sizes, [1, 4])
+      })
+    )
+  )
+
+  it.live("after a burst has been queued and answered, a lone request again runs at once in its own fiber", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        const runners: Array<FiberId.FiberId> = []
+        const submit = yield* Batcher.make<number, number, string>({
+          maxBatch: 10,
+          writers: 1,
+          closed: () => "closed",
+          run: (items) =>
+            Effect.zipRight(
+              Deferred.await(gate),
+              Effect.map(Effect.fiberId, (id) => {
+                runners.push(id)
+                return items.map((n) => Exit.succeed(n))
+              })
+            )
+        })
+        const first = yield* Effect.fork(submit(1))
+        yield* Effect.sleep("10 millis")
+        const queued = yield* Effect.fork(Effect.all([2, 3].map(submit), { concurrency: "unbounded" }))
+        yield* Effect.sleep("10 millis")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(first)
+        yield* Fiber.join(queued)
+        assert.strictEqual(runners.length, 2)
+        const self = yield* Effect.fiberId
+        assert.strictEqual(yield* submit(4), 4)
+        assert.deepStrictEqual(runners[2], self)
       })
     )
   )

@@ -43,6 +43,7 @@ const isolated = `${schema}_mig`
 const burn = `${schema}_burn`
 const ttl = `${schema}_ttl`
 const atomic = `${schema}_atom`
+const prepared = `${schema}_prep`
 
 describe("SqlEventStore configuration and migrations", () => {
   it.scoped("refuses table names that are not plain identifiers, with a typed error", () =>
@@ -158,6 +159,32 @@ describe("SqlEventStore configuration and migrations", () => {
       assert.strictEqual(yield* store.streamVersion("C-1"), 0)
     }).pipe(Effect.provide(sqliteMemory))
   )
+  for (const preparedStatements of [true, false]) {
+    it.scoped(`PostgreSQL append calls are named prepared statements unless turned off (${preparedStatements})`, () =>
+      Effect.gen(function* () {
+        const store = yield* SqlEventStore.make({ schema: prepared })
+        const sql = yield* SqlClient.SqlClient
+        // one connection: the first append runs alone, the next two wait and go together as a batch
+        const results = yield* Effect.all(
+          ["P-1", "P-2", "P-3"].map((id) => Effect.flatMap(tick, (event) => store.append(id, [event]))),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(
+          results.map((r) => r.version),
+          [1, 1, 1]
+        )
+        const t = yield* tables({ schema: prepared })
+        const statements = (yield* sql<{ readonly statement: string }>`
+          select statement from pg_prepared_statements`).map((row) => row.statement)
+        const quoted = (name: string) => name.replace(/\w+/g, (part) => `"${part}"`)
+        const calling = (fn: string) => statements.filter((statement) => statement.includes(`${quoted(fn)}(`)).length
+        assert.deepStrictEqual(
+          [calling(t.appendFunction), calling(t.appendBatchFunction)],
+          preparedStatements ? [1, 1] : [0, 0]
+        )
+      }).pipe(Effect.provide(pgWithSchema(prepared, { maxConnections: 1, preparedStatements })))
+    )
+  }
 })
 
 const mysqlPrefix = `${schema}_`

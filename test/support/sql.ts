@@ -14,11 +14,12 @@ import * as Sqlite from "../../src/sql/Sqlite.js"
 import { mysqlUrl, pgUrl } from "./config.js"
 
 /**
- * A client of the shared PostgreSQL; `schema` is dropped when the Layer is released (through a
- * connection of its own, since the client's pool may already be closed by then).
+ * A client of the shared PostgreSQL (`options` override the defaults); `schema` is dropped when the Layer
+ * is released (through a connection of its own, since the client's pool may already be closed by then).
  */
-export const pgWithSchema = (schema: string, url: string = pgUrl) => {
-  const client = Postgres.layer({ url, maxConnections: 20 })
+export const pgWithSchema = (schema: string, options: Partial<Postgres.Options> = {}) => {
+  const url = options.url ?? pgUrl
+  const client = Postgres.layer({ url, maxConnections: 20, ...options })
   const dropSchema = Effect.flatMap(
     SqlClient.SqlClient,
     (sql) => sql`drop schema if exists ${sql(schema)} cascade`
