@@ -134,7 +134,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "6_tenants": addTenantColumn(t),
         "7_append_batch": replacePgAppendBatch(t),
         // the same function, now telling which path a batch took (a DEBUG1 message)
-        "8_append_batch_path": replacePgAppendBatch(t)
+        "8_append_batch_path": replacePgAppendBatch(t),
+        "9_append_one_event": replacePgAppend(t)
       }),
       table: t.migrations
     })
@@ -184,7 +185,6 @@ const createEventTables = (t: Tables) =>
             sql`create index ${sql(`${prefixOf(t.events)}events_global`)} on ${sql(t.events)} (transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_category`)} on ${sql(t.events)} (category, transaction_id, position)`,
             sql`create index ${sql(`${prefixOf(t.events)}events_type`)} on ${sql(t.events)} (type, transaction_id, position)`,
-            sql`create index ${sql(`${prefixOf(t.events)}events_event_id`)} on ${sql(t.events)} (event_id)`,
             sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)${tableOptions(sql)}`,
             createUniqueValuesTable(t),
             sql`create table ${sql(t.commands)} (
@@ -445,6 +445,22 @@ const replacePgAppendBatch = (t: Tables) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.onDialectOrElse({
       pg: () => sql.unsafe(PgFunctions.appendBatchFunction(t)),
+      orElse: () => Effect.void
+    })
+  )
+
+/**
+ * PostgreSQL: the append function with its single-event path, and without the plain event id index,
+ * which stores before this one had as well: the unique (event id, stream) index serves event id lookups.
+ */
+const replacePgAppend = (t: Tables) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () =>
+        Effect.zipRight(
+          sql.unsafe(PgFunctions.appendFunction(t)),
+          sql`drop index if exists ${sql(`${t.events}_event_id`)}`
+        ),
       orElse: () => Effect.void
     })
   )

@@ -109,15 +109,23 @@ begin
     return;
   end if;
 
-  with inserted as (
+  if v_count = 1 then
+    -- the common single event: a plain insert, cheaper than unnesting a one-element array
     insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
-    select p_stream_id, p_category, p_stream_hash, v_current + i.ord, (i.event->>'eventId')::uuid, i.event->>'type',
-           (i.event->>'schemaVersion')::integer, i.event->'data', i.event->'metadata'
-    from jsonb_array_elements(p_events) with ordinality as i(event, ord)
-    order by i.ord
-    returning position, version
-  )
-  select array_agg(position order by version) into o_positions from inserted;
+    values (p_stream_id, p_category, p_stream_hash, v_current + 1, (p_events->0->>'eventId')::uuid, p_events->0->>'type',
+            (p_events->0->>'schemaVersion')::integer, p_events->0->'data', p_events->0->'metadata')
+    returning array[position] into o_positions;
+  else
+    with inserted as (
+      insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
+      select p_stream_id, p_category, p_stream_hash, v_current + i.ord, (i.event->>'eventId')::uuid, i.event->>'type',
+             (i.event->>'schemaVersion')::integer, i.event->'data', i.event->'metadata'
+      from jsonb_array_elements(p_events) with ordinality as i(event, ord)
+      order by i.ord
+      returning position, version
+    )
+    select array_agg(position order by version) into o_positions from inserted;
+  end if;
 
   if v_current > 0 then
     update ${t.streams} set version = v_current + v_count where stream_id = p_stream_id;
