@@ -181,25 +181,28 @@ export const eventDataProblem = (value: unknown): string | undefined => {
 }
 
 /** Builds an {@link EventData}, generating a UUIDv7 event id unless one is given. */
-export const make = (fields: {
+export const make = (fields: EventFields): Effect.Effect<EventData> =>
+  // one step, not three: appends make many events
+  fields.eventId === undefined
+    ? Effect.clockWith((clock) => Effect.succeed(build(fields, Uuid.fromMillis(clock.unsafeCurrentTimeMillis()))))
+    : Effect.succeed(build(fields, fields.eventId))
+
+/** What {@link make} takes. */
+export interface EventFields {
   readonly type: string
   readonly data: unknown
   readonly schemaVersion?: number
   readonly metadata?: Metadata
   readonly eventId?: string
-}): Effect.Effect<EventData> => {
-  const build = (eventId: string): EventData => ({
-    eventId,
-    type: fields.type,
-    schemaVersion: fields.schemaVersion ?? 1,
-    data: fields.data,
-    metadata: fields.metadata ?? {}
-  })
-  // one step, not three: appends make many events
-  return fields.eventId === undefined
-    ? Effect.clockWith((clock) => Effect.sync(() => build(Uuid.fromMillis(clock.unsafeCurrentTimeMillis()))))
-    : Effect.succeed(build(fields.eventId))
 }
+
+const build = (fields: EventFields, eventId: string): EventData => ({
+  eventId,
+  type: fields.type,
+  schemaVersion: fields.schemaVersion ?? 1,
+  data: fields.data,
+  metadata: fields.metadata ?? {}
+})
 
 /**
  * A position in the global log that a reader can resume after. Readers order events by

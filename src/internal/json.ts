@@ -23,7 +23,7 @@ export interface JsonProblem {
 
 /** Serializes `value` to JSON text, or returns why it cannot be stored without loss. */
 export const encode = (value: unknown): Either.Either<string, JsonProblem> => {
-  const found = check(value, 0, new Set())
+  const found = check(value, 0, [])
   return found === undefined
     ? Either.right(JSON.stringify(value))
     : Either.left({ path: "$" + found.path.reverse().join(""), problem: found.problem })
@@ -41,13 +41,14 @@ interface Found {
   readonly problem: string
 }
 
-const anySurrogate = /[\uD800-\uDFFF]/
+// one scan finds whether a string needs a closer look (most do not)
+const suspect = /[\u0000\uD800-\uDFFF]/
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
 const stringProblem = (s: string): string | undefined => {
+  if (!suspect.test(s)) return undefined
   if (s.includes("\u0000")) return "contains a NUL character"
-  // most strings hold no surrogate at all: the cheap test first
-  if (anySurrogate.test(s) && loneSurrogate.test(s)) return "contains a lone UTF-16 surrogate"
+  if (loneSurrogate.test(s)) return "contains a lone UTF-16 surrogate"
   return undefined
 }
 
@@ -56,7 +57,7 @@ const at = (found: Found | undefined, segment: string): Found | undefined => {
   return found
 }
 
-const check = (value: unknown, depth: number, ancestors: Set<object>): Found | undefined => {
+const check = (value: unknown, depth: number, ancestors: Array<object>): Found | undefined => {
   switch (typeof value) {
     case "boolean":
       return undefined
@@ -73,14 +74,14 @@ const check = (value: unknown, depth: number, ancestors: Set<object>): Found | u
   }
   if (value === null) return undefined
   if (depth >= maxDepth) return { path: [], problem: `nests deeper than ${maxDepth} levels` }
-  if (ancestors.has(value)) return { path: [], problem: "is a circular reference" }
-  ancestors.add(value)
+  if (ancestors.includes(value)) return { path: [], problem: "is a circular reference" }
+  ancestors.push(value)
   const found = Array.isArray(value) ? checkArray(value, depth, ancestors) : checkObject(value, depth, ancestors)
-  ancestors.delete(value)
+  ancestors.pop()
   return found
 }
 
-const checkArray = (values: ReadonlyArray<unknown>, depth: number, ancestors: Set<object>): Found | undefined => {
+const checkArray = (values: ReadonlyArray<unknown>, depth: number, ancestors: Array<object>): Found | undefined => {
   for (let i = 0; i < values.length; i++) {
     // `i in values` is false for holes, which JSON.stringify would turn into null
     if (!(i in values)) return { path: [`[${i}]`], problem: "is a hole in a sparse array" }
@@ -90,7 +91,7 @@ const checkArray = (values: ReadonlyArray<unknown>, depth: number, ancestors: Se
   return undefined
 }
 
-const checkObject = (value: object, depth: number, ancestors: Set<object>): Found | undefined => {
+const checkObject = (value: object, depth: number, ancestors: Array<object>): Found | undefined => {
   const proto = Object.getPrototypeOf(value)
   if (proto !== Object.prototype && proto !== null) {
     const name = (proto?.constructor?.name as string | undefined) ?? "unknown"
