@@ -74,6 +74,7 @@ const check = (value: unknown, depth: number, ancestors: Array<object>): Found |
   }
   if (value === null) return undefined
   if (depth >= maxDepth) return { path: [], problem: `nests deeper than ${maxDepth} levels` }
+  // at most `maxDepth` ancestors: a list scan is cheaper than a set here
   if (ancestors.includes(value)) return { path: [], problem: "is a circular reference" }
   ancestors.push(value)
   const found = Array.isArray(value) ? checkArray(value, depth, ancestors) : checkObject(value, depth, ancestors)

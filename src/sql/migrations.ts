@@ -450,8 +450,9 @@ const replacePgAppendBatch = (t: Tables) =>
   )
 
 /**
- * PostgreSQL: the append function with its single-event path, and without the plain event id index,
- * which stores before this one had as well: the unique (event id, stream) index serves event id lookups.
+ * PostgreSQL: the append function gains its single-event path, and the plain event id index of older
+ * stores goes (the unique (event id, stream) index serves event id lookups as well, and one index fewer
+ * is one write fewer per event).
  */
 const replacePgAppend = (t: Tables) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
