@@ -39,26 +39,25 @@ export const make = <I, O, E>(
     const queue = yield* Queue.unbounded<Pending<I, O, E>>()
     let inFlight = 0
     let queued = 0
-    const runBatch = (items: ReadonlyArray<I>) =>
-      Effect.suspend(() => {
-        inFlight++
-        return options.run(items).pipe(
-          Effect.catchAll((error) => Effect.succeed(items.map(() => Exit.fail(error)))),
-          Effect.catchAllDefect((defect) => Effect.succeed(items.map(() => Exit.die(defect)))),
-          Effect.ensuring(Effect.sync(() => inFlight--))
-        )
-      })
+    // called synchronously where a batch is taken, so that `inFlight` and `queued` never both read 0 meanwhile
+    const runBatch = (items: ReadonlyArray<I>) => {
+      inFlight++
+      return options.run(items).pipe(
+        Effect.catchAll((error) => Effect.succeed(items.map(() => Exit.fail(error)))),
+        Effect.catchAllDefect((defect) => Effect.succeed(items.map(() => Exit.die(defect)))),
+        Effect.ensuring(Effect.sync(() => inFlight--))
+      )
+    }
     // waiting for work is interruptible; a batch once taken is run and answered to the end
     const write = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
         const first = yield* restore(Queue.take(queue))
         const rest = yield* Queue.takeUpTo(queue, options.maxBatch - 1)
         const batch = [first, ...rest]
-        queued -= batch.length
-        const exits = yield* options.run(batch.map((p) => p.item)).pipe(
-          Effect.catchAll((error) => Effect.succeed(batch.map(() => Exit.fail(error)))),
-          Effect.catchAllDefect((defect) => Effect.succeed(batch.map(() => Exit.die(defect))))
-        )
+        const exits = yield* Effect.suspend(() => {
+          queued -= batch.length
+          return runBatch(batch.map((p) => p.item))
+        })
         yield* Effect.forEach(
           batch,
           (p, i) => Deferred.done(p.deferred, exits[i] ?? Exit.die("missing batch result")),

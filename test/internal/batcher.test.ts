@@ -75,6 +75,45 @@ describe("internal/batcher", () => {
     )
   )
 
+  it.live(
+    "a request arriving while a writer's batch is in flight waits for the next batch, not running beside it",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const gates = new Map<number, Deferred.Deferred<void>>()
+          for (const n of [1, 2, 3]) gates.set(n, yield* Deferred.make<void>())
+          const log: Array<string> = []
+          const submit = yield* Batcher.make<number, number, string>({
+            maxBatch: 10,
+            writers: 1,
+            closed: () => "closed",
+            run: (items) =>
+              Effect.sync(() => log.push(`start ${items}`)).pipe(
+                Effect.zipRight(Deferred.await(gates.get(items[0]!)!)),
+                Effect.map(() => {
+                  log.push(`end ${items}`)
+                  return items.map((n) => Exit.succeed(n))
+                })
+              )
+          })
+          const one = yield* Effect.fork(submit(1)) // alone: at once
+          yield* Effect.sleep("10 millis")
+          const two = yield* Effect.fork(submit(2)) // queued behind it, then taken by the writer
+          yield* Effect.sleep("10 millis")
+          yield* Deferred.succeed(gates.get(1)!, undefined)
+          yield* Fiber.join(one)
+          const three = yield* Effect.fork(submit(3)) // the writer's batch is still in flight
+          yield* Effect.sleep("10 millis")
+          yield* Deferred.succeed(gates.get(3)!, undefined)
+          yield* Effect.sleep("10 millis")
+          yield* Deferred.succeed(gates.get(2)!, undefined)
+          yield* Fiber.join(two)
+          yield* Fiber.join(three)
+          assert.deepStrictEqual(log, ["start 1", "start 2", "end 1", "end 2", "start 3", "end 3"])
+        })
+      )
+  )
+
   it.live("a failed batch fails each of its requests", () =>
     Effect.scoped(
       Effect.gen(function* () {
