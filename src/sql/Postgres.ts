@@ -5,11 +5,9 @@
  * the read horizon of every `readAll` reader in the cluster (see `SqlEventStore`), so the server ends a
  * session that sits idle inside a transaction longer than that.
  */
-import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -75,11 +73,7 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
       )
     )
   )
-  return Layer.scopedContext(
-    Effect.map(PgClient.fromPool({ acquire: pool }), (client) =>
-      Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
-    )
-  ).pipe(Layer.provide(Reactivity.layer))
+  return PgClient.layerFromPool({ acquire: pool })
 }
 
 /** Options of {@link layerWakeup}. */

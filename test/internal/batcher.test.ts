@@ -7,21 +7,22 @@ import type * as FiberId from "effect/FiberId"
 import * as Scope from "effect/Scope"
 import * as Batcher from "../../src/internal/batcher.js"
 
+/** A batcher of up to 10 numbers per batch, one writer, running batches with `run`. */
+const batcher = (
+  run: (items: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<Exit.Exit<number, string>>, string>
+) => Batcher.make<number, number, string>({ maxBatch: 10, writers: 1, closed: () => "closed", run })
+
 /** A batcher whose batches wait for `gate` and record their sizes. */
 const gated = (gate: Deferred.Deferred<void>, sizes: Array<number>, fail?: (n: number) => boolean) =>
-  Batcher.make<number, number, string>({
-    maxBatch: 10,
-    writers: 1,
-    closed: () => "closed",
-    run: (items) =>
-      Effect.zipRight(
-        Deferred.await(gate),
-        Effect.suspend(() => {
-          sizes.push(items.length)
-          return fail?.(items[0]!) ? Effect.fail("batch failed") : Effect.succeed(items.map((n) => Exit.succeed(n * 2)))
-        })
-      )
-  })
+  batcher((items) =>
+    Effect.zipRight(
+      Deferred.await(gate),
+      Effect.suspend(() => {
+        sizes.push(items.length)
+        return fail?.(items[0]!) ? Effect.fail("batch failed") : Effect.succeed(items.map((n) => Exit.succeed(n * 2)))
+      })
+    )
+  )
 
 describe("internal/batcher", () => {
   it.live("a lone request runs at once; requests arriving meanwhile share the next batch", () =>
@@ -47,19 +48,15 @@ describe("internal/batcher", () => {
       Effect.gen(function* () {
         const gate = yield* Deferred.make<void>()
         const runners: Array<FiberId.FiberId> = []
-        const submit = yield* Batcher.make<number, number, string>({
-          maxBatch: 10,
-          writers: 1,
-          closed: () => "closed",
-          run: (items) =>
-            Effect.zipRight(
-              Deferred.await(gate),
-              Effect.map(Effect.fiberId, (id) => {
-                runners.push(id)
-                return items.map((n) => Exit.succeed(n))
-              })
-            )
-        })
+        const submit = yield* batcher((items) =>
+          Effect.zipRight(
+            Deferred.await(gate),
+            Effect.map(Effect.fiberId, (id) => {
+              runners.push(id)
+              return items.map((n) => Exit.succeed(n))
+            })
+          )
+        )
         const first = yield* Effect.fork(submit(1))
         yield* Effect.sleep("10 millis")
         const queued = yield* Effect.fork(Effect.all([2, 3].map(submit), { concurrency: "unbounded" }))
@@ -83,19 +80,15 @@ describe("internal/batcher", () => {
           const gates = new Map<number, Deferred.Deferred<void>>()
           for (const n of [1, 2, 3]) gates.set(n, yield* Deferred.make<void>())
           const log: Array<string> = []
-          const submit = yield* Batcher.make<number, number, string>({
-            maxBatch: 10,
-            writers: 1,
-            closed: () => "closed",
-            run: (items) =>
-              Effect.sync(() => log.push(`start ${items}`)).pipe(
-                Effect.zipRight(Deferred.await(gates.get(items[0]!)!)),
-                Effect.map(() => {
-                  log.push(`end ${items}`)
-                  return items.map((n) => Exit.succeed(n))
-                })
-              )
-          })
+          const submit = yield* batcher((items) =>
+            Effect.sync(() => log.push(`start ${items}`)).pipe(
+              Effect.zipRight(Deferred.await(gates.get(items[0]!)!)),
+              Effect.map(() => {
+                log.push(`end ${items}`)
+                return items.map((n) => Exit.succeed(n))
+              })
+            )
+          )
           const one = yield* Effect.fork(submit(1)) // alone: at once
           yield* Effect.sleep("10 millis")
           const two = yield* Effect.fork(submit(2)) // queued behind it, then taken by the writer
