@@ -5,9 +5,11 @@
  * the read horizon of every `readAll` reader in the cluster (see `SqlEventStore`), so the server ends a
  * session that sits idle inside a transaction longer than that.
  */
+import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -16,7 +18,7 @@ import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import pg from "pg"
 import * as Wakeup from "../Wakeup.js"
-import * as PgPrepared from "./pgPrepared.js"
+import * as PgHotPath from "./pgHotPath.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -37,6 +39,8 @@ export interface Options {
 
 /**
  * `PgClient` and `SqlClient` for the SQL services, on a `pg` pool of its own (closed with the layer).
+ * Outside transactions, the event store runs its append calls on this pool directly, without
+ * `@effect/sql`'s per-statement work (see `pgHotPath`); everything else goes through the client.
  *
  * **Gotchas**: with `preparedStatements` on, a connection keeps the append calls' plans until it closes;
  * PostgreSQL re-plans them after a migration, but one that changed the append function's result columns
@@ -52,7 +56,7 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
     connectionString: url.toString(),
     max: options.maxConnections ?? 10,
     application_name: options.applicationName ?? "effect-eventsourcing",
-    ...(options.preparedStatements === false ? {} : { Client: PgPrepared.PreparingClient })
+    ...(options.preparedStatements === false ? {} : { Client: PgHotPath.PreparingClient })
   }
   const pool = Effect.acquireRelease(
     Effect.sync(() => new pg.Pool(config).on("error", () => {})),
@@ -73,7 +77,15 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
       )
     )
   )
-  return PgClient.layerFromPool({ acquire: pool })
+  // as `PgClient.layerFromPool` does, registering the pool behind the client for the store's hot statements
+  return Layer.scopedContext(
+    Effect.gen(function* () {
+      const acquired = yield* pool
+      const client = yield* PgClient.fromPool({ acquire: Effect.succeed(acquired) })
+      PgHotPath.register(client, acquired)
+      return Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+    })
+  ).pipe(Layer.provide(Reactivity.layer))
 }
 
 /** Options of {@link layerWakeup}. */

@@ -4,8 +4,9 @@
  * its own subtransaction so that it is checked, committed or refused on its own). Refusals the function
  * raises on purpose come back as typed errors.
  *
- * Both calls are prepared statements (see `pgPrepared`) and open no `sql.execute` span of their own: on
- * this hot path the `EventStore.append` span around them is the one span per operation.
+ * Both calls are prepared statements, run straight on the pool outside transactions (see `pgHotPath`),
+ * and open no `sql.execute` span of their own: on this hot path the `EventStore.append` span around them
+ * is the one span per operation.
  *
  * @internal
  */
@@ -19,7 +20,7 @@ import { DuplicateCommand, EventStoreError, type PreparedAppend, UniqueConstrain
 import * as Batcher from "../internal/batcher.js"
 import * as Metrics from "../Metrics.js"
 import type { Tables } from "./migrations.js"
-import * as PgPrepared from "./pgPrepared.js"
+import * as PgHotPath from "./pgHotPath.js"
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const batchSize = Metrics.appendBatchSize
@@ -37,26 +38,33 @@ export const make = (
   options: Options
 ): Effect.Effect<(append: PreparedAppend) => Effect.Effect<Outcome, PgRefusal>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const sql = options.sql
+    const run = PgHotPath.runners(options.sql)
+    // identifiers are validated lower-case names (see `tables`): they need no quoting
+    const appendText =
+      `${PgHotPath.marker}select o_outcome, o_version, o_positions, o_stored from ${options.tables.appendFunction}(` +
+      "$1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10)"
+    const batchText = `${PgHotPath.marker}select ${options.tables.appendBatchFunction}($1::jsonb) as result`
+
     /** One append, one round trip: the append function. */
-    const callAppend = (append: PreparedAppend) => {
+    const callAppend = (append: PreparedAppend, runner: PgHotPath.Run) => {
       const expected = append.expectedVersion
-      return sql<{
-        readonly o_outcome: Outcome["outcome"]
-        readonly o_version: number
-        readonly o_positions: ReadonlyArray<string> | null
-        readonly o_stored: ReadonlyArray<number | null> | null
-      }>`${sql.literal(PgPrepared.marker)}select * from ${sql(options.tables.appendFunction)}(
-        ${append.streamId}, ${append.category}, ${append.streamHash}, ${expected._tag},
-        ${expected._tag === "Exact" ? expected.version : 0}, ${eventsJson(append)}::jsonb,
-        ${JSON.stringify(append.claims)}::jsonb, ${JSON.stringify(append.releases)}::jsonb,
-        ${append.commandId ?? null}, ${options.commandTtl})`.pipe(
-        Effect.withTracerEnabled(false),
+      return runner(appendText, [
+        append.streamId,
+        append.category,
+        append.streamHash,
+        expected._tag,
+        expected._tag === "Exact" ? expected.version : 0,
+        eventsJson(append),
+        JSON.stringify(append.claims),
+        JSON.stringify(append.releases),
+        append.commandId ?? null,
+        options.commandTtl
+      ]).pipe(
         Effect.map(([row]): Outcome => ({
-          outcome: row!.o_outcome,
-          version: row!.o_version,
-          positions: row!.o_positions,
-          stored: row!.o_stored
+          outcome: row.o_outcome,
+          version: row.o_version,
+          positions: row.o_positions,
+          stored: row.o_stored
         })),
         Effect.catchTag("SqlError", (error) =>
           Effect.fail(refusal(append, error.cause) ?? new EventStoreError({ operation: "append", cause: error }))
@@ -66,21 +74,21 @@ export const make = (
 
     /** Several appends, one round trip and one commit (group commit); each succeeds or fails alone. */
     const callAppendBatch = (appends: ReadonlyArray<PreparedAppend>) => {
-      if (appends.length === 1) return Effect.map(Effect.exit(callAppend(appends[0]!)), (exit) => [exit])
+      if (appends.length === 1) {
+        return Effect.map(Effect.exit(callAppend(appends[0]!, run.outsideTransaction)), (exit) => [exit])
+      }
       // one lock order for every batch (by stream, keeping each stream's appends in arrival order): no deadlocks
       const order = appends
         .map((_, i) => i)
         .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
       const batch = "[" + order.map((i) => batchItemJson(appends[i]!, options.commandTtl)).join(",") + "]"
-      return sql<{ readonly result: ReadonlyArray<PgBatchResult> }>`${sql.literal(PgPrepared.marker)}select ${sql(
-        options.tables.appendBatchFunction
-      )}(${batch}::jsonb) as result`.pipe(
-        Effect.withTracerEnabled(false),
+      return run.outsideTransaction(batchText, [batch]).pipe(
         Effect.mapError((cause) => new EventStoreError({ operation: "append", cause })),
         Effect.map(([row]) => {
+          const results: ReadonlyArray<PgBatchResult> = row.result
           const exits: Array<Exit.Exit<Outcome, PgRefusal>> = []
           order.forEach((index, k) => {
-            const r = row!.result[k]!
+            const r = results[k]!
             exits[index] =
               r.outcome === "error"
                 ? Exit.fail(refusal(appends[index]!, r) ?? new EventStoreError({ operation: "append", cause: r }))
@@ -105,7 +113,11 @@ export const make = (
     /** Inside the caller's transaction, the append joins it; otherwise it may share a group commit. */
     return (append: PreparedAppend) =>
       Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
-        batched !== undefined && Option.isNone(transaction) ? batched(append) : callAppend(append)
+        Option.isSome(transaction)
+          ? callAppend(append, run.viaClient)
+          : batched !== undefined
+            ? batched(append)
+            : callAppend(append, run.outsideTransaction)
       )
   })
 
