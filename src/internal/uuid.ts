@@ -4,8 +4,10 @@
  *
  * The time comes from `Clock` (so `TestClock` controls it); the random bits come from the operating
  * system's CSPRNG, not from Effect's seedable `Random`: ids must be unique across processes, and a
- * pseudo-random generator's seed is no such guarantee. Bytes are drawn in blocks to keep this cheap on
- * hot paths (an append of many events needs an id each).
+ * pseudo-random generator's seed is no such guarantee. Bytes are drawn in blocks, and the id is written
+ * as character codes into one flat string: joining it from a dozen pieces (as `crypto.randomUUID` does
+ * too) leaves a rope that costs several times the whole generation to flatten on first use. Appends of
+ * many events need an id each, so this is on a hot path.
  *
  * @internal
  */
@@ -18,7 +20,25 @@ export const pattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 const pool = new Uint8Array(16 * 256)
 let offset = pool.length
 
-const hex = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+/** Character codes of the hex digits 0-9a-f. */
+const digit = Array.from("0123456789abcdef", (c) => c.charCodeAt(0))
+
+/** The id being written, as character codes; the hyphens stay in place. */
+const codes = Array.from("00000000-0000-0000-0000-000000000000", (c) => c.charCodeAt(0))
+
+/** 16 bytes in the canonical form, written as one flat string. */
+const format = (bytes: ArrayLike<number>): string => {
+  let at = 0
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) at++ // a hyphen
+    const byte = bytes[i]!
+    codes[at++] = digit[byte >> 4]!
+    codes[at++] = digit[byte & 0x0f]!
+  }
+  return String.fromCharCode.apply(null, codes)
+}
+
+const bytes = new Uint8Array(16)
 
 /** A UUIDv7 for a millisecond timestamp, with 10 random bytes taken from the pool. */
 export const fromMillis = (millis: number): string => {
@@ -26,30 +46,20 @@ export const fromMillis = (millis: number): string => {
     randomFillSync(pool)
     offset = 0
   }
-  const r = pool
-  const o = offset
-  offset += 10
   const time = Math.floor(millis % 2 ** 48)
-    .toString(16)
-    .padStart(12, "0")
-  return (
-    time.slice(0, 8) +
-    "-" +
-    time.slice(8, 12) +
-    "-" +
-    hex[0x70 | (r[o]! & 0x0f)]! +
-    hex[r[o + 1]!]! +
-    "-" +
-    hex[0x80 | (r[o + 2]! & 0x3f)]! +
-    hex[r[o + 3]!]! +
-    "-" +
-    hex[r[o + 4]!]! +
-    hex[r[o + 5]!]! +
-    hex[r[o + 6]!]! +
-    hex[r[o + 7]!]! +
-    hex[r[o + 8]!]! +
-    hex[r[o + 9]!]!
-  )
+  const high = Math.floor(time / 2 ** 32) // 16 bits
+  const low = time >>> 0 // 32 bits
+  bytes[0] = high >> 8
+  bytes[1] = high
+  bytes[2] = low >>> 24
+  bytes[3] = low >> 16
+  bytes[4] = low >> 8
+  bytes[5] = low
+  bytes.set(pool.subarray(offset, offset + 10), 6)
+  offset += 10
+  bytes[6] = 0x70 | (bytes[6]! & 0x0f) // version 7
+  bytes[8] = 0x80 | (bytes[8]! & 0x3f) // variant 10
+  return format(bytes)
 }
 
 /** A new UUIDv7. */
@@ -63,27 +73,7 @@ export const v7: Effect.Effect<string> = Effect.clockWith((clock) =>
  */
 export const fromName = (name: string): string => {
   const h = createHash("sha256").update(name, "utf8").digest()
-  const b = (i: number) => hex[h[i]!]!
-  return (
-    b(0) +
-    b(1) +
-    b(2) +
-    b(3) +
-    "-" +
-    b(4) +
-    b(5) +
-    "-" +
-    hex[0x80 | (h[6]! & 0x0f)]! +
-    b(7) +
-    "-" +
-    hex[0x80 | (h[8]! & 0x3f)]! +
-    b(9) +
-    "-" +
-    b(10) +
-    b(11) +
-    b(12) +
-    b(13) +
-    b(14) +
-    b(15)
-  )
+  h[6] = 0x80 | (h[6]! & 0x0f) // version 8
+  h[8] = 0x80 | (h[8]! & 0x3f) // variant 10
+  return format(h)
 }
