@@ -62,6 +62,7 @@ export const make = (
     const failWith = (operation: string) => (cause: SqlError | unknown) =>
       new CheckpointStoreError({ operation, cause })
     const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+    const postgres = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
     // a reserved word in MySQL, so always quoted
     const partitionColumn = sql("partition")
     const where = (id: ProjectionId, partition: number) =>
@@ -120,18 +121,33 @@ export const make = (
     const heartbeat: CheckpointStore["Type"]["heartbeat"] = (id, worker, ttl) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        yield* sql`delete from ${sql(t.projectionWorkers)}
-          where projection = ${id.name} and version = ${id.version} and expires_at < ${now}`
+        const workers = (rows: ReadonlyArray<{ readonly workers: number | string }>) => Number(rows[0]!.workers)
+        const ofProjection = sql`projection = ${id.name} and version = ${id.version}`
+        if (postgres) {
+          // one statement, one commit: the query sees the table as it was before the two changes, so it
+          // counts the other workers still present, and adds this one
+          return workers(
+            yield* sql<{ readonly workers: number | string }>`
+              with expired as (delete from ${sql(t.projectionWorkers)} where ${ofProjection} and expires_at < ${now}),
+                present as (
+                  insert into ${sql(t.projectionWorkers)} (projection, version, worker_id, expires_at)
+                  values (${id.name}, ${id.version}, ${worker}, ${now + ttl})
+                  on conflict (projection, version, worker_id) do update set expires_at = excluded.expires_at)
+              select count(*) + 1 as workers from ${sql(t.projectionWorkers)}
+              where ${ofProjection} and expires_at >= ${now} and worker_id <> ${worker}`
+          )
+        }
+        yield* sql`delete from ${sql(t.projectionWorkers)} where ${ofProjection} and expires_at < ${now}`
         yield* sql`insert into ${sql(t.projectionWorkers)} (projection, version, worker_id, expires_at)
           values (${id.name}, ${id.version}, ${worker}, ${now + ttl}) ${
             mysql
               ? sql`on duplicate key update expires_at = values(expires_at)`
               : sql`on conflict (projection, version, worker_id) do update set expires_at = excluded.expires_at`
           }`
-        const [row] = yield* sql<{ readonly workers: number | string }>`
-          select count(*) as workers from ${sql(t.projectionWorkers)}
-          where projection = ${id.name} and version = ${id.version}`
-        return Number(row!.workers)
+        return workers(
+          yield* sql<{ readonly workers: number | string }>`
+            select count(*) as workers from ${sql(t.projectionWorkers)} where ${ofProjection}`
+        )
       }).pipe(Effect.mapError(failWith("heartbeat")))
 
     const claim: CheckpointStore["Type"]["claim"] = (id, partition, owner, ttl) =>
