@@ -3,7 +3,7 @@
  * the outage: order, subjects, message ids and duplicates, stream configuration checks.
  */
 import { randomBytes } from "node:crypto"
-import { jetstreamManager } from "@nats-io/jetstream"
+import { jetstreamManager, StorageType } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -110,6 +110,48 @@ describe("NatsPublisher", () => {
       )
       assert.strictEqual(error._tag, "PublishError")
       assert.include(error.message, "duplicate window")
+    })
+  )
+
+  it.scopedLive("with no stream capturing the subject a publish fails at once with a transient typed error", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      const { publisher } = yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory" })
+      yield* deleteStream(stream)
+      const error = yield* Effect.flip(publisher.publish([recorded("Account-1", 1)]))
+      assert.strictEqual(error._tag, "PublishError")
+      assert.include(error.detail, "no stream captures")
+      assert.isTrue(error.transient)
+    })
+  )
+
+  it.scopedLive("a message the stream refuses for its size fails with a typed error that is not transient", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      yield* Effect.addFinalizer(() => deleteStream(stream))
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: natsUrl })),
+        (nc) => Effect.promise(() => nc.close())
+      )
+      const jsm = yield* Effect.promise(() => jetstreamManager(nc))
+      // the publisher checks subjects, duplicate window and storage of an existing stream, not its size limit
+      yield* Effect.promise(() =>
+        jsm.streams.add({
+          name: stream,
+          subjects: [`${subjectPrefix}.>`],
+          storage: StorageType.Memory,
+          duplicate_window: 120_000_000_000,
+          max_msg_size: 512
+        })
+      )
+      const { publisher } = yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory" })
+      const small = recorded("Account-1", 1)
+      const big = { ...recorded("Account-1", 2), data: { note: "x".repeat(1000) } }
+      const error = yield* Effect.flip(publisher.publish([small, big]))
+      assert.strictEqual(error._tag, "PublishError")
+      assert.isFalse(error.transient)
+      const [ack] = yield* publisher.publish([small])
+      assert.isTrue(ack!.duplicate, "the small one was stored before")
     })
   )
 
