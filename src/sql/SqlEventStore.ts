@@ -303,19 +303,19 @@ export const make = (
       const filters = filtersOf(readOptions)
       const page = (after: Event.Checkpoint) =>
         (dialect === "pg"
-          ? // the read horizon applies outside the limit: held-back rows sort after every readable one, so
-            // the page holds the same rows, and the planner always reads the index in order (with the horizon
-            // among its conditions it misjudged how many rows pass, without statistics as on a freshly filled
-            // table, and sorted the whole rest of the log for every page). The price: while a transaction holds
-            // readers back, a page may read up to its limit of held-back rows to drop them. Order by the
-            // table's columns: the select list casts them to text under the same names.
+          ? // the read horizon applies outside the page's limit: held-back rows sort after every readable one,
+            // so the page holds the same rows, and the planner always reads the index in order (given the
+            // horizon as a condition, it misjudged how many rows pass on a table without statistics and sorted
+            // the rest of the log for every page). The price: while a transaction holds readers back, a page
+            // may read up to its limit of held-back rows. The subquery takes the horizon once, not per row; the
+            // order is by the table's columns (the select list casts them to text under the same names).
             sql<EventRow>`select ${columns} from (
                 select * from ${sql(t.events)} as e
                 where (e.transaction_id, e.position) > (${String(after.transaction)}::xid8, ${String(after.position)}::bigint)
                   ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
                 order by e.transaction_id, e.position limit ${batchSize}
               ) as e
-              where e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+              where e.transaction_id < (select pg_snapshot_xmin(pg_current_snapshot()))
               order by e.transaction_id, e.position`
           : sql<EventRow>`select ${columns} from ${sql(t.events)}
               where position > ${Number(after.position)}
