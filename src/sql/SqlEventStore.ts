@@ -143,20 +143,42 @@ export const make = (
               floor(date_part('epoch', recorded_at) * 1000) as recorded_at`
         : sql`position, stream_id, category, version, event_id, type, schema_version, data, metadata, recorded_at`
 
-    const toRecorded = (row: EventRow): Event.RecordedEvent => ({
-      eventId: row.event_id,
-      type: row.type,
-      schemaVersion: row.schema_version,
-      // PostgreSQL returns parsed jsonb; SQLite and MySQL store the JSON text
-      data: dialect === "pg" ? row.data : JSON.parse(row.data as string),
-      metadata: (dialect === "pg" ? row.metadata : JSON.parse(row.metadata as string)) as Event.Metadata,
-      streamId: row.stream_id as Event.StreamId,
-      category: row.category,
-      version: row.version,
-      position: BigInt(row.position),
-      transaction: BigInt(row.transaction_id ?? row.position),
-      recordedAt: DateTime.unsafeMake(row.recorded_at)
-    })
+    /**
+     * Rows as recorded events. The events of one append share their transaction and its time, so a page
+     * reuses the previous row's (immutable) transaction number and time when they repeat, instead of
+     * parsing and building them again for every row.
+     */
+    const toRecorded = (rows: ReadonlyArray<EventRow>): Array<Event.RecordedEvent> => {
+      let transactionText: string | number | undefined
+      let transaction = 0n
+      let recordedMillis: number | undefined
+      let recordedAt = DateTime.unsafeMake(0)
+      return rows.map((row) => {
+        const text = row.transaction_id ?? row.position
+        if (text !== transactionText) {
+          transactionText = text
+          transaction = BigInt(text)
+        }
+        if (row.recorded_at !== recordedMillis) {
+          recordedMillis = row.recorded_at
+          recordedAt = DateTime.unsafeMake(recordedMillis)
+        }
+        return {
+          eventId: row.event_id,
+          type: row.type,
+          schemaVersion: row.schema_version,
+          // PostgreSQL returns parsed jsonb; SQLite and MySQL store the JSON text
+          data: dialect === "pg" ? row.data : JSON.parse(row.data as string),
+          metadata: (dialect === "pg" ? row.metadata : JSON.parse(row.metadata as string)) as Event.Metadata,
+          streamId: row.stream_id as Event.StreamId,
+          category: row.category,
+          version: row.version,
+          position: BigInt(row.position),
+          transaction,
+          recordedAt
+        }
+      })
+    }
 
     /** Positions of events already stored at versions first..first+count-1 (the result of a retried append). */
     const originalResult = (append: PreparedAppend, firstVersion: number) =>
@@ -262,7 +284,7 @@ export const make = (
             ).pipe(
               Effect.mapError(failWith("readStream")),
               Effect.map((rows) => {
-                const events = rows.map(toRecorded)
+                const events = toRecorded(rows)
                 const next =
                   events.length < limit
                     ? Option.none()
@@ -324,7 +346,7 @@ export const make = (
         ).pipe(
           Effect.mapError(failWith("readAll")),
           Effect.map((rows) => {
-            const events = rows.map(toRecorded)
+            const events = toRecorded(rows)
             const next =
               events.length < batchSize ? Option.none() : Option.some(Event.checkpointOf(events[events.length - 1]!))
             return [Chunk.unsafeFromArray(events), next] as const

@@ -267,6 +267,21 @@ const perStreamOrder: ReadonlyArray<Check> = [
   ),
   check(
     "3 per-stream order",
+    "an event is recorded at its append's time: the same for the events of one append, later for a later append",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      yield* append(id, yield* newEvents(2))
+      yield* Effect.sleep("20 millis")
+      yield* append(id, yield* newEvents(2))
+      const millis = (yield* readStream(id)).map((e) => e.recordedAt.epochMillis)
+      assert.strictEqual(millis.length, 4)
+      assert.strictEqual(millis[0], millis[1])
+      assert.strictEqual(millis[2], millis[3])
+      assert.isAbove(millis[2]!, millis[1]!)
+    })
+  ),
+  check(
+    "3 per-stream order",
     "reads forward and backward from a version, with a max count",
     Effect.gen(function* () {
       const id = `${yield* uniqueCategory}-1`
