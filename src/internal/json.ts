@@ -23,10 +23,24 @@ export interface JsonProblem {
 
 /** Serializes `value` to JSON text, or returns why it cannot be stored without loss. */
 export const encode = (value: unknown): Either.Either<string, JsonProblem> => {
-  const found = check(value, 0, [])
+  if (isEmptyObject(value)) return emptyObject
+  // one list for every check (it is empty again after one, unless a problem ended it early)
+  ancestors.length = 0
+  const found = check(value, 0, ancestors)
   return found === undefined
     ? Either.right(JSON.stringify(value))
     : Either.left({ path: "$" + found.path.reverse().join(""), problem: found.problem })
+}
+
+const ancestors: Array<object> = []
+
+// the metadata of most events
+const emptyObject = Either.right("{}")
+
+const isEmptyObject = (value: unknown): boolean => {
+  if (typeof value !== "object" || value === null || Object.getPrototypeOf(value) !== Object.prototype) return false
+  for (const _ in value) return false
+  return Object.getOwnPropertySymbols(value).length === 0
 }
 
 /** UTF-8 size of a JSON text, the unit of the store's size limits. */

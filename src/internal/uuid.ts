@@ -55,7 +55,7 @@ export const fromMillis = (millis: number): string => {
   bytes[3] = low >> 16
   bytes[4] = low >> 8
   bytes[5] = low
-  bytes.set(pool.subarray(offset, offset + 10), 6)
+  for (let i = 0; i < 10; i++) bytes[6 + i] = pool[offset + i]!
   offset += 10
   bytes[6] = 0x70 | (bytes[6]! & 0x0f) // version 7
   bytes[8] = 0x80 | (bytes[8]! & 0x3f) // variant 10

@@ -41,7 +41,9 @@ export const make = (
     const run = PgHotPath.runners(options.sql)
     // identifiers are validated lower-case names (see `tables`): they need no quoting
     const appendText =
-      `${PgHotPath.marker}select o_outcome, o_version, o_positions, o_stored from ${options.tables.appendFunction}(` +
+      // positions as one comma-separated text: split at once, where `pg` parses an array character by character
+      `${PgHotPath.marker}select o_outcome, o_version, array_to_string(o_positions, ',') as o_positions, o_stored ` +
+      `from ${options.tables.appendFunction}(` +
       "$1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10)"
     const batchText = `${PgHotPath.marker}select ${options.tables.appendBatchFunction}($1::jsonb) as result`
 
@@ -63,7 +65,7 @@ export const make = (
         Effect.map(([row]): Outcome => ({
           outcome: row.o_outcome,
           version: row.o_version,
-          positions: row.o_positions,
+          positions: row.o_positions === null ? null : row.o_positions === "" ? [] : row.o_positions.split(","),
           stored: row.o_stored
         })),
         Effect.catchTag("SqlError", (error) =>
