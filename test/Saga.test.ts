@@ -16,6 +16,7 @@ import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as Saga from "../src/Saga.js"
 import * as SagaStore from "../src/SagaStore.js"
+import * as Postgres from "../src/sql/Postgres.js"
 import * as SqlCheckpointStore from "../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSagaStore from "../src/sql/SqlSagaStore.js"
@@ -32,6 +33,7 @@ import {
   Withdraw
 } from "./support/commands.js"
 import { isolatedPrefix, uniqueCategory } from "./support/ids.js"
+import { throwawayPostgres } from "./support/servers.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 
 const transferSaga = (category: string, deadline: Duration.DurationInput = "300 millis") =>
@@ -466,3 +468,50 @@ const sagaSuite = (backend: Backend) =>
   })
 
 for (const backend of backends) sagaSuite(backend)
+
+describe("Saga on PostgreSQL restarted", () => {
+  it.scopedLive(
+    "a pending timeout survives a restart of the database: a runner on a fresh pool fires it once",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* throwawayPostgres
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = transferSaga(category, "400 millis")
+        const restarted: Backend = {
+          name: "PostgreSQL (throwaway)",
+          stores: () =>
+            Layer.mergeAll(SqlEventStore.layer(), SqlCheckpointStore.layer()).pipe(
+              Layer.provideMerge(Wakeup.layer),
+              Layer.provideMerge(Postgres.layer({ url: server.url, maxConnections: 8 })),
+              Layer.orDie
+            ),
+          sagaStore: SqlSagaStore.make()
+        }
+        // before: the transfer's deadline is pending when the runner stops and its pool closes
+        yield* Effect.gen(function* () {
+          yield* openAccounts
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "t1", "A", "B", 30)
+          yield* waitFor(Saga.instance(saga, "t1"), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(restarted, category)))
+        // the database goes down past the deadline, and comes back
+        yield* server.kill
+        yield* Effect.sleep("500 millis")
+        yield* server.start
+        yield* Effect.gen(function* () {
+          assert.deepStrictEqual(yield* statusOf(saga, "t1"), Option.some("running"), "nobody fired it meanwhile")
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* waitFor(statusOf(saga, "t1"), (s) => Option.getOrNull(s) === "compensated")
+          yield* Fiber.interrupt(runner)
+          const instance = Option.getOrThrow(yield* Saga.instance(saga, "t1"))
+          assert.include(
+            Option.getOrElse(instance.error, () => ""),
+            "deadline passed"
+          )
+          assert.deepStrictEqual([yield* balanceOf(category, "A"), yield* balanceOf(category, "B")], [100, 0])
+        }).pipe(Effect.provide(world(restarted, category)))
+      }),
+    60_000
+  )
+})
