@@ -173,10 +173,11 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
       /**
        * Publishes in order with at most `options.window` in flight: the acks in order, or the first failure.
        * Plain callbacks rather than a fiber per event: the sends start in order and the CPU per event stays
-       * close to the client's own. Fails with a transient error once no ack came for about `timeout`.
+       * close to the client's own. A publish made while the client is disconnected is dropped silently, so
+       * no ack ever comes: once none came for `timeout` (give or take a quarter), the publish fails.
        */
       const pipelined = (events: ReadonlyArray<Event.RecordedEvent>, found: ReadonlyMap<string, Ack>, now: number) =>
-        Effect.async<ReadonlyArray<Ack>, PublishError>((resume) => {
+        Effect.suspend(() => {
           const call = String(++lastCall)
           const replyPrefix = `${inbox}.${call}.`
           const acks = new Array<Ack>(events.length)
@@ -184,11 +185,10 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
           let inFlight = 0
           let acked = 0
           let stopped = false
-          let idleTicks = 0
+          let resume: (effect: Effect.Effect<ReadonlyArray<Ack>, PublishError>) => void = () => {}
           const stop = () => {
             stopped = true
             calls.delete(call)
-            clearInterval(watchdog)
           }
           const fail = (error: PublishError) => {
             if (stopped) return
@@ -207,7 +207,6 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
             acks[index] = ack
             inFlight--
             acked++
-            idleTicks = 0
             if (acked === events.length) {
               stop()
               resume(Effect.succeed(acks))
@@ -230,26 +229,39 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
             }
             launching = false
           }
-          calls.set(call, (index, reply) => {
+          const onReply = (index: number, reply: Msg) => {
             const event = events[index]
             if (event === undefined) return
             const answer = ackOf(reply)
             if (Either.isLeft(answer)) return fail(answer.left)
             failedSince.delete(event.eventId)
             settle(index, { eventId: event.eventId, sequence: answer.right.seq, duplicate: answer.right.duplicate })
-          })
-          // a publish made while the client is disconnected is dropped silently: no ack ever comes
-          const ticks = 4
-          const watchdog = setInterval(() => {
-            if (++idleTicks >= ticks)
-              fail(new PublishError({ operation: "publish", detail: `no ack within ${timeout} ms` }))
-          }, timeout / ticks)
-          if (events.length === 0) {
-            stop()
-            return resume(Effect.succeed([]))
           }
-          launch()
-          return Effect.sync(stop)
+          const publishing = Effect.async<ReadonlyArray<Ack>, PublishError>((resumeWith) => {
+            resume = resumeWith
+            calls.set(call, onReply)
+            if (events.length === 0) {
+              stop()
+              return resumeWith(Effect.succeed([]))
+            }
+            launch()
+            return Effect.sync(stop)
+          })
+          // checks four times per `timeout` whether an ack came since
+          const watchdog = Effect.gen(function* () {
+            let seen = -1
+            let idle = 0
+            while (true) {
+              yield* Effect.sleep(timeout / 4)
+              idle = acked === seen ? idle + 1 : 0
+              seen = acked
+              if (idle >= 4) {
+                fail(new PublishError({ operation: "publish", detail: `no ack within ${timeout} ms` }))
+                return yield* Effect.never
+              }
+            }
+          })
+          return Effect.raceFirst(publishing, watchdog)
         })
 
       return Publisher.of({
