@@ -48,7 +48,7 @@ export interface Options {
   readonly storage?: "file" | "memory"
   /** Publishes in flight at most; default 256. */
   readonly window?: number
-  /** Wait for each ack at most; default 5 seconds. */
+  /** A publish fails once no ack came for this long (give or take a quarter); default 5 seconds. */
   readonly timeout?: Duration.DurationInput
 }
 
