@@ -50,6 +50,11 @@ export interface Options {
   readonly window?: number
   /** A publish fails once no ack came for this long (give or take a quarter); default 5 seconds. */
   readonly timeout?: Duration.DurationInput
+  /**
+   * Prefix of the subjects the acks come back on; default `_INBOX`. Where permissions restrict inboxes,
+   * use the connection's own `inboxPrefix`.
+   */
+  readonly inboxPrefix?: string
 }
 
 /** Escapes what NATS reads in a subject token: `.`, `*`, `>`, whitespace, and `~` itself. */
@@ -106,7 +111,7 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
         `${prefix}.${token(event.category)}.${token(event.streamId)}.${token(event.type)}`
 
       // the acks of every publish come to one subscription: `<inbox>.<publish call>.<index in the batch>`
-      const inbox = createInbox()
+      const inbox = yield* Effect.try({ try: () => createInbox(options.inboxPrefix), catch: failed("configure") })
       const calls = new Map<string, (index: number, reply: Msg) => void>()
       let lastCall = 0
       yield* Effect.acquireRelease(

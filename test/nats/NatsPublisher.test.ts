@@ -100,6 +100,31 @@ describe("NatsPublisher", () => {
     )
   }
 
+  it.scopedLive("acks come back under the configured inbox prefix; a prefix with wildcards is a typed error", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      yield* Effect.addFinalizer(() => deleteStream(stream))
+      const inboxPrefix = `acks_${subjectPrefix}`
+      // a second connection sees the acks on their way back
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: natsUrl })),
+        (nc) => Effect.promise(() => nc.close())
+      )
+      const seen: Array<string> = []
+      nc.subscribe(`${inboxPrefix}.>`, { callback: (_, msg) => void seen.push(msg.subject) })
+      yield* Effect.promise(() => nc.flush())
+      const { publisher } = yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory", inboxPrefix })
+      const [ack] = yield* publisher.publish([recorded("Account-1", 1)])
+      assert.strictEqual(ack!.sequence, 1)
+      yield* Effect.promise(() => nc.flush())
+      assert.strictEqual(seen.length, 1)
+      const error = yield* Effect.flip(
+        publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory", inboxPrefix: "a.*" })
+      )
+      assert.strictEqual(error._tag, "PublishError")
+    })
+  )
+
   it.scopedLive("an existing stream with another configuration is an error, not changed", () =>
     Effect.gen(function* () {
       const { stream, subjectPrefix } = names()
