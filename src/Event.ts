@@ -151,6 +151,10 @@ export type EventData = typeof EventData.Type
 
 const metadataKeys = ["correlationId", "causationId", "commandId", "principal", "tenantId", "traceparent"] as const
 
+// an application has a few event types, and every appended event is checked: remember the valid ones
+const validTypes = new Set<string>()
+const maxValidTypes = 10_000
+
 const isPlainObject = (u: unknown): u is Record<string, unknown> =>
   typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -165,8 +169,11 @@ export const eventDataProblem = (value: unknown): string | undefined => {
     return "eventId must be a UUID in canonical lower-case form"
   }
   if (typeof value.type !== "string") return "type must be a string"
-  const typeProblem = eventTypeProblem(value.type)
-  if (typeProblem !== undefined) return typeProblem
+  if (!validTypes.has(value.type)) {
+    const typeProblem = eventTypeProblem(value.type)
+    if (typeProblem !== undefined) return typeProblem
+    if (validTypes.size < maxValidTypes) validTypes.add(value.type)
+  }
   const version = value.schemaVersion
   if (typeof version !== "number" || !Number.isInteger(version) || version < 1 || version > maxVersion) {
     return `schemaVersion must be an integer from 1 to ${maxVersion}`

@@ -354,9 +354,12 @@ export const prepareAppend = (
       if (Either.isLeft(dataJson)) return invalid("InvalidJson", jsonDetail("data", dataJson.left), index)
       const metadataJson = Json.encode(metadata)
       if (Either.isLeft(metadataJson)) return invalid("InvalidJson", jsonDetail("metadata", metadataJson.left), index)
-      const bytes = Json.byteLength(dataJson.right) + Json.byteLength(metadataJson.right)
-      if (bytes > limits.maxEventBytes) {
-        return invalid("EventTooLarge", `${bytes} bytes of JSON, the limit is ${limits.maxEventBytes}`, index)
+      // a UTF-16 code unit takes at most 3 bytes in UTF-8: short texts need no counting
+      if ((dataJson.right.length + metadataJson.right.length) * 3 > limits.maxEventBytes) {
+        const bytes = Json.byteLength(dataJson.right) + Json.byteLength(metadataJson.right)
+        if (bytes > limits.maxEventBytes) {
+          return invalid("EventTooLarge", `${bytes} bytes of JSON, the limit is ${limits.maxEventBytes}`, index)
+        }
       }
       prepared.push({
         eventId: event.eventId,

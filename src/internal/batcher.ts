@@ -22,6 +22,8 @@ export interface BatcherOptions<I, O, E> {
   readonly writers: number
   /** Runs a batch: one exit per request, in order. A failure of the whole batch fails each request with it. */
   readonly run: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<O, E>>, E>
+  /** Runs a lone request in its caller's fiber (the same work as a batch of one, without its exits). */
+  readonly runOne: (item: I) => Effect.Effect<O, E>
   /** The failure of requests still queued when the scope closes. */
   readonly closed: () => E
 }
@@ -76,7 +78,11 @@ export const make = <I, O, E>(
     return (item: I) =>
       Effect.suspend(() => {
         if (inFlight === 0 && queued === 0) {
-          return Effect.flatMap(runBatch([item]), (exits) => exits[0] ?? Exit.die("missing batch result"))
+          inFlight++
+          return Effect.ensuring(
+            options.runOne(item),
+            Effect.sync(() => inFlight--)
+          )
         }
         queued++
         return Effect.flatMap(Deferred.make<O, E>(), (deferred) =>

@@ -242,11 +242,17 @@ export const make = (
     const appendSerial =
       dialect === "pg" ? undefined : SerialAppend.make({ sql, tables: t, dialect, commandTtl, resolveStored })
 
+    const hinted = <E, R>(appended: Effect.Effect<AppendResult, E, R>) =>
+      Option.isNone(wakeup)
+        ? appended
+        : Effect.tap(appended, (result) => (result.positions.length > 0 ? hint : Effect.void))
+
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
       Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
-        (dialect === "pg" ? appendPg(prepared) : appendSerial!(prepared)).pipe(
-          Effect.catchTag("SqlError", (cause) => Effect.fail(failWith("append")(cause))),
-          Effect.tap((result) => (result.positions.length > 0 ? hint : Effect.void))
+        hinted(
+          Effect.catchTag(dialect === "pg" ? appendPg(prepared) : appendSerial!(prepared), "SqlError", (cause) =>
+            Effect.fail(failWith("append")(cause))
+          )
         )
       )
 

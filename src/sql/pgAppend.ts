@@ -108,6 +108,8 @@ export const make = (
             writers: Math.max(1, options.groupCommit?.writers ?? 1),
             run: (appends: ReadonlyArray<PreparedAppend>) =>
               Effect.zipRight(Metric.update(batchSize, appends.length), callAppendBatch(appends)),
+            runOne: (append: PreparedAppend) =>
+              Effect.zipRight(Metric.update(batchSize, 1), callAppend(append, run.outsideTransaction)),
             closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
           })
         : undefined

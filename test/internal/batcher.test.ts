@@ -7,10 +7,17 @@ import type * as FiberId from "effect/FiberId"
 import * as Scope from "effect/Scope"
 import * as Batcher from "../../src/internal/batcher.js"
 
-/** A batcher of up to 10 numbers per batch, one writer, running batches with `run`. */
+/** A batcher of up to 10 numbers per batch, one writer, running batches (and a lone request as one) with `run`. */
 const batcher = (
   run: (items: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<Exit.Exit<number, string>>, string>
-) => Batcher.make<number, number, string>({ maxBatch: 10, writers: 1, closed: () => "closed", run })
+) =>
+  Batcher.make<number, number, string>({
+    maxBatch: 10,
+    writers: 1,
+    closed: () => "closed",
+    run,
+    runOne: (item) => Effect.flatMap(run([item]), (exits) => exits[0]!)
+  })
 
 /** A batcher whose batches wait for `gate` and record their sizes. */
 const gated = (gate: Deferred.Deferred<void>, sizes: Array<number>, fail?: (n: number) => boolean) =>
