@@ -24,15 +24,11 @@ export interface JsonProblem {
 /** Serializes `value` to JSON text, or returns why it cannot be stored without loss. */
 export const encode = (value: unknown): Either.Either<string, JsonProblem> => {
   if (isEmptyObject(value)) return emptyObject
-  // one list for every check (it is empty again after one, unless a problem ended it early)
-  ancestors.length = 0
-  const found = check(value, 0, ancestors)
+  const found = check(value, 0, [])
   return found === undefined
     ? Either.right(JSON.stringify(value))
     : Either.left({ path: "$" + found.path.reverse().join(""), problem: found.problem })
 }
-
-const ancestors: Array<object> = []
 
 // the metadata of most events
 const emptyObject = Either.right("{}")
