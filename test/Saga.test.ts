@@ -156,6 +156,16 @@ const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolea
 
 const runOptions = { pollInterval: "20 millis", timeoutPoll: "20 millis" } as const
 
+/** Opens the accounts, requests a transfer of 30 from A to B, and stops the runner once its deadline is pending. */
+const stoppedWithDeadlinePending = (saga: ReturnType<typeof transferSaga>, category: string, transferId: string) =>
+  Effect.gen(function* () {
+    yield* openAccounts
+    const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+    yield* request(category, transferId, "A", "B", 30)
+    yield* waitFor(Saga.instance(saga, transferId), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)
+    yield* Fiber.interrupt(runner)
+  })
+
 const sagaSuite = (backend: Backend) =>
   describe(`Saga on ${backend.name}`, () => {
     it.live("happy path: both steps run, the confirmation completes the instance and cancels its deadline", () =>
@@ -452,11 +462,7 @@ const sagaSuite = (backend: Backend) =>
         const category = (yield* uniqueCategory).replace(/^T/, "S")
         const saga = transferSaga(category, "400 millis")
         yield* Effect.gen(function* () {
-          yield* openAccounts
-          const first = yield* Effect.fork(Saga.run(saga, runOptions))
-          yield* request(category, "t5", "A", "B", 30)
-          yield* waitFor(Saga.instance(saga, "t5"), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)
-          yield* Fiber.interrupt(first)
+          yield* stoppedWithDeadlinePending(saga, category, "t5")
           yield* Effect.sleep("500 millis")
           assert.deepStrictEqual(yield* statusOf(saga, "t5"), Option.some("running"), "nobody fired it while stopped")
           const second = yield* Effect.fork(Saga.run(saga, runOptions))
@@ -488,13 +494,7 @@ describe("Saga on PostgreSQL restarted", () => {
           sagaStore: SqlSagaStore.make()
         }
         // before: the transfer's deadline is pending when the runner stops and its pool closes
-        yield* Effect.gen(function* () {
-          yield* openAccounts
-          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
-          yield* request(category, "t1", "A", "B", 30)
-          yield* waitFor(Saga.instance(saga, "t1"), (i) => Option.isSome(i) && i.value.pendingTimeouts.length === 1)
-          yield* Fiber.interrupt(runner)
-        }).pipe(Effect.provide(world(restarted, category)))
+        yield* stoppedWithDeadlinePending(saga, category, "t1").pipe(Effect.provide(world(restarted, category)))
         // the database goes down past the deadline, and comes back
         yield* server.kill
         yield* Effect.sleep("500 millis")

@@ -130,7 +130,6 @@ export const make = (
     }
     if (options.migrate !== false) yield* migrate(t)
     const wakeup = yield* Effect.serviceOption(Wakeup.Wakeup)
-    const hint = Option.match(wakeup, { onNone: () => Effect.void, onSome: (w) => w.notify })
     const limits: Limits = { ...defaultLimits, ...options.limits }
     const pageSize = Math.max(1, options.readPageSize ?? 500)
     const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
@@ -242,10 +241,11 @@ export const make = (
     const appendSerial =
       dialect === "pg" ? undefined : SerialAppend.make({ sql, tables: t, dialect, commandTtl, resolveStored })
 
+    /** The append, then a wake-up hint for readers if it wrote events (and there is a `Wakeup`). */
     const hinted = <E, R>(appended: Effect.Effect<AppendResult, E, R>) =>
       Option.isNone(wakeup)
         ? appended
-        : Effect.tap(appended, (result) => (result.positions.length > 0 ? hint : Effect.void))
+        : Effect.tap(appended, (result) => (result.positions.length > 0 ? wakeup.value.notify : Effect.void))
 
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
       Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
