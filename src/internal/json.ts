@@ -24,7 +24,7 @@ export interface JsonProblem {
 /** Serializes `value` to JSON text, or returns why it cannot be stored without loss. */
 export const encode = (value: unknown): Either.Either<string, JsonProblem> => {
   if (isEmptyObject(value)) return emptyObject
-  const found = check(value, 0, [])
+  const found = check(value, 0, undefined)
   return found === undefined
     ? Either.right(JSON.stringify(value))
     : Either.left({ path: "$" + found.path.reverse().join(""), problem: found.problem })
@@ -67,7 +67,16 @@ const at = (found: Found | undefined, segment: string): Found | undefined => {
   return found
 }
 
-const check = (value: unknown, depth: number, ancestors: Array<object>): Found | undefined => {
+/**
+ * The objects and arrays around a value, innermost first, for the cycle check: an immutable chain (one link
+ * per container entered), so that a check that runs another one (a getter in the value) shares nothing.
+ */
+interface Enclosing {
+  readonly value: object
+  readonly outer: Enclosing | undefined
+}
+
+const check = (value: unknown, depth: number, enclosing: Enclosing | undefined): Found | undefined => {
   switch (typeof value) {
     case "boolean":
       return undefined
@@ -84,25 +93,25 @@ const check = (value: unknown, depth: number, ancestors: Array<object>): Found |
   }
   if (value === null) return undefined
   if (depth >= maxDepth) return { path: [], problem: `nests deeper than ${maxDepth} levels` }
-  // at most `maxDepth` ancestors: a list scan is cheaper than a set here
-  if (ancestors.includes(value)) return { path: [], problem: "is a circular reference" }
-  ancestors.push(value)
-  const found = Array.isArray(value) ? checkArray(value, depth, ancestors) : checkObject(value, depth, ancestors)
-  ancestors.pop()
-  return found
+  // at most `maxDepth` links: a scan is cheaper than a set here
+  for (let outer = enclosing; outer !== undefined; outer = outer.outer) {
+    if (outer.value === value) return { path: [], problem: "is a circular reference" }
+  }
+  const here: Enclosing = { value, outer: enclosing }
+  return Array.isArray(value) ? checkArray(value, depth, here) : checkObject(value, depth, here)
 }
 
-const checkArray = (values: ReadonlyArray<unknown>, depth: number, ancestors: Array<object>): Found | undefined => {
+const checkArray = (values: ReadonlyArray<unknown>, depth: number, here: Enclosing): Found | undefined => {
   for (let i = 0; i < values.length; i++) {
     // `i in values` is false for holes, which JSON.stringify would turn into null
     if (!(i in values)) return { path: [`[${i}]`], problem: "is a hole in a sparse array" }
-    const found = check(values[i], depth + 1, ancestors)
+    const found = check(values[i], depth + 1, here)
     if (found !== undefined) return at(found, `[${i}]`)
   }
   return undefined
 }
 
-const checkObject = (value: object, depth: number, ancestors: Array<object>): Found | undefined => {
+const checkObject = (value: object, depth: number, here: Enclosing): Found | undefined => {
   const proto = Object.getPrototypeOf(value)
   if (proto !== Object.prototype && proto !== null) {
     const name = (proto?.constructor?.name as string | undefined) ?? "unknown"
@@ -113,7 +122,7 @@ const checkObject = (value: object, depth: number, ancestors: Array<object>): Fo
     if (!Object.hasOwn(value, key)) continue
     const keyProblem = stringProblem(key)
     if (keyProblem !== undefined) return { path: [`.${key}`], problem: `key ${keyProblem}` }
-    const found = check((value as Record<string, unknown>)[key], depth + 1, ancestors)
+    const found = check((value as Record<string, unknown>)[key], depth + 1, here)
     if (found !== undefined) return at(found, `.${key}`)
   }
   return undefined
