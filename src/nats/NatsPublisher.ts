@@ -24,6 +24,12 @@
  * of. Alert on the relay's lag in seconds (the age of the oldest unpublished event) well before the window.
  * A single-replica file stream syncs to disk periodically: acknowledged messages can be lost in an OS
  * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
+ * Pipelining keeps each stream's order as long as JetStream stores or refuses the messages of a batch
+ * from the first refusal on: one that refuses a single event (a stream at its limits with the `new`
+ * discard policy, storage running out) while later events of the same aggregate are stored already has
+ * that event stored after them when it is retried. Where that order must hold even then, set `window: 1`.
+ * If the server ends the ack subscription (permissions), publishes fail at once and the next one
+ * subscribes again; a refused subscription at startup fails the layer.
  */
 import { createInbox, type Msg, headers as natsHeaders } from "@nats-io/transport-node"
 import { jetstreamManager, StorageType } from "@nats-io/jetstream"
@@ -32,7 +38,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Event from "../Event.js"
+import * as Traceparent from "../internal/traceparent.js"
 import { type Ack, Publisher, PublishError } from "../Outbox.js"
 import { Nats } from "./Nats.js"
 
@@ -105,50 +113,94 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
           })
         }
       }
-      const timeout = Duration.toMillis(options.timeout ?? "5 seconds")
       const maxInFlight = Math.max(1, options.window ?? 256)
       const subjectOf = (event: Event.RecordedEvent) =>
         `${prefix}.${token(event.category)}.${token(event.streamId)}.${token(event.type)}`
 
+      const timeout = Duration.toMillis(options.timeout ?? "5 seconds")
       // the acks of every publish come to one subscription: `<inbox>.<publish call>.<index in the batch>`
       const inbox = yield* Effect.try({ try: () => createInbox(options.inboxPrefix), catch: failed("configure") })
-      const calls = new Map<string, (index: number, reply: Msg) => void>()
+      const calls = new Map<string, Call>()
       let lastCall = 0
-      yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          connection.subscribe(`${inbox}.>`, {
-            callback: (error, reply) => {
-              if (error !== null) return // the subscription ends with the connection; pending publishes time out
-              const key = reply.subject.slice(inbox.length + 1)
-              const dot = key.indexOf(".")
-              // a late ack of a publish that failed or finished is dropped: that publish was retried, or done
-              calls.get(key.slice(0, dot))?.(Number(key.slice(dot + 1)), reply)
-            }
+      let subscriptionError: Error | undefined
+      const onAck = (error: Error | null, reply: Msg) => {
+        if (error !== null) {
+          // the server ended the subscription (a permissions violation): no ack can reach a call now
+          subscriptionError = error
+          const failure = new PublishError({ operation: "subscribe", detail: `acks on ${inbox}.>: ${detailOf(error)}` })
+          for (const call of [...calls.values()]) call.fail(failure)
+          return
+        }
+        const key = reply.subject.slice(inbox.length + 1)
+        const dot = key.indexOf(".")
+        // a late ack of a publish that failed or finished is dropped: that publish was retried, or done
+        const call = dot > 0 ? calls.get(key.slice(0, dot)) : undefined
+        if (call === undefined) return
+        // this runs inside the client's reader: a throw would stop it reading for every subscription
+        const handled = Either.try(() => call.reply(Number(key.slice(dot + 1)), reply))
+        if (Either.isLeft(handled)) call.fail(publishFailure(handled.left))
+      }
+      /** Subscribes to the acks and waits for the server to take the subscription (or refuse it). */
+      const subscribe = Effect.gen(function* () {
+        subscriptionError = undefined
+        const subscription = yield* Effect.try({
+          try: () => connection.subscribe(`${inbox}.>`, { callback: onAck }),
+          catch: failed("subscribe")
+        })
+        // the server answers a subscription it refuses before the flush (during an outage: after `timeout`)
+        yield* Effect.tryPromise({ try: () => connection.flush(), catch: failed("subscribe") }).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => new PublishError({ operation: "subscribe", detail: `no answer within ${timeout} ms` })
           })
-        ),
-        (subscription) => Effect.sync(() => subscription.unsubscribe())
+        )
+        if (subscription.isClosed()) {
+          return yield* new PublishError({
+            operation: "subscribe",
+            detail: `acks on ${inbox}.>: ${subscriptionError === undefined ? "refused" : detailOf(subscriptionError)}`
+          })
+        }
+        return subscription
+      })
+      let subscription = yield* subscribe
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (!subscription.isClosed()) subscription.unsubscribe()
+        })
+      )
+      /** The ack subscription, subscribed again if the server ended it (permissions may have changed back). */
+      const ensureSubscribed = Effect.suspend(() =>
+        subscription.isClosed() ? Effect.map(subscribe, (renewed) => void (subscription = renewed)) : Effect.void
       )
 
       /** Starts one event's publish, its ack going to `reply`; a failure if the client refuses it. */
-      const send = (event: Event.RecordedEvent, reply: string) => {
-        const h = natsHeaders()
-        h.set("Nats-Msg-Id", event.eventId)
-        h.set("Ees-Stream-Id", event.streamId)
-        h.set("Ees-Version", String(event.version))
-        h.set("Ees-Type", event.type)
-        h.set("Ees-Schema-Version", String(event.schemaVersion))
-        if (typeof event.metadata.traceparent === "string") h.set("traceparent", event.metadata.traceparent)
-        return Either.try(() =>
+      const send = (event: Event.RecordedEvent, reply: string) =>
+        Either.try(() => {
+          const h = natsHeaders()
+          h.set("Nats-Msg-Id", event.eventId)
+          h.set("Ees-Stream-Id", event.streamId)
+          h.set("Ees-Version", String(event.version))
+          h.set("Ees-Type", event.type)
+          h.set("Ees-Schema-Version", String(event.schemaVersion))
+          // a malformed one (a line break in it would be refused as a header) is not passed on
+          const traceparent = event.metadata.traceparent
+          if (Option.isSome(Traceparent.parse(traceparent))) h.set("traceparent", traceparent as string)
           connection.publish(subjectOf(event), JSON.stringify({ data: event.data, metadata: event.metadata }), {
             reply,
             headers: h
           })
-        )
-      }
+        })
 
       // when each event's publish first failed (it may have been stored all the same): retried later than
-      // half the duplicate window, JetStream may no longer drop it, so the stream is checked first
+      // half the duplicate window, JetStream may no longer drop it, so the stream is checked first. Bounded:
+      // an event relayed elsewhere since (its partition moved) or parked is never acked here
       const failedSince = new Map<string, number>()
+      const rememberFailed = (eventId: string, now: number) => {
+        if (failedSince.has(eventId)) return
+        // the oldest is forgotten first (a Map iterates in insertion order)
+        if (failedSince.size >= maxRememberedFailures) failedSince.delete(failedSince.keys().next().value!)
+        failedSince.set(eventId, now)
+      }
 
       /** The event's sequence if it is the last message on its subject (the check's reach, see the doc). */
       const storedAs = (event: Event.RecordedEvent) =>
@@ -195,16 +247,14 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
             stopped = true
             calls.delete(call)
           }
+          // every event sent and not acked may have been stored all the same
+          const rememberUnacked = () => {
+            for (let i = 0; i < next; i++) if (acks[i] === undefined) rememberFailed(events[i]!.eventId, now)
+          }
           const fail = (error: PublishError) => {
             if (stopped) return
             stop()
-            // every event sent and not acked may have been stored all the same
-            if (error.transient) {
-              for (let i = 0; i < next; i++) {
-                const eventId = events[i]!.eventId
-                if (acks[i] === undefined && !failedSince.has(eventId)) failedSince.set(eventId, now)
-              }
-            }
+            if (error.transient) rememberUnacked()
             resume(Effect.fail(error))
           }
           const settle = (index: number, ack: Ack) => {
@@ -235,8 +285,9 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
             launching = false
           }
           const onReply = (index: number, reply: Msg) => {
-            const event = events[index]
-            if (event === undefined) return
+            // only a reply for an event sent and not acked yet counts (anything can publish to the inbox)
+            if (!Number.isInteger(index) || index < 0 || index >= next || acks[index] !== undefined) return
+            const event = events[index]!
             const answer = ackOf(reply)
             if (Either.isLeft(answer)) return fail(answer.left)
             failedSince.delete(event.eventId)
@@ -244,13 +295,17 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
           }
           const publishing = Effect.async<ReadonlyArray<Ack>, PublishError>((resumeWith) => {
             resume = resumeWith
-            calls.set(call, onReply)
+            calls.set(call, { reply: onReply, fail })
             if (events.length === 0) {
               stop()
               return resumeWith(Effect.succeed([]))
             }
             launch()
-            return Effect.sync(stop)
+            return Effect.sync(() => {
+              if (stopped) return
+              stop()
+              rememberUnacked()
+            })
           })
           // checks four times per `timeout` whether an ack came since
           const watchdog = Effect.gen(function* () {
@@ -275,6 +330,7 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
         publish: (events) =>
           Effect.gen(function* () {
             const now = yield* Clock.currentTimeMillis
+            yield* ensureSubscribed
             const found = yield* alreadyStored(events, now)
             for (const eventId of found.keys()) failedSince.delete(eventId)
             return yield* pipelined(events, found, now)
@@ -284,6 +340,15 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
       })
     })
   )
+
+/** A publish call waiting for its acks: where its replies go, and how it fails when none can come. */
+interface Call {
+  readonly reply: (index: number, reply: Msg) => void
+  readonly fail: (error: PublishError) => void
+}
+
+/** Events whose failed publish is remembered at most (see `failedSince`). */
+const maxRememberedFailures = 100_000
 
 const detailOf = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
@@ -302,17 +367,19 @@ const ackOf = (reply: Msg): Either.Either<{ readonly seq: number; readonly dupli
     catch: (cause) => publishFailure(cause)
   }).pipe(
     Either.flatMap((answer) =>
-      answer.error !== undefined
-        ? Either.left(
-            new PublishError({
-              operation: "publish",
-              detail: answer.error.description ?? `error ${answer.error.err_code}`,
-              transient: answer.error.err_code !== messageExceedsMaximum
-            })
-          )
-        : typeof answer.seq !== "number" || typeof answer.stream !== "string" || answer.stream === ""
-          ? Either.left(new PublishError({ operation: "publish", detail: "invalid ack response" }))
-          : Either.right({ seq: answer.seq, duplicate: answer.duplicate === true })
+      typeof answer !== "object" || answer === null
+        ? Either.left(new PublishError({ operation: "publish", detail: "invalid ack response" }))
+        : typeof answer.error === "object" && answer.error !== null
+          ? Either.left(
+              new PublishError({
+                operation: "publish",
+                detail: answer.error.description ?? `error ${answer.error.err_code}`,
+                transient: answer.error.err_code !== messageExceedsMaximum
+              })
+            )
+          : typeof answer.seq !== "number" || typeof answer.stream !== "string" || answer.stream === ""
+            ? Either.left(new PublishError({ operation: "publish", detail: "invalid ack response" }))
+            : Either.right({ seq: answer.seq, duplicate: answer.duplicate === true })
     )
   )
 }

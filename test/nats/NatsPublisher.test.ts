@@ -16,7 +16,7 @@ import * as Nats from "../../src/nats/Nats.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as NatsPublisher from "../../src/nats/NatsPublisher.js"
 import { natsUrl } from "../support/config.js"
-import { throwawayNats } from "../support/servers.js"
+import { throwawayNats, throwawayNatsWith } from "../support/servers.js"
 
 const names = () => {
   const id = randomBytes(4).toString("hex")
@@ -125,6 +125,69 @@ describe("NatsPublisher", () => {
     })
   )
 
+  it.scopedLive("an event whose traceparent is no valid one is published without it, wherever it is in the batch", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      yield* Effect.addFinalizer(() => deleteStream(stream))
+      const { nats, publisher } = yield* publisherOn(natsUrl, {
+        stream,
+        subjectPrefix,
+        storage: "memory",
+        window: 2,
+        timeout: "3 seconds"
+      })
+      // a line break makes a header value the client refuses (and would inject a header if it did not)
+      const injected = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nEes-Version: 9"
+      const withBadTraceparent = (version: number) => ({
+        ...recorded("Account-1", version),
+        metadata: { traceparent: injected }
+      })
+      // with 2 in flight, event 2 is sent as the publish starts and event 4 from the ack of event 2, inside
+      // the client's reader (a throw there would stop it reading for every subscription)
+      const events = [recorded("Account-1", 1), withBadTraceparent(2), recorded("Account-1", 3), withBadTraceparent(4)]
+      const acks = yield* publisher.publish(events)
+      assert.deepStrictEqual(
+        acks.map((a) => a.sequence),
+        [1, 2, 3, 4]
+      )
+      const jsm = yield* Effect.promise(() => jetstreamManager(nats.connection))
+      for (const [i, event] of events.entries()) {
+        const msg = yield* Effect.promise(() => jsm.streams.getMessage(stream, { seq: i + 1 }))
+        const expected = event.metadata.traceparent === injected ? undefined : event.metadata.traceparent
+        assert.strictEqual(msg!.header.get("traceparent") || undefined, expected)
+        assert.strictEqual(msg!.header.get("Ees-Version"), String(event.version))
+        assert.deepStrictEqual(msg!.json<{ metadata: unknown }>().metadata, event.metadata, "the metadata as stored")
+      }
+      const [next] = yield* publisher.publish([recorded("Account-1", 5)])
+      assert.strictEqual(next!.sequence, 5, "the connection still reads")
+    })
+  )
+
+  it.scopedLive("a reply that is no JetStream ack fails the publish with a typed error, and the client reads on", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      const { nats, publisher } = yield* publisherOn(natsUrl, {
+        stream,
+        subjectPrefix,
+        storage: "memory",
+        timeout: "3 seconds"
+      })
+      yield* deleteStream(stream)
+      // something other than a stream answers on its subjects
+      const bodies = ["null", '{"error":null}', "[]", "7"]
+      let answered = 0
+      const responder = nats.connection.subscribe(`${subjectPrefix}.>`, {
+        callback: (_, msg) => void msg.respond(bodies[answered++ % bodies.length])
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => responder.unsubscribe()))
+      yield* Effect.promise(() => nats.connection.flush())
+      for (const body of bodies) {
+        const error = yield* Effect.flip(publisher.publish([recorded("Account-1", 1)]))
+        assert.strictEqual(error.detail, "invalid ack response", body)
+      }
+    })
+  )
+
   it.scopedLive("an existing stream with another configuration is an error, not changed", () =>
     Effect.gen(function* () {
       const { stream, subjectPrefix } = names()
@@ -224,4 +287,64 @@ describe("NatsPublisher", () => {
       }),
     30_000
   )
+
+  describe("ack subscription permissions", () => {
+    const config = (denied: ReadonlyArray<string>) => `
+      authorization {
+        users: [{ user: relay, password: relay, permissions: { subscribe: { deny: ${JSON.stringify(denied)} } } }]
+      }
+      no_auth_user: relay
+    `
+
+    it.scopedLive(
+      "a refused ack subscription fails the layer with a typed error; an allowed inbox prefix works",
+      () =>
+        Effect.gen(function* () {
+          // (the connection's own requests need `_INBOX`: the publisher's acks use a prefix of their own here)
+          const server = yield* throwawayNatsWith(config(["relay_acks.>"]))
+          const { stream, subjectPrefix } = names()
+          const error = yield* Effect.flip(
+            publisherOn(server.url, { stream, subjectPrefix, inboxPrefix: "relay_acks", timeout: "2 seconds" })
+          )
+          assert.strictEqual(error._tag, "PublishError")
+          assert.strictEqual(error.operation, "subscribe")
+          assert.include((error as Outbox.PublishError).detail, "Permissions Violation")
+          const { publisher } = yield* publisherOn(server.url, { stream, subjectPrefix, inboxPrefix: "other_acks" })
+          const [ack] = yield* publisher.publish([recorded("Account-1", 1)])
+          assert.strictEqual(ack!.sequence, 1)
+        }),
+      30_000
+    )
+
+    it.scopedLive(
+      "an ack subscription the server ends fails publishes with a typed error, and is renewed once allowed again",
+      () =>
+        Effect.gen(function* () {
+          const server = yield* throwawayNatsWith(config([]))
+          const { stream, subjectPrefix } = names()
+          const { publisher } = yield* publisherOn(server.url, {
+            stream,
+            subjectPrefix,
+            inboxPrefix: "relay_acks",
+            timeout: "2 seconds"
+          })
+          yield* publisher.publish([recorded("Account-1", 1)])
+          // the server applies a reload shortly after: publish until it has
+          yield* server.reload(config(["relay_acks.>"]))
+          const retrying = Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(50)))
+          const second = recorded("Account-1", 2)
+          const refused = yield* publisher.publish([second]).pipe(
+            Effect.flip,
+            Effect.filterOrFail((error) => error.operation === "subscribe"),
+            Effect.retry(retrying)
+          )
+          assert.isTrue(refused.transient)
+          yield* server.reload(config([]))
+          // the refused publishes were sent all the same: the event may be there already, once
+          const [ack] = yield* publisher.publish([second]).pipe(Effect.retry(retrying))
+          assert.strictEqual(ack!.sequence, 2)
+        }),
+      30_000
+    )
+  })
 })

@@ -133,34 +133,65 @@ export const throwawayPostgres: Effect.Effect<ThrowawayServer, Error, Scope.Scop
   return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, kill, start }
 })
 
+/** A throwaway nats-server, whose configuration can be changed while it runs. */
+export interface ThrowawayNats extends ThrowawayServer {
+  /** Replaces the configuration file's text and has the server reload it (it applies it shortly after). */
+  readonly reload: (config: string) => Effect.Effect<void, Error>
+}
+
 /** A fresh nats-server with JetStream (file storage in a temporary directory). */
-export const throwawayNats: Effect.Effect<ThrowawayServer, Error, Scope.Scope> = Effect.gen(function* () {
-  const port = yield* freePort
-  const dir = tempDir("ees-nats-")
-  let child: ChildProcess | undefined
-  const killNow = () => {
-    child?.kill("SIGKILL")
-  }
-  const kill = Effect.async<void>((resume) => {
-    const current = child
-    child = undefined
-    if (current === undefined || current.exitCode !== null || current.signalCode !== null) return resume(Effect.void)
-    current.once("exit", () => resume(Effect.void))
-    current.kill("SIGKILL")
-  })
-  const start = Effect.suspend(() => {
-    child = spawn(natsServer, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore" })
-    return awaitPort(port)
-  })
-  yield* Effect.acquireRelease(Effect.sync(() => process.once("exit", killNow)).pipe(Effect.zipRight(start)), () =>
-    kill.pipe(
-      Effect.zipRight(
-        Effect.sync(() => {
-          process.removeListener("exit", killNow)
-          fs.rmSync(dir, { recursive: true, force: true })
-        })
+export const throwawayNats: Effect.Effect<ThrowawayNats, Error, Scope.Scope> = Effect.suspend(() =>
+  throwawayNatsWith("")
+)
+
+/**
+ * A fresh nats-server with JetStream and `config` (nats-server configuration text, e.g. users and
+ * permissions) as its configuration file; the address, port and storage are set apart.
+ */
+export const throwawayNatsWith = (config: string): Effect.Effect<ThrowawayNats, Error, Scope.Scope> =>
+  Effect.gen(function* () {
+    const port = yield* freePort
+    const dir = tempDir("ees-nats-")
+    const configFile = path.join(dir, "nats.conf")
+    // everything in the file (command-line flags are not reapplied the same way on a reload)
+    const write = (text: string) =>
+      fs.writeFileSync(
+        configFile,
+        `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(dir)} }\n${text}`
+      )
+    write(config)
+    let child: ChildProcess | undefined
+    const killNow = () => {
+      child?.kill("SIGKILL")
+    }
+    const kill = Effect.async<void>((resume) => {
+      const current = child
+      child = undefined
+      if (current === undefined || current.exitCode !== null || current.signalCode !== null) return resume(Effect.void)
+      current.once("exit", () => resume(Effect.void))
+      current.kill("SIGKILL")
+    })
+    const start = Effect.suspend(() => {
+      child = spawn(natsServer, ["-c", configFile], { stdio: "ignore" })
+      return awaitPort(port)
+    })
+    const reload = (text: string) =>
+      Effect.try({
+        try: () => {
+          write(text)
+          if (child?.kill("SIGHUP") !== true) throw new Error("the nats-server is not running")
+        },
+        catch: (cause) => (cause instanceof Error ? cause : new Error(String(cause)))
+      })
+    yield* Effect.acquireRelease(Effect.sync(() => process.once("exit", killNow)).pipe(Effect.zipRight(start)), () =>
+      kill.pipe(
+        Effect.zipRight(
+          Effect.sync(() => {
+            process.removeListener("exit", killNow)
+            fs.rmSync(dir, { recursive: true, force: true })
+          })
+        )
       )
     )
-  )
-  return { url: `nats://127.0.0.1:${port}`, port, kill, start }
-})
+    return { url: `nats://127.0.0.1:${port}`, port, kill, start, reload }
+  })
