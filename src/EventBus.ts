@@ -97,8 +97,14 @@ export const optionsProblem = (options: SubscribeOptions<unknown, unknown>): str
   if (!groupName.test(options.group)) return `group ${JSON.stringify(options.group)} must match ${groupName.source}`
   const max = options.maxDeliveries ?? defaultMaxDeliveries
   if (!Number.isInteger(max) || max < 1) return "maxDeliveries must be a positive integer"
+  // no category would take nothing, and ack (skip) every message unhandled
+  if (options.categories?.length === 0) return "categories must not be empty (leave them out for all)"
   return undefined
 }
+
+/** The categories a group takes, as one text: the same for the same set, whatever the order. */
+export const categoriesKey = (categories: ReadonlyArray<string> | undefined): string =>
+  categories === undefined ? "all" : JSON.stringify([...new Set(categories)].sort())
 
 /** Deliveries before a dead letter unless configured. */
 export const defaultMaxDeliveries = 5
@@ -215,7 +221,7 @@ export const makeMemory = (
             const known = groups.get(subscription.group)
             // declared groups take their filter from their first member
             const group = known === undefined || (known.members === 0 && known.pending.length === 0) ? fresh : known
-            if (group !== fresh && String(group.categories) !== String(subscription.categories)) {
+            if (group !== fresh && categoriesKey(group.categories) !== categoriesKey(subscription.categories)) {
               return Effect.fail(
                 new EventBusError({ operation: "subscribe", detail: `${subscription.group} has other categories` })
               )

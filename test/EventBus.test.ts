@@ -256,6 +256,21 @@ describe("EventBus (in-process)", () => {
     })
   )
 
+  it.scoped("a group's members take the same categories, in any order; no category at all is refused", () =>
+    Effect.gen(function* () {
+      const bus = yield* EventBus.EventBus
+      const [one, two] = [yield* uniqueCategory, yield* uniqueCategory]
+      yield* bus.subscribe({ group: "same-set", categories: [one, two], handle: () => Effect.void })
+      yield* bus.subscribe({ group: "same-set", categories: [two, one], handle: () => Effect.void })
+      const other = yield* Effect.flip(
+        bus.subscribe({ group: "same-set", categories: [one], handle: () => Effect.void })
+      )
+      assert.include(other.message, "other categories")
+      const none = yield* Effect.flip(bus.subscribe({ group: "no-set", categories: [], handle: () => Effect.void }))
+      assert.include(none.message, "categories must not be empty")
+    }).pipe(Effect.provide(stores))
+  )
+
   it.scoped("rejects a group name JetStream could not use", () =>
     Effect.gen(function* () {
       const bus = yield* EventBus.EventBus

@@ -18,13 +18,19 @@
  * only while nothing is redelivered. Advisories are not durable: a group with no member running when its
  * deliveries run out leaves the message unacknowledged, not dead-lettered. With several `categories` the
  * consumer takes every subject and skips (acks) the others in the client (one filter subject per consumer
- * before NATS 2.10).
+ * before NATS 2.10); the consumer records the group's categories, and a member with other ones is refused
+ * (it would ack unhandled what it skips): a group's categories do not change, a new set is a new group.
+ * A consumer deleted under a running group is made again, from the start of the stream (at-least-once:
+ * the group sees its messages again). A member refused the advisories subscription (permissions) fails to
+ * subscribe; one whose subscription the server ends later logs it and subscribes again.
  */
-import { headers as natsHeaders, type MsgHdrs, nanos } from "@nats-io/transport-node"
+import { headers as natsHeaders, type MsgHdrs, nanos, type Subscription } from "@nats-io/transport-node"
 import { AckPolicy, type JsMsg, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
 import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
@@ -81,15 +87,22 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
         yield* Effect.logError(`${group}: message ${message.id} dead-lettered`)
       })
 
-    /** Makes the group's durable consumer, or updates the settings a running group may change. */
+    /**
+     * Makes the group's durable consumer, or updates the settings a running group may change. Its
+     * description records the group's categories: several categories share one filter subject (every
+     * subject), so only the description tells a member with other categories, which would ack unhandled
+     * the messages it skips, from one of the group.
+     */
     const ensureConsumer = (subscription: EventBus.SubscribeOptions<unknown, unknown>) =>
       Effect.gen(function* () {
         const categories = subscription.categories
         const filter =
           categories !== undefined && categories.length === 1 ? `${prefix}.${token(categories[0]!)}.>` : `${prefix}.>`
+        const description = groupDescription(categories)
         const settings = {
           max_deliver: subscription.maxDeliveries ?? EventBus.defaultMaxDeliveries,
-          ack_wait: nanos(ackWait)
+          ack_wait: nanos(ackWait),
+          description
         }
         const existing = yield* Effect.promise(() =>
           jsm.consumers.info(options.stream, subscription.group).catch(() => undefined)
@@ -97,6 +110,13 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
         if (existing !== undefined && existing.config.filter_subject !== filter) {
           return yield* failed("subscribe")(
             `group ${subscription.group} exists with filter ${existing.config.filter_subject}`
+          )
+        }
+        const recorded = existing?.config.description
+        // a consumer made before descriptions were recorded gets one now
+        if (recorded !== undefined && recorded.startsWith(descriptionPrefix) && recorded !== description) {
+          return yield* failed("subscribe")(
+            `group ${subscription.group} exists with other categories (${recorded.slice(descriptionPrefix.length)})`
           )
         }
         yield* Effect.tryPromise({
@@ -142,6 +162,8 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
      */
     const pull = <E, R>(subscription: EventBus.SubscribeOptions<E, R>): Effect.Effect<never, never, R> =>
       Effect.gen(function* () {
+        // made again if it is gone (deleted, or lost with a memory-storage server): redelivers from the start
+        yield* ensureConsumer(subscription as EventBus.SubscribeOptions<unknown, unknown>)
         const consumer = yield* Effect.tryPromise(() => js.consumers.get(options.stream, subscription.group))
         while (true) {
           yield* Effect.scoped(
@@ -178,40 +200,82 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
         Effect.forever
       )
 
-    /** Dead-letters what ran out of deliveries without a verdict (see the module doc). */
-    const watchAdvisories = (group: string) =>
+    /** Subscribes to the group's advisories; a subscription the server refuses (permissions) is an error. */
+    const subscribeAdvisories = (group: string) =>
       Effect.acquireRelease(
-        Effect.sync(() =>
-          connection.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${options.stream}.${group}`, {
-            queue: `${group}-advisories`
-          })
-        ),
-        (subscription) => Effect.sync(() => subscription.unsubscribe())
-      ).pipe(
-        Effect.flatMap((subscription) => {
-          const advisories = subscription[Symbol.asyncIterator]()
-          return Effect.gen(function* () {
-            while (true) {
-              const next = yield* Effect.promise(() => advisories.next())
-              if (next.done === true) return
-              yield* Effect.gen(function* () {
-                const advisory = next.value.json<{ stream_seq: number; deliveries: number }>()
-                const stored = yield* Effect.tryPromise(() =>
-                  jsm.streams.getMessage(options.stream, { seq: advisory.stream_seq })
-                )
-                const message = stored === null ? undefined : messageOf(stored)
-                if (message === undefined) return
-                yield* deadLetter(
-                  group,
-                  { ...message, deliveries: advisory.deliveries },
-                  `delivered ${advisory.deliveries} times without an acknowledgement within the ack wait`
-                )
-              }).pipe(Effect.catchAllCause((cause) => Effect.logError(`${group}: advisory not handled`, cause)))
-            }
-          })
+        Effect.try({
+          try: () =>
+            connection.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${options.stream}.${group}`, {
+              queue: `${group}-advisories`
+            }),
+          catch: failed("subscribe to advisories")
         }),
-        Effect.forkScoped
+        (subscription) =>
+          Effect.sync(() => {
+            if (!subscription.isClosed()) subscription.unsubscribe()
+          })
+      ).pipe(
+        // the server answers a subscription it refuses before the flush
+        Effect.tap((subscription) =>
+          Effect.gen(function* () {
+            yield* Effect.tryPromise({ try: () => connection.flush(), catch: failed("subscribe to advisories") })
+            if (!subscription.isClosed()) return
+            const reason = yield* Effect.promise(() => subscription.closed)
+            return yield* failed("subscribe to advisories")(reason ?? "refused")
+          })
+        )
       )
+
+    /**
+     * Dead-letters what ran out of deliveries without a verdict (see the module doc). The first subscription
+     * is made before this returns (a refusal fails the subscribe); one the server ends later (permissions
+     * changed) is logged and made again, with a capped backoff.
+     */
+    const watchAdvisories = (group: string) =>
+      Effect.gen(function* () {
+        const subscribed = yield* Deferred.make<void, EventBus.EventBusError>()
+        const session = Effect.scoped(
+          Effect.flatMap(subscribeAdvisories(group), (subscription) =>
+            Effect.zipRight(Deferred.succeed(subscribed, undefined), readAdvisories(group, subscription))
+          )
+        ).pipe(
+          Effect.tapError((error) => Deferred.fail(subscribed, error)),
+          Effect.catchAllCause((cause) => Effect.logError(`${group}: advisories subscription ended; renewing`, cause))
+        )
+        const watching = yield* Effect.forkScoped(Effect.repeat(session, retryAdvisories))
+        yield* Deferred.await(subscribed).pipe(Effect.onError(() => Fiber.interrupt(watching)))
+      })
+
+    /** Reads advisories until the subscription ends (an error if the server ended it). */
+    const readAdvisories = (group: string, subscription: Subscription) => {
+      const advisories = subscription[Symbol.asyncIterator]()
+      return Effect.gen(function* () {
+        while (true) {
+          const next = yield* Effect.tryPromise({
+            try: () => advisories.next(),
+            catch: failed("read advisories")
+          })
+          if (next.done === true) {
+            const reason = yield* Effect.promise(() => subscription.closed)
+            if (reason instanceof Error) return yield* failed("read advisories")(reason)
+            return
+          }
+          yield* Effect.gen(function* () {
+            const advisory = next.value.json<{ stream_seq: number; deliveries: number }>()
+            const stored = yield* Effect.tryPromise(() =>
+              jsm.streams.getMessage(options.stream, { seq: advisory.stream_seq })
+            )
+            const message = stored === null ? undefined : messageOf(stored)
+            if (message === undefined) return
+            yield* deadLetter(
+              group,
+              { ...message, deliveries: advisory.deliveries },
+              `delivered ${advisory.deliveries} times without an acknowledgement within the ack wait`
+            )
+          }).pipe(Effect.catchAllCause((cause) => Effect.logError(`${group}: advisory not handled`, cause)))
+        }
+      })
+    }
 
     const subscribe = <E, R>(
       subscription: EventBus.SubscribeOptions<E, R>
@@ -250,6 +314,18 @@ export const layer = (options: Options): Layer.Layer<EventBus.EventBus, EventBus
   Layer.effect(EventBus.EventBus, make(options))
 
 const retryDeadLetter = Schedule.exponential("200 millis").pipe(Schedule.intersect(Schedule.recurs(8)))
+
+const retryAdvisories = Schedule.exponential("1 second").pipe(
+  Schedule.either(Schedule.spaced("1 minute")),
+  Schedule.jittered
+)
+
+/** Marks a consumer description written by this bus. */
+const descriptionPrefix = "effect-eventsourcing group; categories: "
+
+/** What a group's consumer records of its members' settings (see `ensureConsumer`). */
+const groupDescription = (categories: ReadonlyArray<string> | undefined) =>
+  descriptionPrefix + EventBus.categoriesKey(categories)
 
 const Body = Schema.parseJson(Schema.Struct({ data: Schema.Unknown, metadata: Event.Metadata }))
 const decodeBody = Schema.decodeUnknownEither(Body)

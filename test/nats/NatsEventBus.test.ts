@@ -25,6 +25,7 @@ import * as Outbox from "../../src/Outbox.js"
 import * as Projection from "../../src/Projection.js"
 import * as Wakeup from "../../src/Wakeup.js"
 import { natsUrl } from "../support/config.js"
+import { throwawayNatsWith } from "../support/servers.js"
 import { uniqueCategory } from "../support/ids.js"
 
 /** A store, a relay to a fresh JetStream stream, and the bus on it; the streams are deleted afterwards. */
@@ -238,6 +239,78 @@ describe("NatsEventBus", () => {
       yield* bus.subscribe({ group: "g", categories: ["One"], handle: () => Effect.void })
       const changed = yield* Effect.flip(bus.subscribe({ group: "g", categories: ["Two"], handle: () => Effect.void }))
       assert.include(changed.message, "filter")
+      const none = yield* Effect.flip(bus.subscribe({ group: "h", categories: [], handle: () => Effect.void }))
+      assert.include(none.message, "categories")
     })
+  )
+
+  it.scopedLive(
+    "the members of a group take the same categories: in any order, but not others (one filter for all)",
+    () =>
+      Effect.gen(function* () {
+        const { bus } = yield* setup()
+        yield* bus.subscribe({ group: "several", categories: ["One", "Two"], handle: () => Effect.void })
+        yield* bus.subscribe({ group: "several", categories: ["Two", "One"], handle: () => Effect.void })
+        // both filter on every subject: only the recorded categories tell them apart
+        const other = yield* Effect.flip(
+          bus.subscribe({ group: "several", categories: ["One", "Three"], handle: () => Effect.void })
+        )
+        assert.strictEqual(other._tag, "EventBusError")
+        assert.include(other.message, "other categories")
+        const all = yield* Effect.flip(bus.subscribe({ group: "several", handle: () => Effect.void }))
+        assert.include(all.message, "other categories")
+      })
+  )
+
+  it.scopedLive(
+    "a group whose consumer was deleted under it gets it back and goes on receiving",
+    () =>
+      Effect.gen(function* () {
+        const { bus, context, stream } = yield* setup()
+        const category = yield* uniqueCategory
+        const { connection } = Context.get(context, Nats.Nats)
+        const seen = yield* Ref.make<ReadonlyArray<number>>([])
+        yield* bus.subscribe({
+          group: "deleted",
+          categories: [category],
+          handle: (m) => Ref.update(seen, (all) => [...all, n(m)])
+        })
+        yield* append(`${category}-a`, 1).pipe(Effect.provide(context))
+        yield* waitFor(Ref.get(seen), (all) => all.includes(1))
+        const jsm = yield* Effect.promise(() => jetstreamManager(connection))
+        yield* Effect.promise(() => jsm.consumers.delete(stream, "deleted"))
+        yield* append(`${category}-a`, 2).pipe(Effect.provide(context))
+        // made again from the start of the stream: the first message comes again (at least once)
+        yield* waitFor(Ref.get(seen), (all) => all.includes(2))
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "a group refused the advisories subscription (permissions) fails to subscribe with a typed error",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* throwawayNatsWith(`
+          authorization {
+            users: [{ user: app, password: app, permissions: { subscribe: { deny: ["$JS.EVENT.ADVISORY.>"] } } }]
+          }
+          no_auth_user: app
+        `)
+        const id = randomBytes(4).toString("hex")
+        const stream = `EES_BUS_${id}`
+        const subjectPrefix = `bus_${id}`
+        const nats = Nats.layer({ servers: server.url })
+        const context = yield* Layer.build(
+          NatsEventBus.layer({ stream, subjectPrefix }).pipe(
+            Layer.provide(NatsPublisher.layer({ stream, subjectPrefix })),
+            Layer.provideMerge(nats)
+          )
+        )
+        const bus = Context.get(context, EventBus.EventBus)
+        const error = yield* Effect.flip(bus.subscribe({ group: "watched", handle: () => Effect.void }))
+        assert.strictEqual(error._tag, "EventBusError")
+        assert.include(error.message, "Permissions Violation")
+      }),
+    30_000
   )
 })
