@@ -250,7 +250,10 @@ export interface HeldBack {
  *
  * **Gotchas**: `readAll` reads up to the end of the log as it is while reading, then completes; it is
  * not a subscription (projections poll or are woken, and resume from their checkpoint). Resume from
- * {@link Event.checkpointOf} the last event handled, never from its bare `position`.
+ * {@link Event.checkpointOf} the last event handled, never from its bare `position`. An append whose
+ * caller is interrupted, or that fails with `EventStoreError` (the connection broke, a timeout), may
+ * still have been written: retry it with the same event ids, which the store then answers with the
+ * original result (idempotent append).
  */
 export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
   EventStore,

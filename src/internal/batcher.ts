@@ -5,13 +5,18 @@
  * There is no waiting for a batch to fill: a writer takes what is queued the moment it is free, and a
  * request arriving while nothing is in flight runs at once in its own fiber, so a lone request is never
  * delayed (not even by a hand-over between fibers). Requests arriving during a round trip form the next
- * batch. `writers` batches may be in flight at a time.
+ * batch. `writers` batches may be in flight at a time. With a `weight`, a batch also stays within
+ * `maxWeight` (a request heavier than that alone): what a writer took runs as consecutive batches then.
+ *
+ * A request whose caller is interrupted while it waits in the queue still runs (its answer is dropped);
+ * once the scope closes, requests fail with `closed`.
  *
  * @internal
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 
@@ -24,6 +29,10 @@ export interface BatcherOptions<I, O, E> {
   readonly run: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<O, E>>, E>
   /** Runs a lone request in its caller's fiber (the same work as a batch of one, without its exits). */
   readonly runOne: (item: I) => Effect.Effect<O, E>
+  /** The size of a request, for `maxWeight`; default none (batches are bounded by count only). */
+  readonly weight?: (item: I) => number
+  /** Most total `weight` per batch. */
+  readonly maxWeight?: number
   /** The failure of requests still queued when the scope closes. */
   readonly closed: () => E
 }
@@ -41,10 +50,12 @@ export const make = <I, O, E>(
     const queue = yield* Queue.unbounded<Pending<I, O, E>>()
     let inFlight = 0
     let queued = 0
-    // called synchronously where a batch is taken, so that `inFlight` and `queued` never both read 0 meanwhile
+    let closed = false
+    // called synchronously where a batch is taken, so that `inFlight` and `queued` never both read 0 meanwhile;
+    // `run` may throw while it builds its effect: that is a defect of the batch, not of the writer
     const runBatch = (items: ReadonlyArray<I>) => {
       inFlight++
-      return options.run(items).pipe(
+      return Effect.suspend(() => options.run(items)).pipe(
         Effect.catchAll((error) => Effect.succeed(items.map(() => Exit.fail(error)))),
         Effect.catchAllDefect((defect) => Effect.succeed(items.map(() => Exit.die(defect)))),
         Effect.ensuring(Effect.sync(() => inFlight--))
@@ -55,38 +66,70 @@ export const make = <I, O, E>(
       Effect.gen(function* () {
         const first = yield* restore(Queue.take(queue))
         const rest = yield* Queue.takeUpTo(queue, options.maxBatch - 1)
-        const batch = [first, ...rest]
-        const exits = yield* Effect.suspend(() => {
-          queued -= batch.length
-          return runBatch(batch.map((p) => p.item))
-        })
-        yield* Effect.forEach(
-          batch,
-          (p, i) => Deferred.done(p.deferred, exits[i] ?? Exit.die("missing batch result")),
-          {
-            discard: true
-          }
-        )
+        for (const batch of byWeight([first, ...rest], options)) {
+          // counted out as the batch starts: a request taken and not running yet still counts as queued
+          const exits = yield* Effect.suspend(() => {
+            queued -= batch.length
+            return runBatch(batch.map((p) => p.item))
+          })
+          yield* Effect.forEach(
+            batch,
+            (p, i) => Deferred.done(p.deferred, exits[i] ?? Exit.die("missing batch result")),
+            {
+              discard: true
+            }
+          )
+        }
       })
     )
     yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Queue.takeAll(queue), (pending) =>
-        Effect.forEach(pending, (p) => Deferred.fail(p.deferred, options.closed()), { discard: true })
-      ).pipe(Effect.zipRight(Queue.shutdown(queue)))
+      Effect.suspend(() => {
+        // from now on a request fails at once: none can reach the queue after it is emptied
+        closed = true
+        return Effect.flatMap(Queue.takeAll(queue), (pending) =>
+          Effect.forEach(pending, (p) => Deferred.fail(p.deferred, options.closed()), { discard: true })
+        ).pipe(Effect.zipRight(Queue.shutdown(queue)))
+      })
     )
     for (let i = 0; i < options.writers; i++) yield* Effect.forkScoped(Effect.forever(write))
     return (item: I) =>
       Effect.suspend(() => {
+        if (closed) return Effect.fail(options.closed())
         if (inFlight === 0 && queued === 0) {
           inFlight++
           return Effect.ensuring(
-            options.runOne(item),
+            Effect.suspend(() => options.runOne(item)),
             Effect.sync(() => inFlight--)
           )
         }
+        // counted and queued in one synchronous step: no interruption or close can come in between
+        const deferred = Deferred.unsafeMake<O, E>(FiberId.none)
         queued++
-        return Effect.flatMap(Deferred.make<O, E>(), (deferred) =>
-          Effect.zipRight(Queue.offer(queue, { item, deferred }), Deferred.await(deferred))
-        )
+        queue.unsafeOffer({ item, deferred })
+        return Deferred.await(deferred)
       })
   })
+
+/** Consecutive batches of `taken`, each within `maxWeight` (or one request, if that alone is heavier). */
+const byWeight = <T extends { readonly item: I }, I>(
+  taken: ReadonlyArray<T>,
+  options: { readonly weight?: (item: I) => number; readonly maxWeight?: number }
+): ReadonlyArray<ReadonlyArray<T>> => {
+  const { maxWeight, weight } = options
+  if (weight === undefined || maxWeight === undefined) return [taken]
+  const batches: Array<Array<T>> = []
+  let current: Array<T> = []
+  let total = 0
+  for (const pending of taken) {
+    const w = weight(pending.item)
+    if (current.length > 0 && total + w > maxWeight) {
+      batches.push(current)
+      current = []
+      total = 0
+    }
+    current.push(pending)
+    total += w
+  }
+  if (current.length > 0) batches.push(current)
+  return batches
+}

@@ -4,6 +4,10 @@
  * `idle_in_transaction_session_timeout` is set on every connection: a transaction left open holds back
  * the read horizon of every `readAll` reader in the cluster (see `SqlEventStore`), so the server ends a
  * session that sits idle inside a transaction longer than that.
+ *
+ * TCP keepalive is on (first probe after 10 seconds idle): a connection whose server vanished without
+ * closing it (a host gone, a network partition) is found dead and fails its statement with an error,
+ * instead of waiting for a reply forever; how soon depends on the system's probe interval and count.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
@@ -56,6 +60,8 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
     connectionString: url.toString(),
     max: options.maxConnections ?? 10,
     application_name: options.applicationName ?? "effect-eventsourcing",
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     ...(options.preparedStatements === false ? {} : { Client: PgHotPath.PreparingClient })
   }
   const pool = Effect.acquireRelease(

@@ -50,18 +50,22 @@ export const make = (
     /** One append, one round trip: the append function. */
     const callAppend = (append: PreparedAppend, runner: PgHotPath.Run) => {
       const expected = append.expectedVersion
-      return runner(appendText, [
-        append.streamId,
-        append.category,
-        append.streamHash,
-        expected._tag,
-        expected._tag === "Exact" ? expected.version : 0,
-        eventsJson(append),
-        JSON.stringify(append.claims),
-        JSON.stringify(append.releases),
-        append.commandId ?? null,
-        options.commandTtl
-      ]).pipe(
+      return Effect.flatMap(
+        asText(() => eventsJson(append)),
+        (events) =>
+          runner(appendText, [
+            append.streamId,
+            append.category,
+            append.streamHash,
+            expected._tag,
+            expected._tag === "Exact" ? expected.version : 0,
+            events,
+            JSON.stringify(append.claims),
+            JSON.stringify(append.releases),
+            append.commandId ?? null,
+            options.commandTtl
+          ])
+      ).pipe(
         Effect.map(([row]): Outcome => ({
           outcome: row.o_outcome,
           version: row.o_version,
@@ -83,9 +87,11 @@ export const make = (
       const order = appends
         .map((_, i) => i)
         .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
-      const batch = "[" + order.map((i) => batchItemJson(appends[i]!, options.commandTtl)).join(",") + "]"
-      return run.outsideTransaction(batchText, [batch]).pipe(
-        Effect.mapError((cause) => new EventStoreError({ operation: "append", cause })),
+      const batch = asText(() => "[" + order.map((i) => batchItemJson(appends[i]!, options.commandTtl)).join(",") + "]")
+      return Effect.flatMap(batch, (text) => run.outsideTransaction(batchText, [text])).pipe(
+        Effect.mapError((cause) =>
+          cause._tag === "EventStoreError" ? cause : new EventStoreError({ operation: "append", cause })
+        ),
         Effect.map(([row]) => {
           const results: ReadonlyArray<PgBatchResult> = row.result
           const exits: Array<Exit.Exit<Outcome, PgRefusal>> = []
@@ -110,6 +116,9 @@ export const make = (
               Effect.zipRight(Metric.update(batchSize, appends.length), callAppendBatch(appends)),
             runOne: (append: PreparedAppend) =>
               Effect.zipRight(Metric.update(batchSize, 1), callAppend(append, run.outsideTransaction)),
+            // well below PostgreSQL's jsonb and V8's string limits, so that appends fine alone are fine together
+            weight: appendWeight,
+            maxWeight: maxBatchChars,
             closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
           })
         : undefined
@@ -169,6 +178,23 @@ const refusal = (append: PreparedAppend, cause: unknown): UniqueConstraintViolat
   }
   return undefined
 }
+
+/**
+ * Builds a statement's JSON argument: a text too long for JavaScript (which throws) fails the append with
+ * an `EventStoreError`, like one the server refuses.
+ */
+const asText = (build: () => string): Effect.Effect<string, EventStoreError> =>
+  Effect.try({ try: build, catch: (cause) => new EventStoreError({ operation: "append", cause }) })
+
+/** About the characters an append adds to the batch function's argument. */
+const appendWeight = (append: PreparedAppend): number => {
+  let chars = 200
+  for (const e of append.events) chars += e.dataJson.length + e.metadataJson.length + 150
+  return chars
+}
+
+/** Most characters of JSON per group-commit batch (16 Mi: at most 48 MiB of UTF-8). */
+const maxBatchChars = 16 * 1024 * 1024
 
 const compareStreams = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
 

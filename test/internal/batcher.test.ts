@@ -146,4 +146,90 @@ describe("internal/batcher", () => {
       assert.strictEqual(yield* Effect.flip(Fiber.join(queued)), "closed")
     })
   )
+
+  it.live("after the scope closed, a request fails with `closed` at once", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const gate = yield* Deferred.make<void>()
+      yield* Deferred.succeed(gate, undefined)
+      const submit = yield* Scope.extend(gated(gate, []), scope)
+      assert.strictEqual(yield* submit(1), 2)
+      yield* Scope.close(scope, Exit.void)
+      const exit = yield* Effect.exit(submit(2))
+      assert.deepStrictEqual(exit, Exit.fail("closed"))
+    })
+  )
+
+  it.live("a batch or a lone request whose effect throws while it is built fails alone; the writer goes on", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        const submit = yield* Batcher.make<number, number, string>({
+          maxBatch: 10,
+          writers: 1,
+          closed: () => "closed",
+          // throws (as building a too long text would) instead of returning an effect, for requests of 13
+          run: (items) => {
+            if (items.includes(13)) throw new RangeError("Invalid string length")
+            return Effect.succeed(items.map((n) => Exit.succeed(n)))
+          },
+          runOne: (item) => {
+            if (item === 13) throw new RangeError("Invalid string length")
+            return Effect.zipRight(Deferred.await(gate), Effect.succeed(item))
+          }
+        })
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(submit(13))), "a lone one")
+        // one runs alone (waiting for the gate) while 13 and 14 queue up for one batch
+        const alone = yield* Effect.fork(submit(1))
+        yield* Effect.sleep("10 millis")
+        const batch = yield* Effect.fork(
+          Effect.all(
+            [13, 14].map((n) => Effect.exit(submit(n))),
+            { concurrency: 2 }
+          )
+        )
+        yield* Effect.sleep("10 millis")
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* Fiber.join(alone), 1)
+        const exits = yield* Fiber.join(batch)
+        assert.isTrue(exits.every(Exit.isFailure), "the batch with 13 failed")
+        // both paths work still: a lone request, and a batch taken by the writer
+        assert.strictEqual(yield* submit(2), 2)
+        const again = yield* Effect.fork(submit(3))
+        const queued = yield* Effect.fork(Effect.all([4, 5].map(submit), { concurrency: 2 }))
+        assert.strictEqual(yield* Fiber.join(again), 3)
+        assert.deepStrictEqual(yield* Fiber.join(queued), [4, 5])
+      })
+    )
+  )
+
+  it.live("with a weight, what a writer takes runs as batches within the most weight (a heavy one alone)", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        const sizes: Array<ReadonlyArray<number>> = []
+        const submit = yield* Batcher.make<number, number, string>({
+          maxBatch: 10,
+          writers: 1,
+          closed: () => "closed",
+          weight: (n) => n,
+          maxWeight: 10,
+          run: (items) =>
+            Effect.sync(() => {
+              sizes.push(items)
+              return items.map((n) => Exit.succeed(n))
+            }),
+          runOne: (item) => Effect.zipRight(Deferred.await(gate), Effect.succeed(item))
+        })
+        const alone = yield* Effect.fork(submit(1))
+        yield* Effect.sleep("10 millis")
+        const queued = yield* Effect.fork(Effect.all([4, 5, 2, 30, 3].map(submit), { concurrency: "unbounded" }))
+        yield* Effect.sleep("10 millis")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(alone)
+        assert.deepStrictEqual(yield* Fiber.join(queued), [4, 5, 2, 30, 3])
+        assert.deepStrictEqual(sizes, [[4, 5], [2], [30], [3]])
+      })
+    )
+  )
 })

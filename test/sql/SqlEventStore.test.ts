@@ -45,6 +45,7 @@ const ttl = `${schema}_ttl`
 const atomic = `${schema}_atom`
 const prepared = `${schema}_prep`
 const enclosed = `${schema}_tx`
+const kept = `${schema}_keep`
 
 describe("SqlEventStore configuration and migrations", () => {
   it.scoped("refuses table names that are not plain identifiers, with a typed error", () =>
@@ -163,6 +164,23 @@ describe("SqlEventStore configuration and migrations", () => {
         }).pipe(Effect.provide(client), Effect.scoped)
       }
     })
+  )
+  it.scoped("a PostgreSQL append the server refuses leaves its connection open (a retried command reuses it)", () =>
+    Effect.gen(function* () {
+      const store = yield* SqlEventStore.make({ schema: kept })
+      const sql = yield* SqlClient.SqlClient
+      const backend = Effect.map(sql<{ readonly pid: number }>`select pg_backend_pid() as pid`, ([row]) => row!.pid)
+      const claim = { claims: [{ constraint: "email", value: "a@example.com" }] }
+      yield* store.append("K-1", [yield* tick], claim)
+      const before = yield* backend
+      // refused by the append function (SQLSTATE P0001), on the one connection of the pool
+      const refused = yield* Effect.flip(store.append("K-2", [yield* tick], claim))
+      assert.strictEqual(refused._tag, "UniqueConstraintViolation")
+      const duplicate = { commandId: "command-1" }
+      yield* store.append("K-3", [yield* tick], duplicate)
+      assert.strictEqual((yield* Effect.flip(store.append("K-3", [yield* tick], duplicate)))._tag, "DuplicateCommand")
+      assert.strictEqual(yield* backend, before)
+    }).pipe(Effect.provide(pgWithSchema(kept, { maxConnections: 1 })))
   )
   for (const preparedStatements of [true, false]) {
     it.scoped(`PostgreSQL append calls are named prepared statements unless turned off (${preparedStatements})`, () =>
