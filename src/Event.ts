@@ -123,6 +123,16 @@ export const Metadata = Schema.Struct(
     traceparent: Schema.optional(Schema.String)
   },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
+).pipe(
+  // a `__proto__` key (JSON.parse keeps it as a key) would become the decoded object's prototype, and its
+  // keys would read as metadata that was never checked
+  Schema.filter(
+    (metadata) => {
+      const proto = Object.getPrototypeOf(metadata)
+      return proto === Object.prototype || proto === null || "metadata must not have a __proto__ key"
+    },
+    { identifier: "Metadata" }
+  )
 )
 export type Metadata = typeof Metadata.Type
 
@@ -181,6 +191,7 @@ export const eventDataProblem = (value: unknown): string | undefined => {
   const metadata = value.metadata
   if (metadata === undefined) return undefined
   if (!isPlainObject(metadata)) return "metadata must be an object"
+  if (Object.hasOwn(metadata, "__proto__")) return "metadata must not have a __proto__ key"
   for (const key of metadataKeys) {
     if (metadata[key] !== undefined && typeof metadata[key] !== "string") return `metadata.${key} must be a string`
   }

@@ -24,11 +24,15 @@ const fields = FastCheck.record(
       FastCheck.constant({}),
       FastCheck.record({ correlationId: FastCheck.oneof(FastCheck.string(), FastCheck.integer()) }),
       FastCheck.record({ principal: FastCheck.string(), custom: FastCheck.jsonValue() }),
-      FastCheck.constantFrom("text", [], null, { traceparent: null })
+      FastCheck.constantFrom("text", [], null, { traceparent: null }),
+      // JSON.parse keeps `__proto__` as a key; decoding would make it the prototype
+      FastCheck.constant(JSON.parse('{"__proto__": {"commandId": 1}, "correlationId": "c"}'))
     )
   },
   { requiredKeys: [] }
 )
+
+const validEvent = { eventId: "0190e5b2-7c1e-7000-8000-000000000001", type: "Opened", schemaVersion: 1, data: {} }
 
 describe("Event", () => {
   it.effect("eventDataProblem agrees with the EventData Schema (property)", () =>
@@ -44,6 +48,14 @@ describe("Event", () => {
       )
     })
   )
+
+  it("metadata with a __proto__ key is refused, not decoded into an object with another prototype", () => {
+    const hostile = JSON.parse('{"__proto__": {"commandId": 42}, "correlationId": "c"}')
+    const decoded = Schema.decodeUnknownEither(Event.Metadata)(hostile)
+    assert.isTrue(Either.isLeft(decoded))
+    assert.include(Event.eventDataProblem({ ...validEvent, metadata: hostile }), "__proto__")
+    assert.isTrue(Either.isRight(Schema.decodeUnknownEither(Event.Metadata)({ correlationId: "c", custom: 1 })))
+  })
 
   it.effect("expectedVersionProblem agrees with the ExpectedVersion Schema (property)", () =>
     Effect.sync(() => {

@@ -14,9 +14,12 @@
  * **Gotchas**: the server trusts the metadata it receives (the principal and roles that authorization
  * checks): secure the subjects with NATS permissions. A timed-out command may still complete on the
  * server; retrying it with the same command id is safe (the aggregate dedups it). The client fails fast
- * with `CommandTransportError` while disconnected instead of waiting for its timeout.
+ * with `CommandTransportError` while disconnected instead of waiting for its timeout. A subscription the
+ * server refuses (permissions) fails the serving Layer; permissions taken away later, by a configuration
+ * reload, end a queue subscription without the client being told (NATS 2.9): that instance then serves
+ * nothing for the command until it is restarted.
  */
-import { errors as NatsErrors, type Msg } from "@nats-io/transport-node"
+import { errors as NatsErrors, type Msg, type Subscription } from "@nats-io/transport-node"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -116,6 +119,7 @@ export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBus
       const requests = yield* FiberSet.make<void>()
       const run = yield* FiberSet.runtime(requests)<never>()
       let inProgress = 0
+      const served: Array<Served> = []
       // runs after the subscriptions' finalizers (registered later), before the set interrupts what is left
       yield* Effect.addFinalizer(() =>
         Effect.repeat(FiberSet.size(requests), { until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }).pipe(
@@ -136,7 +140,7 @@ export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBus
             })
             // a reply over the server's payload limit cannot be sent: say so instead of leaving the caller waiting
             msg.respond(
-              Buffer.byteLength(encoded) <= connection.info!.max_payload
+              Buffer.byteLength(encoded) <= (connection.info?.max_payload ?? defaultMaxPayload)
                 ? encoded
                 : failure(
                     new CommandTransportError({ commandTag: command._tag, detail: "the result is too large to send" })
@@ -170,29 +174,56 @@ export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBus
               captureStackTrace: false
             })
           )
-        const subscription = connection.subscribe(subjectOf(prefix, command._tag), {
-          queue,
-          callback: (error, msg) => {
-            if (error !== null) return
-            if (inProgress >= 2 * concurrency) {
-              msg.respond(failure(new BusOverloaded({ commandTag: command._tag })))
-              return
-            }
-            inProgress++
-            run(
-              Effect.ensuring(
-                handle(msg),
-                Effect.sync(() => inProgress--)
-              )
-            )
+        // runs inside the client's reader: nothing may throw here (a throw stops it for every subscription)
+        const callback = (error: Error | null, msg: Msg) => {
+          if (error !== null) return // the server refused the subscription: the Layer fails (below)
+          if (inProgress >= 2 * concurrency) {
+            // a draining or closed connection refuses the reply: the caller times out, as it would anyway
+            Either.try(() => msg.respond(failure(new BusOverloaded({ commandTag: command._tag }))))
+            return
           }
-        })
-        yield* Effect.addFinalizer(() => Effect.sync(() => subscription.unsubscribe()))
+          inProgress++
+          run(
+            Effect.ensuring(
+              handle(msg),
+              Effect.sync(() => inProgress--)
+            )
+          )
+        }
+        const subject = subjectOf(prefix, command._tag)
+        served.push({ subject, subscription: connection.subscribe(subject, { queue, callback }) })
       }
-      // the subscriptions are known to the server before the Layer is up
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() =>
+          served.forEach(({ subscription }) => {
+            if (!subscription.isClosed()) subscription.unsubscribe()
+          })
+        )
+      )
+      // the subscriptions are known to the server before the Layer is up, or refused (permissions)
       yield* Effect.promise(() => connection.flush())
+      const refused = yield* Effect.forEach(
+        served.filter(({ subscription }) => subscription.isClosed()),
+        ({ subject, subscription }) =>
+          Effect.map(
+            Effect.promise(() => subscription.closed),
+            (reason) => `${subject}: ${reasonOf(reason)}`
+          )
+      )
+      if (refused.length > 0) return yield* new CommandBusConfigError({ problems: refused })
     })
   )
+
+/** A command subject this instance serves. */
+interface Served {
+  readonly subject: string
+  readonly subscription: Subscription
+}
+
+const reasonOf = (reason: void | Error) => (reason instanceof Error ? reason.message : "refused")
+
+/** NATS's default max payload, for a connection that no longer knows the server's. */
+const defaultMaxPayload = 1024 * 1024
 
 /**
  * A `CommandBus` that sends its commands over NATS to the instances serving them. `send` runs the

@@ -22,7 +22,8 @@
  * (it would ack unhandled what it skips): a group's categories do not change, a new set is a new group.
  * A consumer deleted under a running group is made again, from the start of the stream (at-least-once:
  * the group sees its messages again). A member refused the advisories subscription (permissions) fails to
- * subscribe; one whose subscription the server ends later logs it and subscribes again.
+ * subscribe; one whose subscription fails later logs it and subscribes again (permissions taken away by a
+ * configuration reload end a queue subscription without the client being told, on NATS 2.9).
  */
 import { headers as natsHeaders, type MsgHdrs, nanos, type Subscription } from "@nats-io/transport-node"
 import { AckPolicy, type JsMsg, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
