@@ -76,13 +76,28 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
       })
     }
 
+    /**
+     * Publishes a dead letter. It fits in a NATS message whatever the failure: a long reason is cut, and
+     * data that would not fit is left out (the event is in the store, under its id). Its message id is the
+     * group and the message's id, percent-encoded (a foreign message's id may hold what a header cannot).
+     */
     const deadLetter = (group: string, message: EventBus.Message, reason: string) =>
       Effect.gen(function* () {
-        const at = yield* DateTime.now
-        const body = JSON.stringify({ group, reason, at: DateTime.formatIso(at), message })
+        const at = DateTime.formatIso(yield* DateTime.now)
+        const shortReason = reason.length > maxReasonLength ? `${reason.slice(0, maxReasonLength)}… (cut)` : reason
+        const letter = (data: unknown) =>
+          JSON.stringify({ group, reason: shortReason, at, message: { ...message, data } })
+        const full = letter(message.data)
+        const maxPayload = connection.info?.max_payload ?? 1024 * 1024
+        // headers and the subject take the rest of a message
+        const body =
+          Buffer.byteLength(full) <= maxPayload - 1024
+            ? full
+            : letter({ omitted: `the data does not fit in a dead letter; it is event ${message.id} in the store` })
         // the message is terminated only after this; retried a while, since advisories are not redelivered
         yield* Effect.tryPromise({
-          try: () => js.publish(`${deadStream}.${group}`, body, { msgID: `${group}:${message.id}` }),
+          try: () =>
+            js.publish(`${deadStream}.${group}`, body, { msgID: `${group}:${encodeURIComponent(message.id)}` }),
           catch: failed("dead-letter")
         }).pipe(Effect.retry(retryDeadLetter))
         yield* Effect.logError(`${group}: message ${message.id} dead-lettered`)
@@ -313,6 +328,9 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
 /** The bus as a Layer (see {@link make}). */
 export const layer = (options: Options): Layer.Layer<EventBus.EventBus, EventBus.EventBusError, Nats> =>
   Layer.effect(EventBus.EventBus, make(options))
+
+/** Longest failure reason a dead letter carries, in characters. */
+const maxReasonLength = 8192
 
 const retryDeadLetter = Schedule.exponential("200 millis").pipe(Schedule.intersect(Schedule.recurs(8)))
 

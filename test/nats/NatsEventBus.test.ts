@@ -231,6 +231,39 @@ describe("NatsEventBus", () => {
     30_000
   )
 
+  it.scopedLive(
+    "a dead letter fits in a message whatever the failure: a long reason is cut, data too large left out",
+    () =>
+      Effect.gen(function* () {
+        const { context, bus } = yield* setup()
+        const category = yield* uniqueCategory
+        yield* bus.subscribe({
+          group: "huge",
+          categories: [category],
+          maxDeliveries: 1,
+          handle: () => Effect.fail("x".repeat(2_000_000))
+        })
+        yield* append(`${category}-small`, 1).pipe(Effect.provide(context))
+        // close to NATS's 1 MiB max payload: published, but no room left for a dead letter's other fields
+        const big = { n: 2, note: "y".repeat(1_040_000) }
+        yield* Effect.flatMap(EventStore.EventStore, (store) =>
+          Effect.flatMap(Event.make({ type: "Deposited", data: big }), (event) =>
+            store.append(`${category}-big`, [event])
+          )
+        ).pipe(Effect.provide(context))
+        const letters = yield* waitFor(bus.deadLetters("huge"), (letters) => letters.length >= 2)
+        const [small, large] = [...letters]
+          .sort((a, b) => a.message.streamId.localeCompare(b.message.streamId))
+          .reverse()
+        assert.strictEqual(n(small!.message), 1)
+        assert.isBelow(small!.reason.length, 10_000)
+        assert.include(small!.reason, "(cut)")
+        assert.include(JSON.stringify(large!.message.data), "does not fit in a dead letter")
+        assert.strictEqual(large!.message.version, 1)
+      }),
+    30_000
+  )
+
   it.scopedLive("rejects a bad group name and a group whose filter changed", () =>
     Effect.gen(function* () {
       const { bus } = yield* setup()
