@@ -184,12 +184,17 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
       for (let attempt = 0; ; attempt++) {
         const loaded = yield* store.load(options.name, instance)
         if (Option.isSome(loaded) && loaded.value.status !== "running") return
+        // an input that failed for good in an earlier try whose batch did not commit fails the same way (see
+        // `SagaStore.recordFailure`): its steps are not sent again, its compensations run (deduplicated)
+        const failedBefore = yield* store.failureOf(options.name, instance, cause)
         const state = Option.isSome(loaded)
           ? yield* Effect.orDie(decodeState(loaded.value.state))
           : options.initialState
         const reaction = options.react(state, input)
-        const compensations = [...(Option.isSome(loaded) ? loaded.value.compensations : [])]
-        let failure = reaction.fail
+        const compensations = Option.isSome(failedBefore)
+          ? [...failedBefore.value.compensations]
+          : [...(Option.isSome(loaded) ? loaded.value.compensations : [])]
+        let failure = Option.isSome(failedBefore) ? failedBefore.value.error : reaction.fail
         for (const [index, item] of (reaction.commands ?? []).entries()) {
           if (failure !== undefined) break
           const step: Step<CommandBus.Command> = isStep(item) ? item : { command: item as CommandBus.Command }
@@ -202,6 +207,10 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
         if (failure !== undefined) {
           status = "compensated"
           error = Option.some(failure)
+          // committed before any compensation is: from here on, this input fails whatever happens to its batch
+          if (Option.isNone(failedBefore) && compensations.length > 0) {
+            yield* store.recordFailure(options.name, instance, cause, { error: failure, compensations })
+          }
           // newest first; a compensation that fails ends the instance `failed`, keeping the ones not run
           while (compensations.length > 0) {
             const stored = compensations[compensations.length - 1]!

@@ -71,6 +71,15 @@ export interface Timeout {
   readonly dueAt: number
 }
 
+/**
+ * An input that failed for good (a step refused, or the saga gave up), with the compensations its
+ * instance had to run then, oldest first: recorded before the first compensation is sent.
+ */
+export interface Failure {
+  readonly error: string
+  readonly compensations: ReadonlyArray<StoredCommand>
+}
+
 /** What one save writes besides the instance. */
 export interface TimeoutChanges {
   readonly schedule: ReadonlyArray<{ readonly name: string; readonly dueAt: number }>
@@ -109,6 +118,25 @@ export class SagaStore extends Context.Tag("effect-eventsourcing/SagaStore")<
     readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SagaStoreError, R>
     /** Runs `effect` outside any transaction of the store (commands a saga sends commit on their own). */
     readonly outside: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    /**
+     * Records that input `cause` of the instance failed for good, committed on its own like the commands
+     * the saga sends (on SQLite it joins the transaction, as they do); the first record of an input stands.
+     * If the input's batch does not commit, the input comes again and fails the same way, with the same
+     * compensations, instead of being decided again: a step that failed may succeed the second time,
+     * after its compensations ran. A save that ends the instance deletes its records.
+     */
+    readonly recordFailure: (
+      saga: string,
+      instance: string,
+      cause: string,
+      failure: Failure
+    ) => Effect.Effect<void, SagaStoreError>
+    /** The failure recorded for input `cause` of the instance, if any. */
+    readonly failureOf: (
+      saga: string,
+      instance: string,
+      cause: string
+    ) => Effect.Effect<Option.Option<Failure>, SagaStoreError>
   }
 >() {}
 
@@ -120,6 +148,8 @@ export class SagaStore extends Context.Tag("effect-eventsourcing/SagaStore")<
 export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
   const instances = new Map<string, StoredInstance>()
   const timeouts = new Map<string, Timeout>()
+  // outside the transactions' undo (see `recordFailure`), but for the delete when an instance ends
+  const failures = new Map<string, Map<string, Failure>>()
   const locks = new Map<string, Effect.Semaphore>()
   const key = (...parts: ReadonlyArray<string>) => parts.join("\u0000")
   return SagaStore.of({
@@ -136,6 +166,8 @@ export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
         for (const name of changes.cancel) timeouts.delete(key(saga, instance, name))
         for (const { dueAt, name } of changes.schedule)
           timeouts.set(key(saga, instance, name), { saga, instance, name, dueAt })
+        const recorded = failures.get(key(saga, instance))
+        if (next.status !== "running") failures.delete(key(saga, instance))
         // undone if the enclosing batch fails (see internal/memoryTransaction)
         return Effect.as(
           MemoryTransaction.onRollback(() => {
@@ -143,6 +175,7 @@ export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
             else instances.set(key(saga, instance), current)
             for (const [k, t] of timeouts) if (t.saga === saga && t.instance === instance) timeouts.delete(k)
             for (const [k, t] of before) timeouts.set(k, t)
+            if (recorded !== undefined) failures.set(key(saga, instance), recorded)
           }),
           version
         )
@@ -169,7 +202,15 @@ export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
         yield* Effect.acquireRelease(lock.take(1), () => lock.release(1))
       }),
     transaction: (effect) => Effect.uninterruptible(MemoryTransaction.transactional(effect)),
-    outside: (effect) => effect
+    outside: (effect) => effect,
+    recordFailure: (saga, instance, cause, failure) =>
+      Effect.sync(() => {
+        const recorded = failures.get(key(saga, instance)) ?? new Map<string, Failure>()
+        if (!recorded.has(cause)) recorded.set(cause, failure)
+        failures.set(key(saga, instance), recorded)
+      }),
+    failureOf: (saga, instance, cause) =>
+      Effect.sync(() => Option.fromNullable(failures.get(key(saga, instance))?.get(cause)))
   })
 })
 

@@ -354,7 +354,10 @@ export const scopedSagas = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaS
       scope("save", saga, (scoped) => store.save(scoped, instance, expected, next, changes)),
     timeouts: (saga, instance) => scope("timeouts", saga, (scoped) => store.timeouts(scoped, instance)),
     due: (saga, limit) => scope("due", saga, (scoped) => store.due(scoped, limit)),
-    lock: (saga, instance) => scope("lock", saga, (scoped) => store.lock(scoped, instance))
+    lock: (saga, instance) => scope("lock", saga, (scoped) => store.lock(scoped, instance)),
+    recordFailure: (saga, instance, cause, failure) =>
+      scope("recordFailure", saga, (scoped) => store.recordFailure(scoped, instance, cause, failure)),
+    failureOf: (saga, instance, cause) => scope("failureOf", saga, (scoped) => store.failureOf(scoped, instance, cause))
   })
 }
 

@@ -17,7 +17,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
+import { type Failure, SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import { matched, withTransaction } from "./transaction.js"
 
@@ -77,6 +77,14 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
       dueAt: Number(row.due_at)
     })
 
+    // commits on its own where commands do (see `outside`)
+    const outside = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      concurrent
+        ? (Effect.mapInputContext(effect as Effect.Effect<A, E, never>, (context: Context.Context<R>) =>
+            Context.omit(SqlClient.TransactionConnection)(context)
+          ) as Effect.Effect<A, E, R>)
+        : effect
+
     return SagaStore.of({
       load: (saga, instance) =>
         sql<InstanceRow>`select version, status, state, compensations, error, updated_at from ${sql(t.sagaInstances)}
@@ -126,6 +134,15 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             if (scheduled.length > 0) {
               yield* sql`delete from ${sql(t.sagaTimeouts)} where saga = ${saga} and instance = ${instance}
                 and name in ${sql.in(scheduled.map((row) => row.name))}`
+            }
+          }
+          if (next.status !== "running") {
+            // by key, as for timeouts (no gap locks on MySQL)
+            const failed = yield* sql<{ readonly cause: string }>`select cause from ${sql(t.sagaFailures)}
+              where saga = ${saga} and instance = ${instance}`
+            if (failed.length > 0) {
+              yield* sql`delete from ${sql(t.sagaFailures)} where saga = ${saga} and instance = ${instance}
+                and cause in ${sql.in(failed.map((row) => row.cause))}`
             }
           }
           for (const { dueAt, name } of changes.schedule) {
@@ -183,12 +200,39 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
         ),
       // commands a saga sends commit on their own on PostgreSQL; SQLite has a single connection, which
       // the saga's transaction holds: there they join it and commit with the saga's state
-      outside: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        concurrent
-          ? (Effect.mapInputContext(effect as Effect.Effect<A, E, never>, (context: Context.Context<R>) =>
-              Context.omit(SqlClient.TransactionConnection)(context)
-            ) as Effect.Effect<A, E, R>)
-          : effect
+      outside,
+      recordFailure: (saga, instance, cause, failure) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          outside(
+            sql`insert into ${sql(t.sagaFailures)} ${sql.insert({
+              saga,
+              instance,
+              cause,
+              error: failure.error,
+              compensations: JSON.stringify(failure.compensations),
+              recorded_at: now
+            })} ${mysql ? sql`on duplicate key update saga = saga` : sql`on conflict (saga, instance, cause) do nothing`}`
+          )
+        ).pipe(Effect.asVoid, Effect.mapError(failWith("recordFailure"))),
+      // a plain read: a record is written (on its own) by an earlier try of the input, before this transaction
+      // began; a locking read would hold a gap lock (MySQL) that this try's own record would wait for
+      failureOf: (saga, instance, cause) =>
+        sql<{ readonly error: string; readonly compensations: string }>`select error, compensations
+          from ${sql(t.sagaFailures)} where saga = ${saga} and instance = ${instance} and cause = ${cause}`.pipe(
+          Effect.flatMap((rows) =>
+            Option.match(Option.fromNullable(rows[0]), {
+              onNone: () => Effect.succeedNone,
+              onSome: (row) =>
+                Effect.try((): Option.Option<Failure> =>
+                  Option.some({
+                    error: row.error,
+                    compensations: JSON.parse(row.compensations) as ReadonlyArray<StoredCommand>
+                  })
+                )
+            })
+          ),
+          Effect.mapError(failWith("failureOf"))
+        )
     })
   }).pipe(
     Effect.catchTag("EventStoreError", (error) =>

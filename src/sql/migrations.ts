@@ -41,6 +41,7 @@ export interface Tables {
   readonly projections: string
   readonly sagaInstances: string
   readonly sagaTimeouts: string
+  readonly sagaFailures: string
   readonly processedMessages: string
   /** MySQL: the one-row table positions are taken from (see `serialAppend`). */
   readonly sequence: string
@@ -80,6 +81,7 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     projections: qualify("projections"),
     sagaInstances: qualify("saga_instances"),
     sagaTimeouts: qualify("saga_timeouts"),
+    sagaFailures: qualify("saga_failures"),
     processedMessages: qualify("processed_messages"),
     sequence: qualify("sequence")
   })
@@ -135,7 +137,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "7_append_batch": replacePgAppendBatch(t),
         // the same function, now telling which path a batch took (a DEBUG1 message)
         "8_append_batch_path": replacePgAppendBatch(t),
-        "9_append_one_event": replacePgAppend(t)
+        "9_append_one_event": replacePgAppend(t),
+        "10_saga_failures": createSagaFailuresTable(t)
       }),
       table: t.migrations
     })
@@ -409,6 +412,21 @@ const createSagaTables = (t: Tables) =>
     )${tableOptions(sql)}`
     yield* sql`create index ${sql(`${prefixOf(t.events)}saga_timeouts_due`)} on ${sql(t.sagaTimeouts)} (saga, due_at)`
   })
+
+/** The inputs of saga instances that failed for good, with their compensations (see `SagaStore.recordFailure`). */
+const createSagaFailuresTable = (t: Tables) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`create table ${sql(t.sagaFailures)} (
+      saga ${key(sql)} not null,
+      instance ${key(sql)} not null,
+      cause ${key(sql)} not null,
+      error ${longText(sql)} not null,
+      compensations ${longText(sql)} not null,
+      recorded_at bigint not null,
+      primary key (saga, instance, cause)
+    )${tableOptions(sql)}`
+  )
 
 /**
  * The tenant of a tenant-scoped stream (`<tenant>~<streamId>`, see `Tenancy`) as a column computed from
