@@ -14,6 +14,7 @@ import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -107,6 +108,11 @@ export interface WakeupOptions {
  * commit, outside any append transaction (a NOTIFY inside one would serialize commits cluster-wide),
  * merging hints that arrive while one is being sent. Each process LISTENs and relays what it hears to
  * its readers, re-listening after connection losses. Needs the `PgClient` (see {@link layer}).
+ *
+ * On a client {@link layer} made, the LISTEN has a connection of its own, watched: one that breaks, or
+ * stops answering a query sent every 10 seconds, is replaced a second later (`@effect/sql-pg`'s own
+ * listener does not notice a lost connection, which left readers on polling until a restart). On any
+ * other `PgClient`, its listener is used.
  */
 export const layerWakeup = (options: WakeupOptions = {}): Layer.Layer<Wakeup.Wakeup, never, PgClient.PgClient> =>
   Layer.scoped(
@@ -125,9 +131,14 @@ export const layerWakeup = (options: WakeupOptions = {}): Layer.Layer<Wakeup.Wak
         Effect.forever,
         Effect.forkScoped
       )
+      const pool = PgHotPath.poolOf(pg)
       // each (re)listen starts with a hint: events committed while not listening are read at once
-      yield* Effect.zipRight(local.notify, pg.listen(channel).pipe(Stream.runForEach(() => local.notify))).pipe(
-        Effect.catchAll((error) => Effect.logWarning("wake-up LISTEN lost; listening again", error)),
+      const listening: Effect.Effect<unknown, unknown> =
+        pool === undefined
+          ? Effect.zipRight(local.notify, pg.listen(channel).pipe(Stream.runForEach(() => local.notify)))
+          : listenOn(pool, channel, local.notify)
+      yield* listening.pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("wake-up LISTEN lost; listening again", cause)),
         Effect.zipRight(Effect.sleep("1 second")),
         Effect.forever,
         Effect.forkScoped
@@ -136,5 +147,43 @@ export const layerWakeup = (options: WakeupOptions = {}): Layer.Layer<Wakeup.Wak
         notify: Effect.zipRight(local.notify, Effect.asVoid(Queue.offer(pending, undefined))),
         subscribe: local.subscribe
       })
+    })
+  )
+
+/**
+ * LISTENs on a connection of its own until it breaks (an error, its end, or no answer to a query within
+ * 5 seconds, asked every 10): then fails. `heard` runs for each notification, and once LISTEN is active.
+ */
+const listenOn = (pool: pg.Pool, channel: string, heard: Effect.Effect<void>): Effect.Effect<never, unknown> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const notifications = yield* Queue.sliding<void>(1)
+      const broken = yield* Deferred.make<never, Error>()
+      const client = new pg.Client({
+        ...pool.options,
+        application_name: `${pool.options.application_name ?? "effect-eventsourcing"}-listen`
+      })
+      // before connecting: an 'error' event without a listener would crash the process
+      client.on("error", (error) => Deferred.unsafeDone(broken, Effect.fail(error)))
+      client.on("end", () => Deferred.unsafeDone(broken, Effect.fail(new Error("the LISTEN connection ended"))))
+      client.on("notification", (message) => {
+        if (message.channel === channel) notifications.unsafeOffer(undefined)
+      })
+      yield* Effect.acquireRelease(
+        Effect.tryPromise(() => client.connect()),
+        () => Effect.promise(() => client.end().catch(() => undefined))
+      )
+      yield* Effect.tryPromise(() => client.query(`listen ${client.escapeIdentifier(channel)}`))
+      yield* heard
+      const relay = Effect.forever(Effect.zipRight(Queue.take(notifications), heard))
+      const watch = Effect.sleep("10 seconds").pipe(
+        Effect.zipRight(Effect.tryPromise(() => client.query("select 1"))),
+        Effect.timeoutFail({
+          duration: "15 seconds",
+          onTimeout: () => new Error("the LISTEN connection stopped answering")
+        }),
+        Effect.forever
+      )
+      return yield* Effect.raceFirst(Deferred.await(broken), Effect.raceFirst(relay, watch))
     })
   )

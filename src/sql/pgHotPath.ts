@@ -51,6 +51,9 @@ const pools = new WeakMap<SqlClient.SqlClient, pg.Pool>()
 /** Records that `client` runs on `pool`, so that hot statements on it may run on the pool directly. */
 export const register = (client: SqlClient.SqlClient, pool: pg.Pool): void => void pools.set(client, pool)
 
+/** The pool behind `client`, if `Postgres.layer` made it. */
+export const poolOf = (client: SqlClient.SqlClient): pg.Pool | undefined => pools.get(client)
+
 /** Runs one statement (text and parameters), answering its rows. */
 export type Run = (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>
 

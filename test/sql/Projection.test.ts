@@ -6,11 +6,14 @@
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as CheckpointStore from "../../src/CheckpointStore.js"
@@ -20,6 +23,7 @@ import * as Projection from "../../src/Projection.js"
 import * as Postgres from "../../src/sql/Postgres.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
+import * as Wakeup from "../../src/Wakeup.js"
 import { balancesProjection, createTables, readModel } from "../support/balances.js"
 import { pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
@@ -205,6 +209,39 @@ describe("Projection live tail on PostgreSQL", () => {
 
   it.scopedLive("NOTIFY alone wakes a runner in another process (polling set to an hour)", () =>
     tail(true, "1 hour").pipe(Effect.provide(postgres))
+  )
+
+  it.scopedLive("a LISTEN connection killed under a process is replaced: NOTIFYs reach it again", () =>
+    Effect.gen(function* () {
+      const channel = `${schema}_relisten`
+      const processWith = (applicationName: string) =>
+        Layer.build(
+          Postgres.layerWakeup({ channel }).pipe(
+            Layer.provideMerge(Postgres.layer({ url: pgUrl, maxConnections: 2, applicationName }))
+          )
+        )
+      const listener = yield* processWith(channel)
+      const sender = yield* processWith(`${channel}_sender`)
+      const hints = yield* Effect.flatMap(Wakeup.Wakeup, (w) => w.subscribe).pipe(Effect.provide(listener))
+      const sql = Context.get(sender, SqlClient.SqlClient)
+      const listening = Effect.map(
+        sql<{ readonly pid: number }>`select pid from pg_stat_activity
+          where application_name in (${channel}, ${`${channel}-listen`}) and query ilike 'listen %'`,
+        (rows) => rows.map((row) => row.pid)
+      )
+      // what the listener heard before is dropped: only a hint the sender's NOTIFY brings counts
+      const heard = Effect.gen(function* () {
+        yield* Queue.takeAll(hints)
+        yield* Effect.flatMap(Wakeup.Wakeup, (w) => w.notify).pipe(Effect.provide(sender))
+        return yield* Queue.take(hints).pipe(Effect.timeout("2 seconds"))
+      }).pipe(Effect.retry(Schedule.recurs(5)))
+      yield* waitUntil(Effect.map(listening, (pids) => pids.length === 1))
+      yield* heard
+      const [killed] = yield* listening
+      yield* sql`select pg_terminate_backend(${killed!})`
+      yield* waitUntil(Effect.map(listening, (pids) => pids.length === 1 && pids[0] !== killed))
+      yield* heard
+    }).pipe(Effect.provide(postgres))
   )
 
   it.scopedLive("polling alone keeps a runner live without any wake-up hint", () =>
