@@ -132,6 +132,33 @@ describe("Projection on memory stores", () => {
     }).pipe(Effect.provide(stores()))
   )
 
+  it.live("the lag of partitions behind counts the events between their checkpoints and the head once", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const gate = yield* Deferred.make<void>()
+      // every partition with events is held at its first batch
+      const projection = Projection.make({
+        name: `lag-${category}`,
+        events: Money,
+        categories: [category],
+        partitions: 4,
+        handle: () => Deferred.await(gate)
+      })
+      for (let i = 0; i < 16; i++) yield* appendTo(`${category}-${i}`, deposit(1))
+      const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "1 hour" }))
+      const statuses = Effect.flatMap(Projection.Registry, (r) => r.statuses)
+      yield* Effect.gen(function* () {
+        yield* waitUntil(Effect.map(statuses, ([s]) => s !== undefined && s.owned.length === 4))
+        const [status] = yield* statuses
+        assert.isAtLeast(status!.owned.filter((p) => p.state !== "live").length, 2, "several partitions behind")
+        assert.strictEqual(status!.lag.events, 16)
+      }).pipe(
+        // the batches in flight finish before the runner stops, pass or fail
+        Effect.ensuring(Effect.zipRight(Deferred.succeed(gate, undefined), Fiber.interrupt(runner)))
+      )
+    }).pipe(Effect.provide(stores()))
+  )
+
   it.live("poison policy stop: the partition halts before the poison event, with the error", () =>
     Effect.gen(function* () {
       const category = yield* uniqueCategory

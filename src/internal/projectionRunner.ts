@@ -98,8 +98,9 @@ export interface Status {
   readonly partitions: number
   readonly owned: ReadonlyArray<PartitionStatus>
   /**
-   * How far behind the owned partitions are: positions between their checkpoints and the head (events,
-   * give or take rolled-back positions) and, in seconds, the age of the oldest event of a batch being
+   * How far behind the owned partitions are: positions between the farthest behind's checkpoint and the
+   * head (events of every partition and type, give or take rolled-back positions), plus the events held
+   * back, and, in seconds, the age of the oldest event of a batch being
    * handled (for the outbox relay: of the oldest unpublished event) or else of the last handled event;
    * 0 once caught up.
    */
@@ -259,6 +260,8 @@ export const run = <A, E, R>(
               yield* Effect.logError(`partition ${partition} stopped; it will be claimed again`, exit.value.cause)
             }
             owned.delete(partition)
+            // whoever claims it reports it from now on
+            yield* resetLag(rt, partition)
             continue
           }
           const renewed = yield* Effect.either(rt.checkpoints.renew(entry.lease, rt.ttl))
@@ -562,6 +565,9 @@ const status = <A, E, R>(
       .sort((a, b) => a.partition - b.partition)
     const head = yield* Effect.option(rt.events.head)
     let events = 0
+    // positions count every partition's events: the farthest partition behind is the backlog (summing
+    // the distances would count the events between them once per partition)
+    let behindInLog = 0
     let seconds = 0
     for (const p of owned) {
       if (Option.isSome(p.heldBack)) {
@@ -569,7 +575,7 @@ const status = <A, E, R>(
         seconds = Math.max(seconds, (now - p.heldBack.value.since.epochMillis) / 1000)
       }
       if (p.state === "live" || Option.isSome(p.heldBack)) continue
-      if (Option.isSome(head)) events += Math.max(0, Number(head.value.position - p.checkpoint.position))
+      if (Option.isSome(head)) behindInLog = Math.max(behindInLog, Number(head.value.position - p.checkpoint.position))
       // a batch that cannot be handled (a broker outage) shows the age of its oldest event
       const behind = Option.orElse(p.pendingSince, () => p.lastEventAt)
       if (Option.isSome(behind)) seconds = Math.max(seconds, (now - behind.value.epochMillis) / 1000)
@@ -582,7 +588,7 @@ const status = <A, E, R>(
       state,
       partitions: rt.def.partitions,
       owned,
-      lag: { events, seconds },
+      lag: { events: events + behindInLog, seconds },
       lastError: Option.firstSomeOf(owned.map((p) => p.lastError))
     }
   })
