@@ -33,7 +33,13 @@
  * them under the same ids, see above), and the batch's transaction stays open meanwhile: keep batches
  * small (the default is 20). Two batches locking the same instances in opposite orders deadlock on
  * PostgreSQL; the database aborts one, which is retried. On SQLite the commands join the saga's
- * transaction. Commands go through the `CommandBus` in context.
+ * transaction. Commands go through the `CommandBus` in context. On PostgreSQL and MySQL each batch holds
+ * a connection while its commands take others: give the pool more connections than the saga's partitions
+ * (plus what else shares it), or the batches wait on the pool for each other. A timeout fires at its due
+ * time by the clock, even while events recorded before it still wait in the saga's backlog (after a
+ * downtime, say): a deadline racing a late confirmation is decided by which the saga sees first.
+ * The memory saga store keeps an instance's lock for one input, not to the end of its batch: with
+ * several partitions, an instance that receives events in two partitions at once is only safe on SQL.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -158,10 +164,9 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
       // the instance first, then its timeout: the order every input takes its locks in
       yield* store.lock(options.name, instance)
       if (timeout !== undefined && Option.isNone(yield* store.claim(timeout))) return
-      /** Sends a command outside the store's transaction, under a deterministic command id. */
-      const send = (command: CommandBus.Command, slot: string) =>
+      /** Sends a command (and its encoded form) outside the store's transaction, under a deterministic command id. */
+      const send = (command: CommandBus.Command, encoded: SagaStore.StoredCommand, slot: string) =>
         Effect.gen(function* () {
-          const encoded = yield* encodeCommand(command)
           const commandId = Uuid.fromName(
             `${options.name}\u0000${instance}\u0000${cause}\u0000${slot}\u0000${JSON.stringify(encoded)}`
           )
@@ -191,16 +196,26 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
           ? yield* Effect.orDie(decodeState(loaded.value.state))
           : options.initialState
         const reaction = options.react(state, input)
+        // everything is encoded before the first command is sent: a state, command or compensation that
+        // cannot be makes the input poison with nothing sent, not sent commands whose undoing is not kept
+        const encodedState = yield* Effect.orDie(encodeState(reaction.state))
+        const steps = yield* Effect.forEach(reaction.commands ?? [], (item) => {
+          const step: Step<CommandBus.Command> = isStep(item) ? item : { command: item as CommandBus.Command }
+          return Effect.all({
+            command: Effect.succeed(step.command),
+            encoded: encodeCommand(step.command),
+            compensation: step.compensation === undefined ? Effect.succeed(undefined) : encodeCommand(step.compensation)
+          })
+        })
         const compensations = Option.isSome(failedBefore)
           ? [...failedBefore.value.compensations]
           : [...(Option.isSome(loaded) ? loaded.value.compensations : [])]
         let failure = Option.isSome(failedBefore) ? failedBefore.value.error : reaction.fail
-        for (const [index, item] of (reaction.commands ?? []).entries()) {
+        for (const [index, step] of steps.entries()) {
           if (failure !== undefined) break
-          const step: Step<CommandBus.Command> = isStep(item) ? item : { command: item as CommandBus.Command }
-          const exit = yield* settled(yield* send(step.command, String(index)))
+          const exit = yield* settled(yield* send(step.command, step.encoded, String(index)))
           if (Exit.isFailure(exit)) failure = `${step.command._tag} failed: ${describe(exit)}`
-          else if (step.compensation !== undefined) compensations.push(yield* encodeCommand(step.compensation))
+          else if (step.compensation !== undefined) compensations.push(step.compensation)
         }
         let status: SagaStore.Status = reaction.complete === true ? "completed" : "running"
         let error = Option.none<string>()
@@ -216,7 +231,11 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
             const stored = compensations[compensations.length - 1]!
             const command = yield* Effect.orDie(Schema.decodeUnknown(commandClass(stored))(stored))
             const exit = yield* settled(
-              yield* send(command as CommandBus.Command, `compensate/${compensations.length}`)
+              yield* send(
+                command as CommandBus.Command,
+                yield* encodeCommand(command as CommandBus.Command),
+                `compensate/${compensations.length}`
+              )
             )
             if (Exit.isFailure(exit)) {
               status = "failed"
@@ -234,7 +253,7 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
             options.name,
             instance,
             Option.isSome(loaded) ? loaded.value.version : 0,
-            { status, state: yield* Effect.orDie(encodeState(reaction.state)), compensations, error },
+            { status, state: encodedState, compensations, error },
             {
               schedule:
                 status === "running"

@@ -22,7 +22,7 @@ import * as SqlCheckpointStore from "../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSagaStore from "../src/sql/SqlSagaStore.js"
 import * as Wakeup from "../src/Wakeup.js"
-import { makeTransfer } from "../examples/bank/Transfer.js"
+import { makeTransfer, TransferEvent } from "../examples/bank/Transfer.js"
 import {
   accountHandlers,
   Accounts,
@@ -262,6 +262,49 @@ const sagaSuite = (backend: Backend) =>
         })
       )
     }
+
+    it.live("a step whose compensation cannot be stored is not sent: the input is poison, with nothing sent", () =>
+      Effect.gen(function* () {
+        const category = (yield* uniqueCategory).replace(/^T/, "S")
+        const saga = Saga.make({
+          name: `unlisted-${category}`,
+          events: TransferEvent,
+          categories: [`${category}Transfer`],
+          correlate: (event) => event.transferId,
+          state: Schema.Struct({}),
+          initialState: {},
+          // Deposit is not listed: a compensation of that class cannot be stored
+          commands: [Withdraw],
+          onPoison: "skip",
+          react: (state, input) =>
+            input._tag !== "TransferRequested"
+              ? { state }
+              : {
+                  state,
+                  complete: true,
+                  commands: [
+                    input.transferId === "bad"
+                      ? {
+                          command: new Withdraw({ accountId: input.from, amount: input.amount }),
+                          compensation: new Deposit({ accountId: input.from, amount: input.amount }) as never
+                        }
+                      : new Withdraw({ accountId: input.from, amount: input.amount })
+                  ]
+                }
+        })
+        yield* Effect.gen(function* () {
+          yield* openAccounts
+          const runner = yield* Effect.fork(Saga.run(saga, runOptions))
+          yield* request(category, "bad", "A", "B", 30)
+          yield* request(category, "good", "A", "B", 10)
+          yield* waitFor(statusOf(saga, "good"), (s) => Option.getOrNull(s) === "completed")
+          assert.isTrue(Option.isNone(yield* Saga.instance(saga, "bad")))
+          // only the good transfer's withdrawal happened
+          assert.strictEqual(yield* balanceOf(category, "A"), 90)
+          yield* Fiber.interrupt(runner)
+        }).pipe(Effect.provide(world(backend, category)))
+      })
+    )
 
     it.live("a compensation that fails ends the instance failed, keeping the compensations not run", () =>
       Effect.gen(function* () {
