@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -23,6 +23,7 @@ import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSagaStore from "../src/sql/SqlSagaStore.js"
 import * as Wakeup from "../src/Wakeup.js"
 import { makeTransfer, TransferEvent } from "../examples/bank/Transfer.js"
+import { type TableOptions, tables } from "../src/sql/migrations.js"
 import {
   accountHandlers,
   Accounts,
@@ -47,6 +48,8 @@ interface Backend {
     EventStore.EventStore | CheckpointStore.CheckpointStore | Wakeup.Wakeup | SqlClient.SqlClient
   >
   readonly sagaStore: Effect.Effect<SagaStore.SagaStore["Type"], unknown, SqlClient.SqlClient>
+  /** Where the SQL saga store keeps its tables. */
+  readonly tableOptions?: TableOptions
 }
 
 const schema = isolatedPrefix(import.meta.url)
@@ -70,7 +73,8 @@ const backends: ReadonlyArray<Backend> = [
         Layer.provideMerge(sqliteMemory),
         Layer.orDie
       ),
-    sagaStore: SqlSagaStore.make()
+    sagaStore: SqlSagaStore.make(),
+    tableOptions: {}
   },
   {
     name: "PostgreSQL",
@@ -80,7 +84,8 @@ const backends: ReadonlyArray<Backend> = [
         Layer.provideMerge(pgWithSchema(schema)),
         Layer.orDie
       ),
-    sagaStore: SqlSagaStore.make({ schema })
+    sagaStore: SqlSagaStore.make({ schema }),
+    tableOptions: { schema }
   },
   {
     name: "MariaDB",
@@ -89,7 +94,8 @@ const backends: ReadonlyArray<Backend> = [
         SqlEventStore.layer({ tablePrefix: `${schema}_` }),
         SqlCheckpointStore.layer({ tablePrefix: `${schema}_` })
       ).pipe(Layer.provideMerge(Wakeup.layer), Layer.provideMerge(mysqlWithPrefix(`${schema}_`)), Layer.orDie),
-    sagaStore: SqlSagaStore.make({ tablePrefix: `${schema}_` })
+    sagaStore: SqlSagaStore.make({ tablePrefix: `${schema}_` }),
+    tableOptions: { tablePrefix: `${schema}_` }
   }
 ]
 
@@ -305,6 +311,32 @@ const sagaSuite = (backend: Backend) =>
         }).pipe(Effect.provide(world(backend, category)))
       })
     )
+
+    const tableOptions = backend.tableOptions
+    if (tableOptions !== undefined) {
+      it.live("an instance stored corrupt (not JSON) makes its inputs poison; the saga goes on with the others", () =>
+        Effect.gen(function* () {
+          const category = (yield* uniqueCategory).replace(/^T/, "S")
+          const saga = transferSaga(category, "1 hour")
+          yield* Effect.gen(function* () {
+            yield* openAccounts
+            const runner = yield* Effect.fork(
+              Saga.run({ ...saga, projection: { ...saga.projection, onPoison: "skip" } }, runOptions)
+            )
+            yield* request(category, "t1", "A", "B", 10)
+            yield* waitFor(statusOf(saga, "t1"), (s) => Option.isSome(s))
+            const sql = yield* SqlClient.SqlClient
+            const t = yield* tables(tableOptions)
+            yield* sql`update ${sql(t.sagaInstances)} set state = ${"{not json"} where saga = ${saga.name} and instance = ${"t1"}`
+            yield* confirm(category, "t1")
+            // the confirmation of t1 is poison (skipped); t2 after it goes through
+            yield* request(category, "t2", "A", "B", 5)
+            yield* waitFor(statusOf(saga, "t2"), (s) => Option.isSome(s))
+            yield* Fiber.interrupt(runner)
+          }).pipe(Effect.provide(world(backend, category)))
+        })
+      )
+    }
 
     it.live("a compensation that fails ends the instance failed, keeping the compensations not run", () =>
       Effect.gen(function* () {

@@ -93,15 +93,23 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             Option.match(Option.fromNullable(rows[0]), {
               onNone: () => Effect.succeedNone,
               onSome: (row) =>
-                Effect.try(() =>
-                  Option.some({
-                    version: row.version,
-                    status: row.status,
-                    state: JSON.parse(row.state) as unknown,
-                    compensations: JSON.parse(row.compensations) as ReadonlyArray<StoredCommand>,
-                    error: Option.fromNullable(row.error),
-                    updatedAt: Number(row.updated_at)
-                  })
+                // a row that is not JSON is corrupt, not unavailable: a defect, so that the input is poison (the
+                // saga's policy) as with a state that does not decode, instead of retried forever
+                Effect.try({
+                  try: () =>
+                    Option.some({
+                      version: row.version,
+                      status: row.status,
+                      state: JSON.parse(row.state) as unknown,
+                      compensations: JSON.parse(row.compensations) as ReadonlyArray<StoredCommand>,
+                      error: Option.fromNullable(row.error),
+                      updatedAt: Number(row.updated_at)
+                    }),
+                  catch: (cause) => cause
+                }).pipe(
+                  Effect.orDieWith(
+                    (cause) => new Error(`saga ${saga} instance ${instance} is stored corrupt: ${String(cause)}`)
+                  )
                 )
             })
           ),
