@@ -78,19 +78,26 @@ export const runners = (sql: SqlClient.SqlClient): Runners => {
         resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
       pool.connect((connectError, client, release) => {
         if (connectError !== undefined && connectError !== null) return failed(connectError)
-        client!.query(
-          text,
-          params as Array<unknown>,
-          (cause: Error | undefined, result: pg.QueryResult | undefined) => {
-            if (cause === undefined || cause === null) {
-              release()
-              return resume(Effect.succeed(result!.rows))
-            }
-            // an error the server answered for the statement alone (severity ERROR: a refusal, a constraint)
-            // leaves the connection good; any other (FATAL, the connection broke) has the pool close it
-            release(cause instanceof pg.DatabaseError && cause.severity === "ERROR" ? undefined : cause)
-            failed(cause)
+        // the connection may break while the statement runs: then it errors (as `pool.query` handles it;
+        // an 'error' event without a listener would crash the process) and the statement may never answer
+        let released = false
+        const finish = (cause: Error | undefined, rows: ReadonlyArray<any>) => {
+          if (released) return
+          released = true
+          client!.removeListener("error", onError)
+          if (cause === undefined) {
+            release()
+            return resume(Effect.succeed(rows))
           }
+          // an error the server answered for the statement alone (severity ERROR: a refusal, a constraint)
+          // leaves the connection good; any other (FATAL, the connection broke) has the pool close it
+          release(cause instanceof pg.DatabaseError && cause.severity === "ERROR" ? undefined : cause)
+          failed(cause)
+        }
+        const onError = (cause: Error) => finish(cause, [])
+        client!.once("error", onError)
+        client!.query(text, params as Array<unknown>, (cause: Error | undefined, result: pg.QueryResult | undefined) =>
+          cause === undefined || cause === null ? finish(undefined, result!.rows) : finish(cause, [])
         )
       })
     })
