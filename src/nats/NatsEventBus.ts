@@ -244,8 +244,8 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
 
     /**
      * Dead-letters what ran out of deliveries without a verdict (see the module doc). The first subscription
-     * is made before this returns (a refusal fails the subscribe); one the server ends later (permissions
-     * changed) is logged and made again, with a capped backoff.
+     * is made before this returns (a refusal fails the subscribe); one that fails later (as far as the
+     * client is told, see the module doc) is logged and made again, with a capped backoff.
      */
     const watchAdvisories = (group: string) =>
       Effect.gen(function* () {
