@@ -88,7 +88,7 @@ const isPassing = (cause: Cause.Cause<unknown>): boolean =>
     if (tag !== "SqlError") return false
     const driver = (error as { readonly cause?: { readonly code?: unknown; readonly sqlState?: unknown } }).cause
     const code = String(driver?.sqlState ?? driver?.code ?? "")
-    return !/^(22|23|42|2F|3F|P0)...$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)
+    return !/^(22|23|42|2F|3F|P0)...$|^25P02$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)
   })
 
 /** A batch as read, with its events decoded, or `undefined` if one of them does not decode. */
@@ -215,7 +215,10 @@ const commitWithRetries = <A, E, R>(
     // the commit is one conditional update: on its own it needs no transaction around it
     return rt.def.transactional === false
       ? Effect.zipRight(handle, untilDone(commit, cell))
-      : untilDone(rt.checkpoints.transaction(Effect.zipRight(handle, commit)), cell)
+      : untilDone(
+          rt.checkpoints.transaction(Effect.zipRight(handle, Effect.catchIf(commit, leftAborted, blamed))),
+          cell
+        )
   }).pipe(
     Effect.tapError((error) =>
       error._tag !== "HandlerFailed"
@@ -229,6 +232,28 @@ const commitWithRetries = <A, E, R>(
     ),
     Effect.retry({ schedule: transientRetry, while: (error) => error._tag === "HandlerFailed" && error.passing }),
     Effect.retry({ schedule: rt.def.retry, while: (error) => error._tag === "HandlerFailed" })
+  )
+
+/**
+ * A commit refused because the handler's work left the transaction aborted (PostgreSQL 25P02: it caught an
+ * SQL error and went on): the handler's failure, not the store's, so that it meets the retry and poison
+ * policy instead of being retried forever. A handler that tolerates SQL errors must run them in a savepoint.
+ */
+const leftAborted = (error: unknown): boolean => {
+  const cause = error as { readonly _tag?: unknown; readonly cause?: { readonly cause?: { readonly code?: unknown } } }
+  return cause._tag === "CheckpointStoreError" && cause.cause?.cause?.code === "25P02"
+}
+
+const blamed = (error: unknown) =>
+  Effect.fail(
+    new HandlerFailed(
+      Cause.fail(
+        new Error(
+          "the handler left the transaction aborted (it went on after an SQL error): the checkpoint cannot commit",
+          { cause: error }
+        )
+      )
+    )
   )
 
 const outcomeOf = (error: CheckpointStore.LeaseLost | CheckpointStore.CheckpointConflict): Outcome =>

@@ -24,7 +24,7 @@ import * as Postgres from "../../src/sql/Postgres.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import * as Wakeup from "../../src/Wakeup.js"
-import { balancesProjection, createTables, readModel } from "../support/balances.js"
+import { balancesProjection, createTables, Deposited, readModel } from "../support/balances.js"
 import { pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { settle } from "../support/settle.js"
@@ -167,6 +167,42 @@ describe("Projection rebuild while a batch is in flight", () => {
       yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
       const model = yield* readModel(tables)
       assertAppliedOnce(model, total)
+      yield* Fiber.interrupt(runner)
+    }).pipe(Effect.provide(postgres))
+  )
+})
+
+describe("Projection handlers on PostgreSQL", () => {
+  it.scopedLive("a handler that goes on after an SQL error (its transaction aborted) meets the poison policy", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const tables = `${schema}.ab_${category.toLowerCase()}`
+      yield* createTables(tables)
+      const sql = yield* SqlClient.SqlClient
+      const projection = Projection.make({
+        name: `aborted-${category}`,
+        events: Deposited,
+        categories: [category],
+        onPoison: "skip",
+        retry: Schedule.recurs(1),
+        handle: (event, envelope) =>
+          event.amount === 2
+            ? // an SQL error swallowed: PostgreSQL refuses everything after it in the transaction
+              Effect.ignore(sql`select * from ${sql(`${tables}_missing`)}`)
+            : Effect.asVoid(
+                sql`insert into ${sql(`${tables}_balances`)} (stream_id, balance)
+                  values (${envelope.eventId}, ${event.amount})`
+              )
+      })
+      yield* deposits(category, 1, 3)
+      const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "20 millis" }))
+      const balances = Effect.map(
+        sql<{ readonly balance: string | number }>`select balance from ${sql(`${tables}_balances`)} order by balance`,
+        (rows) => rows.map((row) => Number(row.balance))
+      )
+      // the batch fails on 3 (after 2 aborted it), then one at a time 2 cannot commit: skipped, 3 applied
+      yield* waitUntil(Effect.map(balances, (applied) => applied.includes(3)))
+      assert.deepStrictEqual(yield* balances, [1, 3])
       yield* Fiber.interrupt(runner)
     }).pipe(Effect.provide(postgres))
   )
