@@ -31,7 +31,7 @@ import {
   Withdraw
 } from "../support/commands.js"
 import { natsUrl } from "../support/config.js"
-import { throwawayNats, throwawayNatsWith } from "../support/servers.js"
+import { subscribeDenied, throwawayNats, throwawayNatsWith } from "../support/servers.js"
 
 const prefix = () => `commands_${randomBytes(4).toString("hex")}`
 
@@ -211,19 +211,12 @@ describe("NatsCommandTransport", () => {
   )
 
   describe("subscription permissions", () => {
-    const config = (denied: ReadonlyArray<string>) => `
-      authorization {
-        users: [{ user: app, password: app, permissions: { subscribe: { deny: ${JSON.stringify(denied)} } } }]
-      }
-      no_auth_user: app
-    `
-
     it.scopedLive(
       "a command subscription the server refuses fails the serving Layer with a typed error",
       () =>
         Effect.gen(function* () {
           const subjectPrefix = prefix()
-          const nats = yield* throwawayNatsWith(config([`${subjectPrefix}.Probe`]))
+          const nats = yield* throwawayNatsWith(subscribeDenied([`${subjectPrefix}.Probe`]))
           const error = yield* Effect.flip(Layer.build(server({ url: nats.url, subjectPrefix, name: "a" })))
           assert.strictEqual(error._tag, "CommandBusConfigError")
           assert.include(error.message, `${subjectPrefix}.Probe`)

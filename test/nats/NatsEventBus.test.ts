@@ -25,7 +25,7 @@ import * as Outbox from "../../src/Outbox.js"
 import * as Projection from "../../src/Projection.js"
 import * as Wakeup from "../../src/Wakeup.js"
 import { natsUrl } from "../support/config.js"
-import { throwawayNatsWith } from "../support/servers.js"
+import { subscribeDenied, throwawayNatsWith } from "../support/servers.js"
 import { uniqueCategory } from "../support/ids.js"
 
 /** A store, a relay to a fresh JetStream stream, and the bus on it; the streams are deleted afterwards. */
@@ -323,12 +323,7 @@ describe("NatsEventBus", () => {
     "a group refused the advisories subscription (permissions) fails to subscribe with a typed error",
     () =>
       Effect.gen(function* () {
-        const server = yield* throwawayNatsWith(`
-          authorization {
-            users: [{ user: app, password: app, permissions: { subscribe: { deny: ["$JS.EVENT.ADVISORY.>"] } } }]
-          }
-          no_auth_user: app
-        `)
+        const server = yield* throwawayNatsWith(subscribeDenied(["$JS.EVENT.ADVISORY.>"]))
         const id = randomBytes(4).toString("hex")
         const stream = `EES_BUS_${id}`
         const subjectPrefix = `bus_${id}`

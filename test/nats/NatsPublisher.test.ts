@@ -16,7 +16,7 @@ import * as Nats from "../../src/nats/Nats.js"
 import * as Outbox from "../../src/Outbox.js"
 import * as NatsPublisher from "../../src/nats/NatsPublisher.js"
 import { natsUrl } from "../support/config.js"
-import { throwawayNats, throwawayNatsWith } from "../support/servers.js"
+import { subscribeDenied, throwawayNats, throwawayNatsWith } from "../support/servers.js"
 
 const names = () => {
   const id = randomBytes(4).toString("hex")
@@ -289,19 +289,12 @@ describe("NatsPublisher", () => {
   )
 
   describe("ack subscription permissions", () => {
-    const config = (denied: ReadonlyArray<string>) => `
-      authorization {
-        users: [{ user: relay, password: relay, permissions: { subscribe: { deny: ${JSON.stringify(denied)} } } }]
-      }
-      no_auth_user: relay
-    `
-
     it.scopedLive(
       "a refused ack subscription fails the layer with a typed error; an allowed inbox prefix works",
       () =>
         Effect.gen(function* () {
           // (the connection's own requests need `_INBOX`: the publisher's acks use a prefix of their own here)
-          const server = yield* throwawayNatsWith(config(["relay_acks.>"]))
+          const server = yield* throwawayNatsWith(subscribeDenied(["relay_acks.>"]))
           const { stream, subjectPrefix } = names()
           const error = yield* Effect.flip(
             publisherOn(server.url, { stream, subjectPrefix, inboxPrefix: "relay_acks", timeout: "2 seconds" })
@@ -320,7 +313,7 @@ describe("NatsPublisher", () => {
       "an ack subscription the server ends fails publishes with a typed error, and is renewed once allowed again",
       () =>
         Effect.gen(function* () {
-          const server = yield* throwawayNatsWith(config([]))
+          const server = yield* throwawayNatsWith(subscribeDenied([]))
           const { stream, subjectPrefix } = names()
           const { publisher } = yield* publisherOn(server.url, {
             stream,
@@ -330,7 +323,7 @@ describe("NatsPublisher", () => {
           })
           yield* publisher.publish([recorded("Account-1", 1)])
           // the server applies a reload shortly after: publish until it has
-          yield* server.reload(config(["relay_acks.>"]))
+          yield* server.reload(subscribeDenied(["relay_acks.>"]))
           const retrying = Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(50)))
           const second = recorded("Account-1", 2)
           const refused = yield* publisher.publish([second]).pipe(
@@ -339,7 +332,7 @@ describe("NatsPublisher", () => {
             Effect.retry(retrying)
           )
           assert.isTrue(refused.transient)
-          yield* server.reload(config([]))
+          yield* server.reload(subscribeDenied([]))
           // the refused publishes were sent all the same: the event may be there already, once
           const [ack] = yield* publisher.publish([second]).pipe(Effect.retry(retrying))
           assert.strictEqual(ack!.sequence, 2)

@@ -139,6 +139,17 @@ export interface ThrowawayNats extends ThrowawayServer {
   readonly reload: (config: string) => Effect.Effect<void, Error>
 }
 
+/**
+ * nats-server configuration (for {@link throwawayNatsWith} and `reload`) whose one user, taken by every
+ * connection without credentials, may not subscribe to `denied`.
+ */
+export const subscribeDenied = (denied: ReadonlyArray<string>): string => `
+  authorization {
+    users: [{ user: app, password: app, permissions: { subscribe: { deny: ${JSON.stringify(denied)} } } }]
+  }
+  no_auth_user: app
+`
+
 /** A fresh nats-server with JetStream (file storage in a temporary directory). */
 export const throwawayNats: Effect.Effect<ThrowawayNats, Error, Scope.Scope> = Effect.suspend(() =>
   throwawayNatsWith("")
