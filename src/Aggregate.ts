@@ -277,23 +277,22 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
       if (events.length === 0) {
         return { streamId, version: loaded.version, events, positions: [], duplicate: false } satisfies HandleResult<E>
       }
-      const data = yield* Effect.forEach(events, (event, index) =>
-        Effect.flatMap(decider.codec.encode(event), (encoded) =>
-          Event.make({
-            ...encoded,
-            metadata,
-            ...(commandId === undefined
-              ? {}
-              : {
-                  // with tenants, the same command id and stream id in two tenants make two events
-                  eventId: Uuid.fromName(
-                    metadata.tenantId === undefined
-                      ? `${commandId}\u0000${streamId}\u0000${index}`
-                      : `${metadata.tenantId}\u0000${commandId}\u0000${streamId}\u0000${index}`
-                  )
-                })
-          })
-        )
+      const encoded = yield* Effect.forEach(events, (event) => decider.codec.encode(event))
+      const data = yield* Event.makeAll(
+        encoded.map((fields, index) => ({
+          ...fields,
+          metadata,
+          ...(commandId === undefined
+            ? {}
+            : {
+                // with tenants, the same command id and stream id in two tenants make two events
+                eventId: Uuid.fromName(
+                  metadata.tenantId === undefined
+                    ? `${commandId}\u0000${streamId}\u0000${index}`
+                    : `${metadata.tenantId}\u0000${commandId}\u0000${streamId}\u0000${index}`
+                )
+              })
+        }))
       )
       return yield* store
         .append(streamId, data, {

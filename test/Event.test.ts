@@ -102,6 +102,31 @@ describe("Event", () => {
     })
   )
 
+  it.effect("makeAll builds the events make would, in order, keeping given ids", () =>
+    Effect.gen(function* () {
+      const given = "0190a0b0-0000-7000-8000-000000000001"
+      const events = yield* Event.makeAll([
+        { type: "A", data: { n: 1 } },
+        { type: "B", data: 2, schemaVersion: 3, metadata: { principal: "p" }, eventId: given },
+        { type: "C", data: null }
+      ])
+      assert.deepStrictEqual(
+        events.map(({ eventId: _, ...rest }) => rest),
+        [
+          { type: "A", schemaVersion: 1, data: { n: 1 }, metadata: {} },
+          { type: "B", schemaVersion: 3, data: 2, metadata: { principal: "p" } },
+          { type: "C", schemaVersion: 1, data: null, metadata: {} }
+        ]
+      )
+      assert.strictEqual(events[1]!.eventId, given)
+      const generated = [events[0]!.eventId, events[2]!.eventId]
+      for (const id of generated)
+        assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+      assert.notStrictEqual(generated[0], generated[1])
+      assert.deepStrictEqual(yield* Event.makeAll([]), [])
+    })
+  )
+
   it("checkpoint order compares the transaction first, then the position", () => {
     const order = Event.checkpointOrder
     assert.strictEqual(order({ transaction: 1n, position: 9n }, { transaction: 2n, position: 1n }), -1)

@@ -25,7 +25,7 @@ import { type Target, withFreshStore } from "../targets.js"
 
 const appendNew = (store: EventStore.EventStore["Type"], run: string, eventsPerAppend: number) => (i: number) =>
   Effect.flatMap(
-    Effect.all(Array.from({ length: eventsPerAppend }, () => Event.make({ type: "Deposited", data: payload }))),
+    Event.makeAll(Array.from({ length: eventsPerAppend }, () => ({ type: "Deposited", data: payload }))),
     (events) => store.append(`W-${run}-${i}`, events, { expectedVersion: Event.NoStream })
   )
 

@@ -65,7 +65,7 @@ const relay = (options: Options, count: number) =>
         Array.from({ length: Math.ceil(count / 50) }, (_, i) => i),
         (i) =>
           Effect.flatMap(
-            Effect.all(Array.from({ length: 50 }, () => Event.make({ type: "Deposited", data: payload }))),
+            Event.makeAll(Array.from({ length: 50 }, () => ({ type: "Deposited", data: payload }))),
             (events) => store.append(`O-${i}`, events)
           ),
         { concurrency: 8, discard: true }

@@ -154,7 +154,7 @@ const fill = (total: number) =>
       Array.from({ length: Math.ceil(total / eventsPerStream) }, (_, i) => i),
       (i) =>
         Effect.flatMap(
-          Effect.all(Array.from({ length: eventsPerStream }, () => Event.make({ type: "Deposited", data: payload }))),
+          Event.makeAll(Array.from({ length: eventsPerStream }, () => ({ type: "Deposited", data: payload }))),
           (events) => store.append(`P-${i}`, events)
         ),
       { concurrency: 8, discard: true }

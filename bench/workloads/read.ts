@@ -48,7 +48,7 @@ const fill = (store: Parameters<Parameters<typeof withFreshStore>[1]>[0], total:
     Array.from({ length: Math.ceil(total / eventsPerAppend) }, (_, i) => i),
     (i) =>
       Effect.flatMap(
-        Effect.all(Array.from({ length: eventsPerAppend }, () => Event.make({ type: "Deposited", data: payload }))),
+        Event.makeAll(Array.from({ length: eventsPerAppend }, () => ({ type: "Deposited", data: payload }))),
         (events) => store.append(`R2-${i}`, events)
       ),
     { concurrency: 8, discard: true }
