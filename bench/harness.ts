@@ -49,11 +49,25 @@ export const percentile = (values: ReadonlyArray<number>, p: number): number | u
 }
 
 /** Runs `run` `repetitions` times and returns the run with the median `value`. */
-export const median = async <A>(repetitions: number, run: () => Promise<A>, value: (a: A) => number): Promise<A> => {
-  const runs: Array<A> = []
-  for (let i = 0; i < repetitions; i++) runs.push(await run())
-  runs.sort((a, b) => value(a) - value(b))
-  return runs[Math.floor(runs.length / 2)]!
+export const median = async <A>(repetitions: number, run: () => Promise<A>, value: (a: A) => number): Promise<A> =>
+  (await medians(repetitions, [run], value))[0]!
+
+/**
+ * Runs each of `runs` `repetitions` times, taking turns (first, second, ..., first, second, ...), and returns
+ * each one's run with the median `value`, in order. Taking turns exposes all of them alike to the machine's
+ * load, which drifts over seconds here: run one after the other, a baseline and the store compared with it
+ * can meet different load, and the ratio moves by a third between runs of the benchmark.
+ */
+export const medians = async <A>(
+  repetitions: number,
+  runs: ReadonlyArray<() => Promise<A>>,
+  value: (a: A) => number
+): Promise<ReadonlyArray<A>> => {
+  const all = runs.map((): Array<A> => [])
+  for (let i = 0; i < repetitions; i++) {
+    for (const [k, run] of runs.entries()) all[k]!.push(await run())
+  }
+  return all.map((results) => results.sort((a, b) => value(a) - value(b))[Math.floor(results.length / 2)]!)
 }
 
 /** Times `op(i)` for `i` in `0..count`, by `concurrency` workers pulling from one counter. */

@@ -98,6 +98,24 @@ describe("Metrics", () => {
         }
       }).pipe(Effect.provide(store))
     )
+
+    it.live(`the ${name} store counts appends under the fiber's metric labels`, () =>
+      Effect.gen(function* () {
+        const category = yield* uniqueCategory
+        const s = yield* EventStore.EventStore
+        const labelled = Effect.all({
+          ok: count(tagged(Metrics.appendsTotal, ["outcome", "ok"], ["run", category])),
+          conflict: count(tagged(Metrics.appendsTotal, ["outcome", "ConcurrencyConflict"], ["run", category])),
+          conflicts: count(tagged(Metrics.conflictsTotal, ["run", category])),
+          appended: count(tagged(Metrics.eventsAppendedTotal, ["run", category]))
+        })
+        yield* Effect.gen(function* () {
+          yield* s.append(`${category}-1`, [yield* event(1), yield* event(2)], { expectedVersion: Event.NoStream })
+          yield* Effect.flip(s.append(`${category}-1`, [yield* event(3)], { expectedVersion: Event.NoStream }))
+        }).pipe(Effect.tagMetrics("run", category))
+        assert.deepStrictEqual(yield* labelled, { ok: 1, conflict: 1, conflicts: 1, appended: 2 })
+      }).pipe(Effect.provide(store))
+    )
   }
 
   it.live("the command bus counts commands by tag and outcome, and times them", () =>

@@ -1,10 +1,11 @@
 /**
  * W1-W3: appends. W1 one event to a new stream, one writer; W2 the same with 16 writers; W3 appends of
- * 50 events. Each store figure is compared with the raw `pg` baseline of the same run.
+ * 50 events. Each store figure is compared with the raw `pg` baseline of the same run, measured in turns with it.
  */
 import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
+import type * as MetricState from "effect/MetricState"
 import type pg from "pg"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
@@ -12,7 +13,7 @@ import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import {
   type Measurement,
   measureEffect,
-  median,
+  medians,
   type Options,
   payload,
   perSecond,
@@ -29,6 +30,35 @@ const appendNew = (store: EventStore.EventStore["Type"], run: string, eventsPerA
     (events) => store.append(`W-${run}-${i}`, events, { expectedVersion: Event.NoStream })
   )
 
+/** Appends per round trip under group commit, from a snapshot of the histogram taken before. */
+const batchesSince = (before: MetricState.MetricState.Histogram) => {
+  const after = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
+  return {
+    count: after.count - before.count,
+    sum: after.sum - before.sum,
+    buckets: after.buckets.map(([bound, n], i) => [bound, n - (before.buckets[i]?.[1] ?? 0)] as const)
+  }
+}
+
+type Batches = ReturnType<typeof batchesSince>
+
+const batchReport = (runs: ReadonlyArray<Batches>) => {
+  const count = runs.reduce((n, b) => n + b.count, 0)
+  if (count === 0) return {}
+  const sum = runs.reduce((n, b) => n + b.sum, 0)
+  return {
+    batches: count,
+    mean_batch: Number((sum / count).toFixed(2)),
+    batch_size_buckets: Object.fromEntries(
+      runs[0]!.buckets.map(([bound], i) => [`<=${bound}`, runs.reduce((n, b) => n + b.buckets[i]![1], 0)])
+    )
+  }
+}
+
+/**
+ * A workload: the raw baseline and every store, `repetitions` times each, taking turns (see `medians`); the
+ * figures are each one's median run. Batch sizes are reported over all of a store's runs.
+ */
 const workload =
   (
     id: string,
@@ -40,38 +70,34 @@ const workload =
   async (options: Options, pool: pg.Pool, targets: ReadonlyArray<Target>): Promise<ReadonlyArray<Result>> => {
     const count = appends(options)
     const rate = (m: Measurement) => perSecond(m, eventsPerAppend)
-    const raw = await median(options.repetitions, () => baseline(pool, count), rate)
-    const results: Array<Result> = []
-    for (const target of targets) {
+    const batches = targets.map((): Array<Batches> => [])
+    const storeRun = (k: number) => async (): Promise<Measurement> => {
       const before = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
-      const m = await median(
-        options.repetitions,
-        () =>
-          withFreshStore(target, (store) =>
-            measureEffect(count, writers, appendNew(store, randomUUID(), eventsPerAppend))
-          ),
-        rate
+      const m = await withFreshStore(targets[k]!, (store) =>
+        measureEffect(count, writers, appendNew(store, randomUUID(), eventsPerAppend))
       )
-      const after = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
-      const batches = after.count - before.count
-      const extra =
-        batches === 0
-          ? {}
-          : {
-              batches,
-              mean_batch: Number(((after.sum - before.sum) / batches).toFixed(2)),
-              batch_size_buckets: Object.fromEntries(
-                after.buckets.map(([bound, n], i) => [`<=${bound}`, n - (before.buckets[i]?.[1] ?? 0)])
-              )
-            }
-      results.push(
-        result({ id, store: target.name, value: rate(m), unit: "events/s", measurement: m, baseline: rate(raw), extra })
-      )
+      batches[k]!.push(batchesSince(before))
+      return m
     }
-    results.push(
-      result({ id, store: "raw-pg", value: rate(raw), unit: "events/s", measurement: raw, notes: "the baseline" })
+    const [raw, ...stores] = await medians(
+      options.repetitions,
+      [() => baseline(pool, count), ...targets.map((_, k) => storeRun(k))],
+      rate
     )
-    return results
+    return [
+      ...targets.map((target, k) =>
+        result({
+          id,
+          store: target.name,
+          value: rate(stores[k]!),
+          unit: "events/s",
+          measurement: stores[k]!,
+          baseline: rate(raw!),
+          extra: batchReport(batches[k]!)
+        })
+      ),
+      result({ id, store: "raw-pg", value: rate(raw!), unit: "events/s", measurement: raw!, notes: "the baseline" })
+    ]
   }
 
 export const W1 = workload(
