@@ -200,8 +200,10 @@ export const make = (
             and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}`
         )
         if (n > 0) return
+        // MySQL: a locking read, which sees the row as committed now, like the update did; a plain one inside
+        // a batch's transaction sees its snapshot (REPEATABLE READ), which may still show a lease since taken over
         const [row] = yield* sql<{ readonly n: number | string }>`
-          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}`
+          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}${mysql ? sql.literal(" lock in share mode") : sql.literal("")}`
         return yield* Number(row!.n) === 0
           ? lost(lease)
           : new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition })

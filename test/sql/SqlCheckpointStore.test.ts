@@ -1,8 +1,13 @@
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as CheckpointStore from "../../src/CheckpointStore.js"
+import * as Event from "../../src/Event.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
-import { isolatedPrefix } from "../support/ids.js"
+import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
 import { suite } from "../suites/CheckpointStoreSuite.js"
 
@@ -28,6 +33,53 @@ suite(
   SqlCheckpointStore.layer({ tablePrefix: `${schema}_` }).pipe(Layer.provide(mysqlWithPrefix(`${schema}_`))),
   { transactional: true }
 )
+
+// a projection batch's transaction reads (the handler's queries) before it commits; meanwhile its lease
+// expires and another worker takes the partition over: the commit must say LeaseLost, whatever the
+// transaction's snapshot still shows (MySQL's REPEATABLE READ keeps the one of its first read). Needs a store
+// whose transactions run beside other connections: not SQLite, whose one connection serializes them.
+for (const [name, storeLayer] of [
+  ["PostgreSQL", SqlCheckpointStore.layer({ schema }).pipe(Layer.provide(pgWithSchema(schema)))],
+  [
+    "MariaDB",
+    SqlCheckpointStore.layer({ tablePrefix: `${schema}_` }).pipe(Layer.provide(mysqlWithPrefix(`${schema}_`)))
+  ]
+] as const) {
+  layer(storeLayer, { excludeTestServices: true, timeout: "60 seconds" })(`SqlCheckpointStore on ${name}`, (it) => {
+    it.effect("a commit whose lease was taken over after the transaction first read fails with LeaseLost", () =>
+      Effect.gen(function* () {
+        const s = yield* CheckpointStore.CheckpointStore
+        const id = { name: `projection_${yield* uniqueCategory}`, version: 1 }
+        yield* s.register(id, 1)
+        const a = Option.getOrThrow(yield* s.claim(id, 0, "A", 300))
+        yield* Effect.sleep("500 millis")
+        const read = yield* Deferred.make<void>()
+        // forked outside the transaction: its claim runs on a connection of its own
+        const takeOver = yield* Effect.fork(
+          Effect.zipRight(
+            Deferred.await(read),
+            Effect.flatMap(s.claim(id, 0, "B", 60_000), (b) => Effect.succeed(Option.isSome(b)))
+          )
+        )
+        const refused = yield* Effect.flip(
+          s.transaction(
+            Effect.gen(function* () {
+              assert.deepStrictEqual(
+                (yield* s.partitions(id)).map((p) => Option.getOrNull(p.owner)),
+                ["A"],
+                "the transaction's first read"
+              )
+              yield* Deferred.succeed(read, undefined)
+              assert.isTrue(yield* Fiber.join(takeOver), "B took the partition over")
+              yield* s.commit(a.lease, Event.start, { transaction: 1n, position: 1n }, 60_000)
+            })
+          )
+        )
+        assert.strictEqual(refused._tag, "LeaseLost")
+      })
+    )
+  })
+}
 
 describe("SqlCheckpointStore configuration", () => {
   it.scoped("refuses table names that are not plain identifiers, with a CheckpointStoreError", () =>
