@@ -6,7 +6,9 @@
  *   ids and expected version, insert, bump the version) and one short transaction on SQLite. They join
  *   an enclosing `sql.withTransaction`, so user writes can commit atomically with events. Outside one,
  *   concurrent PostgreSQL appends are grouped (group commit): one round trip and one commit for many,
- *   each in its own subtransaction, so each is checked, committed or refused on its own.
+ *   each in its own subtransaction, so each is checked, committed or refused on its own. A grouped append
+ *   that waits more than 50 ms for a lock (its stream's row, held by a caller's transaction that appended
+ *   to it and goes on) leaves its group and runs again alone: it cannot hold up the others.
  * - **Unique values** and **handled commands** are stored beside the events, written in the append's
  *   transaction (see `EventStore.AppendOptions`).
  * - **Global order without skips.** PostgreSQL hands out positions when rows are inserted but makes them

@@ -138,7 +138,9 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         // the same function, now telling which path a batch took (a DEBUG1 message)
         "8_append_batch_path": replacePgAppendBatch(t),
         "9_append_one_event": replacePgAppend(t),
-        "10_saga_failures": createSagaFailuresTable(t)
+        "10_saga_failures": createSagaFailuresTable(t),
+        // the same function, now leaving an append that waits for a lock out of its batch (`busy`)
+        "11_append_batch_lock_wait": replacePgAppendBatch(t)
       }),
       table: t.migrations
     })

@@ -78,11 +78,12 @@ export const make = (
       )
     }
 
-    /** Several appends, one round trip and one commit (group commit); each succeeds or fails alone. */
+    /**
+     * Several appends, one round trip and one commit (group commit); each succeeds or fails alone. Even one
+     * append taken by a writer goes through the batch function: its bounded lock wait keeps a stream whose
+     * row another transaction holds from stalling the writer, and every append queued behind it.
+     */
     const callAppendBatch = (appends: ReadonlyArray<PreparedAppend>) => {
-      if (appends.length === 1) {
-        return Effect.map(Effect.exit(callAppend(appends[0]!, run.outsideTransaction)), (exit) => [exit])
-      }
       // one lock order for every batch (by stream, keeping each stream's appends in arrival order): no deadlocks
       const order = appends
         .map((_, i) => i)
@@ -94,13 +95,15 @@ export const make = (
         ),
         Effect.map(([row]) => {
           const results: ReadonlyArray<PgBatchResult> = row.result
-          const exits: Array<Exit.Exit<Outcome, PgRefusal>> = []
+          const exits: Array<Exit.Exit<Outcome | Busy, PgRefusal>> = []
           order.forEach((index, k) => {
             const r = results[k]!
             exits[index] =
               r.outcome === "error"
                 ? Exit.fail(refusal(appends[index]!, r) ?? new EventStoreError({ operation: "append", cause: r }))
-                : Exit.succeed({ outcome: r.outcome, version: r.version, positions: r.positions, stored: r.stored })
+                : r.outcome === "busy"
+                  ? Exit.succeed(busy)
+                  : Exit.succeed({ outcome: r.outcome, version: r.version, positions: r.positions, stored: r.stored })
           })
           return exits
         })
@@ -123,13 +126,19 @@ export const make = (
           })
         : undefined
 
-    /** Inside the caller's transaction, the append joins it; otherwise it may share a group commit. */
+    /**
+     * Inside the caller's transaction, the append joins it; otherwise it may share a group commit. One that
+     * its batch left out for waiting on a lock (`busy`) runs again on its own, in the caller's fiber, where
+     * its wait holds up no other append.
+     */
     return (append: PreparedAppend) =>
       Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
         Option.isSome(transaction)
           ? callAppend(append, run.viaClient)
           : batched !== undefined
-            ? batched(append)
+            ? Effect.flatMap(batched(append), (outcome) =>
+                outcome.outcome === "busy" ? callAppend(append, run.outsideTransaction) : Effect.succeed(outcome)
+              )
             : callAppend(append, run.outsideTransaction)
       )
   })
@@ -142,9 +151,14 @@ export interface Outcome {
   readonly stored: ReadonlyArray<number | null> | null
 }
 
-/** One append's answer in a batch: an outcome, or the error its subtransaction raised. */
+/** A batched append left out for waiting on a lock (see `PgFunctions.batchLockWaitMs`): run it again alone. */
+const busy = { outcome: "busy" } as const
+type Busy = typeof busy
+
+/** One append's answer in a batch: an outcome, `busy`, or the error its subtransaction raised. */
 type PgBatchResult =
   | Outcome
+  | Busy
   | { readonly outcome: "error"; readonly code: string; readonly message: string; readonly detail: string | null }
 
 type PgRefusal = UniqueConstraintViolation | DuplicateCommand | EventStoreError

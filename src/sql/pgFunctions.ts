@@ -151,11 +151,20 @@ $fn$`
  * Which path a batch took is reported as a DEBUG1 message (`effect-eventsourcing: batch appended
  * set-based` or `... append by append`), sent to a session only if it asks (`client_min_messages`).
  *
+ * Lock waits are bounded ({@link batchLockWaitMs}, as `lock_timeout` for the batch's transaction): a stream
+ * whose row another transaction holds (a caller's transaction that appended to it and goes on) would
+ * otherwise hold up every append batched with it, and every batch after it. An append that waits longer is
+ * undone alone and reported `busy`; the caller runs it again on its own, where it waits as long as it must.
+ *
  * **Gotchas**: a set-based try that loses a deadlock (with a caller's transaction that locks the same
- * streams in another order) or a lock timeout is undone and the batch goes append by append, so its
+ * streams in another order) or a lock wait is undone and the batch goes append by append, so its
  * appends wait a second time instead of the one that deadlocked failing; a statement timeout fails the
- * whole batch, as before.
+ * whole batch, as before. A batch with locked streams takes up to {@link batchLockWaitMs} longer for each,
+ * and once more for its set-based try.
  */
+/** The longest a batch waits for one lock (a stream's row, mostly) before it leaves that append out. */
+export const batchLockWaitMs = 50
+
 export const appendBatchFunction = (t: Tables): string => `
 create or replace function ${t.appendBatchFunction}(p_batch jsonb) returns jsonb
 language plpgsql as $fn$
@@ -170,6 +179,7 @@ declare
   v_version integer;
   v_events integer;
 begin
+  perform set_config('lock_timeout', '${batchLockWaitMs}ms', true);
   if not exists (
        select 1 from jsonb_array_elements(p_batch) as i(item)
        where jsonb_array_length(i.item->'claims') > 0 or jsonb_array_length(i.item->'releases') > 0
@@ -254,10 +264,13 @@ begin
       v_results := v_results || jsonb_build_array(jsonb_build_object(
         'outcome', v_result.o_outcome, 'version', v_result.o_version,
         'positions', to_jsonb(v_result.o_positions::text[]), 'stored', to_jsonb(v_result.o_stored)));
-    exception when others then
-      get stacked diagnostics v_detail = pg_exception_detail;
-      v_results := v_results || jsonb_build_array(jsonb_build_object(
-        'outcome', 'error', 'code', sqlstate, 'message', sqlerrm, 'detail', v_detail));
+    exception
+      when lock_not_available then
+        v_results := v_results || jsonb_build_array(jsonb_build_object('outcome', 'busy'));
+      when others then
+        get stacked diagnostics v_detail = pg_exception_detail;
+        v_results := v_results || jsonb_build_array(jsonb_build_object(
+          'outcome', 'error', 'code', sqlstate, 'message', sqlerrm, 'detail', v_detail));
     end;
   end loop;
   return v_results;

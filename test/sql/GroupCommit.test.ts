@@ -6,7 +6,9 @@ import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import pg from "pg"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
@@ -245,40 +247,98 @@ describe("SqlEventStore group commit", () => {
       ({ client }) => Effect.promise(() => client.end())
     )
 
-    it.scoped("the common batch takes the set-based path; a retry, a claim or a stream twice go append by append", () =>
+    it.scoped("an append waiting for a stream's lock does not hold up the appends batched with it", () =>
       Effect.gen(function* () {
-        const { client, paths } = yield* session
+        const store = yield* EventStore.EventStore
         const t = yield* tables({ schema })
         const category = yield* uniqueCategory
-        /** Runs the batch as `pgAppend` sends it; returns each outcome and the path the batch took. */
-        const run = (appends: ReadonlyArray<EventStore.PreparedAppend>) =>
+        const locked = `${category}-locked`
+        yield* store.append(locked, [yield* tick])
+        // another transaction holds the stream's row, as a caller's transaction that appended to it would
+        const holder = yield* Effect.acquireRelease(
           Effect.promise(async () => {
-            paths.length = 0
-            const batch = "[" + appends.map((a) => batchItemJson(a, 1000)).join(",") + "]"
-            const { rows } = await client.query(`select ${t.appendBatchFunction}($1::jsonb) as result`, [batch])
-            return {
-              outcomes: (rows[0].result as ReadonlyArray<{ readonly outcome: string }>).map((r) => r.outcome),
-              paths: [...paths]
-            }
-          })
-        const prepare = (streamId: string, options: EventStore.AppendOptions = { expectedVersion: Event.NoStream }) =>
-          Effect.flatMap(tick, (e) => EventStore.prepareAppend(streamId, [e], options, EventStore.defaultLimits))
-        const fresh = [yield* prepare(`${category}-a`), yield* prepare(`${category}-b`)]
-
-        assert.deepStrictEqual(yield* run(fresh), { outcomes: ["ok", "ok"], paths: ["set-based"] })
-        // the same events again: stored already, so the set-based try is undone and each is looked at alone
-        assert.deepStrictEqual(yield* run(fresh), {
-          outcomes: ["duplicates", "duplicates"],
-          paths: ["append by append"]
-        })
-        const claim = yield* prepare(`${category}-c`, { claims: [{ constraint: `seat-${category}`, value: "1" }] })
-        assert.deepStrictEqual(yield* run([claim, yield* prepare(`${category}-d`)]), {
-          outcomes: ["ok", "ok"],
-          paths: ["append by append"]
-        })
-        const twice = [yield* prepare(`${category}-e`), yield* prepare(`${category}-e`, {})]
-        assert.deepStrictEqual(yield* run(twice), { outcomes: ["ok", "ok"], paths: ["append by append"] })
+            const client = new pg.Client({ connectionString: pgUrl })
+            await client.connect()
+            await client.query("begin")
+            await client.query(`select version from ${t.streams} where stream_id = $1 for update`, [locked])
+            return client
+          }),
+          (client) => Effect.promise(() => client.end())
+        )
+        // the first append runs alone; the rest arrive during it and form one batch, the locked stream's in it
+        const first = yield* Effect.fork(Effect.flatMap(tick, (e) => store.append(`${category}-first`, [e])))
+        const waiting = yield* Effect.fork(Effect.flatMap(tick, (e) => store.append(locked, [e])))
+        const others = yield* Effect.forEach(
+          Array.from({ length: 10 }, (_, i) => i),
+          (i) => Effect.fork(Effect.flatMap(tick, (e) => store.append(`${category}-${i}`, [e]))),
+          { concurrency: "unbounded" }
+        )
+        yield* Fiber.join(first)
+        const done = yield* Fiber.join(Fiber.all(others)).pipe(
+          Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("held up by the locked stream") })
+        )
+        assert.deepStrictEqual(
+          done.map((r) => r.version),
+          Array.from({ length: 10 }, () => 1)
+        )
+        assert.isNull(yield* Fiber.poll(waiting).pipe(Effect.map(Option.getOrNull)), "the locked stream's append waits")
+        yield* Effect.promise(() => holder.query("commit"))
+        assert.strictEqual((yield* Fiber.join(waiting)).version, 2)
       })
+    )
+
+    it.scoped(
+      "the common batch takes the set-based path; a retry, a claim, a stream twice or a locked one go append by append",
+      () =>
+        Effect.gen(function* () {
+          const { client, paths } = yield* session
+          const t = yield* tables({ schema })
+          const category = yield* uniqueCategory
+          /** Runs the batch as `pgAppend` sends it; returns each outcome and the path the batch took. */
+          const run = (appends: ReadonlyArray<EventStore.PreparedAppend>) =>
+            Effect.promise(async () => {
+              paths.length = 0
+              const batch = "[" + appends.map((a) => batchItemJson(a, 1000)).join(",") + "]"
+              const { rows } = await client.query(`select ${t.appendBatchFunction}($1::jsonb) as result`, [batch])
+              return {
+                outcomes: (rows[0].result as ReadonlyArray<{ readonly outcome: string }>).map((r) => r.outcome),
+                paths: [...paths]
+              }
+            })
+          const prepare = (streamId: string, options: EventStore.AppendOptions = { expectedVersion: Event.NoStream }) =>
+            Effect.flatMap(tick, (e) => EventStore.prepareAppend(streamId, [e], options, EventStore.defaultLimits))
+          const fresh = [yield* prepare(`${category}-a`), yield* prepare(`${category}-b`)]
+
+          assert.deepStrictEqual(yield* run(fresh), { outcomes: ["ok", "ok"], paths: ["set-based"] })
+          // the same events again: stored already, so the set-based try is undone and each is looked at alone
+          assert.deepStrictEqual(yield* run(fresh), {
+            outcomes: ["duplicates", "duplicates"],
+            paths: ["append by append"]
+          })
+          const claim = yield* prepare(`${category}-c`, { claims: [{ constraint: `seat-${category}`, value: "1" }] })
+          assert.deepStrictEqual(yield* run([claim, yield* prepare(`${category}-d`)]), {
+            outcomes: ["ok", "ok"],
+            paths: ["append by append"]
+          })
+          const twice = [yield* prepare(`${category}-e`), yield* prepare(`${category}-e`, {})]
+          assert.deepStrictEqual(yield* run(twice), { outcomes: ["ok", "ok"], paths: ["append by append"] })
+          // a stream whose row another transaction holds: its append is left out (busy), the others commit
+          const holder = new pg.Client({ connectionString: pgUrl })
+          yield* Effect.acquireRelease(
+            Effect.promise(async () => {
+              await holder.connect()
+              await holder.query("begin")
+              await holder.query(`select 1 from ${t.streams} where stream_id = $1 for update`, [`${category}-a`])
+            }),
+            () => Effect.promise(() => holder.end())
+          )
+          const locked = [yield* prepare(`${category}-a`, {}), yield* prepare(`${category}-f`)]
+          assert.deepStrictEqual(yield* run(locked), { outcomes: ["busy", "ok"], paths: ["append by append"] })
+          assert.deepStrictEqual(yield* run([yield* prepare(`${category}-a`, {})]), {
+            outcomes: ["busy"],
+            paths: ["append by append"]
+          })
+        })
     )
   })
 })
