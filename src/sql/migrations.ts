@@ -71,7 +71,8 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     streams: qualify("streams"),
     migrations: qualify("migrations"),
     appendFunction: qualify("append"),
-    appendBatchFunction: qualify("append_batch"),
+    // `_2`: answers `busy` (migration 11); processes of an earlier version keep calling `append_batch`
+    appendBatchFunction: qualify("append_batch_2"),
     snapshots: qualify("snapshots"),
     uniqueValues: qualify("unique_values"),
     commands: qualify("commands"),
@@ -139,7 +140,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "8_append_batch_path": replacePgAppendBatch(t),
         "9_append_one_event": replacePgAppend(t),
         "10_saga_failures": createSagaFailuresTable(t),
-        // the same function, now leaving an append that waits for a lock out of its batch (`busy`)
+        // a function of a new name, which leaves an append that waits for a lock out of its batch (`busy`):
+        // the old one stays as it was for processes still running an earlier version, which know no `busy`
         "11_append_batch_lock_wait": replacePgAppendBatch(t)
       }),
       table: t.migrations

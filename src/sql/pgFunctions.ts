@@ -151,7 +151,7 @@ $fn$`
  * Which path a batch took is reported as a DEBUG1 message (`effect-eventsourcing: batch appended
  * set-based` or `... append by append`), sent to a session only if it asks (`client_min_messages`).
  *
- * Lock waits are bounded ({@link batchLockWaitMs}, as `lock_timeout` for the batch's transaction): a stream
+ * Lock waits are bounded ({@link batchLockWaitMs}, as the function's own `lock_timeout`, which ends with the call): a stream
  * whose row another transaction holds (a caller's transaction that appended to it and goes on) would
  * otherwise hold up every append batched with it, and every batch after it. An append that waits longer is
  * undone alone and reported `busy`; the caller runs it again on its own, where it waits as long as it must.
@@ -160,14 +160,16 @@ $fn$`
  * streams in another order) or a lock wait is undone and the batch goes append by append, so its
  * appends wait a second time instead of the one that deadlocked failing; a statement timeout fails the
  * whole batch, as before. A batch with locked streams takes up to {@link batchLockWaitMs} longer for each,
- * and once more for its set-based try.
+ * and once more for its set-based try. Appends run again alone each take a pool connection while they
+ * wait, as they would with group commit off: many of them on one locked stream can use up the pool. Two
+ * appends to one stream in one batch keep their arrival order unless the first one is left out.
  */
 /** The longest a batch waits for one lock (a stream's row, mostly) before it leaves that append out. */
 export const batchLockWaitMs = 50
 
 export const appendBatchFunction = (t: Tables): string => `
 create or replace function ${t.appendBatchFunction}(p_batch jsonb) returns jsonb
-language plpgsql as $fn$
+language plpgsql set lock_timeout = '${batchLockWaitMs}ms' as $fn$
 declare
   v_item jsonb;
   v_result record;
@@ -179,7 +181,6 @@ declare
   v_version integer;
   v_events integer;
 begin
-  perform set_config('lock_timeout', '${batchLockWaitMs}ms', true);
   if not exists (
        select 1 from jsonb_array_elements(p_batch) as i(item)
        where jsonb_array_length(i.item->'claims') > 0 or jsonb_array_length(i.item->'releases') > 0

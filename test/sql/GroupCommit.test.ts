@@ -338,6 +338,9 @@ describe("SqlEventStore group commit", () => {
             outcomes: ["busy"],
             paths: ["append by append"]
           })
+          // the batch's lock wait ends with the call: the session's own is untouched
+          const after = yield* Effect.promise(() => client.query("show lock_timeout"))
+          assert.strictEqual(after.rows[0].lock_timeout, "0")
         })
     )
   })
