@@ -203,7 +203,7 @@ export const make = (
         // MySQL: a locking read, which sees the row as committed now, like the update did; a plain one inside
         // a batch's transaction sees its snapshot (REPEATABLE READ), which may still show a lease since taken over
         const [row] = yield* sql<{ readonly n: number | string }>`
-          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}${mysql ? sql.literal(" lock in share mode") : sql.literal("")}`
+          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}${sql.literal(mysql ? " lock in share mode" : "")}`
         return yield* Number(row!.n) === 0
           ? lost(lease)
           : new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition })
