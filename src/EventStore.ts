@@ -334,62 +334,90 @@ export const prepareAppend = (
   options: AppendOptions | undefined,
   limits: Limits
 ): Effect.Effect<PreparedAppend, InvalidAppend | Event.InvalidStreamId> =>
-  Effect.flatMap(Event.streamId(streamId), (id) => {
-    const invalid = (reason: InvalidAppendReason, detail: string, index?: number) =>
-      Effect.fail(new InvalidAppend({ streamId: id, reason, detail, ...(index === undefined ? {} : { index }) }))
-    if (!Array.isArray(events)) return invalid("InvalidEvent", "events must be an array")
-    const expectedVersion = options?.expectedVersion === undefined ? Event.Any : options.expectedVersion
-    const expectedProblem = Event.expectedVersionProblem(expectedVersion)
-    if (expectedProblem !== undefined) return invalid("InvalidExpectedVersion", expectedProblem)
-    if (events.length > limits.maxEventsPerAppend) {
-      return invalid("TooManyEvents", `${events.length} events, the limit is ${limits.maxEventsPerAppend}`)
-    }
-    const prepared: Array<PreparedEvent> = []
-    const seen = new Set<string>()
-    for (let index = 0; index < events.length; index++) {
-      const event = events[index]!
-      const problem = Event.eventDataProblem(event)
-      if (problem !== undefined) return invalid("InvalidEvent", problem, index)
-      if (seen.has(event.eventId)) return invalid("DuplicateEventId", `event id ${event.eventId} repeats`, index)
-      seen.add(event.eventId)
-      const metadata = event.metadata ?? {}
-      const dataJson = Json.encode(event.data)
-      if (Either.isLeft(dataJson)) return invalid("InvalidJson", jsonDetail("data", dataJson.left), index)
-      const metadataJson = Json.encode(metadata)
-      if (Either.isLeft(metadataJson)) return invalid("InvalidJson", jsonDetail("metadata", metadataJson.left), index)
-      // a UTF-16 code unit takes at most 3 bytes in UTF-8: short texts need no counting
-      if ((dataJson.right.length + metadataJson.right.length) * 3 > limits.maxEventBytes) {
-        const bytes = Json.byteLength(dataJson.right) + Json.byteLength(metadataJson.right)
-        if (bytes > limits.maxEventBytes) {
-          return invalid("EventTooLarge", `${bytes} bytes of JSON, the limit is ${limits.maxEventBytes}`, index)
-        }
-      }
-      prepared.push({
-        eventId: event.eventId,
-        type: event.type,
-        schemaVersion: event.schemaVersion,
-        data: event.data,
-        metadata,
-        dataJson: dataJson.right,
-        metadataJson: metadataJson.right
-      })
-    }
-    const uniqueness = uniquenessProblem(options)
-    if (uniqueness !== undefined) return invalid(uniqueness.reason, uniqueness.detail)
-    const claims = options?.claims ?? []
-    const releases = options?.releases ?? []
-    const commandId = options?.commandId
-    return Effect.succeed({
-      streamId: id,
-      category: Event.categoryOf(id),
-      streamHash: Event.streamHash(id),
-      expectedVersion,
-      events: prepared,
-      claims,
-      releases,
-      commandId
-    })
+  Effect.flatMap(Event.streamId(streamId), (id) =>
+    // a getter or a proxy among the events or options may throw while they are read: bad input too
+    Either.flatMap(
+      Either.try({
+        try: () => prepareValid(id, events, options, limits),
+        catch: (cause) => unreadableAppend(id, cause)
+      }),
+      (prepared) => prepared
+    )
+  )
+
+/**
+ * The refusal of an append whose events or options threw while they were read (a getter, a proxy). For
+ * wrappers of the contract that read them before the store does.
+ */
+export const unreadableAppend = (streamId: string, cause: unknown): InvalidAppend =>
+  new InvalidAppend({
+    streamId,
+    reason: "InvalidEvent",
+    detail: `the append could not be read (reading it threw ${Json.describeThrown(cause)})`
   })
+
+/** {@link prepareAppend} once the stream id is valid: synchronous, so that one `Either.try` guards it. */
+const prepareValid = (
+  id: Event.StreamId,
+  events: ReadonlyArray<Event.EventData>,
+  options: AppendOptions | undefined,
+  limits: Limits
+): Either.Either<PreparedAppend, InvalidAppend> => {
+  const invalid = (reason: InvalidAppendReason, detail: string, index?: number) =>
+    Either.left(new InvalidAppend({ streamId: id, reason, detail, ...(index === undefined ? {} : { index }) }))
+  if (!Array.isArray(events)) return invalid("InvalidEvent", "events must be an array")
+  const expectedVersion = options?.expectedVersion === undefined ? Event.Any : options.expectedVersion
+  const expectedProblem = Event.expectedVersionProblem(expectedVersion)
+  if (expectedProblem !== undefined) return invalid("InvalidExpectedVersion", expectedProblem)
+  if (events.length > limits.maxEventsPerAppend) {
+    return invalid("TooManyEvents", `${events.length} events, the limit is ${limits.maxEventsPerAppend}`)
+  }
+  const prepared: Array<PreparedEvent> = []
+  const seen = new Set<string>()
+  for (let index = 0; index < events.length; index++) {
+    const event = events[index]!
+    const problem = Event.eventDataProblem(event)
+    if (problem !== undefined) return invalid("InvalidEvent", problem, index)
+    if (seen.has(event.eventId)) return invalid("DuplicateEventId", `event id ${event.eventId} repeats`, index)
+    seen.add(event.eventId)
+    const metadata = event.metadata ?? {}
+    const dataJson = Json.encode(event.data)
+    if (Either.isLeft(dataJson)) return invalid("InvalidJson", jsonDetail("data", dataJson.left), index)
+    const metadataJson = Json.encode(metadata)
+    if (Either.isLeft(metadataJson)) return invalid("InvalidJson", jsonDetail("metadata", metadataJson.left), index)
+    // a UTF-16 code unit takes at most 3 bytes in UTF-8: short texts need no counting
+    if ((dataJson.right.length + metadataJson.right.length) * 3 > limits.maxEventBytes) {
+      const bytes = Json.byteLength(dataJson.right) + Json.byteLength(metadataJson.right)
+      if (bytes > limits.maxEventBytes) {
+        return invalid("EventTooLarge", `${bytes} bytes of JSON, the limit is ${limits.maxEventBytes}`, index)
+      }
+    }
+    prepared.push({
+      eventId: event.eventId,
+      type: event.type,
+      schemaVersion: event.schemaVersion,
+      data: event.data,
+      metadata,
+      dataJson: dataJson.right,
+      metadataJson: metadataJson.right
+    })
+  }
+  const uniqueness = uniquenessProblem(options)
+  if (uniqueness !== undefined) return invalid(uniqueness.reason, uniqueness.detail)
+  const claims = options?.claims ?? []
+  const releases = options?.releases ?? []
+  const commandId = options?.commandId
+  return Either.right({
+    streamId: id,
+    category: Event.categoryOf(id),
+    streamHash: Event.streamHash(id),
+    expectedVersion,
+    events: prepared,
+    claims,
+    releases,
+    commandId
+  })
+}
 
 /**
  * What is wrong with an append's unique values or command id, if anything: for wrappers that rewrite

@@ -34,6 +34,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as RcMap from "effect/RcMap"
@@ -45,7 +46,15 @@ import { CheckpointStore as CheckpointStoreTag, CheckpointStoreError } from "./C
 import * as CommandBus from "./CommandBus.js"
 import * as CommandMiddleware from "./CommandMiddleware.js"
 import * as Event from "./Event.js"
-import { EventStore, EventStoreError, InvalidAppend, type ReadAllOptions, uniquenessProblem } from "./EventStore.js"
+import {
+  type AppendOptions,
+  EventStore,
+  EventStoreError,
+  InvalidAppend,
+  type ReadAllOptions,
+  unreadableAppend,
+  uniquenessProblem
+} from "./EventStore.js"
 import * as SagaStore from "./SagaStore.js"
 import * as Snapshot from "./Snapshot.js"
 
@@ -115,6 +124,34 @@ const stamped = (events: ReadonlyArray<Event.EventData>, tenant: string): Readon
       )
     : events
 
+/** An append's events and options as the shared store takes them, or why they are refused as given. */
+const scopedAppend = (
+  streamId: Event.StreamId,
+  tenant: string,
+  events: ReadonlyArray<Event.EventData>,
+  options: AppendOptions | undefined
+): Either.Either<
+  { readonly events: ReadonlyArray<Event.EventData>; readonly options: AppendOptions },
+  InvalidAppend
+> => {
+  // checked as given: scoped, an empty constraint or command id would look valid
+  const uniqueness = uniquenessProblem(options)
+  if (uniqueness !== undefined) return Either.left(new InvalidAppend({ streamId, ...uniqueness }))
+  return Either.right({
+    events: stamped(events, tenant),
+    options: {
+      ...options,
+      ...(options?.claims === undefined
+        ? {}
+        : { claims: options.claims.map((u) => ({ ...u, constraint: scopedName(tenant, u.constraint) })) }),
+      ...(options?.releases === undefined
+        ? {}
+        : { releases: options.releases.map((u) => ({ ...u, constraint: scopedName(tenant, u.constraint) })) }),
+      ...(options?.commandId === undefined ? {} : { commandId: scopedName(tenant, options.commandId) })
+    }
+  })
+}
+
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
@@ -156,22 +193,14 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       Effect.gen(function* () {
         const tenant = yield* required("append")
         const id = yield* own(streamId)
-        // checked as given: scoped, an empty constraint or command id would look valid
-        const uniqueness = uniquenessProblem(options)
-        if (uniqueness !== undefined) return yield* new InvalidAppend({ streamId: id, ...uniqueness })
-        const scopedEvents = stamped(events, tenant)
-        const result = yield* store
-          .append(scopedName(tenant, streamId), scopedEvents, {
-            ...options,
-            ...(options?.claims === undefined
-              ? {}
-              : { claims: options.claims.map((u) => ({ ...u, constraint: scopedName(tenant, u.constraint) })) }),
-            ...(options?.releases === undefined
-              ? {}
-              : { releases: options.releases.map((u) => ({ ...u, constraint: scopedName(tenant, u.constraint) })) }),
-            ...(options?.commandId === undefined ? {} : { commandId: scopedName(tenant, options.commandId) })
-          })
-          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+        // read once, here: a getter or proxy that throws is the caller's bad input, as in the store
+        const scoped = yield* Effect.try({
+          try: () => scopedAppend(id, tenant, events, options),
+          catch: (cause) => unreadableAppend(id, cause)
+        })
+        const result = yield* Effect.flatMap(scoped, (append) =>
+          store.append(scopedName(tenant, streamId), append.events, append.options)
+        ).pipe(Effect.mapError((error) => streamError(tenant, error)))
         return { ...result, streamId: streamId as Event.StreamId }
       }),
     readStream: (streamId, options) =>

@@ -22,13 +22,33 @@ export interface JsonProblem {
 }
 
 /** Serializes `value` to JSON text, or returns why it cannot be stored without loss. */
-export const encode = (value: unknown): Either.Either<string, JsonProblem> => {
+export const encode = (value: unknown): Either.Either<string, JsonProblem> =>
+  // a getter or a proxy in the value may throw while it is read: that value cannot be stored either
+  Either.flatMap(Either.try({ try: () => checkedJson(value), catch: unreadable }), (checked) => checked)
+
+const checkedJson = (value: unknown): Either.Either<string, JsonProblem> => {
   if (isEmptyObject(value)) return emptyObject
   const found = check(value, 0, undefined)
   return found === undefined
     ? Either.right(JSON.stringify(value))
     : Either.left({ path: "$" + found.path.reverse().join(""), problem: found.problem })
 }
+
+const unreadable = (cause: unknown): JsonProblem => ({
+  path: "$",
+  problem: `could not be read (reading it threw ${describeThrown(cause)})`
+})
+
+/** What was thrown, in a short line: for error details that must not grow with hostile input. */
+export const describeThrown = (cause: unknown): string =>
+  Either.getOrElse(
+    // what was thrown may be as hostile as what threw it
+    Either.try(() => {
+      const text = cause instanceof Error ? `${String(cause.name)}: ${String(cause.message)}` : `a ${typeof cause}`
+      return text.length > 200 ? `${text.slice(0, 200)}...` : text
+    }),
+    () => "an unreadable value"
+  )
 
 // the metadata of most events
 const emptyObject = Either.right("{}")

@@ -655,6 +655,43 @@ const badInput: ReadonlyArray<Check> = [
   ),
   check(
     "9 bad input",
+    "values whose getters throw are refused as bad input, not a defect",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      const throwing = (): object =>
+        Object.defineProperty({}, "amount", {
+          enumerable: true,
+          get: () => {
+            throw new Error("no amount today")
+          }
+        })
+      const badData = yield* Event.make({ type: "Deposited", data: { nested: throwing() } })
+      const badDataError = yield* Effect.flip(append(id, [badData]))
+      assertInvalid(badDataError, "InvalidJson", 0)
+      assert.include(badDataError.message, "no amount today")
+      const badMetadata = yield* Event.make({ type: "Deposited", data: {}, metadata: throwing() as Event.Metadata })
+      // InvalidEvent where a wrapper (Tenancy) reads the metadata before the store
+      const badMetadataError = yield* Effect.flip(append(id, [badMetadata]))
+      assert.instanceOf(badMetadataError, EventStore.InvalidAppend)
+      assert.oneOf(badMetadataError.reason, ["InvalidJson", "InvalidEvent"])
+      const [good] = yield* newEvents(1)
+      const badEvent = Object.defineProperty({ ...good! }, "eventId", {
+        get: () => {
+          throw new Error("no id")
+        }
+      })
+      assertInvalid(yield* Effect.flip(append(id, [good!, badEvent])), "InvalidEvent")
+      const badOptions = Object.defineProperty({}, "commandId", {
+        get: () => {
+          throw "not even an Error"
+        }
+      }) as EventStore.AppendOptions
+      assertInvalid(yield* Effect.flip(Effect.flatMap(store, (s) => s.append(id, [good!], badOptions))), "InvalidEvent")
+      yield* assertStream(id, [])
+    })
+  ),
+  check(
+    "9 bad input",
     "malformed events, bad expected versions, duplicates within an append and too many events are refused",
     Effect.gen(function* () {
       const id = `${yield* uniqueCategory}-1`
