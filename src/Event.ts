@@ -148,7 +148,7 @@ export const SchemaVersion = Schema.Int.pipe(Schema.between(1, maxVersion))
 
 /**
  * An event to append. `data` and `metadata` must be plain JSON values (see the store's `InvalidAppend`):
- * they are stored exactly as given.
+ * they are stored exactly as given and read back so, key order included (every store; guarantee 11).
  */
 export const EventData = Schema.Struct({
   eventId: EventId,

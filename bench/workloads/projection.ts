@@ -221,7 +221,7 @@ export const P1 = async (options: Options, pool: pg.Pool): Promise<ReadonlyArray
   await pool.query(`truncate ${rawEvents}`)
   await pool.query(
     `insert into ${rawEvents} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
-     select 'P-' || (g / ${eventsPerStream}), 'P', 0, (g % ${eventsPerStream}) + 1, gen_random_uuid(), 'Deposited', 1, $1::jsonb, '{}'
+     select 'P-' || (g / ${eventsPerStream}), 'P', 0, (g % ${eventsPerStream}) + 1, gen_random_uuid(), 'Deposited', 1, $1::json, '{}'
      from generate_series(0, $2 - 1) as g`,
     [JSON.stringify(payload), total]
   )

@@ -104,7 +104,7 @@ export const R2 = async (
   await pool.query(`truncate ${events}`)
   await pool.query(
     `insert into ${events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
-     select 'R2-' || (g / ${eventsPerAppend}), 'R2', 0, (g % ${eventsPerAppend}) + 1, gen_random_uuid(), 'Deposited', 1, $1::jsonb, '{}'
+     select 'R2-' || (g / ${eventsPerAppend}), 'R2', 0, (g % ${eventsPerAppend}) + 1, gen_random_uuid(), 'Deposited', 1, $1::json, '{}'
      from generate_series(0, $2 - 1) as g`,
     [JSON.stringify(payload), total]
   )

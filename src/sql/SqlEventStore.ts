@@ -20,6 +20,9 @@
  *   MySQL/MariaDB appends take their positions last, under a lock held to their commit, so position
  *   order is commit order there too (see `serialAppend`).
  * - **Idempotent appends** rest on a unique (stream id, event id) key.
+ * - **Faithful data**: `data` and `metadata` are stored as the JSON text of the append and read back from
+ *   it, key order included (PostgreSQL columns are `json`, not `jsonb`, which reorders keys; query them
+ *   with `->`/`->>` as usual, or cast to `jsonb` for containment).
  * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
  *   stored hash of the stream id (`Event.streamHash`).
  * - **Wake-up hints**: with a `Wakeup` in context, each committed append sends one (see `Wakeup`).
@@ -168,7 +171,7 @@ export const make = (
           eventId: row.event_id,
           type: row.type,
           schemaVersion: row.schema_version,
-          // PostgreSQL returns parsed jsonb; SQLite and MySQL store the JSON text
+          // PostgreSQL returns parsed json (the text as appended); SQLite and MySQL store the JSON text
           data: dialect === "pg" ? row.data : JSON.parse(row.data as string),
           metadata: (dialect === "pg" ? row.metadata : JSON.parse(row.metadata as string)) as Event.Metadata,
           streamId: row.stream_id as Event.StreamId,

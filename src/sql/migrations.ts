@@ -142,7 +142,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         "10_saga_failures": createSagaFailuresTable(t),
         // a function of a new name, which leaves an append that waits for a lock out of its batch (`busy`):
         // the old one stays as it was for processes still running an earlier version, which know no `busy`
-        "11_append_batch_lock_wait": replacePgAppendBatch(t)
+        "11_append_batch_lock_wait": replacePgAppendBatch(t),
+        "12_exact_json": storeExactJson(t)
       }),
       table: t.migrations
     })
@@ -183,8 +184,8 @@ const createEventTables = (t: Tables) =>
             event_id uuid not null,
             type text not null,
             schema_version integer not null,
-            data jsonb not null,
-            metadata jsonb not null,
+            data json not null,
+            metadata json not null,
             recorded_at timestamptz not null default now(),
             constraint ${sql(`${prefixOf(t.events)}events_pkey`)} primary key (stream_id, version),
             constraint ${sql(`${prefixOf(t.events)}events_event_id_stream`)} unique (event_id, stream_id)
@@ -483,6 +484,27 @@ const replacePgAppend = (t: Tables) =>
         Effect.zipRight(
           sql.unsafe(PgFunctions.appendFunction(t)),
           sql`drop index if exists ${sql(`${t.events}_event_id`)}`
+        ),
+      orElse: () => Effect.void
+    })
+  )
+
+/**
+ * PostgreSQL: event data and metadata as `json`, which keeps the appended text (`jsonb` reordered object
+ * keys), and the append functions that store them so. Data appended before keeps the order `jsonb` gave it.
+ */
+const storeExactJson = (t: Tables) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () =>
+        Effect.all(
+          [
+            sql`alter table ${sql(t.events)} alter column data type json using data::json,
+              alter column metadata type json using metadata::json`,
+            sql.unsafe(PgFunctions.appendFunction(t)),
+            sql.unsafe(PgFunctions.appendBatchFunction(t))
+          ],
+          { discard: true }
         ),
       orElse: () => Effect.void
     })

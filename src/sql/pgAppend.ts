@@ -203,7 +203,8 @@ const asText = (build: () => string): Effect.Effect<string, EventStoreError> =>
 /** About the characters an append adds to the batch function's argument. */
 const appendWeight = (append: PreparedAppend): number => {
   let chars = 200
-  for (const e of append.events) chars += e.dataJson.length + e.metadataJson.length + 150
+  // payloads travel as JSON strings: escaping can double them
+  for (const e of append.events) chars += 2 * (e.dataJson.length + e.metadataJson.length) + 150
   return chars
 }
 
@@ -225,17 +226,22 @@ export const batchItemJson = (append: PreparedAppend, commandTtl: number): strin
   )
 }
 
-/** The events of an append as one JSON array, built from the already serialized payloads (no re-encoding). */
+/**
+ * The events of an append as one JSON array. Payloads go as JSON texts (strings), which the append function
+ * stores as `json`: embedded as values, they would pass through `jsonb` and lose their key order.
+ */
 const eventsJson = (append: PreparedAppend): string =>
   "[" +
   append.events
     .map(
       (e) =>
         `{"eventId":"${e.eventId}","type":${JSON.stringify(e.type)},"schemaVersion":${e.schemaVersion},` +
-        `"data":${e.dataJson},"metadata":${e.metadataJson}}`
+        `"data":${JSON.stringify(e.dataJson)},"metadata":${e.metadataJson === "{}" ? emptyObjectText : JSON.stringify(e.metadataJson)}}`
     )
     .join(",") +
   "]"
+
+const emptyObjectText = JSON.stringify("{}")
 
 /** A stored command record (PostgreSQL or SQLite). */
 export interface CommandRow {

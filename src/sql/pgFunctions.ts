@@ -10,6 +10,9 @@ import type { Tables } from "./migrations.js"
  * expected version, insert the events, bump the stream version. A failed check inserts nothing and so
  * consumes no position. Names are validated identifiers, so interpolating them is safe.
  *
+ * Each event's `data` and `metadata` arrive as JSON texts (strings in the `p_events` document) and are
+ * stored as `json`, which keeps the text as given: a `jsonb` value would reorder its keys.
+ *
  * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version)
  * or `duplicates` (with, per event, the version holding its id or null). A unique value held by another
  * stream raises SQLSTATE P0001 with the value in the detail, undoing the call.
@@ -113,13 +116,13 @@ begin
     -- the common single event: a plain insert, cheaper than unnesting a one-element array
     insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
     values (p_stream_id, p_category, p_stream_hash, v_current + 1, (p_events->0->>'eventId')::uuid, p_events->0->>'type',
-            (p_events->0->>'schemaVersion')::integer, p_events->0->'data', p_events->0->'metadata')
+            (p_events->0->>'schemaVersion')::integer, (p_events->0->>'data')::json, (p_events->0->>'metadata')::json)
     returning array[position] into o_positions;
   else
     with inserted as (
       insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
       select p_stream_id, p_category, p_stream_hash, v_current + i.ord, (i.event->>'eventId')::uuid, i.event->>'type',
-             (i.event->>'schemaVersion')::integer, i.event->'data', i.event->'metadata'
+             (i.event->>'schemaVersion')::integer, (i.event->>'data')::json, (i.event->>'metadata')::json
       from jsonb_array_elements(p_events) with ordinality as i(event, ord)
       order by i.ord
       returning position, version
@@ -228,7 +231,7 @@ begin
         insert into ${t.events} (stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata)
         select it.item->>'streamId', it.item->>'category', (it.item->>'hash')::bigint, it.current + ev.k,
                (ev.event->>'eventId')::uuid, ev.event->>'type', (ev.event->>'schemaVersion')::integer,
-               ev.event->'data', ev.event->'metadata'
+               (ev.event->>'data')::json, (ev.event->>'metadata')::json
         from items it cross join lateral jsonb_array_elements(it.item->'events') with ordinality as ev(event, k)
         where it.accepted
         order by it.ord, ev.k
