@@ -10,9 +10,12 @@
  *
  * **Idempotency**: when the command carries a `commandId` (in its metadata or the {@link CommandContext}),
  * the store records it with the append (see `EventStore.AppendOptions`), and its events get ids derived
- * from (command id, stream, index). Handling the same command again within the store's command TTL
- * (7 days by default), concurrently or after a crash, returns the first result and appends nothing. A
- * command that produced no events is not recorded (handling it again decides again).
+ * from (command id, stream, version decided on, index). Handling the same command again within the
+ * store's command TTL (7 days by default), concurrently or after a crash, returns the first result with
+ * `duplicate: true` and appends nothing; of concurrent handlers exactly one gets `duplicate: false`. A
+ * command id handled for another aggregate fails with {@link CommandIdReused}. After the TTL the id is
+ * forgotten: the command is handled as a new one (its events get new ids, as the stream has moved on).
+ * A command that produced no events is not recorded (handling it again decides again).
  *
  * **Snapshots**: a decider with `snapshot` options loads from the latest usable snapshot when a
  * `SnapshotStore` is provided, and saves new ones as its strategy says (see `Snapshot`).
@@ -30,7 +33,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import type * as Schema from "effect/Schema"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
 import * as EventStore from "./EventStore.js"
@@ -143,8 +146,25 @@ export interface HandleResult<E> {
   readonly duplicate: boolean
 }
 
+/**
+ * A command id already handled, within the store's command TTL, for another aggregate: nothing was
+ * written. Permanent: a client reused an id (or two clients chose the same one); retrying cannot help.
+ */
+export class CommandIdReused extends Schema.TaggedError<CommandIdReused>()("CommandIdReused", {
+  commandId: Schema.String,
+  /** The stream this command was sent to. */
+  streamId: Schema.String,
+  /** The stream that handled the command id first. */
+  handledBy: Schema.String
+}) {
+  override get message() {
+    return `Command id ${this.commandId} was already handled by ${this.handledBy}; it cannot be used for ${this.streamId}`
+  }
+}
+
 /** Everything handling a command can fail with besides the decider's own errors. */
 export type HandleError =
+  | CommandIdReused
   | EventStore.ConcurrencyConflict
   | EventStore.InvalidAppend
   | EventStore.UniqueConstraintViolation
@@ -203,12 +223,36 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
       return loaded
     })
 
-  /** The first result of a command already handled: what the store recorded, with its events decoded. */
-  const firstResult = (record: {
+  /**
+   * The first result of a command already handled: what the store recorded, with its events decoded; or
+   * {@link CommandIdReused} if it was handled for another stream.
+   */
+  const firstResult = (
+    commandId: string,
+    streamId: Event.StreamId,
+    record: {
+      readonly streamId: string
+      readonly version: number
+      readonly positions: ReadonlyArray<bigint>
+    }
+  ): Effect.Effect<
+    HandleResult<E>,
+    CommandIdReused | Upcaster.EventDecodeError | Event.InvalidStreamId | EventStore.EventStoreError,
+    EventStore.EventStore
+  > =>
+    record.streamId === streamId
+      ? decodedResult(record)
+      : Effect.fail(new CommandIdReused({ commandId, streamId, handledBy: record.streamId }))
+
+  const decodedResult = (record: {
     readonly streamId: string
     readonly version: number
     readonly positions: ReadonlyArray<bigint>
-  }) =>
+  }): Effect.Effect<
+    HandleResult<E>,
+    Upcaster.EventDecodeError | Event.InvalidStreamId | EventStore.EventStoreError,
+    EventStore.EventStore
+  > =>
     Effect.map(
       record.positions.length === 0
         ? Effect.succeed(Chunk.empty<Upcaster.Decoded<E>>())
@@ -270,7 +314,7 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
       const commandId = metadata.commandId
       if (commandId !== undefined) {
         const handled = yield* store.findCommand(commandId)
-        if (Option.isSome(handled)) return yield* firstResult(handled.value)
+        if (Option.isSome(handled)) return yield* firstResult(commandId, streamId, handled.value)
       }
       const loaded = yield* load(streamId, policy)
       const events = yield* decider.decide(command, loaded.state)
@@ -285,11 +329,12 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
           ...(commandId === undefined
             ? {}
             : {
-                // with tenants, the same command id and stream id in two tenants make two events
+                // with tenants, the same command id and stream id in two tenants make two events; the
+                // version decided on tells a command handled again after its TTL from a concurrent copy
                 eventId: Uuid.fromName(
                   metadata.tenantId === undefined
-                    ? `${commandId}\u0000${streamId}\u0000${index}`
-                    : `${metadata.tenantId}\u0000${commandId}\u0000${streamId}\u0000${index}`
+                    ? `${commandId}\u0000${streamId}\u0000${loaded.version}\u0000${index}`
+                    : `${metadata.tenantId}\u0000${commandId}\u0000${streamId}\u0000${loaded.version}\u0000${index}`
                 )
               })
         }))
@@ -304,7 +349,7 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
           Effect.tap((result) => maybeSnapshot(streamId, loaded, events, result.version)),
           Effect.map((result): HandleResult<E> => ({ ...result, events, duplicate: false })),
           // the same command, handled concurrently by someone else: theirs is the first result
-          Effect.catchTag("DuplicateCommand", firstResult)
+          Effect.catchTag("DuplicateCommand", (duplicate) => firstResult(duplicate.commandId, streamId, duplicate))
         )
     })
 

@@ -167,7 +167,13 @@ export interface AppendOptions {
   readonly releases?: ReadonlyArray<UniqueValue>
   /**
    * The command this append handles. The store records it with the append's result; another append for
-   * the same command within the store's command TTL fails with {@link DuplicateCommand} and writes nothing.
+   * the same command within the store's command TTL fails with {@link DuplicateCommand} and writes nothing,
+   * whatever its events and expected version: a replay of the very same append too (so exactly one of
+   * several concurrent appends of a command succeeds, and the others learn it was a duplicate).
+   *
+   * **Gotchas**: after the TTL the record is forgotten (and pruned: stores delete expired records in the
+   * background), and an append with that command id is handled as a new one. Choose a TTL longer than
+   * any client retries.
    */
   readonly commandId?: string
 }
@@ -487,12 +493,14 @@ const jsonDetail = (field: string, problem: Json.JsonProblem) =>
 /**
  * Where a stream already holds some of an append's event ids, decides whether the append is a retry of
  * an earlier one (same ids, consecutive, and the expected version held back then: answer with the
- * original result) or a conflict of ids (refuse). `storedVersionOf` returns the version holding an id.
+ * original result) or a conflict of ids (refuse). `storedVersionOf` returns the version holding an id;
+ * `currentVersion` is the stream's version now, which a conflict reports.
  * Returns `undefined` when none of the ids is stored: a normal append.
  */
 export const resolveDuplicates = (
   append: PreparedAppend,
-  storedVersionOf: (eventId: string) => number | undefined
+  storedVersionOf: (eventId: string) => number | undefined,
+  currentVersion: number
 ): Either.Either<{ readonly firstVersion: number }, InvalidAppend | ConcurrencyConflict> | undefined => {
   const versions = append.events.map((e) => storedVersionOf(e.eventId))
   if (versions.every((v) => v === undefined)) return undefined
@@ -512,7 +520,7 @@ export const resolveDuplicates = (
   return Event.satisfies(append.expectedVersion, first - 1)
     ? Either.right({ firstVersion: first })
     : Either.left(
-        new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual: first - 1 })
+        new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual: currentVersion })
       )
 }
 

@@ -3,6 +3,7 @@
  * dedup) in process memory, for tests, examples and prototypes. Appends are serialized (each is one
  * synchronous step), so the log is in commit order and a checkpoint's `transaction` is the append's
  * sequence number. State lives as long as the service. Also available as `EventStore.layerMemory`.
+ * Expired command records are forgotten as new ones are recorded (up to 100 per append).
  * Appends are `EventStore.append` spans, and appends, conflicts and reads are counted (see `Metrics`).
  */
 import * as Chunk from "effect/Chunk"
@@ -66,6 +67,14 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
         const record = commands.get(commandId)
         return record !== undefined && now - record.recordedAt < commandTtl ? record : undefined
       }
+      /** Forgets up to 100 expired records, oldest first: bounded work per append, ahead of the growth. */
+      const pruneCommands = (now: number) => {
+        let budget = 100
+        for (const [commandId, record] of commands) {
+          if (budget-- === 0 || now - record.recordedAt < commandTtl) return
+          commands.delete(commandId)
+        }
+      }
       let lastTransaction = 0n
 
       const commit = (
@@ -77,7 +86,20 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
       > => {
         const stream = streams.get(append.streamId)
         const actual = stream?.events.length ?? 0
-        const duplicate = stream && resolveDuplicates(append, (id) => stream.versionOfEventId.get(id))
+        // a handled command first: a replay of its append is a duplicate command, not a success
+        const handled =
+          append.commandId === undefined ? undefined : liveCommand(append.commandId, recordedAt.epochMillis)
+        if (handled !== undefined) {
+          return Effect.fail(
+            new DuplicateCommand({
+              commandId: handled.commandId,
+              streamId: handled.streamId,
+              version: handled.version,
+              positions: handled.positions
+            })
+          )
+        }
+        const duplicate = stream && resolveDuplicates(append, (id) => stream.versionOfEventId.get(id), actual)
         if (duplicate !== undefined) {
           return Either.match(duplicate, {
             onLeft: Effect.fail,
@@ -90,18 +112,6 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
         if (!Event.satisfies(append.expectedVersion, actual)) {
           return Effect.fail(
             new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
-          )
-        }
-        const handled =
-          append.commandId === undefined ? undefined : liveCommand(append.commandId, recordedAt.epochMillis)
-        if (handled !== undefined) {
-          return Effect.fail(
-            new DuplicateCommand({
-              commandId: handled.commandId,
-              streamId: handled.streamId,
-              version: handled.version,
-              positions: handled.positions
-            })
           )
         }
         const taken = append.claims.find((u) => {
@@ -126,6 +136,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
             ? { streamId: append.streamId, version: actual, positions: [] }
             : write(append, stream, actual, recordedAt)
         if (append.commandId !== undefined) {
+          pruneCommands(recordedAt.epochMillis)
+          // deleted first, so that the map's order stays the order of recording (oldest first)
+          commands.delete(append.commandId)
           commands.set(append.commandId, { commandId: append.commandId, ...result, recordedAt: recordedAt.epochMillis })
         }
         return Effect.succeed(result)

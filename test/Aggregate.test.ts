@@ -11,13 +11,14 @@ import { isolatedPrefix } from "./support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 import { suite } from "./suites/AggregateSuite.js"
 
-suite("Aggregate on the memory store", EventStore.layerMemory())
-suite("Aggregate on SQLite", SqlEventStore.layer().pipe(Layer.provide(sqliteMemory)))
+suite("Aggregate on the memory store", (options) => EventStore.layerMemory(options))
+suite("Aggregate on SQLite", (options) => SqlEventStore.layer(options).pipe(Layer.provide(sqliteMemory)))
 const schema = isolatedPrefix(import.meta.url)
-suite("Aggregate on PostgreSQL", SqlEventStore.layer({ schema }).pipe(Layer.provide(pgWithSchema(schema))))
-suite(
-  "Aggregate on MariaDB",
-  SqlEventStore.layer({ tablePrefix: `${schema}_` }).pipe(Layer.provide(mysqlWithPrefix(`${schema}_`)))
+suite("Aggregate on PostgreSQL", (options) =>
+  SqlEventStore.layer({ ...options, schema }).pipe(Layer.provide(pgWithSchema(schema)))
+)
+suite("Aggregate on MariaDB", (options) =>
+  SqlEventStore.layer({ ...options, tablePrefix: `${schema}_` }).pipe(Layer.provide(mysqlWithPrefix(`${schema}_`)))
 )
 
 const Counted = Schema.TaggedStruct("Counted", { by: Schema.Int })

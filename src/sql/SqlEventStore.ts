@@ -10,7 +10,8 @@
  *   that waits more than 50 ms for a lock (its stream's row, held by a caller's transaction that appended
  *   to it and goes on) leaves its group and runs again alone: it cannot hold up the others.
  * - **Unique values** and **handled commands** are stored beside the events, written in the append's
- *   transaction (see `EventStore.AppendOptions`).
+ *   transaction (see `EventStore.AppendOptions`). Expired command records are deleted in the background
+ *   (see `Options.commandPruning`).
  * - **Global order without skips.** PostgreSQL hands out positions when rows are inserted but makes them
  *   visible when transactions commit, in another order. Each row records its transaction id
  *   (`pg_current_xact_id()`, xid8); readers only return rows of transactions older than the oldest one
@@ -70,6 +71,7 @@ import {
 import { instrument } from "../internal/instrumentedStore.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
+import * as CommandRecords from "./commandRecords.js"
 import * as PgAppend from "./pgAppend.js"
 import * as SerialAppend from "./serialAppend.js"
 
@@ -82,6 +84,11 @@ export interface Options extends TableOptions {
   readonly readPageSize?: number
   /** How long handled commands are remembered; default 7 days. */
   readonly commandTtl?: Duration.DurationInput
+  /**
+   * Deleting expired command records, in the store's scope: every minute, at most 10,000 per run, by
+   * default; `false` leaves them (an expired record is ignored all the same).
+   */
+  readonly commandPruning?: false | CommandRecords.PruningOptions
   /**
    * PostgreSQL group commit: concurrent appends (outside a caller's transaction) share round trips and
    * commits, each still checked and committed or refused on its own. On by default; `false` turns it off.
@@ -134,10 +141,15 @@ export const make = (
       })
     }
     if (options.migrate !== false) yield* migrate(t)
+    const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
+    if (options.commandPruning !== false) {
+      yield* Effect.forkScoped(
+        CommandRecords.pruneForever({ ...options.commandPruning, sql, tables: t, commandTtlMillis: commandTtl })
+      )
+    }
     const wakeup = yield* Effect.serviceOption(Wakeup.Wakeup)
     const limits: Limits = { ...defaultLimits, ...options.limits }
     const pageSize = Math.max(1, options.readPageSize ?? 500)
-    const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
     const failWith = (operation: string) => (cause: SqlError) => new EventStoreError({ operation, cause })
 
     const columns =
@@ -198,9 +210,9 @@ export const make = (
         })
       )
 
-    const resolveStored = (append: PreparedAppend, stored: ReadonlyMap<string, number>) =>
+    const resolveStored = (append: PreparedAppend, stored: ReadonlyMap<string, number>, current: number) =>
       Either.match(
-        resolveDuplicates(append, (id) => stored.get(id))!,
+        resolveDuplicates(append, (id) => stored.get(id), current)!,
         {
           onLeft: (error) => Effect.fail(error),
           onRight: ({ firstVersion }) => originalResult(append, firstVersion)
@@ -235,7 +247,7 @@ export const make = (
             const version = result.stored![i]
             if (version !== null && version !== undefined) stored.set(e.eventId, version)
           })
-          return resolveStored(append, stored)
+          return resolveStored(append, stored, result.version)
         }
       }
     }

@@ -143,7 +143,8 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
         // a function of a new name, which leaves an append that waits for a lock out of its batch (`busy`):
         // the old one stays as it was for processes still running an earlier version, which know no `busy`
         "11_append_batch_lock_wait": replacePgAppendBatch(t),
-        "12_exact_json": storeExactJson(t)
+        "12_exact_json": storeExactJson(t),
+        "13_command_expiry": indexCommandTimes(t)
       }),
       table: t.migrations
     })
@@ -508,6 +509,13 @@ const storeExactJson = (t: Tables) =>
         ),
       orElse: () => Effect.void
     })
+  )
+
+/** Handled commands by time, for the pruning of expired ones (see `commandRecords`). */
+const indexCommandTimes = (t: Tables) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`create index ${sql(`${prefixOf(t.events)}commands_recorded_at`)} on ${sql(t.commands)} (recorded_at)`
   )
 
 /** The idempotent consumers' record of handled messages (see `SqlInbox`). */

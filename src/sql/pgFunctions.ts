@@ -47,6 +47,18 @@ begin
     end if;
   end if;
 
+  if p_command_id is not null then
+    -- a handled command first: a replay of its append is a duplicate command, not a success (the stream's
+    -- lock, taken above, made a concurrent first append of it commit before this reads)
+    select c.stream_id, c.version, c.positions into v_handled from ${t.commands} c
+    where c.command_id = p_command_id and c.recorded_at >= now() - make_interval(secs => p_command_ttl_ms / 1000.0);
+    if found then
+      raise exception 'effect-eventsourcing: duplicate command' using errcode = 'P0001',
+        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
+                                   'positions', v_handled.positions::text[])::text;
+    end if;
+  end if;
+
   if v_current > 0 and v_count > 0 then
     -- some of these ids may be stored already: report where, the caller tells a retry from a conflict
     select array_agg(e.version order by i.ord) into o_stored

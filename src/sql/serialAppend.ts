@@ -42,10 +42,11 @@ export interface SerialAppendOptions {
   readonly tables: Tables
   readonly dialect: "sqlite" | "mysql"
   readonly commandTtl: number
-  /** The original result of an append whose events are (partly) stored already. */
+  /** The original result of an append whose events are (partly) stored already, in a stream at `current`. */
   readonly resolveStored: (
     append: PreparedAppend,
-    stored: ReadonlyMap<string, number>
+    stored: ReadonlyMap<string, number>,
+    current: number
   ) => Effect.Effect<AppendResult, InvalidAppend | ConcurrencyConflict | SqlError>
 }
 
@@ -189,10 +190,17 @@ export const make = (options: SerialAppendOptions) => {
   const appendOnce = (append: PreparedAppend) =>
     Effect.gen(function* () {
       const current = yield* lockStream(append.streamId)
+      const now = DateTime.toEpochMillis(yield* DateTime.now)
+      // a handled command first: a replay of its append is a duplicate command, not a success
+      if (append.commandId !== undefined) {
+        const handled = yield* handledCommand(append.commandId, now)
+        if (handled !== undefined)
+          return yield* Effect.fail<DuplicateCommand>(PgAppend.toDuplicate(append.commandId, handled))
+      }
       if (current > 0 && append.events.length > 0) {
         const stored = yield* storedIds(append, sql``)
         if (stored.length > 0) {
-          return yield* options.resolveStored(append, new Map(stored.map((r) => [r.event_id, r.version])))
+          return yield* options.resolveStored(append, new Map(stored.map((r) => [r.event_id, r.version])), current)
         }
       }
       if (!Event.satisfies(append.expectedVersion, current)) {
@@ -203,12 +211,6 @@ export const make = (options: SerialAppendOptions) => {
         })
       }
       yield* claimUniqueValues(append)
-      const now = DateTime.toEpochMillis(yield* DateTime.now)
-      if (append.commandId !== undefined) {
-        const handled = yield* handledCommand(append.commandId, now)
-        if (handled !== undefined)
-          return yield* Effect.fail<DuplicateCommand>(PgAppend.toDuplicate(append.commandId, handled))
-      }
       const result: AppendResult =
         append.events.length === 0
           ? { streamId: append.streamId, version: current, positions: [] }
@@ -219,7 +221,7 @@ export const make = (options: SerialAppendOptions) => {
                 Effect.flatMap(storedIds(append, sql` lock in share mode`), (rows) =>
                   rows.length === 0
                     ? Effect.fail(error)
-                    : options.resolveStored(append, new Map(rows.map((r) => [r.event_id, r.version])))
+                    : options.resolveStored(append, new Map(rows.map((r) => [r.event_id, r.version])), current)
                 )
               )
             )

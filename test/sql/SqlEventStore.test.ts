@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import { tables } from "../../src/sql/migrations.js"
@@ -46,6 +47,7 @@ const atomic = `${schema}_atom`
 const prepared = `${schema}_prep`
 const enclosed = `${schema}_tx`
 const kept = `${schema}_keep`
+const pruned = `${schema}_prune`
 
 describe("SqlEventStore configuration and migrations", () => {
   it.scoped("refuses table names that are not plain identifiers, with a typed error", () =>
@@ -99,13 +101,43 @@ describe("SqlEventStore configuration and migrations", () => {
     Effect.gen(function* () {
       for (const [client, tables] of dialects(ttl)) {
         yield* Effect.gen(function* () {
-          const store = yield* SqlEventStore.make({ commandTtl: "500 millis", ...tables })
+          // long enough for the second append to come within it on a loaded machine; then waited out
+          const store = yield* SqlEventStore.make({ commandTtl: "2 seconds", commandPruning: false, ...tables })
           const once = Effect.flatMap(tick, (e) => store.append("D-1", [e], { commandId: "ttl-1" }))
           yield* once
           assert.strictEqual((yield* Effect.flip(once))._tag, "DuplicateCommand")
-          yield* Effect.sleep("700 millis")
-          assert.strictEqual((yield* store.findCommand("ttl-1"))._tag, "None")
+          const forgotten = yield* store
+            .findCommand("ttl-1")
+            .pipe(Effect.delay("50 millis"), Effect.repeat({ until: Option.isNone, times: 1000 }))
+          assert.strictEqual(forgotten._tag, "None")
           assert.strictEqual((yield* once).version, 2)
+        }).pipe(Effect.provide(client), Effect.scoped)
+      }
+    })
+  )
+
+  it.live("expired command records are deleted in the store's scope (PostgreSQL, SQLite, MariaDB)", () =>
+    Effect.gen(function* () {
+      for (const [client, options] of dialects(pruned)) {
+        yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          const t = yield* tables(options)
+          const records = Effect.map(
+            sql<{ readonly n: number | string }>`select count(*) as n from ${sql(t.commands)}`,
+            ([row]) => Number(row!.n)
+          )
+          // commands forgotten after a millisecond, and pruned two records per statement
+          const store = yield* SqlEventStore.make({
+            ...options,
+            commandTtl: "1 millis",
+            commandPruning: { interval: "10 millis", batchSize: 2 }
+          })
+          for (const n of [1, 2, 3, 4, 5]) yield* store.append(`P-${n}`, [yield* tick], { commandId: `gone-${n}` })
+          const left = yield* records.pipe(
+            Effect.delay("10 millis"),
+            Effect.repeat({ until: (n) => n === 0, times: 3000 })
+          )
+          assert.strictEqual(left, 0)
         }).pipe(Effect.provide(client), Effect.scoped)
       }
     })

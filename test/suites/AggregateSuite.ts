@@ -4,8 +4,10 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Schedule from "effect/Schedule"
@@ -41,9 +43,74 @@ const register = Aggregate.handler(User)
 const history = (id: string) =>
   Upcaster.readStream(Account.codec, `Account-${id}`).pipe(Stream.runCollect, Effect.map(Chunk.toArray))
 
-export const suite = <E>(name: string, storeLayer: Layer.Layer<EventStore.EventStore, E>): void => {
+/** Store options the suite varies. */
+export interface StoreOptions {
+  readonly commandTtl?: Duration.DurationInput
+}
+
+export const suite = <E>(
+  name: string,
+  storeLayer: (options: StoreOptions) => Layer.Layer<EventStore.EventStore, E>
+): void => {
   describe(name, () => {
-    layer(storeLayer, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+    // a store that forgets handled commands at once
+    layer(storeLayer({ commandTtl: "1 millis" }), { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+      it.effect("a command handled again after its TTL is handled as a new command", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          const store = yield* EventStore.EventStore
+          yield* handle(id, { _tag: "OpenAccount", owner: "ada" })
+          const commandId = `late-${id}`
+          const first = yield* handle(id, { _tag: "Deposit", amount: 10 }, { metadata: { commandId } })
+          yield* handle(id, { _tag: "Deposit", amount: 1 })
+          const forgotten = yield* store
+            .findCommand(commandId)
+            .pipe(Effect.delay("5 millis"), Effect.repeat({ until: Option.isNone, times: 2000 }))
+          assert.isTrue(Option.isNone(forgotten))
+          const again = yield* handle(id, { _tag: "Deposit", amount: 10 }, { metadata: { commandId } })
+          assert.isFalse(first.duplicate)
+          assert.isFalse(again.duplicate)
+          assert.strictEqual(again.version, 4)
+          assert.notDeepEqual(again.positions, first.positions)
+          assert.strictEqual((yield* history(id)).length, 4)
+        })
+      )
+    })
+    layer(storeLayer({}), { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+      it.effect("of concurrent handlers of one command exactly one is told it was not a duplicate", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          yield* handle(id, { _tag: "OpenAccount", owner: "ada" })
+          const results = yield* Effect.all(
+            Array.from({ length: 16 }, () =>
+              handle(id, { _tag: "Deposit", amount: 7 }, { metadata: { commandId: `c16-${id}` } })
+            ),
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual(results.filter((r) => !r.duplicate).length, 1)
+          for (const r of results) {
+            assert.deepStrictEqual([r.version, r.positions], [results[0]!.version, results[0]!.positions])
+          }
+          assert.strictEqual((yield* history(id)).length, 2)
+        })
+      )
+
+      it.effect("a command id handled for another aggregate is refused, naming both streams", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          const store = yield* EventStore.EventStore
+          const metadata = { commandId: `shared-${id}` }
+          yield* handle(`${id}a`, { _tag: "OpenAccount", owner: "ada" }, { metadata })
+          const error = yield* Effect.flip(handle(`${id}b`, { _tag: "OpenAccount", owner: "bob" }, { metadata }))
+          assert.instanceOf(error, Aggregate.CommandIdReused)
+          assert.deepStrictEqual(
+            [error.commandId, error.streamId, error.handledBy],
+            [metadata.commandId, `Account-${id}b`, `Account-${id}a`]
+          )
+          assert.strictEqual(yield* store.streamVersion(`Account-${id}b`), 0)
+        })
+      )
+
       it.effect(
         "16 fibers on one account: every committed event reflects the state it was decided on",
         () =>

@@ -541,14 +541,16 @@ const idempotent: ReadonlyArray<Check> = [
   ),
   check(
     "5 idempotent append",
-    "a retry whose expected version could not have held is a conflict",
+    "a retry whose expected version could not have held is a conflict naming the stream's version now",
     Effect.gen(function* () {
       const id = `${yield* uniqueCategory}-1`
       const first = yield* newEvents(2)
+      const later = yield* newEvents(3)
       yield* append(id, first)
-      assertConflict(yield* Effect.flip(append(id, first, Event.StreamExists)), id, Event.StreamExists, 0)
-      assertConflict(yield* Effect.flip(append(id, first, Event.Exact(1))), id, Event.Exact(1), 0)
-      yield* assertStream(id, first)
+      yield* append(id, later)
+      assertConflict(yield* Effect.flip(append(id, first, Event.StreamExists)), id, Event.StreamExists, 5)
+      assertConflict(yield* Effect.flip(append(id, first, Event.Exact(1))), id, Event.Exact(1), 5)
+      yield* assertStream(id, [...first, ...later])
     })
   ),
   check(
@@ -932,6 +934,43 @@ const commandDedup: ReadonlyArray<Check> = [
         if (Exit.isFailure(exit)) assert.strictEqual((yield* Effect.flip(exit))._tag, "DuplicateCommand")
       }
       assert.strictEqual((yield* readCategory(category)).length, 1)
+    })
+  ),
+  check(
+    "command dedup",
+    "a replay of an append with its command id is a duplicate command, also concurrently: one succeeds",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const s = yield* store
+      const events = yield* newEvents(2)
+      const commandId = `replayed-${category}`
+      // a stream that exists, and one created by the append: both paths of the stores
+      yield* append(`${category}-1`, yield* newEvents(1))
+      for (const [streamId, expectedVersion] of [
+        [`${category}-1`, Event.Exact(1)],
+        [`${category}-2`, Event.NoStream]
+      ] as const) {
+        const id = `${commandId}-${streamId}`
+        const exits = yield* Effect.forEach(
+          range(8),
+          () => Effect.exit(s.append(streamId, events, { commandId: id, expectedVersion })),
+          { concurrency: "unbounded" }
+        )
+        const successes = exits.filter(Exit.isSuccess)
+        assert.strictEqual(successes.length, 1, `exactly one append of ${id} succeeds`)
+        for (const exit of exits) {
+          if (Exit.isFailure(exit)) {
+            const error = yield* Effect.flip(exit)
+            assert.instanceOf(error, EventStore.DuplicateCommand)
+            assert.deepStrictEqual(
+              [error.version, error.positions],
+              [successes[0]!.value.version, successes[0]!.value.positions]
+            )
+          }
+        }
+        const replay = yield* Effect.flip(s.append(streamId, events, { commandId: id, expectedVersion }))
+        assert.strictEqual(replay._tag, "DuplicateCommand")
+      }
     })
   )
 ]
