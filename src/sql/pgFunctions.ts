@@ -17,6 +17,11 @@ import type { Tables } from "./migrations.js"
  * or `duplicates` (with, per event, the version holding its id or null). A unique value held by another
  * stream raises SQLSTATE P0001 with the value in the detail, undoing the call.
  */
+/** Refuses the append as a duplicate of the command record in `v_handled` (undoing the call). */
+const raiseDuplicateCommand = `raise exception 'effect-eventsourcing: duplicate command' using errcode = 'P0001',
+        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
+                                   'positions', v_handled.positions::text[])::text;`
+
 export const appendFunction = (t: Tables): string => `
 create or replace function ${t.appendFunction}(
   p_stream_id text, p_category text, p_stream_hash bigint, p_expected_kind text, p_expected_version integer, p_events jsonb,
@@ -53,9 +58,7 @@ begin
     select c.stream_id, c.version, c.positions into v_handled from ${t.commands} c
     where c.command_id = p_command_id and c.recorded_at >= now() - make_interval(secs => p_command_ttl_ms / 1000.0);
     if found then
-      raise exception 'effect-eventsourcing: duplicate command' using errcode = 'P0001',
-        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
-                                   'positions', v_handled.positions::text[])::text;
+      ${raiseDuplicateCommand}
     end if;
   end if;
 
@@ -111,9 +114,7 @@ begin
       where c.recorded_at < now() - make_interval(secs => p_command_ttl_ms / 1000.0);
     if not found then
       select c.stream_id, c.version, c.positions into v_handled from ${t.commands} c where c.command_id = p_command_id;
-      raise exception 'effect-eventsourcing: duplicate command' using errcode = 'P0001',
-        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
-                                   'positions', v_handled.positions::text[])::text;
+      ${raiseDuplicateCommand}
     end if;
   end if;
 
