@@ -58,7 +58,7 @@ export const make = (
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const t = yield* tables(options)
-    if (options.migrate !== false) yield* migrate(t)
+    if (options.migrate !== false) yield* migrate(t, "projections")
     const failWith = (operation: string) => (cause: SqlError | unknown) =>
       new CheckpointStoreError({ operation, cause })
     const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })

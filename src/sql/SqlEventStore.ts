@@ -140,7 +140,7 @@ export const make = (
         cause: new Error("SqlEventStore supports PostgreSQL, SQLite and MySQL/MariaDB")
       })
     }
-    if (options.migrate !== false) yield* migrate(t)
+    if (options.migrate !== false) yield* migrate(t, "events")
     const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
     if (options.commandPruning !== false) {
       yield* Effect.forkScoped(

@@ -28,7 +28,7 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
     const sql = yield* SqlClient.SqlClient
     const t = yield* Effect.mapError(tables(options), (cause) => new InboxError({ operation: "configure", cause }))
     if (options.migrate !== false) {
-      yield* Effect.mapError(migrate(t), (cause) => new InboxError({ operation: "migrate", cause }))
+      yield* Effect.mapError(migrate(t, "inbox"), (cause) => new InboxError({ operation: "migrate", cause }))
     }
     const failWith = (operation: string) => (cause: unknown) => new InboxError({ operation, cause })
 

@@ -48,7 +48,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const t = yield* tables(options)
-    if (options.migrate !== false) yield* migrate(t)
+    if (options.migrate !== false) yield* migrate(t, "sagas")
     const failWith = (operation: string) => (cause: unknown) => new SagaStoreError({ operation, cause })
     const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
     // several connections (PostgreSQL, MySQL) need row locks; SQLite runs one transaction at a time

@@ -28,7 +28,7 @@ export const make = (
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const t = yield* tables(options)
-    if (options.migrate !== false) yield* migrate(t)
+    if (options.migrate !== false) yield* migrate(t, "snapshots")
     const keep = Math.max(1, options.keep ?? 3)
     const failWith = (operation: string) => (cause: SqlError) => new SnapshotStoreError({ operation, cause })
 

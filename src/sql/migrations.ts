@@ -1,11 +1,13 @@
 /**
- * Table naming and schema migrations of the SQL event store.
+ * Table naming and schema migrations of the SQL services.
  *
- * Migrations are code (`Migrator.fromRecord`), recorded in a migrations table of their own per table
- * prefix, so several stores can share one database (and tests isolate themselves with a fresh schema or
- * prefix). They are idempotent: running them again is a no-op, and concurrent runs are serialized (an
- * advisory lock on PostgreSQL, the single connection on SQLite). Once released, a migration is frozen and
- * changes go into new ones; nothing is released yet, so the first ones may still change.
+ * Each service creates and migrates only its own tables (`SqlEventStore` the events, streams, unique
+ * values and commands; `SqlSnapshotStore`, `SqlCheckpointStore`, `SqlSagaStore` and `SqlInbox` theirs),
+ * recorded in a migrations table of its own per table prefix, so several stores can share one database
+ * (and tests isolate themselves with a fresh schema or prefix). Migrations are code
+ * (`Migrator.fromRecord`), idempotent, and concurrent runs are serialized (an advisory lock on
+ * PostgreSQL, a named lock on MySQL, the single connection on SQLite). Each service starts from one
+ * baseline; from the first release on, a released migration is frozen and changes go into new ones.
  *
  * Identifiers that come from configuration are validated against `^[a-z_][a-z0-9_]*$` before any SQL
  * is built from them.
@@ -29,7 +31,8 @@ export interface Tables {
   readonly schema: string | undefined
   readonly events: string
   readonly streams: string
-  readonly migrations: string
+  /** Each service's record of its applied migrations. */
+  readonly migrations: Readonly<Record<Service, string>>
   readonly appendFunction: string
   readonly appendBatchFunction: string
   readonly snapshots: string
@@ -69,10 +72,15 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     schema: options.schema,
     events: qualify("events"),
     streams: qualify("streams"),
-    migrations: qualify("migrations"),
+    migrations: {
+      events: qualify("events_migrations"),
+      snapshots: qualify("snapshots_migrations"),
+      projections: qualify("projections_migrations"),
+      sagas: qualify("sagas_migrations"),
+      inbox: qualify("inbox_migrations")
+    },
     appendFunction: qualify("append"),
-    // `_2`: answers `busy` (migration 11); processes of an earlier version keep calling `append_batch`
-    appendBatchFunction: qualify("append_batch_2"),
+    appendBatchFunction: qualify("append_batch"),
     snapshots: qualify("snapshots"),
     uniqueValues: qualify("unique_values"),
     commands: qualify("commands"),
@@ -88,19 +96,37 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
   })
 }
 
+/** A SQL service that owns tables (see the module doc). */
+export type Service = "events" | "snapshots" | "projections" | "sagas" | "inbox"
+
+/** Each service's migrations, in order; the first is its baseline. */
+const migrationsOf = (
+  t: Tables
+): Record<Service, Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>> => ({
+  events: {
+    "1_baseline": Effect.all([createEventTables(t), addTenantColumn(t), indexCommandTimes(t)], { discard: true })
+  },
+  snapshots: { "1_baseline": createSnapshotTable(t) },
+  projections: { "1_baseline": createProjectionTables(t) },
+  sagas: { "1_baseline": Effect.zipRight(createSagaTables(t), createSagaFailuresTable(t)) },
+  inbox: { "1_baseline": createInboxTable(t) }
+})
+
 /**
- * Creates or upgrades the store's tables. On PostgreSQL the whole run holds a transaction-scoped advisory
- * lock keyed by the migrations table, so processes starting together do not race to create it.
+ * Creates or upgrades one service's tables. On PostgreSQL the whole run holds a transaction-scoped
+ * advisory lock keyed by the schema, so processes and services starting together do not race (to create
+ * the schema, or a table).
  */
-export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClient.SqlClient> =>
+export const migrate = (t: Tables, service: Service): Effect.Effect<void, EventStoreError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const migrations = t.migrations[service]
     yield* sql.onDialectOrElse({
-      pg: () => sql`select pg_advisory_xact_lock(hashtext(${t.migrations}))`,
+      pg: () => sql`select pg_advisory_xact_lock(hashtext(${`effect-eventsourcing migrations ${t.schema ?? ""}`}))`,
       // a session lock (MySQL commits DDL at once, so the transaction does not make the run atomic)
       mysql: () =>
         Effect.flatMap(
-          sql<{ readonly locked: number | null }>`select get_lock(${t.migrations}, 60) as locked`,
+          sql<{ readonly locked: number | null }>`select get_lock(${migrations}, 60) as locked`,
           ([row]) =>
             Number(row?.locked) === 1
               ? Effect.void
@@ -120,40 +146,20 @@ export const migrate = (t: Tables): Effect.Effect<void, EventStoreError, SqlClie
     // the Migrator probes its table with a query that fails when the table is missing, which would abort
     // this transaction: create it first (the Migrator's own layout), under the lock
     yield* sql.onDialectOrElse({
-      pg: () => sql`create table if not exists ${sql(t.migrations)} (
+      pg: () => sql`create table if not exists ${sql(migrations)} (
         migration_id integer primary key,
         created_at timestamp with time zone not null default now(),
         name text not null
       )${tableOptions(sql)}`,
       orElse: () => Effect.void
     })
-    yield* Migrator.make({})({
-      loader: Migrator.fromRecord({
-        "1_events": createEventTables(t),
-        "2_snapshots": createSnapshotTable(t),
-        "3_projections": createProjectionTables(t),
-        "4_sagas": createSagaTables(t),
-        "5_inbox": createInboxTable(t),
-        "6_tenants": addTenantColumn(t),
-        "7_append_batch": replacePgAppendBatch(t),
-        // the same function, now telling which path a batch took (a DEBUG1 message)
-        "8_append_batch_path": replacePgAppendBatch(t),
-        "9_append_one_event": replacePgAppend(t),
-        "10_saga_failures": createSagaFailuresTable(t),
-        // a function of a new name, which leaves an append that waits for a lock out of its batch (`busy`):
-        // the old one stays as it was for processes still running an earlier version, which know no `busy`
-        "11_append_batch_lock_wait": replacePgAppendBatch(t),
-        "12_exact_json": storeExactJson(t),
-        "13_command_expiry": indexCommandTimes(t)
-      }),
-      table: t.migrations
-    })
+    yield* Migrator.make({})({ loader: Migrator.fromRecord(migrationsOf(t)[service]), table: migrations })
   }).pipe(
     // the MySQL lock belongs to the session: released whatever happened, before the connection goes back
     Effect.ensuring(
       Effect.flatMap(SqlClient.SqlClient, (sql) =>
         sql.onDialectOrElse({
-          mysql: () => Effect.ignore(sql`select release_lock(${t.migrations})`),
+          mysql: () => Effect.ignore(sql`select release_lock(${t.migrations[service]})`),
           orElse: () => Effect.void
         })
       )
@@ -463,53 +469,6 @@ const addTenantColumn = (t: Tables) =>
         )
     })
   })
-
-/** PostgreSQL: group commit's batch function with its set-based path (see `pgFunctions`). */
-const replacePgAppendBatch = (t: Tables) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.onDialectOrElse({
-      pg: () => sql.unsafe(PgFunctions.appendBatchFunction(t)),
-      orElse: () => Effect.void
-    })
-  )
-
-/**
- * PostgreSQL: the append function gains its single-event path, and the plain event id index of older
- * stores goes (the unique (event id, stream) index serves event id lookups as well, and one index fewer
- * is one write fewer per event).
- */
-const replacePgAppend = (t: Tables) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.onDialectOrElse({
-      pg: () =>
-        Effect.zipRight(
-          sql.unsafe(PgFunctions.appendFunction(t)),
-          sql`drop index if exists ${sql(`${t.events}_event_id`)}`
-        ),
-      orElse: () => Effect.void
-    })
-  )
-
-/**
- * PostgreSQL: event data and metadata as `json`, which keeps the appended text (`jsonb` reordered object
- * keys), and the append functions that store them so. Data appended before keeps the order `jsonb` gave it.
- */
-const storeExactJson = (t: Tables) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.onDialectOrElse({
-      pg: () =>
-        Effect.all(
-          [
-            sql`alter table ${sql(t.events)} alter column data type json using data::json,
-              alter column metadata type json using metadata::json`,
-            sql.unsafe(PgFunctions.appendFunction(t)),
-            sql.unsafe(PgFunctions.appendBatchFunction(t))
-          ],
-          { discard: true }
-        ),
-      orElse: () => Effect.void
-    })
-  )
 
 /** Handled commands by time, for the pruning of expired ones (see `commandRecords`). */
 const indexCommandTimes = (t: Tables) =>
