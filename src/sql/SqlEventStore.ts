@@ -65,6 +65,7 @@ import {
   StreamNotFound
 } from "../EventStore.js"
 import { instrument } from "../internal/instrumentedStore.js"
+import { storeError } from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
 import * as PgAppend from "./pgAppend.js"
@@ -127,7 +128,8 @@ export const make = (
     if (dialect === undefined) {
       return yield* new EventStoreError({
         operation: "configure",
-        cause: new Error("SqlEventStore supports PostgreSQL, SQLite and MySQL/MariaDB")
+        cause: new Error("SqlEventStore supports PostgreSQL, SQLite and MySQL/MariaDB"),
+        transient: false
       })
     }
     if (options.migrate !== false) yield* migrate(t)
@@ -135,7 +137,7 @@ export const make = (
     const limits: Limits = { ...defaultLimits, ...options.limits }
     const pageSize = Math.max(1, options.readPageSize ?? 500)
     const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
-    const failWith = (operation: string) => (cause: SqlError) => new EventStoreError({ operation, cause })
+    const failWith = (operation: string) => (cause: SqlError) => storeError(operation)(cause)
 
     const columns =
       dialect === "pg"
@@ -462,7 +464,7 @@ export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClien
   const sql = yield* SqlClient.SqlClient
   const [row] = yield* sql<{ readonly xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`
   return { xmin: BigInt(row!.xmin), oldest: yield* oldestTransaction(sql) }
-}).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
+}).pipe(Effect.mapError(storeError("horizon")))
 
 /** The oldest transaction running in the cluster (PostgreSQL), if any. */
 const oldestTransaction = (sql: SqlClient.SqlClient) =>
