@@ -23,6 +23,12 @@
  * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
  *   stored hash of the stream id (`Event.streamHash`).
  * - **Wake-up hints**: with a `Wakeup` in context, each committed append sends one (see `Wakeup`).
+ * - **Failures are typed**, inside a caller's transaction too: a lost connection (a terminated backend, a
+ *   killed connection, a server restart) fails the append with an `EventStoreError` that says it is
+ *   `transient`; a statement the server refuses, with one that says it is not. `@effect/sql` makes a
+ *   failed COMMIT or ROLLBACK a defect: the store guards the client it is given (its `withTransaction`,
+ *   so the caller's transactions too), which then fails with the transaction's own error, or a typed
+ *   `SqlError` when its COMMIT failed (see `transaction`).
  * - **Observability**: an `EventStore.append` span per append, and the append, conflict and read counters
  *   (see `Metrics`); no span per statement.
  *
@@ -70,6 +76,7 @@ import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
 import * as PgAppend from "./pgAppend.js"
 import * as SerialAppend from "./serialAppend.js"
+import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -117,7 +124,8 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<EventStore["Type"], EventStoreError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
+    // the caller's transactions too: a failed ROLLBACK or COMMIT is typed, never a defect (see `transaction`)
+    const sql = guardTransactions(yield* SqlClient.SqlClient)
     const t = yield* tables(options)
     const dialect = sql.onDialectOrElse({
       pg: (): Dialect | undefined => "pg",

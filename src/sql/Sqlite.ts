@@ -24,6 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as FairLock from "../internal/fairLock.js"
+import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -68,12 +69,14 @@ const fairClient: Layer.Layer<SqlClient.SqlClient, never, SqliteClient.SqliteCli
           )
         )
     }
-    return yield* SqlClient.make({
-      acquirer: Effect.succeed(statement),
-      transactionAcquirer: Effect.zipRight(Effect.zipRight(turn, lock.take), sqlite.reserve),
-      compiler: Statement.makeCompilerSqlite(),
-      spanAttributes: [["db.system.name", "sqlite"]]
-    })
+    return guardTransactions(
+      yield* SqlClient.make({
+        acquirer: Effect.succeed(statement),
+        transactionAcquirer: Effect.zipRight(Effect.zipRight(turn, lock.take), sqlite.reserve),
+        compiler: Statement.makeCompilerSqlite(),
+        spanAttributes: [["db.system.name", "sqlite"]]
+      })
+    )
   })
 ).pipe(Layer.provide(Reactivity.layer))
 
