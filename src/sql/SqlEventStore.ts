@@ -29,6 +29,21 @@
  *   failed COMMIT or ROLLBACK a defect: the store guards the client it is given (its `withTransaction`,
  *   so the caller's transactions too), which then fails with the transaction's own error, or a typed
  *   `SqlError` when its COMMIT failed (see `transaction`).
+ * - **Backend limits**, on top of the configured `EventStore.Limits`, as they apply to the statements the
+ *   store sends (see `backendLimits`). Read when the store is built; a configured limit above the backend's
+ *   is lowered to it, with a logged warning (not refused: `max_allowed_packet` is the server's setting, and
+ *   a store that would not start over it is worse than one refusing the rare append it cannot store). An
+ *   append beyond them is refused with `InvalidAppend` (`TooManyEvents` or `EventTooLarge`, its detail
+ *   naming the backend's limit) before anything reaches the server.
+ *   - SQLite: 3,276 events per append (`SQLITE_MAX_VARIABLE_NUMBER`, 32,766 variables, 10 per event);
+ *     1e9 bytes per data or metadata value (`SQLITE_MAX_LENGTH`).
+ *   - MySQL/MariaDB: 5,957 events per append (65,535 placeholders per statement, 11 per event); an event
+ *     (data + metadata JSON) up to `max_allowed_packet` less 5 KiB (16 MiB on a default MariaDB 10.2+).
+ *     An append larger than a packet in all is inserted by several statements, in its one transaction.
+ *   - PostgreSQL: no bound on the count (10 bind parameters per append, of 65,535); an append's JSON, with
+ *     1 KiB per event, up to 268,435,455 bytes: its events travel as one `jsonb` argument (a text field
+ *     takes 1 GB). The server refuses (a permanent `EventStoreError`) the rare append whose binary `jsonb`
+ *     form is larger than its text (long arrays of small numbers).
  * - **Observability**: an `EventStore.append` span per append, and the append, conflict and read counters
  *   (see `Metrics`); no span per statement.
  *
@@ -53,6 +68,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import {
+  type AppendOptions,
   type AppendResult,
   checkPartition,
   ConcurrencyConflict,
@@ -74,12 +90,17 @@ import { instrument } from "../internal/instrumentedStore.js"
 import { storeError } from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
+import * as BackendLimits from "./backendLimits.js"
 import * as PgAppend from "./pgAppend.js"
 import * as SerialAppend from "./serialAppend.js"
 import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
+  /**
+   * Size limits of appends; default `EventStore.defaultLimits`. One above what the backend takes is lowered
+   * to the backend's, with a logged warning, when the store is built (see "Backend limits" above).
+   */
   readonly limits?: Partial<Limits>
   /** Create or upgrade the tables when the store starts; default true. */
   readonly migrate?: boolean
@@ -142,7 +163,9 @@ export const make = (
     }
     if (options.migrate !== false) yield* migrate(t)
     const wakeup = yield* Effect.serviceOption(Wakeup.Wakeup)
-    const limits: Limits = { ...defaultLimits, ...options.limits }
+    const backend = yield* Effect.mapError(BackendLimits.read(sql, dialect), storeError("configure"))
+    const clamped = yield* BackendLimits.clamp({ ...defaultLimits, ...options.limits }, backend)
+    const limits: Limits = clamped.limits
     const pageSize = Math.max(1, options.readPageSize ?? 500)
     const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
     const failWith = (operation: string) => (cause: SqlError) => storeError(operation)(cause)
@@ -251,7 +274,16 @@ export const make = (
       Effect.flatMap(callPgAppend!(append), (outcome) => interpret(append, outcome))
 
     const appendSerial =
-      dialect === "pg" ? undefined : SerialAppend.make({ sql, tables: t, dialect, commandTtl, resolveStored })
+      dialect === "pg"
+        ? undefined
+        : SerialAppend.make({
+            sql,
+            tables: t,
+            dialect,
+            commandTtl,
+            resolveStored,
+            packet: backend.packet
+          })
 
     /** The append, then a wake-up hint for readers if it wrote events (and there is a `Wakeup`). */
     const hinted = <E, R>(appended: Effect.Effect<AppendResult, E, R>) =>
@@ -259,8 +291,20 @@ export const make = (
         ? appended
         : Effect.tap(appended, (result) => (result.positions.length > 0 ? wakeup.value.notify : Effect.void))
 
+    /** The contract's checks, within the backend's bounds (refused before anything reaches the server). */
+    const prepare = (streamId: string, events: ReadonlyArray<Event.EventData>, appendOptions?: AppendOptions) =>
+      prepareAppend(streamId, events, appendOptions, limits).pipe(
+        Effect.mapError((error) =>
+          error._tag === "InvalidAppend" ? BackendLimits.explain(error, backend, clamped) : error
+        ),
+        Effect.flatMap((prepared) => {
+          const refused = BackendLimits.checkAppend(prepared, backend)
+          return refused === undefined ? Effect.succeed(prepared) : Effect.fail(refused)
+        })
+      )
+
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
-      Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
+      Effect.flatMap(prepare(streamId, events, appendOptions), (prepared) =>
         hinted(
           Effect.catchTag(dialect === "pg" ? appendPg(prepared) : appendSerial!(prepared), "SqlError", (cause) =>
             Effect.fail(failWith("append")(cause))
