@@ -9,6 +9,7 @@
  * found by their own table name.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -18,6 +19,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -104,6 +106,35 @@ const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolea
     Effect.retry(Schedule.spaced("50 millis")),
     Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error("condition not reached in 30 s") })
   )
+
+describe("SqlEventStore on a PostgreSQL client of the user's own, connections lost", () => {
+  // not `Postgres.layer`'s client: the store guards the client it is given, the caller's transactions too
+  const own = `${schema}_own`
+  const stores = Layer.provideMerge(
+    SqlEventStore.layer({ schema: own }),
+    PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 4 })
+  )
+  it.live("an append inside the caller's transaction whose connection is killed fails with EventStoreError", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const store = yield* EventStore.EventStore
+        const sql = yield* SqlClient.SqlClient
+        const admin = Context.get(yield* Layer.build(backends[0]!.admin), SqlClient.SqlClient)
+        yield* Effect.addFinalizer(() => Effect.orDie(admin`drop schema if exists ${admin(own)} cascade`))
+        const streamId = `${yield* uniqueCategory}-1`
+        const exit = yield* Effect.exit(
+          Effect.gen(function* () {
+            yield* store.append(streamId, yield* ticks(2))
+            yield* backends[0]!.kill(admin, yield* backends[0]!.connectionId(sql))
+            yield* store.append(streamId, yield* ticks(2))
+          }).pipe(sql.withTransaction)
+        )
+        assert.strictEqual((typedFailure(exit) as { readonly _tag: string })._tag, "EventStoreError")
+        assert.strictEqual(yield* store.streamVersion(streamId), 0)
+      }).pipe(Effect.provide(stores))
+    )
+  )
+})
 
 for (const backend of backends) {
   describe(`SQL stores on ${backend.name}, connections lost`, () => {
