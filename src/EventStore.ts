@@ -141,7 +141,10 @@ export class EventStoreError extends Schema.TaggedError<EventStoreError>()("Even
 // contract
 // ---------------------------------------------------------------------------------------------------
 
-/** Size limits enforced on every append, identically by every implementation. */
+/**
+ * Size limits enforced on every append, identically by every implementation. A store whose backend takes
+ * less lowers them to what it takes, and names the backend's limit when it refuses (see `SqlEventStore`).
+ */
 export interface Limits {
   /** Most events one append may carry. */
   readonly maxEventsPerAppend: number

@@ -139,6 +139,13 @@ describe("backend limits on MariaDB", () => {
         read.map((e) => [e.eventId, (e.data as string).slice(0, 2)]),
         events.map((e) => [e.eventId, (e.data as string).slice(0, 2)])
       )
+      assert.deepStrictEqual(
+        read.map((e) => e.position),
+        result.positions,
+        "positions in order across the statements"
+      )
+      // retried as a whole, it is answered with the original result (idempotent append)
+      assert.deepStrictEqual(yield* store.append(streamId, events), result)
     }).pipe(Effect.provide(mariadb({})))
   )
 })
