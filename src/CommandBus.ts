@@ -470,13 +470,14 @@ export const contextWithCommandId: Effect.Effect<Aggregate.CommandContext["Type"
 )
 
 /**
- * The default transient failures: the event store or checkpoint store unavailable, a concurrency
+ * The default transient failures: the event store or checkpoint store unavailable (not an
+ * `EventStoreError` that says it is permanent: a refused statement, a backend limit), a concurrency
  * conflict that outlasted the aggregate's own retries, a database error, a timeout.
  */
 export const isTransient = (error: unknown): boolean => {
   const tag = tagOf(error).errorTag
   return (
-    tag === "EventStoreError" ||
+    (tag === "EventStoreError" && (error as { readonly transient?: unknown }).transient !== false) ||
     tag === "ConcurrencyConflict" ||
     tag === "CheckpointStoreError" ||
     tag === "SqlError" ||

@@ -122,10 +122,15 @@ export class DuplicateCommand extends Schema.TaggedError<DuplicateCommand>()("Du
   }
 }
 
-/** An infrastructure failure (database unreachable, driver error...). The append may be retried as is. */
+/**
+ * An infrastructure failure (database unreachable, driver error...). When `transient` (the default: a lost
+ * connection, a timeout, a deadlock), the operation may be retried as is; otherwise (the backend refused the
+ * statement, a backend limit) it can never succeed unchanged.
+ */
 export class EventStoreError extends Schema.TaggedError<EventStoreError>()("EventStoreError", {
   operation: Schema.String,
-  cause: Schema.Defect
+  cause: Schema.Defect,
+  transient: Schema.optionalWith(Schema.Boolean, { default: () => true })
 }) {
   override get message() {
     return `Event store ${this.operation} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
@@ -136,7 +141,10 @@ export class EventStoreError extends Schema.TaggedError<EventStoreError>()("Even
 // contract
 // ---------------------------------------------------------------------------------------------------
 
-/** Size limits enforced on every append, identically by every implementation. */
+/**
+ * Size limits enforced on every append, identically by every implementation. A store whose backend takes
+ * less lowers them to what it takes, and names the backend's limit when it refuses (see `SqlEventStore`).
+ */
 export interface Limits {
   /** Most events one append may carry. */
   readonly maxEventsPerAppend: number

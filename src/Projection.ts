@@ -16,7 +16,8 @@
  *   share, a dead worker's partitions are taken over when its lease expires, and a worker that lost a
  *   lease cannot commit (fencing tokens, see `CheckpointStore`).
  * - **Failures**: store and checkpoint failures are retried with capped exponential backoff for as long
- *   as they last (state `stalled`). A handler failure is retried by the projection's `retry` schedule;
+ *   as they last (state `stalled`), a batch whose connection was lost mid-transaction included (the SQL
+ *   stores' transactions fail typed, never with a defect). A handler failure is retried by the projection's `retry` schedule;
  *   then the batch is handled one event at a time to find the poison event, and the projection's
  *   `onPoison` policy applies: `stop` (the partition halts with state `failed` and the error, until a
  *   restart) or `skip` (the event goes to the dead letters with the error, and the partition goes on).

@@ -10,11 +10,14 @@
  * Stores are isolated by `tablePrefix` (the `schema` option is PostgreSQL's) in the URL's database.
  */
 import { MysqlClient } from "@effect/sql-mysql2"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as ConfigError from "effect/ConfigError"
-import type * as Layer from "effect/Layer"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -24,11 +27,14 @@ export interface Options {
   readonly maxConnections?: number
 }
 
-/** `MysqlClient` and `SqlClient` for the SQL services. */
+/**
+ * `MysqlClient` and `SqlClient` for the SQL services. Its transactions never die on a failed COMMIT or
+ * ROLLBACK (a connection killed inside one): they fail with their own error, or a typed `SqlError`.
+ */
 export const layer = (
   options: Options
 ): Layer.Layer<MysqlClient.MysqlClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
   MysqlClient.layer({
     url: typeof options.url === "string" ? Redacted.make(options.url) : options.url,
     maxConnections: options.maxConnections ?? 10
-  })
+  }).pipe(Layer.tap((context) => Effect.sync(() => guardTransactions(Context.get(context, SqlClient.SqlClient)))))

@@ -8,6 +8,9 @@
  * TCP keepalive is on (first probe after 10 seconds idle): a connection whose server vanished without
  * closing it (a host gone, a network partition) is found dead and fails its statement with an error,
  * instead of waiting for a reply forever; how soon depends on the system's probe interval and count.
+ *
+ * Transactions of the client never die on a failed COMMIT or ROLLBACK (a connection lost inside one): the
+ * transaction fails with its own error, or a typed `SqlError` (see `transaction`).
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
@@ -24,6 +27,7 @@ import * as Stream from "effect/Stream"
 import pg from "pg"
 import * as Wakeup from "../Wakeup.js"
 import * as PgHotPath from "./pgHotPath.js"
+import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -88,7 +92,7 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
   return Layer.scopedContext(
     Effect.gen(function* () {
       const acquired = yield* pool
-      const client = yield* PgClient.fromPool({ acquire: Effect.succeed(acquired) })
+      const client = guardTransactions(yield* PgClient.fromPool({ acquire: Effect.succeed(acquired) }))
       PgHotPath.register(client, acquired)
       return Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
     })

@@ -27,6 +27,26 @@
  * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
  *   stored hash of the stream id (`Event.streamHash`).
  * - **Wake-up hints**: with a `Wakeup` in context, each committed append sends one (see `Wakeup`).
+ * - **Failures are typed**, inside a caller's transaction too: a lost connection (a terminated backend, a
+ *   killed connection, a server restart) fails the append with an `EventStoreError` that says it is
+ *   `transient`; a statement the server refuses, with one that says it is not. `@effect/sql` makes a
+ *   failed COMMIT or ROLLBACK a defect: the store guards the client it is given (its `withTransaction`,
+ *   so the caller's transactions too), which then fails with the transaction's own error, or a typed
+ *   `SqlError` when its COMMIT failed (see `transaction`).
+ * - **Backend limits**, on top of the configured `EventStore.Limits`, as they apply to the statements the
+ *   store sends (see `backendLimits`). Read when the store is built; a configured limit above the backend's
+ *   is lowered to it, with a logged warning (not refused: `max_allowed_packet` is the server's setting, and
+ *   a store that would not start over it is worse than one refusing the rare append it cannot store). An
+ *   append beyond them is refused with `InvalidAppend` (`TooManyEvents` or `EventTooLarge`, its detail
+ *   naming the backend's limit) before anything reaches the server.
+ *   - SQLite: 3,276 events per append (`SQLITE_MAX_VARIABLE_NUMBER`, 32,766 variables, 10 per event);
+ *     1e9 bytes per data or metadata value (`SQLITE_MAX_LENGTH`).
+ *   - MySQL/MariaDB: 5,957 events per append (65,535 placeholders per statement, 11 per event); an event
+ *     (data + metadata JSON) up to `max_allowed_packet` less 5 KiB (16 MiB on a default MariaDB 10.2+).
+ *     An append larger than a packet in all is inserted by several statements, in its one transaction.
+ *   - PostgreSQL: no bound on the count (10 bind parameters per append, of 65,535); an append's JSON, with
+ *     1 KiB per event, up to 268,435,455 bytes: its events travel as one `jsonb` argument, each payload a
+ *     JSON text in it.
  * - **Observability**: an `EventStore.append` span per append, and the append, conflict and read counters
  *   (see `Metrics`); no span per statement.
  *
@@ -51,6 +71,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import {
+  type AppendOptions,
   type AppendResult,
   checkPartition,
   ConcurrencyConflict,
@@ -69,14 +90,21 @@ import {
   StreamNotFound
 } from "../EventStore.js"
 import { instrument } from "../internal/instrumentedStore.js"
+import { storeError } from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
+import * as BackendLimits from "./backendLimits.js"
 import * as CommandRecords from "./commandRecords.js"
 import * as PgAppend from "./pgAppend.js"
 import * as SerialAppend from "./serialAppend.js"
+import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
+  /**
+   * Size limits of appends; default `EventStore.defaultLimits`. One above what the backend takes is lowered
+   * to the backend's, with a logged warning, when the store is built (see "Backend limits" above).
+   */
   readonly limits?: Partial<Limits>
   /** Create or upgrade the tables when the store starts; default true. */
   readonly migrate?: boolean
@@ -126,7 +154,8 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<EventStore["Type"], EventStoreError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
+    // the caller's transactions too: a failed ROLLBACK or COMMIT is typed, never a defect (see `transaction`)
+    const sql = guardTransactions(yield* SqlClient.SqlClient)
     const t = yield* tables(options)
     const dialect = sql.onDialectOrElse({
       pg: (): Dialect | undefined => "pg",
@@ -137,7 +166,8 @@ export const make = (
     if (dialect === undefined) {
       return yield* new EventStoreError({
         operation: "configure",
-        cause: new Error("SqlEventStore supports PostgreSQL, SQLite and MySQL/MariaDB")
+        cause: new Error("SqlEventStore supports PostgreSQL, SQLite and MySQL/MariaDB"),
+        transient: false
       })
     }
     if (options.migrate !== false) yield* migrate(t, "events")
@@ -148,9 +178,11 @@ export const make = (
       )
     }
     const wakeup = yield* Effect.serviceOption(Wakeup.Wakeup)
-    const limits: Limits = { ...defaultLimits, ...options.limits }
+    const backend = yield* Effect.mapError(BackendLimits.read(sql, dialect), storeError("configure"))
+    const clamped = yield* BackendLimits.clamp({ ...defaultLimits, ...options.limits }, backend)
+    const limits: Limits = clamped.limits
     const pageSize = Math.max(1, options.readPageSize ?? 500)
-    const failWith = (operation: string) => (cause: SqlError) => new EventStoreError({ operation, cause })
+    const failWith = (operation: string) => (cause: SqlError) => storeError(operation)(cause)
 
     const columns =
       dialect === "pg"
@@ -256,7 +288,16 @@ export const make = (
       Effect.flatMap(callPgAppend!(append), (outcome) => interpret(append, outcome))
 
     const appendSerial =
-      dialect === "pg" ? undefined : SerialAppend.make({ sql, tables: t, dialect, commandTtl, resolveStored })
+      dialect === "pg"
+        ? undefined
+        : SerialAppend.make({
+            sql,
+            tables: t,
+            dialect,
+            commandTtl,
+            resolveStored,
+            packet: backend.packet
+          })
 
     /** The append, then a wake-up hint for readers if it wrote events (and there is a `Wakeup`). */
     const hinted = <E, R>(appended: Effect.Effect<AppendResult, E, R>) =>
@@ -264,8 +305,20 @@ export const make = (
         ? appended
         : Effect.tap(appended, (result) => (result.positions.length > 0 ? wakeup.value.notify : Effect.void))
 
+    /** The contract's checks, within the backend's bounds (refused before anything reaches the server). */
+    const prepare = (streamId: string, events: ReadonlyArray<Event.EventData>, appendOptions?: AppendOptions) =>
+      prepareAppend(streamId, events, appendOptions, limits).pipe(
+        Effect.mapError((error) =>
+          error._tag === "InvalidAppend" ? BackendLimits.explain(error, backend, clamped) : error
+        ),
+        Effect.flatMap((prepared) => {
+          const refused = BackendLimits.checkAppend(prepared, backend)
+          return refused === undefined ? Effect.succeed(prepared) : Effect.fail(refused)
+        })
+      )
+
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
-      Effect.flatMap(prepareAppend(streamId, events, appendOptions, limits), (prepared) =>
+      Effect.flatMap(prepare(streamId, events, appendOptions), (prepared) =>
         hinted(
           Effect.catchTag(dialect === "pg" ? appendPg(prepared) : appendSerial!(prepared), "SqlError", (cause) =>
             Effect.fail(failWith("append")(cause))
@@ -477,7 +530,7 @@ export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClien
   const sql = yield* SqlClient.SqlClient
   const [row] = yield* sql<{ readonly xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`
   return { xmin: BigInt(row!.xmin), oldest: yield* oldestTransaction(sql) }
-}).pipe(Effect.mapError((cause) => new EventStoreError({ operation: "horizon", cause })))
+}).pipe(Effect.mapError(storeError("horizon")))
 
 /** The oldest transaction running in the cluster (PostgreSQL), if any. */
 const oldestTransaction = (sql: SqlClient.SqlClient) =>

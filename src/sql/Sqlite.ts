@@ -9,6 +9,9 @@
  * every reader, a projection runner included, until they stop. A plain statement also only waits for
  * the lock, then runs unguarded, so it could read another fiber's uncommitted rows.)
  *
+ * Its transactions never die on a failed COMMIT or ROLLBACK: they fail with their own error, or a typed
+ * `SqlError` (see `transaction`).
+ *
  * **Gotchas**: one process writes a database file at a time; within the process, the client serializes
  * statements and transactions on its single connection. `:memory:` lives as long as the Layer. Code that
  * uses the `SqliteClient` service directly bypasses the first-come order (not the serialization).
@@ -24,6 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as FairLock from "../internal/fairLock.js"
+import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -68,12 +72,14 @@ const fairClient: Layer.Layer<SqlClient.SqlClient, never, SqliteClient.SqliteCli
           )
         )
     }
-    return yield* SqlClient.make({
-      acquirer: Effect.succeed(statement),
-      transactionAcquirer: Effect.zipRight(Effect.zipRight(turn, lock.take), sqlite.reserve),
-      compiler: Statement.makeCompilerSqlite(),
-      spanAttributes: [["db.system.name", "sqlite"]]
-    })
+    return guardTransactions(
+      yield* SqlClient.make({
+        acquirer: Effect.succeed(statement),
+        transactionAcquirer: Effect.zipRight(Effect.zipRight(turn, lock.take), sqlite.reserve),
+        compiler: Statement.makeCompilerSqlite(),
+        spanAttributes: [["db.system.name", "sqlite"]]
+      })
+    )
   })
 ).pipe(Layer.provide(Reactivity.layer))
 

@@ -19,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import { DuplicateCommand, EventStoreError, type PreparedAppend, UniqueConstraintViolation } from "../EventStore.js"
 import * as Batcher from "../internal/batcher.js"
 import * as Metrics from "../Metrics.js"
+import { storeError } from "./classify.js"
 import type { Tables } from "./migrations.js"
 import * as PgHotPath from "./pgHotPath.js"
 
@@ -72,9 +73,7 @@ export const make = (
           positions: row.o_positions === null ? null : row.o_positions === "" ? [] : row.o_positions.split(","),
           stored: row.o_stored
         })),
-        Effect.catchTag("SqlError", (error) =>
-          Effect.fail(refusal(append, error.cause) ?? new EventStoreError({ operation: "append", cause: error }))
-        )
+        Effect.catchTag("SqlError", (error) => Effect.fail(refusal(append, error.cause) ?? storeError("append")(error)))
       )
     }
 
@@ -90,9 +89,7 @@ export const make = (
         .sort((a, b) => compareStreams(appends[a]!.streamId, appends[b]!.streamId) || a - b)
       const batch = asText(() => "[" + order.map((i) => batchItemJson(appends[i]!, options.commandTtl)).join(",") + "]")
       return Effect.flatMap(batch, (text) => run.outsideTransaction(batchText, [text])).pipe(
-        Effect.mapError((cause) =>
-          cause._tag === "EventStoreError" ? cause : new EventStoreError({ operation: "append", cause })
-        ),
+        Effect.mapError((cause) => (cause._tag === "EventStoreError" ? cause : storeError("append")(cause))),
         Effect.map(([row]) => {
           const results: ReadonlyArray<PgBatchResult> = row.result
           const exits: Array<Exit.Exit<Outcome | Busy, PgRefusal>> = []
@@ -100,7 +97,7 @@ export const make = (
             const r = results[k]!
             exits[index] =
               r.outcome === "error"
-                ? Exit.fail(refusal(appends[index]!, r) ?? new EventStoreError({ operation: "append", cause: r }))
+                ? Exit.fail(refusal(appends[index]!, r) ?? storeError("append")(r))
                 : r.outcome === "busy"
                   ? Exit.succeed(busy)
                   : Exit.succeed({ outcome: r.outcome, version: r.version, positions: r.positions, stored: r.stored })
@@ -198,7 +195,7 @@ const refusal = (append: PreparedAppend, cause: unknown): UniqueConstraintViolat
  * an `EventStoreError`, like one the server refuses.
  */
 const asText = (build: () => string): Effect.Effect<string, EventStoreError> =>
-  Effect.try({ try: build, catch: (cause) => new EventStoreError({ operation: "append", cause }) })
+  Effect.try({ try: build, catch: (cause) => new EventStoreError({ operation: "append", cause, transient: false }) })
 
 /** About the characters an append adds to the batch function's argument. */
 const appendWeight = (append: PreparedAppend): number => {

@@ -33,6 +33,7 @@ import {
   type PreparedAppend,
   UniqueConstraintViolation
 } from "../EventStore.js"
+import * as BackendLimits from "./backendLimits.js"
 import type { Tables } from "./migrations.js"
 import * as PgAppend from "./pgAppend.js"
 import { mysqlErrno, withTransaction } from "./transaction.js"
@@ -42,6 +43,8 @@ export interface SerialAppendOptions {
   readonly tables: Tables
   readonly dialect: "sqlite" | "mysql"
   readonly commandTtl: number
+  /** MySQL: the server's `max_allowed_packet`, which an INSERT of the append's rows must fit (see `backendLimits`). */
+  readonly packet: number | undefined
   /** The original result of an append whose events are (partly) stored already, in a stream at `current`. */
   readonly resolveStored: (
     append: PreparedAppend,
@@ -170,7 +173,12 @@ export const make = (options: SerialAppendOptions) => {
               readonly position: number
             }>`insert into ${sql(t.events)} ${sql.insert(rows)} returning position`).map((r) => BigInt(r.position))
           : yield* Effect.as(
-              sql`insert into ${sql(t.events)} ${sql.insert(rows)}`,
+              // in runs that fit a packet each (one, unless the append is large)
+              Effect.forEach(
+                BackendLimits.mysqlChunks(append.events, rows, options.packet ?? Number.MAX_SAFE_INTEGER),
+                (run) => sql`insert into ${sql(t.events)} ${sql.insert(run)}`,
+                { discard: true }
+              ),
               rows.map((_, i) => BigInt(first + i))
             )
       const version = current + append.events.length

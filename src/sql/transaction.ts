@@ -1,34 +1,93 @@
 /**
  * What the SQL services share about transactions and MySQL's ways:
  *
- * - {@link withTransaction}: `sql.withTransaction`, with MySQL's way of ending a transaction on a deadlock
- *   or a lock wait timeout: InnoDB rolls the whole transaction back, savepoints included, so a nested
- *   transaction's `ROLLBACK TO SAVEPOINT` fails. That failure (a defect in `@effect/sql`) becomes a typed
- *   `SqlError` saying the enclosing transaction has ended, which each service maps to its own error.
+ * - {@link guardTransactions}: `@effect/sql`'s `withTransaction` turns a failed COMMIT or ROLLBACK into a
+ *   defect (`Effect.orDie` around them). On a connection that is gone (a terminated backend, a killed
+ *   connection, a server restart) the ROLLBACK after a failed statement always fails, so the caller's
+ *   typed error became a defect, inside the caller's own `sql.withTransaction` too. A guarded client keeps
+ *   the transaction's own failure when its ROLLBACK fails (the server ends a transaction whose connection
+ *   is gone), and fails with a typed `SqlError` when its COMMIT fails. The client Layers of this folder and
+ *   `SqlEventStore` guard the clients they see.
+ * - {@link withTransaction}: a guarded `sql.withTransaction`, with MySQL's way of ending a transaction on a
+ *   deadlock or a lock wait timeout: InnoDB rolls the whole transaction back, savepoints included, so a
+ *   nested transaction's `ROLLBACK TO SAVEPOINT` fails. That failure becomes a typed `SqlError` saying the
+ *   enclosing transaction has ended, which each service maps to its own error.
  * - {@link matched} and {@link rowCount}: how many rows a statement touched, where MySQL has no `RETURNING`.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 
 /** Runs `effect` in a transaction of `sql` (a savepoint inside an enclosing one). */
 export const withTransaction =
   (sql: SqlClient.SqlClient) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-    sql.withTransaction(effect).pipe(
-      Effect.catchAllDefect((defect) =>
-        isLostSavepoint(defect)
-          ? Effect.fail(
-              new SqlError({
-                cause: defect,
-                message:
-                  "the database rolled the enclosing transaction back (a deadlock or a lock wait timeout): it has ended"
-              })
+    (isGuarded(sql) ? sql.withTransaction : guarded(sql.withTransaction))(effect)
+
+/**
+ * Guards `client`'s `withTransaction` (see the module doc), in place and once, so that every transaction of
+ * the client's users is guarded too. Returns the client.
+ */
+export const guardTransactions = <C extends SqlClient.SqlClient>(client: C): C => {
+  if (!isGuarded(client)) {
+    Object.assign(client, { withTransaction: guarded(client.withTransaction), [guardedKey]: true })
+  }
+  return client
+}
+
+const guardedKey = Symbol.for("effect-eventsourcing/sql/guardedTransactions")
+
+const isGuarded = (client: SqlClient.SqlClient): boolean =>
+  (client as unknown as Record<symbol, unknown>)[guardedKey] === true
+
+/**
+ * `withTransaction` whose failed COMMIT or ROLLBACK (a defect there) is a typed failure: the body's own
+ * failure when the ROLLBACK after it failed, a typed `SqlError` when the COMMIT failed or when the ROLLBACK
+ * failed after BEGIN or SAVEPOINT did (the body never ran).
+ */
+const guarded =
+  (withTransaction: SqlClient.SqlClient["withTransaction"]): SqlClient.SqlClient["withTransaction"] =>
+  <R, E, A>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+    Effect.suspend(() => {
+      let body: Exit.Exit<A, E> | undefined
+      return withTransaction(
+        Effect.onExit(effect, (exit) =>
+          Effect.sync(() => {
+            body = exit
+          })
+        )
+      ).pipe(
+        Effect.catchAllDefect((defect): Effect.Effect<A, E | SqlError> => {
+          if (!(defect instanceof SqlError)) return Effect.die(defect)
+          if (body === undefined) {
+            // BEGIN or SAVEPOINT failed (its error is lost), then the ROLLBACK after it
+            return Effect.fail(
+              new SqlError({ cause: defect, message: "the transaction could not begin: its connection failed" })
             )
-          : Effect.die(defect)
+          }
+          if (Exit.isFailure(body)) {
+            return isLostSavepoint(defect)
+              ? Effect.fail(
+                  new SqlError({
+                    cause: defect,
+                    message:
+                      "the database rolled the enclosing transaction back (a deadlock or a lock wait timeout): it has ended"
+                  })
+                )
+              : // the ROLLBACK failed: the connection is gone, and the server ends its transaction
+                body
+          }
+          return Effect.fail(
+            new SqlError({
+              cause: defect,
+              message: "the transaction's COMMIT failed: it may or may not have committed"
+            })
+          )
+        })
       )
-    )
+    })
 
 const isLostSavepoint = (defect: unknown): boolean => mysqlErrno(defect) === 1305
 

@@ -5,6 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -130,11 +131,18 @@ describe("SqlEventStore on a failing PostgreSQL", () => {
               const [{ pid }] = (yield* sql<{ readonly pid: number }>`select pg_backend_pid() as pid`) as [
                 { readonly pid: number }
               ]
-              yield* admin.sql`select pg_terminate_backend(${pid})`
+              // outside the transaction: any client's statements join the one in context
+              yield* Effect.mapInputContext(
+                admin.sql`select pg_terminate_backend(${pid}, 5000)`,
+                (context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context)
+              )
               yield* store.append(streamId, yield* threeEvents)
             }).pipe(sql.withTransaction)
           )
-          assert.isTrue(Exit.isFailure(result))
+          // the second append's own typed error, not a defect of the failed ROLLBACK
+          assert.strictEqual(Exit.isFailure(result) && Cause.failureOption(result.cause)._tag, "Some")
+          assert.strictEqual(Exit.isFailure(result) && Cause.dieOption(result.cause)._tag, "None")
+          assert.strictEqual((yield* Effect.flip(result))._tag, "EventStoreError")
           assert.strictEqual(yield* store.streamVersion(streamId), 0)
           assert.strictEqual((yield* Effect.flip(Stream.runCollect(store.readStream(streamId))))._tag, "StreamNotFound")
           yield* store.append(streamId, yield* threeEvents)
