@@ -10,6 +10,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Snapshot from "../src/Snapshot.js"
 import * as Postgres from "../src/sql/Postgres.js"
 import * as Sqlite from "../src/sql/Sqlite.js"
@@ -52,7 +53,7 @@ const sqlite: Target = {
     ).pipe(Layer.orDie)
 }
 
-const memory: Target = { name: "memory", layer: () => Layer.merge(EventStore.layerMemory(), Snapshot.layerMemory()) }
+const memory: Target = { name: "memory", layer: () => Layer.merge(MemoryEventStore.layer(), Snapshot.layerMemory()) }
 
 export const targets = (pgUrl: string): ReadonlyArray<Target> => [postgres(pgUrl), sqlite, memory]
 

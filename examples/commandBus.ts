@@ -1,7 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { Aggregate, CommandBus, CommandMiddleware, EventStore } from "effect-eventsourcing"
+import { Aggregate, CommandBus, CommandMiddleware, MemoryEventStore } from "effect-eventsourcing"
 import { Account, AccountAlreadyOpen, AccountNotOpen, InsufficientFunds } from "./bank/Account.js"
 
 // commands are Schema.TaggedRequests: payload, success and domain errors, typed and serializable
@@ -29,7 +29,7 @@ const AccountHandlers = AccountCommands.toLayer({
 const Bus = CommandBus.layer({
   groups: [AccountCommands],
   middleware: [CommandMiddleware.tracing, CommandMiddleware.recoverDefects, CommandMiddleware.timeout("5 seconds")]
-}).pipe(Layer.provide(AccountHandlers), Layer.provideMerge(EventStore.layerMemory()))
+}).pipe(Layer.provide(AccountHandlers), Layer.provideMerge(MemoryEventStore.layer()))
 
 export const program = Effect.gen(function* () {
   const bus = yield* CommandBus.CommandBus

@@ -1,5 +1,5 @@
 import * as Effect from "effect/Effect"
-import { Aggregate, EventStore } from "effect-eventsourcing"
+import { Aggregate, MemoryEventStore } from "effect-eventsourcing"
 import { Account } from "./bank/Account.js"
 
 // load (snapshot + events, upcast) -> decide -> append at the loaded version, retried on conflict
@@ -19,4 +19,4 @@ export const program = Effect.gen(function* () {
   return { version: retry.version, sameResult: retry.positions[0] === first.positions[0], refused: refused._tag }
 })
 
-export const main = program.pipe(Effect.provide(EventStore.layerMemory()))
+export const main = program.pipe(Effect.provide(MemoryEventStore.layer()))

@@ -1,6 +1,6 @@
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { Event, EventStore } from "effect-eventsourcing"
+import { Event, EventStore, MemoryEventStore } from "effect-eventsourcing"
 
 export const program = Effect.gen(function* () {
   const store = yield* EventStore.EventStore
@@ -26,6 +26,6 @@ export const program = Effect.gen(function* () {
 })
 
 // the in-memory store; swap the Layer for a SQL store without touching the program
-export const main = program.pipe(Effect.provide(EventStore.layerMemory()))
+export const main = program.pipe(Effect.provide(MemoryEventStore.layer()))
 
 if (import.meta.url === `file://${process.argv[1]}`) Effect.runPromise(main)

@@ -1,7 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { Event, EventStore, Upcaster } from "effect-eventsourcing"
+import { Event, EventStore, MemoryEventStore, Upcaster } from "effect-eventsourcing"
 
 // today's events; MoneyDeposited is at schema version 2 (version 1 stored the amount as a string)
 const AccountOpened = Schema.TaggedStruct("AccountOpened", { owner: Schema.String })
@@ -32,4 +32,4 @@ export const program = Effect.gen(function* () {
   )
 })
 
-export const main = program.pipe(Effect.provide(EventStore.layerMemory()))
+export const main = program.pipe(Effect.provide(MemoryEventStore.layer()))

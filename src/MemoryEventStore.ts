@@ -2,7 +2,7 @@
  * The in-memory event store: the whole `EventStore` contract (every guarantee, unique values, command
  * dedup) in process memory, for tests, examples and prototypes. Appends are serialized (each is one
  * synchronous step), so the log is in commit order and a checkpoint's `transaction` is the append's
- * sequence number. State lives as long as the service. Also available as `EventStore.layerMemory`.
+ * sequence number. State lives as long as the service.
  * Expired command records are forgotten as new ones are recorded (up to 100 per append).
  * Appends are `EventStore.append` spans, and appends, conflicts and reads are counted (see `Metrics`).
  */
@@ -20,7 +20,6 @@ import * as Wakeup from "./Wakeup.js"
 import {
   type AppendResult,
   type CommandRecord,
-  checkPartition,
   ConcurrencyConflict,
   defaultCommandTtl,
   defaultLimits,
@@ -28,13 +27,11 @@ import {
   EventStore,
   type InvalidAppend,
   type Limits,
-  type PreparedAppend,
-  prepareAppend,
-  resolveDuplicates,
   StreamNotFound,
   type UniqueValue,
   UniqueConstraintViolation
 } from "./EventStore.js"
+import { checkPartition, type PreparedAppend, prepareAppend, resolveDuplicates } from "./internal/appendPreparation.js"
 
 /** Options of {@link makeMemory}. */
 export interface MemoryOptions {

@@ -46,15 +46,8 @@ import { CheckpointStore as CheckpointStoreTag, CheckpointStoreError } from "./C
 import * as CommandBus from "./CommandBus.js"
 import * as CommandMiddleware from "./CommandMiddleware.js"
 import * as Event from "./Event.js"
-import {
-  type AppendOptions,
-  EventStore,
-  EventStoreError,
-  InvalidAppend,
-  type ReadAllOptions,
-  unreadableAppend,
-  uniquenessProblem
-} from "./EventStore.js"
+import { type AppendOptions, EventStore, EventStoreError, InvalidAppend, type ReadAllOptions } from "./EventStore.js"
+import { unreadableAppend, uniquenessProblem } from "./internal/appendPreparation.js"
 import * as SagaStore from "./SagaStore.js"
 import * as Snapshot from "./Snapshot.js"
 

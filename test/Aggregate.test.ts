@@ -5,13 +5,14 @@ import * as Schema from "effect/Schema"
 import * as Aggregate from "../src/Aggregate.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Upcaster from "../src/Upcaster.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import { isolatedPrefix } from "./support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 import { suite } from "./suites/AggregateSuite.js"
 
-suite("Aggregate on the memory store", (options) => EventStore.layerMemory(options))
+suite("Aggregate on the memory store", (options) => MemoryEventStore.layer(options))
 suite("Aggregate on SQLite", (options) => SqlEventStore.layer(options).pipe(Layer.provide(sqliteMemory)))
 const schema = isolatedPrefix(import.meta.url)
 suite("Aggregate on PostgreSQL", (options) =>
@@ -44,12 +45,12 @@ describe("Aggregate", () => {
       // deciding no events appends nothing and reports the unchanged version
       const none = yield* handle("1", { add: 5 })
       assert.deepStrictEqual([none.version, none.events.length, none.positions.length], [2, 0, 0])
-    }).pipe(Effect.provide(EventStore.layerMemory()))
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
   )
 
   it.effect("conflicts are retried by the schedule and surface once it gives up", () =>
     Effect.gen(function* () {
-      const inner = yield* EventStore.makeMemory()
+      const inner = yield* MemoryEventStore.make()
       let attempts = 0
       // a store where another writer always got there first
       const contended = EventStore.EventStore.of({

@@ -16,6 +16,7 @@ import * as Aggregate from "../src/Aggregate.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as CommandMiddleware from "../src/CommandMiddleware.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import {
   accountHandlers,
   Accounts,
@@ -37,7 +38,7 @@ const busWith = (
     const category = (yield* uniqueCategory).replace(/^T/, "A")
     const bus = CommandBus.layer({ groups: [Accounts, Probes], retry: Schedule.recurs(2), ...options }).pipe(
       Layer.provide(Layer.merge(accountHandlers(category), probeHandlers(probe))),
-      Layer.provideMerge(EventStore.layerMemory())
+      Layer.provideMerge(MemoryEventStore.layer())
     )
     return { bus, category }
   })

@@ -20,6 +20,7 @@ import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as Event from "../src/Event.js"
 import * as EventBus from "../src/EventBus.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Inbox from "../src/Inbox.js"
 import * as Outbox from "../src/Outbox.js"
 import * as Projection from "../src/Projection.js"
@@ -27,7 +28,7 @@ import * as Wakeup from "../src/Wakeup.js"
 import { uniqueCategory } from "./support/ids.js"
 
 const stores = Layer.mergeAll(
-  EventStore.layerMemory(),
+  MemoryEventStore.layer(),
   CheckpointStore.layerMemory,
   Projection.layerRegistry,
   Inbox.layerMemory,
@@ -185,7 +186,7 @@ describe("EventBus (in-process)", () => {
       const category = yield* uniqueCategory
       const context = yield* Layer.build(
         Layer.mergeAll(
-          EventStore.layerMemory(),
+          MemoryEventStore.layer(),
           CheckpointStore.layerMemory,
           Projection.layerRegistry,
           EventBus.layerMemory({ groups: ["late"] })

@@ -6,15 +6,15 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
 import * as Event from "../src/Event.js"
-import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import { suite } from "./suites/EventStoreSuite.js"
 
-suite("EventStore.layerMemory", EventStore.layerMemory())
+suite("EventStore.layerMemory", MemoryEventStore.layer())
 
 describe("EventStore.makeMemory", () => {
   it.effect("honours configured limits", () =>
     Effect.gen(function* () {
-      const store = yield* EventStore.makeMemory({ limits: { maxEventsPerAppend: 2, maxEventBytes: 64 } })
+      const store = yield* MemoryEventStore.make({ limits: { maxEventsPerAppend: 2, maxEventBytes: 64 } })
       const small = yield* Event.make({ type: "A", data: { n: 1 } })
       const big = yield* Event.make({ type: "A", data: { text: "x".repeat(64) } })
       const three = yield* Effect.all([1, 2, 3].map((n) => Event.make({ type: "A", data: { n } })))
@@ -30,7 +30,7 @@ describe("EventStore.makeMemory", () => {
 
   it.effect("positions are global and checkpoints resume a category read", () =>
     Effect.gen(function* () {
-      const store = yield* EventStore.makeMemory()
+      const store = yield* MemoryEventStore.make()
       const [a, b, c] = yield* Effect.all([1, 2, 3].map((n) => Event.make({ type: "A", data: { n } })))
       const r1 = yield* store.append("A-1", [a!, b!])
       const r2 = yield* store.append("B-1", [c!])
@@ -49,7 +49,7 @@ describe("EventStore.makeMemory", () => {
 
   it.effect("stored data is a copy: mutating the appended value changes nothing", () =>
     Effect.gen(function* () {
-      const store = yield* EventStore.makeMemory()
+      const store = yield* MemoryEventStore.make()
       const data = { list: [1] }
       yield* store.append("A-1", [yield* Event.make({ type: "A", data })])
       data.list.push(2)
@@ -62,7 +62,7 @@ describe("EventStore.makeMemory", () => {
 describe("EventStore.makeMemory commands", () => {
   it.effect("commands are remembered for the command TTL, then forgotten", () =>
     Effect.gen(function* () {
-      const store = yield* EventStore.makeMemory({ commandTtl: "1 hour" })
+      const store = yield* MemoryEventStore.make({ commandTtl: "1 hour" })
       const once = (streamId: string) =>
         Effect.flatMap(Event.make({ type: "A", data: {} }), (e) => store.append(streamId, [e], { commandId: "c1" }))
       yield* once("A-1")

@@ -11,6 +11,7 @@ import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import { checks, type Guarantee } from "./suites/EventStoreSuite.js"
 
 type Store = EventStore.EventStore["Type"]
@@ -120,7 +121,7 @@ describe("EventStoreSuite", () => {
   for (const variant of variants) {
     it.live(`catches a store that ${variant.name} (guarantee ${variant.breaks})`, () =>
       Effect.gen(function* () {
-        const layer = Layer.effect(EventStore.EventStore, Effect.map(EventStore.makeMemory(), variant.wrap))
+        const layer = Layer.effect(EventStore.EventStore, Effect.map(MemoryEventStore.make(), variant.wrap))
         const relevant = checks.filter((check) => check.guarantee === variant.breaks)
         const failed: Array<string> = []
         for (const check of relevant) {

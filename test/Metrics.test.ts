@@ -15,6 +15,7 @@ import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Prometheus from "../src/http/prometheus.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Outbox from "../src/Outbox.js"
@@ -58,7 +59,7 @@ const waitUntil = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
 
 describe("Metrics", () => {
   for (const [name, store] of [
-    ["memory", EventStore.layerMemory()],
+    ["memory", MemoryEventStore.layer()],
     ["SQLite", SqlEventStore.layer().pipe(Layer.provide(sqliteMemory), Layer.orDie)]
   ] as const) {
     it.live(`the ${name} store counts appends, events appended, conflicts and events read`, () =>
@@ -158,7 +159,7 @@ describe("Metrics", () => {
       Effect.provide(
         CommandBus.layer({ groups: [Accounts], retry: Schedule.recurs(0) }).pipe(
           Layer.provide(accountHandlers()),
-          Layer.provide(EventStore.layerMemory())
+          Layer.provide(MemoryEventStore.layer())
         )
       )
     )
@@ -208,7 +209,7 @@ describe("Metrics", () => {
         )
       )
       yield* Fiber.interrupt(runner)
-    }).pipe(Effect.provide(Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory)))
+    }).pipe(Effect.provide(Layer.mergeAll(MemoryEventStore.layer(), CheckpointStore.layerMemory)))
   )
 
   it.live("the outbox relay times each publish", () =>
@@ -229,7 +230,7 @@ describe("Metrics", () => {
     }).pipe(
       Effect.provide(
         Layer.mergeAll(
-          EventStore.layerMemory(),
+          MemoryEventStore.layer(),
           CheckpointStore.layerMemory,
           Layer.succeed(Outbox.Publisher, {
             subjectOf: (e) => e.streamId,
@@ -268,7 +269,7 @@ describe("Metrics", () => {
         CommandBus.layer({ groups: [Accounts], retry: Schedule.recurs(0) }).pipe(
           Layer.provide(accountHandlers()),
           Layer.provideMerge(
-            Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory, SagaStore.layerMemory)
+            Layer.mergeAll(MemoryEventStore.layer(), CheckpointStore.layerMemory, SagaStore.layerMemory)
           )
         )
       )

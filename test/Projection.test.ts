@@ -15,6 +15,7 @@ import * as Stream from "effect/Stream"
 import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Projection from "../src/Projection.js"
 import * as Wakeup from "../src/Wakeup.js"
 import { uniqueCategory } from "./support/ids.js"
@@ -29,7 +30,7 @@ const appendTo = (streamId: string, ...events: ReadonlyArray<Effect.Effect<Event
   Effect.flatMap(Effect.all(events), (data) => Effect.flatMap(EventStore.EventStore, (s) => s.append(streamId, data)))
 
 const stores = () =>
-  Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory, Projection.layerRegistry).pipe(
+  Layer.mergeAll(MemoryEventStore.layer(), CheckpointStore.layerMemory, Projection.layerRegistry).pipe(
     Layer.provideMerge(Wakeup.layer)
   )
 

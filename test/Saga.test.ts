@@ -15,6 +15,7 @@ import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Saga from "../src/Saga.js"
 import * as SagaStore from "../src/SagaStore.js"
 import * as Postgres from "../src/sql/Postgres.js"
@@ -59,7 +60,7 @@ const backends: ReadonlyArray<Backend> = [
     name: "memory",
     // no SqlClient is needed by memory stores; SQLite stands in for the type
     stores: () =>
-      Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory).pipe(
+      Layer.mergeAll(MemoryEventStore.layer(), CheckpointStore.layerMemory).pipe(
         Layer.provideMerge(Wakeup.layer),
         Layer.provideMerge(sqliteMemory)
       ),

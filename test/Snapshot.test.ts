@@ -9,6 +9,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Aggregate from "../src/Aggregate.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Snapshot from "../src/Snapshot.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlSnapshotStore from "../src/sql/SqlSnapshotStore.js"
@@ -30,7 +31,7 @@ const counter = (snapshotVersion = 1) =>
 
 /** The memory store, counting the events its stream reads return. */
 const countingStore = Effect.gen(function* () {
-  const inner = yield* EventStore.makeMemory()
+  const inner = yield* MemoryEventStore.make()
   const reads = { events: 0 }
   const store = EventStore.EventStore.of({
     ...inner,
@@ -127,7 +128,7 @@ const snapshotStoreSuite = <E>(
     })
   })
 
-snapshotStoreSuite("Snapshot.layerMemory", Layer.merge(Snapshot.layerMemory(), EventStore.layerMemory()))
+snapshotStoreSuite("Snapshot.layerMemory", Layer.merge(Snapshot.layerMemory(), MemoryEventStore.layer()))
 snapshotStoreSuite(
   "SqlSnapshotStore on SQLite",
   Layer.merge(SqlSnapshotStore.layer(), SqlEventStore.layer()).pipe(Layer.provide(sqliteMemory))
@@ -176,7 +177,7 @@ describe("Snapshot and Aggregate", () => {
         }
         const result = yield* handle("y", { add: 1 }).pipe(Effect.provideService(Snapshot.SnapshotStore, broken))
         assert.strictEqual(result.version, 13)
-      }).pipe(Effect.provide(EventStore.layerMemory()))
+      }).pipe(Effect.provide(MemoryEventStore.layer()))
     )
   })
 })

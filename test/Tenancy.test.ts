@@ -21,6 +21,7 @@ import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as EventBrowserApi from "../src/http/EventBrowserApi.js"
 import * as Projection from "../src/Projection.js"
 import * as SagaStore from "../src/SagaStore.js"
@@ -40,7 +41,7 @@ const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Effect.map(Stream.r
 const as = (tenant: string) => Tenancy.withTenant(tenant)
 
 const sharedStores = [
-  ["memory", Tenancy.layerShared.pipe(Layer.provide(EventStore.layerMemory()))],
+  ["memory", Tenancy.layerShared.pipe(Layer.provide(MemoryEventStore.layer()))],
   ["SQLite", Tenancy.layerShared.pipe(Layer.provide(SqlEventStore.layer()), Layer.provide(sqliteMemory))],
   [
     "PostgreSQL",
@@ -135,7 +136,7 @@ describe("Tenancy: a store per tenant", () => {
           EventStore.EventStore,
           Effect.zipRight(
             Ref.update(built, (all) => [...all, tenant]),
-            EventStore.makeMemory()
+            MemoryEventStore.make()
           )
         )
       )
@@ -166,7 +167,7 @@ const world = Layer.mergeAll(
   Tenancy.layerScopedCheckpoints.pipe(Layer.provide(CheckpointStore.layerMemory))
 ).pipe(
   Layer.provideMerge(Tenancy.layerShared),
-  Layer.provideMerge(EventStore.layerMemory()),
+  Layer.provideMerge(MemoryEventStore.layer()),
   Layer.provideMerge(Wakeup.layer)
 )
 
@@ -279,7 +280,7 @@ describe("Tenancy: HTTP event browser", () => {
     Layer.provideMerge(Tenancy.layerScopedCheckpoints.pipe(Layer.provide(CheckpointStore.layerMemory))),
     Layer.provideMerge(Wakeup.layer),
     Layer.provideMerge(Tenancy.layerShared),
-    Layer.provideMerge(EventStore.layerMemory())
+    Layer.provideMerge(MemoryEventStore.layer())
   )
 
   it.scopedLive("a request browses the tenant of its header only; without one it is refused", () =>

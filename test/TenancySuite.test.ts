@@ -7,6 +7,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as Tenancy from "../src/Tenancy.js"
 import { isolatedPrefix } from "./support/ids.js"
@@ -45,7 +46,7 @@ const differences = {
 
 suite(
   "Tenancy.layerShared on memory (tenant acme)",
-  asTenant("acme").pipe(Layer.provide(EventStore.layerMemory())),
+  asTenant("acme").pipe(Layer.provide(MemoryEventStore.layer())),
   differences
 )
 

@@ -8,6 +8,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
+import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Upcaster from "../src/Upcaster.js"
 
 // the current domain events
@@ -107,7 +108,7 @@ describe("Upcaster", () => {
       // upcasting never writes back
       const stored = yield* Effect.flatMap(EventStore.EventStore, (s) => Stream.runCollect(s.readStream("Account-1")))
       assert.strictEqual(Chunk.unsafeGet(stored, 1).schemaVersion, 1)
-    }).pipe(Effect.provide(EventStore.layerMemory()))
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
   )
 
   it.effect("encode stores the type, the current version and the data without _tag", () =>
@@ -157,7 +158,7 @@ describe("Upcaster", () => {
         const skippedAfter = (yield* Metric.value(Upcaster.skippedEvents)).count
         assert.strictEqual(skippedAfter - skippedBefore, 1)
       }
-    }).pipe(Effect.provide(EventStore.layerMemory()))
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
   )
 
   it.effect("an upcaster producing an event it does not declare is a decode failure", () =>
@@ -175,7 +176,7 @@ describe("Upcaster", () => {
       yield* appendRaw("Legacy-1", [{ type: "Legacy", schemaVersion: 1, data: {} }])
       const error = yield* Effect.flip(readTyped(eventCodec, "Legacy-1"))
       assert.strictEqual(error._tag === "EventDecodeError" && error.reason, "UpcasterFailed")
-    }).pipe(Effect.provide(EventStore.layerMemory()))
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
   )
 
   it.effect("inconsistent declarations are configuration errors when the codec is made", () =>
@@ -257,7 +258,7 @@ describe("Upcaster", () => {
             Effect.runPromise(
               Effect.gen(function* () {
                 const encoded = yield* eventCodec.encode(event)
-                const store = yield* EventStore.makeMemory()
+                const store = yield* MemoryEventStore.make()
                 yield* store.append("P-1", [yield* Event.make(encoded)])
                 const [recorded] = Chunk.toArray(yield* Stream.runCollect(store.readStream("P-1")))
                 // an optional field holding undefined is stored (and read back) absent
@@ -288,6 +289,6 @@ describe("Upcaster.readAll", () => {
           { streamId: "Account-8", event: new AccountOpened({ owner: "eve", currency: "EUR" }) }
         ]
       )
-    }).pipe(Effect.provide(EventStore.layerMemory()))
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
   )
 })

@@ -73,7 +73,6 @@ import * as Event from "../Event.js"
 import {
   type AppendOptions,
   type AppendResult,
-  checkPartition,
   ConcurrencyConflict,
   defaultCommandTtl,
   defaultLimits,
@@ -84,11 +83,9 @@ import {
   maxHeldBackCount,
   type InvalidAppend,
   type Limits,
-  type PreparedAppend,
-  prepareAppend,
-  resolveDuplicates,
   StreamNotFound
 } from "../EventStore.js"
+import { checkPartition, type PreparedAppend, prepareAppend, resolveDuplicates } from "../internal/appendPreparation.js"
 import { instrument } from "../internal/instrumentedStore.js"
 import { storeError } from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"

@@ -22,7 +22,8 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
-import { InvalidAppend, type Limits, type PreparedAppend, type PreparedEvent } from "../EventStore.js"
+import { InvalidAppend, type Limits } from "../EventStore.js"
+import { type PreparedAppend, type PreparedEvent } from "../internal/appendPreparation.js"
 import * as Json from "../internal/json.js"
 
 /** A backend's bounds on an append, and the words that name them in refusals and warnings. */

@@ -30,9 +30,9 @@ import {
   ConcurrencyConflict,
   type DuplicateCommand,
   type InvalidAppend,
-  type PreparedAppend,
   UniqueConstraintViolation
 } from "../EventStore.js"
+import { type PreparedAppend } from "../internal/appendPreparation.js"
 import * as BackendLimits from "./backendLimits.js"
 import type { Tables } from "./migrations.js"
 import * as PgAppend from "./pgAppend.js"

@@ -24,6 +24,7 @@ import * as Schema from "effect/Schema"
 import * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import * as EventStore from "../EventStore.js"
+import * as MemoryEventStore from "../MemoryEventStore.js"
 import * as Projection from "../Projection.js"
 
 /** The projection did not behave as specified. */
@@ -86,7 +87,7 @@ export const make = <A, E, R>(projection: Projection.Projection<A, E, R>): Spec<
         retry: Schedule.modifyDelay(projection.retry, () => Duration.zero)
       })
     })
-    const stores = Layer.merge(EventStore.layerMemory(), CheckpointStore.layerMemory)
+    const stores = Layer.merge(MemoryEventStore.layer(), CheckpointStore.layerMemory)
     return {
       then: (assertion) =>
         Effect.zipRight(

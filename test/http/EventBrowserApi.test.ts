@@ -18,6 +18,7 @@ import * as Stream from "effect/Stream"
 import * as CheckpointStore from "../../src/CheckpointStore.js"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as MemoryEventStore from "../../src/MemoryEventStore.js"
 import * as EventBrowserApi from "../../src/http/EventBrowserApi.js"
 import * as Prometheus from "../../src/http/prometheus.js"
 import * as Projection from "../../src/Projection.js"
@@ -114,7 +115,7 @@ const seedSaga = Effect.flatMap(SagaStore.SagaStore, (store) =>
 const token = "s3cret-token"
 
 const stores = Layer.mergeAll(
-  EventStore.layerMemory(),
+  MemoryEventStore.layer(),
   CheckpointStore.layerMemory,
   Projection.layerRegistry,
   SagaStore.layerMemory

@@ -14,6 +14,7 @@ import * as Schema from "effect/Schema"
 import * as CheckpointStore from "../../src/CheckpointStore.js"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as MemoryEventStore from "../../src/MemoryEventStore.js"
 import * as EventBrowserApi from "../../src/http/EventBrowserApi.js"
 import * as Projection from "../../src/Projection.js"
 import * as Wakeup from "../../src/Wakeup.js"
@@ -24,7 +25,7 @@ const hostile = `<img src=x onerror="window.__injected = true">`
 const Noted = Schema.TaggedStruct("Noted", { note: Schema.String })
 const Notes = Projection.make({ name: "notes", events: Noted, handle: () => Effect.void })
 
-const stores = Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory, Projection.layerRegistry).pipe(
+const stores = Layer.mergeAll(MemoryEventStore.layer(), CheckpointStore.layerMemory, Projection.layerRegistry).pipe(
   Layer.provideMerge(Wakeup.layer)
 )
 const server = EventBrowserApi.layerServer({}).pipe(

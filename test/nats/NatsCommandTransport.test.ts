@@ -17,7 +17,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as CommandBus from "../../src/CommandBus.js"
-import * as EventStore from "../../src/EventStore.js"
+import * as MemoryEventStore from "../../src/MemoryEventStore.js"
 import * as Nats from "../../src/nats/Nats.js"
 import * as NatsCommandTransport from "../../src/nats/NatsCommandTransport.js"
 import {
@@ -57,7 +57,7 @@ const server = (options: {
             )
           )
         ),
-        Layer.provide(EventStore.layerMemory())
+        Layer.provide(MemoryEventStore.layer())
       )
     ),
     Layer.provide(Nats.layer({ servers: options.url, name: options.name }))

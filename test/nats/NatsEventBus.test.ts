@@ -17,6 +17,7 @@ import * as CheckpointStore from "../../src/CheckpointStore.js"
 import * as Event from "../../src/Event.js"
 import * as EventBus from "../../src/EventBus.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as MemoryEventStore from "../../src/MemoryEventStore.js"
 import * as Inbox from "../../src/Inbox.js"
 import * as Nats from "../../src/nats/Nats.js"
 import * as NatsEventBus from "../../src/nats/NatsEventBus.js"
@@ -45,7 +46,7 @@ const setup = (fetchSize = 16) =>
     )
     const nats = Nats.layer({ servers: natsUrl })
     const stores = Layer.mergeAll(
-      EventStore.layerMemory(),
+      MemoryEventStore.layer(),
       CheckpointStore.layerMemory,
       Projection.layerRegistry,
       Inbox.layerMemory

@@ -17,6 +17,7 @@ import * as CommandBus from "../../src/CommandBus.js"
 import * as CommandMiddleware from "../../src/CommandMiddleware.js"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as MemoryEventStore from "../../src/MemoryEventStore.js"
 import { Otel } from "../../src/observability/index.js"
 import * as Projection from "../../src/Projection.js"
 import * as SagaStore from "../../src/SagaStore.js"
@@ -30,7 +31,7 @@ const dispatch = <C extends CommandBus.Command>(command: C) =>
 const world = (prefix: string) =>
   CommandBus.layer({ groups: [Accounts], middleware: [CommandMiddleware.tracing], retry: Schedule.recurs(0) }).pipe(
     Layer.provide(accountHandlers(prefix)),
-    Layer.provideMerge(Layer.mergeAll(EventStore.layerMemory(), CheckpointStore.layerMemory, SagaStore.layerMemory)),
+    Layer.provideMerge(Layer.mergeAll(MemoryEventStore.layer(), CheckpointStore.layerMemory, SagaStore.layerMemory)),
     Layer.provideMerge(Otel.layerMemory())
   )
 

@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
+import * as AppendPreparation from "../../src/internal/appendPreparation.js"
 import { tables } from "../../src/sql/migrations.js"
 import { batchItemJson } from "../../src/sql/pgAppend.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
@@ -295,7 +296,7 @@ describe("SqlEventStore group commit", () => {
           const t = yield* tables({ schema })
           const category = yield* uniqueCategory
           /** Runs the batch as `pgAppend` sends it; returns each outcome and the path the batch took. */
-          const run = (appends: ReadonlyArray<EventStore.PreparedAppend>) =>
+          const run = (appends: ReadonlyArray<AppendPreparation.PreparedAppend>) =>
             Effect.promise(async () => {
               paths.length = 0
               const batch = "[" + appends.map((a) => batchItemJson(a, 1000)).join(",") + "]"
@@ -306,7 +307,9 @@ describe("SqlEventStore group commit", () => {
               }
             })
           const prepare = (streamId: string, options: EventStore.AppendOptions = { expectedVersion: Event.NoStream }) =>
-            Effect.flatMap(tick, (e) => EventStore.prepareAppend(streamId, [e], options, EventStore.defaultLimits))
+            Effect.flatMap(tick, (e) =>
+              AppendPreparation.prepareAppend(streamId, [e], options, EventStore.defaultLimits)
+            )
           const fresh = [yield* prepare(`${category}-a`), yield* prepare(`${category}-b`)]
 
           assert.deepStrictEqual(yield* run(fresh), { outcomes: ["ok", "ok"], paths: ["set-based"] })
