@@ -38,7 +38,7 @@ import {
 } from "effect-eventsourcing/sql"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
-import { BankApi, BankHandlers } from "./http.js"
+import { BankApi, BankHandlers, guard } from "./http.js"
 import * as ReadModels from "./readModels.js"
 import { Transfer } from "./Transfer.js"
 
@@ -129,7 +129,7 @@ const runners = Layer.mergeAll(
 )
 
 const http = (config: BankConfig) =>
-  HttpApiBuilder.serve().pipe(
+  HttpApiBuilder.serve(guard).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi()),
     Layer.provide(HttpApiBuilder.api(BankApi)),
     Layer.provide(BankHandlers),
