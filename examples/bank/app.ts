@@ -9,16 +9,18 @@
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
  *   JetStream consumer; otherwise both use the in-process event bus.
  * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds).
+ * - `BANK_SHUTDOWN_GRACE` (default `10 seconds`; `500 millis`, `1 minute`...): at SIGTERM/SIGINT the server
+ *   stops accepting and gives the requests in flight this long to be answered, then closes the rest
+ *   (see `server.ts`); then the runners stop between batches.
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_*` variables): spans and metrics go to that
  *   OpenTelemetry collector over OTLP/HTTP.
  */
-import { createServer } from "node:http"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -40,6 +42,7 @@ import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
 import { BankApi, BankHandlers, guard } from "./http.js"
 import * as ReadModels from "./readModels.js"
+import * as Server from "./server.js"
 import { Transfer } from "./Transfer.js"
 
 export interface BankConfig {
@@ -49,6 +52,8 @@ export interface BankConfig {
   readonly port: number
   readonly adminToken: Option.Option<Redacted.Redacted>
   readonly otlpEndpoint: Option.Option<string>
+  /** How long requests in flight at shutdown may take to be answered. */
+  readonly shutdownGrace: Duration.Duration
 }
 
 /** An optional setting; set but empty counts as unset. */
@@ -67,7 +72,8 @@ export const config: Config.Config<BankConfig> = Config.all({
     3000
   ),
   adminToken: optional(Config.redacted("BANK_ADMIN_TOKEN"), (token) => Redacted.value(token) === ""),
-  otlpEndpoint: optional(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT"), (url) => url === "")
+  otlpEndpoint: optional(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT"), (url) => url === ""),
+  shutdownGrace: Config.withDefault(Config.duration("BANK_SHUTDOWN_GRACE"), Duration.seconds(10))
 })
 
 /** The database, its stores and the wake-up hints. */
@@ -128,7 +134,11 @@ const runners = Layer.mergeAll(
   Alerts.layer
 )
 
+/** The API, served with a bounded drain at shutdown (`server.ts`). */
 const http = (config: BankConfig) =>
+  Server.drainOnShutdown(config.shutdownGrace).pipe(Layer.provideMerge(routes(config)))
+
+const routes = (config: BankConfig) =>
   HttpApiBuilder.serve(guard).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi()),
     Layer.provide(HttpApiBuilder.api(BankApi)),
@@ -140,7 +150,7 @@ const http = (config: BankConfig) =>
         ...Option.match(config.adminToken, { onNone: () => ({}), onSome: (adminToken) => ({ adminToken }) })
       })
     ),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
+    Layer.provideMerge(Server.layer({ port: config.port }))
   )
 
 /** OpenTelemetry export when a collector is configured. */

@@ -1,7 +1,8 @@
 /**
  * The example application as a user runs it: `npm run demo` completes its scenario and exits 0, and
  * `npm start` serves the API until SIGTERM or SIGINT, then shuts down cleanly (exit 0) and keeps its events
- * in the SQLite file for the next start.
+ * in the SQLite file for the next start; at shutdown it drains the requests in flight within its grace
+ * period, and no client waits past it.
  *
  * The application runs as `npm start` runs it: the `start` script's command (`node --import tsx ...`), so
  * a signal goes to the application's own process. (Run through the `tsx` command, a signal went to tsx,
@@ -12,9 +13,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import { freePort } from "../support/servers.js"
@@ -101,6 +104,57 @@ type Json = any
 /** The environment without the variables that would switch the app to PostgreSQL or NATS. */
 const embedded = { DATABASE_URL: "", NATS_URL: "" }
 
+/** A raw HTTP/1.1 connection, to hold a request in flight: what it received so far, and when it closed. */
+const connect = (port: number) =>
+  Effect.acquireRelease(
+    Effect.async<{
+      readonly socket: net.Socket
+      readonly received: () => string
+      readonly closed: Promise<void>
+      readonly receivedMatching: (pattern: RegExp) => Effect.Effect<void>
+    }>((resume) => {
+      const socket = net.connect(port, "127.0.0.1")
+      let received = ""
+      const waiting: Array<readonly [RegExp, () => void]> = []
+      socket.setEncoding("utf8")
+      socket.on("data", (chunk: string) => {
+        received += chunk
+        for (const [i, [pattern, done]] of [...waiting.entries()].reverse()) {
+          if (pattern.test(received)) {
+            waiting.splice(i, 1)
+            done()
+          }
+        }
+      })
+      socket.on("error", () => {})
+      const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()))
+      const receivedMatching = (pattern: RegExp) =>
+        Effect.async<void>((done) => {
+          if (pattern.test(received)) return done(Effect.void)
+          waiting.push([pattern, () => done(Effect.void)])
+        })
+      socket.once("connect", () =>
+        resume(Effect.succeed({ socket, received: () => received, closed, receivedMatching }))
+      )
+    }),
+    ({ socket }) => Effect.sync(() => socket.destroy())
+  )
+
+/**
+ * Starts a deposit whose body is held back, and waits until the server has taken the request: with
+ * `Expect: 100-continue`, Node answers `100 Continue` just before it hands the request to the application.
+ */
+const heldDeposit = (port: number, accountId: string, body: string) =>
+  Effect.gen(function* () {
+    const connection = yield* connect(port)
+    connection.socket.write(
+      `POST /accounts/${accountId}/deposits HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nexpect: 100-continue\r\n\r\n`
+    )
+    yield* connection.receivedMatching(/^HTTP\/1\.1 100 Continue\r\n\r\n/)
+    return connection
+  })
+
 describe("examples/bank application", () => {
   it.scopedLive(
     "npm run demo runs the scenario end to end and exits 0",
@@ -170,5 +224,94 @@ describe("examples/bank application", () => {
         assert.strictEqual(yield* Effect.promise(() => second.exited), 0, second.output())
       }),
     90_000
+  )
+
+  it.scopedLive(
+    "SIGTERM with requests in flight: answers them within the grace period, closes the rest, exits 0",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const port = yield* freePort
+        const graceSeconds = 3
+        const env = {
+          ...embedded,
+          PORT: String(port),
+          BANK_DB: path.join(dir, "bank.db"),
+          BANK_SHUTDOWN_GRACE: `${graceSeconds} seconds`
+        }
+        const url = `http://127.0.0.1:${port}`
+        const post = (route: string, body: object) =>
+          Effect.promise(() =>
+            fetch(`${url}${route}`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify(body),
+              signal: AbortSignal.timeout(120_000)
+            }).then(
+              async (response) => ({ status: response.status, text: await response.text() }),
+              (error: Error) => ({ status: 0, text: String((error.cause as { code?: string })?.code ?? error.name) })
+            )
+          )
+        const serving = Schedule.spaced("100 millis").pipe(Schedule.upTo("30 seconds"))
+
+        const app = yield* startApp(env)
+        yield* Effect.retry(
+          Effect.tryPromise(() => fetch(`${url}/health`)).pipe(Effect.filterOrFail((r) => r.ok)),
+          serving
+        )
+        assert.strictEqual((yield* post("/accounts", { accountId: "ada", owner: "Ada" })).status, 201)
+
+        // two requests in flight: one will complete during the drain, one never sends its body
+        const completing = yield* heldDeposit(port, "ada", JSON.stringify({ amount: 5 }))
+        const stuck = yield* heldDeposit(port, "ada", JSON.stringify({ amount: 7 }))
+        // and clients that keep sending commands through the shutdown, each until its connection is refused;
+        // the signal goes once each has had a command handled
+        const started = yield* Effect.forEach(Array.from({ length: 8 }), () => Deferred.make<void>())
+        const clients = yield* Effect.forEach(
+          started,
+          (first, client) =>
+            Effect.gen(function* () {
+              const answers: Array<{ status: number; text: string }> = []
+              for (let n = 0; ; n++) {
+                const answer = yield* post("/accounts", { accountId: `c${client}n${n}`, owner: "Client" })
+                answers.push(answer)
+                if (answer.status === 201) yield* Deferred.succeed(first, undefined)
+                if (answer.status === 0 && answer.text === "ECONNREFUSED") return answers
+              }
+            }),
+          { concurrency: "unbounded" }
+        ).pipe(Effect.fork)
+        yield* Effect.forEach(started, Deferred.await, { discard: true })
+
+        const signalled = performance.now()
+        app.child.kill("SIGTERM")
+        yield* app.printed(/shutting down: stopped accepting/)
+        // the held request completes now, during the drain, and is answered, closing its connection
+        completing.socket.write(JSON.stringify({ amount: 5 }))
+        yield* completing.receivedMatching(/HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{"version":2\}/)
+        assert.match(completing.received(), /\r\nconnection: close\r\n/i)
+        yield* Effect.promise(() => completing.closed)
+
+        // the request still running after the grace period has its connection closed, without an answer
+        yield* Effect.promise(() => stuck.closed)
+        assert.notMatch(stuck.received(), /HTTP\/1\.1 [2-5]\d\d/)
+        assert.strictEqual(yield* Effect.promise(() => app.exited), 0, app.output())
+        const seconds = (performance.now() - signalled) / 1000
+        // a generous bound: the grace period plus the rest of the shutdown on a loaded machine
+        assert.isBelow(seconds, graceSeconds + 45, app.output())
+        assert.match(app.output(), /closed 1 request\(s\) still running after the grace period/)
+
+        // every client got an answer or a closed connection; none waited for its timeout; no 5xx but 503
+        const answers = (yield* clients.await).pipe((exit) => (exit._tag === "Success" ? exit.value.flat() : []))
+        assert.isAtLeast(answers.filter((a) => a.status === 201).length, 8)
+        for (const answer of answers) {
+          assert.notStrictEqual(answer.text, "TimeoutError", "a client waited for its timeout")
+          assert.isTrue(
+            answer.status === 201 || answer.status === 503 || answer.status === 0,
+            `${answer.status} ${answer.text}`
+          )
+        }
+      }),
+    120_000
   )
 })
