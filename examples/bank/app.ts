@@ -4,7 +4,8 @@
  * HTTP server.
  *
  * Configuration (environment):
- * - `DATABASE_URL`: PostgreSQL (`postgres://...`, woken by NOTIFY) or MySQL/MariaDB (`mysql://...`);
+ * - `DATABASE_URL`: PostgreSQL (`postgres://...`, woken by NOTIFY) or MySQL/MariaDB (`mysql://...` or
+ *   `mariadb://...`; the startup line names the server the database says it is);
  *   otherwise SQLite in `BANK_DB` (default `data/bank.db`). Runners in one process wake each other.
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
  *   JetStream consumer; otherwise both use the in-process event bus.
@@ -18,6 +19,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
@@ -76,6 +78,27 @@ export const config: Config.Config<BankConfig> = Config.all({
   shutdownGrace: Config.withDefault(Config.duration("BANK_SHUTDOWN_GRACE"), Duration.seconds(10))
 })
 
+/** Whether `DATABASE_URL` names MySQL or MariaDB (`mysql://...`, `mariadb://...`) rather than PostgreSQL. */
+const isMysql = (url: Redacted.Redacted) => /^(mysql|mariadb):/.test(Redacted.value(url))
+
+/**
+ * Which backend the application runs on, for its startup line: SQLite and its file, PostgreSQL, or, for a
+ * `mysql://` URL, MariaDB or MySQL as the server says (`select version()`).
+ */
+export const storeDescription = (config: BankConfig): Effect.Effect<string, never, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    if (Option.isNone(config.databaseUrl)) return `SQLite ${config.sqliteFile}`
+    if (!isMysql(config.databaseUrl.value)) return "PostgreSQL (DATABASE_URL)"
+    const sql = yield* SqlClient.SqlClient
+    const version = yield* sql<{ readonly version: string }>`select version() as version`.pipe(
+      Effect.map((rows) => rows[0]?.version ?? ""),
+      Effect.orElseSucceed(() => "")
+    )
+    const server = /mariadb/i.test(version) ? "MariaDB" : version === "" ? "MySQL/MariaDB" : "MySQL"
+    const number = /^\d+(\.\d+)*/.exec(version)?.[0]
+    return `${server}${number === undefined ? "" : ` ${number}`} (DATABASE_URL)`
+  })
+
 /** The database, its stores and the wake-up hints. */
 const stores = (config: BankConfig) => {
   const services = Layer.mergeAll(
@@ -86,7 +109,7 @@ const stores = (config: BankConfig) => {
     Projection.layerRegistry,
     Layer.effectDiscard(Effect.zipRight(ReadModels.createTables, Alerts.createTable))
   )
-  if (Option.isSome(config.databaseUrl) && /^(mysql|mariadb):/.test(Redacted.value(config.databaseUrl.value))) {
+  if (Option.isSome(config.databaseUrl) && isMysql(config.databaseUrl.value)) {
     return services.pipe(
       Layer.provideMerge(Wakeup.layer),
       Layer.provideMerge(Mysql.layer({ url: Redacted.value(config.databaseUrl.value).replace(/^mariadb:/, "mysql:") }))

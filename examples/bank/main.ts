@@ -17,7 +17,7 @@ const announce = Layer.effectDiscard(
     const server = yield* HttpServer.HttpServer
     const config = yield* Bank.config
     const port = server.address._tag === "TcpAddress" ? server.address.port : config.port
-    const store = Option.isSome(config.databaseUrl) ? "PostgreSQL (DATABASE_URL)" : `SQLite ${config.sqliteFile}`
+    const store = yield* Bank.storeDescription(config)
     const bus = Option.isSome(config.natsUrl) ? "NATS JetStream (NATS_URL)" : "in-process event bus"
     yield* Effect.log(`bank on ${store} with the ${bus}`)
     yield* Effect.log(`event browser: http://localhost:${port}/   API: http://localhost:${port}/openapi.json`)

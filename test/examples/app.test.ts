@@ -16,10 +16,13 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import * as Mysql from "../../src/sql/Mysql.js"
+import { mysqlUrl } from "../support/config.js"
 import { freePort } from "../support/servers.js"
 
 const tsx = path.resolve("node_modules", ".bin", "tsx")
@@ -311,6 +314,39 @@ describe("examples/bank application", () => {
             `${answer.status} ${answer.text}`
           )
         }
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "on MariaDB the startup line names MariaDB, and SIGTERM stops it cleanly",
+    () =>
+      Effect.gen(function* () {
+        // a database of its own: the application uses the default table names
+        const database = `bank_app_${process.pid}_${Math.floor(Math.random() * 1e9)}`
+        const admin = (statement: string) =>
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+            Effect.provide(Mysql.layer({ url: mysqlUrl, maxConnections: 1 })),
+            Effect.orDie
+          )
+        yield* Effect.acquireRelease(admin(`create database ${database}`), () =>
+          admin(`drop database if exists ${database}`)
+        )
+        const port = yield* freePort
+        const app = yield* startApp({
+          ...embedded,
+          DATABASE_URL: mysqlUrl.replace(/\/[^/]*$/, `/${database}`),
+          PORT: String(port)
+        })
+        yield* app.printed(/bank on .* with the/)
+        assert.match(app.output(), /bank on MariaDB \d+\.\d+[.\d]* \(DATABASE_URL\) with the in-process event bus/)
+        assert.notInclude(app.output(), "PostgreSQL")
+        yield* Effect.retry(
+          Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/health`)).pipe(Effect.filterOrFail((r) => r.ok)),
+          Schedule.spaced("100 millis").pipe(Schedule.upTo("30 seconds"))
+        )
+        app.child.kill("SIGTERM")
+        assert.strictEqual(yield* Effect.promise(() => app.exited), 0, app.output())
       }),
     120_000
   )
