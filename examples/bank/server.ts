@@ -37,7 +37,7 @@ export class DrainingServer extends Http.Server {
     return this.#inFlight.size
   }
 
-  override emit(event: string | symbol, ...args: Array<any>): boolean {
+  override emit(event: string | symbol, ...args: Array<unknown>): boolean {
     if (event !== "request") return super.emit(event as string, ...args)
     const response = args[1] as Http.ServerResponse
     if (this.#draining) {
