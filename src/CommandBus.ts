@@ -10,8 +10,8 @@
  *
  * Guarantees:
  * - **Validation at the boundary**: a command is re-encoded and decoded by its Schema (refinements,
- *   excess properties, size) before anything runs; bad input fails with {@link CommandValidationError}
- *   and reaches no handler.
+ *   excess properties, size) before anything runs; bad input, however hostile (deeply nested, huge),
+ *   fails with {@link CommandValidationError} and reaches no handler.
  * - **Domain errors are final**: a failure matching the command's failure schema is returned as is and
  *   never retried. A transient failure (the store unavailable, a conflict that outlasted the aggregate's
  *   own retries: see `isTransient`) is retried by the command's `Schedule`, then reported as
@@ -436,17 +436,26 @@ export const validateCommand = (
     const refuse = (reason: CommandValidationError["reason"], detail: string) =>
       new CommandValidationError({ commandTag: schema._tag, reason, detail })
     const encoded = Schema.encodeUnknownEither(schema, { onExcessProperty: "error" })(command)
-    if (Either.isLeft(encoded))
-      return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(encoded.left))
+    if (Either.isLeft(encoded)) return yield* refuse("InvalidCommand", describeParseError(encoded.left))
     const json = Either.try(() => JSON.stringify(encoded.right))
     if (Either.isLeft(json)) return yield* refuse("InvalidCommand", "its encoded form is not JSON")
     const bytes = Json.byteLength(json.right)
     if (bytes > maxBytes) return yield* refuse("TooLarge", `${bytes} bytes encoded, the limit is ${maxBytes}`)
     const decoded = Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(encoded.right)
-    if (Either.isLeft(decoded))
-      return yield* refuse("InvalidCommand", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+    if (Either.isLeft(decoded)) return yield* refuse("InvalidCommand", describeParseError(decoded.left))
     return { command: decoded.right as Command, encoded: encoded.right }
   })
+
+/**
+ * Effect's formatter renders the offending value by recursion: a value nested deeply enough (a hostile
+ * body 100,000 arrays deep) overflows the stack, which would turn bad input into a defect. Such a value
+ * gets a description without it.
+ */
+const describeParseError = (error: ParseResult.ParseError): string =>
+  Either.getOrElse(
+    Either.try(() => ParseResult.TreeFormatter.formatErrorSync(error)),
+    () => "it does not match its Schema (a value nested too deeply to show)"
+  )
 
 /** Largest encoded command by default: 1 MiB. */
 export const defaultMaxCommandBytes = 1024 * 1024

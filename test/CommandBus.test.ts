@@ -125,6 +125,31 @@ describe("CommandBus", () => {
     })
   )
 
+  it.live("a refused append (InvalidAppend) is permanent: reported at once as CommandFailed, never retried", () =>
+    Effect.gen(function* () {
+      const calls = yield* Ref.make(0)
+      const { bus } = yield* busWith(() =>
+        Effect.zipRight(
+          Ref.update(calls, (n) => n + 1),
+          Effect.fail(
+            new EventStore.InvalidAppend({
+              streamId: "Probe-1",
+              reason: "InvalidJson",
+              detail: "data.x contains a NUL"
+            })
+          )
+        )
+      )
+      const error = yield* Effect.flip(dispatch(new Probe({ n: 1 }))).pipe(Effect.provide(bus))
+      assert.strictEqual(error._tag, "CommandFailed")
+      assert.strictEqual(error._tag === "CommandFailed" ? error.errorTag : undefined, "InvalidAppend")
+      assert.isFalse(
+        CommandBus.isTransient(new EventStore.InvalidAppend({ streamId: "x", reason: "InvalidJson", detail: "" }))
+      )
+      assert.strictEqual(yield* Ref.get(calls), 1)
+    })
+  )
+
   it.live("hostile input is refused before any handler runs, and nothing is written", () =>
     Effect.gen(function* () {
       const { bus } = yield* busWith(() => Effect.succeed("x"))
@@ -147,6 +172,13 @@ describe("CommandBus", () => {
         // a huge string
         const huge = yield* refused(new OpenAccount({ accountId: "1", owner: "x".repeat(2_000_000) }, true))
         assert.strictEqual(huge._tag, "CommandValidationError")
+        // a value nested 100,000 levels deep: describing it must not overflow the stack (a defect)
+        let deep: unknown = []
+        for (let i = 0; i < 100_000; i++) deep = [deep]
+        const nested = yield* refused(new Deposit({ accountId: "1", amount: deep as never }, true))
+        assert.strictEqual(nested.reason, "InvalidCommand")
+        const nestedExtra = Object.assign(new OpenAccount({ accountId: "1", owner: "Ada" }), { extra: deep })
+        assert.strictEqual((yield* refused(nestedExtra)).reason, "InvalidCommand")
         // not a command at all, or one nobody handles
         assert.strictEqual((yield* refused({ _tag: "DropEverything" })).reason, "UnknownCommand")
         assert.strictEqual((yield* refused(null)).reason, "UnknownCommand")

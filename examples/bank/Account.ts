@@ -1,15 +1,40 @@
 /**
  * The bank's account aggregate: commands, events, domain errors and the decider. Every money event
  * records the balance after it, so a reader can check that no decision was taken on stale state.
+ *
+ * The input rules live here once ({@link Owner}, {@link Amount}) and the command bus's commands and the
+ * HTTP API use these same Schemas, so every layer accepts exactly what the decider can handle: a balance
+ * stays a finite number within {@link maxBalance}.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { Aggregate } from "effect-eventsourcing"
 
+/** The largest balance an account may hold: beyond it, sums of numbers are no longer exact. */
+export const maxBalance = Number.MAX_SAFE_INTEGER
+
+// control characters and lone surrogates: not text a person is called, and no store keeps them
+const unprintable =
+  /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** An account's owner: 1 to 100 characters, trimmed, printable (no control character, no lone surrogate). */
+export const Owner = Schema.NonEmptyTrimmedString.pipe(
+  Schema.maxLength(100),
+  Schema.filter((s) => !unprintable.test(s) || "an owner must not contain control characters or lone surrogates", {
+    identifier: "Owner"
+  })
+)
+
+/** An amount of money: a finite number above 0, at most {@link maxBalance} (`Infinity` and `1e309` are refused). */
+export const Amount = Schema.Finite.pipe(
+  Schema.positive(),
+  Schema.lessThanOrEqualTo(maxBalance, { identifier: "Amount" })
+)
+
 // commands
-export const OpenAccount = Schema.TaggedStruct("OpenAccount", { owner: Schema.NonEmptyTrimmedString })
-export const Deposit = Schema.TaggedStruct("Deposit", { amount: Schema.Positive })
-export const Withdraw = Schema.TaggedStruct("Withdraw", { amount: Schema.Positive })
+export const OpenAccount = Schema.TaggedStruct("OpenAccount", { owner: Owner })
+export const Deposit = Schema.TaggedStruct("Deposit", { amount: Amount })
+export const Withdraw = Schema.TaggedStruct("Withdraw", { amount: Amount })
 export const CloseAccount = Schema.TaggedStruct("CloseAccount", {})
 export const AccountCommand = Schema.Union(OpenAccount, Deposit, Withdraw, CloseAccount)
 export type AccountCommand = typeof AccountCommand.Type
@@ -32,7 +57,14 @@ export class InsufficientFunds extends Schema.TaggedError<InsufficientFunds>()("
 export class BalanceNotZero extends Schema.TaggedError<BalanceNotZero>()("BalanceNotZero", {
   balance: Schema.Finite
 }) {}
-export type AccountError = AccountAlreadyOpen | AccountNotOpen | InsufficientFunds | BalanceNotZero
+/** The deposit would take the balance beyond {@link maxBalance}. */
+export class BalanceLimitExceeded extends Schema.TaggedError<BalanceLimitExceeded>()("BalanceLimitExceeded", {
+  balance: Schema.Finite,
+  requested: Schema.Finite,
+  limit: Schema.Finite
+}) {}
+export type AccountError =
+  AccountAlreadyOpen | AccountNotOpen | InsufficientFunds | BalanceNotZero | BalanceLimitExceeded
 
 export const AccountState = Schema.Struct({
   status: Schema.Literal("none", "open", "closed"),
@@ -64,9 +96,12 @@ export const Account = Aggregate.make({
     if (state.status !== "open") return Effect.fail(new AccountNotOpen())
     switch (command._tag) {
       case "Deposit":
-        return Effect.succeed([
-          MoneyDeposited.make({ amount: command.amount, balance: state.balance + command.amount })
-        ])
+        // compared without adding: the sum itself could overflow
+        return command.amount > maxBalance - state.balance
+          ? Effect.fail(
+              new BalanceLimitExceeded({ balance: state.balance, requested: command.amount, limit: maxBalance })
+            )
+          : Effect.succeed([MoneyDeposited.make({ amount: command.amount, balance: state.balance + command.amount })])
       case "Withdraw":
         return command.amount > state.balance
           ? Effect.fail(new InsufficientFunds({ balance: state.balance, requested: command.amount }))

@@ -4,21 +4,25 @@
  * HTTP server.
  *
  * Configuration (environment):
- * - `DATABASE_URL`: PostgreSQL (`postgres://...`, woken by NOTIFY) or MySQL/MariaDB (`mysql://...`);
+ * - `DATABASE_URL`: PostgreSQL (`postgres://...`, woken by NOTIFY) or MySQL/MariaDB (`mysql://...` or
+ *   `mariadb://...`; the startup line names the server the database says it is);
  *   otherwise SQLite in `BANK_DB` (default `data/bank.db`). Runners in one process wake each other.
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
  *   JetStream consumer; otherwise both use the in-process event bus.
  * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds).
+ * - `BANK_SHUTDOWN_GRACE` (default `10 seconds`; `500 millis`, `1 minute`...): at SIGTERM/SIGINT the server
+ *   stops accepting and gives the requests in flight this long to be answered, then closes the rest
+ *   (see `server.ts`); then the runners stop between batches.
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_*` variables): spans and metrics go to that
  *   OpenTelemetry collector over OTLP/HTTP.
  */
-import { createServer } from "node:http"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -38,8 +42,9 @@ import {
 } from "effect-eventsourcing/sql"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
-import { BankApi, BankHandlers } from "./http.js"
+import { BankApi, BankHandlers, guard } from "./http.js"
 import * as ReadModels from "./readModels.js"
+import * as Server from "./server.js"
 import { Transfer } from "./Transfer.js"
 
 export interface BankConfig {
@@ -49,6 +54,8 @@ export interface BankConfig {
   readonly port: number
   readonly adminToken: Option.Option<Redacted.Redacted>
   readonly otlpEndpoint: Option.Option<string>
+  /** How long requests in flight at shutdown may take to be answered. */
+  readonly shutdownGrace: Duration.Duration
 }
 
 /** An optional setting; set but empty counts as unset. */
@@ -67,8 +74,30 @@ export const config: Config.Config<BankConfig> = Config.all({
     3000
   ),
   adminToken: optional(Config.redacted("BANK_ADMIN_TOKEN"), (token) => Redacted.value(token) === ""),
-  otlpEndpoint: optional(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT"), (url) => url === "")
+  otlpEndpoint: optional(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT"), (url) => url === ""),
+  shutdownGrace: Config.withDefault(Config.duration("BANK_SHUTDOWN_GRACE"), Duration.seconds(10))
 })
+
+/** Whether `DATABASE_URL` names MySQL or MariaDB (`mysql://...`, `mariadb://...`) rather than PostgreSQL. */
+const isMysql = (url: Redacted.Redacted) => /^(mysql|mariadb):/.test(Redacted.value(url))
+
+/**
+ * Which backend the application runs on, for its startup line: SQLite and its file, PostgreSQL, or, for a
+ * `mysql://` URL, MariaDB or MySQL as the server says (`select version()`).
+ */
+export const storeDescription = (config: BankConfig): Effect.Effect<string, never, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    if (Option.isNone(config.databaseUrl)) return `SQLite ${config.sqliteFile}`
+    if (!isMysql(config.databaseUrl.value)) return "PostgreSQL (DATABASE_URL)"
+    const sql = yield* SqlClient.SqlClient
+    const version = yield* sql<{ readonly version: string }>`select version() as version`.pipe(
+      Effect.map((rows) => rows[0]?.version ?? ""),
+      Effect.orElseSucceed(() => "")
+    )
+    const server = /mariadb/i.test(version) ? "MariaDB" : version === "" ? "MySQL/MariaDB" : "MySQL"
+    const number = /^\d+(\.\d+)*/.exec(version)?.[0]
+    return `${server}${number === undefined ? "" : ` ${number}`} (DATABASE_URL)`
+  })
 
 /** The database, its stores and the wake-up hints. */
 const stores = (config: BankConfig) => {
@@ -80,7 +109,7 @@ const stores = (config: BankConfig) => {
     Projection.layerRegistry,
     Layer.effectDiscard(Effect.zipRight(ReadModels.createTables, Alerts.createTable))
   )
-  if (Option.isSome(config.databaseUrl) && /^(mysql|mariadb):/.test(Redacted.value(config.databaseUrl.value))) {
+  if (Option.isSome(config.databaseUrl) && isMysql(config.databaseUrl.value)) {
     return services.pipe(
       Layer.provideMerge(Wakeup.layer),
       Layer.provideMerge(Mysql.layer({ url: Redacted.value(config.databaseUrl.value).replace(/^mariadb:/, "mysql:") }))
@@ -128,8 +157,12 @@ const runners = Layer.mergeAll(
   Alerts.layer
 )
 
+/** The API, served with a bounded drain at shutdown (`server.ts`). */
 const http = (config: BankConfig) =>
-  HttpApiBuilder.serve().pipe(
+  Server.drainOnShutdown(config.shutdownGrace).pipe(Layer.provideMerge(routes(config)))
+
+const routes = (config: BankConfig) =>
+  HttpApiBuilder.serve(guard).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi()),
     Layer.provide(HttpApiBuilder.api(BankApi)),
     Layer.provide(BankHandlers),
@@ -140,7 +173,7 @@ const http = (config: BankConfig) =>
         ...Option.match(config.adminToken, { onNone: () => ({}), onSome: (adminToken) => ({ adminToken }) })
       })
     ),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port }))
+    Layer.provideMerge(Server.layer({ port: config.port }))
   )
 
 /** OpenTelemetry export when a collector is configured. */

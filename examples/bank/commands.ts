@@ -1,11 +1,21 @@
 /**
  * The bank's account commands as `Schema.TaggedRequest`s for the command bus (each names the account it
- * acts on), and their handlers on the `Account` aggregate, registered in one call.
+ * acts on), and their handlers on the `Account` aggregate, registered in one call. Their fields are the
+ * aggregate's Schemas (`Owner`, `Amount`), which the HTTP API reuses: what one layer accepts, the others do.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { Aggregate, CommandBus } from "effect-eventsourcing"
-import { Account, AccountAlreadyOpen, AccountNotOpen, BalanceNotZero, InsufficientFunds } from "./Account.js"
+import {
+  Account,
+  AccountAlreadyOpen,
+  AccountNotOpen,
+  Amount,
+  BalanceLimitExceeded,
+  BalanceNotZero,
+  InsufficientFunds,
+  Owner
+} from "./Account.js"
 
 export const AccountId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9]{1,64}$/))
 export const Handled = Schema.Struct({ version: Schema.Number })
@@ -13,19 +23,19 @@ export const Handled = Schema.Struct({ version: Schema.Number })
 export class OpenAccount extends Schema.TaggedRequest<OpenAccount>()("OpenAccount", {
   failure: AccountAlreadyOpen,
   success: Handled,
-  payload: { accountId: AccountId, owner: Schema.NonEmptyTrimmedString.pipe(Schema.maxLength(100)) }
+  payload: { accountId: AccountId, owner: Owner }
 }) {}
 
 export class Deposit extends Schema.TaggedRequest<Deposit>()("Deposit", {
-  failure: AccountNotOpen,
+  failure: Schema.Union(AccountNotOpen, BalanceLimitExceeded),
   success: Handled,
-  payload: { accountId: AccountId, amount: Schema.Positive }
+  payload: { accountId: AccountId, amount: Amount }
 }) {}
 
 export class Withdraw extends Schema.TaggedRequest<Withdraw>()("Withdraw", {
   failure: Schema.Union(AccountNotOpen, InsufficientFunds),
   success: Handled,
-  payload: { accountId: AccountId, amount: Schema.Positive }
+  payload: { accountId: AccountId, amount: Amount }
 }) {}
 
 export class CloseAccount extends Schema.TaggedRequest<CloseAccount>()("CloseAccount", {

@@ -1,7 +1,9 @@
 /**
- * `npm start`: the bank application, served until SIGINT/SIGTERM (then the runners stop between batches
- * and the server closes). On the embedded default it keeps its events in `data/bank.db`; see `app.ts`
- * for the environment variables (PostgreSQL, NATS, port).
+ * `npm start` (`node --import tsx examples/bank/main.ts`: one process, so a signal reaches its handler
+ * directly): the bank application, served until SIGTERM or SIGINT, which do the same thing: the server
+ * drains the requests in flight within `BANK_SHUTDOWN_GRACE` (see `server.ts`), the runners stop between
+ * batches, and the process exits 0. On the embedded default it keeps its events in `data/bank.db`; see
+ * `app.ts` for the environment variables (PostgreSQL, MySQL/MariaDB, NATS, port, grace period).
  */
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -15,7 +17,7 @@ const announce = Layer.effectDiscard(
     const server = yield* HttpServer.HttpServer
     const config = yield* Bank.config
     const port = server.address._tag === "TcpAddress" ? server.address.port : config.port
-    const store = Option.isSome(config.databaseUrl) ? "PostgreSQL (DATABASE_URL)" : `SQLite ${config.sqliteFile}`
+    const store = yield* Bank.storeDescription(config)
     const bus = Option.isSome(config.natsUrl) ? "NATS JetStream (NATS_URL)" : "in-process event bus"
     yield* Effect.log(`bank on ${store} with the ${bus}`)
     yield* Effect.log(`event browser: http://localhost:${port}/   API: http://localhost:${port}/openapi.json`)

@@ -9,7 +9,9 @@
  * - `GET /events?after=&limit=&category=&type=&from=&to=`: the global log in the store's no-skip order,
  *   `{ events, next, last }`. `after` is an opaque cursor (base64url of `transaction:position`, the full
  *   checkpoint) taken from `next` or `last`; `limit` is 1 to 1000 (default 100). `category` and `type`
- *   are repeatable, not comma lists (`?type=A&type=B`: either; up to 100 each) and pushed down to `readAll`. `from` (inclusive) and `to`
+ *   are repeatable, not comma lists (`?type=A&type=B`: either; up to 100 each) and pushed down to `readAll`;
+ *   a value that no stream or event could have (empty, a control character such as NUL, a lone surrogate, longer
+ *   than a name may be) is a 400, never sent to the store. `from` (inclusive) and `to`
  *   (exclusive) filter on `recordedAt`; the store cannot index them, so such a page scans at most
  *   `scanLimit` events and may come back short, or empty, with a `next` cursor. Follow `next` until it is
  *   `null` (the end of the log when read): pages neither repeat nor skip events. `last` is the cursor of
@@ -21,7 +23,8 @@
  *   `Registry` (projections, sagas as `saga:<name>`, the outbox relay); one name may have several runners
  *   (versions side by side, several workers). 404 for a name with no runner in this process.
  * - `GET /sagas/:name/:id`: a saga instance (`Saga.instance`), for the sagas given in the options; the
- *   state is rendered with the saga's state Schema. 404 for an unknown saga or instance.
+ *   state is rendered with the saga's state Schema. 404 for an unknown saga or instance; 400 for an id with a
+ *   control character or a lone surrogate.
  * - `GET /health`: 200 `{ status: "ok", checks }`, or 503 with the same fields (and `_tag: "Unhealthy"`)
  *   when a check fails: `eventStore` (reads the head), `projections` (no runner `failed`), and the
  *   `checks` of the options, each bounded by `healthTimeout`.
@@ -33,7 +36,7 @@
  *   replay: the library has none yet.
  *
  * Errors are `Schema.TaggedError`s with a `message`: bad parameters (limit out of range, malformed cursor,
- * bad dates, invalid stream id) are `HttpApiDecodeError` (400, with the schema issues); `NotFound` (404),
+ * bad dates, invalid stream id, category, type or saga instance id) are `HttpApiDecodeError` (400, with the schema issues); `NotFound` (404),
  * `Unauthorized` (401), `ServiceError` (500: a store failed), `Unhealthy` (503).
  *
  * **Gotchas**: the API is read-only except the admin group; it has no authentication of its own for the
@@ -99,8 +102,8 @@ const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, Model
   description: `Page size, 1 to ${Model.maxLimit}; default ${Model.defaultLimit}`
 })
 
-const Repeated = (description: string) =>
-  Schema.optional(Schema.Array(Schema.String).pipe(Schema.maxItems(100)).annotations({ description }))
+const Repeated = (item: Schema.Schema<string>, description: string) =>
+  Schema.optional(Schema.Array(item).pipe(Schema.maxItems(100)).annotations({ description }))
 
 const StreamParams = Schema.Struct({
   fromVersion: Schema.optional(
@@ -119,8 +122,8 @@ export class EventsGroup extends HttpApiGroup.make("events")
         Schema.Struct({
           after: Schema.optional(Model.Cursor),
           limit: Schema.optional(Limit),
-          category: Repeated("Only these stream categories (repeatable, up to 100: any matches)"),
-          type: Repeated("Only these event types (repeatable, up to 100: any matches)"),
+          category: Repeated(Model.Category, "Only these stream categories (repeatable, up to 100: any matches)"),
+          type: Repeated(Event.EventType, "Only these event types (repeatable, up to 100: any matches)"),
           from: Schema.optional(Schema.DateTimeUtc.annotations({ description: "recordedAt at or after (ISO-8601)" })),
           to: Schema.optional(Schema.DateTimeUtc.annotations({ description: "recordedAt before (ISO-8601)" }))
         })
@@ -162,7 +165,7 @@ export class ProjectionsGroup extends HttpApiGroup.make("projections")
 export class SagasGroup extends HttpApiGroup.make("sagas")
   .add(
     HttpApiEndpoint.get("getSagaInstance", "/sagas/:name/:id")
-      .setPath(Schema.Struct({ name: Schema.String, id: Schema.String }))
+      .setPath(Schema.Struct({ name: Schema.String, id: Model.SagaInstanceId }))
       .addSuccess(Model.SagaInstance)
       .addError(Model.NotFound)
   )

@@ -7,8 +7,10 @@ import {
   AccountClosed,
   AccountNotOpen,
   AccountOpened,
+  BalanceLimitExceeded,
   BalanceNotZero,
   InsufficientFunds,
+  maxBalance,
   MoneyDeposited,
   MoneyWithdrawn
 } from "../../examples/bank/Account.js"
@@ -60,6 +62,19 @@ describe("examples/bank Account", () => {
         .given([opened])
         .when({ _tag: "CloseAccount" })
         .then([AccountClosed.make({})])
+    ])
+  )
+
+  it.effect("a deposit that would take the balance beyond maxBalance is refused; up to it is fine", () =>
+    Effect.all([
+      spec
+        .given([opened, MoneyDeposited.make({ amount: maxBalance, balance: maxBalance })])
+        .when({ _tag: "Deposit", amount: 1 })
+        .thenFails(new BalanceLimitExceeded({ balance: maxBalance, requested: 1, limit: maxBalance })),
+      spec
+        .given([opened, MoneyDeposited.make({ amount: 1, balance: 1 })])
+        .when({ _tag: "Deposit", amount: maxBalance - 1 })
+        .then([MoneyDeposited.make({ amount: maxBalance - 1, balance: maxBalance })])
     ])
   )
 

@@ -1,32 +1,99 @@
 /**
  * The example application as a user runs it: `npm run demo` completes its scenario and exits 0, and
- * `npm start` serves the API until SIGTERM, then shuts down cleanly (exit 0) and keeps its events in the
- * SQLite file for the next start.
+ * `npm start` serves the API until SIGTERM or SIGINT, then shuts down cleanly (exit 0) and keeps its events
+ * in the SQLite file for the next start; at shutdown it drains the requests in flight within its grace
+ * period, and no client waits past it.
+ *
+ * The application runs as `npm start` runs it: the `start` script's command (`node --import tsx ...`), so
+ * a signal goes to the application's own process. (Run through the `tsx` command, a signal went to tsx,
+ * which relays it and, when the application has not acknowledged it within 30 ms, kills it and exits with
+ * 128 + the signal: on a loaded machine the test saw 130; `signalWhileStopped` reproduces that load.)
+ * Signals are sent once the application answers `/health`: its handler, installed before the server
+ * listens, is then in place.
  */
-import { spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import * as Mysql from "../../src/sql/Mysql.js"
+import { mysqlUrl } from "../support/config.js"
 import { freePort } from "../support/servers.js"
 
 const tsx = path.resolve("node_modules", ".bin", "tsx")
 
-/** Runs a script; its output so far and its exit are read through the returned handles. */
-const start = (script: string, env: Record<string, string>) =>
+/** `npm start`'s command (the program, resolved, and its arguments), to run here without npm in between. */
+const startCommand = (): readonly [string, ReadonlyArray<string>] => {
+  const scripts = JSON.parse(fs.readFileSync("package.json", "utf8")).scripts as Record<string, string>
+  const [program, ...args] = scripts.start!.split(" ")
+  return [program === "node" ? process.execPath : path.resolve("node_modules", ".bin", program!), args]
+}
+
+/**
+ * The process that runs the application: `pid`, or its deepest descendant when `pid` only launched it
+ * (Linux: read from /proc).
+ */
+const applicationProcess = (pid: number): number => {
+  const file = `/proc/${pid}/task/${pid}/children`
+  const children = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split(/\s+/).filter(Boolean) : []
+  return children.length === 0 ? pid : applicationProcess(Number(children[0]))
+}
+
+/**
+ * Sends `signal` while the application's process is stopped (SIGSTOP, then SIGCONT): the signal reaches
+ * it when it next runs, as on a machine too loaded to schedule it at once. Only a process that handles the
+ * signal itself does not care how long that takes.
+ */
+const signalWhileStopped = (child: ChildProcess, signal: NodeJS.Signals) =>
+  Effect.gen(function* () {
+    const app = applicationProcess(child.pid!)
+    process.kill(app, "SIGSTOP")
+    child.kill(signal)
+    yield* Effect.sleep("300 millis")
+    // (gone already if whatever received the signal killed it)
+    yield* Effect.ignore(Effect.try(() => process.kill(app, "SIGCONT")))
+  })
+
+/** Runs a command; its output so far, a wait for a line of it, and its exit are read through the handles. */
+const run = (command: string, args: ReadonlyArray<string>, env: Record<string, string>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(tsx, [script], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+      const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
       let output = ""
-      child.stdout!.on("data", (chunk) => (output += chunk))
-      child.stderr!.on("data", (chunk) => (output += chunk))
+      const waiting: Array<readonly [RegExp, () => void]> = []
+      const onData = (chunk: unknown) => {
+        output += chunk
+        for (const [i, [pattern, resume]] of [...waiting.entries()].reverse()) {
+          if (pattern.test(output)) {
+            waiting.splice(i, 1)
+            resume()
+          }
+        }
+      }
+      child.stdout!.on("data", onData)
+      child.stderr!.on("data", onData)
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-      return { child, output: () => output, exited }
+      /** Waits until the output matches `pattern` (the test's own timeout bounds the wait). */
+      const printed = (pattern: RegExp) =>
+        Effect.async<void>((resume) => {
+          if (pattern.test(output)) return resume(Effect.void)
+          waiting.push([pattern, () => resume(Effect.void)])
+        })
+      return { child, output: () => output, exited, printed }
     }),
     ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
   )
+
+/** A script through the `tsx` command (the demo). */
+const start = (script: string, env: Record<string, string>) => run(tsx, [script], env)
+
+/** The application as `npm start` runs it. */
+const startApp = (env: Record<string, string>) => run(...startCommand(), env)
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "bank-app-"))),
@@ -39,6 +106,57 @@ type Json = any
 
 /** The environment without the variables that would switch the app to PostgreSQL or NATS. */
 const embedded = { DATABASE_URL: "", NATS_URL: "" }
+
+/** A raw HTTP/1.1 connection, to hold a request in flight: what it received so far, and when it closed. */
+const connect = (port: number) =>
+  Effect.acquireRelease(
+    Effect.async<{
+      readonly socket: net.Socket
+      readonly received: () => string
+      readonly closed: Promise<void>
+      readonly receivedMatching: (pattern: RegExp) => Effect.Effect<void>
+    }>((resume) => {
+      const socket = net.connect(port, "127.0.0.1")
+      let received = ""
+      const waiting: Array<readonly [RegExp, () => void]> = []
+      socket.setEncoding("utf8")
+      socket.on("data", (chunk: string) => {
+        received += chunk
+        for (const [i, [pattern, done]] of [...waiting.entries()].reverse()) {
+          if (pattern.test(received)) {
+            waiting.splice(i, 1)
+            done()
+          }
+        }
+      })
+      socket.on("error", () => {})
+      const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()))
+      const receivedMatching = (pattern: RegExp) =>
+        Effect.async<void>((done) => {
+          if (pattern.test(received)) return done(Effect.void)
+          waiting.push([pattern, () => done(Effect.void)])
+        })
+      socket.once("connect", () =>
+        resume(Effect.succeed({ socket, received: () => received, closed, receivedMatching }))
+      )
+    }),
+    ({ socket }) => Effect.sync(() => socket.destroy())
+  )
+
+/**
+ * Starts a deposit whose body is held back, and waits until the server has taken the request: with
+ * `Expect: 100-continue`, Node answers `100 Continue` just before it hands the request to the application.
+ */
+const heldDeposit = (port: number, accountId: string, body: string) =>
+  Effect.gen(function* () {
+    const connection = yield* connect(port)
+    connection.socket.write(
+      `POST /accounts/${accountId}/deposits HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nexpect: 100-continue\r\n\r\n`
+    )
+    yield* connection.receivedMatching(/^HTTP\/1\.1 100 Continue\r\n\r\n/)
+    return connection
+  })
 
 describe("examples/bank application", () => {
   it.scopedLive(
@@ -77,7 +195,7 @@ describe("examples/bank application", () => {
           )
         const serving = Schedule.spaced("100 millis").pipe(Schedule.upTo("30 seconds"))
 
-        const first = yield* start("examples/bank/main.ts", env)
+        const first = yield* startApp(env)
         yield* Effect.retry(request("GET", "/health"), serving)
         assert.strictEqual((yield* request("POST", "/accounts", { accountId: "ada", owner: "Ada" })).status, 201)
         assert.strictEqual((yield* request("POST", "/accounts/ada/deposits", { amount: 70 })).status, 200)
@@ -96,7 +214,7 @@ describe("examples/bank application", () => {
         assert.include(first.output(), `http://localhost:${port}/`)
 
         // a second start finds the account and its read model where the first left them
-        const second = yield* start("examples/bank/main.ts", env)
+        const second = yield* startApp(env)
         const again = yield* request("GET", "/accounts/ada").pipe(Effect.retry(serving))
         assert.strictEqual(again.body.balance, 70)
         const stream = yield* request("GET", "/streams/Account-ada")
@@ -104,9 +222,132 @@ describe("examples/bank application", () => {
           stream.body.events.map((e: { type: string }) => e.type),
           ["AccountOpened", "MoneyDeposited"]
         )
-        second.child.kill("SIGINT")
+        // SIGINT does what SIGTERM does, also when the application cannot run at the moment it is sent
+        yield* signalWhileStopped(second.child, "SIGINT")
         assert.strictEqual(yield* Effect.promise(() => second.exited), 0, second.output())
       }),
     90_000
+  )
+
+  it.scopedLive(
+    "SIGTERM with requests in flight: answers them within the grace period, closes the rest, exits 0",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const port = yield* freePort
+        const graceSeconds = 3
+        const env = {
+          ...embedded,
+          PORT: String(port),
+          BANK_DB: path.join(dir, "bank.db"),
+          BANK_SHUTDOWN_GRACE: `${graceSeconds} seconds`
+        }
+        const url = `http://127.0.0.1:${port}`
+        const post = (route: string, body: object) =>
+          Effect.promise(() =>
+            fetch(`${url}${route}`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify(body),
+              signal: AbortSignal.timeout(120_000)
+            }).then(
+              async (response) => ({ status: response.status, text: await response.text() }),
+              (error: Error) => ({ status: 0, text: String((error.cause as { code?: string })?.code ?? error.name) })
+            )
+          )
+        const serving = Schedule.spaced("100 millis").pipe(Schedule.upTo("30 seconds"))
+
+        const app = yield* startApp(env)
+        yield* Effect.retry(
+          Effect.tryPromise(() => fetch(`${url}/health`)).pipe(Effect.filterOrFail((r) => r.ok)),
+          serving
+        )
+        assert.strictEqual((yield* post("/accounts", { accountId: "ada", owner: "Ada" })).status, 201)
+
+        // two requests in flight: one will complete during the drain, one never sends its body
+        const completing = yield* heldDeposit(port, "ada", JSON.stringify({ amount: 5 }))
+        const stuck = yield* heldDeposit(port, "ada", JSON.stringify({ amount: 7 }))
+        // and clients that keep sending commands through the shutdown, each until its connection is refused;
+        // the signal goes once each has had a command handled
+        const started = yield* Effect.forEach(Array.from({ length: 8 }), () => Deferred.make<void>())
+        const clients = yield* Effect.forEach(
+          started,
+          (first, client) =>
+            Effect.gen(function* () {
+              const answers: Array<{ status: number; text: string }> = []
+              for (let n = 0; ; n++) {
+                const answer = yield* post("/accounts", { accountId: `c${client}n${n}`, owner: "Client" })
+                answers.push(answer)
+                if (answer.status === 201) yield* Deferred.succeed(first, undefined)
+                if (answer.status === 0 && answer.text === "ECONNREFUSED") return answers
+              }
+            }),
+          { concurrency: "unbounded" }
+        ).pipe(Effect.fork)
+        yield* Effect.forEach(started, Deferred.await, { discard: true })
+
+        const signalled = performance.now()
+        app.child.kill("SIGTERM")
+        yield* app.printed(/shutting down: stopped accepting/)
+        // the held request completes now, during the drain, and is answered, closing its connection
+        completing.socket.write(JSON.stringify({ amount: 5 }))
+        yield* completing.receivedMatching(/HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{"version":2\}/)
+        assert.match(completing.received(), /\r\nconnection: close\r\n/i)
+        yield* Effect.promise(() => completing.closed)
+
+        // the request still running after the grace period has its connection closed, without an answer
+        yield* Effect.promise(() => stuck.closed)
+        assert.notMatch(stuck.received(), /HTTP\/1\.1 [2-5]\d\d/)
+        assert.strictEqual(yield* Effect.promise(() => app.exited), 0, app.output())
+        const seconds = (performance.now() - signalled) / 1000
+        // a generous bound: the grace period plus the rest of the shutdown on a loaded machine
+        assert.isBelow(seconds, graceSeconds + 45, app.output())
+        assert.match(app.output(), /closed 1 request\(s\) still running after the grace period/)
+
+        // every client got an answer or a closed connection; none waited for its timeout; no 5xx but 503
+        const answers = (yield* clients.await).pipe((exit) => (exit._tag === "Success" ? exit.value.flat() : []))
+        assert.isAtLeast(answers.filter((a) => a.status === 201).length, 8)
+        for (const answer of answers) {
+          assert.notStrictEqual(answer.text, "TimeoutError", "a client waited for its timeout")
+          assert.isTrue(
+            answer.status === 201 || answer.status === 503 || answer.status === 0,
+            `${answer.status} ${answer.text}`
+          )
+        }
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "on MariaDB the startup line names MariaDB, and SIGTERM stops it cleanly",
+    () =>
+      Effect.gen(function* () {
+        // a database of its own: the application uses the default table names
+        const database = `bank_app_${process.pid}_${Math.floor(Math.random() * 1e9)}`
+        const admin = (statement: string) =>
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+            Effect.provide(Mysql.layer({ url: mysqlUrl, maxConnections: 1 })),
+            Effect.orDie
+          )
+        yield* Effect.acquireRelease(admin(`create database ${database}`), () =>
+          admin(`drop database if exists ${database}`)
+        )
+        const port = yield* freePort
+        const app = yield* startApp({
+          ...embedded,
+          DATABASE_URL: mysqlUrl.replace(/\/[^/]*$/, `/${database}`),
+          PORT: String(port)
+        })
+        yield* app.printed(/bank on .* with the/)
+        assert.match(app.output(), /bank on MariaDB \d+\.\d+[.\d]* \(DATABASE_URL\) with the in-process event bus/)
+        assert.notInclude(app.output(), "PostgreSQL")
+        yield* Effect.retry(
+          Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/health`)).pipe(Effect.filterOrFail((r) => r.ok)),
+          Schedule.spaced("100 millis").pipe(Schedule.upTo("30 seconds"))
+        )
+        app.child.kill("SIGTERM")
+        assert.strictEqual(yield* Effect.promise(() => app.exited), 0, app.output())
+      }),
+    120_000
   )
 })

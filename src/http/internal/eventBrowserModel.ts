@@ -18,6 +18,35 @@ export const maxLimit = 1000
 export const defaultLimit = 100
 
 // ---------------------------------------------------------------------------------------------------
+// names in requests
+// ---------------------------------------------------------------------------------------------------
+
+// C0 and C1 control characters, and lone surrogates: no store keeps them in a name (PostgreSQL refuses
+// a NUL in a text parameter outright), so a request naming one is bad input, not a store failure
+const unstorable = /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+const requestName = (what: string, identifier: string, maxLength: number) =>
+  Schema.String.pipe(
+    Schema.filter(
+      (s) =>
+        s.length === 0
+          ? `${what} must not be empty`
+          : s.length > maxLength
+            ? `${what} is ${s.length} characters long, the limit is ${maxLength}`
+            : unstorable.test(s)
+              ? `${what} contains a control character or a lone surrogate`
+              : true,
+      { identifier }
+    )
+  )
+
+/** A category to filter on: not empty, at most a stream id's length, without control characters or lone surrogates. */
+export const Category = requestName("a category", "Category", Event.maxStreamIdLength)
+
+/** A saga instance id in a path: not empty, without control characters or lone surrogates. */
+export const SagaInstanceId = requestName("a saga instance id", "SagaInstanceId", Number.POSITIVE_INFINITY)
+
+// ---------------------------------------------------------------------------------------------------
 // cursor
 // ---------------------------------------------------------------------------------------------------
 
