@@ -9,9 +9,9 @@ import * as Event from "../src/Event.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import { suite } from "./suites/EventStoreSuite.js"
 
-suite("EventStore.layerMemory", MemoryEventStore.layer())
+suite("MemoryEventStore.layer", MemoryEventStore.layer())
 
-describe("EventStore.makeMemory", () => {
+describe("MemoryEventStore.make", () => {
   it.effect("honours configured limits", () =>
     Effect.gen(function* () {
       const store = yield* MemoryEventStore.make({ limits: { maxEventsPerAppend: 2, maxEventBytes: 64 } })
@@ -59,7 +59,7 @@ describe("EventStore.makeMemory", () => {
   )
 })
 
-describe("EventStore.makeMemory commands", () => {
+describe("MemoryEventStore.make commands", () => {
   it.effect("commands are remembered for the command TTL, then forgotten", () =>
     Effect.gen(function* () {
       const store = yield* MemoryEventStore.make({ commandTtl: "1 hour" })
