@@ -41,7 +41,9 @@ const differences = {
     "a tenant view has no other tenants' streams to select from",
   "partitions split the log by stream: every event in exactly one partition, in global order":
     "partitions hash the stored stream id (<tenant>~<streamId>), not the one the tenant sees",
-  "a stream id at the length limit round-trips": "the tenant and its separator take their length from the limit"
+  "a stream id at the length limit round-trips": "the tenant and its separator take their length from the limit",
+  "global reads of a tenant no stream can have (NUL) read nothing, without an error":
+    "a tenant-scoped store reads its own tenant, whatever the option says"
 }
 
 suite(

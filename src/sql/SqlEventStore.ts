@@ -384,10 +384,10 @@ export const make = (
       const types = options?.types
       const hashes = options?.partition === undefined ? undefined : Event.partitionRange(options.partition)
       return [
-        categories === undefined ? undefined : sql`category in ${sql.in(categories.length > 0 ? categories : [""])}`,
-        types === undefined ? undefined : sql`type in ${sql.in(types.length > 0 ? types : [""])}`,
+        categories === undefined ? undefined : sql`category in ${sql.in(matchable(categories))}`,
+        types === undefined ? undefined : sql`type in ${sql.in(matchable(types))}`,
         hashes === undefined ? undefined : sql`stream_hash >= ${hashes.from} and stream_hash < ${hashes.to}`,
-        options?.tenant === undefined ? undefined : sql`tenant_id = ${options.tenant}`
+        options?.tenant === undefined ? undefined : sql`tenant_id in ${sql.in(matchable([options.tenant]))}`
       ].filter((f) => f !== undefined)
     }
 
@@ -492,6 +492,15 @@ export const make = (
 
     return EventStore.of(instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand }))
   })
+
+/**
+ * The filter values a stored name can equal, never empty (`""` equals no category, type or tenant): a value
+ * holding NUL names nothing stored, and PostgreSQL refuses to compare it at all.
+ */
+const matchable = (values: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const kept = values.filter((value) => !value.includes("\u0000"))
+  return kept.length > 0 ? kept : [""]
+}
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const appendBatchSize = PgAppend.batchSize

@@ -780,6 +780,37 @@ const badInput: ReadonlyArray<Check> = [
   ),
   check(
     "9 bad input",
+    "global reads filtered by names no stream can have (NUL, lone surrogates) read nothing, without an error",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      yield* append(`${category}-1`, yield* newEvents(1))
+      const s = yield* store
+      for (const name of ["\u0000", `${category}\u0000`, "\uD800", ""]) {
+        assert.deepStrictEqual(yield* collect(s.readAll({ categories: [name] })), [], JSON.stringify(name))
+        assert.deepStrictEqual(yield* collect(s.readAll({ types: [name] })), [], JSON.stringify(name))
+        assert.isTrue(Option.isNone(yield* s.heldBack({ categories: [name], types: [name] })))
+      }
+      assert.strictEqual((yield* collect(s.readAll({ categories: ["\u0000", category] }))).length, 1)
+    })
+  ),
+  check(
+    "9 bad input",
+    "global reads of a tenant no stream can have (NUL) read nothing, without an error",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      yield* append(`${category}-1`, yield* newEvents(1))
+      const s = yield* store
+      for (const tenant of ["\u0000", "acme\u0000", ""]) {
+        assert.deepStrictEqual(
+          yield* collect(s.readAll({ tenant, categories: [category] })),
+          [],
+          JSON.stringify(tenant)
+        )
+      }
+    })
+  ),
+  check(
+    "9 bad input",
     "reading a missing stream fails with StreamNotFound and its version is 0",
     Effect.gen(function* () {
       const id = `${yield* uniqueCategory}-missing`
