@@ -8,7 +8,7 @@
  * `ConcurrencyConflict`, nothing is written, and the whole load-decide-append runs again under a
  * `Schedule`: a decision taken on stale state never commits.
  *
- * **Idempotency**: when the command carries a `commandId` (in its metadata or the {@link CommandContext}),
+ * **Idempotency**: when the command carries a `commandId` (in its metadata or the {@link Event.CommandContext}),
  * the store records it with the append (see `EventStore.AppendOptions`), and its events get ids derived
  * from (command id, stream, version decided on, index). Handling the same command again within the
  * store's command TTL (7 days by default), concurrently or after a crash, returns the first result with
@@ -28,7 +28,6 @@
  * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
  */
 import * as Chunk from "effect/Chunk"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -112,20 +111,9 @@ const asEffect = <E, DE>(decision: Decision<E, DE>): Effect.Effect<ReadonlyArray
       ? decision
       : Effect.succeed(decision as ReadonlyArray<E>)
 
-/** The context of the command being handled; its metadata goes into every event it produces. */
-export class CommandContext extends Context.Reference<CommandContext>()("effect-eventsourcing/CommandContext", {
-  defaultValue: (): Event.Metadata => ({})
-}) {}
-
-/** Runs `effect` with `metadata` (command id, correlation id, principal...) as its command context. */
-export const withCommandContext =
-  (metadata: Event.Metadata) =>
-  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.provideService(effect, CommandContext, metadata)
-
 /** Options of one command handling. */
 export interface HandleOptions {
-  /** Merged over the {@link CommandContext}. */
+  /** Merged over the {@link Event.CommandContext}. */
   readonly metadata?: Event.Metadata
   /** Replaces the handler's retry schedule for conflicts. */
   readonly retry?: Schedule.Schedule<unknown, unknown>
@@ -379,7 +367,7 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
 /** The metadata of the events of the command being handled: context, explicit metadata, trace. */
 const eventMetadata = (explicit: Event.Metadata | undefined): Effect.Effect<Event.Metadata> =>
   Effect.gen(function* () {
-    const context = yield* CommandContext
+    const context = yield* Event.CommandContext
     const merged: Record<string, unknown> = { ...context, ...explicit }
     const commandId = merged.commandId as string | undefined
     if (commandId !== undefined) {

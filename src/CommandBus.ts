@@ -17,7 +17,7 @@
  *   own retries: see `isTransient`) is retried by the command's `Schedule`, then reported as
  *   {@link CommandUnavailable}. Any other failure (a unique value taken that the command does not
  *   declare, an undecodable stored event...) is reported at once as {@link CommandFailed}.
- * - **Idempotency**: each command gets a command id (the caller's, from `Aggregate.CommandContext`, or a
+ * - **Idempotency**: each command gets a command id (the caller's, from `Event.CommandContext`, or a
  *   new one) kept across the bus's retries, so the aggregate's command dedup makes a retry safe.
  * - **Metrics**: every dispatch counts in `eventsourcing_commands_total{command,outcome}` and
  *   `eventsourcing_command_duration_seconds{command}` (see `Metrics`); a command the bus does not know is
@@ -43,7 +43,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Tracer from "effect/Tracer"
-import * as Aggregate from "./Aggregate.js"
+import * as Event from "./Event.js"
 import * as Json from "./internal/json.js"
 import * as Uuid from "./internal/uuid.js"
 import * as Metrics from "./Metrics.js"
@@ -274,10 +274,10 @@ export const group = <const Classes extends ReadonlyArray<CommandClass>>(
 /** What middleware knows of the command being dispatched. */
 export interface CommandInfo {
   readonly tag: string
-  /** The command id: the caller's (`Aggregate.CommandContext`), or one given by the bus. */
+  /** The command id: the caller's (`Event.CommandContext`), or one given by the bus. */
   readonly commandId: string
   /** The command context's metadata (principal, correlation id...), with the command id. */
-  readonly metadata: Aggregate.CommandContext["Type"]
+  readonly metadata: Event.CommandContext["Type"]
 }
 
 /**
@@ -406,7 +406,7 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>
                     : new CommandFailed({ commandTag: tag, detail: describe(error), ...tagOf(error) })
                 )
             ),
-            Aggregate.withCommandContext(metadata)
+            Event.withCommandContext(metadata)
           )
           const chain = middleware.reduceRight<Effect.Effect<unknown, unknown>>(
             (next, m) => Effect.provide(m.wrap(valid, info, next), context),
@@ -470,8 +470,8 @@ export const commandTagOf = (command: unknown): string => {
  * The command context with a command id: the caller's, or a new one. The bus and its transports give
  * each command its id once, so every retry of it carries the same one.
  */
-export const contextWithCommandId: Effect.Effect<Aggregate.CommandContext["Type"]> = Effect.flatMap(
-  Aggregate.CommandContext,
+export const contextWithCommandId: Effect.Effect<Event.CommandContext["Type"]> = Effect.flatMap(
+  Event.CommandContext,
   (context) =>
     context.commandId === undefined
       ? Effect.map(Uuid.v7, (commandId) => ({ ...context, commandId }))
@@ -511,7 +511,7 @@ const describe = (error: unknown): string =>
 interface Job {
   readonly command: Command
   /** The sender's command context, with the command id given at send time. */
-  readonly metadata: Aggregate.CommandContext["Type"]
+  readonly metadata: Event.CommandContext["Type"]
   /** The sender's span: the dispatch continues its trace. */
   readonly parent: Option.Option<Tracer.AnySpan>
   readonly done: Deferred.Deferred<unknown, unknown>
@@ -528,7 +528,7 @@ const makeSend = (dispatch: (command: Command) => Effect.Effect<unknown, unknown
     const running = yield* Ref.make(0)
     const cancel = (job: Job) => Deferred.fail(job.done, new CommandCancelled({ commandTag: job.command._tag }))
     const run = (job: Job) =>
-      dispatch(job.command).pipe(Aggregate.withCommandContext(job.metadata), (dispatched) =>
+      dispatch(job.command).pipe(Event.withCommandContext(job.metadata), (dispatched) =>
         Option.match(job.parent, {
           onNone: () => dispatched,
           onSome: (span) => Effect.withParentSpan(dispatched, span)

@@ -10,7 +10,9 @@
  * A stream id is conventionally `"<category>-<id>"` (`Account-42`); the category is the part before the
  * first `-` (the whole id when there is none), the same rule as EventStoreDB's category projections.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Order from "effect/Order"
 import * as Schema from "effect/Schema"
 import * as Uuid from "./internal/uuid.js"
@@ -386,3 +388,26 @@ export const satisfies = (expected: ExpectedVersion, actual: number): boolean =>
       return actual === expected.version
   }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// context
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * The context of the command being handled: its metadata (command id, correlation id, principal, tenant...)
+ * goes into every event it produces (see `Aggregate.handler`, `CommandBus`).
+ */
+export class CommandContext extends Context.Reference<CommandContext>()("effect-eventsourcing/CommandContext", {
+  defaultValue: (): Metadata => ({})
+}) {}
+
+/** Runs `effect` with `metadata` (command id, correlation id, principal...) as its command context. */
+export const withCommandContext =
+  (metadata: Metadata) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.provideService(effect, CommandContext, metadata)
+
+/** The tenant of the current operation, if any (see `Tenancy`, which sets and checks it). */
+export class CurrentTenant extends Context.Reference<CurrentTenant>()("effect-eventsourcing/CurrentTenant", {
+  defaultValue: (): Option.Option<string> => Option.none()
+}) {}

@@ -52,9 +52,8 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as CheckpointStore from "./CheckpointStore.js"
 import * as CommandBus from "./CommandBus.js"
-import type * as Event from "./Event.js"
+import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
-import * as Aggregate from "./Aggregate.js"
 import * as Traceparent from "./internal/traceparent.js"
 import * as Uuid from "./internal/uuid.js"
 import * as Metrics from "./Metrics.js"
@@ -171,11 +170,11 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
             `${options.name}\u0000${instance}\u0000${cause}\u0000${slot}\u0000${JSON.stringify(encoded)}`
           )
           // the runner's context (its tenant, say) goes with the command, under the saga's own ids
-          const context = yield* Aggregate.CommandContext
+          const context = yield* Event.CommandContext
           return yield* store.outside(
             Effect.exit(
               bus.dispatch(command).pipe(
-                Aggregate.withCommandContext({
+                Event.withCommandContext({
                   ...context,
                   commandId,
                   correlationId: `${options.name}:${instance}`,

@@ -40,7 +40,6 @@ import * as Option from "effect/Option"
 import * as RcMap from "effect/RcMap"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import * as Aggregate from "./Aggregate.js"
 import type * as CheckpointStore from "./CheckpointStore.js"
 import { CheckpointStore as CheckpointStoreTag, CheckpointStoreError } from "./CheckpointStore.js"
 import * as CommandBus from "./CommandBus.js"
@@ -52,11 +51,6 @@ import * as SagaStore from "./SagaStore.js"
 import * as Snapshot from "./Snapshot.js"
 
 const tenantPattern = /^[a-z0-9_]{1,63}$/
-
-/** The tenant of the current operation, if any. */
-export class CurrentTenant extends Context.Reference<CurrentTenant>()("effect-eventsourcing/CurrentTenant", {
-  defaultValue: (): Option.Option<string> => Option.none()
-}) {}
 
 /** An operation needed a tenant and its context had none. */
 export class TenantRequired extends Schema.TaggedError<TenantRequired>()("TenantRequired", {
@@ -81,17 +75,17 @@ export const withTenant =
   (tenantId: string) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | InvalidTenant, R> =>
     tenantPattern.test(tenantId)
-      ? Effect.flatMap(Aggregate.CommandContext, (metadata) =>
+      ? Effect.flatMap(Event.CommandContext, (metadata) =>
           effect.pipe(
-            Effect.provideService(CurrentTenant, Option.some(tenantId)),
-            Effect.provideService(Aggregate.CommandContext, { ...metadata, tenantId })
+            Effect.provideService(Event.CurrentTenant, Option.some(tenantId)),
+            Effect.provideService(Event.CommandContext, { ...metadata, tenantId })
           )
         )
       : Effect.fail(new InvalidTenant({ tenantId }))
 
 /** The tenant in context, or `TenantRequired`. */
 export const currentTenant = (operation: string): Effect.Effect<string, TenantRequired> =>
-  Effect.flatMap(CurrentTenant, (tenant) =>
+  Effect.flatMap(Event.CurrentTenant, (tenant) =>
     Option.match(tenant, { onNone: () => Effect.fail(new TenantRequired({ operation })), onSome: Effect.succeed })
   )
 
@@ -396,7 +390,7 @@ export const layerScopedSagas: Layer.Layer<SagaStore.SagaStore, never, SagaStore
  */
 export const commandMiddleware: CommandBus.Middleware = CommandMiddleware.make("tenancy", (_command, info, next) =>
   Effect.gen(function* () {
-    const caller = yield* CurrentTenant
+    const caller = yield* Event.CurrentTenant
     // a command dispatched in process by code running for a tenant is that tenant's
     const named = info.metadata.tenantId ?? Option.getOrUndefined(caller)
     const refuse = new CommandBus.Unauthorized({
@@ -407,8 +401,8 @@ export const commandMiddleware: CommandBus.Middleware = CommandMiddleware.make("
     if (typeof named !== "string" || !tenantPattern.test(named)) return yield* refuse
     if (Option.isSome(caller) && caller.value !== named) return yield* refuse
     return yield* next.pipe(
-      Effect.provideService(CurrentTenant, Option.some(named)),
-      Effect.provideService(Aggregate.CommandContext, { ...info.metadata, tenantId: named })
+      Effect.provideService(Event.CurrentTenant, Option.some(named)),
+      Effect.provideService(Event.CommandContext, { ...info.metadata, tenantId: named })
     )
   })
 )

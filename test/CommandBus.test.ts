@@ -12,7 +12,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { AccountAlreadyOpen, InsufficientFunds } from "../examples/bank/Account.js"
-import * as Aggregate from "../src/Aggregate.js"
+import * as Event from "../src/Event.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as CommandMiddleware from "../src/CommandMiddleware.js"
 import * as EventStore from "../src/EventStore.js"
@@ -106,7 +106,7 @@ describe("CommandBus", () => {
       const failures = yield* Ref.make(2)
       const probe = () =>
         Effect.gen(function* () {
-          const context = yield* Aggregate.CommandContext
+          const context = yield* Event.CommandContext
           yield* Ref.update(attempts, (a) => [...a, context.commandId])
           const left = yield* Ref.getAndUpdate(failures, (n) => n - 1)
           return left > 0 ? yield* new EventStore.EventStoreError({ operation: "append", cause: "down" }) : "done"
@@ -327,13 +327,13 @@ describe("CommandBus middleware", () => {
       yield* Effect.gen(function* () {
         const open = (accountId: string) => dispatch(new OpenAccount({ accountId, owner: "Ada" }))
         const denied = yield* Effect.flip(
-          open("1").pipe(Aggregate.withCommandContext({ principal: "eve", roles: ["guest"] }))
+          open("1").pipe(Event.withCommandContext({ principal: "eve", roles: ["guest"] }))
         )
         assert.strictEqual(denied._tag, "Unauthorized")
         assert.strictEqual(denied._tag === "Unauthorized" ? denied.principal : undefined, "eve")
         const anonymous = yield* Effect.flip(open("1"))
         assert.strictEqual(anonymous._tag, "Unauthorized")
-        yield* open("1").pipe(Aggregate.withCommandContext({ principal: "tom", roles: ["teller"] }))
+        yield* open("1").pipe(Event.withCommandContext({ principal: "tom", roles: ["teller"] }))
         // commands without a rule are open unless defaultDeny
         assert.strictEqual(yield* dispatch(new Probe({ n: 1 })), "x")
       }).pipe(Effect.provide(bus))

@@ -16,7 +16,6 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import * as Aggregate from "../src/Aggregate.js"
 import * as CheckpointStore from "../src/CheckpointStore.js"
 import * as CommandBus from "../src/CommandBus.js"
 import * as Event from "../src/Event.js"
@@ -188,9 +187,7 @@ describe("Tenancy: command bus and projections", () => {
       // a caller of tenant a naming tenant b in its command context
       const crossing = yield* Effect.flip(
         as("a")(
-          bus
-            .dispatch(new Deposit({ accountId: "x1", amount: 5 }))
-            .pipe(Aggregate.withCommandContext({ tenantId: "b" }))
+          bus.dispatch(new Deposit({ accountId: "x1", amount: 5 })).pipe(Event.withCommandContext({ tenantId: "b" }))
         )
       )
       assert.strictEqual(crossing._tag, "Unauthorized")
@@ -201,7 +198,7 @@ describe("Tenancy: command bus and projections", () => {
         yield* as(tenant)(
           bus
             .dispatch(new OpenAccount({ accountId: "y1", owner: tenant }))
-            .pipe(Aggregate.withCommandContext({ commandId, tenantId: tenant }))
+            .pipe(Event.withCommandContext({ commandId, tenantId: tenant }))
         )
       }
       const [ofA] = yield* as("a")(collect(store.readStream("Account-y1")))
@@ -209,9 +206,7 @@ describe("Tenancy: command bus and projections", () => {
       assert.notStrictEqual(ofA!.eventId, ofB!.eventId)
       // code running for a tenant (a saga, say) that sets a command context of its own stays in its tenant
       yield* as("b")(
-        bus
-          .dispatch(new Deposit({ accountId: "x1", amount: 1 }))
-          .pipe(Aggregate.withCommandContext({ correlationId: "c" }))
+        bus.dispatch(new Deposit({ accountId: "x1", amount: 1 })).pipe(Event.withCommandContext({ correlationId: "c" }))
       )
       assert.strictEqual(yield* as("b")(store.streamVersion("Account-x1")), 2)
       assert.strictEqual(yield* as("a")(store.streamVersion("Account-x1")), 2)

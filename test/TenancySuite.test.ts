@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
@@ -19,8 +20,8 @@ const asTenant = (tenant: string) =>
   Layer.effect(
     EventStore.EventStore,
     Effect.map(EventStore.EventStore, (store) => {
-      const forTenant = Effect.provideService(Tenancy.CurrentTenant, Option.some(tenant))
-      const streamForTenant = Stream.provideService(Tenancy.CurrentTenant, Option.some(tenant))
+      const forTenant = Effect.provideService(Event.CurrentTenant, Option.some(tenant))
+      const streamForTenant = Stream.provideService(Event.CurrentTenant, Option.some(tenant))
       return EventStore.EventStore.of({
         append: (streamId, events, options) => forTenant(store.append(streamId, events, options)),
         readStream: (streamId, options) => streamForTenant(store.readStream(streamId, options)),

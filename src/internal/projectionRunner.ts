@@ -24,7 +24,6 @@ import * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import * as EventStore from "../EventStore.js"
 import * as Metrics from "../Metrics.js"
-import { CurrentTenant } from "../Tenancy.js"
 import type * as Upcaster from "../Upcaster.js"
 import * as Wakeup from "../Wakeup.js"
 import { type Batch, type Cell, decodeBatch, handleBatch, type Runtime, untilDone } from "./projectionBatch.js"
@@ -197,7 +196,7 @@ export const run = <A, E, R>(
       >()
       const registry = yield* Effect.serviceOption(Registry)
       if (Option.isSome(registry)) {
-        const tenant = yield* CurrentTenant
+        const tenant = yield* Event.CurrentTenant
         yield* registry.value.add(
           Effect.map(
             status(rt, () => [...owned.values()].map((o) => o.cell)),

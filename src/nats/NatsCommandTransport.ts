@@ -28,7 +28,6 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import * as Aggregate from "../Aggregate.js"
 import * as Event from "../Event.js"
 import {
   BusOverloaded,
@@ -164,7 +163,7 @@ export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBus
             const decoded = yield* Schema.decodeUnknown(command, { onExcessProperty: "error" })(request.command).pipe(
               Effect.mapError((error) => invalid(error.message))
             )
-            return yield* bus.dispatch(decoded as Command).pipe(Aggregate.withCommandContext(request.metadata))
+            return yield* bus.dispatch(decoded as Command).pipe(Event.withCommandContext(request.metadata))
           }).pipe(
             semaphore.withPermits(1),
             Effect.exit,

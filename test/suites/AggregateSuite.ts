@@ -13,6 +13,7 @@ import * as Schema from "effect/Schema"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Aggregate from "../../src/Aggregate.js"
+import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as Upcaster from "../../src/Upcaster.js"
 import { Account, type AccountCommand } from "../../examples/bank/Account.js"
@@ -184,7 +185,7 @@ export const suite = <E>(
         Effect.gen(function* () {
           const id = yield* uniqueCategory
           yield* handle(id, { _tag: "OpenAccount", owner: "ada" }, { metadata: { commandId: "open-1" } }).pipe(
-            Aggregate.withCommandContext({ correlationId: "flow-7", principal: "alice", tenantId: "t1", custom: 1 }),
+            Event.withCommandContext({ correlationId: "flow-7", principal: "alice", tenantId: "t1", custom: 1 }),
             Effect.withSpan("test")
           )
           const [{ envelope }] = yield* history(id)

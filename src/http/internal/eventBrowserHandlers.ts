@@ -21,7 +21,6 @@ import * as EventStore from "../../EventStore.js"
 import * as Projection from "../../Projection.js"
 import * as Saga from "../../Saga.js"
 import type * as SagaStore from "../../SagaStore.js"
-import * as Tenancy from "../../Tenancy.js"
 import * as Prometheus from "../prometheus.js"
 import type * as EventBrowserApi from "../EventBrowserApi.js"
 import * as Model from "./eventBrowserModel.js"
@@ -182,7 +181,7 @@ export const streamPage = (
 export const statuses: Effect.Effect<ReadonlyArray<Projection.Status>, never, Projection.Registry> = Effect.gen(
   function* () {
     const all = yield* Effect.flatMap(Projection.Registry, (registry) => registry.statuses)
-    const tenant = yield* Tenancy.CurrentTenant
+    const tenant = yield* Event.CurrentTenant
     return all
       .filter((s) => Option.isNone(tenant) || (Option.isSome(s.tenant) && s.tenant.value === tenant.value))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.version - b.version))
