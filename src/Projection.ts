@@ -42,11 +42,11 @@ import type * as Schema from "effect/Schema"
 import * as CheckpointStore from "./CheckpointStore.js"
 import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
-import * as Runner from "./internal/projectionRunner.js"
+import * as Runner from "./projection/runner.js"
 import * as Upcaster from "./Upcaster.js"
 
-export type { PartitionStatus, RunOptions, State, Status } from "./internal/projectionRunner.js"
-export { ProjectionHalted, Registry } from "./internal/projectionRunner.js"
+export type { PartitionStatus, RunOptions, State, Status } from "./projection/runner.js"
+export { ProjectionHalted, Registry } from "./projection/runner.js"
 
 /** What to do with an event whose handling keeps failing (or that cannot be decoded). */
 export type PoisonPolicy = "stop" | "skip"

@@ -1,5 +1,5 @@
 /**
- * One batch of the projection runner (see `projectionRunner`): handled and committed with its checkpoint
+ * One batch of the projection runner (see `runner`): handled and committed with its checkpoint
  * in one transaction, retried while the infrastructure fails, then one event at a time to find a poison
  * event and apply the projection's policy.
  */
@@ -19,8 +19,8 @@ import type * as EventStore from "../EventStore.js"
 import * as Metrics from "../Metrics.js"
 import type * as Upcaster from "../Upcaster.js"
 import type * as Wakeup from "../Wakeup.js"
-import * as Traceparent from "./traceparent.js"
-import type { Definition, State } from "./projectionRunner.js"
+import * as Traceparent from "../internal/traceparent.js"
+import type { Definition, State } from "./runner.js"
 
 /** Mutable per-partition status, written by its fiber only (but for `heldBack`, by the lag sampler). */
 export interface Cell {

@@ -1,7 +1,7 @@
 /**
  * The checkpointed runner behind `Projection` (and so sagas and the outbox relay): a supervisor per worker
  * that keeps a fair share of partition leases, and a fiber per owned partition that reads batches after
- * its checkpoint and hands each to `projectionBatch`, which commits its effects with the checkpoint.
+ * its checkpoint and hands each to `batch`, which commits its effects with the checkpoint.
  */
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -26,8 +26,8 @@ import * as EventStore from "../EventStore.js"
 import * as Metrics from "../Metrics.js"
 import type * as Upcaster from "../Upcaster.js"
 import * as Wakeup from "../Wakeup.js"
-import { type Batch, type Cell, decodeBatch, handleBatch, type Runtime, untilDone } from "./projectionBatch.js"
-import * as Uuid from "./uuid.js"
+import { type Batch, type Cell, decodeBatch, handleBatch, type Runtime, untilDone } from "./batch.js"
+import * as Uuid from "../internal/uuid.js"
 
 /** What the runner needs of a definition (see `Projection.make`). */
 export interface Definition<A, E, R> {

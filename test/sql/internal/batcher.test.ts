@@ -5,7 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
 import * as Scope from "effect/Scope"
-import * as Batcher from "../../src/internal/batcher.js"
+import * as Batcher from "../../../src/sql/internal/batcher.js"
 
 /** A batcher of up to 10 numbers per batch, one writer, running batches (and a lone request as one) with `run`. */
 const batcher = (
@@ -31,7 +31,7 @@ const gated = (gate: Deferred.Deferred<void>, sizes: Array<number>, fail?: (n: n
     )
   )
 
-describe("internal/batcher", () => {
+describe("sql/internal/batcher", () => {
   it.live("a lone request runs at once; requests arriving meanwhile share the next batch", () =>
     Effect.scoped(
       Effect.gen(function* () {
