@@ -30,15 +30,24 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Event from "./Event.js"
 import * as MemoryTransaction from "./internal/memoryTransaction.js"
+import { saysTransient } from "./internal/transient.js"
 
 // ---------------------------------------------------------------------------------------------------
 // errors
 // ---------------------------------------------------------------------------------------------------
 
-/** The checkpoint store failed (database unreachable...). Retryable. */
+/**
+ * The checkpoint store failed (database unreachable...). Retryable when `transient`; `aborted` when its
+ * transaction could not commit because the work it wrapped (a projection handler's own statements) went
+ * on after a statement failed: that work's fault, not the store's.
+ */
 export class CheckpointStoreError extends Schema.TaggedError<CheckpointStoreError>()("CheckpointStoreError", {
   operation: Schema.String,
-  cause: Schema.Defect
+  cause: Schema.Defect,
+  /** Whether the operation may pass if retried as is (a lost connection, a timeout); decided where the failure entered. */
+  transient: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** Its transaction could not commit because the work it wrapped went on after a statement failed. */
+  aborted: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }) {
   override get message() {
     return `Checkpoint store ${this.operation} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
@@ -166,6 +175,11 @@ export class CheckpointStore extends Context.Tag("effect-eventsourcing/Checkpoin
     readonly deadLetter: (letter: DeadLetter) => Effect.Effect<void, CheckpointStoreError>
     /** Runs `effect` in one transaction with the store's writes inside it. */
     readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CheckpointStoreError, R>
+    /**
+     * Whether a failure of work run in {@link transaction} (a projection handler's own statements, say) may
+     * pass if retried: the store knows its database's errors. The library's own errors say it themselves.
+     */
+    readonly isTransient: (error: unknown) => boolean
     /** The projection's partitions as stored (empty before `register`). */
     readonly partitions: (id: ProjectionId) => Effect.Effect<ReadonlyArray<PartitionState>, CheckpointStoreError>
     /**
@@ -291,6 +305,7 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
         })
       ),
     transaction: (effect) => Effect.uninterruptible(MemoryTransaction.transactional(effect)),
+    isTransient: saysTransient,
     partitions: (id) =>
       Effect.sync(() =>
         (projections.get(key(id)) ?? []).map((p, partition) => ({

@@ -45,6 +45,7 @@ import * as Schema from "effect/Schema"
 import type * as Tracer from "effect/Tracer"
 import * as Event from "./Event.js"
 import * as Json from "./internal/json.js"
+import { saysTransient } from "./internal/transient.js"
 import * as Uuid from "./internal/uuid.js"
 import * as Metrics from "./Metrics.js"
 
@@ -479,19 +480,14 @@ export const contextWithCommandId: Effect.Effect<Event.CommandContext["Type"]> =
 )
 
 /**
- * The default transient failures: the event store or checkpoint store unavailable (not an
- * `EventStoreError` that says it is permanent: a refused statement, a backend limit), a concurrency
- * conflict that outlasted the aggregate's own retries, a database error, a timeout.
+ * The default transient failures: an error that says it is transient (the event store, checkpoint store,
+ * saga store or a broker unavailable: see their `transient`), a concurrency conflict that outlasted the
+ * aggregate's own retries (handling the command again reloads the stream), a timeout. A failure that says
+ * nothing (a handler's own `SqlError`, say) is not retried: map it to an error of yours that says.
  */
 export const isTransient = (error: unknown): boolean => {
   const tag = tagOf(error).errorTag
-  return (
-    (tag === "EventStoreError" && (error as { readonly transient?: unknown }).transient !== false) ||
-    tag === "ConcurrencyConflict" ||
-    tag === "CheckpointStoreError" ||
-    tag === "SqlError" ||
-    tag === "TimeoutException"
-  )
+  return saysTransient(error) || tag === "ConcurrencyConflict" || tag === "TimeoutException"
 }
 
 const tagOf = (error: unknown): { readonly errorTag?: string } =>

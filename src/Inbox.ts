@@ -27,7 +27,9 @@ import * as MemoryTransaction from "./internal/memoryTransaction.js"
 /** The inbox failed (database unreachable...); the message was not recorded and may be delivered again. */
 export class InboxError extends Schema.TaggedError<InboxError>()("InboxError", {
   operation: Schema.String,
-  cause: Schema.Defect
+  cause: Schema.Defect,
+  /** Whether the operation may pass if retried as is (a lost connection, a timeout); decided where the failure entered. */
+  transient: Schema.optionalWith(Schema.Boolean, { default: () => true })
 }) {
   override get message() {
     return `Inbox ${this.operation} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`

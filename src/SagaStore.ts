@@ -23,7 +23,9 @@ import * as MemoryTransaction from "./internal/memoryTransaction.js"
 /** The saga store failed (database unreachable...). Retryable. */
 export class SagaStoreError extends Schema.TaggedError<SagaStoreError>()("SagaStoreError", {
   operation: Schema.String,
-  cause: Schema.Defect
+  cause: Schema.Defect,
+  /** Whether the operation may pass if retried as is (a lost connection, a timeout); decided where the failure entered. */
+  transient: Schema.optionalWith(Schema.Boolean, { default: () => true })
 }) {
   override get message() {
     return `Saga store ${this.operation} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`

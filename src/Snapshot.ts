@@ -36,7 +36,9 @@ export interface SnapshotStats {
 /** A snapshot store failed (not fatal for commands: snapshots are an optimisation). */
 export class SnapshotStoreError extends Schema.TaggedError<SnapshotStoreError>()("SnapshotStoreError", {
   operation: Schema.String,
-  cause: Schema.Defect
+  cause: Schema.Defect,
+  /** Whether the operation may pass if retried as is (a lost connection, a timeout); decided where the failure entered. */
+  transient: Schema.optionalWith(Schema.Boolean, { default: () => true })
 }) {}
 
 /** Where snapshots live. */

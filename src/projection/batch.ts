@@ -20,6 +20,7 @@ import * as Metrics from "../Metrics.js"
 import type * as Upcaster from "../Upcaster.js"
 import type * as Wakeup from "../Wakeup.js"
 import * as Traceparent from "../internal/traceparent.js"
+import { saysTransient } from "../internal/transient.js"
 import type { Definition, State } from "./runner.js"
 
 /** Mutable per-partition status, written by its fiber only (but for `heldBack`, by the lag sampler). */
@@ -58,38 +59,21 @@ export type Outcome =
 /** A handler's failure (or defect), told apart from the store's own errors. */
 class HandlerFailed {
   readonly _tag = "HandlerFailed"
-  /** A database failure that passes (see {@link isPassing}): retried as long as it lasts, never poison. */
-  readonly passing: boolean
-  constructor(readonly cause: Cause.Cause<unknown>) {
-    this.passing = isPassing(cause)
-  }
+  constructor(
+    readonly cause: Cause.Cause<unknown>,
+    /** A database failure that passes (see {@link isPassing}): retried as long as it lasts, never poison. */
+    readonly passing: boolean
+  ) {}
 }
 
 /**
- * Whether a handler failure comes from the infrastructure rather than from the event: a store's own
- * error (event, checkpoint, saga store or inbox unavailable), a broker outage (a transient `PublishError`),
- * or an `SqlError` other than bad data or a bad statement (a lost connection, a deadlock, a serialization
- * failure, a timeout, a busy database). SQLSTATE classes 22 (data), 23 (integrity), 42 (syntax, access), 2F/3F/P0 (routines)
- * and SQLite's constraint, mismatch, range, too-big and plain errors are the event's; so is any other
- * failure of the handler.
+ * Whether a handler failure comes from the infrastructure rather than from the event: an error that says it
+ * is transient (a store or broker unavailable), or a database error the checkpoint store, in whose
+ * transaction the handler ran, classifies so (a lost connection, a deadlock, a timeout). Anything else,
+ * bad data or a bad statement included, is the event's.
  */
-const isPassing = (cause: Cause.Cause<unknown>): boolean =>
-  Chunk.some(Cause.failures(cause), (error) => {
-    const tag = typeof error === "object" && error !== null ? (error as { _tag?: unknown })._tag : undefined
-    if (
-      tag === "EventStoreError" ||
-      tag === "CheckpointStoreError" ||
-      tag === "SagaStoreError" ||
-      tag === "InboxError" ||
-      (tag === "PublishError" && (error as { readonly transient?: unknown }).transient !== false)
-    ) {
-      return true
-    }
-    if (tag !== "SqlError") return false
-    const driver = (error as { readonly cause?: { readonly code?: unknown; readonly sqlState?: unknown } }).cause
-    const code = String(driver?.sqlState ?? driver?.code ?? "")
-    return !/^(22|23|42|2F|3F|P0)...$|^25P02$|^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR)/.test(code)
-  })
+const isPassing = (cause: Cause.Cause<unknown>, store: CheckpointStore.CheckpointStore["Type"]): boolean =>
+  Chunk.some(Cause.failures(cause), (error) => saysTransient(error) || store.isTransient(error))
 
 /** A batch as read, with its events decoded, or `undefined` if one of them does not decode. */
 export interface Batch<A> {
@@ -208,7 +192,7 @@ const commitWithRetries = <A, E, R>(
         // an interruption has no failure in it: pass it on as it is
         Cause.isInterruptedOnly(cause)
           ? Effect.failCause(cause as Cause.Cause<never>)
-          : Effect.fail(new HandlerFailed(cause))
+          : Effect.fail(new HandlerFailed(cause, isPassing(cause, rt.checkpoints)))
       )
     )
     const commit = rt.checkpoints.commit(lease, cell.checkpoint, Event.checkpointOf(last), rt.ttl)
@@ -235,14 +219,13 @@ const commitWithRetries = <A, E, R>(
   )
 
 /**
- * A commit refused because the handler's work left the transaction aborted (PostgreSQL 25P02: it caught an
- * SQL error and went on): the handler's failure, not the store's, so that it meets the retry and poison
- * policy instead of being retried forever. A handler that tolerates SQL errors must run them in a savepoint.
+ * A commit refused because the handler's work left the transaction aborted (it caught an SQL error and went
+ * on): the handler's failure, not the store's, so that it meets the retry and poison policy instead of being
+ * retried forever. A handler that tolerates SQL errors must run them in a savepoint.
  */
-const leftAborted = (error: unknown): boolean => {
-  const cause = error as { readonly _tag?: unknown; readonly cause?: { readonly cause?: { readonly code?: unknown } } }
-  return cause._tag === "CheckpointStoreError" && cause.cause?.cause?.code === "25P02"
-}
+const leftAborted = (
+  error: CheckpointStore.CheckpointStoreError | CheckpointStore.LeaseLost | CheckpointStore.CheckpointConflict
+): boolean => error._tag === "CheckpointStoreError" && error.aborted
 
 const blamed = (error: unknown) =>
   Effect.fail(
@@ -252,7 +235,8 @@ const blamed = (error: unknown) =>
           "the handler left the transaction aborted (it went on after an SQL error): the checkpoint cannot commit",
           { cause: error }
         )
-      )
+      ),
+      false
     )
   )
 

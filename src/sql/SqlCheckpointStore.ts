@@ -28,6 +28,8 @@ import {
   type ProjectionId
 } from "../CheckpointStore.js"
 import * as Event from "../Event.js"
+import { saysTransient } from "../internal/transient.js"
+import * as Classify from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import { matched, withTransaction } from "./transaction.js"
 
@@ -60,7 +62,12 @@ export const make = (
     const t = yield* tables(options)
     if (options.migrate !== false) yield* migrate(t, "projections")
     const failWith = (operation: string) => (cause: SqlError | unknown) =>
-      new CheckpointStoreError({ operation, cause })
+      new CheckpointStoreError({
+        operation,
+        cause,
+        transient: Classify.isTransient(cause),
+        aborted: Classify.isAbortedTransaction(cause)
+      })
     const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
     const postgres = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
     // a reserved word in MySQL, so always quoted
@@ -238,6 +245,10 @@ export const make = (
         e instanceof SqlError ? failWith("transaction")(e) : (e as E)
       )
 
+    /** A failure of the work in {@link transaction}: ours say it, the driver's are classified here. */
+    const isTransient = (error: unknown): boolean =>
+      saysTransient(error) || (error instanceof SqlError && Classify.isTransient(error))
+
     const partitions: CheckpointStore["Type"]["partitions"] = (id) =>
       sql<PartitionRow>`
         select ${rowColumns}
@@ -328,6 +339,7 @@ export const make = (
       markLive,
       deadLetter,
       transaction,
+      isTransient,
       partitions,
       reset,
       deadLetters,
@@ -336,7 +348,9 @@ export const make = (
     })
   }).pipe(
     Effect.catchTag("EventStoreError", (error) =>
-      Effect.fail(new CheckpointStoreError({ operation: error.operation, cause: error.cause }))
+      Effect.fail(
+        new CheckpointStoreError({ operation: error.operation, cause: error.cause, transient: error.transient })
+      )
     )
   )
 

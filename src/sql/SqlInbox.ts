@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { Inbox, InboxError } from "../Inbox.js"
+import * as Classify from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import { rowCount, withTransaction } from "./transaction.js"
 
@@ -26,11 +27,18 @@ export const maxIdLength = 255
 export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    const t = yield* Effect.mapError(tables(options), (cause) => new InboxError({ operation: "configure", cause }))
+    const t = yield* Effect.mapError(
+      tables(options),
+      (cause) => new InboxError({ operation: "configure", cause, transient: false })
+    )
     if (options.migrate !== false) {
-      yield* Effect.mapError(migrate(t, "inbox"), (cause) => new InboxError({ operation: "migrate", cause }))
+      yield* Effect.mapError(
+        migrate(t, "inbox"),
+        (cause) => new InboxError({ operation: "migrate", cause, transient: cause.transient })
+      )
     }
-    const failWith = (operation: string) => (cause: unknown) => new InboxError({ operation, cause })
+    const failWith = (operation: string) => (cause: unknown) =>
+      new InboxError({ operation, cause, transient: Classify.isTransient(cause) })
 
     /** Whether the claim is new; a concurrent claim of the same message waits for this one's outcome. */
     const claim = (consumer: string, messageId: string) =>

@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { type Failure, SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
+import * as Classify from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import { matched, withTransaction } from "./transaction.js"
 
@@ -49,7 +50,8 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     const sql = yield* SqlClient.SqlClient
     const t = yield* tables(options)
     if (options.migrate !== false) yield* migrate(t, "sagas")
-    const failWith = (operation: string) => (cause: unknown) => new SagaStoreError({ operation, cause })
+    const failWith = (operation: string) => (cause: unknown) =>
+      new SagaStoreError({ operation, cause, transient: Classify.isTransient(cause) })
     const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
     // several connections (PostgreSQL, MySQL) need row locks; SQLite runs one transaction at a time
     const concurrent = sql.onDialectOrElse({ sqlite: () => false, orElse: () => true })
@@ -244,7 +246,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     })
   }).pipe(
     Effect.catchTag("EventStoreError", (error) =>
-      Effect.fail(new SagaStoreError({ operation: error.operation, cause: error.cause }))
+      Effect.fail(new SagaStoreError({ operation: error.operation, cause: error.cause, transient: error.transient }))
     )
   )
 

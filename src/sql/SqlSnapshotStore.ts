@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { SnapshotStore, SnapshotStoreError } from "../Snapshot.js"
+import * as Classify from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import { isTransactionEnded, withTransaction } from "./transaction.js"
 
@@ -30,7 +31,8 @@ export const make = (
     const t = yield* tables(options)
     if (options.migrate !== false) yield* migrate(t, "snapshots")
     const keep = Math.max(1, options.keep ?? 3)
-    const failWith = (operation: string) => (cause: SqlError) => new SnapshotStoreError({ operation, cause })
+    const failWith = (operation: string) => (cause: SqlError) =>
+      new SnapshotStoreError({ operation, cause, transient: Classify.isTransient(cause) })
 
     return SnapshotStore.of({
       load: (streamId) =>
@@ -103,7 +105,9 @@ export const make = (
     })
   }).pipe(
     Effect.catchTag("EventStoreError", (error) =>
-      Effect.fail(new SnapshotStoreError({ operation: error.operation, cause: error.cause }))
+      Effect.fail(
+        new SnapshotStoreError({ operation: error.operation, cause: error.cause, transient: error.transient })
+      )
     )
   )
 

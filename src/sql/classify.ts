@@ -4,7 +4,8 @@
  *
  * - **Permanent**: the server refused the statement or its data. PostgreSQL SQLSTATE classes 0A (not
  *   supported), 22 (data), 23 (integrity), 2F/3F/P0 (routines, schemas), 42 (syntax, access) and 54
- *   (program limits: a jsonb value or an argument too large); MySQL/MariaDB errors of the same kinds (a
+ *   (program limits: a jsonb value or an argument too large), and 25P02 (a statement in a transaction
+ *   that already failed); MySQL/MariaDB errors of the same kinds (a
  *   packet over `max_allowed_packet`, too many placeholders, bad data, syntax); SQLite's constraint,
  *   mismatch, range, too-big and plain errors (too many variables, syntax), and a damaged file.
  * - **Transient**: everything else, above all a lost connection (a server restart, a terminated backend,
@@ -32,6 +33,12 @@ export const isTransient = (error: unknown): boolean => {
 export const storeError = (operation: string) => (cause: unknown) =>
   new EventStoreError({ operation, cause, transient: isTransient(cause) })
 
+/**
+ * Whether the failure is a statement refused because its transaction had already failed (PostgreSQL
+ * 25P02: the work in it went on after a statement failed), so that the transaction can only roll back.
+ */
+export const isAbortedTransaction = (error: unknown): boolean => driverError(error)?.code === "25P02"
+
 interface DriverError {
   readonly code?: unknown
   readonly errno?: unknown
@@ -51,7 +58,7 @@ const driverError = (error: unknown): DriverError | undefined => {
   return undefined
 }
 
-const permanentSqlState = /^(0A|22|23|2F|3F|42|54|P0)/
+const permanentSqlState = /^(0A|22|23|2F|3F|42|54|P0)|^25P02$/
 
 const permanentSqlite = /^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR|CORRUPT|NOTADB|FORMAT)/
 

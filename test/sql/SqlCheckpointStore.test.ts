@@ -6,7 +6,12 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as CheckpointStore from "../../src/CheckpointStore.js"
 import * as Event from "../../src/Event.js"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { tables } from "../../src/sql/migrations.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
+import * as SqlInbox from "../../src/sql/SqlInbox.js"
+import * as SqlSagaStore from "../../src/sql/SqlSagaStore.js"
+import * as SqlSnapshotStore from "../../src/sql/SqlSnapshotStore.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteFile, sqliteMemory } from "../support/sql.js"
 import { suite } from "../suites/CheckpointStoreSuite.js"
@@ -102,6 +107,29 @@ describe("SqlCheckpointStore configuration", () => {
       const error = yield* Effect.flip(SqlCheckpointStore.make({ schema: "elsewhere" }))
       assert.strictEqual(error._tag, "CheckpointStoreError")
       assert.strictEqual(error.operation, "migrate")
+    }).pipe(Effect.provide(sqliteMemory))
+  )
+})
+
+describe("SQL service errors say whether they are transient", () => {
+  it.scoped("a statement the database refuses (its table gone) is transient: false on every SQL service", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const checkpoints = yield* SqlCheckpointStore.make()
+      const sagas = yield* SqlSagaStore.make()
+      const snapshots = yield* SqlSnapshotStore.make()
+      const inbox = yield* SqlInbox.make()
+      const t = yield* tables()
+      for (const table of [t.checkpoints, t.sagaInstances, t.snapshots, t.processedMessages]) {
+        yield* sql`drop table ${sql(table)}`
+      }
+      const errors = [
+        yield* Effect.flip(checkpoints.partitions({ name: "gone", version: 1 })),
+        yield* Effect.flip(sagas.load("gone", "1")),
+        yield* Effect.flip(snapshots.load("Gone-1")),
+        yield* Effect.flip(inbox.prune("1 second"))
+      ]
+      for (const error of errors) assert.isFalse(error.transient, `${error._tag}: ${error.message}`)
     }).pipe(Effect.provide(sqliteMemory))
   )
 })

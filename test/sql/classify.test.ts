@@ -6,7 +6,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { SqlError } from "@effect/sql/SqlError"
 import * as CommandBus from "../../src/CommandBus.js"
 import { EventStoreError } from "../../src/EventStore.js"
-import { isTransient, storeError } from "../../src/sql/classify.js"
+import { isAbortedTransaction, isTransient, storeError } from "../../src/sql/classify.js"
+import { CheckpointStoreError } from "../../src/CheckpointStore.js"
+import { SagaStoreError } from "../../src/SagaStore.js"
 
 const driver = (fields: Record<string, unknown>) => Object.assign(new Error("driver error"), fields)
 const wrapped = (cause: unknown) => new SqlError({ cause, message: "Failed to execute statement" })
@@ -45,5 +47,20 @@ describe("classify", () => {
     assert.isTrue(new EventStoreError({ operation: "append", cause: "x" }).transient, "transient by default")
     assert.isFalse(CommandBus.isTransient(permanent))
     assert.isTrue(CommandBus.isTransient(transient))
+  })
+
+  it("a statement in a transaction that already failed is permanent, and said to be an aborted transaction", () => {
+    const aborted = wrapped(driver({ code: "25P02" }))
+    assert.isFalse(isTransient(aborted))
+    assert.isTrue(isAbortedTransaction(aborted))
+    assert.isFalse(isAbortedTransaction(wrapped(driver({ code: "40P01" }))))
+  })
+
+  it("the command bus asks the error: any service's transient error is retried, a silent one is not", () => {
+    assert.isTrue(CommandBus.isTransient(new SagaStoreError({ operation: "save", cause: "x" })))
+    assert.isTrue(CommandBus.isTransient(new CheckpointStoreError({ operation: "commit", cause: "x" })))
+    assert.isFalse(CommandBus.isTransient(new SagaStoreError({ operation: "save", cause: "x", transient: false })))
+    assert.isFalse(CommandBus.isTransient(wrapped(new Error("Connection terminated unexpectedly"))), "says nothing")
+    assert.isFalse(CommandBus.isTransient(new Error("boom")))
   })
 })
