@@ -21,6 +21,18 @@ export default defineConfig({
         find: /^effect-eventsourcing\/sql$/,
         replacement: fileURLToPath(new URL("./src/sql/index.ts", import.meta.url))
       },
+      {
+        find: /^effect-eventsourcing\/pg$/,
+        replacement: fileURLToPath(new URL("./src/pg/index.ts", import.meta.url))
+      },
+      {
+        find: /^effect-eventsourcing\/sqlite$/,
+        replacement: fileURLToPath(new URL("./src/sqlite/index.ts", import.meta.url))
+      },
+      {
+        find: /^effect-eventsourcing\/mysql$/,
+        replacement: fileURLToPath(new URL("./src/mysql/index.ts", import.meta.url))
+      },
       { find: /^effect-eventsourcing$/, replacement: fileURLToPath(new URL("./src/index.ts", import.meta.url)) }
     ]
   },

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as EventStore from "../src/EventStore.js"
 import * as Uuid from "../src/internal/uuid.js"
-import * as Postgres from "../src/sql/Postgres.js"
+import * as Postgres from "../src/pg/Postgres.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import { type Measurement, measure, payload } from "./harness.js"
 

@@ -3,7 +3,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import { Aggregate, Projection, Wakeup } from "effect-eventsourcing"
-import { SqlCheckpointStore, SqlEventStore, Sqlite } from "effect-eventsourcing/sql"
+import { Sqlite } from "effect-eventsourcing/sqlite"
+import { SqlCheckpointStore, SqlEventStore } from "effect-eventsourcing/sql"
 import { Account, AccountEvent } from "./bank/Account.js"
 
 // a read model in the store's database: each batch's writes commit with its checkpoint (exactly once)

@@ -1,5 +1,8 @@
 import * as Layer from "effect/Layer"
-import { Mysql, Postgres, Sqlite, SqlEventStore } from "effect-eventsourcing/sql"
+import { Mysql } from "effect-eventsourcing/mysql"
+import { Postgres } from "effect-eventsourcing/pg"
+import { Sqlite } from "effect-eventsourcing/sqlite"
+import { SqlEventStore } from "effect-eventsourcing/sql"
 
 // embedded: an SQLite file (or ":memory:")
 export const Embedded = SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename: "events.db" })))

@@ -2,6 +2,15 @@
  * effect-eventsourcing: event sourcing and CQRS on Effect.
  *
  * Every module is exported as a namespace: `import { Event, EventStore } from "effect-eventsourcing"`.
+ * The modules, bottom floor first (each imports only from floors below it; no import cycles):
+ * - `Event` (the event model, the command context and the current tenant); `EventStore` (the contract
+ *   and its errors) and `Upcaster` (codecs, schema evolution); `MemoryEventStore`.
+ * - `Aggregate`, `Snapshot`; `CommandBus`, `CommandMiddleware`; `Projection` (its engine in `projection/`),
+ *   `CheckpointStore`, `Wakeup`; `Saga`, `SagaStore`; `Outbox`, `EventBus`, `Inbox`; `Metrics`; `Tenancy`
+ *   (decorators over the contracts: nothing in the core imports it).
+ * - Integrations, each behind an entry point of its own: `/sql` (the SQL services, free of drivers), `/pg`,
+ *   `/sqlite`, `/mysql` (a backend's client Layer), `/nats`, `/http`, `/observability`, `/testing`.
+ * `internal/` holds private helpers shared by two or more modules.
  */
 export * as Event from "./Event.js"
 export * as EventStore from "./EventStore.js"

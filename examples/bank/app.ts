@@ -31,15 +31,10 @@ import { CommandBus, CommandMiddleware, EventBus, Outbox, Projection, Saga, Wake
 import { EventBrowserApi } from "effect-eventsourcing/http"
 import { Nats, NatsEventBus, NatsPublisher } from "effect-eventsourcing/nats"
 import { Otel } from "effect-eventsourcing/observability"
-import {
-  Mysql,
-  Postgres,
-  SqlCheckpointStore,
-  SqlEventStore,
-  SqlInbox,
-  SqlSagaStore,
-  Sqlite
-} from "effect-eventsourcing/sql"
+import { Mysql } from "effect-eventsourcing/mysql"
+import { Postgres } from "effect-eventsourcing/pg"
+import { Sqlite } from "effect-eventsourcing/sqlite"
+import { SqlCheckpointStore, SqlEventStore, SqlInbox, SqlSagaStore } from "effect-eventsourcing/sql"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
 import { BankApi, BankHandlers, guard } from "./http.js"

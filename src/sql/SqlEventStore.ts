@@ -92,6 +92,7 @@ import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
 import * as BackendLimits from "./backendLimits.js"
 import * as CommandRecords from "./commandRecords.js"
+import * as HotPath from "./HotPath.js"
 import * as PgAppend from "./pgAppend.js"
 import * as SerialAppend from "./serialAppend.js"
 import { guardTransactions } from "./transaction.js"
@@ -253,7 +254,13 @@ export const make = (
 
     const callPgAppend =
       dialect === "pg"
-        ? yield* PgAppend.make({ sql, tables: t, commandTtl, groupCommit: options.groupCommit })
+        ? yield* PgAppend.make({
+            sql,
+            hotPath: yield* Effect.serviceOption(HotPath.HotPath),
+            tables: t,
+            commandTtl,
+            groupCommit: options.groupCommit
+          })
         : undefined
 
     /** What the append function's outcome means for the caller. */

@@ -4,7 +4,7 @@
  * its own subtransaction so that it is checked, committed or refused on its own). Refusals the function
  * raises on purpose come back as typed errors.
  *
- * Both calls are prepared statements, run straight on the pool outside transactions (see `pgHotPath`),
+ * Both calls are prepared statements, run on the client's `HotPath` outside transactions when it has one,
  * and open no `sql.execute` span of their own: on this hot path the `EventStore.append` span around them
  * is the one span per operation.
  *
@@ -22,7 +22,7 @@ import * as Batcher from "./internal/batcher.js"
 import * as Metrics from "../Metrics.js"
 import { storeError } from "./classify.js"
 import type { Tables } from "./migrations.js"
-import * as PgHotPath from "./pgHotPath.js"
+import * as HotPath from "./HotPath.js"
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const batchSize = Metrics.appendBatchSize
@@ -30,6 +30,8 @@ export const batchSize = Metrics.appendBatchSize
 /** Options of {@link make}. */
 export interface Options {
   readonly sql: SqlClient.SqlClient
+  /** The client's hot path, if its Layer provides one (see `HotPath`). */
+  readonly hotPath: Option.Option<HotPath.HotPath["Type"]>
   readonly tables: Tables
   readonly commandTtl: number
   readonly groupCommit: false | { readonly maxBatch?: number; readonly writers?: number } | undefined
@@ -40,17 +42,17 @@ export const make = (
   options: Options
 ): Effect.Effect<(append: PreparedAppend) => Effect.Effect<Outcome, PgRefusal>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const run = PgHotPath.runners(options.sql)
+    const run = HotPath.runners(options.sql, options.hotPath)
     // identifiers are validated lower-case names (see `tables`): they need no quoting
     const appendText =
       // positions as one comma-separated text: split at once, where `pg` parses an array character by character
-      `${PgHotPath.marker}select o_outcome, o_version, array_to_string(o_positions, ',') as o_positions, o_stored ` +
+      `${HotPath.marker}select o_outcome, o_version, array_to_string(o_positions, ',') as o_positions, o_stored ` +
       `from ${options.tables.appendFunction}(` +
       "$1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10)"
-    const batchText = `${PgHotPath.marker}select ${options.tables.appendBatchFunction}($1::jsonb) as result`
+    const batchText = `${HotPath.marker}select ${options.tables.appendBatchFunction}($1::jsonb) as result`
 
     /** One append, one round trip: the append function. */
-    const callAppend = (append: PreparedAppend, runner: PgHotPath.Run) => {
+    const callAppend = (append: PreparedAppend, runner: HotPath.Run) => {
       const expected = append.expectedVersion
       return Effect.flatMap(
         asText(() => eventsJson(append)),

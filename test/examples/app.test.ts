@@ -21,7 +21,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
-import * as Mysql from "../../src/sql/Mysql.js"
+import * as Mysql from "../../src/mysql/Mysql.js"
 import { mysqlUrl } from "../support/config.js"
 import { freePort } from "../support/servers.js"
 

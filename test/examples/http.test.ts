@@ -16,7 +16,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Bank from "../../examples/bank/app.js"
 import { commandFailure, jsonDepth, maxJsonDepth } from "../../examples/bank/http.js"
-import * as Postgres from "../../src/sql/Postgres.js"
+import * as Postgres from "../../src/pg/Postgres.js"
 import { pgUrl } from "../support/config.js"
 
 /** The bank application in this process, configured by `env` as `npm start` is; its base URL. */

@@ -8,9 +8,9 @@ import * as path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Mysql from "../../src/sql/Mysql.js"
-import * as Postgres from "../../src/sql/Postgres.js"
-import * as Sqlite from "../../src/sql/Sqlite.js"
+import * as Mysql from "../../src/mysql/Mysql.js"
+import * as Postgres from "../../src/pg/Postgres.js"
+import * as Sqlite from "../../src/sqlite/Sqlite.js"
 import { mysqlUrl, pgUrl } from "./config.js"
 
 /**

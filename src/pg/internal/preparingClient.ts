@@ -1,27 +1,20 @@
 /**
- * The event store's hot statements on PostgreSQL (the append calls), made cheaper in two ways:
+ * The `pg` side of the event store's hot path on PostgreSQL (see `sql/HotPath`):
  *
  * - **Named prepared statements.** `@effect/sql-pg` sends every statement unnamed, so the server parses
- *   and plans it on every call. A statement whose text starts with {@link marker} is instead sent as a
+ *   and plans it on every call. A statement whose text starts with `HotPath.marker` is instead sent as a
  *   named prepared statement, parsed and planned once per connection (about 50 µs less per append here).
- *   Only statements whose plan cannot depend on their arguments are marked, and their texts are fixed
- *   per store, so each connection holds a small, bounded set of them.
  * - **Straight on the pool.** Outside a transaction, a hot statement runs on a `pg` pool connection instead
  *   of going through `@effect/sql`'s statement machinery (a span, a scope, a connection acquired through
  *   Effect, the statement compiled again on every call): about 50 µs less CPU per append here, where the
- *   whole client side of an append costs about 100 µs. This needs the pool, so it applies to clients
- *   `Postgres.layer` made (it registers them); on any other `SqlClient` the statement goes through it.
- *   Inside a transaction the statement always goes through the client, on the transaction's connection.
+ *   whole client side of an append costs about 100 µs.
  *
  * @internal
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import pg from "pg"
-
-/** The leading comment that marks a statement to be prepared. */
-export const marker = "/* prepared */ "
+import * as HotPath from "../../sql/HotPath.js"
 
 /** Statement text -> its name; a text keeps its name on every connection. */
 const names = new Map<string, string>()
@@ -39,40 +32,18 @@ const nameOf = (text: string): string => {
 export class PreparingClient extends pg.Client {
   // `any`: this stands in for every overload of `pg.Client.query`, and passes each call through
   override query(config: any, values?: any, callback?: any): any {
-    return typeof config === "string" && config.startsWith(marker)
+    return typeof config === "string" && config.startsWith(HotPath.marker)
       ? super.query({ name: nameOf(config), text: config, values }, callback)
       : super.query(config, values, callback)
   }
 }
 
-/** The pools behind the clients `Postgres.layer` made. */
-const pools = new WeakMap<SqlClient.SqlClient, pg.Pool>()
-
-/** Records that `client` runs on `pool`, so that hot statements on it may run on the pool directly. */
-export const register = (client: SqlClient.SqlClient, pool: pg.Pool): void => void pools.set(client, pool)
-
-/** The pool behind `client`, if `Postgres.layer` made it. */
-export const poolOf = (client: SqlClient.SqlClient): pg.Pool | undefined => pools.get(client)
-
-/** Runs one statement (text and parameters), answering its rows. */
-export type Run = (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>
-
-/** The two ways to run a hot statement on `sql`. */
-export interface Runners {
-  /** Through the client: the only way inside a transaction. No `sql.execute` span: the operation has its own. */
-  readonly viaClient: Run
-  /** Straight on the pool behind `sql` if there is one, else through the client; never inside a transaction. */
-  readonly outsideTransaction: Run
-}
-
-/** How hot statements run on `sql`. */
-export const runners = (sql: SqlClient.SqlClient): Runners => {
-  const viaClient: Run = (text, params) => Effect.withTracerEnabled(sql.unsafe(text, params), false)
-  const pool = pools.get(sql)
-  if (pool === undefined) return { viaClient, outsideTransaction: viaClient }
+/** Statements straight on `pool` (see the module doc). */
+export const onPool =
+  (pool: pg.Pool): HotPath.Run =>
   // no canceller: an interrupted caller stops waiting, and the pool takes the connection back when the
   // statement ends (`@effect/sql` would send a best-effort cancel; either way the outcome is unknown)
-  const onPool: Run = (text, params) =>
+  (text, params) =>
     Effect.async((resume) => {
       const failed = (cause: Error) =>
         resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
@@ -101,5 +72,3 @@ export const runners = (sql: SqlClient.SqlClient): Runners => {
         )
       })
     })
-  return { viaClient, outsideTransaction: onPool }
-}

@@ -21,13 +21,15 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import pg from "pg"
+import * as HotPath from "../sql/HotPath.js"
+import { guardTransactions } from "../sql/transaction.js"
 import * as Wakeup from "../Wakeup.js"
-import * as PgHotPath from "./pgHotPath.js"
-import { guardTransactions } from "./transaction.js"
+import { onPool, PreparingClient } from "./internal/preparingClient.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -46,16 +48,21 @@ export interface Options {
   readonly preparedStatements?: boolean
 }
 
+/** The `pg` pool behind the client {@link layer} made (its LISTEN connections are made like the pool's). */
+export class Pool extends Context.Tag("effect-eventsourcing/pg/Pool")<Pool, pg.Pool>() {}
+
 /**
- * `PgClient` and `SqlClient` for the SQL services, on a `pg` pool of its own (closed with the layer).
- * Outside transactions, the event store runs its append calls on this pool directly, without
- * `@effect/sql`'s per-statement work (see `pgHotPath`); everything else goes through the client.
+ * `PgClient` and `SqlClient` for the SQL services, on a `pg` pool of its own (closed with the layer), and
+ * the event store's `HotPath` on that pool: outside transactions, the store runs its append calls on the
+ * pool directly, without `@effect/sql`'s per-statement work; everything else goes through the client.
  *
  * **Gotchas**: with `preparedStatements` on, a connection keeps the append calls' plans until it closes;
  * PostgreSQL re-plans them after a migration, but one that changed the append function's result columns
  * fails them until the connections are replaced.
  */
-export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError> => {
+export const layer = (
+  options: Options
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | HotPath.HotPath | Pool, SqlError> => {
   const url = new URL(typeof options.url === "string" ? options.url : Redacted.value(options.url))
   const idle = Duration.toMillis(Duration.decode(options.idleInTransactionTimeout ?? "60 seconds"))
   const settings = `-c idle_in_transaction_session_timeout=${Math.round(idle)}`
@@ -67,7 +74,7 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
     application_name: options.applicationName ?? "effect-eventsourcing",
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-    ...(options.preparedStatements === false ? {} : { Client: PgHotPath.PreparingClient })
+    ...(options.preparedStatements === false ? {} : { Client: PreparingClient })
   }
   const pool = Effect.acquireRelease(
     Effect.sync(() => new pg.Pool(config).on("error", () => {})),
@@ -88,13 +95,16 @@ export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClie
       )
     )
   )
-  // as `PgClient.layerFromPool` does, registering the pool behind the client for the store's hot statements
+  // as `PgClient.layerFromPool` does, with the pool and the store's hot path on it beside the client
   return Layer.scopedContext(
     Effect.gen(function* () {
       const acquired = yield* pool
       const client = guardTransactions(yield* PgClient.fromPool({ acquire: Effect.succeed(acquired) }))
-      PgHotPath.register(client, acquired)
-      return Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+      return Context.make(PgClient.PgClient, client).pipe(
+        Context.add(SqlClient.SqlClient, client),
+        Context.add(HotPath.HotPath, { outsideTransaction: onPool(acquired) }),
+        Context.add(Pool, acquired)
+      )
     })
   ).pipe(Layer.provide(Reactivity.layer))
 }
@@ -135,12 +145,12 @@ export const layerWakeup = (options: WakeupOptions = {}): Layer.Layer<Wakeup.Wak
         Effect.forever,
         Effect.forkScoped
       )
-      const pool = PgHotPath.poolOf(pg)
+      const pool = yield* Effect.serviceOption(Pool)
       // each (re)listen starts with a hint: events committed while not listening are read at once
-      const listening: Effect.Effect<unknown, unknown> =
-        pool === undefined
-          ? Effect.zipRight(local.notify, pg.listen(channel).pipe(Stream.runForEach(() => local.notify)))
-          : listenOn(pool, channel, local.notify)
+      const listening: Effect.Effect<unknown, unknown> = Option.match(pool, {
+        onNone: () => Effect.zipRight(local.notify, pg.listen(channel).pipe(Stream.runForEach(() => local.notify))),
+        onSome: (pool) => listenOn(pool, channel, local.notify)
+      })
       yield* listening.pipe(
         Effect.catchAllCause((cause) => Effect.logWarning("wake-up LISTEN lost; listening again", cause)),
         Effect.zipRight(Effect.sleep("1 second")),

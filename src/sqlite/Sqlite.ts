@@ -27,7 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as FairLock from "./internal/fairLock.js"
-import { guardTransactions } from "./transaction.js"
+import { guardTransactions } from "../sql/transaction.js"
 
 /** Options of {@link layer}. */
 export interface Options {

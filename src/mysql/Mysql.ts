@@ -17,7 +17,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import { guardTransactions } from "./transaction.js"
+import { guardTransactions } from "../sql/transaction.js"
 
 /** Options of {@link layer}. */
 export interface Options {

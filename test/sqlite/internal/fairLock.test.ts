@@ -2,9 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as FairLock from "../../../src/sql/internal/fairLock.js"
+import * as FairLock from "../../../src/sqlite/internal/fairLock.js"
 
-describe("sql/internal/fairLock", () => {
+describe("sqlite/internal/fairLock", () => {
   it.effect("waiters get the lock in the order they asked, ahead of a holder that asks again", () =>
     Effect.gen(function* () {
       const lock = yield* FairLock.make

@@ -1,0 +1,48 @@
+/**
+ * A faster way for the event store's hot statements (the append calls) to reach the database outside a
+ * transaction, provided by a backend's client Layer that has one (`Postgres.layer`: straight on its `pg`
+ * pool, without `@effect/sql`'s per-statement work); the store uses it when it is in context and goes
+ * through the `SqlClient` otherwise. Inside a transaction a statement always goes through the client, on
+ * the transaction's connection.
+ *
+ * Statements may ask to be prepared (parsed and planned once per connection) by starting with
+ * {@link marker}: only those whose plan cannot depend on their arguments, with texts fixed per store, so a
+ * connection holds a small, bounded set. A backend that cannot prepare them runs them as given.
+ */
+import * as Context from "effect/Context"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+
+/** The leading comment that asks for a statement to be prepared. */
+export const marker = "/* prepared */ "
+
+/** Runs one statement (text and parameters), answering its rows. */
+export type Run = (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>
+
+/** The hot path of the `SqlClient` it was provided with (see the module doc). */
+export class HotPath extends Context.Tag("effect-eventsourcing/sql/HotPath")<
+  HotPath,
+  {
+    /** Runs a statement on a connection of its own, never inside a transaction. */
+    readonly outsideTransaction: Run
+  }
+>() {}
+
+/** The two ways to run a hot statement on `sql`. */
+export interface Runners {
+  /** Through the client: the only way inside a transaction. No `sql.execute` span: the operation has its own. */
+  readonly viaClient: Run
+  /** On the hot path if there is one, else through the client; never inside a transaction. */
+  readonly outsideTransaction: Run
+}
+
+/** How hot statements run on `sql`, given the hot path in context, if any. */
+export const runners = (sql: SqlClient.SqlClient, hotPath: Option.Option<HotPath["Type"]>): Runners => {
+  const viaClient: Run = (text, params) => Effect.withTracerEnabled(sql.unsafe(text, params), false)
+  return {
+    viaClient,
+    outsideTransaction: Option.match(hotPath, { onNone: () => viaClient, onSome: (h) => h.outsideTransaction })
+  }
+}
