@@ -6,26 +6,8 @@
  * upcast), folds them with `evolve`, asks `decide` for new events, and appends them with the loaded
  * version as the expected version. If another writer got there first the append fails with
  * `ConcurrencyConflict`, nothing is written, and the whole load-decide-append runs again under a
- * `Schedule`: a decision taken on stale state never commits.
- *
- * **Idempotency**: when the command carries a `commandId` (in its metadata or the {@link Event.CommandContext}),
- * the store records it with the append (see `EventStore.AppendOptions`), and its events get ids derived
- * from (command id, stream, version decided on, index). Handling the same command again within the
- * store's command TTL (7 days by default), concurrently or after a crash, returns the first result with
- * `duplicate: true` and appends nothing; of concurrent handlers exactly one gets `duplicate: false`. A
- * command id handled for another aggregate fails with {@link CommandIdReused}. After the TTL the id is
- * forgotten: the command is handled as a new one (its events get new ids, as the stream has moved on).
- * A command that produced no events is not recorded (handling it again decides again).
- *
- * **Snapshots**: a decider with `snapshot` options loads from the latest usable snapshot when a
- * `SnapshotStore` is provided, and saves new ones as its strategy says (see `Snapshot`).
- *
- * **Unique values**: a decider's `unique` function names the values its events claim or release (an
- * e-mail, a username); they are claimed atomically with the append, and a value held by another stream
- * fails the command with `UniqueConstraintViolation` (not retried).
- *
- * **Metadata**: correlation id, causation id (the command id), command id, principal, tenant and the W3C
- * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
+ * `Schedule`: a decision taken on stale state never commits. Command ids, snapshots, unique values and
+ * metadata: {@link handler}.
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -177,6 +159,25 @@ interface Loaded<S> {
 /**
  * The command handler of a decider: `(id, command, options?) => Effect<HandleResult, DE | HandleError>`.
  * Conflicts are retried with `options.retry` (default {@link defaultRetry}); domain errors never are.
+ *
+ * **Idempotency**: when the command carries a `commandId` (in its metadata or the {@link Event.CommandContext}),
+ * the store records it with the append (see `EventStore.AppendOptions`), and its events get ids derived
+ * from (command id, stream, version decided on, index). Handling the same command again within the
+ * store's command TTL (7 days by default), concurrently or after a crash, returns the first result with
+ * `duplicate: true` and appends nothing; of concurrent handlers exactly one gets `duplicate: false`. A
+ * command id handled for another aggregate fails with {@link CommandIdReused}. After the TTL the id is
+ * forgotten: the command is handled as a new one (its events get new ids, as the stream has moved on).
+ * A command that produced no events is not recorded (handling it again decides again).
+ *
+ * **Snapshots**: a decider with `snapshot` options loads from the latest usable snapshot when a
+ * `SnapshotStore` is provided, and saves new ones as its strategy says (see `Snapshot`).
+ *
+ * **Unique values**: a decider's `unique` function names the values its events claim or release (an
+ * e-mail, a username); they are claimed atomically with the append, and a value held by another stream
+ * fails the command with `UniqueConstraintViolation` (not retried).
+ *
+ * **Metadata**: correlation id, causation id (the command id), command id, principal, tenant and the W3C
+ * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
  */
 export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   decider: Decider<C, E, S, DE>,

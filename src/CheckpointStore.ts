@@ -1,25 +1,9 @@
 /**
  * Where projection runners keep their progress: one checkpoint per (projection, version, partition),
  * the lease that says which worker may advance it, the workers present, dead letters, and which
- * version of a projection serves reads.
- *
- * Guarantees of every implementation:
- * - **Fencing**: a checkpoint moves only through {@link CheckpointStore} `commit` by the holder of the
- *   partition's current lease, and only from the checkpoint it expects (compare-and-set). Taking a lease
- *   bumps its token, so a worker whose lease was taken over can never commit again, and two runners of
- *   one projection never both advance a checkpoint. Expiry only decides when a lease may be taken: a
- *   holder whose lease expired but was not taken keeps it (a slow batch still commits).
- * - **Atomic batches** (SQL): `transaction` runs the handler's writes and the `commit` in one database
- *   transaction, so a read model in the same database is updated exactly once per event.
- *
- * Leases expire by the clock of the process that took them: processes sharing a store need clocks
- * that agree to well within the lease time. Worker ids must be unique: a worker re-claiming its own
- * lease takes it with a new token.
- *
- * **Gotchas**: the memory implementation's transactions undo only the memory stores' own writes
- * (checkpoints, dead letters, saga instances): a batch's other effects (a read model in a `Ref`) happen
- * even when its commit is refused, so they are at-least-once. It runs a batch uninterruptibly, so a
- * runner stops between batches.
+ * version of a projection serves reads. Leases fence checkpoints (a worker whose lease was taken over
+ * never commits again), and a batch's writes commit with its checkpoint (SQL): the guarantees and
+ * Gotchas are on {@link CheckpointStore}.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -125,7 +109,27 @@ export interface DeadLetter {
   readonly at: DateTime.Utc
 }
 
-/** The checkpoint store service. */
+/**
+ * The checkpoint store service.
+ *
+ * Guarantees of every implementation:
+ * - **Fencing**: a checkpoint moves only through {@link CheckpointStore} `commit` by the holder of the
+ *   partition's current lease, and only from the checkpoint it expects (compare-and-set). Taking a lease
+ *   bumps its token, so a worker whose lease was taken over can never commit again, and two runners of
+ *   one projection never both advance a checkpoint. Expiry only decides when a lease may be taken: a
+ *   holder whose lease expired but was not taken keeps it (a slow batch still commits).
+ * - **Atomic batches** (SQL): `transaction` runs the handler's writes and the `commit` in one database
+ *   transaction, so a read model in the same database is updated exactly once per event.
+ *
+ * Leases expire by the clock of the process that took them: processes sharing a store need clocks
+ * that agree to well within the lease time. Worker ids must be unique: a worker re-claiming its own
+ * lease takes it with a new token.
+ *
+ * **Gotchas**: the memory implementation's transactions undo only the memory stores' own writes
+ * (checkpoints, dead letters, saga instances): a batch's other effects (a read model in a `Ref`) happen
+ * even when its commit is refused, so they are at-least-once. It runs a batch uninterruptibly, so a
+ * runner stops between batches.
+ */
 export class CheckpointStore extends Context.Tag("effect-eventsourcing/CheckpointStore")<
   CheckpointStore,
   {

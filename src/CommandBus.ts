@@ -5,29 +5,9 @@
  * Commands are `Schema.TaggedRequest` classes: each declares its payload, its success and its failure
  * (domain errors) as Schemas, so a dispatch is typed end to end and can cross a process boundary (see
  * `nats/NatsCommandTransport`). Handlers are registered per {@link group} of commands with
- * `group.toLayer(handlers)`; {@link layer} builds the bus from groups, refusing duplicate and missing
- * handlers when the Layer is built.
- *
- * Guarantees:
- * - **Validation at the boundary**: a command is re-encoded and decoded by its Schema (refinements,
- *   excess properties, size) before anything runs; bad input, however hostile (deeply nested, huge),
- *   fails with {@link CommandValidationError} and reaches no handler.
- * - **Domain errors are final**: a failure matching the command's failure schema is returned as is and
- *   never retried. A transient failure (the store unavailable, a conflict that outlasted the aggregate's
- *   own retries: see `isTransient`) is retried by the command's `Schedule`, then reported as
- *   {@link CommandUnavailable}. Any other failure (a unique value taken that the command does not
- *   declare, an undecodable stored event...) is reported at once as {@link CommandFailed}.
- * - **Idempotency**: each command gets a command id (the caller's, from `Event.CommandContext`, or a
- *   new one) kept across the bus's retries, so the aggregate's command dedup makes a retry safe.
- * - **Metrics**: every dispatch counts in `eventsourcing_commands_total{command,outcome}` and
- *   `eventsourcing_command_duration_seconds{command}` (see `Metrics`); a command the bus does not know is
- *   counted as `(unknown)`.
- * - **Queued commands complete visibly**: every `send` ends in its result, its failure, or
- *   {@link CommandCancelled} when the bus shuts down with `onShutdown: "cancel"`.
- *
- * **Gotchas**: middleware sees every command as `Command` and may fail with the bus's own errors only;
- * defects in handlers are defects unless the `recoverDefects` middleware turns them into
- * {@link CommandDefect}.
+ * `group.toLayer(handlers)`; {@link layer} builds the bus from groups. Bad input never reaches a handler,
+ * domain errors are final, transient failures are retried under one command id: the guarantees and
+ * Gotchas are on {@link layer}.
  */
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -349,7 +329,30 @@ type HandlersOf<G> = G extends Group<infer C> ? GroupHandlers<C> : never
 
 const defaultRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
 
-/** Builds the bus from its groups' handlers; duplicate commands fail the Layer. */
+/**
+ * Builds the bus from its groups' handlers, refusing duplicate and missing handlers when the Layer is built.
+ *
+ * Guarantees:
+ * - **Validation at the boundary**: a command is re-encoded and decoded by its Schema (refinements,
+ *   excess properties, size) before anything runs; bad input, however hostile (deeply nested, huge),
+ *   fails with {@link CommandValidationError} and reaches no handler.
+ * - **Domain errors are final**: a failure matching the command's failure schema is returned as is and
+ *   never retried. A transient failure (the store unavailable, a conflict that outlasted the aggregate's
+ *   own retries: see `isTransient`) is retried by the command's `Schedule`, then reported as
+ *   {@link CommandUnavailable}. Any other failure (a unique value taken that the command does not
+ *   declare, an undecodable stored event...) is reported at once as {@link CommandFailed}.
+ * - **Idempotency**: each command gets a command id (the caller's, from `Event.CommandContext`, or a
+ *   new one) kept across the bus's retries, so the aggregate's command dedup makes a retry safe.
+ * - **Metrics**: every dispatch counts in `eventsourcing_commands_total{command,outcome}` and
+ *   `eventsourcing_command_duration_seconds{command}` (see `Metrics`); a command the bus does not know is
+ *   counted as `(unknown)`.
+ * - **Queued commands complete visibly**: every `send` ends in its result, its failure, or
+ *   {@link CommandCancelled} when the bus shuts down with `onShutdown: "cancel"`.
+ *
+ * **Gotchas**: middleware sees every command as `Command` and may fail with the bus's own errors only;
+ * defects in handlers are defects unless the `recoverDefects` middleware turns them into
+ * {@link CommandDefect}.
+ */
 export const layer = <const Groups extends ReadonlyArray<Group<any>>, R = never>(
   options: Options<Groups, R>
 ): Layer.Layer<CommandBus, CommandBusConfigError, HandlersOf<Groups[number]> | R> =>

@@ -4,35 +4,9 @@
  * A projection is a pure definition ({@link make}): a name, the domain events it reads (a Schema, with
  * upcasters), and a handler per event or per batch. {@link run} / {@link layer} run it: catch up from
  * the checkpoint in batches, then tail the log, woken by `Wakeup` hints with polling as the fallback.
- *
- * Guarantees:
- * - **Per-stream order**: a stream's events are handled in order, by one worker at a time.
- * - **Exactly-once effects** with the SQL checkpoint store when the read model is in the same database:
- *   a batch's handler writes and its checkpoint commit in one transaction. Otherwise (memory checkpoint
- *   store, or effects outside the database) effects are at-least-once: make them idempotent.
- * - **No skipped events**: checkpoints are the store's no-skip (transaction, position) pairs.
- * - **Partitions**: with `partitions: N`, an event goes to partition `Event.partitionOf(streamId, N)`.
- *   Workers (processes, or runners in one process) share partitions through leases: each takes a fair
- *   share, a dead worker's partitions are taken over when its lease expires, and a worker that lost a
- *   lease cannot commit (fencing tokens, see `CheckpointStore`).
- * - **Failures**: store and checkpoint failures are retried with capped exponential backoff for as long
- *   as they last (state `stalled`), a batch whose connection was lost mid-transaction included (the SQL
- *   stores' transactions fail typed, never with a defect). A handler failure is retried by the projection's `retry` schedule;
- *   then the batch is handled one event at a time to find the poison event, and the projection's
- *   `onPoison` policy applies: `stop` (the partition halts with state `failed` and the error, until a
- *   restart) or `skip` (the event goes to the dead letters with the error, and the partition goes on).
- *   An event that cannot be decoded is poison at once.
- * - **Rebuilds**: {@link rebuild} resets the checkpoints and runs the `truncate` hook in one
- *   transaction; the runners start over. For a rebuild without downtime, give the definition a new
- *   `version` building into new tables: it runs beside the old version, and becomes the
- *   {@link activeVersion} once all its partitions have caught up.
- *
- * - **Observability**: each batch is a `Projection.batch` span, in a trace of its own with span links to
- *   the spans that appended its events (their `traceparent` metadata); handled events and the lag (in
- *   events and seconds) are metrics (see `Metrics`).
- *
- * **Gotchas**: changing `partitions` needs a new `version` (the stored count is checked at start).
- * Interrupting a runner rolls back the batch in flight (SQL) or lets it finish (memory).
+ * Per-stream order, no skipped events, exactly-once effects when the read model shares the store's
+ * database (at-least-once otherwise), partitions shared by workers through leases, poison policies and
+ * rebuilds: the guarantees and Gotchas are on {@link run}.
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -137,6 +111,34 @@ const isCount = (value: number | undefined, min: number) =>
  * Runs the projection until interrupted: registers its partitions, takes a fair share of them, and
  * handles their events, catching up then tailing. Several runners (here or in other processes) share
  * the partitions. Fails only if the stored partition count differs from the definition.
+ *
+ * Guarantees:
+ * - **Per-stream order**: a stream's events are handled in order, by one worker at a time.
+ * - **Exactly-once effects** with the SQL checkpoint store when the read model is in the same database:
+ *   a batch's handler writes and its checkpoint commit in one transaction. Otherwise (memory checkpoint
+ *   store, or effects outside the database) effects are at-least-once: make them idempotent.
+ * - **No skipped events**: checkpoints are the store's no-skip (transaction, position) pairs.
+ * - **Partitions**: with `partitions: N`, an event goes to partition `Event.partitionOf(streamId, N)`.
+ *   Workers (processes, or runners in one process) share partitions through leases: each takes a fair
+ *   share, a dead worker's partitions are taken over when its lease expires, and a worker that lost a
+ *   lease cannot commit (fencing tokens, see `CheckpointStore`).
+ * - **Failures**: store and checkpoint failures are retried with capped exponential backoff for as long
+ *   as they last (state `stalled`), a batch whose connection was lost mid-transaction included (the SQL
+ *   stores' transactions fail typed, never with a defect). A handler failure is retried by the projection's `retry` schedule;
+ *   then the batch is handled one event at a time to find the poison event, and the projection's
+ *   `onPoison` policy applies: `stop` (the partition halts with state `failed` and the error, until a
+ *   restart) or `skip` (the event goes to the dead letters with the error, and the partition goes on).
+ *   An event that cannot be decoded is poison at once.
+ * - **Rebuilds**: {@link rebuild} resets the checkpoints and runs the `truncate` hook in one
+ *   transaction; the runners start over. For a rebuild without downtime, give the definition a new
+ *   `version` building into new tables: it runs beside the old version, and becomes the
+ *   {@link activeVersion} once all its partitions have caught up.
+ * - **Observability**: each batch is a `Projection.batch` span, in a trace of its own with span links to
+ *   the spans that appended its events (their `traceparent` metadata); handled events and the lag (in
+ *   events and seconds) are metrics (see `Metrics`).
+ *
+ * **Gotchas**: changing `partitions` needs a new `version` (the stored count is checked at start).
+ * Interrupting a runner rolls back the batch in flight (SQL) or lets it finish (memory).
  */
 export const run = <A, E, R>(
   projection: Projection<A, E, R>,

@@ -6,40 +6,8 @@
  * to, and `react(state, input)` returns the next state, the commands to send (each step may record its
  * compensating command), timeouts to schedule or cancel, and whether the instance completed or failed.
  * {@link run} / {@link layer} run it on the projection runner (checkpointed, partitioned) with a
- * scheduler fiber firing due timeouts.
- *
- * Guarantees:
- * - **Each event affects an instance once**: the instance's new state and the checkpoint past the event
- *   commit together (on the memory stores, a failed batch's saves are undone), and saves are versioned.
- * - **Deterministic command ids**: a command's id derives from the saga, the instance, the triggering
- *   event (or timeout), the command's index and content; a replay after a crash (commands sent, state
- *   not saved) sends the same ids, which the receiving aggregates dedupe.
- * - **Compensation**: when a command fails (its domain error, or a refusal such as validation) or a
- *   reaction gives up (`fail`), the compensations recorded so far are sent newest first; the instance
- *   ends `compensated`, or `failed` if a compensation fails too (keeping those not run). A command whose
- *   outcome is unknown (unavailable, timed out, not delivered) is not a failure: the input is tried
- *   again later, with the same command ids.
- * - **Durable timeouts**: stored with the instance's save, delivered as a {@link Timeout} input once due
- *   (after restarts too), cancelled by a reaction or when the instance ends.
- * - **One input at a time per instance**: every input (event or timeout) is applied under the instance's
- *   lock (a row lock held to the transaction's end on PostgreSQL), so each reacts to what the previous
- *   one saved, across partitions and processes.
- *
- * Observability: each input is a `Saga.react` span (linked to the span that appended the triggering
- * event, from its `traceparent` metadata), and instances entering a status are counted in
- * `eventsourcing_saga_instances_total{saga,status}` (see `Metrics`).
- *
- * **Gotchas**: commands are sent before the state is saved and the batch commits (a replay re-sends
- * them under the same ids, see above), and the batch's transaction stays open meanwhile: keep batches
- * small (the default is 20). Two batches locking the same instances in opposite orders deadlock on
- * PostgreSQL; the database aborts one, which is retried. On SQLite the commands join the saga's
- * transaction. Commands go through the `CommandBus` in context. On PostgreSQL and MySQL each batch holds
- * a connection while its commands take others: give the pool more connections than the saga's partitions
- * (plus what else shares it), or the batches wait on the pool for each other. A timeout fires at its due
- * time by the clock, even while events recorded before it still wait in the saga's backlog (after a
- * downtime, say): a deadline racing a late confirmation is decided by which the saga sees first.
- * The memory saga store keeps an instance's lock for one input, not to the end of its batch: with
- * several partitions, an instance that receives events in two partitions at once is only safe on SQL.
+ * scheduler fiber firing due timeouts: each event affects an instance once, command ids are deterministic,
+ * compensations run newest first, timeouts survive restarts (the guarantees and Gotchas: {@link run}).
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -351,6 +319,39 @@ export interface RunOptions extends Projection.RunOptions {
 /**
  * Runs the saga until interrupted: its projection (reacting to events) and its timeout scheduler
  * (delivering due timeouts; several processes may run it, each timeout is claimed by one).
+ *
+ * Guarantees:
+ * - **Each event affects an instance once**: the instance's new state and the checkpoint past the event
+ *   commit together (on the memory stores, a failed batch's saves are undone), and saves are versioned.
+ * - **Deterministic command ids**: a command's id derives from the saga, the instance, the triggering
+ *   event (or timeout), the command's index and content; a replay after a crash (commands sent, state
+ *   not saved) sends the same ids, which the receiving aggregates dedupe.
+ * - **Compensation**: when a command fails (its domain error, or a refusal such as validation) or a
+ *   reaction gives up (`fail`), the compensations recorded so far are sent newest first; the instance
+ *   ends `compensated`, or `failed` if a compensation fails too (keeping those not run). A command whose
+ *   outcome is unknown (unavailable, timed out, not delivered) is not a failure: the input is tried
+ *   again later, with the same command ids.
+ * - **Durable timeouts**: stored with the instance's save, delivered as a {@link Timeout} input once due
+ *   (after restarts too), cancelled by a reaction or when the instance ends.
+ * - **One input at a time per instance**: every input (event or timeout) is applied under the instance's
+ *   lock (a row lock held to the transaction's end on PostgreSQL), so each reacts to what the previous
+ *   one saved, across partitions and processes.
+ *
+ * Observability: each input is a `Saga.react` span (linked to the span that appended the triggering
+ * event, from its `traceparent` metadata), and instances entering a status are counted in
+ * `eventsourcing_saga_instances_total{saga,status}` (see `Metrics`).
+ *
+ * **Gotchas**: commands are sent before the state is saved and the batch commits (a replay re-sends
+ * them under the same ids, see above), and the batch's transaction stays open meanwhile: keep batches
+ * small (the default is 20). Two batches locking the same instances in opposite orders deadlock on
+ * PostgreSQL; the database aborts one, which is retried. On SQLite the commands join the saga's
+ * transaction. Commands go through the `CommandBus` in context. On PostgreSQL and MySQL each batch holds
+ * a connection while its commands take others: give the pool more connections than the saga's partitions
+ * (plus what else shares it), or the batches wait on the pool for each other. A timeout fires at its due
+ * time by the clock, even while events recorded before it still wait in the saga's backlog (after a
+ * downtime, say): a deadline racing a late confirmation is decided by which the saga sees first.
+ * The memory saga store keeps an instance's lock for one input, not to the end of its batch: with
+ * several partitions, an instance that receives events in two partitions at once is only safe on SQL.
  */
 export const run = <A, S, C>(
   saga: Saga<A, S, C>,

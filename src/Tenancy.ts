@@ -1,36 +1,11 @@
 /**
  * Multi-tenancy: every operation runs for the tenant of its context ({@link withTenant}), and sees that
- * tenant's streams only. Two strategies, both an `EventStore` in front of the real ones:
- *
- * - **Shared store, tenant-scoped streams** ({@link layerShared}): one store holds every tenant; each
- *   tenant's streams are stored as `<tenant>~<streamId>`, so the tenant is part of every key and of every
- *   query (stream reads by key; global reads by the SQL stores' `tenant_id` column, computed from the
- *   stream id and indexed with the global order). Unique values and
- *   command ids are scoped the same way, and events carry `tenantId` in their metadata. Callers never see
- *   the prefix: ids, categories and errors come back as they gave them.
- * - **A store per tenant** ({@link layerPerTenant}): a database or schema per tenant, built on first use
- *   from the tenant id and kept while in use.
- *
- * Without a tenant in context every store operation fails (an `EventStoreError` whose cause is
- * {@link TenantRequired}); a command without one is refused by {@link commandMiddleware}. Projections,
- * sagas and the outbox relay run per tenant: run them inside {@link withTenant}, with the checkpoint and
- * saga stores scoped by {@link layerScopedCheckpoints} and {@link layerScopedSagas} (their names are then
- * per tenant too); aggregates with snapshots need {@link layerScopedSnapshots} (with either strategy,
- * unless the snapshot store is per tenant as well). The HTTP event browser reads through the same store, inside the tenant of the request
- * (`EventBrowserApi` option `tenantHeader`).
- *
- * **Gotchas**: {@link withTenant} is the trust boundary: code inside the process is trusted (it could
- * call it with any tenant), so the tenant must come from an authenticated source at the edges: the HTTP
- * header from a gateway that authenticated the request, NATS commands from services allowed on the
- * subjects. With a store per tenant, only let known tenants through (each new one builds a store). The
- * event bus carries every tenant's messages (each with `tenantId` in its metadata): a consumer serving
- * one tenant filters on it. In the shared store, `head` is the whole store's (a position, not another
- * tenant's data), and a tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, taking its length plus
- * one from the stream id's 255. Partitions (`readAll`'s `partition`, partitioned projections) hash the
- * stored stream id (`<tenant>~<streamId>`): each stream stays in one partition, but not the one
- * `Event.partitionOf` gives for the id the tenant sees. An operation without a tenant fails with an
- * `EventStoreError`, which runners retry: a runner started outside {@link withTenant} shows as `stalled`,
- * its last error naming the missing tenant.
+ * tenant's streams only. Two strategies, both an `EventStore` in front of the real ones: a shared store
+ * with tenant-scoped streams ({@link layerShared}), or a store per tenant ({@link layerPerTenant}).
+ * Checkpoints, sagas and snapshots are scoped alike ({@link layerScopedCheckpoints},
+ * {@link layerScopedSagas}, {@link layerScopedSnapshots}); commands without a tenant are refused by
+ * {@link commandMiddleware}. Nothing in the core imports this module: it decorates the contracts.
+ * How each strategy stores tenants, and the trust boundary: {@link withTenant}.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -70,7 +45,39 @@ export class InvalidTenant extends Schema.TaggedError<InvalidTenant>()("InvalidT
   }
 }
 
-/** Runs `effect` for `tenantId` (and its commands' events carry it in their metadata). */
+/**
+ * Runs `effect` for `tenantId` (and its commands' events carry it in their metadata).
+ *
+ * - **Shared store, tenant-scoped streams** ({@link layerShared}): one store holds every tenant; each
+ *   tenant's streams are stored as `<tenant>~<streamId>`, so the tenant is part of every key and of every
+ *   query (stream reads by key; global reads by the SQL stores' `tenant_id` column, computed from the
+ *   stream id and indexed with the global order). Unique values and
+ *   command ids are scoped the same way, and events carry `tenantId` in their metadata. Callers never see
+ *   the prefix: ids, categories and errors come back as they gave them.
+ * - **A store per tenant** ({@link layerPerTenant}): a database or schema per tenant, built on first use
+ *   from the tenant id and kept while in use.
+ *
+ * Without a tenant in context every store operation fails (an `EventStoreError` whose cause is
+ * {@link TenantRequired}); a command without one is refused by {@link commandMiddleware}. Projections,
+ * sagas and the outbox relay run per tenant: run them inside {@link withTenant}, with the checkpoint and
+ * saga stores scoped by {@link layerScopedCheckpoints} and {@link layerScopedSagas} (their names are then
+ * per tenant too); aggregates with snapshots need {@link layerScopedSnapshots} (with either strategy,
+ * unless the snapshot store is per tenant as well). The HTTP event browser reads through the same store, inside the tenant of the request
+ * (`EventBrowserApi` option `tenantHeader`).
+ *
+ * **Gotchas**: {@link withTenant} is the trust boundary: code inside the process is trusted (it could
+ * call it with any tenant), so the tenant must come from an authenticated source at the edges: the HTTP
+ * header from a gateway that authenticated the request, NATS commands from services allowed on the
+ * subjects. With a store per tenant, only let known tenants through (each new one builds a store). The
+ * event bus carries every tenant's messages (each with `tenantId` in its metadata): a consumer serving
+ * one tenant filters on it. In the shared store, `head` is the whole store's (a position, not another
+ * tenant's data), and a tenant id is 1 to 63 characters of `a-z`, `0-9` and `_`, taking its length plus
+ * one from the stream id's 255. Partitions (`readAll`'s `partition`, partitioned projections) hash the
+ * stored stream id (`<tenant>~<streamId>`): each stream stays in one partition, but not the one
+ * `Event.partitionOf` gives for the id the tenant sees. An operation without a tenant fails with an
+ * `EventStoreError`, which runners retry: a runner started outside {@link withTenant} shows as `stalled`,
+ * its last error naming the missing tenant.
+ */
 export const withTenant =
   (tenantId: string) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | InvalidTenant, R> =>

@@ -4,44 +4,9 @@
  * OpenAPI document at `GET /openapi.json`, Prometheus metrics, a health check, a few guarded admin
  * operations, and a self-contained HTML page at `GET /` to browse events.
  *
- * Endpoints (all JSON unless said; bigints such as positions and transactions are decimal strings,
- * timestamps ISO-8601 strings):
- * - `GET /events?after=&limit=&category=&type=&from=&to=`: the global log in the store's no-skip order,
- *   `{ events, next, last }`. `after` is an opaque cursor (base64url of `transaction:position`, the full
- *   checkpoint) taken from `next` or `last`; `limit` is 1 to 1000 (default 100). `category` and `type`
- *   are repeatable, not comma lists (`?type=A&type=B`: either; up to 100 each) and pushed down to `readAll`;
- *   a value that no stream or event could have (empty, a control character such as NUL, a lone surrogate, longer
- *   than a name may be) is a 400, never sent to the store. `from` (inclusive) and `to`
- *   (exclusive) filter on `recordedAt`; the store cannot index them, so such a page scans at most
- *   `scanLimit` events and may come back short, or empty, with a `next` cursor. Follow `next` until it is
- *   `null` (the end of the log when read): pages neither repeat nor skip events. `last` is the cursor of
- *   the last event read (or `after` when none was): poll with it for events appended later.
- * - `GET /streams/:streamId?fromVersion=&limit=` (alias `GET /events/aggregate/:id`): one stream by
- *   version, `{ streamId, events, next }` where `next` is the `fromVersion` of the next page or `null`;
- *   404 when the stream has no events.
- * - `GET /projections`, `GET /projections/:name`: the statuses of the runners in the projection
- *   `Registry` (projections, sagas as `saga:<name>`, the outbox relay); one name may have several runners
- *   (versions side by side, several workers). 404 for a name with no runner in this process.
- * - `GET /sagas/:name/:id`: a saga instance (`Saga.instance`), for the sagas given in the options; the
- *   state is rendered with the saga's state Schema. 404 for an unknown saga or instance; 400 for an id with a
- *   control character or a lone surrogate.
- * - `GET /health`: 200 `{ status: "ok", checks }`, or 503 with the same fields (and `_tag: "Unhealthy"`)
- *   when a check fails: `eventStore` (reads the head), `projections` (no runner `failed`), and the
- *   `checks` of the options, each bounded by `healthTimeout`.
- * - `GET /metrics`: Prometheus text (`text/plain; version=0.0.4`), from the `metrics` option or else
- *   Effect's own metrics rendered by `prometheus.ts`.
- * - `POST /admin/projections/:name/rebuild`: `Projection.rebuild` of the projections of that name given in
- *   the options. Admin endpoints answer 404 unless `adminToken` is set, then require
- *   `Authorization: Bearer <token>` (compared in constant time; 401 otherwise). There is no dead-letter
- *   replay: the library has none yet.
- *
- * Errors are `Schema.TaggedError`s with a `message`: bad parameters (limit out of range, malformed cursor,
- * bad dates, invalid stream id, category, type or saga instance id) are `HttpApiDecodeError` (400, with the schema issues); `NotFound` (404),
- * `Unauthorized` (401), `ServiceError` (500: a store failed), `Unhealthy` (503).
- *
- * **Gotchas**: the API is read-only except the admin group; it has no authentication of its own for the
- * read endpoints and shows event data and metadata as stored: put it behind your own gateway when the
- * events are sensitive. Health messages include runners' last errors.
+ * Pages of the log neither repeat nor skip events; bad parameters are 400s, never sent to the store; a
+ * store failure is a 500. It has no authentication of its own for reads. The endpoints, errors and
+ * Gotchas: {@link Api}.
  */
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
@@ -202,7 +167,48 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .middleware(AdminAuth)
   .annotate(OpenApi.Description, "Operations, off unless an admin token is configured") {}
 
-/** The API definition: derive clients from it (`HttpApiClient.make(Api)`), or serve it with {@link layer}. */
+/**
+ * The API definition: derive clients from it (`HttpApiClient.make(Api)`), or serve it with {@link layer}.
+ *
+ * Endpoints (all JSON unless said; bigints such as positions and transactions are decimal strings,
+ * timestamps ISO-8601 strings):
+ * - `GET /events?after=&limit=&category=&type=&from=&to=`: the global log in the store's no-skip order,
+ *   `{ events, next, last }`. `after` is an opaque cursor (base64url of `transaction:position`, the full
+ *   checkpoint) taken from `next` or `last`; `limit` is 1 to 1000 (default 100). `category` and `type`
+ *   are repeatable, not comma lists (`?type=A&type=B`: either; up to 100 each) and pushed down to `readAll`;
+ *   a value that no stream or event could have (empty, a control character such as NUL, a lone surrogate, longer
+ *   than a name may be) is a 400, never sent to the store. `from` (inclusive) and `to`
+ *   (exclusive) filter on `recordedAt`; the store cannot index them, so such a page scans at most
+ *   `scanLimit` events and may come back short, or empty, with a `next` cursor. Follow `next` until it is
+ *   `null` (the end of the log when read): pages neither repeat nor skip events. `last` is the cursor of
+ *   the last event read (or `after` when none was): poll with it for events appended later.
+ * - `GET /streams/:streamId?fromVersion=&limit=` (alias `GET /events/aggregate/:id`): one stream by
+ *   version, `{ streamId, events, next }` where `next` is the `fromVersion` of the next page or `null`;
+ *   404 when the stream has no events.
+ * - `GET /projections`, `GET /projections/:name`: the statuses of the runners in the projection
+ *   `Registry` (projections, sagas as `saga:<name>`, the outbox relay); one name may have several runners
+ *   (versions side by side, several workers). 404 for a name with no runner in this process.
+ * - `GET /sagas/:name/:id`: a saga instance (`Saga.instance`), for the sagas given in the options; the
+ *   state is rendered with the saga's state Schema. 404 for an unknown saga or instance; 400 for an id with a
+ *   control character or a lone surrogate.
+ * - `GET /health`: 200 `{ status: "ok", checks }`, or 503 with the same fields (and `_tag: "Unhealthy"`)
+ *   when a check fails: `eventStore` (reads the head), `projections` (no runner `failed`), and the
+ *   `checks` of the options, each bounded by `healthTimeout`.
+ * - `GET /metrics`: Prometheus text (`text/plain; version=0.0.4`), from the `metrics` option or else
+ *   Effect's own metrics rendered by `prometheus.ts`.
+ * - `POST /admin/projections/:name/rebuild`: `Projection.rebuild` of the projections of that name given in
+ *   the options. Admin endpoints answer 404 unless `adminToken` is set, then require
+ *   `Authorization: Bearer <token>` (compared in constant time; 401 otherwise). There is no dead-letter
+ *   replay: the library has none yet.
+ *
+ * Errors are `Schema.TaggedError`s with a `message`: bad parameters (limit out of range, malformed cursor,
+ * bad dates, invalid stream id, category, type or saga instance id) are `HttpApiDecodeError` (400, with the schema issues); `NotFound` (404),
+ * `Unauthorized` (401), `ServiceError` (500: a store failed), `Unhealthy` (503).
+ *
+ * **Gotchas**: the API is read-only except the admin group; it has no authentication of its own for the
+ * read endpoints and shows event data and metadata as stored: put it behind your own gateway when the
+ * events are sensitive. Health messages include runners' last errors.
+ */
 export class Api extends HttpApi.make("eventBrowser")
   .add(EventsGroup)
   .add(ProjectionsGroup)

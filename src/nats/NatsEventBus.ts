@@ -1,29 +1,8 @@
 /**
  * The event bus on NATS JetStream: each group is a durable pull consumer on the stream the outbox relay
  * publishes to (`NatsPublisher`), with explicit acks; the members of a group (in any process) pull from
- * the same consumer and so share its messages.
- *
- * - A handled message is acked; a failed one is nak'ed with the subscription's backoff delay; the last
- *   allowed delivery that fails is published to the dead-letter stream with the failure, then terminated.
- * - A message whose deliveries ran out without any verdict (a member crashed, or its handler outlived the
- *   ack wait every time) is reported by JetStream's `MAX_DELIVERIES` advisory only: one member of the
- *   group (a queue subscription) reads the message back from the stream and dead-letters it.
- * - Dead letters are messages on `<deadLetterStream>.<group>` (body: group, reason, time and the message),
- *   with the message id `<group>:<event id>`, so a dead letter reported twice is stored once.
- * - When its handler starts, and every third of the ack wait while it runs, a message's ack deadline is
- *   extended (`working`). The others of a fetched batch wait meanwhile: keep `fetchSize` times the
- *   handler's time well under the ack wait, or they are redelivered (to another member) while they wait.
- *
- * **Gotchas**: a nak'ed message is redelivered after later messages (JetStream), so per-stream order holds
- * only while nothing is redelivered. Advisories are not durable: a group with no member running when its
- * deliveries run out leaves the message unacknowledged, not dead-lettered. With several `categories` the
- * consumer takes every subject and skips (acks) the others in the client (one filter subject per consumer
- * before NATS 2.10); the consumer records the group's categories, and a member with other ones is refused
- * (it would ack unhandled what it skips): a group's categories do not change, a new set is a new group.
- * A consumer deleted under a running group is made again, from the start of the stream (at-least-once:
- * the group sees its messages again). A member refused the advisories subscription (permissions) fails to
- * subscribe; one whose subscription fails later logs it and subscribes again (permissions taken away by a
- * configuration reload end a queue subscription without the client being told, on NATS 2.9).
+ * the same consumer and so share its messages. Failed messages are retried with backoff, then
+ * dead-lettered; acks, dead letters, ack deadlines and the Gotchas: {@link make}.
  */
 import { headers as natsHeaders, type MsgHdrs, nanos, type Subscription } from "@nats-io/transport-node"
 import { AckPolicy, type JsMsg, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
@@ -56,7 +35,31 @@ export interface Options {
   readonly fetchSize?: number
 }
 
-/** Builds the bus on the `Nats` connection; the event stream must exist (the publisher creates it). */
+/**
+ * Builds the bus on the `Nats` connection; the event stream must exist (the publisher creates it).
+ *
+ * - A handled message is acked; a failed one is nak'ed with the subscription's backoff delay; the last
+ *   allowed delivery that fails is published to the dead-letter stream with the failure, then terminated.
+ * - A message whose deliveries ran out without any verdict (a member crashed, or its handler outlived the
+ *   ack wait every time) is reported by JetStream's `MAX_DELIVERIES` advisory only: one member of the
+ *   group (a queue subscription) reads the message back from the stream and dead-letters it.
+ * - Dead letters are messages on `<deadLetterStream>.<group>` (body: group, reason, time and the message),
+ *   with the message id `<group>:<event id>`, so a dead letter reported twice is stored once.
+ * - When its handler starts, and every third of the ack wait while it runs, a message's ack deadline is
+ *   extended (`working`). The others of a fetched batch wait meanwhile: keep `fetchSize` times the
+ *   handler's time well under the ack wait, or they are redelivered (to another member) while they wait.
+ *
+ * **Gotchas**: a nak'ed message is redelivered after later messages (JetStream), so per-stream order holds
+ * only while nothing is redelivered. Advisories are not durable: a group with no member running when its
+ * deliveries run out leaves the message unacknowledged, not dead-lettered. With several `categories` the
+ * consumer takes every subject and skips (acks) the others in the client (one filter subject per consumer
+ * before NATS 2.10); the consumer records the group's categories, and a member with other ones is refused
+ * (it would ack unhandled what it skips): a group's categories do not change, a new set is a new group.
+ * A consumer deleted under a running group is made again, from the start of the stream (at-least-once:
+ * the group sees its messages again). A member refused the advisories subscription (permissions) fails to
+ * subscribe; one whose subscription fails later logs it and subscribes again (permissions taken away by a
+ * configuration reload end a queue subscription without the client being told, on NATS 2.9).
+ */
 export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"], EventBus.EventBusError, Nats> =>
   Effect.gen(function* () {
     const { connection } = yield* Nats

@@ -1,35 +1,8 @@
 /**
- * Publishing events to NATS JetStream: the outbox relay's `Outbox.Publisher`.
- *
- * - Subjects are `<prefix>.<category>.<streamId>.<type>`; characters NATS gives a meaning in subjects
- *   (`.`, `*`, `>`, whitespace) and `~` are escaped inside tokens as `~XX` (hex), so distinct events
- *   never share a subject token by accident.
- * - The message id (`Nats-Msg-Id`) is the event id: JetStream drops a re-published event within the
- *   stream's duplicate window and acks it with `duplicate: true`.
- * - Publishes are pipelined: up to `window` in flight, started in order (JetStream stores them in the
- *   order they arrive, so one publisher keeps each stream's order). A JetStream publish is a core NATS
- *   publish whose reply subject receives the stream's ack; the publisher sends them itself, with reply
- *   subjects under one inbox subscription of its own, instead of as one client request each (a request
- *   costs a timer, a promise and an error object per message: this halves the client CPU per event).
- * - At startup the stream is created, or its configuration checked (subjects, duplicate window,
- *   storage): a mismatch is an error, never silently changed.
- *
- * - A publish that failed may still have been stored. Retried within the duplicate window, JetStream
- *   drops it; retried later (a long outage), the publisher first looks for it as the last message on its
- *   subject and, if found there, acks it as a duplicate instead of storing it again.
- *
- * **Gotchas**: past the duplicate window, an event stored by a failed publish and followed by a later
- * event of the same stream and type is not found by that check and may be stored twice; so may one whose
- * failed publish was made by another process (or before a restart), which this publisher does not know
- * of. Alert on the relay's lag in seconds (the age of the oldest unpublished event) well before the window.
- * A single-replica file stream syncs to disk periodically: acknowledged messages can be lost in an OS
- * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
- * Pipelining keeps each stream's order as long as JetStream stores or refuses the messages of a batch
- * from the first refusal on: one that refuses a single event (a stream at its limits with the `new`
- * discard policy, storage running out) while later events of the same aggregate are stored already has
- * that event stored after them when it is retried. Where that order must hold even then, set `window: 1`.
- * If the server ends the ack subscription (permissions), publishes fail at once and the next one
- * subscribes again; a refused subscription at startup fails the layer.
+ * Publishing events to NATS JetStream: the outbox relay's `Outbox.Publisher`. The message id is the event
+ * id, so JetStream drops a re-published event within its duplicate window; publishes are pipelined in
+ * order; the stream is created, or its configuration checked, at startup. Subjects, retries of failed
+ * publishes, ordering and the Gotchas: {@link layer}.
  */
 import { createInbox, type Msg, headers as natsHeaders } from "@nats-io/transport-node"
 import { jetstreamManager, StorageType } from "@nats-io/jetstream"
@@ -77,7 +50,39 @@ export const token = (raw: string): string =>
 const special = /[.*>~\s\u0000-\u001f\u007f]/
 const specials = new RegExp(special.source, "g")
 
-/** Creates or checks the stream, then publishes. Needs the `Nats` connection. */
+/**
+ * Creates or checks the stream, then publishes. Needs the `Nats` connection.
+ *
+ * - Subjects are `<prefix>.<category>.<streamId>.<type>`; characters NATS gives a meaning in subjects
+ *   (`.`, `*`, `>`, whitespace) and `~` are escaped inside tokens as `~XX` (hex), so distinct events
+ *   never share a subject token by accident.
+ * - The message id (`Nats-Msg-Id`) is the event id: JetStream drops a re-published event within the
+ *   stream's duplicate window and acks it with `duplicate: true`.
+ * - Publishes are pipelined: up to `window` in flight, started in order (JetStream stores them in the
+ *   order they arrive, so one publisher keeps each stream's order). A JetStream publish is a core NATS
+ *   publish whose reply subject receives the stream's ack; the publisher sends them itself, with reply
+ *   subjects under one inbox subscription of its own, instead of as one client request each (a request
+ *   costs a timer, a promise and an error object per message: this halves the client CPU per event).
+ * - At startup the stream is created, or its configuration checked (subjects, duplicate window,
+ *   storage): a mismatch is an error, never silently changed.
+ *
+ * - A publish that failed may still have been stored. Retried within the duplicate window, JetStream
+ *   drops it; retried later (a long outage), the publisher first looks for it as the last message on its
+ *   subject and, if found there, acks it as a duplicate instead of storing it again.
+ *
+ * **Gotchas**: past the duplicate window, an event stored by a failed publish and followed by a later
+ * event of the same stream and type is not found by that check and may be stored twice; so may one whose
+ * failed publish was made by another process (or before a restart), which this publisher does not know
+ * of. Alert on the relay's lag in seconds (the age of the oldest unpublished event) well before the window.
+ * A single-replica file stream syncs to disk periodically: acknowledged messages can be lost in an OS
+ * crash unless the stream is replicated (or `sync_interval` is `always` on the server).
+ * Pipelining keeps each stream's order as long as JetStream stores or refuses the messages of a batch
+ * from the first refusal on: one that refuses a single event (a stream at its limits with the `new`
+ * discard policy, storage running out) while later events of the same aggregate are stored already has
+ * that event stored after them when it is retried. Where that order must hold even then, set `window: 1`.
+ * If the server ends the ack subscription (permissions), publishes fail at once and the next one
+ * subscribes again; a refused subscription at startup fails the layer.
+ */
 export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Nats> =>
   Layer.scoped(
     Publisher,

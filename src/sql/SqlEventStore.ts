@@ -1,62 +1,13 @@
 /**
- * The SQL event store: one implementation of the `EventStore` contract written against `@effect/sql`'s
- * `SqlClient`, for PostgreSQL (production), SQLite (embedded default) and MySQL/MariaDB.
+ * The SQL event store: the `EventStore` contract on `@effect/sql`'s `SqlClient`, for PostgreSQL
+ * (production), SQLite (embedded default) and MySQL/MariaDB, on the client a backend's entry point provides
+ * (`effect-eventsourcing/pg`, `/sqlite`, `/mysql`).
  *
- * - **Appends** are one round trip on PostgreSQL (a server-side function: lock the stream row, check
- *   ids and expected version, insert, bump the version) and one short transaction on SQLite. They join
- *   an enclosing `sql.withTransaction`, so user writes can commit atomically with events. Outside one,
- *   concurrent PostgreSQL appends are grouped (group commit): one round trip and one commit for many,
- *   each in its own subtransaction, so each is checked, committed or refused on its own. A grouped append
- *   that waits more than 50 ms for a lock (its stream's row, held by a caller's transaction that appended
- *   to it and goes on) leaves its group and runs again alone: it cannot hold up the others.
- * - **Unique values** and **handled commands** are stored beside the events, written in the append's
- *   transaction (see `EventStore.AppendOptions`). Expired command records are deleted in the background
- *   (see `Options.commandPruning`).
- * - **Global order without skips.** PostgreSQL hands out positions when rows are inserted but makes them
- *   visible when transactions commit, in another order. Each row records its transaction id
- *   (`pg_current_xact_id()`, xid8); readers only return rows of transactions older than the oldest one
- *   still running (`pg_snapshot_xmin(pg_current_snapshot())`), ordered by (transaction id, position), and
- *   resume after that pair. No commit can later appear before a returned row. SQLite has one writer at a
- *   time, so position order is commit order there and the checkpoint's `transaction` is the position.
- *   MySQL/MariaDB appends take their positions last, under a lock held to their commit, so position
- *   order is commit order there too (see `serialAppend`).
- * - **Idempotent appends** rest on a unique (stream id, event id) key.
- * - **Faithful data**: `data` and `metadata` are stored as the JSON text of the append and read back from
- *   it, key order included (PostgreSQL columns are `json`, not `jsonb`, which reorders keys; query them
- *   with `->`/`->>` as usual, or cast to `jsonb` for containment).
- * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
- *   stored hash of the stream id (`Event.streamHash`).
- * - **Wake-up hints**: with a `Wakeup` in context, each committed append sends one (see `Wakeup`).
- * - **Failures are typed**, inside a caller's transaction too: a lost connection (a terminated backend, a
- *   killed connection, a server restart) fails the append with an `EventStoreError` that says it is
- *   `transient`; a statement the server refuses, with one that says it is not. `@effect/sql` makes a
- *   failed COMMIT or ROLLBACK a defect: the store guards the client it is given (its `withTransaction`,
- *   so the caller's transactions too), which then fails with the transaction's own error, or a typed
- *   `SqlError` when its COMMIT failed (see `transaction`).
- * - **Backend limits**, on top of the configured `EventStore.Limits`, as they apply to the statements the
- *   store sends (see `backendLimits`). Read when the store is built; a configured limit above the backend's
- *   is lowered to it, with a logged warning (not refused: `max_allowed_packet` is the server's setting, and
- *   a store that would not start over it is worse than one refusing the rare append it cannot store). An
- *   append beyond them is refused with `InvalidAppend` (`TooManyEvents` or `EventTooLarge`, its detail
- *   naming the backend's limit) before anything reaches the server.
- *   - SQLite: 3,276 events per append (`SQLITE_MAX_VARIABLE_NUMBER`, 32,766 variables, 10 per event);
- *     1e9 bytes per data or metadata value (`SQLITE_MAX_LENGTH`).
- *   - MySQL/MariaDB: 5,957 events per append (65,535 placeholders per statement, 11 per event); an event
- *     (data + metadata JSON) up to `max_allowed_packet` less 5 KiB (16 MiB on a default MariaDB 10.2+).
- *     An append larger than a packet in all is inserted by several statements, in its one transaction.
- *   - PostgreSQL: no bound on the count (10 bind parameters per append, of 65,535); an append's JSON, with
- *     1 KiB per event, up to 268,435,455 bytes: its events travel as one `jsonb` argument, each payload a
- *     JSON text in it.
- * - **Observability**: an `EventStore.append` span per append, and the append, conflict and read counters
- *   (see `Metrics`); no span per statement.
- *
- * **Gotchas**: on PostgreSQL, a transaction left open anywhere in the cluster holds the read horizon
- * back and stalls every `readAll` reader until it ends. Connections made by `Postgres.layer` end idle
- * transactions after a timeout; {@link horizon} shows the horizon and the oldest running transaction, and
- * `heldBack` the committed events waiting behind it (projection runners report them, see `Projection`).
- * SQLite allows one writing process per database file. After a bulk import, `ANALYZE` the events table
- * (autovacuum does within minutes): with an empty table's statistics PostgreSQL may serve each page of a
- * filtered `readAll` by sorting every matching row.
+ * It keeps every guarantee of the contract (how, on each backend: {@link make}), returns data exactly as
+ * appended, refuses an append its backend could not take before sending it, and fails typed, inside a
+ * caller's transaction too. Appends join an enclosing `sql.withTransaction`, so user writes commit
+ * atomically with events. Not here: the tables (`migrations`) and PostgreSQL's append functions
+ * (`pgFunctions`).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -146,7 +97,63 @@ interface EventRow {
 
 /**
  * Builds the store on the `SqlClient` in context, migrating its tables first unless told not to. The
- * group-commit writers (PostgreSQL) live in the scope.
+ * group-commit writers (PostgreSQL) and the pruning of expired command records live in the scope.
+ *
+ * - **Appends** are one round trip on PostgreSQL (a server-side function: lock the stream row, check
+ *   ids and expected version, insert, bump the version) and one short transaction on SQLite. They join
+ *   an enclosing `sql.withTransaction`, so user writes can commit atomically with events. Outside one,
+ *   concurrent PostgreSQL appends are grouped (group commit): one round trip and one commit for many,
+ *   each in its own subtransaction, so each is checked, committed or refused on its own. A grouped append
+ *   that waits more than 50 ms for a lock (its stream's row, held by a caller's transaction that appended
+ *   to it and goes on) leaves its group and runs again alone: it cannot hold up the others.
+ * - **Unique values** and **handled commands** are stored beside the events, written in the append's
+ *   transaction (see `EventStore.AppendOptions`). Expired command records are deleted in the background
+ *   (see `Options.commandPruning`).
+ * - **Global order without skips.** PostgreSQL hands out positions when rows are inserted but makes them
+ *   visible when transactions commit, in another order. Each row records its transaction id
+ *   (`pg_current_xact_id()`, xid8); readers only return rows of transactions older than the oldest one
+ *   still running (`pg_snapshot_xmin(pg_current_snapshot())`), ordered by (transaction id, position), and
+ *   resume after that pair. No commit can later appear before a returned row. SQLite has one writer at a
+ *   time, so position order is commit order there and the checkpoint's `transaction` is the position.
+ *   MySQL/MariaDB appends take their positions last, under a lock held to their commit, so position
+ *   order is commit order there too (see `serialAppend`).
+ * - **Idempotent appends** rest on a unique (stream id, event id) key.
+ * - **Faithful data**: `data` and `metadata` are stored as the JSON text of the append and read back from
+ *   it, key order included (PostgreSQL columns are `json`, not `jsonb`, which reorders keys; query them
+ *   with `->`/`->>` as usual, or cast to `jsonb` for containment).
+ * - **Reads** are keyset-paginated, so memory stays flat whatever the store's size. Partition filters use a
+ *   stored hash of the stream id (`Event.streamHash`).
+ * - **Wake-up hints**: with a `Wakeup` in context, each committed append sends one (see `Wakeup`).
+ * - **Failures are typed**, inside a caller's transaction too: a lost connection (a terminated backend, a
+ *   killed connection, a server restart) fails the append with an `EventStoreError` that says it is
+ *   `transient`; a statement the server refuses, with one that says it is not. `@effect/sql` makes a
+ *   failed COMMIT or ROLLBACK a defect: the store guards the client it is given (its `withTransaction`,
+ *   so the caller's transactions too), which then fails with the transaction's own error, or a typed
+ *   `SqlError` when its COMMIT failed (see `transaction`).
+ * - **Backend limits**, on top of the configured `EventStore.Limits`, as they apply to the statements the
+ *   store sends (see `backendLimits`). Read when the store is built; a configured limit above the backend's
+ *   is lowered to it, with a logged warning (not refused: `max_allowed_packet` is the server's setting, and
+ *   a store that would not start over it is worse than one refusing the rare append it cannot store). An
+ *   append beyond them is refused with `InvalidAppend` (`TooManyEvents` or `EventTooLarge`, its detail
+ *   naming the backend's limit) before anything reaches the server.
+ *   - SQLite: 3,276 events per append (`SQLITE_MAX_VARIABLE_NUMBER`, 32,766 variables, 10 per event);
+ *     1e9 bytes per data or metadata value (`SQLITE_MAX_LENGTH`).
+ *   - MySQL/MariaDB: 5,957 events per append (65,535 placeholders per statement, 11 per event); an event
+ *     (data + metadata JSON) up to `max_allowed_packet` less 5 KiB (16 MiB on a default MariaDB 10.2+).
+ *     An append larger than a packet in all is inserted by several statements, in its one transaction.
+ *   - PostgreSQL: no bound on the count (10 bind parameters per append, of 65,535); an append's JSON, with
+ *     1 KiB per event, up to 268,435,455 bytes: its events travel as one `jsonb` argument, each payload a
+ *     JSON text in it.
+ * - **Observability**: an `EventStore.append` span per append, and the append, conflict and read counters
+ *   (see `Metrics`); no span per statement.
+ *
+ * **Gotchas**: on PostgreSQL, a transaction left open anywhere in the cluster holds the read horizon
+ * back and stalls every `readAll` reader until it ends. Connections made by `Postgres.layer` end idle
+ * transactions after a timeout; {@link horizon} shows the horizon and the oldest running transaction, and
+ * `heldBack` the committed events waiting behind it (projection runners report them, see `Projection`).
+ * SQLite allows one writing process per database file. After a bulk import, `ANALYZE` the events table
+ * (autovacuum does within minutes): with an empty table's statistics PostgreSQL may serve each page of a
+ * filtered `readAll` by sorting every matching row.
  */
 export const make = (
   options: Options = {}
