@@ -5,7 +5,7 @@
  * - **Permanent**: the server refused the statement or its data. PostgreSQL SQLSTATE classes 0A (not
  *   supported), 22 (data), 23 (integrity), 2F/3F/P0 (routines, schemas), 42 (syntax, access) and 54
  *   (program limits: a jsonb value or an argument too large), and 25P02 (a statement in a transaction
- *   that already failed); MySQL/MariaDB errors of the same kinds (a
+ *   that already failed), and class ES (the append function's own refusals, see `pgFunctions`); MySQL/MariaDB errors of the same kinds (a
  *   packet over `max_allowed_packet`, too many placeholders, bad data, syntax); SQLite's constraint,
  *   mismatch, range, too-big and plain errors (too many variables, syntax), and a damaged file.
  * - **Transient**: everything else, above all a lost connection (a server restart, a terminated backend,
@@ -58,7 +58,7 @@ const driverError = (error: unknown): DriverError | undefined => {
   return undefined
 }
 
-const permanentSqlState = /^(0A|22|23|2F|3F|42|54|P0)|^25P02$/
+const permanentSqlState = /^(0A|22|23|2F|3F|42|54|P0|ES)|^25P02$/
 
 const permanentSqlite = /^SQLITE_(CONSTRAINT|MISMATCH|RANGE|TOOBIG|ERROR|CORRUPT|NOTADB|FORMAT)/
 

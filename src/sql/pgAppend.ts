@@ -23,6 +23,7 @@ import * as Metrics from "../Metrics.js"
 import { storeError } from "./classify.js"
 import type { Tables } from "./migrations.js"
 import * as HotPath from "./HotPath.js"
+import { refusalCode } from "./pgFunctions.js"
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const batchSize = Metrics.appendBatchSize
@@ -164,33 +165,36 @@ type PgBatchResult =
 type PgRefusal = UniqueConstraintViolation | DuplicateCommand | EventStoreError
 
 /**
- * The typed refusal behind an error the append function raised on purpose (SQLSTATE P0001 with our
- * message and a JSON detail), or `undefined` for any other error.
+ * The typed refusal behind an error the append function raised on purpose (its {@link refusalCode}, with
+ * the refusal's fields as JSON in the detail), or `undefined` for any other error.
  */
 const refusal = (append: PreparedAppend, cause: unknown): UniqueConstraintViolation | DuplicateCommand | undefined => {
-  const error = cause as { readonly code?: unknown; readonly message?: unknown; readonly detail?: unknown } | undefined
-  if (error?.code !== "P0001" || typeof error.detail !== "string") return undefined
-  if (error.message === "effect-eventsourcing: unique value taken") {
-    const detail = JSON.parse(error.detail) as {
-      readonly constraint: string
-      readonly value: string
-      readonly owner: string
+  const error = cause as { readonly code?: unknown; readonly detail?: unknown } | undefined
+  if (typeof error?.detail !== "string") return undefined
+  switch (error.code) {
+    case refusalCode.uniqueValueTaken: {
+      const detail = JSON.parse(error.detail) as {
+        readonly constraint: string
+        readonly value: string
+        readonly owner: string
+      }
+      return new UniqueConstraintViolation({ streamId: append.streamId, ...detail })
     }
-    return new UniqueConstraintViolation({ streamId: append.streamId, ...detail })
-  }
-  if (error.message === "effect-eventsourcing: duplicate command") {
-    const detail = JSON.parse(error.detail) as {
-      readonly streamId: string
-      readonly version: number
-      readonly positions: ReadonlyArray<string> | null
+    case refusalCode.duplicateCommand: {
+      const detail = JSON.parse(error.detail) as {
+        readonly streamId: string
+        readonly version: number
+        readonly positions: ReadonlyArray<string> | null
+      }
+      return toDuplicate(append.commandId!, {
+        stream_id: detail.streamId,
+        version: detail.version,
+        positions: detail.positions ?? []
+      })
     }
-    return toDuplicate(append.commandId!, {
-      stream_id: detail.streamId,
-      version: detail.version,
-      positions: detail.positions ?? []
-    })
+    default:
+      return undefined
   }
-  return undefined
 }
 
 /**

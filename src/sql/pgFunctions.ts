@@ -5,6 +5,17 @@
 import type { Tables } from "./migrations.js"
 
 /**
+ * The SQLSTATEs the append function raises on purpose, one per refusal, with the refusal's fields as JSON
+ * in the error's detail (class `ES`, which no PostgreSQL error uses): callers tell refusals by code.
+ */
+export const refusalCode = { uniqueValueTaken: "ES001", duplicateCommand: "ES002" } as const
+
+/** Refuses the append as a duplicate of the command record in `v_handled` (undoing the call). */
+const raiseDuplicateCommand = `raise exception 'effect-eventsourcing: duplicate command' using errcode = '${refusalCode.duplicateCommand}',
+        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
+                                   'positions', v_handled.positions::text[])::text;`
+
+/**
  * The append as one server-side function, so an append is one round trip: lock the stream row, report
  * already-stored event ids (the caller decides between idempotent retry and id conflict), check the
  * expected version, insert the events, bump the stream version. A failed check inserts nothing and so
@@ -15,13 +26,8 @@ import type { Tables } from "./migrations.js"
  *
  * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version)
  * or `duplicates` (with, per event, the version holding its id or null). A unique value held by another
- * stream raises SQLSTATE P0001 with the value in the detail, undoing the call.
+ * stream, or a command handled within its TTL, raises its {@link refusalCode}, undoing the call.
  */
-/** Refuses the append as a duplicate of the command record in `v_handled` (undoing the call). */
-const raiseDuplicateCommand = `raise exception 'effect-eventsourcing: duplicate command' using errcode = 'P0001',
-        detail = json_build_object('streamId', v_handled.stream_id, 'version', v_handled.version,
-                                   'positions', v_handled.positions::text[])::text;`
-
 export const appendFunction = (t: Tables): string => `
 create or replace function ${t.appendFunction}(
   p_stream_id text, p_category text, p_stream_hash bigint, p_expected_kind text, p_expected_version integer, p_events jsonb,
@@ -100,7 +106,7 @@ begin
     limit 1;
     if found then
       -- an error, not a result: it undoes everything this call did (the stream row included)
-      raise exception 'effect-eventsourcing: unique value taken' using errcode = 'P0001',
+      raise exception 'effect-eventsourcing: unique value taken' using errcode = '${refusalCode.uniqueValueTaken}',
         detail = json_build_object('constraint', v_constraint, 'value', v_value, 'owner', v_owner)::text;
     end if;
   end if;
