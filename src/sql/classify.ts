@@ -3,11 +3,12 @@
  * unchanged (permanent), decided once from the driver's codes, the only place they are read.
  *
  * - **Permanent**: the server refused the statement or its data. PostgreSQL SQLSTATE classes 0A (not
- *   supported), 22 (data), 23 (integrity), 2F/3F/P0 (routines, schemas), 42 (syntax, access) and 54
- *   (program limits: a jsonb value or an argument too large), and 25P02 (a statement in a transaction
- *   that already failed), and class ES (the append function's own refusals, see `pgFunctions`); MySQL/MariaDB errors of the same kinds (a
- *   packet over `max_allowed_packet`, too many placeholders, bad data, syntax); SQLite's constraint,
- *   mismatch, range, too-big and plain errors (too many variables, syntax), and a damaged file.
+ *   supported), 22 (data), 23 (integrity), 2F/3F/P0 (routines, schemas), 42 (syntax, access), 54
+ *   (program limits: a jsonb value or an argument too large) and ES (the append function's own refusals,
+ *   see `pgFunctions`), and 25P02 (a statement in a transaction that already failed); MySQL/MariaDB
+ *   errors of the same kinds (a packet over `max_allowed_packet`, too many placeholders, bad data,
+ *   syntax); SQLite's constraint, mismatch, range, too-big and plain errors (too many variables, syntax),
+ *   and a damaged file.
  * - **Transient**: everything else, above all a lost connection (a server restart, a terminated backend,
  *   a killed connection: often an error without any code), a deadlock, a lock or statement timeout, a busy
  *   database, a server out of connections.
