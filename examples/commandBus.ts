@@ -1,7 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { Aggregate, CommandBus, CommandMiddleware, MemoryEventStore } from "effect-eventsourcing"
+import { CommandBus, CommandMiddleware, MemoryEventStore } from "effect-eventsourcing"
 import { Account, AccountAlreadyOpen, AccountNotOpen, InsufficientFunds } from "./bank/Account.js"
 
 // commands are Schema.TaggedRequests: payload, success and domain errors, typed and serializable
@@ -17,13 +17,12 @@ export class Withdraw extends Schema.TaggedRequest<Withdraw>()("Withdraw", {
   payload: { accountId: Schema.String, amount: Schema.Positive }
 }) {}
 
-// one call registers the aggregate's commands; a missing handler fails the Layer
-const handle = Aggregate.handler(Account)
-const version = (result: { readonly version: number }) => ({ version: result.version })
+// one call hands a group of commands to the aggregate's decider, on the account each names (group.toLayer
+// registers handlers of your own instead); a missing handler fails the Layer
 const AccountCommands = CommandBus.group(OpenAccount, Withdraw)
-const AccountHandlers = AccountCommands.toLayer({
-  OpenAccount: ({ accountId, owner }) => Effect.map(handle(accountId, { _tag: "OpenAccount", owner }), version),
-  Withdraw: ({ accountId, amount }) => Effect.map(handle(accountId, { _tag: "Withdraw", amount }), version)
+const AccountHandlers = CommandBus.deciderLayer(AccountCommands, Account, {
+  idField: "accountId",
+  success: (result) => ({ version: result.version })
 })
 
 const Bus = CommandBus.layer({

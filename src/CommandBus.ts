@@ -23,7 +23,9 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Tracer from "effect/Tracer"
+import * as Aggregate from "./Aggregate.js"
 import * as Event from "./Event.js"
+import type * as EventStore from "./EventStore.js"
 import * as Json from "./internal/json.js"
 import { saysTransient } from "./internal/transient.js"
 import * as Uuid from "./internal/uuid.js"
@@ -246,6 +248,54 @@ export const group = <const Classes extends ReadonlyArray<CommandClass>>(
         })
       ) as never
   }
+}
+
+/**
+ * The command a decider receives when it handles a group's commands (see {@link deciderLayer}): each
+ * command's fields but `IdField`, the one naming the aggregate. A bus command is one (it has more), and so
+ * is a plain object with those fields (what decider tests write).
+ */
+export type DeciderCommand<C extends Command, IdField extends string> = C extends unknown
+  ? { readonly [K in Exclude<Extract<keyof C, string>, IdField>]: C[K] }
+  : never
+
+/**
+ * A group's handlers, each handing its command to a decider: the aggregate the command's `idField` names
+ * handles it (`Aggregate.handler`: conflicts retried, command ids deduplicated) and the command answers
+ * `success(result)`. With it, an aggregate's commands are declared once, as the bus's
+ * `Schema.TaggedRequest`s, and its decider's command type is {@link DeciderCommand} of them.
+ */
+export const deciderLayer = <
+  C extends Command,
+  const IdField extends Extract<keyof C, string>,
+  E extends { readonly _tag: string },
+  S,
+  DE
+>(
+  group: Group<C>,
+  decider: Aggregate.Decider<DeciderCommand<C, IdField>, E, S, DE>,
+  options: {
+    /** The field of every command that holds the id of the aggregate it acts on (without its category). */
+    readonly idField: IdField
+    /** Put before every aggregate id: tests isolate their aggregates with one. */
+    readonly idPrefix?: string
+    /** The command's answer, from what handling it wrote. */
+    readonly success: (result: Aggregate.HandleResult<E>) => Success<C>
+  }
+): Layer.Layer<GroupHandlers<C>, CommandBusConfigError, EventStore.EventStore> => {
+  const handle = Aggregate.handler(decider)
+  const prefix = options.idPrefix ?? ""
+  const handlers = Object.fromEntries(
+    group.commands.map((command) => [
+      command._tag,
+      (c: C) =>
+        Effect.map(
+          handle(`${prefix}${String(c[options.idField])}`, c as unknown as DeciderCommand<C, IdField>),
+          options.success
+        )
+    ])
+  )
+  return group.toLayer(handlers as unknown as Handlers<C, EventStore.EventStore>)
 }
 
 // ---------------------------------------------------------------------------------------------------

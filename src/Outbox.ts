@@ -86,6 +86,7 @@ export interface RelayOptions extends Projection.RunOptions {
 /** Every recorded event, as it is: the relay publishes without decoding. */
 const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
   types: new Set(),
+  storedTypes: new Set(),
   currentVersion: () => 0,
   encode: () => Effect.die("the outbox relay does not encode events"),
   decode: (recorded) => Effect.succeed([recorded]),

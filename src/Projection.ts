@@ -37,8 +37,12 @@ export interface Options<A extends { readonly _tag: string }, I, E, R> {
   readonly name: string
   /** Bump it to rebuild side by side into new tables (see the module doc); default 1. */
   readonly version?: number
-  /** The domain events read: a tagged struct or class, or a union of them. Other event types are not read. */
-  readonly events: Schema.Schema<A, I>
+  /**
+   * The domain events read: a tagged struct or class, or a union of them (with `versions` and `upcasters`),
+   * or a codec already built (a decider's `codec`, so its events are compiled once). Other event types are
+   * not read.
+   */
+  readonly events: Schema.Schema<A, I> | Upcaster.EventCodec<A>
   readonly versions?: Upcaster.CodecOptions<A, I>["versions"]
   readonly upcasters?: ReadonlyArray<Upcaster.Upcaster>
   /** Only events of these stream categories; default all. */
@@ -78,19 +82,21 @@ export const make = <A extends { readonly _tag: string }, I, E = never, R = neve
       : undefined
   ].filter((p) => p !== undefined)
   if (problems.length > 0) throw new Error(`Projection ${JSON.stringify(options.name)} needs ${problems.join(", ")}`)
-  const codec = Effect.runSync(
-    Upcaster.codec({
-      events: options.events,
-      ...(options.versions === undefined ? {} : { versions: options.versions }),
-      ...(options.upcasters === undefined ? {} : { upcasters: options.upcasters })
-    })
-  )
+  const codec = Upcaster.isCodec(options.events)
+    ? options.events
+    : Effect.runSync(
+        Upcaster.codec({
+          events: options.events,
+          ...(options.versions === undefined ? {} : { versions: options.versions }),
+          ...(options.upcasters === undefined ? {} : { upcasters: options.upcasters })
+        })
+      )
   const handle = options.handle
   return {
     name: options.name,
     version: options.version ?? 1,
     codec,
-    types: [...new Set([...codec.types, ...(options.upcasters ?? []).map((u) => u.from.type)])],
+    types: [...codec.storedTypes],
     categories: options.categories,
     handleBatch:
       options.handleBatch ??

@@ -54,8 +54,8 @@ export interface Reaction<S, C> {
 /** Options of {@link make}. */
 export interface Options<A extends { readonly _tag: string }, I, S, SI, C extends CommandBus.Command> {
   readonly name: string
-  /** The events the saga reacts to (other types are not read). */
-  readonly events: Schema.Schema<A, I>
+  /** The events the saga reacts to (other types are not read): their Schema, or a codec already built. */
+  readonly events: Schema.Schema<A, I> | Upcaster.EventCodec<A>
   readonly versions?: Upcaster.CodecOptions<A, I>["versions"]
   readonly upcasters?: ReadonlyArray<Upcaster.Upcaster>
   readonly categories?: ReadonlyArray<string>

@@ -171,6 +171,8 @@ export interface Decoded<A> {
 export interface EventCodec<A> {
   /** The current event types (the schema's tags). */
   readonly types: ReadonlySet<string>
+  /** Every stored type it reads: the current ones and those its upcasters step from (renamed types). */
+  readonly storedTypes: ReadonlySet<string>
   /** The current schema version of each type. */
   readonly currentVersion: (type: string) => number
   /**
@@ -186,6 +188,10 @@ export interface EventCodec<A> {
   /** {@link decode} without a policy, as a plain value: for hot loops over many events. */
   readonly decodeEither: (recorded: Event.RecordedEvent) => Either.Either<ReadonlyArray<A>, EventDecodeError>
 }
+
+/** Whether `value` is an {@link EventCodec} (rather than the Schema of its events). */
+export const isCodec = <A>(value: Schema.Schema<A, any> | EventCodec<A>): value is EventCodec<A> =>
+  !Schema.isSchema(value) && typeof (value as EventCodec<A>).decodeEither === "function"
 
 /** Options of {@link codec}. */
 export interface CodecOptions<A, I> {
@@ -278,6 +284,7 @@ export const codec = <A extends { readonly _tag: string }, I>(
 
     return Effect.succeed({
       types,
+      storedTypes: new Set([...types, ...(options.upcasters ?? []).map((u) => u.from.type)]),
       currentVersion: (type: string) => versions.get(type) ?? 0,
       encode,
       decode,

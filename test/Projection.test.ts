@@ -17,6 +17,7 @@ import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Projection from "../src/Projection.js"
+import * as Upcaster from "../src/Upcaster.js"
 import * as Wakeup from "../src/Wakeup.js"
 import { uniqueCategory } from "./support/ids.js"
 
@@ -90,6 +91,26 @@ describe("Projection definitions", () => {
 })
 
 describe("Projection on memory stores", () => {
+  it.live("takes a codec already built (a decider's): its renamed types are read, upcast", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const codec = yield* Upcaster.codec({
+        events: Money,
+        upcasters: [Upcaster.rename({ from: "Credited", to: "Deposited", version: 1 })]
+      })
+      const seen = yield* Ref.make<ReadonlyArray<string>>([])
+      const projection = Projection.make({
+        name: `codec-${category}`,
+        events: codec,
+        categories: [category],
+        handle: (event) => Ref.update(seen, (s) => [...s, `${event._tag} ${event.amount}`])
+      })
+      yield* appendTo(`${category}-1`, deposit(1, "Credited"), deposit(2), deposit(3, "Withdrawn"))
+      yield* Projection.catchUp(projection)
+      assert.deepStrictEqual(yield* Ref.get(seen), ["Deposited 1", "Deposited 2", "Withdrawn 3"])
+    }).pipe(Effect.provide(stores()))
+  )
+
   it.live("catches up with the events of its types and categories only, each once, in stream order", () =>
     Effect.gen(function* () {
       const [category, other] = [yield* uniqueCategory, yield* uniqueCategory]

@@ -1,5 +1,6 @@
 /**
- * The bank's account aggregate: commands, events, domain errors and the decider. Every money event
+ * The bank's account aggregate: events, domain errors and the decider (its commands are the bus's, in
+ * `commands.ts`, declared once). Every money event
  * records the balance after it, so a reader can check that no decision was taken on stale state.
  *
  * The input rules live here once ({@link Owner}, {@link Amount}) and the command bus's commands and the
@@ -8,7 +9,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { Aggregate } from "effect-eventsourcing"
+import { Aggregate, type CommandBus } from "effect-eventsourcing"
+import type { CloseAccount, Deposit, OpenAccount, Withdraw } from "./commands.js"
 
 /** The largest balance an account may hold: beyond it, sums of numbers are no longer exact. */
 export const maxBalance = Number.MAX_SAFE_INTEGER
@@ -31,13 +33,8 @@ export const Amount = Schema.Finite.pipe(
   Schema.lessThanOrEqualTo(maxBalance, { identifier: "Amount" })
 )
 
-// commands
-export const OpenAccount = Schema.TaggedStruct("OpenAccount", { owner: Owner })
-export const Deposit = Schema.TaggedStruct("Deposit", { amount: Amount })
-export const Withdraw = Schema.TaggedStruct("Withdraw", { amount: Amount })
-export const CloseAccount = Schema.TaggedStruct("CloseAccount", {})
-export const AccountCommand = Schema.Union(OpenAccount, Deposit, Withdraw, CloseAccount)
-export type AccountCommand = typeof AccountCommand.Type
+/** What the decider decides on: the bus's account commands (`commands.ts`) without the account id. */
+export type AccountCommand = CommandBus.DeciderCommand<OpenAccount | Deposit | Withdraw | CloseAccount, "accountId">
 
 // events
 export const AccountOpened = Schema.TaggedStruct("AccountOpened", { owner: Schema.String })

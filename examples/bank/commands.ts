@@ -1,11 +1,11 @@
 /**
- * The bank's account commands as `Schema.TaggedRequest`s for the command bus (each names the account it
- * acts on), and their handlers on the `Account` aggregate, registered in one call. Their fields are the
- * aggregate's Schemas (`Owner`, `Amount`), which the HTTP API reuses: what one layer accepts, the others do.
+ * The bank's account commands, declared once, as `Schema.TaggedRequest`s for the command bus (each names
+ * the account it acts on): the `Account` decider decides on them (without the account id), and
+ * `CommandBus.deciderLayer` hands them to it. Their fields are the aggregate's Schemas (`Owner`, `Amount`),
+ * which the HTTP API reuses: what one layer accepts, the others do.
  */
-import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { Aggregate, CommandBus } from "effect-eventsourcing"
+import { CommandBus } from "effect-eventsourcing"
 import {
   Account,
   AccountAlreadyOpen,
@@ -46,14 +46,10 @@ export class CloseAccount extends Schema.TaggedRequest<CloseAccount>()("CloseAcc
 
 export const AccountCommands = CommandBus.group(OpenAccount, Deposit, Withdraw, CloseAccount)
 
-const handle = Aggregate.handler(Account)
-const handled = Effect.map((result: { readonly version: number }) => ({ version: result.version }))
-
-/** The account commands' handlers; `prefix` goes before every account id (tests isolate themselves with it). */
+/** The account commands' handlers: the `Account` decider; `prefix` goes before every account id (tests isolate themselves with it). */
 export const accountHandlers = (prefix = "") =>
-  AccountCommands.toLayer({
-    OpenAccount: (c) => handled(handle(`${prefix}${c.accountId}`, { _tag: "OpenAccount", owner: c.owner })),
-    Deposit: (c) => handled(handle(`${prefix}${c.accountId}`, { _tag: "Deposit", amount: c.amount })),
-    Withdraw: (c) => handled(handle(`${prefix}${c.accountId}`, { _tag: "Withdraw", amount: c.amount })),
-    CloseAccount: (c) => handled(handle(`${prefix}${c.accountId}`, { _tag: "CloseAccount" }))
+  CommandBus.deciderLayer(AccountCommands, Account, {
+    idField: "accountId",
+    idPrefix: prefix,
+    success: (result) => ({ version: result.version })
   })

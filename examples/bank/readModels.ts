@@ -9,7 +9,7 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { Projection } from "effect-eventsourcing"
-import { AccountEvent } from "./Account.js"
+import { Account } from "./Account.js"
 
 /** Creates the read-model tables if they are missing. */
 export const createTables = Effect.gen(function* () {
@@ -37,7 +37,7 @@ const accountIdOf = (streamId: string) => streamId.slice("Account-".length)
 
 export const Balances = Projection.make({
   name: "balances",
-  events: AccountEvent,
+  events: Account.codec,
   categories: ["Account"],
   handle: (event, envelope) =>
     Effect.gen(function* () {
@@ -66,7 +66,7 @@ export const Balances = Projection.make({
 
 export const History = Projection.make({
   name: "history",
-  events: AccountEvent,
+  events: Account.codec,
   categories: ["Account"],
   handle: (event, envelope) =>
     Effect.gen(function* () {
