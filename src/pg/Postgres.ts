@@ -29,7 +29,7 @@ import pg from "pg"
 import * as HotPath from "../sql/HotPath.js"
 import { guardTransactions } from "../sql/transaction.js"
 import * as Wakeup from "../Wakeup.js"
-import { onPool, PreparingClient } from "./internal/preparingClient.js"
+import { onPool } from "./internal/poolHotPath.js"
 
 /** Options of {@link layer}. */
 export interface Options {
@@ -41,9 +41,10 @@ export interface Options {
   readonly idleInTransactionTimeout?: Duration.DurationInput
   readonly applicationName?: string
   /**
-   * Whether the event store's append calls run as named prepared statements, parsed and planned once
-   * per connection instead of on every call; default true. Turn it off behind a connection pooler that
-   * cannot keep prepared statements (PgBouncer in transaction mode before version 1.21).
+   * Whether the event store's append calls outside transactions (its `HotPath`) run as named prepared
+   * statements, parsed and planned once per connection instead of on every call; default true. Turn it
+   * off behind a connection pooler that cannot keep prepared statements (PgBouncer in transaction mode
+   * before version 1.21). Appends inside a transaction go through the client, unprepared.
    */
   readonly preparedStatements?: boolean
 }
@@ -73,8 +74,7 @@ export const layer = (
     max: options.maxConnections ?? 10,
     application_name: options.applicationName ?? "effect-eventsourcing",
     keepAlive: true,
-    keepAliveInitialDelayMillis: 10_000,
-    ...(options.preparedStatements === false ? {} : { Client: PreparingClient })
+    keepAliveInitialDelayMillis: 10_000
   }
   const pool = Effect.acquireRelease(
     Effect.sync(() => new pg.Pool(config).on("error", () => {})),
@@ -102,7 +102,7 @@ export const layer = (
       const client = guardTransactions(yield* PgClient.fromPool({ acquire: Effect.succeed(acquired) }))
       return Context.make(PgClient.PgClient, client).pipe(
         Context.add(SqlClient.SqlClient, client),
-        Context.add(HotPath.HotPath, { outsideTransaction: onPool(acquired) }),
+        Context.add(HotPath.HotPath, { outsideTransaction: onPool(acquired, options.preparedStatements !== false) }),
         Context.add(Pool, acquired)
       )
     })

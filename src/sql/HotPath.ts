@@ -5,18 +5,15 @@
  * through the `SqlClient` otherwise. Inside a transaction a statement always goes through the client, on
  * the transaction's connection.
  *
- * Statements may ask to be prepared (parsed and planned once per connection) by starting with
- * {@link marker}: only those whose plan cannot depend on their arguments, with texts fixed per store, so a
- * connection holds a small, bounded set. A backend that cannot prepare them runs them as given.
+ * Only statements whose plan cannot depend on their arguments, with texts fixed per store, go this way:
+ * a hot path may prepare them (parse and plan them once per connection, as `Postgres.layer` does unless
+ * told not to), and a connection then holds a small, bounded set of them.
  */
 import * as Context from "effect/Context"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-
-/** The leading comment that asks for a statement to be prepared. */
-export const marker = "/* prepared */ "
 
 /** Runs one statement (text and parameters), answering its rows. */
 export type Run = (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>

@@ -4,7 +4,8 @@
  * its own subtransaction so that it is checked, committed or refused on its own). Refusals the function
  * raises on purpose come back as typed errors.
  *
- * Both calls are prepared statements, run on the client's `HotPath` outside transactions when it has one,
+ * Both calls run on the client's `HotPath` outside transactions when it has one (prepared statements on
+ * `Postgres.layer`'s),
  * and open no `sql.execute` span of their own: on this hot path the `EventStore.append` span around them
  * is the one span per operation.
  *
@@ -47,10 +48,10 @@ export const make = (
     // identifiers are validated lower-case names (see `tables`): they need no quoting
     const appendText =
       // positions as one comma-separated text: split at once, where `pg` parses an array character by character
-      `${HotPath.marker}select o_outcome, o_version, array_to_string(o_positions, ',') as o_positions, o_stored ` +
+      `select o_outcome, o_version, array_to_string(o_positions, ',') as o_positions, o_stored ` +
       `from ${options.tables.appendFunction}(` +
       "$1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10)"
-    const batchText = `${HotPath.marker}select ${options.tables.appendBatchFunction}($1::jsonb) as result`
+    const batchText = `select ${options.tables.appendBatchFunction}($1::jsonb) as result`
 
     /** One append, one round trip: the append function. */
     const callAppend = (append: PreparedAppend, runner: HotPath.Run) => {

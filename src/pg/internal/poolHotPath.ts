@@ -2,8 +2,8 @@
  * The `pg` side of the event store's hot path on PostgreSQL (see `sql/HotPath`):
  *
  * - **Named prepared statements.** `@effect/sql-pg` sends every statement unnamed, so the server parses
- *   and plans it on every call. A statement whose text starts with `HotPath.marker` is instead sent as a
- *   named prepared statement, parsed and planned once per connection (about 50 µs less per append here).
+ *   and plans it on every call. A hot statement is instead sent as a named prepared statement, parsed and
+ *   planned once per connection (about 50 µs less per append here), unless the Layer was told not to.
  * - **Straight on the pool.** Outside a transaction, a hot statement runs on a `pg` pool connection instead
  *   of going through `@effect/sql`'s statement machinery (a span, a scope, a connection acquired through
  *   Effect, the statement compiled again on every call): about 50 µs less CPU per append here, where the
@@ -28,19 +28,9 @@ const nameOf = (text: string): string => {
   return name
 }
 
-/** A `pg` client that runs marked statements as named prepared statements, and everything else as given. */
-export class PreparingClient extends pg.Client {
-  // `any`: this stands in for every overload of `pg.Client.query`, and passes each call through
-  override query(config: any, values?: any, callback?: any): any {
-    return typeof config === "string" && config.startsWith(HotPath.marker)
-      ? super.query({ name: nameOf(config), text: config, values }, callback)
-      : super.query(config, values, callback)
-  }
-}
-
-/** Statements straight on `pool` (see the module doc). */
+/** Statements straight on `pool`, as named prepared statements when `prepared` (see the module doc). */
 export const onPool =
-  (pool: pg.Pool): HotPath.Run =>
+  (pool: pg.Pool, prepared: boolean): HotPath.Run =>
   // no canceller: an interrupted caller stops waiting, and the pool takes the connection back when the
   // statement ends (`@effect/sql` would send a best-effort cancel; either way the outcome is unknown)
   (text, params) =>
@@ -67,8 +57,11 @@ export const onPool =
         }
         const onError = (cause: Error) => finish(cause, [])
         client!.once("error", onError)
-        client!.query(text, params as Array<unknown>, (cause: Error | undefined, result: pg.QueryResult | undefined) =>
-          cause === undefined || cause === null ? finish(undefined, result!.rows) : finish(cause, [])
+        const values = params as Array<unknown>
+        client!.query(
+          prepared ? { name: nameOf(text), text, values } : { text, values },
+          (cause: Error | undefined, result: pg.QueryResult | undefined) =>
+            cause === undefined || cause === null ? finish(undefined, result!.rows) : finish(cause, [])
         )
       })
     })
