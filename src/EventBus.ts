@@ -1,20 +1,9 @@
 /**
  * Integration events for other services and bounded contexts: the outbox relay publishes committed
- * events (see `Outbox`), subscribers receive them as {@link Message}s in consumer groups.
- *
- * - A **group** receives every message once; the group's members (subscriptions with the same group
- *   name, in one process or several) share its messages. Each group has its own retries and dead letters.
- * - A failing handler gets the message again after a capped exponential delay, at most `maxDeliveries`
- *   times; then the message is dead-lettered with the last failure as the reason, and the group moves on.
- * - Delivery is at-least-once: make handlers idempotent, e.g. with `Inbox.idempotent`, which records the
- *   message id in the same transaction as the handler's writes.
- *
- * Two implementations: {@link layerMemory} (in-process, the embedded default) and `nats/NatsEventBus`
- * (JetStream durable pull consumers).
- *
- * **Gotchas**: per-stream order holds for a group with one member and no redelivery; the in-process bus
- * retries a message before taking the next one (order kept until a dead letter), JetStream redelivers a
- * failed message after later ones. Several members of one group process messages concurrently.
+ * events (see `Outbox`), subscribers receive them as {@link Message}s in consumer groups, at least once,
+ * with retries and dead letters per group. Two implementations: {@link layerMemory} (in-process, the
+ * embedded default) and `nats/NatsEventBus` (JetStream durable pull consumers). Groups, delivery and
+ * the Gotchas: {@link EventBus}.
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -79,7 +68,20 @@ export class EventBusError extends Schema.TaggedError<EventBusError>()("EventBus
   }
 }
 
-/** The event bus service. */
+/**
+ * The event bus service.
+ *
+ * - A **group** receives every message once; the group's members (subscriptions with the same group
+ *   name, in one process or several) share its messages. Each group has its own retries and dead letters.
+ * - A failing handler gets the message again after a capped exponential delay, at most `maxDeliveries`
+ *   times; then the message is dead-lettered with the last failure as the reason, and the group moves on.
+ * - Delivery is at-least-once: make handlers idempotent, e.g. with `Inbox.idempotent`, which records the
+ *   message id in the same transaction as the handler's writes.
+ *
+ * **Gotchas**: per-stream order holds for a group with one member and no redelivery; the in-process bus
+ * retries a message before taking the next one (order kept until a dead letter), JetStream redelivers a
+ * failed message after later ones. Several members of one group process messages concurrently.
+ */
 export class EventBus extends Context.Tag("effect-eventsourcing/EventBus")<
   EventBus,
   {

@@ -5,21 +5,8 @@
  * The event log is the outbox: the relay is a checkpointed runner over the store's no-skip global
  * order, so it sees exactly the events whose transactions committed (a rolled-back append is never
  * published), and it moves its checkpoint only after the broker acknowledged a batch (never before).
- * Publishing is at-least-once: a relay stopped between the ack and its checkpoint publishes the batch
- * again, under the same message ids (the event ids), which JetStream drops as duplicates within its
- * duplicate window.
- *
- * Ordering: one relay per partition at a time (partition leases, as for projections), publishing each
- * batch in order; several processes can run the relay, and share its partitions.
- *
- * **Gotchas**: a broker outage stalls the relay (retried with capped backoff, state `stalled`) and the
- * status's lag in seconds is the age of the oldest unpublished event: keep it well inside JetStream's
- * duplicate window, or a republished event may be stored twice. The relay holds no transaction open while
- * it publishes (the checkpoint commits after the acks).
- *
- * Integration messages other than domain events are enqueued with {@link enqueue}: stored as events of
- * their topic's streams, in the caller's transaction, and relayed like any event (so the same guarantees
- * hold for them, and projections can read them too).
+ * Publishing is at-least-once, under the event ids as message ids. Ordering, integration messages
+ * ({@link enqueue}) and the Gotchas: {@link relay}.
  */
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -98,6 +85,21 @@ const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
  * timed in `eventsourcing_outbox_publish_duration_seconds{relay}`; the backlog and the age of the oldest
  * unpublished event are the runner's lag gauges (`eventsourcing_projection_lag_events` and
  * `eventsourcing_projection_lag_seconds` with `projection` = the relay's name), see `Metrics`.
+ *
+ * A relay stopped between the ack and its checkpoint publishes the batch again, under the same message
+ * ids (the event ids), which JetStream drops as duplicates within its duplicate window.
+ *
+ * Ordering: one relay per partition at a time (partition leases, as for projections), publishing each
+ * batch in order; several processes can run the relay, and share its partitions.
+ *
+ * **Gotchas**: a broker outage stalls the relay (retried with capped backoff, state `stalled`) and the
+ * status's lag in seconds is the age of the oldest unpublished event: keep it well inside JetStream's
+ * duplicate window, or a republished event may be stored twice. The relay holds no transaction open while
+ * it publishes (the checkpoint commits after the acks).
+ *
+ * Integration messages other than domain events are enqueued with {@link enqueue}: stored as events of
+ * their topic's streams, in the caller's transaction, and relayed like any event (so the same guarantees
+ * hold for them, and projections can read them too).
  */
 export const relay = (
   options: RelayOptions = {}

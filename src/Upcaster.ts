@@ -1,22 +1,9 @@
 /**
  * Typed events from stored ones: an event codec built from Effect Schemas, with upcasters for schema
- * evolution.
- *
- * The user declares the domain events as a Schema (a tagged struct or class, or a union of them; the
- * `_tag` is the stored event type) and the current `schemaVersion` of each type (default 1). The codec
- * encodes a domain event into what the store keeps (`type`, `schemaVersion`, JSON `data` without the
- * `_tag`) and decodes a recorded event back, first running it through the upcasters from whatever
- * version was stored up to the current one.
- *
- * An upcaster is a pure value keyed by (type, version) that turns encoded data of that version into zero
- * or more events of other (type, version) pairs: the next version of the same type (`step`, or `schema`
- * from an old Schema to a new one), another name (`rename`), several events (`make`) or none (`drop`).
- * The set is checked when the codec is made (at Layer build): duplicate registrations, versions without
- * a path to the current one, cycles and targets that lead nowhere are configuration errors.
- *
- * Decoding failures (undecodable data, a failing upcaster, an unknown type or version) follow the
- * consumer's tolerant-reader policy: `fail` (default) with {@link EventDecodeError}, or `skip` (logged
- * and counted in `eventsourcing_events_skipped_total`). Upcast results are never written back.
+ * evolution. The codec encodes a domain event into what the store keeps and decodes a recorded event
+ * back, upcast from whatever version was stored to the current one; the upcasters are checked when the
+ * codec is made, and upcast results are never written back. How a codec is declared, the upcasters and
+ * the decoding policies: {@link codec}.
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -208,6 +195,22 @@ export const skippedEvents = Metrics.eventsSkippedTotal
 /**
  * Makes a codec, checking the declaration: every type known, every older version upcastable to the
  * current one, no duplicates, no cycles, no target leading nowhere.
+ *
+ * The user declares the domain events as a Schema (a tagged struct or class, or a union of them; the
+ * `_tag` is the stored event type) and the current `schemaVersion` of each type (default 1). The codec
+ * encodes a domain event into what the store keeps (`type`, `schemaVersion`, JSON `data` without the
+ * `_tag`) and decodes a recorded event back, first running it through the upcasters from whatever
+ * version was stored up to the current one.
+ *
+ * An upcaster is a pure value keyed by (type, version) that turns encoded data of that version into zero
+ * or more events of other (type, version) pairs: the next version of the same type (`step`, or `schema`
+ * from an old Schema to a new one), another name (`rename`), several events (`make`) or none (`drop`).
+ * The set is checked when the codec is made (at Layer build): duplicate registrations, versions without
+ * a path to the current one, cycles and targets that lead nowhere are configuration errors.
+ *
+ * Decoding failures (undecodable data, a failing upcaster, an unknown type or version) follow the
+ * consumer's tolerant-reader policy: `fail` (default) with {@link EventDecodeError}, or `skip` (logged
+ * and counted in `eventsourcing_events_skipped_total`). Upcast results are never written back.
  */
 export const codec = <A extends { readonly _tag: string }, I>(
   options: CodecOptions<A, I>

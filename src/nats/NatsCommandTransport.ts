@@ -6,18 +6,7 @@
  * - {@link layerClient}: a `CommandBus` whose `dispatch` sends the command to whichever instance serves
  *   it and returns its result: the same typed signature as the local bus.
  *
- * Wire format (JSON): the request is `{ command, metadata }` (the command encoded by its Schema, and the
- * caller's command context: command id, correlation id, principal...); the reply is the encoded `Exit`
- * of the dispatch, whose failures are the command's domain errors or the bus's own errors, so both
- * come back typed. A reply that does not decode is a `CommandTransportError`.
- *
- * **Gotchas**: the server trusts the metadata it receives (the principal and roles that authorization
- * checks): secure the subjects with NATS permissions. A timed-out command may still complete on the
- * server; retrying it with the same command id is safe (the aggregate dedups it). The client fails fast
- * with `CommandTransportError` while disconnected instead of waiting for its timeout. A subscription the
- * server refuses (permissions) fails the serving Layer; permissions taken away later, by a configuration
- * reload, end a queue subscription without the client being told (NATS 2.9): that instance then serves
- * nothing for the command until it is restarted.
+ * The wire format and the Gotchas (the server trusts the metadata it receives): {@link serve}.
  */
 import { errors as NatsErrors, type Msg, type Subscription } from "@nats-io/transport-node"
 import * as Duration from "effect/Duration"
@@ -103,6 +92,19 @@ const checkSubjects = (prefix: string, tags: ReadonlyArray<string>) => {
  * Serves the `CommandBus` in context over NATS until the Layer is released: then it unsubscribes and
  * gives requests in progress up to 10 seconds to finish their reply. Requests beyond `concurrency`
  * running and as many waiting are answered at once with `BusOverloaded`.
+ *
+ * Wire format (JSON): the request is `{ command, metadata }` (the command encoded by its Schema, and the
+ * caller's command context: command id, correlation id, principal...); the reply is the encoded `Exit`
+ * of the dispatch, whose failures are the command's domain errors or the bus's own errors, so both
+ * come back typed. A reply that does not decode is a `CommandTransportError`.
+ *
+ * **Gotchas**: the server trusts the metadata it receives (the principal and roles that authorization
+ * checks): secure the subjects with NATS permissions. A timed-out command may still complete on the
+ * server; retrying it with the same command id is safe (the aggregate dedups it). The client fails fast
+ * with `CommandTransportError` while disconnected instead of waiting for its timeout. A subscription the
+ * server refuses (permissions) fails the serving Layer; permissions taken away later, by a configuration
+ * reload, end a queue subscription without the client being told (NATS 2.9): that instance then serves
+ * nothing for the command until it is restarted.
  */
 export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBusConfigError, CommandBus | Nats> =>
   Layer.scopedDiscard(

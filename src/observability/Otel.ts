@@ -1,26 +1,10 @@
 /**
  * OpenTelemetry for programs using the library: Layers that send Effect's spans (the library's
  * `CommandBus.dispatch`, `Aggregate.handle`, `EventStore.append`, `Projection.batch`, `Saga.react`,
- * `Outbox.publish`, and the program's own) and Effect's metrics (see `Metrics`) to a collector, and an
- * in-memory tracer for tests.
- *
- * - {@link layerOtlp}: OTLP over HTTP (`@effect/opentelemetry`'s own exporters, no OpenTelemetry SDK),
- *   configured by the standard environment variables, read with Effect `Config` (so a `ConfigProvider`
- *   can supply them): `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318`), the per-signal
- *   `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`,
- *   `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `http/json`), `OTEL_SERVICE_NAME`,
- *   `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SDK_DISABLED`.
- * - {@link layerMemory}: the OpenTelemetry SDK with an in-memory exporter, read through {@link SpanRecorder}.
- *
- * Trace continuity: the command's trace covers the dispatch, the aggregate and the append; the events
- * carry the append's `traceparent` in their metadata (and NATS messages in a `traceparent` header).
- * Projection batches and saga reactions run later, in traces of their own, with span links to the spans
- * that appended their events.
- *
- * **Gotchas**: spans and metrics are exported in the background every few seconds, and flushed when the
- * Layer's scope closes: a process that exits without closing it loses the last ones. An unreachable
- * collector pauses the exporter for a minute (logged at debug level); the program is never slowed down.
- * Metrics are process-global: every process exports its own, under its resource attributes.
+ * `Outbox.publish`, and the program's own) and Effect's metrics (see `Metrics`) to a collector
+ * ({@link layerOtlp}, configured by the standard environment variables), and an in-memory tracer for tests
+ * ({@link layerMemory}). A trace goes from a command to the events it appended; projection batches and
+ * saga reactions link back to it. The variables, trace continuity and Gotchas: {@link layerOtlp}.
  */
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import * as OtlpLogger from "@effect/opentelemetry/OtlpLogger"
@@ -83,13 +67,31 @@ export const otlpConfig = Config.all({
 
 /**
  * Exports spans and metrics (and, if asked, logs) over OTLP/HTTP, as configured by the standard
- * environment variables (see the module doc) and `options`. Needs an `HttpClient`: provide
+ * environment variables (below) and `options`. Needs an `HttpClient`: provide
  * `FetchHttpClient.layer` (`@effect/platform`) or `NodeHttpClient.layerUndici` (`@effect/platform-node`).
  * With `OTEL_SDK_DISABLED=true` it does nothing. An unsupported `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`)
  * fails the Layer with a `ConfigError`.
  *
  * **Gotchas**: export happens in the Layer's scope: provide it at the top of the program (the spans of
  * code outside it go to Effect's default tracer, which keeps them nowhere).
+ *
+ * - {@link layerOtlp}: OTLP over HTTP (`@effect/opentelemetry`'s own exporters, no OpenTelemetry SDK),
+ *   configured by the standard environment variables, read with Effect `Config` (so a `ConfigProvider`
+ *   can supply them): `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318`), the per-signal
+ *   `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`,
+ *   `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `http/json`), `OTEL_SERVICE_NAME`,
+ *   `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SDK_DISABLED`.
+ * - {@link layerMemory}: the OpenTelemetry SDK with an in-memory exporter, read through {@link SpanRecorder}.
+ *
+ * Trace continuity: the command's trace covers the dispatch, the aggregate and the append; the events
+ * carry the append's `traceparent` in their metadata (and NATS messages in a `traceparent` header).
+ * Projection batches and saga reactions run later, in traces of their own, with span links to the spans
+ * that appended their events.
+ *
+ * **Gotchas**: spans and metrics are exported in the background every few seconds, and flushed when the
+ * Layer's scope closes: a process that exits without closing it loses the last ones. An unreachable
+ * collector pauses the exporter for a minute (logged at debug level); the program is never slowed down.
+ * Metrics are process-global: every process exports its own, under its resource attributes.
  */
 export const layerOtlp = (
   options: OtlpOptions = {}
