@@ -24,15 +24,11 @@ import * as Event from "../Event.js"
 import {
   type AppendOptions,
   type AppendResult,
-  ConcurrencyConflict,
   defaultCommandTtl,
   defaultLimits,
   EventStore,
   EventStoreError,
-  type HeldBack,
   type HeldBackOptions,
-  maxHeldBackCount,
-  type InvalidAppend,
   type Limits,
   StreamNotFound
 } from "../EventStore.js"
@@ -44,8 +40,10 @@ import * as Wakeup from "../Wakeup.js"
 import * as BackendLimits from "./backendLimits.js"
 import * as CommandRecords from "./commandRecords.js"
 import * as HotPath from "./HotPath.js"
+import type { EventRow, EventsDialect } from "./internal/eventsDialect.js"
+import * as PgEvents from "./internal/pgEvents.js"
+import * as SerialEvents from "./internal/serialEvents.js"
 import * as PgAppend from "./pgAppend.js"
-import * as SerialAppend from "./serialAppend.js"
 import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link make}. */
@@ -74,26 +72,6 @@ export interface Options extends TableOptions {
 }
 
 type Dialect = "pg" | "sqlite" | "mysql"
-
-interface HeadRow {
-  readonly transaction_id: string | number | null
-  readonly position: string | number | null
-}
-
-interface EventRow {
-  readonly position: string | number
-  readonly transaction_id?: string
-  readonly stream_id: string
-  readonly category: string
-  readonly version: number
-  readonly event_id: string
-  readonly type: string
-  readonly schema_version: number
-  readonly data: unknown
-  readonly metadata: unknown
-  /** Epoch milliseconds (PostgreSQL sends a number: cheaper to read than a timestamp). */
-  readonly recorded_at: number
-}
 
 /**
  * Builds the store on the `SqlClient` in context, migrating its tables first unless told not to. The
@@ -189,12 +167,42 @@ export const make = (
     const pageSize = Math.max(1, options.readPageSize ?? 500)
     const failWith = (operation: string) => (cause: SqlError) => storeError(operation)(cause)
 
-    const columns =
+    /** Positions of events already stored at versions first..first+count-1 (the result of a retried append). */
+    const originalResult = (append: PreparedAppend, firstVersion: number) =>
+      Effect.map(
+        sql<{ readonly position: string | number }>`
+          select position from ${sql(t.events)}
+          where stream_id = ${append.streamId} and version >= ${firstVersion} and version < ${firstVersion + append.events.length}
+          order by version`,
+        (rows): AppendResult => ({
+          streamId: append.streamId,
+          version: firstVersion + append.events.length - 1,
+          positions: rows.map((r) => BigInt(r.position))
+        })
+      )
+
+    const resolveStored = (append: PreparedAppend, stored: ReadonlyMap<string, number>, current: number) =>
+      Either.match(
+        resolveDuplicates(append, (id) => stored.get(id), current)!,
+        {
+          onLeft: (error) => Effect.fail(error),
+          onRight: ({ firstVersion }) => originalResult(append, firstVersion)
+        }
+      )
+
+    /** The dialect, chosen once: PostgreSQL's read horizon and append function, or a serial append. */
+    const statements: EventsDialect =
       dialect === "pg"
-        ? sql`position::text as position, transaction_id::text as transaction_id, stream_id, category, version,
-              event_id::text as event_id, type, schema_version, data, metadata,
-              floor(date_part('epoch', recorded_at) * 1000) as recorded_at`
-        : sql`position, stream_id, category, version, event_id, type, schema_version, data, metadata, recorded_at`
+        ? yield* PgEvents.make({
+            sql,
+            tables: t,
+            hotPath: yield* Effect.serviceOption(HotPath.HotPath),
+            commandTtl,
+            groupCommit: options.groupCommit,
+            resolveStored
+          })
+        : SerialEvents.make({ sql, tables: t, dialect, commandTtl, resolveStored, packet: backend.packet })
+    const columns = statements.columns
 
     /**
      * Rows as recorded events. The events of one append share their transaction and its time, so a page
@@ -220,9 +228,8 @@ export const make = (
           eventId: row.event_id,
           type: row.type,
           schemaVersion: row.schema_version,
-          // PostgreSQL returns parsed json (the text as appended); SQLite and MySQL store the JSON text
-          data: dialect === "pg" ? row.data : JSON.parse(row.data as string),
-          metadata: (dialect === "pg" ? row.metadata : JSON.parse(row.metadata as string)) as Event.Metadata,
+          data: statements.json(row.data),
+          metadata: statements.json(row.metadata) as Event.Metadata,
           streamId: row.stream_id as Event.StreamId,
           category: row.category,
           version: row.version,
@@ -232,83 +239,6 @@ export const make = (
         }
       })
     }
-
-    /** Positions of events already stored at versions first..first+count-1 (the result of a retried append). */
-    const originalResult = (append: PreparedAppend, firstVersion: number) =>
-      Effect.map(
-        sql<{ readonly position: string | number }>`
-          select position from ${sql(t.events)}
-          where stream_id = ${append.streamId} and version >= ${firstVersion} and version < ${firstVersion + append.events.length}
-          order by version`,
-        (rows): AppendResult => ({
-          streamId: append.streamId,
-          version: firstVersion + append.events.length - 1,
-          positions: rows.map((r) => BigInt(r.position))
-        })
-      )
-
-    const resolveStored = (append: PreparedAppend, stored: ReadonlyMap<string, number>, current: number) =>
-      Either.match(
-        resolveDuplicates(append, (id) => stored.get(id), current)!,
-        {
-          onLeft: (error) => Effect.fail(error),
-          onRight: ({ firstVersion }) => originalResult(append, firstVersion)
-        }
-      )
-
-    const conflict = (append: PreparedAppend, actual: number) =>
-      new ConcurrencyConflict({ streamId: append.streamId, expected: append.expectedVersion, actual })
-
-    const callPgAppend =
-      dialect === "pg"
-        ? yield* PgAppend.make({
-            sql,
-            hotPath: yield* Effect.serviceOption(HotPath.HotPath),
-            tables: t,
-            commandTtl,
-            groupCommit: options.groupCommit
-          })
-        : undefined
-
-    /** What the append function's outcome means for the caller. */
-    const interpret = (
-      append: PreparedAppend,
-      result: PgAppend.Outcome
-    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | SqlError> => {
-      switch (result.outcome) {
-        case "ok":
-          return Effect.succeed<AppendResult>({
-            streamId: append.streamId,
-            version: result.version,
-            positions: result.positions!.map(BigInt)
-          })
-        case "conflict":
-          return Effect.fail(conflict(append, result.version))
-        case "duplicates": {
-          const stored = new Map<string, number>()
-          append.events.forEach((e, i) => {
-            const version = result.stored![i]
-            if (version !== null && version !== undefined) stored.set(e.eventId, version)
-          })
-          return resolveStored(append, stored, result.version)
-        }
-      }
-    }
-
-    const appendPg = (append: PreparedAppend) =>
-      Effect.flatMap(callPgAppend!(append), (outcome) => interpret(append, outcome))
-
-    const appendSerial =
-      dialect === "pg"
-        ? undefined
-        : SerialAppend.make({
-            sql,
-            tables: t,
-            dialect,
-            commandTtl,
-            resolveStored,
-            packet: backend.packet
-          })
 
     /** The append, then a wake-up hint for readers if it wrote events (and there is a `Wakeup`). */
     const hinted = <E, R>(appended: Effect.Effect<AppendResult, E, R>) =>
@@ -331,9 +261,7 @@ export const make = (
     const append: EventStore["Type"]["append"] = (streamId, events, appendOptions) =>
       Effect.flatMap(prepare(streamId, events, appendOptions), (prepared) =>
         hinted(
-          Effect.catchTag(dialect === "pg" ? appendPg(prepared) : appendSerial!(prepared), "SqlError", (cause) =>
-            Effect.fail(failWith("append")(cause))
-          )
+          Effect.catchTag(statements.append(prepared), "SqlError", (cause) => Effect.fail(failWith("append")(cause)))
         )
       )
 
@@ -411,26 +339,7 @@ export const make = (
       if (invalid !== undefined) return Stream.fail(invalid)
       const filters = filtersOf(readOptions)
       const page = (after: Event.Checkpoint) =>
-        (dialect === "pg"
-          ? // the read horizon applies outside the page's limit: held-back rows sort after every readable one,
-            // so the page holds the same rows, and the planner always reads the index in order (given the
-            // horizon as a condition, it misjudged how many rows pass on a table without statistics and sorted
-            // the rest of the log for every page). The price: while a transaction holds readers back, a page
-            // may read up to its limit of held-back rows. The subquery takes the horizon once, not per row; the
-            // order is by the table's columns (the select list casts them to text under the same names).
-            sql<EventRow>`select ${columns} from (
-                select * from ${sql(t.events)} as e
-                where (e.transaction_id, e.position) > (${String(after.transaction)}::xid8, ${String(after.position)}::bigint)
-                  ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
-                order by e.transaction_id, e.position limit ${batchSize}
-              ) as e
-              where e.transaction_id < (select pg_snapshot_xmin(pg_current_snapshot()))
-              order by e.transaction_id, e.position`
-          : sql<EventRow>`select ${columns} from ${sql(t.events)}
-              where position > ${Number(after.position)}
-                ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
-              order by position limit ${batchSize}`
-        ).pipe(
+        statements.readAllPage(after, filters, batchSize).pipe(
           Effect.mapError(failWith("readAll")),
           Effect.map((rows) => {
             const events = toRecorded(rows)
@@ -443,65 +352,31 @@ export const make = (
       return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
     }
 
-    const head: EventStore["Type"]["head"] = (
-      dialect === "pg"
-        ? sql<HeadRow>`
-            select transaction_id::text as transaction_id, position::text as position from ${sql(t.events)}
-            where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            order by transaction_id desc, position desc limit 1`
-        : sql<HeadRow>`
-            select max(position) as transaction_id, max(position) as position from ${sql(t.events)}`
-    ).pipe(
+    const head: EventStore["Type"]["head"] = statements.head.pipe(
       Effect.mapError(failWith("head")),
-      Effect.map(([row]) =>
-        row?.transaction_id == null || row.position === null
-          ? Event.start
-          : { transaction: BigInt(row.transaction_id), position: BigInt(row.position) }
-      )
+      Effect.map(Option.getOrElse(() => Event.start))
     )
 
     const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
       Effect.flatMap(Event.streamId(streamId), (id) => Effect.mapError(versionOf(id), failWith("streamVersion")))
 
     const findCommand: EventStore["Type"]["findCommand"] = (commandId) =>
-      Effect.gen(function* () {
-        const now = DateTime.toEpochMillis(yield* DateTime.now)
-        const rows =
-          dialect === "pg"
-            ? yield* sql<PgAppend.CommandRow>`select stream_id, version, positions::text[] as positions from ${sql(t.commands)}
-                where command_id = ${commandId} and recorded_at > now() - make_interval(secs => ${commandTtl / 1000})`
-            : yield* sql<PgAppend.CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
-                where command_id = ${commandId} and recorded_at > ${now - commandTtl}`
-        return Option.map(Option.fromNullable(rows[0]), (row) => {
-          const { positions, streamId, version } = PgAppend.toDuplicate(commandId, row)
-          return { commandId, streamId: streamId as Event.StreamId, version, positions }
-        })
-      }).pipe(Effect.mapError(failWith("findCommand")))
+      statements.findCommand(commandId, commandTtl).pipe(
+        Effect.mapError(failWith("findCommand")),
+        Effect.map(
+          Option.map((row) => {
+            const { positions, streamId, version } = PgAppend.toDuplicate(commandId, row)
+            return { commandId, streamId: streamId as Event.StreamId, version, positions }
+          })
+        )
+      )
 
-    /** PostgreSQL: the events committed at or above the read horizon (see `readAll`), and who holds it. */
+    /** The events committed that readers cannot return yet (PostgreSQL's read horizon, see `readAll`). */
     const heldBack: EventStore["Type"]["heldBack"] = (heldOptions) => {
       const invalid = checkPartition(heldOptions?.partition)
-      if (invalid !== undefined) return Effect.fail(invalid)
-      if (dialect !== "pg") return Effect.succeed(Option.none())
-      const filters = filtersOf(heldOptions)
-      return Effect.gen(function* () {
-        // counted up to a bound, oldest first: a long stall must not make every sample scan what piled up
-        const [row] = yield* sql<{ readonly events: string | number; readonly since: number | null }>`
-          select count(*) as events, floor(date_part('epoch', min(recorded_at)) * 1000) as since
-          from (
-            select recorded_at from ${sql(t.events)}
-            where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
-              ${filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``}
-            order by transaction_id, position limit ${maxHeldBackCount}
-          ) as held`
-        if (row === undefined || row.since === null || Number(row.events) === 0) return Option.none()
-        const oldest = yield* oldestTransaction(sql)
-        return Option.some<HeldBack>({
-          events: Number(row.events),
-          since: DateTime.unsafeMake(Number(row.since)),
-          blocker: Option.map(oldest, describeBlocker)
-        })
-      }).pipe(Effect.mapError(failWith("heldBack")))
+      return invalid !== undefined
+        ? Effect.fail(invalid)
+        : Effect.mapError(statements.heldBack(filtersOf(heldOptions)), failWith("heldBack"))
     }
 
     return EventStore.of(instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand }))
@@ -523,64 +398,4 @@ export const appendBatchSize = PgAppend.batchSize
 export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> =>
   Layer.scoped(EventStore, make(options))
 
-/** The oldest transaction still running in the cluster, which holds the read horizon back. */
-export interface BlockingTransaction {
-  readonly pid: number
-  readonly transactionId: bigint
-  readonly startedAt: Date | null
-  readonly state: string | null
-  readonly applicationName: string | null
-  readonly database: string | null
-  /** The first 200 characters of its current or last statement. */
-  readonly query: string | null
-}
-
-/** The PostgreSQL read horizon and, if any, the transaction holding it back. */
-export interface Horizon {
-  /** Readers see transactions below this id. */
-  readonly xmin: bigint
-  readonly oldest: Option.Option<BlockingTransaction>
-}
-
-/**
- * Reports the read horizon (PostgreSQL): when readers stall, `oldest` names the backend to look at
- * (or to terminate).
- */
-export const horizon: Effect.Effect<Horizon, EventStoreError, SqlClient.SqlClient> = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* sql<{ readonly xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`
-  return { xmin: BigInt(row!.xmin), oldest: yield* oldestTransaction(sql) }
-}).pipe(Effect.mapError(storeError("horizon")))
-
-/** The oldest transaction running in the cluster (PostgreSQL), if any. */
-const oldestTransaction = (sql: SqlClient.SqlClient) =>
-  Effect.map(
-    sql<{
-      readonly pid: number
-      readonly xid: string
-      readonly xact_start: Date | null
-      readonly state: string | null
-      readonly application_name: string | null
-      readonly datname: string | null
-      readonly query: string | null
-    }>`select pid, backend_xid::text as xid, xact_start, state, application_name, datname, left(query, 200) as query
-       from pg_stat_activity where backend_xid is not null order by age(backend_xid) desc limit 1`,
-    (rows) =>
-      Option.map(Option.fromNullable(rows[0]), (o): BlockingTransaction => ({
-        pid: o.pid,
-        transactionId: BigInt(o.xid),
-        startedAt: o.xact_start,
-        state: o.state,
-        applicationName: o.application_name,
-        database: o.datname,
-        query: o.query
-      }))
-  )
-
-/** A blocking transaction in one line, for statuses and logs. */
-const describeBlocker = (t: BlockingTransaction): string =>
-  `backend ${t.pid}` +
-  (t.applicationName ? ` (${t.applicationName})` : "") +
-  (t.state === null ? "" : `, ${t.state}`) +
-  (t.startedAt === null ? "" : `, in a transaction since ${t.startedAt.toISOString()}`) +
-  (t.query ? `: ${t.query}` : "")
+export { type BlockingTransaction, type Horizon, horizon } from "./internal/pgEvents.js"

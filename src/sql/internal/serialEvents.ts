@@ -1,0 +1,66 @@
+/**
+ * The SQL event store's dialect where positions are commit order (SQLite, MySQL/MariaDB): appends are one
+ * serial transaction (see `serialAppend`), global reads go by position, and nothing is ever held back.
+ *
+ * @internal
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { AppendResult, ConcurrencyConflict, InvalidAppend } from "../../EventStore.js"
+import type { PreparedAppend } from "../../internal/appendPreparation.js"
+import type { Tables } from "../migrations.js"
+import type * as PgAppend from "../pgAppend.js"
+import * as SerialAppend from "../serialAppend.js"
+import type { EventRow, EventsDialect } from "./eventsDialect.js"
+
+/** Builds the dialect. */
+export const make = (options: {
+  readonly sql: SqlClient.SqlClient
+  readonly tables: Tables
+  readonly dialect: "sqlite" | "mysql"
+  readonly commandTtl: number
+  /** MySQL: the server's `max_allowed_packet` (see `backendLimits`). */
+  readonly packet: number | undefined
+  /** The original result of an append whose events are (partly) stored already, in a stream at `current`. */
+  readonly resolveStored: (
+    append: PreparedAppend,
+    stored: ReadonlyMap<string, number>,
+    current: number
+  ) => Effect.Effect<AppendResult, InvalidAppend | ConcurrencyConflict | SqlError>
+}): EventsDialect => {
+  const { sql, tables: t } = options
+  const columns = sql`position, stream_id, category, version, event_id, type, schema_version, data, metadata, recorded_at`
+  const where = (filters: ReadonlyArray<Statement.Fragment>) =>
+    filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``
+  return {
+    columns,
+    // stored as the JSON text
+    json: (column) => JSON.parse(column as string),
+    append: SerialAppend.make(options),
+    readAllPage: (after, filters, limit) =>
+      sql<EventRow>`select ${columns} from ${sql(t.events)}
+        where position > ${Number(after.position)} ${where(filters)}
+        order by position limit ${limit}`,
+    // the position is the transaction: positions are commit order
+    head: Effect.map(
+      sql<{ readonly position: string | number | null }>`select max(position) as position from ${sql(t.events)}`,
+      ([row]) =>
+        row?.position == null
+          ? Option.none()
+          : Option.some({ transaction: BigInt(row.position), position: BigInt(row.position) })
+    ),
+    findCommand: (commandId, ttlMillis) =>
+      Effect.flatMap(DateTime.now, (now) =>
+        Effect.map(
+          sql<PgAppend.CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
+            where command_id = ${commandId} and recorded_at > ${DateTime.toEpochMillis(now) - ttlMillis}`,
+          (rows) => Option.fromNullable(rows[0])
+        )
+      ),
+    heldBack: () => Effect.succeedNone
+  }
+}
