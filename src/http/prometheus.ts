@@ -1,6 +1,17 @@
 /**
  * Renders Effect's metric snapshot (`Metric.snapshot`) in the Prometheus text exposition format, version
- * 0.0.4, for the `/metrics` endpoint of `EventBrowserApi`.
+ * 0.0.4, for the `/metrics` endpoint of `EventBrowserApi`. The mapping of Effect's metric kinds, name
+ * sanitizing and the Gotchas: {@link render}.
+ */
+import type * as MetricPair from "effect/MetricPair"
+import * as MetricState from "effect/MetricState"
+import * as Option from "effect/Option"
+
+/** The Content-Type of the text exposition format rendered by {@link render}. */
+export const contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+/**
+ * Renders a metric snapshot as Prometheus text (one trailing newline; empty for no metrics).
  *
  * Mapping: counters are `counter`s, gauges `gauge`s, histograms `histogram`s (cumulative `_bucket{le=...}`
  * lines ending with `le="+Inf"`, then `_sum` and `_count`), summaries `summary`s (`{quantile=...}`,
@@ -14,14 +25,6 @@
  * under it. This is a small self-contained renderer: an OpenTelemetry Prometheus exporter can replace it
  * through the `metrics` option of `EventBrowserApi.layer`.
  */
-import type * as MetricPair from "effect/MetricPair"
-import * as MetricState from "effect/MetricState"
-import * as Option from "effect/Option"
-
-/** The Content-Type of the text exposition format rendered by {@link render}. */
-export const contentType = "text/plain; version=0.0.4; charset=utf-8"
-
-/** Renders a metric snapshot as Prometheus text (one trailing newline; empty for no metrics). */
 export const render = (snapshot: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
   const families = new Map<string, { type: string; help: string | undefined; lines: Array<string> }>()
   for (const pair of snapshot) {

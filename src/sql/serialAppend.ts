@@ -1,21 +1,7 @@
 /**
  * Appends where positions are handed out in commit order (SQLite, MySQL/MariaDB), so a reader resuming
  * after a position never misses a later commit: the checkpoint's `transaction` is the position itself.
- *
- * - **SQLite** has one writer at a time: positions come from the table's autoincrement.
- * - **MySQL/MariaDB (InnoDB)** runs writers concurrently: an append locks its stream's row (created first
- *   if missing, so two appends creating one stream queue instead of deadlocking), does its checks, and
- *   only then takes the positions from a one-row sequence table (`update ... set last = last + n`). That
- *   row's lock is held until the append commits, so positions are assigned in commit order: a later
- *   position cannot commit before an earlier one. Writers overlap in everything but that last step (and
- *   the commit); concurrent appends to different streams do not wait for each other's checks.
- *
- * **Gotchas** (MySQL): the positions' lock is held from the last step to the commit, so appends are
- * serialized for that stretch (the insert, and the commit's flush): the price of a skip-free global order
- * without a transaction horizon. An append inside a transaction of yours holds it until you commit: keep
- * such transactions short, and take streams in a consistent order when one transaction appends to
- * several (two that take them in opposite orders deadlock; InnoDB then ends one, which fails with a typed
- * error and commits nothing). Appends in their own transaction are retried after a deadlock.
+ * How each backend orders them, and the Gotchas: {@link make}.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -53,7 +39,24 @@ export interface SerialAppendOptions {
   ) => Effect.Effect<AppendResult, InvalidAppend | ConcurrencyConflict | SqlError>
 }
 
-/** Builds the append: one transaction (joining the caller's, if any). */
+/**
+ * Builds the append: one transaction (joining the caller's, if any).
+ *
+ * - **SQLite** has one writer at a time: positions come from the table's autoincrement.
+ * - **MySQL/MariaDB (InnoDB)** runs writers concurrently: an append locks its stream's row (created first
+ *   if missing, so two appends creating one stream queue instead of deadlocking), does its checks, and
+ *   only then takes the positions from a one-row sequence table (`update ... set last = last + n`). That
+ *   row's lock is held until the append commits, so positions are assigned in commit order: a later
+ *   position cannot commit before an earlier one. Writers overlap in everything but that last step (and
+ *   the commit); concurrent appends to different streams do not wait for each other's checks.
+ *
+ * **Gotchas** (MySQL): the positions' lock is held from the last step to the commit, so appends are
+ * serialized for that stretch (the insert, and the commit's flush): the price of a skip-free global order
+ * without a transaction horizon. An append inside a transaction of yours holds it until you commit: keep
+ * such transactions short, and take streams in a consistent order when one transaction appends to
+ * several (two that take them in opposite orders deadlock; InnoDB then ends one, which fails with a typed
+ * error and commits nothing). Appends in their own transaction are retried after a deadlock.
+ */
 export const make = (options: SerialAppendOptions) => {
   const { dialect, sql, tables: t } = options
   const mysql = dialect === "mysql"

@@ -1,18 +1,8 @@
 /**
- * What the SQL services share about transactions and MySQL's ways:
- *
- * - {@link guardTransactions}: `@effect/sql`'s `withTransaction` turns a failed COMMIT or ROLLBACK into a
- *   defect (`Effect.orDie` around them). On a connection that is gone (a terminated backend, a killed
- *   connection, a server restart) the ROLLBACK after a failed statement always fails, so the caller's
- *   typed error became a defect, inside the caller's own `sql.withTransaction` too. A guarded client keeps
- *   the transaction's own failure when its ROLLBACK fails (the server ends a transaction whose connection
- *   is gone), and fails with a typed `SqlError` when its COMMIT fails. The client Layers of this folder and
- *   `SqlEventStore` guard the clients they see.
- * - {@link withTransaction}: a guarded `sql.withTransaction`, with MySQL's way of ending a transaction on a
- *   deadlock or a lock wait timeout: InnoDB rolls the whole transaction back, savepoints included, so a
- *   nested transaction's `ROLLBACK TO SAVEPOINT` fails. That failure becomes a typed `SqlError` saying the
- *   enclosing transaction has ended, which each service maps to its own error.
- * - {@link matched} and {@link rowCount}: how many rows a statement touched, where MySQL has no `RETURNING`.
+ * What the SQL services share about transactions: {@link guardTransactions} (a failed COMMIT or ROLLBACK is
+ * typed, never a defect), {@link withTransaction} (guarded, and typed when MySQL ended the enclosing
+ * transaction), and {@link matched} and {@link rowCount} (rows a statement touched, where MySQL has no
+ * `RETURNING`).
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -20,15 +10,28 @@ import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 
-/** Runs `effect` in a transaction of `sql` (a savepoint inside an enclosing one). */
+/**
+ * Runs `effect` in a guarded transaction of `sql` (a savepoint inside an enclosing one). MySQL ends a
+ * transaction on a deadlock or a lock wait timeout by rolling it all back, savepoints included, so a nested
+ * transaction's `ROLLBACK TO SAVEPOINT` fails: that failure becomes a typed `SqlError` saying the enclosing
+ * transaction has ended, which each service maps to its own error.
+ */
 export const withTransaction =
   (sql: SqlClient.SqlClient) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
     (isGuarded(sql) ? sql.withTransaction : guarded(sql.withTransaction))(effect)
 
 /**
- * Guards `client`'s `withTransaction` (see the module doc), in place and once, so that every transaction of
- * the client's users is guarded too. Returns the client.
+ * Guards `client`'s `withTransaction`, in place and once, so that every transaction of the client's users
+ * is guarded too. Returns the client.
+ *
+ * `@effect/sql`'s `withTransaction` turns a failed COMMIT or ROLLBACK into a defect (`Effect.orDie` around
+ * them). On a connection that is gone (a terminated backend, a killed connection, a server restart) the
+ * ROLLBACK after a failed statement always fails, so the caller's typed error became a defect, inside the
+ * caller's own `sql.withTransaction` too. A guarded client keeps the transaction's own failure when its
+ * ROLLBACK fails (the server ends a transaction whose connection is gone), and fails with a typed
+ * `SqlError` when its COMMIT fails. The client Layers of the backends and `SqlEventStore` guard the clients
+ * they see.
  */
 export const guardTransactions = <C extends SqlClient.SqlClient>(client: C): C => {
   if (!isGuarded(client)) {

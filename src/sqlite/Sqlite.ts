@@ -1,20 +1,7 @@
 /**
  * An SQLite client Layer for the embedded default: a file (or `:memory:`) in WAL mode with full
- * synchronous commits, so an acknowledged append survives a power loss.
- *
- * The `SqlClient` it provides hands the single connection out first come, first served: a statement
- * or transaction waits for the ones requested before it, and no statement runs inside another fiber's
- * transaction. (`SqliteClient`'s own lock lets a fiber that has just released the connection take it
- * again ahead of the waiting ones; the driver being synchronous, writers that keep writing then starve
- * every reader, a projection runner included, until they stop. A plain statement also only waits for
- * the lock, then runs unguarded, so it could read another fiber's uncommitted rows.)
- *
- * Its transactions never die on a failed COMMIT or ROLLBACK: they fail with their own error, or a typed
- * `SqlError` (see `transaction`).
- *
- * **Gotchas**: one process writes a database file at a time; within the process, the client serializes
- * statements and transactions on its single connection. `:memory:` lives as long as the Layer. Code that
- * uses the `SqliteClient` service directly bypasses the first-come order (not the serialization).
+ * synchronous commits, so an acknowledged append survives a power loss. Its single connection is handed
+ * out first come, first served, and its transactions fail typed, never with a defect: {@link layer}.
  */
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as Reactivity from "@effect/experimental/Reactivity"
@@ -37,7 +24,23 @@ export interface Options {
   readonly synchronous?: "FULL" | "NORMAL"
 }
 
-/** `SqliteClient` and `SqlClient` for the SQL services. */
+/**
+ * `SqliteClient` and `SqlClient` for the SQL services.
+ *
+ * The `SqlClient` it provides hands the single connection out first come, first served: a statement
+ * or transaction waits for the ones requested before it, and no statement runs inside another fiber's
+ * transaction. (`SqliteClient`'s own lock lets a fiber that has just released the connection take it
+ * again ahead of the waiting ones; the driver being synchronous, writers that keep writing then starve
+ * every reader, a projection runner included, until they stop. A plain statement also only waits for
+ * the lock, then runs unguarded, so it could read another fiber's uncommitted rows.)
+ *
+ * Its transactions never die on a failed COMMIT or ROLLBACK: they fail with their own error, or a typed
+ * `SqlError` (see `transaction`).
+ *
+ * **Gotchas**: one process writes a database file at a time; within the process, the client serializes
+ * statements and transactions on its single connection. `:memory:` lives as long as the Layer. Code that
+ * uses the `SqliteClient` service directly bypasses the first-come order (not the serialization).
+ */
 export const layer = (
   options: Options
 ): Layer.Layer<SqliteClient.SqliteClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>

@@ -1,20 +1,8 @@
 /**
  * Given/then specifications of projections: `given` domain events (appended to a fresh in-memory store,
  * each to the stream you name or to one default stream), the projection catches up, `then` an assertion
- * on the read model runs (or `thenHalts` expects a poison event to stop it).
- *
- * The projection runs as in production (codec, filters, handlers, poison policy) on memory stores, with
- * two differences: batches of one event, since memory stores cannot roll a failed batch's effects back
- * (a retried batch would apply its first events again), and retries without waits. The read model is
- * whatever the handler writes to: provide its services (a `Ref`-backed service, or an SQLite
- * `SqlClient`) to the returned Effect, fresh per specification.
- *
- * ```ts
- * it.effect("deposits add up", () =>
- *   ProjectionSpec.make(Balances)
- *     .given([{ streamId: "Account-1", event: deposited(10) }, { streamId: "Account-1", event: deposited(5) }])
- *     .then(Effect.flatMap(BalanceTable, (t) => t.expect("Account-1", 15))))
- * ```
+ * on the read model runs (or `thenHalts` expects a poison event to stop it). How it differs from
+ * production, and an example: {@link make}.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -66,6 +54,19 @@ export interface Given<R> {
 /**
  * Starts a specification. Given events without a stream go to `<category>-1`, where the category is the
  * projection's first one (or `Spec`).
+ *
+ * The projection runs as in production (codec, filters, handlers, poison policy) on memory stores, with
+ * two differences: batches of one event, since memory stores cannot roll a failed batch's effects back
+ * (a retried batch would apply its first events again), and retries without waits. The read model is
+ * whatever the handler writes to: provide its services (a `Ref`-backed service, or an SQLite
+ * `SqlClient`) to the returned Effect, fresh per specification.
+ *
+ * ```ts
+ * it.effect("deposits add up", () =>
+ *   ProjectionSpec.make(Balances)
+ *     .given([{ streamId: "Account-1", event: deposited(10) }, { streamId: "Account-1", event: deposited(5) }])
+ *     .then(Effect.flatMap(BalanceTable, (t) => t.expect("Account-1", 15))))
+ * ```
  */
 export const make = <A, E, R>(projection: Projection.Projection<A, E, R>): Spec<A, R> => ({
   given: (events) => {
