@@ -4,34 +4,16 @@
  *
  * @internal
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type { AppendResult, ConcurrencyConflict, InvalidAppend } from "../../EventStore.js"
-import type { PreparedAppend } from "../../internal/appendPreparation.js"
-import type { Tables } from "../migrations.js"
 import type * as PgAppend from "../pgAppend.js"
 import * as SerialAppend from "../serialAppend.js"
 import type { EventRow, EventsDialect } from "./eventsDialect.js"
 
-/** Builds the dialect. */
-export const make = (options: {
-  readonly sql: SqlClient.SqlClient
-  readonly tables: Tables
-  readonly dialect: "sqlite" | "mysql"
-  readonly commandTtl: number
-  /** MySQL: the server's `max_allowed_packet` (see `backendLimits`). */
-  readonly packet: number | undefined
-  /** The original result of an append whose events are (partly) stored already, in a stream at `current`. */
-  readonly resolveStored: (
-    append: PreparedAppend,
-    stored: ReadonlyMap<string, number>,
-    current: number
-  ) => Effect.Effect<AppendResult, InvalidAppend | ConcurrencyConflict | SqlError>
-}): EventsDialect => {
+/** Builds the dialect (its appends take the serial append's options). */
+export const make = (options: SerialAppend.SerialAppendOptions): EventsDialect => {
   const { sql, tables: t } = options
   const columns = sql`position, stream_id, category, version, event_id, type, schema_version, data, metadata, recorded_at`
   const where = (filters: ReadonlyArray<Statement.Fragment>) =>
