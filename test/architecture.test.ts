@@ -1,6 +1,7 @@
 /**
- * The shape of `src/`: no runtime import cycle (DESIGN.md section 2). Type-only imports are erased, so
- * they may go both ways; a value import that closes a loop makes module initialization order matter.
+ * The shape of `src/` (DESIGN.md section 2): no runtime import cycle (type-only imports are erased, so
+ * they may go both ways; a value import that closes a loop makes module initialization order matter), a
+ * SQL dialect chosen in one place, and driver error codes read only in the SQL and backend folders.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import * as path from "node:path"
@@ -63,7 +64,28 @@ const cycles = (graph: ReadonlyMap<string, ReadonlyArray<string>>): Array<string
   return found
 }
 
+/** The files (relative to `src/`) whose text matches `pattern`, outside the folders given. */
+const filesMatching = (pattern: RegExp, outside: ReadonlyArray<string>): Array<string> =>
+  sourceFiles(src)
+    .map((file) => path.relative(src, file))
+    .filter((file) => !outside.some((folder) => file.startsWith(folder + path.sep)))
+    .filter((file) => pattern.test(readFileSync(path.join(src, file), "utf8")))
+    .sort()
+
+const backendFolders = ["pg", "sqlite", "mysql"]
+
 describe("src/ architecture", () => {
+  it("chooses the SQL dialect in one place: the backends' records hold what differs", () => {
+    assert.deepStrictEqual(filesMatching(/onDialect/, backendFolders), [path.join("sql", "internal", "dialect.ts")])
+  })
+
+  it("reads driver error codes only in the SQL and backend folders", () => {
+    const driverCodes = /SQLITE_|errno|sqlState|SQLSTATE|"[0-9A-Z]{2}[0-9A-Z]{3}"|25P02|40P01|40001/
+    assert.deepStrictEqual(filesMatching(driverCodes, ["sql", "nats", ...backendFolders]), [])
+    // the check sees them where they are
+    assert.include(filesMatching(driverCodes, []), path.join("sql", "classify.ts"))
+  })
+
   it("has no runtime import cycle", () => {
     const graph = new Map(sourceFiles(src).map((file) => [file, runtimeImports(file, readFileSync(file, "utf8"))]))
     assert.isAbove(graph.size, 30)

@@ -1,5 +1,5 @@
 /**
- * The SQL checkpoint store (PostgreSQL, SQLite), in the same database and under the same table prefix
+ * The SQL checkpoint store (PostgreSQL, SQLite, MySQL/MariaDB), in the same database and under the same table prefix
  * or schema as the event store, so a projection's read model, its checkpoint and its dead letters can
  * commit in one transaction (exactly-once effects, see `CheckpointStore`).
  *
@@ -30,8 +30,9 @@ import {
 import * as Event from "../Event.js"
 import { saysTransient } from "../internal/transient.js"
 import * as Classify from "./classify.js"
+import * as Dialect from "./internal/dialect.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
-import { matched, withTransaction } from "./transaction.js"
+import { withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -68,8 +69,7 @@ export const make = (
         transient: Classify.isTransient(cause),
         aborted: Classify.isAbortedTransaction(cause)
       })
-    const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
-    const postgres = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+    const dialect = yield* Dialect.of(sql)
     // a reserved word in MySQL, so always quoted
     const partitionColumn = sql("partition")
     const where = (id: ProjectionId, partition: number) =>
@@ -120,7 +120,7 @@ export const make = (
             live: 0,
             updated_at: now
           }))
-        )} ${mysql ? sql`on duplicate key update projection = projection` : sql`on conflict do nothing`}`
+        )} ${dialect.onConflictIgnore(["projection", "version", "partition"])}`
         // a concurrent registration with another count shows now
         yield* checkCount(id, count)
       }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("register")(e))))
@@ -130,27 +130,12 @@ export const make = (
         const now = yield* Clock.currentTimeMillis
         const workers = (rows: ReadonlyArray<{ readonly workers: number | string }>) => Number(rows[0]!.workers)
         const ofProjection = sql`projection = ${id.name} and version = ${id.version}`
-        if (postgres) {
-          // one statement, one commit: the query sees the table as it was before the two changes, so it
-          // counts the other workers still present, and adds this one
-          return workers(
-            yield* sql<{ readonly workers: number | string }>`
-              with expired as (delete from ${sql(t.projectionWorkers)} where ${ofProjection} and expires_at < ${now}),
-                present as (
-                  insert into ${sql(t.projectionWorkers)} (projection, version, worker_id, expires_at)
-                  values (${id.name}, ${id.version}, ${worker}, ${now + ttl})
-                  on conflict (projection, version, worker_id) do update set expires_at = excluded.expires_at)
-              select count(*) + 1 as workers from ${sql(t.projectionWorkers)}
-              where ${ofProjection} and expires_at >= ${now} and worker_id <> ${worker}`
-          )
-        }
         yield* sql`delete from ${sql(t.projectionWorkers)} where ${ofProjection} and expires_at < ${now}`
         yield* sql`insert into ${sql(t.projectionWorkers)} (projection, version, worker_id, expires_at)
-          values (${id.name}, ${id.version}, ${worker}, ${now + ttl}) ${
-            mysql
-              ? sql`on duplicate key update expires_at = values(expires_at)`
-              : sql`on conflict (projection, version, worker_id) do update set expires_at = excluded.expires_at`
-          }`
+          values (${id.name}, ${id.version}, ${worker}, ${now + ttl}) ${dialect.onConflictUpdate(
+            ["projection", "version", "worker_id"],
+            ["expires_at"]
+          )}`
         return workers(
           yield* sql<{ readonly workers: number | string }>`
             select count(*) as workers from ${sql(t.projectionWorkers)} where ${ofProjection}`
@@ -163,16 +148,11 @@ export const make = (
         const update = sql`update ${sql(t.checkpoints)}
           set owner = ${owner}, lease_token = lease_token + 1, lease_expires_at = ${now + ttl}, updated_at = ${now}
           where ${where(id, partition)} and (owner is null or owner = ${owner} or lease_expires_at < ${now})`
-        // MySQL: the row as updated, read under the update's lock
-        const rows = mysql
-          ? yield* withTransaction(sql)(
-              Effect.flatMap(matched(sql, update), (n) =>
-                n === 0
-                  ? Effect.succeed([])
-                  : sql<PartitionRow>`select ${rowColumns} from ${sql(t.checkpoints)} where ${where(id, partition)}`
-              )
-            )
-          : yield* sql<PartitionRow>`${update} returning ${rowColumns}`
+        const rows = yield* dialect.updateReturning(
+          update,
+          rowColumns,
+          sql<PartitionRow>`select ${rowColumns} from ${sql(t.checkpoints)} where ${where(id, partition)}`
+        )
         return Option.map(Option.fromNullable(rows[0]), (row) => ({
           lease: { projection: id, partition, owner, token: Number(row.lease_token) },
           checkpoint: checkpointOf(row)
@@ -182,8 +162,7 @@ export const make = (
     const renew: CheckpointStore["Type"]["renew"] = (lease, ttl) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const n = yield* matched(
-          sql,
+        const n = yield* dialect.matched(
           sql`update ${sql(t.checkpoints)} set lease_expires_at = ${now + ttl} where ${held(lease)}`
         )
         if (n === 0) return yield* lost(lease)
@@ -198,8 +177,7 @@ export const make = (
     const commit: CheckpointStore["Type"]["commit"] = (lease, expected, next, ttl) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const n = yield* matched(
-          sql,
+        const n = yield* dialect.matched(
           sql`update ${sql(t.checkpoints)}
           set transaction_id = ${String(next.transaction)}, position = ${String(next.position)},
               lease_expires_at = ${now + ttl}, updated_at = ${now}
@@ -207,10 +185,10 @@ export const make = (
             and transaction_id = ${String(expected.transaction)} and position = ${String(expected.position)}`
         )
         if (n > 0) return
-        // MySQL: a locking read, which sees the row as committed now, like the update did; a plain one inside
-        // a batch's transaction sees its snapshot (REPEATABLE READ), which may still show a lease since taken over
+        // as committed now, like the update saw it: a batch's transaction's snapshot (MySQL's REPEATABLE READ)
+        // may still show a lease since taken over
         const [row] = yield* sql<{ readonly n: number | string }>`
-          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}${sql.literal(mysql ? " lock in share mode" : "")}`
+          select count(*) as n from ${sql(t.checkpoints)} where ${held(lease)}${dialect.committedNow}`
         return yield* Number(row!.n) === 0
           ? lost(lease)
           : new CheckpointConflict({ projection: lease.projection.name, partition: lease.partition })
@@ -305,20 +283,15 @@ export const make = (
         Effect.mapError(failWith("activeVersion"))
       )
 
+    // the row if it is new, then the version if it is newer: the active version only ever grows
     const activate: CheckpointStore["Type"]["activate"] = (id) =>
-      Effect.flatMap(
-        Clock.currentTimeMillis,
-        (now) => sql`insert into ${sql(t.projections)} (projection, active_version, updated_at)
-          values (${id.name}, ${id.version}, ${now}) ${
-            mysql
-              ? // assignments run in order: updated_at compares with the active version before it changes
-                sql`on duplicate key update
-                  updated_at = if(active_version < values(active_version), values(updated_at), updated_at),
-                  active_version = greatest(active_version, values(active_version))`
-              : sql`on conflict (projection) do update set active_version = excluded.active_version,
-                  updated_at = excluded.updated_at
-                  where ${sql(t.projections)}.active_version < excluded.active_version`
-          }`
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.zipRight(
+          sql`insert into ${sql(t.projections)} (projection, active_version, updated_at)
+            values (${id.name}, ${id.version}, ${now}) ${dialect.onConflictIgnore(["projection"])}`,
+          sql`update ${sql(t.projections)} set active_version = ${id.version}, updated_at = ${now}
+            where projection = ${id.name} and active_version < ${id.version}`
+        )
       ).pipe(Effect.asVoid, Effect.mapError(failWith("activate")))
 
     const leave: CheckpointStore["Type"]["leave"] = (id, worker) =>

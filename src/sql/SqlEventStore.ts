@@ -7,7 +7,7 @@
  * appended, refuses an append its backend could not take before sending it, and fails typed, inside a
  * caller's transaction too. Appends join an enclosing `sql.withTransaction`, so user writes commit
  * atomically with events. Not here: the tables (`migrations`) and PostgreSQL's append functions
- * (`pgFunctions`).
+ * (`pg/internal/functions`).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -37,13 +37,10 @@ import { instrument } from "../internal/instrumentedStore.js"
 import { storeError } from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import * as Wakeup from "../Wakeup.js"
+import * as Metrics from "../Metrics.js"
 import * as BackendLimits from "./backendLimits.js"
 import * as CommandRecords from "./commandRecords.js"
-import * as HotPath from "./HotPath.js"
-import type { EventRow, EventsDialect } from "./internal/eventsDialect.js"
-import * as PgEvents from "./internal/pgEvents.js"
-import * as SerialEvents from "./internal/serialEvents.js"
-import * as PgAppend from "./pgAppend.js"
+import * as Dialect from "./internal/dialect.js"
 import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link make}. */
@@ -70,8 +67,6 @@ export interface Options extends TableOptions {
    */
   readonly groupCommit?: false | { readonly maxBatch?: number; readonly writers?: number }
 }
-
-type Dialect = "pg" | "sqlite" | "mysql"
 
 /**
  * Builds the store on the `SqlClient` in context, migrating its tables first unless told not to. The
@@ -140,28 +135,22 @@ export const make = (
     // the caller's transactions too: a failed ROLLBACK or COMMIT is typed, never a defect (see `transaction`)
     const sql = guardTransactions(yield* SqlClient.SqlClient)
     const t = yield* tables(options)
-    const dialect = sql.onDialectOrElse({
-      pg: (): Dialect | undefined => "pg",
-      sqlite: (): Dialect | undefined => "sqlite",
-      mysql: (): Dialect | undefined => "mysql",
-      orElse: (): Dialect | undefined => undefined
-    })
-    if (dialect === undefined) {
-      return yield* new EventStoreError({
-        operation: "configure",
-        cause: new Error("SqlEventStore supports PostgreSQL, SQLite and MySQL/MariaDB"),
-        transient: false
-      })
-    }
+    const dialect = yield* Dialect.of(sql)
     if (options.migrate !== false) yield* migrate(t, "events")
     const commandTtl = Math.round(Duration.toMillis(options.commandTtl ?? defaultCommandTtl))
     if (options.commandPruning !== false) {
       yield* Effect.forkScoped(
-        CommandRecords.pruneForever({ ...options.commandPruning, sql, tables: t, commandTtlMillis: commandTtl })
+        CommandRecords.pruneForever({
+          ...options.commandPruning,
+          sql,
+          dialect,
+          tables: t,
+          commandTtlMillis: commandTtl
+        })
       )
     }
     const wakeup = yield* Effect.serviceOption(Wakeup.Wakeup)
-    const backend = yield* Effect.mapError(BackendLimits.read(sql, dialect), storeError("configure"))
+    const backend = yield* Effect.mapError(dialect.limits, storeError("configure"))
     const clamped = yield* BackendLimits.clamp({ ...defaultLimits, ...options.limits }, backend)
     const limits: Limits = clamped.limits
     const pageSize = Math.max(1, options.readPageSize ?? 500)
@@ -190,18 +179,14 @@ export const make = (
         }
       )
 
-    /** The dialect, chosen once: PostgreSQL's read horizon and append function, or a serial append. */
-    const statements: EventsDialect =
-      dialect === "pg"
-        ? yield* PgEvents.make({
-            sql,
-            tables: t,
-            hotPath: yield* Effect.serviceOption(HotPath.HotPath),
-            commandTtl,
-            groupCommit: options.groupCommit,
-            resolveStored
-          })
-        : SerialEvents.make({ sql, tables: t, dialect, commandTtl, resolveStored, packet: backend.packet })
+    /** The backend's part, chosen once: PostgreSQL's read horizon and append function, or a serial append. */
+    const statements: Dialect.EventsDialect = yield* dialect.events({
+      tables: t,
+      commandTtl,
+      groupCommit: options.groupCommit,
+      limits: backend,
+      resolveStored
+    })
     const columns = statements.columns
 
     /**
@@ -209,7 +194,7 @@ export const make = (
      * reuses the previous row's (immutable) transaction number and time when they repeat, instead of
      * parsing and building them again for every row.
      */
-    const toRecorded = (rows: ReadonlyArray<EventRow>): Array<Event.RecordedEvent> => {
+    const toRecorded = (rows: ReadonlyArray<Dialect.EventRow>): Array<Event.RecordedEvent> => {
       let transactionText: string | number | undefined
       let transaction = 0n
       let recordedMillis: number | undefined
@@ -292,9 +277,9 @@ export const make = (
               : 1)
           const page = (cursor: number) =>
             (backward
-              ? sql<EventRow>`select ${columns} from ${sql(t.events)}
+              ? sql<Dialect.EventRow>`select ${columns} from ${sql(t.events)}
                   where stream_id = ${id} and version <= ${cursor} order by version desc limit ${limit}`
-              : sql<EventRow>`select ${columns} from ${sql(t.events)}
+              : sql<Dialect.EventRow>`select ${columns} from ${sql(t.events)}
                   where stream_id = ${id} and version >= ${cursor} order by version limit ${limit}`
             ).pipe(
               Effect.mapError(failWith("readStream")),
@@ -365,7 +350,7 @@ export const make = (
         Effect.mapError(failWith("findCommand")),
         Effect.map(
           Option.map((row) => {
-            const { positions, streamId, version } = PgAppend.toDuplicate(commandId, row)
+            const { positions, streamId, version } = CommandRecords.toDuplicate(commandId, row)
             return { commandId, streamId: streamId as Event.StreamId, version, positions }
           })
         )
@@ -392,10 +377,10 @@ const matchable = (values: ReadonlyArray<string>): ReadonlyArray<string> => {
 }
 
 /** Appends per round trip under group commit (PostgreSQL). */
-export const appendBatchSize = PgAppend.batchSize
+export const appendBatchSize = Metrics.appendBatchSize
 
 /** The SQL event store as a Layer; needs a `SqlClient` (see `Postgres.layer`, `Sqlite.layer`). */
 export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> =>
   Layer.scoped(EventStore, make(options))
 
-export { type BlockingTransaction, type Horizon, horizon } from "./internal/pgEvents.js"
+export { type BlockingTransaction, type Horizon, horizon } from "../pg/internal/events.js"

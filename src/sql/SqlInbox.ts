@@ -11,8 +11,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { Inbox, InboxError } from "../Inbox.js"
 import * as Classify from "./classify.js"
+import * as Dialect from "./internal/dialect.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
-import { rowCount, withTransaction } from "./transaction.js"
+import { withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -31,6 +32,10 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
       tables(options),
       (cause) => new InboxError({ operation: "configure", cause, transient: false })
     )
+    const dialect = yield* Effect.mapError(
+      Dialect.of(sql),
+      (cause) => new InboxError({ operation: "configure", cause, transient: false })
+    )
     if (options.migrate !== false) {
       yield* Effect.mapError(
         migrate(t, "inbox"),
@@ -40,28 +45,17 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
     const failWith = (operation: string) => (cause: unknown) =>
       new InboxError({ operation, cause, transient: Classify.isTransient(cause) })
 
-    /** Whether the claim is new; a concurrent claim of the same message waits for this one's outcome. */
+    /**
+     * Whether the claim is new; a concurrent claim of the same message waits for this one's outcome. The
+     * ids' lengths are checked first: MySQL's claim would store a longer one cut (see `Dialect.insertNew`).
+     */
     const claim = (consumer: string, messageId: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        sql
-          .onDialectOrElse({
-            // MySQL has no RETURNING: an ignored duplicate inserts no row (the ids' lengths are checked)
-            mysql: () =>
-              Effect.zipRight(
-                sql`insert ignore into ${sql(t.processedMessages)} (consumer, message_id, processed_at)
-                  values (${consumer}, ${messageId}, ${now})`,
-                Effect.map(rowCount(sql), (n) => n === 1)
-              ),
-            orElse: () =>
-              Effect.map(
-                sql<{ readonly message_id: string }>`
-                  insert into ${sql(t.processedMessages)} (consumer, message_id, processed_at)
-                  values (${consumer}, ${messageId}, ${now})
-                  on conflict do nothing
-                  returning message_id`,
-                (rows) => rows.length > 0
-              )
-          })
+        dialect
+          .insertNew(t.processedMessages, { consumer, message_id: messageId, processed_at: now }, [
+            "consumer",
+            "message_id"
+          ])
           .pipe(Effect.mapError(failWith("claim")))
       )
 
@@ -77,20 +71,8 @@ export const make = (options: Options = {}): Effect.Effect<Inbox["Type"], InboxE
       prune: (olderThan) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const before = now - Duration.toMillis(olderThan)
-          return sql
-            .onDialectOrElse({
-              mysql: () =>
-                Effect.zipRight(
-                  sql`delete from ${sql(t.processedMessages)} where processed_at < ${before}`,
-                  rowCount(sql)
-                ).pipe(withTransaction(sql)),
-              orElse: () =>
-                Effect.map(
-                  sql<{ readonly message_id: string }>`
-                    delete from ${sql(t.processedMessages)} where processed_at < ${before} returning message_id`,
-                  (rows) => rows.length
-                )
-            })
+          return dialect
+            .matched(sql`delete from ${sql(t.processedMessages)} where processed_at < ${before}`)
             .pipe(Effect.mapError(failWith("prune")))
         })
     })

@@ -19,8 +19,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { type Failure, SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
 import * as Classify from "./classify.js"
+import * as Dialect from "./internal/dialect.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
-import { matched, withTransaction } from "./transaction.js"
+import { withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -52,13 +53,12 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     if (options.migrate !== false) yield* migrate(t, "sagas")
     const failWith = (operation: string) => (cause: unknown) =>
       new SagaStoreError({ operation, cause, transient: Classify.isTransient(cause) })
-    const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+    const dialect = yield* Dialect.of(sql)
     // several connections (PostgreSQL, MySQL) need row locks; SQLite runs one transaction at a time
-    const concurrent = sql.onDialectOrElse({ sqlite: () => false, orElse: () => true })
+    const concurrent = dialect.concurrentTransactions
 
-    // MySQL reads a transaction's snapshot, taken at its first read: under the instance's lock, read what is
-    // committed now instead (a shared lock; the instance is locked already)
-    const latest = mysql ? sql` lock in share mode` : sql``
+    // under the instance's lock, what is committed now, not the transaction's snapshot (MySQL)
+    const latest = dialect.committedNow
 
     /** A version-0 placeholder row for a new instance (see `lock`); nothing if the row exists. */
     const placeholder = (saga: string, instance: string, now: number) =>
@@ -71,7 +71,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
         compensations: "[]",
         error: null,
         updated_at: now
-      })} ${mysql ? sql`on duplicate key update saga = saga` : sql`on conflict (saga, instance) do nothing`}`
+      })} ${dialect.onConflictIgnore(["saga", "instance"])}`
     const toTimeout = (row: TimeoutRow) => ({
       saga: row.saga,
       instance: row.instance,
@@ -129,8 +129,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
           }
           // a new instance may have a placeholder row (version 0, see `lock`): made if missing, then filled
           if (expectedVersion === 0) yield* placeholder(saga, instance, now)
-          const saved = yield* matched(
-            sql,
+          const saved = yield* dialect.matched(
             sql`update ${sql(t.sagaInstances)} set version = ${expectedVersion + 1},
             status = ${row.status}, state = ${row.state}, compensations = ${row.compensations}, error = ${row.error},
             updated_at = ${now}
@@ -156,11 +155,10 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             }
           }
           for (const { dueAt, name } of changes.schedule) {
-            yield* sql`insert into ${sql(t.sagaTimeouts)} ${sql.insert({ saga, instance, name, due_at: dueAt })} ${
-              mysql
-                ? sql`on duplicate key update due_at = values(due_at)`
-                : sql`on conflict (saga, instance, name) do update set due_at = excluded.due_at`
-            }`
+            yield* sql`insert into ${sql(t.sagaTimeouts)} ${sql.insert({ saga, instance, name, due_at: dueAt })} ${dialect.onConflictUpdate(
+              ["saga", "instance", "name"],
+              ["due_at"]
+            )}`
           }
           return expectedVersion + 1
         }).pipe(
@@ -189,7 +187,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
         sql<TimeoutRow>`select saga, instance, name, due_at from ${sql(t.sagaTimeouts)}
           where saga = ${timeout.saga} and instance = ${timeout.instance} and name = ${timeout.name}
             and due_at = ${timeout.dueAt}
-          ${concurrent ? sql`for update skip locked` : sql``}`.pipe(
+          ${dialect.forUpdateSkipLocked}`.pipe(
           Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toTimeout)),
           Effect.mapError(failWith("claim"))
         ),
@@ -200,7 +198,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
           ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
               Effect.zipRight(
                 placeholder(saga, instance, now),
-                sql`select version from ${sql(t.sagaInstances)} where saga = ${saga} and instance = ${instance} for update`
+                sql`select version from ${sql(t.sagaInstances)} where saga = ${saga} and instance = ${instance}${dialect.forUpdate}`
               )
             ).pipe(Effect.asVoid, Effect.mapError(failWith("lock")))
           : Effect.void,
@@ -221,7 +219,7 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
               error: failure.error,
               compensations: JSON.stringify(failure.compensations),
               recorded_at: now
-            })} ${mysql ? sql`on duplicate key update saga = saga` : sql`on conflict (saga, instance, cause) do nothing`}`
+            })} ${dialect.onConflictIgnore(["saga", "instance", "cause"])}`
           )
         ).pipe(Effect.asVoid, Effect.mapError(failWith("recordFailure"))),
       // a plain read: a record is written (on its own) by an earlier try of the input, before this transaction

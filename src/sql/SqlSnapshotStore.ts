@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { SnapshotStore, SnapshotStoreError } from "../Snapshot.js"
 import * as Classify from "./classify.js"
+import * as Dialect from "./internal/dialect.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
 import { isTransactionEnded, withTransaction } from "./transaction.js"
 
@@ -29,6 +30,7 @@ export const make = (
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const t = yield* tables(options)
+    const dialect = yield* Dialect.of(sql)
     if (options.migrate !== false) yield* migrate(t, "snapshots")
     const keep = Math.max(1, options.keep ?? 3)
     const failWith = (operation: string) => (cause: SqlError) =>
@@ -74,12 +76,10 @@ export const make = (
             taken_at: DateTime.toEpochMillis(record.takenAt)
           }
           // one upsert: on MySQL a delete of a missing row locks a gap that the insert then deadlocks on
-          yield* sql.onDialectOrElse({
-            mysql: () => sql`insert into ${sql(t.snapshots)} ${sql.insert(row)} on duplicate key update
-              state_version = values(state_version), state = values(state), taken_at = values(taken_at)`,
-            orElse: () => sql`insert into ${sql(t.snapshots)} ${sql.insert(row)} on conflict (stream_id, version)
-              do update set state_version = excluded.state_version, state = excluded.state, taken_at = excluded.taken_at`
-          })
+          yield* sql`insert into ${sql(t.snapshots)} ${sql.insert(row)} ${dialect.onConflictUpdate(
+            ["stream_id", "version"],
+            ["state_version", "state", "taken_at"]
+          )}`
           // the oldest version kept, then what is older (MySQL cannot delete from a table it reads)
           const [oldestKept] = yield* sql<{ readonly version: number }>`select version from ${sql(t.snapshots)}
             where stream_id = ${record.streamId} order by version desc limit 1 offset ${keep - 1}`
@@ -94,11 +94,7 @@ export const make = (
           Effect.mapError(failWith("save"))
         ),
       stats: sql<{ readonly count: number | string; readonly bytes: number | string | null }>`
-        select count(*) as count, sum(${sql.onDialectOrElse({
-          pg: () => sql`octet_length(state)`,
-          mysql: () => sql`length(state)`,
-          orElse: () => sql`length(cast(state as blob))`
-        })}) as bytes from ${sql(t.snapshots)}`.pipe(
+        select count(*) as count, sum(${dialect.byteLength("state")}) as bytes from ${sql(t.snapshots)}`.pipe(
         Effect.mapError(failWith("stats")),
         Effect.map(([row]) => ({ count: Number(row!.count), bytes: Number(row!.bytes ?? 0) }))
       )

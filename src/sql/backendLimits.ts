@@ -1,7 +1,8 @@
 /**
- * What each backend can take of an append, as the statements the SQL event store sends use it, read when
- * the store is built; the configured `EventStore.Limits` are clamped to it (with a logged warning), and an
- * append beyond the backend's bounds is refused with `InvalidAppend` before anything reaches the server.
+ * What each backend can take of an append, as the statements the SQL event store sends use it, read by
+ * the backend's dialect record when the store is built; the configured `EventStore.Limits` are clamped to
+ * it (with a logged warning), and an append beyond the backend's bounds is refused with `InvalidAppend`
+ * before anything reaches the server.
  *
  * - **SQLite**: one INSERT of all the append's rows, 10 bound variables per event, at most
  *   `SQLITE_MAX_VARIABLE_NUMBER` per statement (32,766 since SQLite 3.32, read from `pragma
@@ -15,12 +16,10 @@
  * - **PostgreSQL**: the append function takes 10 bind parameters (of the protocol's 65,535), whatever the
  *   event count; its events travel as one `jsonb` argument, each event's data and metadata a JSON text (a
  *   string) in it, and a `jsonb` value holds at most 268,435,455 bytes: an append's JSON, with about
- *   {@link pgEventOverhead} bytes per event, must stay within it (a `json` column holds up to 1 GB).
+ *   1 KiB per event, must stay within it (a `json` column holds up to 1 GB).
  *
  * @internal
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import { InvalidAppend, type Limits } from "../EventStore.js"
 import { type PreparedAppend, type PreparedEvent } from "../internal/appendPreparation.js"
@@ -48,79 +47,6 @@ export const mysqlRowOverhead = 4096
 
 /** Bytes of a MySQL INSERT's packet beside its rows. */
 export const mysqlStatementOverhead = 1024
-
-/** Bytes an event adds to PostgreSQL's events argument beside its data and metadata (id, type, framing). */
-export const pgEventOverhead = 1024
-
-const pgMaxJsonb = 268_435_455
-const mysqlMaxPlaceholders = 65_535
-const mysqlParamsPerEvent = 11
-const sqliteParamsPerEvent = 10
-
-/** Reads the backend's bounds (one query on SQLite and MySQL). */
-export const read = (
-  sql: SqlClient.SqlClient,
-  dialect: "pg" | "sqlite" | "mysql"
-): Effect.Effect<BackendLimits, SqlError> => {
-  switch (dialect) {
-    case "pg":
-      return Effect.succeed({
-        backend: "PostgreSQL",
-        maxEventsPerAppend: Number.MAX_SAFE_INTEGER,
-        maxEventBytes: pgMaxJsonb - pgEventOverhead,
-        maxAppendBytes: pgMaxJsonb,
-        eventOverhead: pgEventOverhead,
-        packet: undefined,
-        why: {
-          events: "",
-          eventBytes: `a jsonb value holds at most ${pgMaxJsonb} bytes`,
-          appendBytes: `an append's events travel as one jsonb argument, which holds at most ${pgMaxJsonb} bytes`
-        }
-      })
-    case "sqlite":
-      return Effect.map(sql<{ readonly compile_options: string }>`pragma compile_options`, (rows): BackendLimits => {
-        const option = (name: string) => {
-          const found = rows.map((r) => r.compile_options).find((o) => o.startsWith(`${name}=`))
-          return found === undefined ? undefined : Number(found.slice(name.length + 1))
-        }
-        const variables = option("MAX_VARIABLE_NUMBER") ?? 32_766
-        const length = option("MAX_LENGTH") ?? 1_000_000_000
-        return {
-          backend: "SQLite",
-          maxEventsPerAppend: Math.floor(variables / sqliteParamsPerEvent),
-          maxEventBytes: length,
-          maxAppendBytes: undefined,
-          eventOverhead: 0,
-          packet: undefined,
-          why: {
-            events: `SQLite binds at most ${variables} variables per statement (SQLITE_MAX_VARIABLE_NUMBER), ${sqliteParamsPerEvent} per event`,
-            eventBytes: `SQLite holds at most ${length} bytes per value (SQLITE_MAX_LENGTH)`,
-            appendBytes: ""
-          }
-        }
-      })
-    case "mysql":
-      return Effect.map(
-        sql<{ readonly packet: number | string }>`select @@max_allowed_packet as packet`,
-        ([row]): BackendLimits => {
-          const packet = Number(row?.packet ?? 0)
-          return {
-            backend: "MySQL/MariaDB",
-            maxEventsPerAppend: Math.floor(mysqlMaxPlaceholders / mysqlParamsPerEvent),
-            maxEventBytes: Math.max(0, packet - mysqlRowOverhead - mysqlStatementOverhead),
-            maxAppendBytes: undefined,
-            eventOverhead: mysqlRowOverhead,
-            packet,
-            why: {
-              events: `a MySQL/MariaDB statement takes at most ${mysqlMaxPlaceholders} placeholders, ${mysqlParamsPerEvent} per event`,
-              eventBytes: `an event's row must fit one packet of the server's max_allowed_packet (${packet} bytes)`,
-              appendBytes: ""
-            }
-          }
-        }
-      )
-  }
-}
 
 /**
  * The configured limits within the backend's: each one above it is lowered to it, with a warning. Returns

@@ -5,7 +5,7 @@
  * - **Permanent**: the server refused the statement or its data. PostgreSQL SQLSTATE classes 0A (not
  *   supported), 22 (data), 23 (integrity), 2F/3F/P0 (routines, schemas), 42 (syntax, access), 54
  *   (program limits: a jsonb value or an argument too large) and ES (the append function's own refusals,
- *   see `pgFunctions`), and 25P02 (a statement in a transaction that already failed); MySQL/MariaDB
+ *   see `pg/internal/functions`), and 25P02 (a statement in a transaction that already failed); MySQL/MariaDB
  *   errors of the same kinds (a packet over `max_allowed_packet`, too many placeholders, bad data,
  *   syntax); SQLite's constraint, mismatch, range, too-big and plain errors (too many variables, syntax),
  *   and a damaged file.
@@ -39,6 +39,18 @@ export const storeError = (operation: string) => (cause: unknown) =>
  * 25P02: the work in it went on after a statement failed), so that the transaction can only roll back.
  */
 export const isAbortedTransaction = (error: unknown): boolean => driverError(error)?.code === "25P02"
+
+/**
+ * Whether an INSERT was refused for a key already taken (MySQL/MariaDB), which a transaction reading its
+ * snapshot could not foresee: the rows are there, committed since.
+ */
+export const isDuplicateKey = (error: unknown): boolean => driverError(error)?.errno === 1062
+
+/** Whether InnoDB rolled the whole transaction back, to break a lock cycle or after a lock wait timeout. */
+export const isDeadlock = (error: unknown): boolean => {
+  const errno = driverError(error)?.errno
+  return errno === 1213 || errno === 1205
+}
 
 interface DriverError {
   readonly code?: unknown

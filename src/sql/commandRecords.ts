@@ -8,6 +8,8 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { DuplicateCommand } from "../EventStore.js"
+import type { SqlDialect } from "./internal/dialect.js"
 import type { Tables } from "./migrations.js"
 
 /** How the store prunes expired command records. */
@@ -27,17 +29,17 @@ export interface PruningOptions {
  */
 export const pruneExpired = (options: {
   readonly sql: SqlClient.SqlClient
+  readonly dialect: SqlDialect
   readonly tables: Tables
   readonly commandTtlMillis: number
   readonly batchSize: number
 }): Effect.Effect<number, SqlError> =>
   Effect.gen(function* () {
     const { sql, tables: t } = options
-    const now = DateTime.toEpochMillis(yield* DateTime.now)
-    const expired = sql.onDialectOrElse({
-      pg: () => sql`recorded_at < now() - make_interval(secs => ${options.commandTtlMillis / 1000})`,
-      orElse: () => sql`recorded_at < ${now - options.commandTtlMillis}`
-    })
+    const expired = options.dialect.commandExpired(
+      options.commandTtlMillis,
+      DateTime.toEpochMillis(yield* DateTime.now)
+    )
     const rows = yield* sql<{ readonly command_id: string }>`select command_id from ${sql(t.commands)}
       where ${expired} order by recorded_at limit ${options.batchSize}`
     if (rows.length === 0) return 0
@@ -53,6 +55,7 @@ export const pruneExpired = (options: {
 export const pruneForever = (
   options: PruningOptions & {
     readonly sql: SqlClient.SqlClient
+    readonly dialect: SqlDialect
     readonly tables: Tables
     readonly commandTtlMillis: number
   }
@@ -69,3 +72,22 @@ export const pruneForever = (
   )
   return Effect.sleep(options.interval ?? Duration.minutes(1)).pipe(Effect.zipRight(run), Effect.forever)
 }
+
+/** A stored command record: its positions as a text array (PostgreSQL) or a JSON array of strings. */
+export interface CommandRow {
+  readonly stream_id: string
+  readonly version: number
+  readonly positions: ReadonlyArray<string> | string
+}
+
+/** A stored command record as the {@link DuplicateCommand} refusal of a later append. */
+export const toDuplicate = (commandId: string, row: CommandRow): DuplicateCommand =>
+  new DuplicateCommand({
+    commandId,
+    streamId: row.stream_id,
+    version: row.version,
+    positions: (typeof row.positions === "string"
+      ? (JSON.parse(row.positions) as ReadonlyArray<string>)
+      : row.positions
+    ).map(BigInt)
+  })

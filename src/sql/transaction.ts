@@ -1,12 +1,10 @@
 /**
  * What the SQL services share about transactions: {@link guardTransactions} (a failed COMMIT or ROLLBACK is
  * typed, never a defect), {@link withTransaction} (guarded, and typed when MySQL ended the enclosing
- * transaction), and {@link matched} and {@link rowCount} (rows a statement touched, where MySQL has no
- * `RETURNING`).
+ * transaction).
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 
@@ -95,25 +93,8 @@ const guarded =
 const isLostSavepoint = (defect: unknown): boolean => mysqlErrno(defect) === 1305
 
 /** The MySQL error number behind an `SqlError`, if any. */
-export const mysqlErrno = (error: unknown): unknown =>
+const mysqlErrno = (error: unknown): unknown =>
   error instanceof SqlError ? (error.cause as { readonly errno?: unknown } | undefined)?.errno : undefined
-
-/**
- * MySQL: the rows the connection's last statement changed (matched, for an UPDATE: mysql2 asks for found
- * rows). Run it in the statement's transaction, so both use one connection of the pool.
- */
-export const rowCount = (sql: SqlClient.SqlClient): Effect.Effect<number, SqlError> =>
-  Effect.map(sql<{ readonly n: number | string }>`select row_count() as n`, ([row]) => Number(row?.n ?? 0))
-
-/** Runs an UPDATE and returns how many rows it matched. */
-export const matched = (
-  sql: SqlClient.SqlClient,
-  update: Statement.Statement<unknown>
-): Effect.Effect<number, SqlError> =>
-  sql.onDialectOrElse({
-    mysql: () => withTransaction(sql)(Effect.zipRight(update, rowCount(sql))),
-    orElse: () => Effect.map(sql`${update} returning 1`, (rows) => rows.length)
-  })
 
 /** Whether `error` says the enclosing transaction has ended (see the module doc). */
 export const isTransactionEnded = (error: unknown): boolean => error instanceof SqlError && isLostSavepoint(error.cause)

@@ -14,7 +14,7 @@ import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as AppendPreparation from "../../src/internal/appendPreparation.js"
 import { tables } from "../../src/sql/migrations.js"
-import { batchItemJson } from "../../src/sql/pgAppend.js"
+import { batchItemJson } from "../../src/pg/internal/append.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
@@ -295,7 +295,7 @@ describe("SqlEventStore group commit", () => {
           const { client, paths } = yield* session
           const t = yield* tables({ schema })
           const category = yield* uniqueCategory
-          /** Runs the batch as `pgAppend` sends it; returns each outcome and the path the batch took. */
+          /** Runs the batch as the PostgreSQL append sends it; returns each outcome and the path the batch took. */
           const run = (appends: ReadonlyArray<AppendPreparation.PreparedAppend>) =>
             Effect.promise(async () => {
               paths.length = 0

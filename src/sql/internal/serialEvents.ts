@@ -1,5 +1,5 @@
 /**
- * The SQL event store's dialect where positions are commit order (SQLite, MySQL/MariaDB): appends are one
+ * The SQL event store's part where positions are commit order (SQLite, MySQL/MariaDB): appends are one
  * serial transaction (see `serialAppend`), global reads go by position, and nothing is ever held back.
  *
  * @internal
@@ -8,11 +8,11 @@ import type * as Statement from "@effect/sql/Statement"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as PgAppend from "../pgAppend.js"
-import * as SerialAppend from "../serialAppend.js"
-import type { EventRow, EventsDialect } from "./eventsDialect.js"
+import type { CommandRow } from "../commandRecords.js"
+import type { EventRow, EventsDialect } from "./dialect.js"
+import * as SerialAppend from "./serialAppend.js"
 
-/** Builds the dialect (its appends take the serial append's options). */
+/** Builds the part (its appends take the serial append's options). */
 export const make = (options: SerialAppend.SerialAppendOptions): EventsDialect => {
   const { sql, tables: t } = options
   const columns = sql`position, stream_id, category, version, event_id, type, schema_version, data, metadata, recorded_at`
@@ -38,8 +38,8 @@ export const make = (options: SerialAppend.SerialAppendOptions): EventsDialect =
     findCommand: (commandId, ttlMillis) =>
       Effect.flatMap(DateTime.now, (now) =>
         Effect.map(
-          sql<PgAppend.CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
-            where command_id = ${commandId} and recorded_at > ${DateTime.toEpochMillis(now) - ttlMillis}`,
+          sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
+            where command_id = ${commandId} and not (${options.dialect.commandExpired(ttlMillis, DateTime.toEpochMillis(now))})`,
           (rows) => Option.fromNullable(rows[0])
         )
       ),

@@ -1,5 +1,5 @@
 /**
- * The SQL event store's PostgreSQL dialect: appends are one call of the append function (grouped under
+ * The PostgreSQL part of the SQL event store: appends are one call of the append function (grouped under
  * group commit), and global reads stop at the read horizon, the oldest transaction still running in the
  * cluster, ordered by (transaction id, position) (see `SqlEventStore.make`).
  *
@@ -22,31 +22,23 @@ import {
   maxHeldBackCount
 } from "../../EventStore.js"
 import type { PreparedAppend } from "../../internal/appendPreparation.js"
-import { storeError } from "../classify.js"
-import type * as HotPath from "../HotPath.js"
-import type { Tables } from "../migrations.js"
-import * as PgAppend from "../pgAppend.js"
-import type { EventRow, EventsDialect } from "./eventsDialect.js"
+import { storeError } from "../../sql/classify.js"
+import type { CommandRow } from "../../sql/commandRecords.js"
+import * as HotPath from "../../sql/HotPath.js"
+import type { EventRow, EventsDialect, EventsOptions } from "../../sql/internal/dialect.js"
+import * as PgAppend from "./append.js"
 
 /** Builds the dialect; group-commit writers, if on, live in the scope. */
-export const make = (options: {
-  readonly sql: SqlClient.SqlClient
-  readonly tables: Tables
-  readonly hotPath: Option.Option<HotPath.HotPath["Type"]>
-  readonly commandTtl: number
-  readonly groupCommit: false | { readonly maxBatch?: number; readonly writers?: number } | undefined
-  /** The original result of an append whose events are (partly) stored already, in a stream at `current`. */
-  readonly resolveStored: (
-    append: PreparedAppend,
-    stored: ReadonlyMap<string, number>,
-    current: number
-  ) => Effect.Effect<AppendResult, InvalidAppend | ConcurrencyConflict | SqlError>
-}): Effect.Effect<EventsDialect, never, Scope.Scope> =>
+export const make = (
+  sql: SqlClient.SqlClient,
+  options: EventsOptions
+): Effect.Effect<EventsDialect, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const { sql, tables: t } = options
+    const t = options.tables
     const callAppend = yield* PgAppend.make({
       sql,
-      hotPath: options.hotPath,
+      // the client's hot path, when its Layer provides one (`Postgres.layer` does)
+      hotPath: yield* Effect.serviceOption(HotPath.HotPath),
       tables: t,
       commandTtl: options.commandTtl,
       groupCommit: options.groupCommit
@@ -123,7 +115,7 @@ export const make = (options: {
       ),
       findCommand: (commandId, ttlMillis) =>
         Effect.map(
-          sql<PgAppend.CommandRow>`select stream_id, version, positions::text[] as positions from ${sql(t.commands)}
+          sql<CommandRow>`select stream_id, version, positions::text[] as positions from ${sql(t.commands)}
             where command_id = ${commandId} and recorded_at > now() - make_interval(secs => ${ttlMillis / 1000})`,
           (rows) => Option.fromNullable(rows[0])
         ),

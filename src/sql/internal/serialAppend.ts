@@ -3,40 +3,59 @@
  * after a position never misses a later commit: the checkpoint's `transaction` is the position itself.
  * How each backend orders them, and the Gotchas: {@link make}.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
-import { SqlError } from "@effect/sql/SqlError"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
-import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as Event from "../Event.js"
+import * as Event from "../../Event.js"
 import {
   type AppendResult,
   ConcurrencyConflict,
   type DuplicateCommand,
-  type InvalidAppend,
   UniqueConstraintViolation
-} from "../EventStore.js"
-import { type PreparedAppend } from "../internal/appendPreparation.js"
-import * as BackendLimits from "./backendLimits.js"
-import type { Tables } from "./migrations.js"
-import * as PgAppend from "./pgAppend.js"
-import { mysqlErrno, withTransaction } from "./transaction.js"
+} from "../../EventStore.js"
+import { type PreparedAppend } from "../../internal/appendPreparation.js"
+import { isDuplicateKey } from "../classify.js"
+import { type CommandRow, toDuplicate } from "../commandRecords.js"
+import { withTransaction } from "../transaction.js"
+import type { EventsOptions, SqlDialect } from "./dialect.js"
 
-export interface SerialAppendOptions {
-  readonly sql: SqlClient.SqlClient
-  readonly tables: Tables
-  readonly dialect: "sqlite" | "mysql"
-  readonly commandTtl: number
-  /** MySQL: the server's `max_allowed_packet`, which an INSERT of the append's rows must fit (see `backendLimits`). */
-  readonly packet: number | undefined
-  /** The original result of an append whose events are (partly) stored already, in a stream at `current`. */
-  readonly resolveStored: (
+/** An event row as the serial append inserts it, before it has a position. */
+export type EventInsert = {
+  readonly stream_id: string
+  readonly category: string
+  readonly stream_hash: number
+  readonly version: number
+  readonly event_id: string
+  readonly type: string
+  readonly schema_version: number
+  readonly data: string
+  readonly metadata: string
+  readonly recorded_at: number
+}
+
+/** How a backend runs the steps of the serial append that differ (see {@link make}). */
+export interface SerialSteps {
+  /**
+   * Runs `placeholder` (an INSERT of a row the append is about to lock, a no-op if the row exists) where
+   * concurrent appends would otherwise lock a gap (MySQL); SQLite's one writer skips it.
+   */
+  readonly lockable: (placeholder: Statement.Statement<unknown>) => Effect.Effect<void, SqlError>
+  /** Inserts the append's rows and returns their positions, in commit order. */
+  readonly insertEvents: (
     append: PreparedAppend,
-    stored: ReadonlyMap<string, number>,
-    current: number
-  ) => Effect.Effect<AppendResult, InvalidAppend | ConcurrencyConflict | SqlError>
+    rows: ReadonlyArray<EventInsert>
+  ) => Effect.Effect<ReadonlyArray<bigint>, SqlError>
+  /** Runs an append again after the backend broke a lock cycle by rolling it back, where it can. */
+  readonly retry: <A, E>(append: Effect.Effect<A, E>) => Effect.Effect<A, E>
+}
+
+/** What the serial append is built from. */
+export interface SerialAppendOptions extends EventsOptions {
+  readonly sql: SqlClient.SqlClient
+  readonly dialect: SqlDialect
+  readonly steps: SerialSteps
 }
 
 /**
@@ -58,9 +77,8 @@ export interface SerialAppendOptions {
  * error and commits nothing). Appends in their own transaction are retried after a deadlock.
  */
 export const make = (options: SerialAppendOptions) => {
-  const { dialect, sql, tables: t } = options
-  const mysql = dialect === "mysql"
-  const forUpdate = mysql ? sql` for update` : sql``
+  const { dialect, sql, steps, tables: t } = options
+  const forUpdate = dialect.forUpdate
 
   const versionOf = (streamId: string) =>
     Effect.map(
@@ -76,10 +94,9 @@ export const make = (options: SerialAppendOptions) => {
    */
   const lockStream = (streamId: string) =>
     Effect.gen(function* () {
-      if (mysql) {
-        yield* sql`insert into ${sql(t.streams)} (stream_id, version) values (${streamId}, 0)
-          on duplicate key update version = version`
-      }
+      yield* steps.lockable(
+        sql`insert into ${sql(t.streams)} (stream_id, version) values (${streamId}, 0) ${dialect.onConflictIgnore(["stream_id"])}`
+      )
       return (yield* versionOf(streamId)) ?? 0
     })
 
@@ -89,12 +106,12 @@ export const make = (options: SerialAppendOptions) => {
    */
   const handledCommand = (commandId: string, now: number) =>
     Effect.gen(function* () {
-      if (mysql) {
-        yield* sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
-          values (${commandId}, '', 0, '[]', 0) on duplicate key update command_id = command_id`
-      }
-      const [handled] = yield* sql<PgAppend.CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
-        where command_id = ${commandId} and recorded_at > ${now - options.commandTtl}${forUpdate}`
+      yield* steps.lockable(
+        sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
+          values (${commandId}, '', 0, '[]', 0) ${dialect.onConflictIgnore(["command_id"])}`
+      )
+      const [handled] = yield* sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
+        where command_id = ${commandId} and not (${dialect.commandExpired(options.commandTtl, now)})${forUpdate}`
       return handled
     })
 
@@ -111,11 +128,10 @@ export const make = (options: SerialAppendOptions) => {
       }
       for (const u of append.claims) {
         // MySQL: claim first (a no-op when held), then read the holder under the row's lock (as for streams)
-        if (mysql) {
-          yield* sql`insert into ${sql(t.uniqueValues)} (constraint_name, value, stream_id)
-            values (${u.constraint}, ${u.value}, ${append.streamId})
-            on duplicate key update constraint_name = constraint_name`
-        }
+        yield* steps.lockable(
+          sql`insert into ${sql(t.uniqueValues)} (constraint_name, value, stream_id)
+            values (${u.constraint}, ${u.value}, ${append.streamId}) ${dialect.onConflictIgnore(["constraint_name", "value"])}`
+        )
         const [holder] = yield* sql<{ readonly stream_id: string }>`select stream_id from ${sql(t.uniqueValues)}
           where constraint_name = ${u.constraint} and value = ${u.value}${forUpdate}`
         if (holder !== undefined && holder.stream_id !== append.streamId) {
@@ -136,29 +152,15 @@ export const make = (options: SerialAppendOptions) => {
       positions: JSON.stringify(result.positions.map(String)),
       recorded_at: now
     }
-    return mysql
-      ? sql`insert into ${sql(t.commands)} ${sql.insert(row)} on duplicate key update stream_id = values(stream_id),
-          version = values(version), positions = values(positions), recorded_at = values(recorded_at)`
-      : sql`insert into ${sql(t.commands)} ${sql.insert(row)}
-          on conflict (command_id) do update set stream_id = excluded.stream_id, version = excluded.version,
-            positions = excluded.positions, recorded_at = excluded.recorded_at`
+    return sql`insert into ${sql(t.commands)} ${sql.insert(row)} ${dialect.onConflictUpdate(
+      ["command_id"],
+      ["stream_id", "version", "positions", "recorded_at"]
+    )}`
   }
-
-  /** The first of `count` positions, taken last: its lock orders commits (see the module doc). */
-  const takePositions = (count: number) =>
-    Effect.gen(function* () {
-      yield* sql`update ${sql(t.sequence)} set last = last + ${count} where id = 1`
-      const [row] = yield* sql<{ readonly last: number | string }>`select last from ${sql(t.sequence)} where id = 1`
-      if (row === undefined)
-        return yield* Effect.die(new Error(`${t.sequence} has no row: the store's tables are damaged`))
-      return Number(row.last) - count + 1
-    })
 
   const insertEvents = (append: PreparedAppend, current: number, now: number) =>
     Effect.gen(function* () {
-      const first = mysql ? yield* takePositions(append.events.length) : undefined
-      const rows = append.events.map((e, i) => ({
-        ...(first === undefined ? {} : { position: first + i }),
+      const rows = append.events.map((e, i): EventInsert => ({
         stream_id: append.streamId,
         category: append.category,
         stream_hash: append.streamHash,
@@ -170,25 +172,10 @@ export const make = (options: SerialAppendOptions) => {
         metadata: e.metadataJson,
         recorded_at: now
       }))
-      const positions =
-        first === undefined
-          ? (yield* sql<{
-              readonly position: number
-            }>`insert into ${sql(t.events)} ${sql.insert(rows)} returning position`).map((r) => BigInt(r.position))
-          : yield* Effect.as(
-              // in runs that fit a packet each (one, unless the append is large)
-              Effect.forEach(
-                BackendLimits.mysqlChunks(append.events, rows, options.packet ?? Number.MAX_SAFE_INTEGER),
-                (run) => sql`insert into ${sql(t.events)} ${sql.insert(run)}`,
-                { discard: true }
-              ),
-              rows.map((_, i) => BigInt(first + i))
-            )
+      const positions = yield* steps.insertEvents(append, rows)
       const version = current + append.events.length
-      yield* mysql
-        ? sql`update ${sql(t.streams)} set version = ${version} where stream_id = ${append.streamId}`
-        : sql`insert into ${sql(t.streams)} (stream_id, version) values (${append.streamId}, ${version})
-            on conflict (stream_id) do update set version = excluded.version`
+      yield* sql`insert into ${sql(t.streams)} (stream_id, version) values (${append.streamId}, ${version})
+        ${dialect.onConflictUpdate(["stream_id"], ["version"])}`
       return { streamId: append.streamId, version, positions }
     })
 
@@ -205,8 +192,7 @@ export const make = (options: SerialAppendOptions) => {
       // a handled command first: a replay of its append is a duplicate command, not a success
       if (append.commandId !== undefined) {
         const handled = yield* handledCommand(append.commandId, now)
-        if (handled !== undefined)
-          return yield* Effect.fail<DuplicateCommand>(PgAppend.toDuplicate(append.commandId, handled))
+        if (handled !== undefined) return yield* Effect.fail<DuplicateCommand>(toDuplicate(append.commandId, handled))
       }
       if (current > 0 && append.events.length > 0) {
         const stored = yield* storedIds(append, sql``)
@@ -229,7 +215,7 @@ export const make = (options: SerialAppendOptions) => {
               // MySQL, in a caller's transaction whose snapshot predates a commit of the same events: the
               // check above read the snapshot; the insert saw them. Read them as committed, and resolve.
               Effect.catchIf(isDuplicateKey, (error) =>
-                Effect.flatMap(storedIds(append, sql` lock in share mode`), (rows) =>
+                Effect.flatMap(storedIds(append, dialect.committedNow), (rows) =>
                   rows.length === 0
                     ? Effect.fail(error)
                     : options.resolveStored(append, new Map(rows.map((r) => [r.event_id, r.version])), current)
@@ -240,24 +226,5 @@ export const make = (options: SerialAppendOptions) => {
       return result
     }).pipe(withTransaction(sql))
 
-  return (append: PreparedAppend) => (mysql ? retryDeadlocks(appendOnce(append)) : appendOnce(append))
+  return (append: PreparedAppend) => steps.retry(appendOnce(append))
 }
-
-/**
- * InnoDB breaks lock cycles (two appends creating one stream, say) by rolling one transaction back: an
- * append that ran its own transaction is tried again; one inside the caller's transaction fails with it.
- */
-const retryDeadlocks = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (outer) =>
-    Option.isSome(outer)
-      ? effect
-      : Effect.retry(effect, {
-          times: 10,
-          schedule: Schedule.exponential("2 millis").pipe(Schedule.jittered),
-          while: isDeadlock
-        })
-  )
-
-const isDuplicateKey = (error: unknown): error is SqlError => mysqlErrno(error) === 1062
-
-const isDeadlock = (error: unknown): boolean => mysqlErrno(error) === 1213 || mysqlErrno(error) === 1205

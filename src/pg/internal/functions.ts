@@ -1,8 +1,10 @@
 /**
  * The PostgreSQL append functions (server-side, so an append is one round trip), created by the
- * migrations (see `migrations`) and called by `pgAppend`.
+ * migrations (see the dialect record's DDL) and called by `append`.
+ *
+ * @internal
  */
-import type { Tables } from "./migrations.js"
+import type { Tables } from "../../sql/migrations.js"
 
 /**
  * The SQLSTATEs the append function raises on purpose, one per refusal, with the refusal's fields as JSON

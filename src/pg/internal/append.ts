@@ -17,14 +17,15 @@ import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import { DuplicateCommand, EventStoreError, UniqueConstraintViolation } from "../EventStore.js"
-import { type PreparedAppend } from "../internal/appendPreparation.js"
-import * as Batcher from "./internal/batcher.js"
-import * as Metrics from "../Metrics.js"
-import { storeError } from "./classify.js"
-import type { Tables } from "./migrations.js"
-import * as HotPath from "./HotPath.js"
-import { refusalCode } from "./pgFunctions.js"
+import { DuplicateCommand, EventStoreError, UniqueConstraintViolation } from "../../EventStore.js"
+import { type PreparedAppend } from "../../internal/appendPreparation.js"
+import * as Metrics from "../../Metrics.js"
+import { storeError } from "../../sql/classify.js"
+import * as HotPath from "../../sql/HotPath.js"
+import * as Batcher from "../../sql/internal/batcher.js"
+import { toDuplicate } from "../../sql/commandRecords.js"
+import type { Tables } from "../../sql/migrations.js"
+import { refusalCode } from "./functions.js"
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const batchSize = Metrics.appendBatchSize
@@ -247,23 +248,3 @@ const eventsJson = (append: PreparedAppend): string =>
   "]"
 
 const emptyObjectText = JSON.stringify("{}")
-
-/** A stored command record (PostgreSQL or SQLite). */
-export interface CommandRow {
-  readonly stream_id: string
-  readonly version: number
-  /** PostgreSQL: a text array; SQLite: a JSON array of strings. */
-  readonly positions: ReadonlyArray<string> | string
-}
-
-/** A stored command record as the {@link DuplicateCommand} refusal of a later append. */
-export const toDuplicate = (commandId: string, row: CommandRow): DuplicateCommand =>
-  new DuplicateCommand({
-    commandId,
-    streamId: row.stream_id,
-    version: row.version,
-    positions: (typeof row.positions === "string"
-      ? (JSON.parse(row.positions) as ReadonlyArray<string>)
-      : row.positions
-    ).map(BigInt)
-  })

@@ -1,0 +1,144 @@
+/**
+ * The SQLite dialect record (see `sql/internal/dialect.ts`): one writer at a time on one connection, so
+ * no row locks; positions from the events table's autoincrement, in commit order; `RETURNING` and
+ * `ON CONFLICT`; times as epoch milliseconds.
+ *
+ * @internal
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Statement from "@effect/sql/Statement"
+import * as Effect from "effect/Effect"
+import type { BackendLimits } from "../../sql/backendLimits.js"
+import { createUniqueValuesTable, indexName, positionIndexes } from "../../sql/internal/ddl.js"
+import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
+import * as OnConflict from "../../sql/internal/onConflict.js"
+import * as SerialEvents from "../../sql/internal/serialEvents.js"
+
+/** Bound variables of an event's row in the append's INSERT. */
+const paramsPerEvent = 10
+
+/** The build's bounds, from `pragma compile_options` (see `backendLimits`). */
+const readLimits = (sql: SqlClient.SqlClient) =>
+  Effect.map(sql<{ readonly compile_options: string }>`pragma compile_options`, (rows): BackendLimits => {
+    const option = (name: string) => {
+      const found = rows.map((r) => r.compile_options).find((o) => o.startsWith(`${name}=`))
+      return found === undefined ? undefined : Number(found.slice(name.length + 1))
+    }
+    const variables = option("MAX_VARIABLE_NUMBER") ?? 32_766
+    const length = option("MAX_LENGTH") ?? 1_000_000_000
+    return {
+      backend: "SQLite",
+      maxEventsPerAppend: Math.floor(variables / paramsPerEvent),
+      maxEventBytes: length,
+      maxAppendBytes: undefined,
+      eventOverhead: 0,
+      packet: undefined,
+      why: {
+        events: `SQLite binds at most ${variables} variables per statement (SQLITE_MAX_VARIABLE_NUMBER), ${paramsPerEvent} per event`,
+        eventBytes: `SQLite holds at most ${length} bytes per value (SQLITE_MAX_LENGTH)`,
+        appendBytes: ""
+      }
+    }
+  })
+
+/** The record for `sql`, a SQLite client. */
+export const make = (sql: SqlClient.SqlClient): SqlDialect => {
+  const self: SqlDialect = {
+    name: "SQLite",
+    limits: readLimits(sql),
+    events: (options) =>
+      Effect.succeed(
+        SerialEvents.make({
+          ...options,
+          sql,
+          dialect: self,
+          steps: {
+            // one writer: nothing to make lockable
+            lockable: () => Effect.void,
+            insertEvents: (_, rows) =>
+              Effect.map(
+                sql<{ readonly position: number }>`insert into ${sql(options.tables.events)} ${sql.insert(rows)}
+                  returning position`,
+                (inserted) => inserted.map((row) => BigInt(row.position))
+              ),
+            retry: (append) => append
+          }
+        })
+      ),
+    commandExpired: (ttlMillis, nowMillis) => sql`recorded_at < ${nowMillis - ttlMillis}`,
+    onConflictIgnore: (key) => OnConflict.ignore(sql, key),
+    onConflictUpdate: (key, updated) => OnConflict.update(sql, key, updated),
+    insertNew: (table, row, key) =>
+      Effect.map(
+        sql`insert into ${sql(table)} ${sql.insert(row)} ${OnConflict.ignore(sql, key)} returning 1`,
+        (rows) => rows.length > 0
+      ),
+    matched: (statement) => Effect.map(sql`${statement} returning 1`, (rows) => rows.length),
+    updateReturning: <Row extends object>(update: Statement.Statement<unknown>, returned: Statement.Fragment) =>
+      sql<Row>`${update} returning ${returned}`,
+    // one transaction at a time: what it reads stays as read, and no snapshot predates a commit
+    forUpdate: sql``,
+    forUpdateSkipLocked: sql``,
+    committedNow: sql``,
+    concurrentTransactions: false,
+    byteLength: (column) => sql`length(cast(${sql(column)} as blob))`,
+    ddl: ddl(sql)
+  }
+  return self
+}
+
+const ddl = (sql: SqlClient.SqlClient): Ddl => {
+  const self: Ddl = {
+    key: () => sql.literal("text"),
+    longText: sql.literal("text"),
+    tableOptions: sql.literal(""),
+    serialKey: sql.literal("integer primary key autoincrement"),
+    // the one connection serializes migration runs
+    lockMigrations: () => Effect.void,
+    unlockMigrations: () => Effect.void,
+    createSchema: () =>
+      Effect.fail(
+        new Error("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database")
+      ),
+    createMigrationsTable: () => Effect.void,
+    createEventTables: (t) =>
+      Effect.all(
+        [
+          sql`create table ${sql(t.events)} (
+            position integer primary key autoincrement,
+            stream_id text not null,
+            category text not null,
+            stream_hash integer not null,
+            version integer not null,
+            event_id text not null,
+            type text not null,
+            schema_version integer not null,
+            data text not null,
+            metadata text not null,
+            recorded_at integer not null,
+            unique (stream_id, version),
+            unique (stream_id, event_id)
+          )`,
+          positionIndexes(sql, t),
+          sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+          createUniqueValuesTable(sql, self, t),
+          sql`create table ${sql(t.commands)} (
+            command_id text primary key,
+            stream_id text not null,
+            version integer not null,
+            positions text not null,
+            recorded_at integer not null
+          )`
+        ],
+        { discard: true }
+      ),
+    addTenantColumn: (t) =>
+      Effect.zipRight(
+        sql`alter table ${sql(t.events)} add column tenant_id text generated always as
+          (case when instr(stream_id, '~') > 0 then substr(stream_id, 1, instr(stream_id, '~') - 1) end) virtual`,
+        sql`create index ${indexName(sql, t, "events_tenant")} on ${sql(t.events)} (tenant_id, position)
+          where tenant_id is not null`
+      )
+  }
+  return self
+}
