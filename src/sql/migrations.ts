@@ -17,6 +17,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import { EventStoreError } from "../EventStore.js"
 import * as PgFunctions from "./pgFunctions.js"
+import { withTransaction } from "./transaction.js"
 
 /** Where the store's tables live. */
 export interface TableOptions {
@@ -164,7 +165,8 @@ export const migrate = (t: Tables, service: Service): Effect.Effect<void, EventS
         })
       )
     ),
-    (run) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(run)),
+    // guarded, whether the client given is or not (see `SqlTransactions`)
+    (run) => Effect.flatMap(SqlClient.SqlClient, (sql) => withTransaction(sql)(run)),
     Effect.mapError((cause) => new EventStoreError({ operation: "migrate", cause }))
   )
 
