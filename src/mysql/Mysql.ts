@@ -14,7 +14,6 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { guardTransactions } from "../sql/transaction.js"
@@ -28,8 +27,9 @@ export interface Options {
 }
 
 /**
- * `MysqlClient` and `SqlClient` for the SQL services. Its transactions never die on a failed COMMIT or
- * ROLLBACK (a connection killed inside one): they fail with their own error, or a typed `SqlError`.
+ * `MysqlClient` and `SqlClient` for the SQL services: one client under both tags, whose transactions never
+ * die on a failed COMMIT or ROLLBACK (a connection killed inside one): they fail with their own error, or a
+ * typed `SqlError` (see `SqlTransactions`).
  */
 export const layer = (
   options: Options
@@ -37,4 +37,10 @@ export const layer = (
   MysqlClient.layer({
     url: typeof options.url === "string" ? Redacted.make(options.url) : options.url,
     maxConnections: options.maxConnections ?? 10
-  }).pipe(Layer.tap((context) => Effect.sync(() => guardTransactions(Context.get(context, SqlClient.SqlClient)))))
+  }).pipe(
+    Layer.map((context) => {
+      // one guarded copy under both tags (`MysqlClient.layer` provides one client under both)
+      const client = guardTransactions(Context.get(context, MysqlClient.MysqlClient))
+      return Context.make(MysqlClient.MysqlClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+    })
+  )

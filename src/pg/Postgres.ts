@@ -10,7 +10,7 @@
  * instead of waiting for a reply forever; how soon depends on the system's probe interval and count.
  *
  * Transactions of the client never die on a failed COMMIT or ROLLBACK (a connection lost inside one): the
- * transaction fails with its own error, or a typed `SqlError` (see `transaction`).
+ * transaction fails with its own error, or a typed `SqlError` (see `SqlTransactions`).
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"

@@ -5,9 +5,9 @@
  *
  * It keeps every guarantee of the contract (how, on each backend: {@link make}), returns data exactly as
  * appended, refuses an append its backend could not take before sending it, and fails typed, inside a
- * caller's transaction too. Appends join an enclosing `sql.withTransaction`, so user writes commit
- * atomically with events. Not here: the tables (`migrations`) and PostgreSQL's append functions
- * (`pg/internal/functions`).
+ * caller's transaction too (a guarded client's: see `SqlTransactions`). Appends join an enclosing
+ * `sql.withTransaction`, so user writes commit atomically with events. It never alters the client it is
+ * given. Not here: the tables (`migrations`) and PostgreSQL's append functions (`pg/internal/functions`).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -100,9 +100,11 @@ export interface Options extends TableOptions {
  * - **Failures are typed**, inside a caller's transaction too: a lost connection (a terminated backend, a
  *   killed connection, a server restart) fails the append with an `EventStoreError` that says it is
  *   `transient`; a statement the server refuses, with one that says it is not. `@effect/sql` makes a
- *   failed COMMIT or ROLLBACK a defect: the store guards the client it is given (its `withTransaction`,
- *   so the caller's transactions too), which then fails with the transaction's own error, or a typed
- *   `SqlError` when its COMMIT failed (see `transaction`).
+ *   failed COMMIT or ROLLBACK a defect: the store runs its own transactions on a guarded copy of the
+ *   client, which fails with the transaction's own error, or a typed `SqlError` when its COMMIT failed.
+ *   The client it is given is left as it is: the caller's `sql.withTransaction` is guarded when the
+ *   client is (`Postgres.layer`, `Sqlite.layer`, `Mysql.layer`, or `SqlTransactions.layerGuarded` over a
+ *   client of your own); otherwise a lost connection inside it is a defect (see `SqlTransactions`).
  * - **Backend limits**, on top of the configured `EventStore.Limits`, as they apply to the statements the
  *   store sends (see `backendLimits`). Read when the store is built; a configured limit above the backend's
  *   is lowered to it, with a logged warning (not refused: `max_allowed_packet` is the server's setting, and
@@ -132,7 +134,8 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<EventStore["Type"], EventStoreError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function* () {
-    // the caller's transactions too: a failed ROLLBACK or COMMIT is typed, never a defect (see `transaction`)
+    // a guarded copy for the store's own transactions (a failed ROLLBACK or COMMIT is typed, never a
+    // defect); the caller's client is left as it is (see `SqlTransactions`)
     const sql = guardTransactions(yield* SqlClient.SqlClient)
     const t = yield* tables(options)
     const dialect = yield* Dialect.of(sql)

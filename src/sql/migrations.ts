@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import { EventStoreError } from "../EventStore.js"
 import * as Ddl from "./internal/ddl.js"
 import * as Dialect from "./internal/dialect.js"
+import { withTransaction } from "./transaction.js"
 
 /** Where the store's tables live. */
 export interface TableOptions {
@@ -139,7 +140,7 @@ export const migrate = (t: Tables, service: Service): Effect.Effect<void, EventS
     }).pipe(
       // a session lock (MySQL) is released whatever happened, before the connection goes back
       Effect.ensuring(ddl.unlockMigrations(t, service)),
-      sql.withTransaction
+      withTransaction(sql)
     )
     yield* Effect.mapError(run, (cause) => new EventStoreError({ operation: "migrate", cause }))
   })

@@ -1,7 +1,7 @@
 /**
- * What the SQL services share about transactions: {@link guardTransactions} (a failed COMMIT or ROLLBACK is
- * typed, never a defect), {@link withTransaction} (guarded, and typed when MySQL ended the enclosing
- * transaction).
+ * What the SQL services share about transactions: {@link guardTransactions} (a guarded copy of a client:
+ * a failed COMMIT or ROLLBACK is typed, never a defect; public as `SqlTransactions.guard`) and
+ * {@link withTransaction} (guarded, and typed when MySQL ended the enclosing transaction).
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -19,28 +19,47 @@ export const withTransaction =
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
     (isGuarded(sql) ? sql.withTransaction : guarded(sql.withTransaction))(effect)
 
+const guardedKey = Symbol.for("effect-eventsourcing/sql/guardedTransactions")
+
 /**
- * Guards `client`'s `withTransaction`, in place and once, so that every transaction of the client's users
- * is guarded too. Returns the client.
+ * A copy of `client` whose `withTransaction` is guarded; `client` itself is left as it was (it may be the
+ * user's). A client guarded already is returned as it is.
  *
  * `@effect/sql`'s `withTransaction` turns a failed COMMIT or ROLLBACK into a defect (`Effect.orDie` around
  * them). On a connection that is gone (a terminated backend, a killed connection, a server restart) the
- * ROLLBACK after a failed statement always fails, so the caller's typed error became a defect, inside the
- * caller's own `sql.withTransaction` too. A guarded client keeps the transaction's own failure when its
- * ROLLBACK fails (the server ends a transaction whose connection is gone), and fails with a typed
- * `SqlError` when its COMMIT fails. The client Layers of the backends and `SqlEventStore` guard the clients
- * they see.
+ * ROLLBACK after a failed statement always fails, so the caller's typed error became a defect. A guarded
+ * client keeps the transaction's own failure when its ROLLBACK fails (the server ends a transaction whose
+ * connection is gone), and fails with a typed `SqlError` when its COMMIT fails.
+ *
+ * The copy is callable like the client and has all of its own members (driver ones too: a `PgClient`'s
+ * `json`, `listen`, `notify`), sharing the client's pool and connections: statements of either join a
+ * transaction of the other. Its `safe` is the copy, and so is `withoutTransforms()` (or a guarded copy of
+ * its own). The client Layers of the backends provide guarded clients; `SqlEventStore` guards a copy for
+ * its own use.
  */
 export const guardTransactions = <C extends SqlClient.SqlClient>(client: C): C => {
-  if (!isGuarded(client)) {
-    Object.assign(client, { withTransaction: guarded(client.withTransaction), [guardedKey]: true })
-  }
-  return client
+  if (isGuarded(client)) return client
+  const call = client as unknown as (...args: ReadonlyArray<unknown>) => unknown
+  const copy = (...args: ReadonlyArray<unknown>): unknown => call(...args)
+  Object.setPrototypeOf(copy, Object.getPrototypeOf(client))
+  const member = (value: unknown): PropertyDescriptor => ({
+    value,
+    enumerable: true,
+    writable: true,
+    configurable: true
+  })
+  Object.defineProperties(copy, {
+    ...Object.getOwnPropertyDescriptors(client),
+    withTransaction: member(guarded(client.withTransaction)),
+    safe: member(copy),
+    // enumerable: a copy made by spreading the client (`withoutTransforms`) stays marked
+    [guardedKey]: member(true)
+  })
+  return copy as unknown as C
 }
 
-const guardedKey = Symbol.for("effect-eventsourcing/sql/guardedTransactions")
-
-const isGuarded = (client: SqlClient.SqlClient): boolean =>
+/** Whether `client`'s transactions are guarded (see {@link guardTransactions}). */
+export const isGuarded = (client: SqlClient.SqlClient): boolean =>
   (client as unknown as Record<symbol, unknown>)[guardedKey] === true
 
 /**

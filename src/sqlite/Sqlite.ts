@@ -35,7 +35,7 @@ export interface Options {
  * the lock, then runs unguarded, so it could read another fiber's uncommitted rows.)
  *
  * Its transactions never die on a failed COMMIT or ROLLBACK: they fail with their own error, or a typed
- * `SqlError` (see `transaction`).
+ * `SqlError` (see `SqlTransactions`).
  *
  * **Gotchas**: one process writes a database file at a time; within the process, the client serializes
  * statements and transactions on its single connection. `:memory:` lives as long as the Layer. Code that

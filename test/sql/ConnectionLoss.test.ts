@@ -31,6 +31,7 @@ import * as Mysql from "../../src/mysql/Mysql.js"
 import * as Postgres from "../../src/pg/Postgres.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
+import * as SqlTransactions from "../../src/sql/SqlTransactions.js"
 import { mysqlUrl, pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { mysqlWithPrefix, pgWithSchema } from "../support/sql.js"
@@ -108,11 +109,12 @@ const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolea
   )
 
 describe("SqlEventStore on a PostgreSQL client of the user's own, connections lost", () => {
-  // not `Postgres.layer`'s client: the store guards the client it is given, the caller's transactions too
+  // not `Postgres.layer`'s client: the store leaves it as it is, and the caller's transactions on it are
+  // guarded by `SqlTransactions.layerGuarded`, provided over it (without it, a failed ROLLBACK is a defect)
   const own = `${schema}_own`
   const stores = Layer.provideMerge(
     SqlEventStore.layer({ schema: own }),
-    PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 4 })
+    Layer.provideMerge(SqlTransactions.layerGuarded, PgClient.layer({ url: Redacted.make(pgUrl), maxConnections: 4 }))
   )
   it.live("an append inside the caller's transaction whose connection is killed fails with EventStoreError", () =>
     Effect.scoped(
