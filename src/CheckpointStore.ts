@@ -180,7 +180,7 @@ export class CheckpointStore extends Context.Tag("effect-eventsourcing/Checkpoin
     /** Runs `effect` in one transaction with the store's writes inside it. */
     readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CheckpointStoreError, R>
     /**
-     * Whether a failure of work run in {@link transaction} (a projection handler's own statements, say) may
+     * Whether a failure of work run in `transaction` (a projection handler's own statements, say) may
      * pass if retried: the store knows its database's errors. The library's own errors say it themselves.
      */
     readonly isTransient: (error: unknown) => boolean

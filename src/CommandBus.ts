@@ -375,7 +375,7 @@ export interface Options<Groups extends ReadonlyArray<Group<any>>, R> {
 }
 
 /** What a list of groups requires: each one's handlers. */
-type HandlersOf<G> = G extends Group<infer C> ? GroupHandlers<C> : never
+export type HandlersOf<G> = G extends Group<infer C> ? GroupHandlers<C> : never
 
 const defaultRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(3)))
 

@@ -33,7 +33,7 @@ import {
 } from "./EventStore.js"
 import { checkPartition, type PreparedAppend, prepareAppend, resolveDuplicates } from "./internal/appendPreparation.js"
 
-/** Options of {@link makeMemory}. */
+/** Options of {@link make}. */
 export interface MemoryOptions {
   readonly limits?: Partial<Limits>
   /** How long handled commands are remembered; default {@link defaultCommandTtl}. */

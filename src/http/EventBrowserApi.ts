@@ -258,13 +258,15 @@ export type Requirements<O extends Options> =
       ? CheckpointStore.CheckpointStore | ProjectionContext<NonNullable<O["projections"]>[number]>
       : never)
 
-type MayHave<O, K extends PropertyKey> = K extends keyof O
+/** Whether options of type `O` may set `K` (a type-level helper of {@link Requirements}). */
+export type MayHave<O, K extends PropertyKey> = K extends keyof O
   ? [NonNullable<O[K]>] extends [never]
     ? false
     : true
   : false
 
-type ProjectionContext<P> = P extends Projection.Projection<any, any, infer R> ? R : never
+/** What a projection's handler requires (a type-level helper of {@link Requirements}). */
+export type ProjectionContext<P> = P extends Projection.Projection<any, any, infer R> ? R : never
 
 /**
  * The implementations of {@link Api}'s groups, for an application that serves its own API made of these

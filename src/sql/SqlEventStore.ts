@@ -382,6 +382,8 @@ const matchable = (values: ReadonlyArray<string>): ReadonlyArray<string> => {
 /** Appends per round trip under group commit (PostgreSQL). */
 export const appendBatchSize = Metrics.appendBatchSize
 
+export type { PruningOptions } from "./commandRecords.js"
+
 /** The SQL event store as a Layer; needs a `SqlClient` (see `Postgres.layer`, `Sqlite.layer`). */
 export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> =>
   Layer.scoped(EventStore, make(options))

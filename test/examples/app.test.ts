@@ -101,7 +101,6 @@ const tempDir = Effect.acquireRelease(
 )
 
 // the responses are checked field by field
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any
 
 /** The environment without the variables that would switch the app to PostgreSQL or NATS. */

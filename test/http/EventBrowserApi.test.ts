@@ -630,4 +630,4 @@ const _withSagas: SagaStore.SagaStore extends Needs<typeof withSagas> ? true : f
 const untyped: EventBrowserApi.Options = {}
 const fromVariable = EventBrowserApi.layer(untyped)
 const _fromVariable: SagaStore.SagaStore extends Needs<typeof fromVariable> ? true : false = true
-void [_minimal, _withSagas, _fromVariable]
+void [minimal, withSagas, fromVariable, _minimal, _withSagas, _fromVariable]
