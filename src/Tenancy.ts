@@ -334,16 +334,18 @@ export const layerScopedCheckpoints: Layer.Layer<
 /**
  * A snapshot store whose stream ids are scoped to the tenant in context, as the shared store's are: give
  * it to aggregates over a shared store, or one tenant would load another's state of a same-named stream.
+ * `stats` and `prune` are the operator's: they see every tenant's snapshots (a tenant's category is
+ * `<tenant>~<category>`).
  */
 export const scopedSnapshots = (store: Snapshot.SnapshotStore["Type"]): Snapshot.SnapshotStore["Type"] => {
   const tenantOf = (operation: string) =>
     Effect.mapError(currentTenant(operation), (cause) => new Snapshot.SnapshotStoreError({ operation, cause }))
   return Snapshot.SnapshotStore.of({
     ...store,
-    load: (streamId) =>
+    load: (streamId, options) =>
       Effect.flatMap(tenantOf("load"), (tenant) =>
         Effect.map(
-          store.load(scopedName(tenant, streamId)),
+          store.load(scopedName(tenant, streamId), options),
           Option.map((record) => ({ ...record, streamId }))
         )
       ),

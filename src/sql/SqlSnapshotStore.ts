@@ -1,7 +1,7 @@
 /**
- * The SQL snapshot store (PostgreSQL, SQLite), in the same database and under the same table prefix or
- * schema as the event store. Saving a snapshot and trimming the stream's older ones to `keep` happen in
- * one transaction.
+ * The SQL snapshot store (PostgreSQL, SQLite, MySQL/MariaDB), in the same database and under the same
+ * table prefix or schema as the event store. Saving a snapshot and trimming the stream's older ones to
+ * `keep` happen in one transaction; `prune` deletes in batches of its own.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -37,7 +37,7 @@ export const make = (
       new SnapshotStoreError({ operation, cause, transient: Classify.isTransient(cause) })
 
     return SnapshotStore.of({
-      load: (streamId) =>
+      load: (streamId, loadOptions) =>
         sql<{
           readonly version: number
           readonly state_version: number
@@ -45,7 +45,8 @@ export const make = (
           readonly taken_at: string | number
         }>`
           select version, state_version, state, taken_at from ${sql(t.snapshots)}
-          where stream_id = ${streamId} order by version desc limit 1`.pipe(
+          where stream_id = ${streamId}${loadOptions?.before === undefined ? sql`` : sql` and version < ${loadOptions.before}`}
+          order by version desc limit 1`.pipe(
           Effect.mapError(failWith("load")),
           Effect.flatMap((rows) =>
             Option.match(Option.fromNullable(rows[0]), {
@@ -60,7 +61,9 @@ export const make = (
                       state: JSON.parse(row.state) as unknown,
                       takenAt: DateTime.unsafeMake(Number(row.taken_at))
                     }),
-                  catch: (cause) => new SnapshotStoreError({ operation: "load", cause })
+                  // not JSON: this snapshot is unreadable for good, older ones may not be
+                  catch: (cause) =>
+                    new SnapshotStoreError({ operation: "load", cause, transient: false, version: row.version })
                 })
             })
           )
@@ -93,11 +96,54 @@ export const make = (
           Effect.catchIf(isTransactionEnded, Effect.die),
           Effect.mapError(failWith("save"))
         ),
-      stats: sql<{ readonly count: number | string; readonly bytes: number | string | null }>`
-        select count(*) as count, sum(${dialect.byteLength("state")}) as bytes from ${sql(t.snapshots)}`.pipe(
+      stats: sql<{
+        readonly category: string
+        readonly count: number | string
+        readonly streams: number | string
+        readonly bytes: number | string | null
+      }>`
+        select ${dialect.categoryOf("stream_id")} as category, count(*) as count,
+          count(distinct stream_id) as streams, sum(${dialect.byteLength("state")}) as bytes
+        from ${sql(t.snapshots)} group by 1 order by 1`.pipe(
         Effect.mapError(failWith("stats")),
-        Effect.map(([row]) => ({ count: Number(row!.count), bytes: Number(row!.bytes ?? 0) }))
-      )
+        Effect.map((rows) => {
+          const categories = rows.map((row) => ({
+            category: row.category,
+            count: Number(row.count),
+            streams: Number(row.streams),
+            bytes: Number(row.bytes ?? 0)
+          }))
+          const total = (field: "count" | "streams" | "bytes") => categories.reduce((n, c) => n + c[field], 0)
+          return { count: total("count"), streams: total("streams"), bytes: total("bytes"), categories }
+        })
+      ),
+      prune: (prune) =>
+        Effect.gen(function* () {
+          const conditions = [
+            ...(prune.keep === undefined ? [] : [sql`newness > ${Math.max(1, prune.keep)}`]),
+            ...(prune.stateVersionBelow === undefined ? [] : [sql`state_version < ${prune.stateVersionBelow}`])
+          ]
+          if (conditions.length === 0) return 0
+          const inCategory =
+            prune.category === undefined ? sql`` : sql`where ${dialect.categoryOf("stream_id")} = ${prune.category}`
+          let deleted = 0
+          for (;;) {
+            // a batch of the selected snapshots, by key; deleted by key (MySQL cannot delete from a table it reads)
+            const batch = yield* sql<{ readonly stream_id: string; readonly version: number }>`
+              select stream_id, version from (
+                select stream_id, version, state_version,
+                  row_number() over (partition by stream_id order by version desc) as newness
+                from ${sql(t.snapshots)} ${inCategory}
+              ) as ranked
+              where ${sql.or(conditions)} limit ${pruneBatch}`
+            if (batch.length === 0) return deleted
+            yield* sql`delete from ${sql(t.snapshots)} where ${sql.or(
+              batch.map((row) => sql`(stream_id = ${row.stream_id} and version = ${row.version})`)
+            )}`
+            deleted += batch.length
+            if (batch.length < pruneBatch) return deleted
+          }
+        }).pipe(Effect.mapError(failWith("prune")))
     })
   }).pipe(
     Effect.catchTag("EventStoreError", (error) =>
@@ -106,6 +152,9 @@ export const make = (
       )
     )
   )
+
+/** Snapshots deleted per statement by `prune`. */
+const pruneBatch = 500
 
 /** The SQL snapshot store as a Layer; needs a `SqlClient`. */
 export const layer = (options: Options = {}): Layer.Layer<SnapshotStore, SnapshotStoreError, SqlClient.SqlClient> =>

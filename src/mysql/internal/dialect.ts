@@ -107,6 +107,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     committedNow: sql` lock in share mode`,
     concurrentTransactions: true,
     byteLength: (column) => sql`length(${sql(column)})`,
+    categoryOf: (column) =>
+      sql`case when instr(${sql(column)}, '-') > 1 then substr(${sql(column)}, 1, instr(${sql(column)}, '-') - 1) else ${sql(column)} end`,
     ddl: ddl(sql)
   }
   return self

@@ -57,6 +57,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     committedNow: sql``,
     concurrentTransactions: true,
     byteLength: (column) => sql`octet_length(${sql(column)})`,
+    categoryOf: (column) =>
+      sql`case when strpos(${sql(column)}, '-') > 1 then substr(${sql(column)}, 1, strpos(${sql(column)}, '-') - 1) else ${sql(column)} end`,
     ddl: ddl(sql)
   }
 }

@@ -77,6 +77,8 @@ export interface SqlDialect {
   readonly concurrentTransactions: boolean
   /** The UTF-8 byte length of a text column's value. */
   readonly byteLength: (column: string) => Statement.Fragment
+  /** The category of a stream id column's value (see `Event.categoryOf`: the part before a first `-` past the start). */
+  readonly categoryOf: (column: string) => Statement.Fragment
   readonly ddl: Ddl
 }
 

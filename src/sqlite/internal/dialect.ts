@@ -82,6 +82,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     committedNow: sql``,
     concurrentTransactions: false,
     byteLength: (column) => sql`length(cast(${sql(column)} as blob))`,
+    categoryOf: (column) =>
+      sql`case when instr(${sql(column)}, '-') > 1 then substr(${sql(column)}, 1, instr(${sql(column)}, '-') - 1) else ${sql(column)} end`,
     ddl: ddl(sql)
   }
   return self
