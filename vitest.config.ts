@@ -30,6 +30,10 @@ export default defineConfig({
         replacement: fileURLToPath(new URL("./src/sqlite/index.ts", import.meta.url))
       },
       {
+        find: /^effect-eventsourcing\/testing$/,
+        replacement: fileURLToPath(new URL("./src/testing/index.ts", import.meta.url))
+      },
+      {
         find: /^effect-eventsourcing\/mysql$/,
         replacement: fileURLToPath(new URL("./src/mysql/index.ts", import.meta.url))
       },

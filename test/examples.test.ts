@@ -1,30 +1,16 @@
-import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { main } from "../examples/quickstart.js"
 import * as CommandBusExample from "../examples/commandBus.js"
 import * as Commands from "../examples/commands.js"
+import * as Specs from "../examples/guides/specs.js"
+import * as Transactions from "../examples/guides/transactions.js"
 import * as Projections from "../examples/projections.js"
 import * as Upcasting from "../examples/upcasting.js"
+import * as Walkthrough from "../examples/walkthrough.js"
 
+// the docs show these files verbatim (test/docs.test.ts); here they run
 describe("examples", () => {
-  for (const example of [
-    "quickstart.ts",
-    "stores.ts",
-    "upcasting.ts",
-    "commands.ts",
-    "projections.ts",
-    "commandBus.ts"
-  ]) {
-    it.effect(`the README shows examples/${example} verbatim (so its code is type-checked)`, () =>
-      Effect.sync(() => {
-        const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
-        const source = readFileSync(new URL(`../examples/${example}`, import.meta.url), "utf8")
-        assert.include(readme, "```ts\n" + source.trim() + "\n```")
-      })
-    )
-  }
-
   it.effect("the upcasting example reads both events as MoneyDeposited v2", () =>
     Effect.gen(function* () {
       const events = yield* Upcasting.main
@@ -64,5 +50,25 @@ describe("examples", () => {
     Effect.gen(function* () {
       assert.strictEqual(yield* main, 2)
     })
+  )
+
+  it.live("the walk: the handler writes, the saga moves the money, the projection shows it", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* Walkthrough.main, { "Account-A": 70, "Account-B": 30 })
+    })
+  )
+
+  it.live("the transactions guide: one commit for rows, events and messages; a failure rolls all back", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* Transactions.main, {
+        users: 1,
+        events: 2,
+        refused: "not an e-mail address: grace"
+      })
+    })
+  )
+
+  it.live("the testing guide's specifications hold", () =>
+    Effect.all([Specs.withdrawing, Specs.balances, Specs.transfer])
   )
 })
