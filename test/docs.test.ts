@@ -11,12 +11,6 @@ import * as Effect from "effect/Effect"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 
-/**
- * Links allowed to point to files that do not exist yet: the per-feature examples arrive in their own
- * change. Remove an entry once its files are in the repository.
- */
-const pendingLinkTargets: ReadonlyArray<string> = ["examples/features/"]
-
 /** Blocks a document must show (the README's install examples and walk). */
 const required: Readonly<Record<string, ReadonlyArray<string>>> = {
   "README.md": [
@@ -95,7 +89,6 @@ describe("docs", () => {
             target,
             resolved: path.relative(root, path.resolve(path.dirname(path.join(root, document)), target.split("#")[0]!))
           }))
-          .filter(({ resolved }) => !pendingLinkTargets.some((pending) => resolved.startsWith(pending)))
           .filter(({ resolved }) => !existsSync(path.join(root, resolved)))
           .map(({ line, target }) => `${document}:${line}: ${target} does not exist`)
         assert.deepStrictEqual(broken, [])
