@@ -34,6 +34,10 @@ export default defineConfig({
         replacement: fileURLToPath(new URL("./src/testing/index.ts", import.meta.url))
       },
       {
+        find: /^effect-eventsourcing\/cli$/,
+        replacement: fileURLToPath(new URL("./src/cli/index.ts", import.meta.url))
+      },
+      {
         find: /^effect-eventsourcing\/mysql$/,
         replacement: fileURLToPath(new URL("./src/mysql/index.ts", import.meta.url))
       },

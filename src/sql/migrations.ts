@@ -101,6 +101,46 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
 /** A SQL service that owns tables (see the module doc). */
 export type Service = "events" | "snapshots" | "projections" | "sagas" | "inbox"
 
+/** Every service, in the order `migrate up` creates their tables. */
+export const services: ReadonlyArray<Service> = ["events", "snapshots", "projections", "sagas", "inbox"]
+
+/** A migration, as the Migrator names it (`<id>_<name>`). */
+export interface Migration {
+  readonly id: number
+  readonly name: string
+}
+
+/** What {@link status} found for a service. */
+export interface MigrationStatus {
+  readonly service: Service
+  readonly applied: ReadonlyArray<Migration>
+  /** Known to this version of the library and not applied yet. */
+  readonly pending: ReadonlyArray<Migration>
+}
+
+/**
+ * The migrations of a service applied in the database and those still pending. A missing migrations table
+ * counts as none applied (so does any failure of its read: check that the database answers first).
+ */
+export const status = (
+  t: Tables,
+  service: Service
+): Effect.Effect<MigrationStatus, EventStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const { ddl } = yield* Dialect.of(sql)
+    const known = Object.keys(migrationsOf(sql, ddl, t)[service]).map((key): Migration => {
+      const [id, ...name] = key.split("_")
+      return { id: Number(id), name: name.join("_") }
+    })
+    const applied = yield* sql<{ readonly migration_id: number | string; readonly name: string }>`
+      select migration_id, name from ${sql(t.migrations[service])} order by migration_id`.pipe(
+      Effect.map((rows) => rows.map((row): Migration => ({ id: Number(row.migration_id), name: row.name }))),
+      Effect.orElseSucceed((): ReadonlyArray<Migration> => [])
+    )
+    return { service, applied, pending: known.filter((m) => !applied.some((a) => a.id === m.id)) }
+  })
+
 /** Each service's migrations, in order; the first is its baseline. */
 const migrationsOf = (
   sql: SqlClient.SqlClient,
@@ -121,14 +161,19 @@ const migrationsOf = (
 /**
  * Creates or upgrades one service's tables. The whole run holds the backend's migration lock (on
  * PostgreSQL a transaction-scoped advisory lock keyed by the schema), so processes and services starting
- * together do not race (to create the schema, or a table).
+ * together do not race (to create the schema, or a table); `lock: false` leaves it out (the CLI's
+ * `migrate sql` records the statements without a database).
  */
-export const migrate = (t: Tables, service: Service): Effect.Effect<void, EventStoreError, SqlClient.SqlClient> =>
+export const migrate = (
+  t: Tables,
+  service: Service,
+  options: { readonly lock?: boolean } = {}
+): Effect.Effect<void, EventStoreError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const { ddl } = yield* Dialect.of(sql)
     const run = Effect.gen(function* () {
-      yield* ddl.lockMigrations(t, service)
+      if (options.lock !== false) yield* ddl.lockMigrations(t, service)
       if (t.schema !== undefined) yield* ddl.createSchema(t.schema)
       // the Migrator probes its table with a query that fails when the table is missing, which would abort
       // this transaction on PostgreSQL: created first there, under the lock
@@ -139,7 +184,7 @@ export const migrate = (t: Tables, service: Service): Effect.Effect<void, EventS
       })
     }).pipe(
       // a session lock (MySQL) is released whatever happened, before the connection goes back
-      Effect.ensuring(ddl.unlockMigrations(t, service)),
+      Effect.ensuring(options.lock === false ? Effect.void : ddl.unlockMigrations(t, service)),
       withTransaction(sql)
     )
     yield* Effect.mapError(run, (cause) => new EventStoreError({ operation: "migrate", cause }))

@@ -1,0 +1,389 @@
+/**
+ * The CLI as users run it: a subprocess (`node --import tsx src/cli/bin.ts`) against SQLite, PostgreSQL and
+ * MariaDB. `migrate sql` output applied with the database's own tool gives tables the stores accept
+ * without migrating; `events tail` prints events appended after it started; housekeeping commands do what
+ * they say; bad options and unreachable databases are one line on stderr and exit code 1.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Event from "../../src/Event.js"
+import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
+import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
+import * as SqlInbox from "../../src/sql/SqlInbox.js"
+import * as SqlSagaStore from "../../src/sql/SqlSagaStore.js"
+import * as SqlSnapshotStore from "../../src/sql/SqlSnapshotStore.js"
+import * as Sqlite from "../../src/sqlite/Sqlite.js"
+import { mysqlUrl, pgUrl } from "../support/config.js"
+import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
+import { mysqlWithPrefix, pgWithSchema } from "../support/sql.js"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const bin = path.join(root, "src", "cli", "bin.ts")
+
+interface Result {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs the CLI to its end (killed after 60 s). */
+const cli = (args: ReadonlyArray<string>): Effect.Effect<Result> =>
+  Effect.async<Result>((resume) => {
+    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], { cwd: root })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000)
+    child.on("close", (code) => {
+      clearTimeout(timer)
+      resume(Effect.succeed({ code, stdout, stderr }))
+    })
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+/** Runs a command of a shell tool with `input` on its stdin. */
+const tool = (command: string, args: ReadonlyArray<string>, input: string): Effect.Effect<Result> =>
+  Effect.async<Result>((resume) => {
+    const child = spawn(command, args)
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+    child.stdin.end(input)
+  })
+
+/** Starts the CLI in the scope (killed when it closes); its stdout lines and stderr text, as they come. */
+const started = (args: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const lines = yield* Queue.unbounded<string>()
+    const stderr = { text: "" }
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => spawn(process.execPath, ["--import", "tsx", bin, ...args], { cwd: root })),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    let pending = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      pending += chunk.toString()
+      const complete = pending.split("\n")
+      pending = complete.pop()!
+      for (const line of complete) Queue.unsafeOffer(lines, line)
+    })
+    child.stderr.on("data", (chunk: Buffer) => (stderr.text += chunk.toString()))
+    return { lines, stderr }
+  })
+
+/** Polls `check` until it holds (at most 60 s, then fails naming `what`). */
+const eventually = (what: string, check: () => boolean) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 1200; i++) {
+      if (check()) return
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
+  })
+
+const parse = (result: Result): unknown => {
+  assert.strictEqual(result.code, 0, `exit ${result.code}: ${result.stderr}`)
+  return JSON.parse(result.stdout)
+}
+
+/** Asserts a failure reported as one line on stderr, with exit code 1. */
+const oneLineError = (result: Result, pattern: RegExp) => {
+  assert.strictEqual(result.code, 1, `expected exit code 1, got ${result.code}; stdout: ${result.stdout}`)
+  const lines = result.stderr.trim().split("\n")
+  assert.strictEqual(lines.length, 1, `expected one line on stderr, got:\n${result.stderr}`)
+  assert.match(lines[0]!, pattern)
+}
+
+interface Backend {
+  readonly name: string
+  readonly dialect: "pg" | "sqlite" | "mysql"
+  /** The connection options of the CLI. */
+  readonly connect: ReadonlyArray<string>
+  /** Table options of the stores, matching `connect`. */
+  readonly tables: { readonly schema?: string; readonly tablePrefix?: string }
+  /** Applies an SQL script with the database's own command-line tool. */
+  readonly apply: (script: string) => Effect.Effect<Result>
+  /** A client of the same database, cleaned up with the scope. */
+  readonly client: Layer.Layer<SqlClient.SqlClient>
+}
+
+const prefix = isolatedPrefix(import.meta.url)
+const sqliteDir = fs.mkdtempSync(path.join(os.tmpdir(), "ees-cli-"))
+const sqliteFile = path.join(sqliteDir, "events.db")
+const pg = new URL(pgUrl)
+afterAll(() => fs.rmSync(sqliteDir, { recursive: true, force: true }))
+
+const backends: ReadonlyArray<Backend> = [
+  {
+    name: "SQLite",
+    dialect: "sqlite",
+    connect: ["--url", sqliteFile],
+    tables: {},
+    apply: (script) => tool("sqlite3", ["-bail", sqliteFile], script),
+    client: Layer.orDie(Sqlite.layer({ filename: sqliteFile }))
+  },
+  {
+    name: "PostgreSQL",
+    dialect: "pg",
+    connect: ["--url", pgUrl, "--schema", prefix],
+    tables: { schema: prefix },
+    apply: (script) =>
+      tool(
+        "psql",
+        [
+          "-q",
+          "-v",
+          "ON_ERROR_STOP=1",
+          "-h",
+          pg.hostname,
+          "-p",
+          pg.port || "5432",
+          "-U",
+          pg.username,
+          pg.pathname.slice(1)
+        ],
+        script
+      ),
+    client: pgWithSchema(prefix)
+  },
+  {
+    name: "MariaDB",
+    dialect: "mysql",
+    connect: ["--url", mysqlUrl, "--table-prefix", `${prefix}_`],
+    tables: { tablePrefix: `${prefix}_` },
+    apply: (script) => {
+      const url = new URL(mysqlUrl)
+      return tool(
+        "mariadb",
+        ["-h", url.hostname, "-P", url.port || "3306", "-u", url.username, url.pathname.slice(1)],
+        script
+      )
+    },
+    client: mysqlWithPrefix(`${prefix}_`)
+  }
+]
+
+const tick = (n: number) => Event.make({ type: "Ticked", data: { n } })
+
+for (const backend of backends) {
+  describe(`CLI on ${backend.name}`, () => {
+    it.live(
+      "migrate sql, applied with the database's tool, gives tables every store accepts without migrating",
+      () =>
+        Effect.gen(function* () {
+          const printed = yield* cli(["migrate", "sql", "--dialect", backend.dialect, ...backend.connect.slice(2)])
+          assert.strictEqual(printed.code, 0, printed.stderr)
+          const applied = yield* backend.apply(printed.stdout)
+          assert.strictEqual(applied.code, 0, `the script did not apply: ${applied.stderr}`)
+
+          // every store starts on them without migrating, and works
+          const noMigrations = { ...backend.tables, migrate: false } as const
+          const store = yield* SqlEventStore.make({ ...noMigrations, commandPruning: false })
+          const streamId = `${yield* uniqueCategory}-1`
+          yield* store.append(streamId, [yield* tick(1), yield* tick(2)], { commandId: `${streamId}-c` })
+          assert.strictEqual(yield* store.streamVersion(streamId), 2)
+          const snapshots = yield* SqlSnapshotStore.make(noMigrations)
+          yield* snapshots.save({ streamId, version: 2, stateVersion: 1, state: {}, takenAt: DateTime.unsafeMake(0) })
+          const checkpoints = yield* SqlCheckpointStore.make(noMigrations)
+          yield* checkpoints.register({ name: "p", version: 1 }, 2)
+          yield* SqlSagaStore.make(noMigrations)
+          const inbox = yield* SqlInbox.make(noMigrations)
+          assert.isTrue(Option.isSome(yield* inbox.once("c", "m", Effect.void)))
+
+          // the stores' own migrations find everything applied: nothing pending, nothing run again
+          const status = parse(yield* cli(["migrate", "status", ...backend.connect, "--json"]))
+          assert.deepStrictEqual(
+            (status as ReadonlyArray<{ readonly service: string; readonly pending: ReadonlyArray<unknown> }>).map(
+              (s) => [s.service, s.pending.length]
+            ),
+            [
+              ["events", 0],
+              ["snapshots", 0],
+              ["projections", 0],
+              ["sagas", 0],
+              ["inbox", 0]
+            ]
+          )
+          yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
+          const up = parse(yield* cli(["migrate", "up", ...backend.connect, "--json"]))
+          assert.deepStrictEqual(
+            (up as ReadonlyArray<{ readonly migrations: ReadonlyArray<unknown> }>).map((s) => s.migrations.length),
+            [0, 0, 0, 0, 0]
+          )
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      120_000
+    )
+
+    it.live(
+      "events tail prints the events appended after it started; events stream prints a stream",
+      () =>
+        Effect.gen(function* () {
+          const store = yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
+          const category = yield* uniqueCategory
+          yield* store.append(`${category}-old`, [yield* tick(0)])
+          const tail = yield* started([
+            "events",
+            "tail",
+            ...backend.connect,
+            "--category",
+            category,
+            "--json",
+            "--poll",
+            "50"
+          ])
+          yield* eventually("tail to start", () => tail.stderr.text.includes("following the log"))
+          yield* store.append(`${category}-1`, [yield* tick(1), yield* tick(2)])
+          yield* store.append(`${category}-2`, [yield* tick(3)])
+          const seen = []
+          for (let i = 0; i < 3; i++) {
+            const line = yield* Queue.take(tail.lines).pipe(
+              Effect.timeoutFail({
+                duration: "60 seconds",
+                onTimeout: () => new Error(`no line ${i}: ${tail.stderr.text}`)
+              })
+            )
+            seen.push(
+              JSON.parse(line) as { readonly streamId: string; readonly version: number; readonly data: unknown }
+            )
+          }
+          assert.deepStrictEqual(
+            seen.map((e) => [e.streamId, e.version, e.data]),
+            [
+              [`${category}-1`, 1, { n: 1 }],
+              [`${category}-1`, 2, { n: 2 }],
+              [`${category}-2`, 1, { n: 3 }]
+            ]
+          )
+          const stream = yield* cli(["events", "stream", ...backend.connect, `${category}-1`])
+          assert.strictEqual(stream.code, 0, stream.stderr)
+          const lines = stream.stdout.trim().split("\n")
+          assert.strictEqual(lines.length, 2)
+          assert.match(lines[0]!, new RegExp(`^\\d+:\\d+ ${category}-1@1 Ticked \\S+ \\{"n":1\\}$`))
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      120_000
+    )
+
+    it.live(
+      "snapshots stats and prune, commands prune",
+      () =>
+        Effect.gen(function* () {
+          const snapshots = yield* SqlSnapshotStore.make(backend.tables)
+          const category = yield* uniqueCategory
+          for (const stream of ["1", "2"]) {
+            for (const version of [1, 2, 3]) {
+              yield* snapshots.save({
+                streamId: `${category}-${stream}`,
+                version,
+                stateVersion: 1,
+                state: { version },
+                takenAt: DateTime.unsafeMake(0)
+              })
+            }
+          }
+          const stats = parse(yield* cli(["snapshots", "stats", ...backend.connect, "--json"])) as {
+            readonly categories: ReadonlyArray<{
+              readonly category: string
+              readonly count: number
+              readonly streams: number
+              readonly bytes: number
+            }>
+          }
+          // {"version":1} is 13 bytes
+          assert.deepStrictEqual(
+            stats.categories.find((c) => c.category === category),
+            { category, count: 6, streams: 2, bytes: 6 * 13 }
+          )
+          const pruned = parse(
+            yield* cli(["snapshots", "prune", ...backend.connect, "--keep", "1", "--category", category, "--json"])
+          )
+          assert.deepStrictEqual(pruned, { deleted: 4 })
+
+          const store = yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
+          yield* store.append(`${category}-c`, [yield* tick(1)], { commandId: `${category}-command` })
+          yield* Effect.sleep("20 millis")
+          const commands = parse(
+            yield* cli(["commands", "prune", ...backend.connect, "--ttl", "1 millis", "--json"])
+          ) as {
+            readonly deleted: number
+          }
+          assert.isAtLeast(commands.deleted, 1)
+          assert.isTrue(Option.isNone(yield* store.findCommand(`${category}-command`)))
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      120_000
+    )
+  })
+}
+
+describe("CLI errors and help", () => {
+  it.live("bad options and unreachable databases: one line on stderr, exit code 1", () =>
+    Effect.gen(function* () {
+      oneLineError(yield* cli(["migrate", "sql", "--dialect", "oracle"]), /pg, sqlite, mysql/)
+      oneLineError(yield* cli(["migrate", "status"]), /--url/)
+      oneLineError(
+        yield* cli(["migrate", "sql", "--dialect", "sqlite", "--schema", "x"]),
+        /^error: --schema is PostgreSQL-only/
+      )
+      oneLineError(
+        yield* cli(["migrate", "status", "--url", "postgres://someone:secret@127.0.0.1:1/test"]),
+        /^error: cannot connect to postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/test: /
+      )
+      oneLineError(
+        yield* cli(["migrate", "status", "--url", "mysql://root@127.0.0.1:1/test"]),
+        /^error: cannot connect to mysql:/
+      )
+      oneLineError(
+        yield* cli(["events", "tail", "--url", path.join(sqliteDir, "missing.db")]),
+        /^error: no SQLite database at /
+      )
+      oneLineError(yield* cli(["events", "tail", "--url", sqliteFile, "--from", "yesterday"]), /^error: --from takes/)
+      oneLineError(yield* cli(["snapshots", "prune", "--url", sqliteFile]), /^error: say what to prune/)
+      oneLineError(
+        yield* cli(["commands", "prune", "--url", sqliteFile, "--ttl", "soon"]),
+        /^error: --ttl takes a duration/
+      )
+      assert.isFalse(fs.existsSync(path.join(sqliteDir, "missing.db")), "a failed command created nothing")
+    })
+  )
+
+  it.live("--help of every command names it and says what it does", () =>
+    Effect.gen(function* () {
+      const commands: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [[], "operate effect-eventsourcing's SQL stores"],
+        [["migrate"], "print, apply, inspect"],
+        [["migrate", "sql"], "print the DDL of every service's tables"],
+        [["migrate", "up"], "apply the pending migrations"],
+        [["migrate", "status"], "applied and pending"],
+        [["events"], "follow it live, or print a stream"],
+        [["events", "tail"], "follow the global log live"],
+        [["events", "stream"], "print one stream's events"],
+        [["snapshots"], "snapshot housekeeping"],
+        [["snapshots", "stats"], "count snapshots and their sizes"],
+        [["snapshots", "prune"], "delete old snapshots"],
+        [["commands"], "handled-command (dedup) records"],
+        [["commands", "prune"], "older than the command TTL"]
+      ]
+      yield* Effect.forEach(
+        commands,
+        ([command, description]) =>
+          Effect.map(cli([...command, "--help"]), (result) => {
+            assert.strictEqual(result.code, 0, `${command.join(" ")} --help: ${result.stderr}`)
+            assert.include(result.stdout, description, command.join(" "))
+          }),
+        { concurrency: 2 }
+      )
+    })
+  )
+})
