@@ -17,6 +17,8 @@ import * as Housekeeping from "./housekeeping.js"
 import { CliError } from "./internal/output.js"
 import * as Migrate from "./migrate.js"
 
+export { CliError } from "./internal/output.js"
+
 /** The root command, for embedding in a CLI of your own. */
 export const command = CliCommand.make("effect-eventsourcing").pipe(
   CliCommand.withDescription("operate effect-eventsourcing's SQL stores"),

@@ -5,7 +5,7 @@
  *
  * - `sqlite`: the embedded store only. Its `node_modules` must hold no PostgreSQL, MySQL, NATS or
  *   OpenTelemetry package (checked), and its size is printed.
- * - `postgres`: the PostgreSQL store.
+ * - `postgres`: the PostgreSQL store, and the CLI (the package's bin) on its tables.
  * - `postgres-nats-otel`: PostgreSQL, the outbox relay to NATS JetStream and OpenTelemetry export.
  * - `effect-4`: an application on Effect 4 is refused at install by npm's peer-dependency check.
  *
@@ -40,6 +40,8 @@ interface Consumer {
    * `skipLibCheck`; nats.js's own declarations do not pass that option).
    */
   readonly exactOptionalPropertyTypes: boolean
+  /** Arguments of the package's bin to run after the example (it must exit 0 and print that nothing is pending). */
+  readonly cli?: ReadonlyArray<string>
 }
 
 const core = ["effect", "@effect/sql", "@effect/experimental"]
@@ -57,10 +59,19 @@ const consumers: ReadonlyArray<Consumer> = [
   },
   {
     name: "postgres",
-    installs: postgres,
+    // and the CLI: its bin is run once the example has made the tables
+    installs: [
+      ...postgres,
+      "@effect/cli",
+      "@effect/printer",
+      "@effect/printer-ansi",
+      "@effect/platform",
+      "@effect/platform-node"
+    ],
     example: "postgres",
     expect: /^Account at version 2$/m,
-    exactOptionalPropertyTypes: true
+    exactOptionalPropertyTypes: true,
+    cli: ["migrate", "status", "--url", pgUrl, "--schema", "quickstart"]
   },
   {
     name: "postgres-nats-otel",
@@ -172,6 +183,15 @@ const main = () => {
       )
       if (!consumer.expect.test(output)) {
         throw new Error(`${consumer.name}: expected output ${consumer.expect}, got:\n${output}`)
+      }
+      if (consumer.cli !== undefined) {
+        const status = must(
+          `${consumer.name}: npx effect-eventsourcing`,
+          run("npx", ["effect-eventsourcing", ...consumer.cli], dir)
+        )
+        if (!/^events\s+1_baseline\s+-$/m.test(status)) {
+          throw new Error(`${consumer.name}: unexpected migrate status:\n${status}`)
+        }
       }
       const packages = installed(path.join(dir, "node_modules"))
       const unwanted = consumer.absent === undefined ? [] : packages.filter((name) => consumer.absent!.test(name))
