@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
+import type { EventStore } from "../EventStore.js"
 import * as SqlEventStore from "../sql/SqlEventStore.js"
 import * as Connection from "./internal/connection.js"
 import { CliError, json, print } from "./internal/output.js"
@@ -72,6 +73,12 @@ const store = (connection: Connection.Connection) =>
     )
   )
 
+/** Runs `f` with the event store of `connection`, once the database answered. */
+const withStore = <A, E, R>(
+  connection: Connection.Connection,
+  f: (events: EventStore["Type"]) => Effect.Effect<A, E, R>
+) => Connection.withDatabase(connection, { create: false }, Effect.scoped(Effect.flatMap(store(connection), f)))
+
 const storeError = (error: { readonly _tag: string; readonly message: string }) =>
   new CliError({
     message: error._tag === "EventStoreError" ? `the event store failed: ${error.message}` : error.message
@@ -79,36 +86,29 @@ const storeError = (error: { readonly _tag: string; readonly message: string }) 
 
 /** `events tail`: follows the log from a checkpoint, printing each event as it is committed. */
 export const tail = Command.make("tail", { ...Connection.options, category, type, from, poll, json }, (options) =>
-  Connection.withDatabase(
-    options,
-    { create: false },
-    Effect.scoped(
-      Effect.gen(function* () {
-        const events = yield* store(options)
-        const start = yield* parseFrom(options.from)
-        const cursor = yield* Ref.make(
-          Option.isSome(start) ? start.value : yield* Effect.mapError(events.head, storeError)
-        )
-        yield* Console.error(`following the log after ${checkpointText(yield* Ref.get(cursor))} (Ctrl-C to stop)`)
-        const readOnce = Effect.flatMap(Ref.get(cursor), (after) =>
-          events
-            .readAll({
-              after,
-              ...(options.category.length > 0 ? { categories: options.category } : {}),
-              ...(options.type.length > 0 ? { types: options.type } : {})
-            })
-            .pipe(
-              Stream.runForEach((event) =>
-                Effect.zipRight(show(options.json)(event), Ref.set(cursor, Event.checkpointOf(event)))
-              ),
-              Effect.mapError(storeError)
-            )
-        )
-        return yield* Effect.forever(
-          Effect.zipRight(readOnce, Effect.sleep(Duration.millis(Math.max(10, options.poll))))
-        )
-      })
-    )
+  withStore(options, (events) =>
+    Effect.gen(function* () {
+      const start = yield* parseFrom(options.from)
+      const cursor = yield* Ref.make(
+        Option.isSome(start) ? start.value : yield* Effect.mapError(events.head, storeError)
+      )
+      yield* Console.error(`following the log after ${checkpointText(yield* Ref.get(cursor))} (Ctrl-C to stop)`)
+      const readOnce = Effect.flatMap(Ref.get(cursor), (after) =>
+        events
+          .readAll({
+            after,
+            ...(options.category.length > 0 ? { categories: options.category } : {}),
+            ...(options.type.length > 0 ? { types: options.type } : {})
+          })
+          .pipe(
+            Stream.runForEach((event) =>
+              Effect.zipRight(show(options.json)(event), Ref.set(cursor, Event.checkpointOf(event)))
+            ),
+            Effect.mapError(storeError)
+          )
+      )
+      return yield* Effect.forever(Effect.zipRight(readOnce, Effect.sleep(Duration.millis(Math.max(10, options.poll)))))
+    })
   )
 ).pipe(Command.withDescription("follow the global log live, one line per event (Ctrl-C stops)"))
 
@@ -117,17 +117,8 @@ export const stream = Command.make(
   "stream",
   { ...Connection.options, json, streamId: Args.text({ name: "stream-id" }) },
   (options) =>
-    Connection.withDatabase(
-      options,
-      { create: false },
-      Effect.scoped(
-        Effect.gen(function* () {
-          const events = yield* store(options)
-          yield* events
-            .readStream(options.streamId)
-            .pipe(Stream.runForEach(show(options.json)), Effect.mapError(storeError))
-        })
-      )
+    withStore(options, (events) =>
+      events.readStream(options.streamId).pipe(Stream.runForEach(show(options.json)), Effect.mapError(storeError))
     )
 ).pipe(Command.withDescription("print one stream's events in version order"))
 

@@ -14,7 +14,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as BackendLimits from "../../sql/backendLimits.js"
 import { isDeadlock } from "../../sql/classify.js"
-import { createUniqueValuesTable, indexName, positionIndexes } from "../../sql/internal/ddl.js"
+import { createUniqueValuesTable, indexName, positionIndexes, schemaUnsupported } from "../../sql/internal/ddl.js"
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
 import type { Tables } from "../../sql/migrations.js"
@@ -162,10 +162,7 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
             : Effect.fail(new Error("another process kept the migration lock for 60 s"))
       ),
     unlockMigrations: (t, service) => Effect.ignore(sql`select release_lock(${t.migrations[service]})`),
-    createSchema: () =>
-      Effect.fail(
-        new Error("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database")
-      ),
+    createSchema: schemaUnsupported,
     createMigrationsTable: () => Effect.void,
     createEventTables: (t) =>
       Effect.all(

@@ -5,12 +5,11 @@
  * @internal
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type { BackendLimits } from "../../sql/backendLimits.js"
 import { createUniqueValuesTable, indexName } from "../../sql/internal/ddl.js"
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
-import * as OnConflict from "../../sql/internal/onConflict.js"
+import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as Events from "./events.js"
 import * as Functions from "./functions.js"
 
@@ -42,16 +41,7 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     events: (options) => Events.make(sql, options),
     // recorded_at is the server's time (a timestamptz)
     commandExpired: (ttlMillis) => sql`recorded_at < now() - make_interval(secs => ${ttlMillis / 1000})`,
-    onConflictIgnore: (key) => OnConflict.ignore(sql, key),
-    onConflictUpdate: (key, updated) => OnConflict.update(sql, key, updated),
-    insertNew: (table, row, key) =>
-      Effect.map(
-        sql`insert into ${sql(table)} ${sql.insert(row)} ${OnConflict.ignore(sql, key)} returning 1`,
-        (rows) => rows.length > 0
-      ),
-    matched: (statement) => Effect.map(sql`${statement} returning 1`, (rows) => rows.length),
-    updateReturning: <Row extends object>(update: Statement.Statement<unknown>, returned: Statement.Fragment) =>
-      sql<Row>`${update} returning ${returned}`,
+    ...ConflictReturning.statements(sql),
     forUpdate: sql` for update`,
     forUpdateSkipLocked: sql` for update skip locked`,
     committedNow: sql``,

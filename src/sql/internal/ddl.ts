@@ -34,3 +34,7 @@ export const positionIndexes = (sql: SqlClient.SqlClient, t: Tables) =>
     ],
     { discard: true }
   )
+
+/** `createSchema` of the backends without schemas (SQLite, MySQL, where a database is a schema). */
+export const schemaUnsupported = () =>
+  Effect.fail(new Error("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database"))

@@ -6,12 +6,11 @@
  * @internal
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type { BackendLimits } from "../../sql/backendLimits.js"
-import { createUniqueValuesTable, indexName, positionIndexes } from "../../sql/internal/ddl.js"
+import { createUniqueValuesTable, indexName, positionIndexes, schemaUnsupported } from "../../sql/internal/ddl.js"
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
-import * as OnConflict from "../../sql/internal/onConflict.js"
+import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
 
 /** Bound variables of an event's row in the append's INSERT. */
@@ -66,16 +65,7 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
         })
       ),
     commandExpired: (ttlMillis, nowMillis) => sql`recorded_at < ${nowMillis - ttlMillis}`,
-    onConflictIgnore: (key) => OnConflict.ignore(sql, key),
-    onConflictUpdate: (key, updated) => OnConflict.update(sql, key, updated),
-    insertNew: (table, row, key) =>
-      Effect.map(
-        sql`insert into ${sql(table)} ${sql.insert(row)} ${OnConflict.ignore(sql, key)} returning 1`,
-        (rows) => rows.length > 0
-      ),
-    matched: (statement) => Effect.map(sql`${statement} returning 1`, (rows) => rows.length),
-    updateReturning: <Row extends object>(update: Statement.Statement<unknown>, returned: Statement.Fragment) =>
-      sql<Row>`${update} returning ${returned}`,
+    ...ConflictReturning.statements(sql),
     // one transaction at a time: what it reads stays as read, and no snapshot predates a commit
     forUpdate: sql``,
     forUpdateSkipLocked: sql``,
@@ -98,10 +88,7 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
     // the one connection serializes migration runs
     lockMigrations: () => Effect.void,
     unlockMigrations: () => Effect.void,
-    createSchema: () =>
-      Effect.fail(
-        new Error("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database")
-      ),
+    createSchema: schemaUnsupported,
     createMigrationsTable: () => Effect.void,
     createEventTables: (t) =>
       Effect.all(
