@@ -364,7 +364,9 @@ export const layerScopedSnapshots: Layer.Layer<Snapshot.SnapshotStore, never, Sn
 
 /**
  * A saga store whose saga names are scoped to the tenant in context, so a saga runs once per tenant and
- * two tenants' instances never share an id. Timeouts come back from `due` already scoped.
+ * two tenants' instances never share an id. Timeouts come back from `due` already scoped. `instances`
+ * lists the tenant's instances of the saga; the command-line tool, on the undecorated store, names a
+ * tenant's saga `<tenant>~<saga>`.
  */
 export const scopedSagas = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaStore["Type"] => {
   const scope = <A, E, R>(operation: string, saga: string, f: (scoped: string) => Effect.Effect<A, E, R>) =>
@@ -382,7 +384,9 @@ export const scopedSagas = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaS
     lock: (saga, instance) => scope("lock", saga, (scoped) => store.lock(scoped, instance)),
     recordFailure: (saga, instance, cause, failure) =>
       scope("recordFailure", saga, (scoped) => store.recordFailure(scoped, instance, cause, failure)),
-    failureOf: (saga, instance, cause) => scope("failureOf", saga, (scoped) => store.failureOf(scoped, instance, cause))
+    failureOf: (saga, instance, cause) =>
+      scope("failureOf", saga, (scoped) => store.failureOf(scoped, instance, cause)),
+    instances: (saga, options) => scope("instances", saga, (scoped) => store.instances(scoped, options))
   })
 }
 

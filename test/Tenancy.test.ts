@@ -250,6 +250,11 @@ describe("Tenancy: saga store", () => {
       // the same instance id in tenant b is b's own, from version 0
       assert.strictEqual(yield* as("b")(store.save("transfer", "t1", 0, next, { schedule: [], cancel: [] })), 1)
       assert.strictEqual((yield* Effect.flip(store.load("transfer", "t1")))._tag, "SagaStoreError")
+      assert.deepStrictEqual(
+        (yield* as("a")(store.instances("transfer"))).map((i) => [i.id, i.version]),
+        [["t1", 1]]
+      )
+      assert.strictEqual((yield* as("c")(store.instances("transfer"))).length, 0)
     })
   )
 })
