@@ -151,7 +151,7 @@ const oneByOne = <A, E, R>(
         cell.state = "failed"
         return { _tag: "Halted" } as const
       }
-      const letter: CheckpointStore.DeadLetter = {
+      const letter: CheckpointStore.NewDeadLetter = {
         projection: rt.id,
         partition: cell.partition,
         event: envelope,
