@@ -59,6 +59,26 @@ export class CheckpointConflict extends Schema.TaggedError<CheckpointConflict>()
   }
 }
 
+/** No projection of that name and version is registered (an operator's request named one that is not). */
+export class ProjectionNotFound extends Schema.TaggedError<ProjectionNotFound>()("ProjectionNotFound", {
+  projection: Schema.String,
+  version: Schema.Int
+}) {
+  override get message() {
+    return `No projection ${this.projection} version ${this.version} is registered`
+  }
+}
+
+/** The projection has no dead letter of that id (discarded, retried with success, or dropped by a rebuild). */
+export class DeadLetterNotFound extends Schema.TaggedError<DeadLetterNotFound>()("DeadLetterNotFound", {
+  projection: Schema.String,
+  id: Schema.Number
+}) {
+  override get message() {
+    return `${this.projection} has no dead letter ${this.id}`
+  }
+}
+
 /** The projection's stored partition count differs from its definition: a rebuild (new version) is needed. */
 export class PartitionCountMismatch extends Schema.TaggedError<PartitionCountMismatch>()("PartitionCountMismatch", {
   projection: Schema.String,
@@ -98,16 +118,37 @@ export interface PartitionState {
   readonly leaseExpiresAt: number
   /** Whether the partition has ever caught up with the log (see `markLive`). */
   readonly live: boolean
+  /** Whether a rebuild of the projection version was requested and is not done yet (see `requestRebuild`). */
+  readonly pendingRebuild: boolean
+}
+
+/** A registered projection version, as an operator lists it (see `projections`). */
+export interface ProjectionInfo {
+  readonly id: ProjectionId
+  readonly partitions: number
+  /** Whether this version serves reads (see `activeVersion`). */
+  readonly active: boolean
+  /** Whether a rebuild was requested and is not done yet (see `requestRebuild`). */
+  readonly pendingRebuild: boolean
 }
 
 /** An event a projection gave up on (poison policy `skip`), with why. */
 export interface DeadLetter {
+  /** The store's id of the letter, unique in the store (for `discardDeadLetter` and `retryDeadLetter`). */
+  readonly id: number
   readonly projection: ProjectionId
   readonly partition: number
   readonly event: Event.RecordedEvent
+  /** Why the event was given up on: the latest failure, a failed retry's included. */
   readonly error: string
+  /** When it was given up on (or when its latest retry failed). */
   readonly at: DateTime.Utc
+  /** Whether a retry was asked (see `retryDeadLetter`) and no worker has tried it yet. */
+  readonly retryRequested: boolean
 }
+
+/** A dead letter as a runner stores it: the store gives it its id. */
+export type NewDeadLetter = Omit<DeadLetter, "id" | "retryRequested">
 
 /**
  * The checkpoint store service.
@@ -125,10 +166,17 @@ export interface DeadLetter {
  * that agree to well within the lease time. Worker ids must be unique: a worker re-claiming its own
  * lease takes it with a new token.
  *
+ * Operators (the command-line tool, which connects to the database only) list the projections and their
+ * dead letters, and leave requests that the running workers of a projection carry out, since only they
+ * have its handlers and `truncate` hook: a rebuild ({@link CheckpointStore} `requestRebuild`) and the
+ * retry of a dead letter (`retryDeadLetter`). A worker takes a request in the transaction that carries it
+ * out (`takeRebuild`, `takeRetry`), so each is carried out once, however many workers see it.
+ *
  * **Gotchas**: the memory implementation's transactions undo only the memory stores' own writes
- * (checkpoints, dead letters, saga instances): a batch's other effects (a read model in a `Ref`) happen
- * even when its commit is refused, so they are at-least-once. It runs a batch uninterruptibly, so a
- * runner stops between batches.
+ * (checkpoints, dead letters, rebuild requests, saga instances): a batch's other effects (a read model in
+ * a `Ref`) happen even when its commit is refused, so they are at-least-once. It runs a batch
+ * uninterruptibly, so a runner stops between batches. A request for a projection version that no process
+ * runs stays pending (shown by `projections`, `partitions` and `deadLetters`) until one runs it.
  */
 export class CheckpointStore extends Context.Tag("effect-eventsourcing/CheckpointStore")<
   CheckpointStore,
@@ -176,7 +224,7 @@ export class CheckpointStore extends Context.Tag("effect-eventsourcing/Checkpoin
      */
     readonly markLive: (lease: Lease, at: Event.Checkpoint) => Effect.Effect<void, CheckpointStoreError>
     /** Stores a dead letter (inside `transaction`, with the commit that moves past the event). */
-    readonly deadLetter: (letter: DeadLetter) => Effect.Effect<void, CheckpointStoreError>
+    readonly deadLetter: (letter: NewDeadLetter) => Effect.Effect<void, CheckpointStoreError>
     /** Runs `effect` in one transaction with the store's writes inside it. */
     readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CheckpointStoreError, R>
     /**
@@ -197,6 +245,50 @@ export class CheckpointStore extends Context.Tag("effect-eventsourcing/Checkpoin
     readonly activeVersion: (name: string) => Effect.Effect<Option.Option<number>, CheckpointStoreError>
     /** Makes `version` the active one if no later version is active. */
     readonly activate: (id: ProjectionId) => Effect.Effect<void, CheckpointStoreError>
+    /** Every registered projection version, by name then version (for operators). */
+    readonly projections: Effect.Effect<ReadonlyArray<ProjectionInfo>, CheckpointStoreError>
+    /**
+     * Asks the running workers of `id` to rebuild it in place (as `Projection.rebuild`: the `truncate` hook
+     * and `reset` in one transaction), then catch up. A request already pending stands (one rebuild).
+     *
+     * **Gotchas**: nothing happens until a worker of that version runs: the request stays pending.
+     */
+    readonly requestRebuild: (id: ProjectionId) => Effect.Effect<void, ProjectionNotFound | CheckpointStoreError>
+    /**
+     * Takes `id`'s pending rebuild request, if any; whether it did. Inside `transaction`, with the rebuild:
+     * of workers racing for one request exactly one gets it, and a rollback leaves it pending.
+     */
+    readonly takeRebuild: (id: ProjectionId) => Effect.Effect<boolean, CheckpointStoreError>
+    /** Deletes a dead letter of the projection name. */
+    readonly discardDeadLetter: (
+      name: string,
+      id: number
+    ) => Effect.Effect<void, DeadLetterNotFound | CheckpointStoreError>
+    /**
+     * Asks the running workers of the letter's projection version to handle its event again (see
+     * `takeRetry`); asking again while pending changes nothing.
+     *
+     * **Gotchas**: nothing happens until a worker of that version owns the letter's partition: the request
+     * stays pending. The event is handled after events that followed it in its stream.
+     */
+    readonly retryDeadLetter: (
+      name: string,
+      id: number
+    ) => Effect.Effect<void, DeadLetterNotFound | CheckpointStoreError>
+    /** The dead letters of `id` whose retry was asked, oldest first. */
+    readonly retriesRequested: (id: ProjectionId) => Effect.Effect<ReadonlyArray<DeadLetter>, CheckpointStoreError>
+    /**
+     * Deletes the dead letter if its retry is still asked; whether it did. Inside `transaction`, with the
+     * handler's work on its event: the event is handled again once, and a rollback keeps the letter.
+     */
+    readonly takeRetry: (name: string, id: number) => Effect.Effect<boolean, CheckpointStoreError>
+    /** Records that a retry failed: the letter's new error and time; its retry is no longer asked. */
+    readonly retryFailed: (
+      name: string,
+      id: number,
+      error: string,
+      at: DateTime.Utc
+    ) => Effect.Effect<void, CheckpointStoreError>
   }
 >() {}
 
@@ -214,32 +306,46 @@ interface MemoryPartition {
 
 /** An in-memory checkpoint store (see the module's Gotchas). State lives as long as the service. */
 export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(() => {
-  const projections = new Map<string, Array<MemoryPartition>>()
+  const projections = new Map<string, { readonly id: ProjectionId; readonly partitions: Array<MemoryPartition> }>()
   const workers = new Map<string, Map<string, number>>()
-  const deadLetters: Array<DeadLetter> = []
+  // oldest first (ids grow)
+  let deadLetters: Array<DeadLetter> = []
+  let lastLetterId = 0
+  const rebuildRequests = new Set<string>()
   const active = new Map<string, number>()
   const key = (id: ProjectionId) => `${id.version}\u0000${id.name}`
-  const partitionOf = (lease: Lease) => projections.get(key(lease.projection))?.[lease.partition]
+  const partitionsOf = (id: ProjectionId) => projections.get(key(id))?.partitions
+  const partitionOf = (lease: Lease) => partitionsOf(lease.projection)?.[lease.partition]
   const holds = (lease: Lease, p: MemoryPartition | undefined): p is MemoryPartition =>
     p !== undefined && p.owner === lease.owner && p.token === lease.token
   const lost = (lease: Lease) =>
     new LeaseLost({ projection: lease.projection.name, partition: lease.partition, owner: lease.owner })
+  const letterOf = (name: string, id: number) => deadLetters.find((d) => d.projection.name === name && d.id === id)
+  /** Replaces the letter `id` (or removes it: `undefined`), undone if the enclosing transaction fails. */
+  const replaceLetter = (id: number, next: DeadLetter | undefined) =>
+    Effect.suspend(() => {
+      const before = deadLetters
+      deadLetters = deadLetters.flatMap((d) => (d.id !== id ? [d] : next === undefined ? [] : [next]))
+      return MemoryTransaction.onRollback(() => {
+        deadLetters = before
+      })
+    })
 
   return CheckpointStore.of({
     register: (id, count) =>
       Effect.suspend(() => {
-        const stored = projections.get(key(id))
+        const stored = partitionsOf(id)
         if (stored === undefined) {
-          projections.set(
-            key(id),
-            Array.from({ length: count }, () => ({
+          projections.set(key(id), {
+            id: { name: id.name, version: id.version },
+            partitions: Array.from({ length: count }, () => ({
               checkpoint: Event.start,
               owner: undefined,
               token: 0,
               leaseExpiresAt: 0,
               live: false
             }))
-          )
+          })
           return Effect.void
         }
         return stored.length === count
@@ -257,7 +363,7 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
     leave: (id, worker) => Effect.sync(() => void workers.get(key(id))?.delete(worker)),
     claim: (id, partition, owner, ttl) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
-        const p = projections.get(key(id))?.[partition]
+        const p = partitionsOf(id)?.[partition]
         if (p === undefined || (p.owner !== undefined && p.owner !== owner && p.leaseExpiresAt >= now)) {
           return Option.none()
         }
@@ -301,44 +407,100 @@ export const makeMemory: Effect.Effect<CheckpointStore["Type"]> = Effect.sync(()
         if (holds(lease, p) && Event.checkpointOrder(p.checkpoint, at) === 0) p.live = true
       }),
     deadLetter: (letter) =>
-      Effect.zipRight(
-        Effect.sync(() => void deadLetters.push(letter)),
-        MemoryTransaction.onRollback(() => {
-          const at = deadLetters.lastIndexOf(letter)
-          if (at >= 0) deadLetters.splice(at, 1)
+      Effect.suspend(() => {
+        const id = ++lastLetterId
+        deadLetters = [...deadLetters, { ...letter, id, retryRequested: false }]
+        return MemoryTransaction.onRollback(() => {
+          deadLetters = deadLetters.filter((d) => d.id !== id)
         })
-      ),
+      }),
     transaction: (effect) => Effect.uninterruptible(MemoryTransaction.transactional(effect)),
     isTransient: saysTransient,
     partitions: (id) =>
       Effect.sync(() =>
-        (projections.get(key(id)) ?? []).map((p, partition) => ({
+        (partitionsOf(id) ?? []).map((p, partition) => ({
           partition,
           checkpoint: p.checkpoint,
           owner: Option.fromNullable(p.owner),
           leaseExpiresAt: p.leaseExpiresAt,
-          live: p.live
+          live: p.live,
+          pendingRebuild: rebuildRequests.has(key(id))
         }))
       ),
     reset: (id) =>
       Effect.sync(() => {
-        for (const p of projections.get(key(id)) ?? []) {
+        for (const p of partitionsOf(id) ?? []) {
           p.checkpoint = Event.start
           p.live = false
         }
-        for (let i = deadLetters.length - 1; i >= 0; i--) {
-          const letter = deadLetters[i]!
-          if (letter.projection.name === id.name && letter.projection.version === id.version) deadLetters.splice(i, 1)
-        }
+        deadLetters = deadLetters.filter((d) => d.projection.name !== id.name || d.projection.version !== id.version)
       }),
     deadLetters: (name) => Effect.sync(() => deadLetters.filter((d) => d.projection.name === name)),
     activeVersion: (name) => Effect.sync(() => Option.fromNullable(active.get(name))),
     activate: (id) =>
       Effect.sync(() => {
         if ((active.get(id.name) ?? 0) < id.version) active.set(id.name, id.version)
+      }),
+    projections: Effect.sync(() =>
+      [...projections.values()]
+        .map(({ id, partitions }) => ({
+          id,
+          partitions: partitions.length,
+          active: active.get(id.name) === id.version,
+          pendingRebuild: rebuildRequests.has(key(id))
+        }))
+        .sort((a, b) => compareIds(a.id, b.id))
+    ),
+    requestRebuild: (id) =>
+      Effect.suspend(() =>
+        projections.has(key(id))
+          ? Effect.sync(() => void rebuildRequests.add(key(id)))
+          : Effect.fail(new ProjectionNotFound({ projection: id.name, version: id.version }))
+      ),
+    takeRebuild: (id) =>
+      Effect.suspend(() => {
+        if (!rebuildRequests.delete(key(id))) return Effect.succeed(false)
+        return Effect.as(
+          MemoryTransaction.onRollback(() => rebuildRequests.add(key(id))),
+          true
+        )
+      }),
+    discardDeadLetter: (name, id) =>
+      Effect.suspend(() =>
+        letterOf(name, id) === undefined
+          ? Effect.fail(new DeadLetterNotFound({ projection: name, id }))
+          : replaceLetter(id, undefined)
+      ),
+    retryDeadLetter: (name, id) =>
+      Effect.suspend(() => {
+        const letter = letterOf(name, id)
+        return letter === undefined
+          ? Effect.fail(new DeadLetterNotFound({ projection: name, id }))
+          : replaceLetter(id, { ...letter, retryRequested: true })
+      }),
+    retriesRequested: (id) =>
+      Effect.sync(() =>
+        deadLetters.filter(
+          (d) => d.retryRequested && d.projection.name === id.name && d.projection.version === id.version
+        )
+      ),
+    takeRetry: (name, id) =>
+      Effect.suspend(() =>
+        letterOf(name, id)?.retryRequested === true
+          ? Effect.as(replaceLetter(id, undefined), true)
+          : Effect.succeed(false)
+      ),
+    retryFailed: (name, id, error, at) =>
+      Effect.suspend(() => {
+        const letter = letterOf(name, id)
+        return letter === undefined ? Effect.void : replaceLetter(id, { ...letter, error, at, retryRequested: false })
       })
   })
 })
+
+/** Orders projection ids by name, then version. */
+const compareIds = (a: ProjectionId, b: ProjectionId) =>
+  a.name < b.name ? -1 : a.name > b.name ? 1 : a.version - b.version
 
 /** A fresh in-memory checkpoint store per Layer build. */
 export const layerMemory: Layer.Layer<CheckpointStore> = Layer.effect(CheckpointStore, makeMemory)

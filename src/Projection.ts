@@ -134,9 +134,12 @@ const isCount = (value: number | undefined, min: number) =>
  *   then the batch is handled one event at a time to find the poison event, and the projection's
  *   `onPoison` policy applies: `stop` (the partition halts with state `failed` and the error, until a
  *   restart) or `skip` (the event goes to the dead letters with the error, and the partition goes on).
- *   An event that cannot be decoded is poison at once.
+ *   An event that cannot be decoded is poison at once. A dead letter whose retry an operator asked
+ *   (`CheckpointStore.retryDeadLetter`) is handled again by the worker owning its partition, in one
+ *   transaction with its removal (exactly once, as batches); failing again, it stays with the new error.
  * - **Rebuilds**: {@link rebuild} resets the checkpoints and runs the `truncate` hook in one
- *   transaction; the runners start over. For a rebuild without downtime, give the definition a new
+ *   transaction; the runners start over. {@link requestRebuild} (from an operator, or another process)
+ *   has one of the running workers do the same, once. For a rebuild without downtime, give the definition a new
  *   `version` building into new tables: it runs beside the old version, and becomes the
  *   {@link activeVersion} once all its partitions have caught up.
  * - **Observability**: each batch is a `Projection.batch` span, in a trace of its own with span links to
@@ -144,7 +147,8 @@ const isCount = (value: number | undefined, min: number) =>
  *   events and seconds) are metrics (see `Metrics`).
  *
  * **Gotchas**: changing `partitions` needs a new `version` (the stored count is checked at start).
- * Interrupting a runner rolls back the batch in flight (SQL) or lets it finish (memory).
+ * Interrupting a runner rolls back the batch in flight (SQL) or lets it finish (memory). A retried dead
+ * letter's event is handled after the events that followed it in its stream.
  */
 export const run = <A, E, R>(
   projection: Projection<A, E, R>,
@@ -199,16 +203,34 @@ export const catchUp = <A, E, R>(
 
 /**
  * Rebuilds in place: in one transaction, runs the `truncate` hook and moves every partition back to the
- * start of the log. Running workers notice at their next commit (refused, rolled back) and start over.
+ * start of the log (a pending rebuild request is taken with it: this rebuild carries it out). Running
+ * workers notice at their next commit (refused, rolled back) or supervisor step, and start over.
  */
 export const rebuild = <A, E, R>(
   projection: Projection<A, E, R>
 ): Effect.Effect<void, E | CheckpointStore.CheckpointStoreError, CheckpointStore.CheckpointStore | R> =>
-  Effect.flatMap(CheckpointStore.CheckpointStore, (store) =>
-    store.transaction(
-      Effect.zipRight(projection.truncate, store.reset({ name: projection.name, version: projection.version }))
+  Effect.flatMap(CheckpointStore.CheckpointStore, (store) => {
+    const id = { name: projection.name, version: projection.version }
+    return store.transaction(
+      Effect.zipRight(Effect.zipRight(store.takeRebuild(id), projection.truncate), store.reset(id))
     )
-  )
+  })
+
+/**
+ * Asks the running workers of the projection version to rebuild it (see {@link rebuild}), from anywhere
+ * that reaches its checkpoint store: one of them carries it out, once, then they catch up. Until then
+ * `partitions` and `projections` show it pending (`pendingRebuild`).
+ *
+ * **Gotchas**: a request for a version that no process runs stays pending until one does; a saga's or the
+ * outbox relay's runner is a projection too, and rebuilt it reacts to, or publishes, every event again.
+ */
+export const requestRebuild = (
+  id: CheckpointStore.ProjectionId
+): Effect.Effect<
+  void,
+  CheckpointStore.ProjectionNotFound | CheckpointStore.CheckpointStoreError,
+  CheckpointStore.CheckpointStore
+> => Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.requestRebuild(id))
 
 /** The version of the named projection that serves reads: the latest one that has caught up. */
 export const activeVersion = (
@@ -216,7 +238,11 @@ export const activeVersion = (
 ): Effect.Effect<Option.Option<number>, CheckpointStore.CheckpointStoreError, CheckpointStore.CheckpointStore> =>
   Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.activeVersion(name))
 
-/** The projection's dead letters (poison events skipped under the `skip` policy), oldest first. */
+/**
+ * The projection's dead letters (poison events skipped under the `skip` policy), oldest first. An operator
+ * discards one (`CheckpointStore.discardDeadLetter`) or has the running workers handle its event again
+ * (`CheckpointStore.retryDeadLetter`): see `run`.
+ */
 export const deadLetters = (
   name: string
 ): Effect.Effect<

@@ -14,11 +14,13 @@
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as MemoryTransaction from "./internal/memoryTransaction.js"
+import { pageSize } from "./internal/pageSize.js"
 
 /** The saga store failed (database unreachable...). Retryable. */
 export class SagaStoreError extends Schema.TaggedError<SagaStoreError>()("SagaStoreError", {
@@ -82,6 +84,27 @@ export interface Failure {
   readonly compensations: ReadonlyArray<StoredCommand>
 }
 
+/** An instance as an operator lists it (see `instances`); `load` has the rest. */
+export interface InstanceSummary {
+  readonly id: string
+  readonly version: number
+  readonly status: Status
+  /** Epoch milliseconds of the last save. */
+  readonly updatedAt: number
+  /** Why the instance compensated or failed. */
+  readonly error: Option.Option<string>
+}
+
+/** Options of `instances`. */
+export interface InstancesOptions {
+  /** Only instances with this status; default all. */
+  readonly status?: Status
+  /** At most this many (a positive integer); default 100. */
+  readonly limit?: number
+  /** Only instances whose id sorts after this one: the last id of the previous page. */
+  readonly after?: string
+}
+
 /** What one save writes besides the instance. */
 export interface TimeoutChanges {
   readonly schedule: ReadonlyArray<{ readonly name: string; readonly dueAt: number }>
@@ -139,6 +162,18 @@ export class SagaStore extends Context.Tag("effect-eventsourcing/SagaStore")<
       instance: string,
       cause: string
     ) => Effect.Effect<Option.Option<Failure>, SagaStoreError>
+    /**
+     * A page of the saga's instances, by id (in the database's order of text: byte order on SQLite and
+     * MySQL, the database's collation on PostgreSQL), for operators. The next page starts `after` the last
+     * id of this one; a page shorter than `limit` is the last.
+     *
+     * **Gotchas**: pages are read one by one, not from one snapshot: an instance saved between two pages
+     * may show with another status than the filter's, or in neither page if its status changed.
+     */
+    readonly instances: (
+      saga: string,
+      options?: InstancesOptions
+    ) => Effect.Effect<ReadonlyArray<InstanceSummary>, SagaStoreError>
   }
 >() {}
 
@@ -212,9 +247,31 @@ export const makeMemory: Effect.Effect<SagaStore["Type"]> = Effect.sync(() => {
         failures.set(key(saga, instance), recorded)
       }),
     failureOf: (saga, instance, cause) =>
-      Effect.sync(() => Option.fromNullable(failures.get(key(saga, instance))?.get(cause)))
+      Effect.sync(() => Option.fromNullable(failures.get(key(saga, instance))?.get(cause))),
+    instances: (saga, options) =>
+      Effect.map(pageLimit(options), (limit) =>
+        [...instances]
+          .flatMap(([k, stored]): ReadonlyArray<InstanceSummary> => {
+            const [name, id] = k.split("\u0000") as [string, string]
+            if (name !== saga) return []
+            if (options?.status !== undefined && stored.status !== options.status) return []
+            if (options?.after !== undefined && id <= options.after) return []
+            const { error, status, updatedAt, version } = stored
+            return [{ id, version, status, updatedAt, error }]
+          })
+          .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+          .slice(0, limit)
+      )
   })
 })
+
+/** The page size of `instances` options, or a permanent `SagaStoreError`. */
+const pageLimit = (options: InstancesOptions | undefined): Effect.Effect<number, SagaStoreError> =>
+  Either.match(pageSize(options?.limit, 100), {
+    onLeft: (why) =>
+      Effect.fail(new SagaStoreError({ operation: "instances", cause: new Error(why), transient: false })),
+    onRight: Effect.succeed
+  })
 
 /** A fresh in-memory saga store per Layer build. */
 export const layerMemory: Layer.Layer<SagaStore> = Layer.effect(SagaStore, makeMemory)

@@ -16,7 +16,12 @@ import * as RcMap from "effect/RcMap"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as CheckpointStore from "./CheckpointStore.js"
-import { CheckpointStore as CheckpointStoreTag, CheckpointStoreError } from "./CheckpointStore.js"
+import {
+  CheckpointStore as CheckpointStoreTag,
+  CheckpointStoreError,
+  DeadLetterNotFound,
+  ProjectionNotFound
+} from "./CheckpointStore.js"
 import * as CommandBus from "./CommandBus.js"
 import * as CommandMiddleware from "./CommandMiddleware.js"
 import * as Event from "./Event.js"
@@ -290,6 +295,11 @@ export const layerPerTenant = <E, R>(
  * A checkpoint store whose projection names are scoped to the tenant in context, so the same projection
  * (or saga, or relay) runs once per tenant with checkpoints, leases and dead letters of its own. Leases
  * come back from `claim` already scoped and are passed on as they are.
+ *
+ * The operators' operations are scoped alike: `projections` lists the tenant's projections only, by their
+ * names, and rebuild requests and dead-letter discards and retries name the tenant's projection. The
+ * command-line tool works on the undecorated store: there it sees every tenant's projections, stored as
+ * `<tenant>~<name>`, and makes its requests by those names; the tenant's runners carry them out.
  */
 export const scopedCheckpoints = (
   store: CheckpointStore.CheckpointStore["Type"]
@@ -320,7 +330,44 @@ export const scopedCheckpoints = (
         )
       ),
     activeVersion: (name) =>
-      Effect.flatMap(tenantOf("activeVersion"), (tenant) => store.activeVersion(scopedName(tenant, name)))
+      Effect.flatMap(tenantOf("activeVersion"), (tenant) => store.activeVersion(scopedName(tenant, name))),
+    projections: Effect.flatMap(tenantOf("projections"), (tenant) =>
+      Effect.map(store.projections, (all) =>
+        all.flatMap((info) => {
+          const name = unscoped(tenant, info.id.name)
+          return name === undefined ? [] : [{ ...info, id: { ...info.id, name } }]
+        })
+      )
+    ),
+    requestRebuild: (id) =>
+      Effect.flatMap(scope("requestRebuild", id), (scoped) =>
+        Effect.catchTag(store.requestRebuild(scoped), "ProjectionNotFound", (error) =>
+          Effect.fail(new ProjectionNotFound({ ...error, projection: id.name }))
+        )
+      ),
+    takeRebuild: (id) => Effect.flatMap(scope("takeRebuild", id), store.takeRebuild),
+    discardDeadLetter: (name, id) =>
+      Effect.flatMap(tenantOf("discardDeadLetter"), (tenant) =>
+        Effect.catchTag(store.discardDeadLetter(scopedName(tenant, name), id), "DeadLetterNotFound", () =>
+          Effect.fail(new DeadLetterNotFound({ projection: name, id }))
+        )
+      ),
+    retryDeadLetter: (name, id) =>
+      Effect.flatMap(tenantOf("retryDeadLetter"), (tenant) =>
+        Effect.catchTag(store.retryDeadLetter(scopedName(tenant, name), id), "DeadLetterNotFound", () =>
+          Effect.fail(new DeadLetterNotFound({ projection: name, id }))
+        )
+      ),
+    retriesRequested: (id) =>
+      Effect.flatMap(scope("retriesRequested", id), (scoped) =>
+        Effect.map(store.retriesRequested(scoped), (letters) =>
+          letters.map((letter) => ({ ...letter, projection: { ...letter.projection, name: id.name } }))
+        )
+      ),
+    takeRetry: (name, id) =>
+      Effect.flatMap(tenantOf("takeRetry"), (tenant) => store.takeRetry(scopedName(tenant, name), id)),
+    retryFailed: (name, id, error, at) =>
+      Effect.flatMap(tenantOf("retryFailed"), (tenant) => store.retryFailed(scopedName(tenant, name), id, error, at))
   })
 }
 
@@ -364,7 +411,9 @@ export const layerScopedSnapshots: Layer.Layer<Snapshot.SnapshotStore, never, Sn
 
 /**
  * A saga store whose saga names are scoped to the tenant in context, so a saga runs once per tenant and
- * two tenants' instances never share an id. Timeouts come back from `due` already scoped.
+ * two tenants' instances never share an id. Timeouts come back from `due` already scoped. `instances`
+ * lists the tenant's instances of the saga; the command-line tool, on the undecorated store, names a
+ * tenant's saga `<tenant>~<saga>`.
  */
 export const scopedSagas = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaStore["Type"] => {
   const scope = <A, E, R>(operation: string, saga: string, f: (scoped: string) => Effect.Effect<A, E, R>) =>
@@ -382,7 +431,9 @@ export const scopedSagas = (store: SagaStore.SagaStore["Type"]): SagaStore.SagaS
     lock: (saga, instance) => scope("lock", saga, (scoped) => store.lock(scoped, instance)),
     recordFailure: (saga, instance, cause, failure) =>
       scope("recordFailure", saga, (scoped) => store.recordFailure(scoped, instance, cause, failure)),
-    failureOf: (saga, instance, cause) => scope("failureOf", saga, (scoped) => store.failureOf(scoped, instance, cause))
+    failureOf: (saga, instance, cause) =>
+      scope("failureOf", saga, (scoped) => store.failureOf(scoped, instance, cause)),
+    instances: (saga, options) => scope("instances", saga, (scoped) => store.instances(scoped, options))
   })
 }
 

@@ -68,7 +68,8 @@ const ownDeadLetters = (
   let letters: ReadonlyArray<CheckpointStore.DeadLetter> = []
   return {
     ...store,
-    deadLetter: (letter) => Effect.sync(() => void (letters = [...letters, letter])),
+    deadLetter: (letter) =>
+      Effect.sync(() => void (letters = [...letters, { ...letter, id: letters.length + 1, retryRequested: false }])),
     deadLetters: (name) => Effect.sync(() => letters.filter((letter) => letter.projection.name === name)),
     reset: (id) =>
       Effect.zipRight(
@@ -245,6 +246,54 @@ const variants: ReadonlyArray<BrokenVariant> = [
           ...letter,
           event: { ...letter.event, position: BigInt(Number(letter.event.position)) }
         })
+    })
+  },
+  {
+    breaks: "dead letter operations",
+    name: "discards every dead letter of the name",
+    wrap: (store) => ({
+      ...store,
+      discardDeadLetter: (name, id) =>
+        Effect.zipRight(
+          store.discardDeadLetter(name, id),
+          Effect.flatMap(store.deadLetters(name), (letters) =>
+            Effect.forEach(letters, (letter) => store.discardDeadLetter(name, letter.id), { discard: true })
+          )
+        )
+    })
+  },
+  {
+    breaks: "dead letter operations",
+    name: "takes a retry nobody asked",
+    wrap: (store) => ({
+      ...store,
+      takeRetry: (name, id) =>
+        Effect.zipRight(Effect.ignore(store.retryDeadLetter(name, id)), store.takeRetry(name, id))
+    })
+  },
+  {
+    breaks: "dead letter operations",
+    name: "forgets to clear the retry of a letter that failed again",
+    wrap: (store) => ({
+      ...store,
+      retryFailed: (name, id, error, at) =>
+        Effect.zipRight(store.retryFailed(name, id, error, at), Effect.ignore(store.retryDeadLetter(name, id)))
+    })
+  },
+  {
+    breaks: "projections",
+    name: "never reports a version active",
+    wrap: (store) => ({
+      ...store,
+      projections: Effect.map(store.projections, (all) => all.map((p) => ({ ...p, active: false })))
+    })
+  },
+  {
+    breaks: "rebuild requests",
+    name: "never deletes a request it hands out (every taker gets it)",
+    wrap: (store) => ({
+      ...store,
+      takeRebuild: (id) => Effect.map(store.partitions(id), (partitions) => partitions.some((p) => p.pendingRebuild))
     })
   },
   {

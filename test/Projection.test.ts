@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Chunk from "effect/Chunk"
+import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -358,6 +359,88 @@ describe("Projection on memory stores", () => {
       assert.strictEqual((yield* Ref.get(model)).size, 0)
       yield* Projection.catchUp(projection)
       assert.deepStrictEqual(yield* Ref.get(model), before)
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("a rebuild requested from outside waits for a worker, then is done once by the running workers", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const truncated = yield* Ref.make(0)
+      const { model, projection: base } = yield* balances({ name: `p-${category}`, category, partitions: 2 })
+      const projection = {
+        ...base,
+        truncate: Effect.zipRight(
+          Ref.update(truncated, (n) => n + 1),
+          base.truncate
+        )
+      }
+      const id = { name: projection.name, version: 1 }
+      const store = yield* CheckpointStore.CheckpointStore
+      const streams = Array.from({ length: 4 }, (_, i) => `${category}-${i}`)
+      for (const streamId of streams) yield* appendTo(streamId, deposit(1), deposit(2))
+      yield* Projection.catchUp(projection)
+      const before = yield* Ref.get(model)
+      // no worker runs: the request stays pending, visible to the operator
+      yield* store.requestRebuild(id)
+      const listed = (yield* store.projections).find((p) => p.id.name === id.name)
+      assert.deepStrictEqual(listed, { id, partitions: 2, active: true, pendingRebuild: true })
+      assert.strictEqual(yield* Ref.get(truncated), 0)
+      const options = { pollInterval: "20 millis", leaseTtl: "600 millis" } as const
+      const a = yield* Effect.fork(Projection.run(projection, { ...options, workerId: "a" }))
+      const b = yield* Effect.fork(Projection.run(projection, { ...options, workerId: "b" }))
+      yield* waitUntil(Effect.map(store.partitions(id), (partitions) => partitions.every((p) => !p.pendingRebuild)))
+      yield* waitUntil(
+        Effect.map(Ref.get(model), (m) => streams.every((s) => m.get(s)?.ids.length === before.get(s)!.ids.length))
+      )
+      assert.strictEqual(yield* Ref.get(truncated), 1, "two workers, one rebuild")
+      assert.deepStrictEqual(yield* Ref.get(model), before, "replayed once into the emptied read model")
+      // the runners catch up as usual after it
+      yield* appendTo(streams[0]!, deposit(5))
+      yield* waitUntil(Effect.map(Ref.get(model), (m) => m.get(streams[0]!)!.balance === 8))
+      yield* Fiber.interrupt(a)
+      yield* Fiber.interrupt(b)
+    }).pipe(Effect.provide(stores()))
+  )
+
+  it.live("a dead letter retried from outside is handled again and removed; failing again it stays", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const refusing = new Set([13, 17])
+      const { model, projection } = yield* balances({
+        name: `p-${category}`,
+        category,
+        batchSize: 1,
+        onPoison: "skip",
+        failOn: (amount) => refusing.has(amount)
+      })
+      const store = yield* CheckpointStore.CheckpointStore
+      yield* appendTo(`${category}-1`, deposit(1), deposit(13), deposit(17), deposit(4))
+      const runner = yield* Effect.fork(
+        Projection.run(projection, { pollInterval: "20 millis", leaseTtl: "600 millis" })
+      )
+      yield* waitUntil(Effect.map(Projection.deadLetters(projection.name), (letters) => letters.length === 2))
+      const [thirteen, seventeen] = yield* Projection.deadLetters(projection.name)
+      assert.strictEqual((yield* Ref.get(model)).get(`${category}-1`)!.balance, 5)
+      // 13 is handled now; 17 is still refused
+      refusing.delete(13)
+      yield* store.retryDeadLetter(projection.name, thirteen!.id)
+      yield* store.retryDeadLetter(projection.name, seventeen!.id)
+      yield* waitUntil(
+        Effect.map(Projection.deadLetters(projection.name), (letters) => letters.every((l) => !l.retryRequested))
+      )
+      const [left] = yield* Projection.deadLetters(projection.name)
+      assert.deepStrictEqual(
+        (yield* Projection.deadLetters(projection.name)).map((l) => l.id),
+        [seventeen!.id],
+        "the handled letter is gone, the refused one stays"
+      )
+      assert.include(left!.error, "refusing 17")
+      assert.isTrue(DateTime.greaterThanOrEqualTo(left!.at, seventeen!.at), "the time of the failed retry")
+      const handled = (yield* Ref.get(model)).get(`${category}-1`)!
+      assert.strictEqual(handled.balance, 18)
+      assert.strictEqual(new Set(handled.ids).size, handled.ids.length, "each event handled once")
+      assert.strictEqual(handled.ids.length, 3)
+      yield* Fiber.interrupt(runner)
     }).pipe(Effect.provide(stores()))
   )
 

@@ -250,7 +250,70 @@ describe("Tenancy: saga store", () => {
       // the same instance id in tenant b is b's own, from version 0
       assert.strictEqual(yield* as("b")(store.save("transfer", "t1", 0, next, { schedule: [], cancel: [] })), 1)
       assert.strictEqual((yield* Effect.flip(store.load("transfer", "t1")))._tag, "SagaStoreError")
+      assert.deepStrictEqual(
+        (yield* as("a")(store.instances("transfer"))).map((i) => [i.id, i.version]),
+        [["t1", 1]]
+      )
+      assert.strictEqual((yield* as("c")(store.instances("transfer"))).length, 0)
     })
+  )
+})
+
+describe("Tenancy: operators' checkpoint store operations", () => {
+  it.effect(
+    "a tenant lists its own projections; the operator, on the raw store, sees <tenant>~<name> and acts by it",
+    () =>
+      Effect.gen(function* () {
+        const raw = yield* CheckpointStore.makeMemory
+        const store = Tenancy.scopedCheckpoints(raw)
+        const id = { name: "owners", version: 1 }
+        yield* as("a")(store.register(id, 2))
+        yield* as("b")(store.register(id, 1))
+        assert.deepStrictEqual(yield* as("a")(store.projections), [
+          { id, partitions: 2, active: false, pendingRebuild: false }
+        ])
+        assert.deepStrictEqual(
+          (yield* raw.projections).map((p) => p.id.name),
+          ["a~owners", "b~owners"]
+        )
+        assert.strictEqual((yield* Effect.flip(store.projections))._tag, "CheckpointStoreError")
+        // the operator's request, by the stored name, reaches tenant a's runners only
+        yield* raw.requestRebuild({ name: "a~owners", version: 1 })
+        assert.isFalse(yield* as("b")(store.takeRebuild(id)))
+        assert.isTrue(yield* as("a")(store.takeRebuild(id)))
+        const missing = yield* Effect.flip(as("c")(store.requestRebuild(id)))
+        assert.deepStrictEqual(missing, new CheckpointStore.ProjectionNotFound({ projection: "owners", version: 1 }))
+        // dead letters: a tenant retries and discards its own only, by the names it knows
+        const event = yield* Event.make({ type: "Opened", data: {} })
+        const letter = {
+          projection: id,
+          partition: 0,
+          event: {
+            ...event,
+            metadata: {},
+            streamId: yield* Event.streamId("Account-1"),
+            category: "Account",
+            version: 1,
+            position: 1n,
+            transaction: 1n,
+            recordedAt: DateTime.unsafeMake(0)
+          },
+          error: "boom",
+          at: DateTime.unsafeMake(0)
+        }
+        yield* as("b")(store.deadLetter(letter))
+        const [stored] = yield* raw.deadLetters("b~owners")
+        const foreign = yield* Effect.flip(as("a")(store.retryDeadLetter("owners", stored!.id)))
+        assert.deepStrictEqual(
+          foreign,
+          new CheckpointStore.DeadLetterNotFound({ projection: "owners", id: stored!.id })
+        )
+        yield* raw.retryDeadLetter("b~owners", stored!.id)
+        assert.deepStrictEqual(yield* as("a")(store.retriesRequested(id)), [])
+        const [asked] = yield* as("b")(store.retriesRequested(id))
+        assert.deepStrictEqual([asked!.id, asked!.projection], [stored!.id, id])
+        assert.isTrue(yield* as("b")(store.takeRetry("owners", stored!.id)))
+      })
   )
 })
 

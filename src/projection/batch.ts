@@ -72,7 +72,7 @@ class HandlerFailed {
  * transaction the handler ran, classifies so (a lost connection, a deadlock, a timeout). Anything else,
  * bad data or a bad statement included, is the event's.
  */
-const isPassing = (cause: Cause.Cause<unknown>, store: CheckpointStore.CheckpointStore["Type"]): boolean =>
+export const isPassing = (cause: Cause.Cause<unknown>, store: CheckpointStore.CheckpointStore["Type"]): boolean =>
   Chunk.some(Cause.failures(cause), (error) => saysTransient(error) || store.isTransient(error))
 
 /** A batch as read, with its events decoded, or `undefined` if one of them does not decode. */
@@ -151,7 +151,7 @@ const oneByOne = <A, E, R>(
         cell.state = "failed"
         return { _tag: "Halted" } as const
       }
-      const letter: CheckpointStore.DeadLetter = {
+      const letter: CheckpointStore.NewDeadLetter = {
         projection: rt.id,
         partition: cell.partition,
         event: envelope,

@@ -27,6 +27,7 @@ import * as Metrics from "../Metrics.js"
 import type * as Upcaster from "../Upcaster.js"
 import * as Wakeup from "../Wakeup.js"
 import { type Batch, type Cell, decodeBatch, handleBatch, type Runtime, untilDone } from "./batch.js"
+import { handleRequests } from "./requests.js"
 import * as Uuid from "../internal/uuid.js"
 
 /** What the runner needs of a definition (see `Projection.make`). */
@@ -47,6 +48,8 @@ export interface Definition<A, E, R> {
    * the store's database (a broker) runs before it instead, so no transaction is held open meanwhile.
    */
   readonly transactional?: boolean
+  /** Empties the read model, for a rebuild an operator requested (see `CheckpointStore.requestRebuild`); default nothing. */
+  readonly truncate?: Effect.Effect<void, E, R>
 }
 
 /** Options of a runner. */
@@ -282,6 +285,13 @@ export const run = <A, E, R>(
       })
       // the lag gauges, sampled beside the supervisor (a slow read must not delay lease renewals)
       yield* sampleLag(rt, () => [...owned.values()].map((o) => o.cell)).pipe(
+        Effect.zipRight(Effect.sleep(Math.max(1, rt.ttl / 3))),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      // operators' requests (a rebuild, dead letters to retry), beside the supervisor and at its pace: a
+      // long rebuild must not delay lease renewals either
+      yield* handleRequests(rt, (partition) => owned.has(partition)).pipe(
         Effect.zipRight(Effect.sleep(Math.max(1, rt.ttl / 3))),
         Effect.forever,
         Effect.forkScoped

@@ -8,9 +8,15 @@
  * if the committer's owner, token and expected checkpoint all still hold. Concurrent updates of
  * the row queue on its lock and re-check the condition, so a worker fenced off mid-batch has its
  * whole transaction rolled back.
+ *
+ * Operators' requests are rows too: a pending rebuild is a row of the rebuild requests table, and a retry
+ * a flag on its dead letter's row. A worker takes one by deleting its row inside the transaction that
+ * carries it out: of workers racing for it, the first delete matches the row and the others, queued on
+ * its lock, match nothing.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -22,10 +28,13 @@ import {
   CheckpointStore,
   CheckpointStoreError,
   type DeadLetter,
+  DeadLetterNotFound,
   type Lease,
   LeaseLost,
   PartitionCountMismatch,
-  type ProjectionId
+  type ProjectionId,
+  type ProjectionInfo,
+  ProjectionNotFound
 } from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import { saysTransient } from "../internal/transient.js"
@@ -48,6 +57,16 @@ interface PartitionRow {
   readonly lease_token: string | number
   readonly lease_expires_at: string | number
   readonly live: number
+}
+
+interface DeadLetterRow {
+  readonly id: string | number
+  readonly version: number
+  readonly partition: number
+  readonly event: string
+  readonly error: string
+  readonly dead_at: string | number
+  readonly retry_requested: number | string
 }
 
 const EventJson = Schema.parseJson(Event.RecordedEvent)
@@ -211,7 +230,8 @@ export const make = (
               partition: letter.partition,
               event,
               error: letter.error,
-              dead_at: DateTime.toEpochMillis(letter.at)
+              dead_at: DateTime.toEpochMillis(letter.at),
+              retry_requested: 0
             })}`
         ),
         Effect.asVoid,
@@ -227,9 +247,12 @@ export const make = (
     const isTransient = (error: unknown): boolean =>
       saysTransient(error) || (error instanceof SqlError && Classify.isTransient(error))
 
+    const requested = (id: ProjectionId) =>
+      sql`(select count(*) from ${sql(t.rebuildRequests)} where projection = ${id.name} and version = ${id.version})`
+
     const partitions: CheckpointStore["Type"]["partitions"] = (id) =>
-      sql<PartitionRow>`
-        select ${rowColumns}
+      sql<PartitionRow & { readonly pending_rebuild: number | string }>`
+        select ${rowColumns}, ${requested(id)} as pending_rebuild
         from ${sql(t.checkpoints)} where projection = ${id.name} and version = ${id.version} order by ${partitionColumn}`.pipe(
         Effect.map((rows) =>
           rows.map((row) => ({
@@ -237,7 +260,8 @@ export const make = (
             checkpoint: checkpointOf(row),
             owner: Option.fromNullable(row.owner),
             leaseExpiresAt: Number(row.lease_expires_at),
-            live: Number(row.live) === 1
+            live: Number(row.live) === 1,
+            pendingRebuild: Number(row.pending_rebuild) > 0
           }))
         ),
         Effect.mapError(failWith("partitions"))
@@ -251,29 +275,35 @@ export const make = (
         yield* sql`delete from ${sql(t.deadLetters)} where projection = ${id.name} and version = ${id.version}`
       }).pipe(withTransaction(sql), Effect.mapError(failWith("reset")))
 
+    const letterColumns = sql`id, version, ${partitionColumn}, event, error, dead_at, retry_requested`
+    const lettersOf = (name: string, operation: string) => (rows: ReadonlyArray<DeadLetterRow>) =>
+      Effect.try({
+        try: () =>
+          rows.map((row): DeadLetter => ({
+            id: Number(row.id),
+            projection: { name, version: row.version },
+            partition: row.partition,
+            event: decodeEvent(row.event),
+            error: row.error,
+            at: DateTime.unsafeMake(Number(row.dead_at)),
+            retryRequested: Number(row.retry_requested) === 1
+          })),
+        catch: failWith(operation)
+      })
+
     const deadLetters: CheckpointStore["Type"]["deadLetters"] = (name) =>
-      sql<{
-        readonly version: number
-        readonly partition: number
-        readonly event: string
-        readonly error: string
-        readonly dead_at: string | number
-      }>`select version, ${partitionColumn}, event, error, dead_at from ${sql(t.deadLetters)}
-         where projection = ${name} order by id`.pipe(
+      sql<DeadLetterRow>`select ${letterColumns} from ${sql(t.deadLetters)} where projection = ${name} order by id`.pipe(
         Effect.mapError(failWith("deadLetters")),
-        Effect.flatMap((rows) =>
-          Effect.try({
-            try: () =>
-              rows.map((row): DeadLetter => ({
-                projection: { name, version: row.version },
-                partition: row.partition,
-                event: decodeEvent(row.event),
-                error: row.error,
-                at: DateTime.unsafeMake(Number(row.dead_at))
-              })),
-            catch: failWith("deadLetters")
-          })
-        )
+        Effect.flatMap(lettersOf(name, "deadLetters"))
+      )
+
+    const letter = (name: string, id: number) => sql`projection = ${name} and id = ${id}`
+
+    /** Runs an update or delete of one dead letter; fails if it matched none. */
+    const onLetter = (operation: string, name: string, id: number, statement: Statement.Statement<unknown>) =>
+      dialect.matched(statement).pipe(
+        Effect.mapError(failWith(operation)),
+        Effect.flatMap((n) => (n > 0 ? Effect.void : Effect.fail(new DeadLetterNotFound({ projection: name, id }))))
       )
 
     const activeVersion: CheckpointStore["Type"]["activeVersion"] = (name) =>
@@ -301,6 +331,84 @@ export const make = (
         Effect.mapError(failWith("leave"))
       )
 
+    const projections: CheckpointStore["Type"]["projections"] = Effect.gen(function* () {
+      const registered = yield* sql<{
+        readonly projection: string
+        readonly version: number
+        readonly partitions: number
+      }>`select projection, version, max(partitions) as partitions from ${sql(t.checkpoints)}
+         group by projection, version order by projection, version`
+      const active = new Map(
+        (yield* sql<{ readonly projection: string; readonly active_version: number }>`
+          select projection, active_version from ${sql(t.projections)}`).map((row) => [
+          row.projection,
+          row.active_version
+        ])
+      )
+      const pending = new Set(
+        (yield* sql<{ readonly projection: string; readonly version: number }>`
+          select projection, version from ${sql(t.rebuildRequests)}`).map(
+          (row) => `${row.version}\u0000${row.projection}`
+        )
+      )
+      return registered.map((row): ProjectionInfo => ({
+        id: { name: row.projection, version: row.version },
+        partitions: Number(row.partitions),
+        active: active.get(row.projection) === row.version,
+        pendingRebuild: pending.has(`${row.version}\u0000${row.projection}`)
+      }))
+    }).pipe(Effect.mapError(failWith("projections")))
+
+    const requestRebuild: CheckpointStore["Type"]["requestRebuild"] = (id) =>
+      Effect.gen(function* () {
+        const [row] = yield* sql<{ readonly n: number | string }>`select count(*) as n from ${sql(t.checkpoints)}
+          where projection = ${id.name} and version = ${id.version}`
+        if (Number(row!.n) === 0) return yield* new ProjectionNotFound({ projection: id.name, version: id.version })
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`insert into ${sql(t.rebuildRequests)} ${sql.insert({
+          projection: id.name,
+          version: id.version,
+          requested_at: now
+        })} ${dialect.onConflictIgnore(["projection", "version"])}`
+      }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(failWith("requestRebuild")(e))))
+
+    const takeRebuild: CheckpointStore["Type"]["takeRebuild"] = (id) =>
+      dialect
+        .matched(sql`delete from ${sql(t.rebuildRequests)} where projection = ${id.name} and version = ${id.version}`)
+        .pipe(
+          Effect.map((n) => n > 0),
+          Effect.mapError(failWith("takeRebuild"))
+        )
+
+    const discardDeadLetter: CheckpointStore["Type"]["discardDeadLetter"] = (name, id) =>
+      onLetter("discardDeadLetter", name, id, sql`delete from ${sql(t.deadLetters)} where ${letter(name, id)}`)
+
+    const retryDeadLetter: CheckpointStore["Type"]["retryDeadLetter"] = (name, id) =>
+      onLetter(
+        "retryDeadLetter",
+        name,
+        id,
+        sql`update ${sql(t.deadLetters)} set retry_requested = 1 where ${letter(name, id)}`
+      )
+
+    const retriesRequested: CheckpointStore["Type"]["retriesRequested"] = (id) =>
+      sql<DeadLetterRow>`select ${letterColumns} from ${sql(t.deadLetters)}
+        where projection = ${id.name} and version = ${id.version} and retry_requested = 1 order by id`.pipe(
+        Effect.mapError(failWith("retriesRequested")),
+        Effect.flatMap(lettersOf(id.name, "retriesRequested"))
+      )
+
+    const takeRetry: CheckpointStore["Type"]["takeRetry"] = (name, id) =>
+      dialect.matched(sql`delete from ${sql(t.deadLetters)} where ${letter(name, id)} and retry_requested = 1`).pipe(
+        Effect.map((n) => n > 0),
+        Effect.mapError(failWith("takeRetry"))
+      )
+
+    const retryFailed: CheckpointStore["Type"]["retryFailed"] = (name, id, error, at) =>
+      sql`update ${sql(t.deadLetters)}
+        set error = ${error}, dead_at = ${DateTime.toEpochMillis(at)}, retry_requested = 0
+        where ${letter(name, id)}`.pipe(Effect.asVoid, Effect.mapError(failWith("retryFailed")))
+
     return CheckpointStore.of({
       register,
       heartbeat,
@@ -317,7 +425,15 @@ export const make = (
       reset,
       deadLetters,
       activeVersion,
-      activate
+      activate,
+      projections,
+      requestRebuild,
+      takeRebuild,
+      discardDeadLetter,
+      retryDeadLetter,
+      retriesRequested,
+      takeRetry,
+      retryFailed
     })
   }).pipe(
     Effect.catchTag("EventStoreError", (error) =>

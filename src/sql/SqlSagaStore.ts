@@ -15,9 +15,19 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { type Failure, SagaConflict, SagaStore, SagaStoreError, type Status, type StoredCommand } from "../SagaStore.js"
+import {
+  type Failure,
+  type InstanceSummary,
+  SagaConflict,
+  SagaStore,
+  SagaStoreError,
+  type Status,
+  type StoredCommand
+} from "../SagaStore.js"
+import { pageSize } from "../internal/pageSize.js"
 import * as Classify from "./classify.js"
 import * as Dialect from "./internal/dialect.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
@@ -51,8 +61,10 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
     const sql = yield* SqlClient.SqlClient
     const t = yield* tables(options)
     if (options.migrate !== false) yield* migrate(t, "sagas")
-    const failWith = (operation: string) => (cause: unknown) =>
-      new SagaStoreError({ operation, cause, transient: Classify.isTransient(cause) })
+    const failWith =
+      (operation: string) =>
+      (cause: unknown, transient = Classify.isTransient(cause)) =>
+        new SagaStoreError({ operation, cause, transient })
     const dialect = yield* Dialect.of(sql)
     // several connections (PostgreSQL, MySQL) need row locks; SQLite runs one transaction at a time
     const concurrent = dialect.concurrentTransactions
@@ -240,6 +252,32 @@ export const make = (options: Options = {}): Effect.Effect<SagaStore["Type"], Sa
             })
           ),
           Effect.mapError(failWith("failureOf"))
+        ),
+      // version 0: a placeholder row of an instance whose first input did not commit (see `lock`)
+      instances: (saga, options) =>
+        Effect.flatMap(
+          Either.match(pageSize(options?.limit, 100), {
+            onLeft: (why) => Effect.fail(failWith("instances")(new Error(why), false)),
+            onRight: Effect.succeed
+          }),
+          (limit) =>
+            sql<Omit<InstanceRow, "state" | "compensations"> & { readonly instance: string }>`
+            select instance, version, status, error, updated_at from ${sql(t.sagaInstances)}
+            where saga = ${saga} and version > 0
+              ${options?.status === undefined ? sql`` : sql`and status = ${options.status}`}
+              ${options?.after === undefined ? sql`` : sql`and instance > ${options.after}`}
+            order by instance limit ${limit}`.pipe(
+              Effect.map((rows) =>
+                rows.map((row): InstanceSummary => ({
+                  id: row.instance,
+                  version: row.version,
+                  status: row.status,
+                  updatedAt: Number(row.updated_at),
+                  error: Option.fromNullable(row.error)
+                }))
+              ),
+              Effect.mapError(failWith("instances"))
+            )
         )
     })
   }).pipe(

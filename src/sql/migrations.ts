@@ -44,6 +44,7 @@ export interface Tables {
   readonly projectionWorkers: string
   readonly deadLetters: string
   readonly projections: string
+  readonly rebuildRequests: string
   readonly sagaInstances: string
   readonly sagaTimeouts: string
   readonly sagaFailures: string
@@ -90,6 +91,7 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     projectionWorkers: qualify("projection_workers"),
     deadLetters: qualify("dead_letters"),
     projections: qualify("projections"),
+    rebuildRequests: qualify("rebuild_requests"),
     sagaInstances: qualify("saga_instances"),
     sagaTimeouts: qualify("saga_timeouts"),
     sagaFailures: qualify("saga_failures"),
@@ -203,8 +205,9 @@ const createSnapshotTable = (sql: SqlClient.SqlClient, ddl: Dialect.Ddl, t: Tabl
 
 /**
  * Projection runners' state (see `SqlCheckpointStore`): a row per partition holding the checkpoint and
- * the lease, the workers present, dead letters, and the version of each projection that serves reads.
- * Times are epoch milliseconds from the runners' clocks.
+ * the lease, the workers present, dead letters (with whether an operator asked to retry them), the
+ * version of each projection that serves reads, and operators' pending rebuild requests. Times are epoch
+ * milliseconds from the runners' clocks (and the operator's, for requests).
  */
 const createProjectionTables = (sql: SqlClient.SqlClient, ddl: Dialect.Ddl, t: Tables) =>
   Effect.gen(function* () {
@@ -238,13 +241,20 @@ const createProjectionTables = (sql: SqlClient.SqlClient, ddl: Dialect.Ddl, t: T
       ${partition} integer not null,
       event ${ddl.longText} not null,
       error ${ddl.longText} not null,
-      dead_at bigint not null
+      dead_at bigint not null,
+      retry_requested integer not null
     )${ddl.tableOptions}`
     yield* sql`create index ${Ddl.indexName(sql, t, "dead_letters_projection")} on ${sql(t.deadLetters)} (projection, id)`
     yield* sql`create table ${sql(t.projections)} (
       projection ${ddl.key()} primary key,
       active_version integer not null,
       updated_at bigint not null
+    )${ddl.tableOptions}`
+    yield* sql`create table ${sql(t.rebuildRequests)} (
+      projection ${ddl.key()} not null,
+      version integer not null,
+      requested_at bigint not null,
+      primary key (projection, version)
     )${ddl.tableOptions}`
   })
 

@@ -136,6 +136,96 @@ describe("Projection on SQL stores", () => {
   )
 })
 
+/**
+ * An operator retries two dead letters from outside (the checkpoint store only): the one the handler takes
+ * now is applied once, with its letter's removal; the one still refused stays, with the new error.
+ */
+const retriedDeadLetters = (tables: string) =>
+  Effect.gen(function* () {
+    const category = yield* uniqueCategory
+    const model = `${tables}_${category.toLowerCase()}`
+    yield* createTables(model)
+    const refusing = new Set([2, 3])
+    const projection = balancesProjection({
+      name: `retry-${category}`,
+      category,
+      tables: model,
+      batchSize: 2,
+      onPoison: "skip",
+      refuse: (amount) => refusing.has(amount)
+    })
+    const total = yield* deposits(category, 2, 2)
+    const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "50 millis", leaseTtl: "600 millis" }))
+    yield* waitUntil(Effect.map(Projection.deadLetters(projection.name), (letters) => letters.length === 2))
+    const [two, three] = yield* Projection.deadLetters(projection.name)
+    yield* waitUntil(Effect.map(readModel(model), (m) => m.applied.length === total - 2))
+    refusing.delete(2)
+    const store = yield* CheckpointStore.CheckpointStore
+    yield* store.retryDeadLetter(projection.name, two!.id)
+    yield* store.retryDeadLetter(projection.name, three!.id)
+    yield* waitUntil(
+      Effect.map(Projection.deadLetters(projection.name), (letters) => letters.every((l) => !l.retryRequested))
+    )
+    const letters = yield* Projection.deadLetters(projection.name)
+    assert.deepStrictEqual(
+      letters.map((l) => l.id),
+      [three!.id]
+    )
+    assert.include(letters[0]!.error, "refusing 3")
+    const after = yield* readModel(model)
+    assertAppliedOnce(after, total - 1)
+    assert.isTrue(after.applied.some((a) => a.eventId === two!.event.eventId))
+    yield* Fiber.interrupt(runner)
+  })
+
+describe("Projection requests from an operator on SQL stores", () => {
+  it.live("SQLite: a retried dead letter is applied once with its removal; refused again, it stays", () =>
+    retriedDeadLetters("rq").pipe(Effect.provide(sqlite))
+  )
+
+  it.live("PostgreSQL: a retried dead letter is applied once with its removal; refused again, it stays", () =>
+    retriedDeadLetters(`${schema}.rq`).pipe(Effect.provide(postgres))
+  )
+
+  it.live("MariaDB: a retried dead letter is applied once with its removal; refused again, it stays", () =>
+    retriedDeadLetters(`${schema}_rq`).pipe(Effect.provide(mariadb))
+  )
+
+  it.live("PostgreSQL: a requested rebuild is done once by two workers sharing the partitions", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const tables = `${schema}.rr_${category.toLowerCase()}`
+      yield* createTables(tables)
+      const total = yield* deposits(category, 6, 3)
+      const truncated = yield* Ref.make(0)
+      const base = balancesProjection({ name: `requested-${category}`, category, tables, partitions: 4, batchSize: 4 })
+      const projection = {
+        ...base,
+        truncate: Effect.zipRight(
+          Ref.update(truncated, (n) => n + 1),
+          base.truncate
+        )
+      }
+      const options = { pollInterval: "50 millis", leaseTtl: "600 millis" } as const
+      const a = yield* Effect.fork(Projection.run(projection, { ...options, workerId: "a" }))
+      const b = yield* Effect.fork(Projection.run(projection, { ...options, workerId: "b" }))
+      yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
+      const before = yield* readModel(tables)
+      const store = yield* CheckpointStore.CheckpointStore
+      const id = { name: projection.name, version: 1 }
+      yield* store.requestRebuild(id)
+      yield* waitUntil(Effect.map(store.partitions(id), (partitions) => partitions.every((p) => !p.pendingRebuild)))
+      yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
+      const after = yield* readModel(tables)
+      assert.strictEqual(yield* Ref.get(truncated), 1, "one rebuild")
+      assertAppliedOnce(after, total)
+      assert.deepStrictEqual(after, before)
+      yield* Fiber.interrupt(a)
+      yield* Fiber.interrupt(b)
+    }).pipe(Effect.provide(postgres))
+  )
+})
+
 describe("Projection rebuild while a batch is in flight", () => {
   it.live("PostgreSQL: the in-flight batch's commit is refused, rolled back, and the runner starts over", () =>
     Effect.gen(function* () {

@@ -1,7 +1,8 @@
 /**
  * The CheckpointStore conformance suite: registration, fencing (lease tokens), lease expiry (it only
  * decides when a lease may be taken), compare-and-set commits, release, reset and live flags, workers,
- * dead letters, active versions, transactions and racing workers, as a list of checks that `suite(name, layer, options)` registers against one
+ * dead letters and operators' discards and retries of them, active versions, the list of projections,
+ * rebuild requests, transactions and racing workers, as a list of checks that `suite(name, layer, options)` registers against one
  * implementation. The checks are plain Effects so that `CheckpointStoreSuite.test.ts` can also run them
  * against deliberately broken stores and prove that each guarantee's checks catch its violation.
  *
@@ -30,7 +31,10 @@ export type Guarantee =
   | "reset"
   | "workers"
   | "dead letters"
+  | "dead letter operations"
   | "active version"
+  | "projections"
+  | "rebuild requests"
   | "transactions"
   | "races"
 
@@ -173,7 +177,7 @@ const recordedEvent = (n: number) =>
 const encodeEvent = Schema.encodeSync(Event.RecordedEvent)
 
 const deadLetter = (id: CheckpointStore.ProjectionId, partition: number, n: number) =>
-  Effect.map(recordedEvent(n), (event): CheckpointStore.DeadLetter => ({
+  Effect.map(recordedEvent(n), (event): CheckpointStore.NewDeadLetter => ({
     projection: id,
     partition,
     event,
@@ -182,7 +186,7 @@ const deadLetter = (id: CheckpointStore.ProjectionId, partition: number, n: numb
   }))
 
 /** A dead letter as comparable plain data (dates as epoch millis, the event in its encoded form). */
-const comparable = (letter: CheckpointStore.DeadLetter) => ({
+const comparable = (letter: CheckpointStore.NewDeadLetter) => ({
   projection: { name: letter.projection.name, version: letter.projection.version },
   partition: letter.partition,
   error: letter.error,
@@ -190,7 +194,7 @@ const comparable = (letter: CheckpointStore.DeadLetter) => ({
   event: encodeEvent(letter.event)
 })
 
-const assertDeadLetters = (name: string, expected: ReadonlyArray<CheckpointStore.DeadLetter>) =>
+const assertDeadLetters = (name: string, expected: ReadonlyArray<CheckpointStore.NewDeadLetter>) =>
   Effect.gen(function* () {
     const stored = yield* (yield* store).deadLetters(name)
     assert.deepStrictEqual(stored.map(comparable), expected.map(comparable), `dead letters of ${name}`)
@@ -762,6 +766,280 @@ const deadLetters: ReadonlyArray<Check> = [
 ]
 
 // ---------------------------------------------------------------------------------------------------
+// dead letter operations (an operator's discards and retries)
+// ---------------------------------------------------------------------------------------------------
+
+/** Stores the letters, and returns them as stored (with their ids), in the order given. */
+const storeLetters = (letters: ReadonlyArray<CheckpointStore.NewDeadLetter>) =>
+  Effect.gen(function* () {
+    const s = yield* store
+    for (const letter of letters) yield* s.deadLetter(letter)
+    const stored: Array<CheckpointStore.DeadLetter> = []
+    for (const letter of letters) {
+      const all = yield* s.deadLetters(letter.projection.name)
+      // errors are unique per letter (see `deadLetter`)
+      const found = all.find((d) => d.error === letter.error)
+      assert.isDefined(found, `the dead letter ${letter.error} was stored`)
+      stored.push(found!)
+    }
+    return stored
+  })
+
+const idsOf = (name: string) =>
+  Effect.map(
+    Effect.flatMap(store, (s) => s.deadLetters(name)),
+    (l) => l.map((d) => d.id)
+  )
+
+const deadLetterOperations: ReadonlyArray<Check> = [
+  check(
+    "dead letter operations",
+    "each letter has an id of its own, kept across reads; discard deletes that one letter of that name only",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      const other = `${name}_other`
+      const [a, b, c, d] = yield* storeLetters([
+        yield* deadLetter(projection(name, 1), 0, 1),
+        yield* deadLetter(projection(name, 2), 1, 2),
+        yield* deadLetter(projection(other, 1), 0, 3),
+        yield* deadLetter(projection(name, 1), 0, 4)
+      ])
+      assert.strictEqual(new Set([a!.id, b!.id, c!.id, d!.id]).size, 4, "ids are unique")
+      assert.deepStrictEqual(yield* idsOf(name), [a!.id, b!.id, d!.id])
+      assert.deepStrictEqual(
+        (yield* s.deadLetters(name)).map((l) => l.retryRequested),
+        [false, false, false]
+      )
+      const wrongName = yield* refused(
+        s.discardDeadLetter(name, c!.id),
+        "DeadLetterNotFound",
+        "discard of another projection's letter"
+      )
+      assert.deepStrictEqual([wrongName.projection, wrongName.id], [name, c!.id])
+      yield* s.discardDeadLetter(name, b!.id)
+      assert.deepStrictEqual(yield* idsOf(name), [a!.id, d!.id])
+      assert.deepStrictEqual(yield* idsOf(other), [c!.id])
+      yield* refused(s.discardDeadLetter(name, b!.id), "DeadLetterNotFound", "discard of a discarded letter")
+      yield* assertDeadLetters(name, [a!, d!])
+    })
+  ),
+  check(
+    "dead letter operations",
+    "a retry asked shows, is listed for its version, is taken once; failing again, the letter keeps its id with the new error and time",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      const [v1, v2] = [projection(name, 1), projection(name, 2)]
+      const [a, b, c] = yield* storeLetters([
+        yield* deadLetter(v1, 0, 1),
+        yield* deadLetter(v1, 1, 2),
+        yield* deadLetter(v2, 0, 3)
+      ])
+      yield* refused(s.retryDeadLetter(name, Math.max(a!.id, b!.id, c!.id) + 1000), "DeadLetterNotFound", "retry")
+      yield* refused(s.retryDeadLetter(`${name}_other`, a!.id), "DeadLetterNotFound", "retry under another name")
+      assert.deepStrictEqual(yield* s.retriesRequested(v1), [])
+      yield* s.retryDeadLetter(name, a!.id)
+      yield* s.retryDeadLetter(name, a!.id)
+      yield* s.retryDeadLetter(name, c!.id)
+      assert.deepStrictEqual(
+        (yield* s.deadLetters(name)).map((l) => [l.id, l.retryRequested]),
+        [
+          [a!.id, true],
+          [b!.id, false],
+          [c!.id, true]
+        ]
+      )
+      const asked = yield* s.retriesRequested(v1)
+      assert.deepStrictEqual(asked.map(comparable), [comparable(a!)])
+      assert.deepStrictEqual(
+        asked.map((l) => [l.id, l.retryRequested]),
+        [[a!.id, true]]
+      )
+      assert.deepStrictEqual(
+        (yield* s.retriesRequested(v2)).map((l) => l.id),
+        [c!.id]
+      )
+
+      assert.isFalse(yield* s.takeRetry(name, b!.id), "took a retry nobody asked")
+      assert.isFalse(yield* s.takeRetry(`${name}_other`, a!.id), "took a retry under another name")
+      assert.isTrue(yield* s.transaction(s.takeRetry(name, a!.id)), "the asked retry is taken")
+      assert.isFalse(yield* s.takeRetry(name, a!.id), "a retry is taken once")
+      assert.deepStrictEqual(yield* idsOf(name), [b!.id, c!.id])
+      assert.deepStrictEqual(yield* s.retriesRequested(v1), [])
+
+      const at = DateTime.unsafeMake(1_900_000_000_000)
+      yield* s.retryFailed(name, c!.id, "failed again «💥»", at)
+      const [, again] = yield* s.deadLetters(name)
+      assert.deepStrictEqual(
+        [again!.id, again!.error, DateTime.toEpochMillis(again!.at), again!.retryRequested],
+        [c!.id, "failed again «💥»", 1_900_000_000_000, false]
+      )
+      assert.deepStrictEqual(encodeEvent(again!.event), encodeEvent(c!.event))
+      assert.deepStrictEqual(yield* s.retriesRequested(v2), [])
+      yield* s.retryDeadLetter(name, c!.id)
+      assert.deepStrictEqual(
+        (yield* s.retriesRequested(v2)).map((l) => l.id),
+        [c!.id],
+        "a letter whose retry failed can be retried again"
+      )
+    })
+  ),
+  check(
+    "dead letter operations",
+    "a transaction that fails after taking a retry keeps the letter, its retry still asked",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      const [a] = yield* storeLetters([yield* deadLetter(id, 0, 1)])
+      yield* s.retryDeadLetter(id.name, a!.id)
+      const error = yield* Effect.flip(
+        s.transaction(Effect.zipRight(s.takeRetry(id.name, a!.id), Effect.fail(new Boom())))
+      )
+      assert.strictEqual(error._tag, "Boom")
+      assert.deepStrictEqual(
+        (yield* s.retriesRequested(id)).map((l) => l.id),
+        [a!.id],
+        "the rolled-back take left the retry asked"
+      )
+      assert.isTrue(yield* s.transaction(s.takeRetry(id.name, a!.id)))
+      assert.deepStrictEqual(yield* s.deadLetters(id.name), [])
+    }),
+    true
+  ),
+  check(
+    "dead letter operations",
+    "of workers taking one retry at once, exactly one gets it",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      for (let round = 1; round <= 5; round++) {
+        const [letter] = yield* storeLetters([yield* deadLetter(id, 0, round)])
+        yield* s.retryDeadLetter(id.name, letter!.id)
+        const taken = yield* Effect.all(
+          range(4).map(() => s.transaction(s.takeRetry(id.name, letter!.id))),
+          { concurrency: 4 }
+        )
+        assert.strictEqual(taken.filter((t) => t).length, 1, `round ${round}: exactly one take`)
+      }
+      assert.deepStrictEqual(yield* s.deadLetters(id.name), [])
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// projections (an operator's list)
+// ---------------------------------------------------------------------------------------------------
+
+const projectionList: ReadonlyArray<Check> = [
+  check(
+    "projections",
+    "lists every registered version with its partition count, whether it is active, and a pending rebuild",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      const ours = Effect.map(s.projections, (all) =>
+        all.filter((p) => p.id.name === name || p.id.name.startsWith(`${name}_`))
+      )
+      assert.deepStrictEqual(yield* ours, [])
+      yield* s.register(projection(name, 2), 5)
+      yield* s.register(projection(name, 1), 3)
+      yield* s.register(projection(`${name}_other`, 1), 1)
+      yield* s.activate(projection(name, 1))
+      // activated without partitions: not a registered projection
+      yield* s.activate(projection(`${name}_ghost`, 1))
+      yield* s.requestRebuild(projection(name, 2))
+      assert.deepStrictEqual(yield* ours, [
+        { id: projection(name, 1), partitions: 3, active: true, pendingRebuild: false },
+        { id: projection(name, 2), partitions: 5, active: false, pendingRebuild: true },
+        { id: projection(`${name}_other`, 1), partitions: 1, active: false, pendingRebuild: false }
+      ])
+      yield* s.activate(projection(name, 2))
+      assert.deepStrictEqual(
+        (yield* ours).map((p) => [p.id.version, p.active]),
+        [
+          [1, false],
+          [2, true],
+          [1, false]
+        ]
+      )
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
+// rebuild requests
+// ---------------------------------------------------------------------------------------------------
+
+const pendingOf = (id: CheckpointStore.ProjectionId) =>
+  Effect.map(partitionsOf(id), (partitions) => partitions.map((p) => p.pendingRebuild))
+
+const rebuildRequests: ReadonlyArray<Check> = [
+  check(
+    "rebuild requests",
+    "refused for an unregistered version; pending until taken, once, however often asked; versions apart",
+    Effect.gen(function* () {
+      const s = yield* store
+      const name = yield* uniqueName
+      const [v1, v2] = [projection(name, 1), projection(name, 2)]
+      const error = yield* refused(s.requestRebuild(v1), "ProjectionNotFound", "request for an unregistered projection")
+      assert.deepStrictEqual([error.projection, error.version], [name, 1])
+      yield* s.register(v1, 3)
+      yield* s.register(v2, 2)
+      assert.isFalse(yield* s.takeRebuild(v1), "took a request nobody made")
+      assert.deepStrictEqual(yield* pendingOf(v1), [false, false, false])
+      yield* s.requestRebuild(v1)
+      yield* s.requestRebuild(v1)
+      assert.deepStrictEqual(yield* pendingOf(v1), [true, true, true])
+      assert.deepStrictEqual(yield* pendingOf(v2), [false, false], "another version's request")
+      assert.isFalse(yield* s.takeRebuild(v2), "took another version's request")
+      assert.isTrue(yield* s.transaction(s.takeRebuild(v1)))
+      assert.isFalse(yield* s.takeRebuild(v1), "a request asked twice is taken once")
+      assert.deepStrictEqual(yield* pendingOf(v1), [false, false, false])
+      // a request made after one was taken is a new one
+      yield* s.requestRebuild(v1)
+      assert.deepStrictEqual(yield* pendingOf(v1), [true, true, true])
+      assert.isTrue(yield* s.takeRebuild(v1))
+    })
+  ),
+  check(
+    "rebuild requests",
+    "a transaction that fails after taking the request leaves it pending",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 2)
+      yield* s.requestRebuild(id)
+      const error = yield* Effect.flip(
+        s.transaction(Effect.zipRight(Effect.zipRight(s.takeRebuild(id), s.reset(id)), Effect.fail(new Boom())))
+      )
+      assert.strictEqual(error._tag, "Boom")
+      assert.deepStrictEqual(yield* pendingOf(id), [true, true], "the rolled-back take left the request pending")
+      assert.isTrue(yield* s.transaction(s.takeRebuild(id)))
+    }),
+    true
+  ),
+  check(
+    "rebuild requests",
+    "of workers taking one request at once, exactly one gets it",
+    Effect.gen(function* () {
+      const s = yield* store
+      const id = projection(yield* uniqueName)
+      yield* s.register(id, 4)
+      for (let round = 1; round <= 5; round++) {
+        yield* s.requestRebuild(id)
+        const taken = yield* Effect.all(
+          range(4).map(() => s.transaction(Effect.zipLeft(s.takeRebuild(id), s.reset(id)))),
+          { concurrency: 4 }
+        )
+        assert.strictEqual(taken.filter((t) => t).length, 1, `round ${round}: exactly one take`)
+        assert.deepStrictEqual(yield* pendingOf(id), [false, false, false, false])
+      }
+    })
+  )
+]
+
+// ---------------------------------------------------------------------------------------------------
 // active version
 // ---------------------------------------------------------------------------------------------------
 
@@ -971,7 +1249,10 @@ export const checks: ReadonlyArray<Check> = [
   ...reset,
   ...workers,
   ...deadLetters,
+  ...deadLetterOperations,
   ...activeVersion,
+  ...projectionList,
+  ...rebuildRequests,
   ...transactions,
   ...races
 ]

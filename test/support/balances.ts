@@ -18,6 +18,9 @@ export interface BalancesOptions {
   readonly partitions?: number
   readonly batchSize?: number
   readonly version?: number
+  readonly onPoison?: Projection.PoisonPolicy
+  /** Whether the handler refuses an event (fails with a defect: poison). */
+  readonly refuse?: (amount: number) => boolean
   /** Runs before each event is applied, inside the transaction (to stall or observe a batch). */
   readonly beforeEach?: (amount: number) => Effect.Effect<void>
 }
@@ -41,9 +44,11 @@ export const balancesProjection = (options: BalancesOptions) =>
     ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     ...(options.version === undefined ? {} : { version: options.version }),
+    ...(options.onPoison === undefined ? {} : { onPoison: options.onPoison }),
     handle: (event, envelope) =>
       Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient
+        if (options.refuse?.(event.amount) === true) return yield* Effect.dieMessage(`refusing ${event.amount}`)
         if (options.beforeEach !== undefined) yield* options.beforeEach(event.amount)
         const mysql = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
         const applied = sql(`${options.tables}_applied`)
