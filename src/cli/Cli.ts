@@ -16,13 +16,22 @@ import * as Events from "./events.js"
 import * as Housekeeping from "./housekeeping.js"
 import { CliError } from "./internal/output.js"
 import * as Migrate from "./migrate.js"
+import * as Operations from "./operations.js"
 
 export { CliError } from "./internal/output.js"
 
 /** The root command, for embedding in a CLI of your own. */
 export const command = CliCommand.make("effect-eventsourcing").pipe(
   CliCommand.withDescription("operate effect-eventsourcing's SQL stores"),
-  CliCommand.withSubcommands([Migrate.command, Events.command, Housekeeping.snapshots, Housekeeping.commands])
+  CliCommand.withSubcommands([
+    Migrate.command,
+    Events.command,
+    Operations.projections,
+    Operations.deadLetters,
+    Operations.sagas,
+    Housekeeping.snapshots,
+    Housekeeping.commands
+  ])
 )
 
 /**

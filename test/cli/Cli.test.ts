@@ -12,17 +12,23 @@ import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as DateTime from "effect/DateTime"
+import * as Fiber from "effect/Fiber"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Queue from "effect/Queue"
+import * as CheckpointStore from "../../src/CheckpointStore.js"
 import * as Event from "../../src/Event.js"
+import * as EventStore from "../../src/EventStore.js"
+import * as Projection from "../../src/Projection.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import * as SqlInbox from "../../src/sql/SqlInbox.js"
 import * as SqlSagaStore from "../../src/sql/SqlSagaStore.js"
 import * as SqlSnapshotStore from "../../src/sql/SqlSnapshotStore.js"
 import * as Sqlite from "../../src/sqlite/Sqlite.js"
+import { balancesProjection, createTables, readModel } from "../support/balances.js"
 import { mysqlUrl, pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { mysqlWithPrefix, pgWithSchema } from "../support/sql.js"
@@ -94,6 +100,13 @@ const eventually = (what: string, check: () => boolean) =>
     return yield* Effect.dieMessage(`timed out waiting for ${what}`)
   })
 
+/** Polls `effect` until its value passes `done` (at most 60 s, then fails naming `what`). */
+const waitFor = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
+  effect.pipe(
+    Effect.repeat({ until: done, schedule: Schedule.spaced("50 millis") }),
+    Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`timed out waiting for ${what}`) })
+  )
+
 const parse = (result: Result): unknown => {
   assert.strictEqual(result.code, 0, `exit ${result.code}: ${result.stderr}`)
   return JSON.parse(result.stdout)
@@ -118,6 +131,8 @@ interface Backend {
   readonly apply: (script: string) => Effect.Effect<Result>
   /** A client of the same database, cleaned up with the scope. */
   readonly client: Layer.Layer<SqlClient.SqlClient>
+  /** Where a test's read-model tables go (a schema or a table prefix of the backend's). */
+  readonly readModels: string
 }
 
 const prefix = isolatedPrefix(import.meta.url)
@@ -133,7 +148,8 @@ const backends: ReadonlyArray<Backend> = [
     connect: ["--url", sqliteFile],
     tables: {},
     apply: (script) => tool("sqlite3", ["-bail", sqliteFile], script),
-    client: Layer.orDie(Sqlite.layer({ filename: sqliteFile }))
+    client: Layer.orDie(Sqlite.layer({ filename: sqliteFile })),
+    readModels: "rm"
   },
   {
     name: "PostgreSQL",
@@ -157,7 +173,8 @@ const backends: ReadonlyArray<Backend> = [
         ],
         script
       ),
-    client: pgWithSchema(prefix)
+    client: pgWithSchema(prefix),
+    readModels: `${prefix}.rm`
   },
   {
     name: "MariaDB",
@@ -172,7 +189,8 @@ const backends: ReadonlyArray<Backend> = [
         script
       )
     },
-    client: mysqlWithPrefix(`${prefix}_`)
+    client: mysqlWithPrefix(`${prefix}_`),
+    readModels: `${prefix}_rm`
   }
 ]
 
@@ -324,6 +342,119 @@ for (const backend of backends) {
         }).pipe(Effect.scoped, Effect.provide(backend.client)),
       120_000
     )
+
+    it.live(
+      "projections list, status and rebuild --wait; dead-letters list, retry, discard; sagas list, show",
+      () =>
+        Effect.gen(function* () {
+          const category = yield* uniqueCategory
+          const tables = `${backend.readModels}_${category.toLowerCase()}`
+          const refusing = new Set([2, 3])
+          const projection = balancesProjection({
+            name: `cli-${category}`,
+            category,
+            tables,
+            partitions: 2,
+            onPoison: "skip",
+            refuse: (amount) => refusing.has(amount)
+          })
+          const events = yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
+          yield* createTables(tables)
+          for (let amount = 1; amount <= 10; amount++) {
+            yield* events.append(`${category}-${amount % 3}`, [
+              yield* Event.make({ type: "Deposited", data: { amount } })
+            ])
+          }
+          const checkpoints = yield* SqlCheckpointStore.make(backend.tables)
+          const runner = yield* Effect.fork(
+            Projection.run(projection, { pollInterval: "50 millis", leaseTtl: "900 millis" }).pipe(
+              Effect.provideService(CheckpointStore.CheckpointStore, checkpoints),
+              Effect.provideService(EventStore.EventStore, events)
+            )
+          )
+          const applied = Effect.map(readModel(tables), (m) => m.applied.length)
+          yield* waitFor("8 events applied", applied, (n) => n === 8)
+          const id = backend.connect
+
+          const listed = parse(yield* cli(["projections", "list", ...id, "--json"])) as ReadonlyArray<{
+            readonly id: { readonly name: string }
+            readonly partitions: number
+          }>
+          assert.deepStrictEqual(
+            listed.filter((p) => p.id.name === projection.name).map((p) => p.partitions),
+            [2]
+          )
+          const status = parse(yield* cli(["projections", "status", ...id, projection.name, "--json"])) as {
+            readonly partitions: ReadonlyArray<{ readonly partition: number }>
+          }
+          assert.deepStrictEqual(
+            status.partitions.map((p) => p.partition),
+            [0, 1]
+          )
+
+          // dead letters: 2 and 3 were refused; 2 is taken when retried, 3 is discarded
+          const letters = parse(
+            yield* cli(["dead-letters", "list", ...id, projection.name, "--json"])
+          ) as ReadonlyArray<{
+            readonly id: number
+            readonly event: { readonly data: { readonly amount: number } }
+          }>
+          assert.deepStrictEqual(letters.map((l) => l.event.data.amount).sort(), [2, 3])
+          const [two, three] = [2, 3].map((amount) => letters.find((l) => l.event.data.amount === amount)!.id)
+          refusing.delete(2)
+          assert.strictEqual((yield* cli(["dead-letters", "retry", ...id, projection.name, String(two)])).code, 0)
+          yield* waitFor("the retried letter applied", applied, (n) => n === 9)
+          assert.strictEqual((yield* cli(["dead-letters", "discard", ...id, projection.name, String(three)])).code, 0)
+          const left = parse(yield* cli(["dead-letters", "list", ...id, projection.name, "--json"]))
+          assert.deepStrictEqual(left, [])
+          oneLineError(
+            yield* cli(["dead-letters", "discard", ...id, projection.name, String(three)]),
+            new RegExp(`${three}`)
+          )
+
+          // a rebuild the running worker carries out, followed to its end with progress
+          const rebuilt = yield* cli(["projections", "rebuild", ...id, projection.name, "--wait", "--json"])
+          assert.strictEqual(rebuilt.code, 0, rebuilt.stderr)
+          const progress = rebuilt.stdout
+            .trim()
+            .split("\n")
+            .map(
+              (line) => JSON.parse(line) as { readonly state: string; readonly done: number; readonly total: number }
+            )
+          assert.strictEqual(progress.at(-1)!.state, "done")
+          assert.strictEqual(progress.at(-1)!.done, progress.at(-1)!.total)
+          // replayed after the truncate: every event once, but 3, refused again
+          yield* waitFor("the rebuilt read model", applied, (n) => n === 9)
+          const model = yield* readModel(tables)
+          for (const a of model.applied) assert.strictEqual(a.count, 1)
+          oneLineError(
+            yield* cli(["projections", "status", ...id, "no-such-projection"]),
+            /no projection no-such-projection/
+          )
+          yield* Fiber.interrupt(runner)
+
+          // sagas: an instance saved through the store, listed and shown
+          const sagas = yield* SqlSagaStore.make(backend.tables)
+          yield* sagas.save(
+            `saga-${category}`,
+            "i-1",
+            0,
+            { status: "running", state: { step: 1 }, compensations: [], error: Option.none() },
+            { schedule: [{ name: "expire", dueAt: 4_000_000_000_000 }], cancel: [] }
+          )
+          const instances = parse(yield* cli(["sagas", "list", ...id, `saga-${category}`, "--json"]))
+          assert.deepStrictEqual(
+            (instances as ReadonlyArray<{ readonly id: string; readonly status: string }>).map((i) => [i.id, i.status]),
+            [["i-1", "running"]]
+          )
+          const shown = parse(yield* cli(["sagas", "show", ...id, `saga-${category}`, "i-1", "--json"])) as {
+            readonly state: unknown
+            readonly timeouts: ReadonlyArray<{ readonly name: string }>
+          }
+          assert.deepStrictEqual([shown.state, shown.timeouts.map((t) => t.name)], [{ step: 1 }, ["expire"]])
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      180_000
+    )
   })
 }
 
@@ -369,6 +500,18 @@ describe("CLI errors and help", () => {
         [["events"], "follow it live, or print a stream"],
         [["events", "tail"], "follow the global log live"],
         [["events", "stream"], "print one stream's events"],
+        [["projections"], "list, status, rebuild, reset"],
+        [["projections", "list"], "list the registered projections"],
+        [["projections", "status"], "show a projection's partitions"],
+        [["projections", "rebuild"], "ask the application's running workers to rebuild"],
+        [["projections", "reset"], "without truncating its read model"],
+        [["dead-letters"], "list, retry, discard"],
+        [["dead-letters", "list"], "list a projection's dead letters"],
+        [["dead-letters", "retry"], "handle a dead letter's event again"],
+        [["dead-letters", "discard"], "delete a dead letter for good"],
+        [["sagas"], "saga instances: list, show"],
+        [["sagas", "list"], "list a saga's instances"],
+        [["sagas", "show"], "show a saga instance"],
         [["snapshots"], "snapshot housekeeping"],
         [["snapshots", "stats"], "count snapshots and their sizes"],
         [["snapshots", "prune"], "delete old snapshots"],
