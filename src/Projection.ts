@@ -144,7 +144,9 @@ const isCount = (value: number | undefined, min: number) =>
  *   {@link activeVersion} once all its partitions have caught up.
  * - **Observability**: each batch is a `Projection.batch` span, in a trace of its own with span links to
  *   the spans that appended its events (their `traceparent` metadata); handled events and the lag (in
- *   events and seconds) are metrics (see `Metrics`).
+ *   events and seconds) are metrics (see `Metrics`). While catching up, a partition's status has its
+  `progress` (approximate: log positions, see `PartitionStatus`), logged at most once per
+  `progressLogInterval`.
  *
  * **Gotchas**: changing `partitions` needs a new `version` (the stored count is checked at start).
  * Interrupting a runner rolls back the batch in flight (SQL) or lets it finish (memory). A retried dead

@@ -12,6 +12,7 @@ import type * as CliApp from "@effect/cli/CliApp"
 import type * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Events from "./events.js"
 import * as Housekeeping from "./housekeeping.js"
 import { CliError } from "./internal/output.js"
@@ -37,11 +38,14 @@ export const command = CliCommand.make("effect-eventsourcing").pipe(
 /**
  * Runs the CLI on `argv` (as `process.argv`). A `CliError` is printed as one line on stderr; the effect
  * then fails, so that the process exits with code 1 (`NodeRuntime.runMain` with error reporting off).
+ * Logs go to stderr, in logfmt.
  */
 export const run = (
   argv: ReadonlyArray<string>,
   version: string
 ): Effect.Effect<void, CliError | ValidationError.ValidationError, CliApp.CliApp.Environment> =>
   CliCommand.run(command, { name: "effect-eventsourcing", version })(argv).pipe(
-    Effect.tapError((error) => (error instanceof CliError ? Console.error(`error: ${error.message}`) : Effect.void))
+    Effect.tapError((error) => (error instanceof CliError ? Console.error(`error: ${error.message}`) : Effect.void)),
+    // logs (the stores', the runners') go to stderr: stdout is the commands' output
+    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
   )

@@ -8,6 +8,8 @@ import * as Options from "@effect/cli/Options"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Migrations from "../sql/migrations.js"
 import * as Connection from "./internal/connection.js"
@@ -42,7 +44,9 @@ export const sql = Command.make(
       for (const service of Migrations.services) {
         yield* Effect.orDie(
           Migrations.migrate(t, service, { lock: false }).pipe(
-            Effect.provideService(SqlClient.SqlClient, recorder.client)
+            Effect.provideService(SqlClient.SqlClient, recorder.client),
+            // nothing is applied: no "applied migration" lines
+            Logger.withMinimumLogLevel(LogLevel.Warning)
           )
         )
       }

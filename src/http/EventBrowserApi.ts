@@ -45,6 +45,7 @@ export {
   HealthReport,
   NotFound,
   PartitionStatus,
+  Progress,
   ProjectionStatus,
   SagaInstance,
   ServiceError,

@@ -129,6 +129,12 @@ function openStream(streamId, fromVersion) {
     say("");
   }).catch(function (error) { say(error.message); });
 }
+function progressText(p) {
+  if (p === null) return "";
+  var percent = p.total > 0 ? Math.floor(100 * p.done / p.total) : 100;
+  return "~" + percent + "% (" + p.done + "/" + p.total + "), " + p.rate + "/s" +
+    (p.etaSeconds === null ? "" : ", " + p.etaSeconds + " s left");
+}
 function loadRunners() {
   return getJson("projections", new URLSearchParams()).then(function (body) {
     var tbody = $("runners");
@@ -139,6 +145,7 @@ function loadRunners() {
       tr.appendChild(el("td", p.state));
       tr.appendChild(el("td", p.owned.length + "/" + p.partitions, "num"));
       tr.appendChild(el("td", p.lag.events + " events, " + p.lag.seconds.toFixed(1) + " s", "num"));
+      tr.appendChild(el("td", progressText(p.progress), "num"));
       tr.appendChild(el("td", p.lastError === null ? "" : p.lastError));
       tbody.appendChild(tr);
     });
@@ -189,7 +196,7 @@ export const html = `<!doctype html>
 <button id="next" type="button" disabled>Next page</button> <span id="page"></span></p>
 ${eventTable("events")}
 <h2>Runners <button id="refreshRunners" type="button">Refresh</button></h2>
-<table><thead><tr><th>name</th><th>state</th><th>partitions</th><th>lag</th><th>last error</th></tr></thead>
+<table><thead><tr><th>name</th><th>state</th><th>partitions</th><th>lag</th><th>progress</th><th>last error</th></tr></thead>
 <tbody id="runners"></tbody></table>
 <script>${script}</script>
 </body>

@@ -21,9 +21,13 @@ import type * as Upcaster from "../Upcaster.js"
 import type * as Wakeup from "../Wakeup.js"
 import * as Traceparent from "../internal/traceparent.js"
 import { saysTransient } from "../internal/transient.js"
+import type * as Progress from "./progress.js"
 import type { Definition, State } from "./runner.js"
 
-/** Mutable per-partition status, written by its fiber only (but for `heldBack`, by the lag sampler). */
+/**
+ * Mutable per-partition status, written by its fiber only (but for `heldBack` and the head of `progress`,
+ * by the lag sampler).
+ */
 export interface Cell {
   partition: number
   state: State
@@ -33,6 +37,8 @@ export interface Cell {
   lastEventAt: Option.Option<DateTime.Utc>
   pendingSince: Option.Option<DateTime.Utc>
   heldBack: Option.Option<EventStore.HeldBack>
+  /** The catch-up in progress, if any (see `progress`). */
+  progress: Option.Option<Progress.Tracker>
 }
 
 /** What a partition fiber works with. */
@@ -47,6 +53,8 @@ export interface Runtime<A, E, R> {
   readonly worker: string
   /** Milliseconds a live partition's events may wait behind the read horizon (see `RunOptions.stallAfter`). */
   readonly stallAfter: number
+  /** Least milliseconds between two progress lines of a catching-up partition (see `RunOptions`). */
+  readonly progressLogInterval: number
 }
 
 /** What became of a batch. */

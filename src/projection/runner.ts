@@ -28,6 +28,7 @@ import type * as Upcaster from "../Upcaster.js"
 import * as Wakeup from "../Wakeup.js"
 import { type Batch, type Cell, decodeBatch, handleBatch, type Runtime, untilDone } from "./batch.js"
 import { handleRequests } from "./requests.js"
+import * as Progress from "./progress.js"
 import * as Uuid from "../internal/uuid.js"
 
 /** What the runner needs of a definition (see `Projection.make`). */
@@ -65,6 +66,11 @@ export interface RunOptions {
    * PostgreSQL) before its status says `stalled` and names the transaction; default 5 seconds.
    */
   readonly stallAfter?: Duration.DurationInput
+  /**
+   * How often, at most, a catching-up partition logs its progress (`Effect.log` annotated with projection,
+   * partition, done, total, rate and eta); default 10 seconds. It logs one line more when it goes live.
+   */
+  readonly progressLogInterval?: Duration.DurationInput
 }
 
 /** `catching-up` and `live` are healthy; `stalled` retries a store failure; `failed` halted on a poison event. */
@@ -88,6 +94,14 @@ export interface PartitionStatus {
    * longer than `RunOptions.stallAfter`, the partition reports itself `stalled`, naming the blocker.
    */
   readonly heldBack: Option.Option<EventStore.HeldBack>
+  /**
+   * While the partition catches up (a first run, a rebuild, a restart behind the head, or more than a batch
+   * behind once live): log positions done of the total between where the catch-up began and the head
+   * (approximately events: positions count every partition, type and category, and have gaps), the rate in
+   * positions per second over about the last 30 seconds, and the seconds left at that rate (none while the
+   * rate is 0). None once live.
+   */
+  readonly progress: Option.Option<Progress.Progress>
 }
 
 /** A runner's status. */
@@ -107,6 +121,11 @@ export interface Status {
    * 0 once caught up.
    */
   readonly lag: { readonly events: number; readonly seconds: number }
+  /**
+   * While owned partitions catch up: the progress of the one expected to finish last (the longest ETA, see
+   * `PartitionStatus.progress`), i.e. when the runner will be live. None once they all are.
+   */
+  readonly progress: Option.Option<Progress.Progress>
   readonly lastError: Option.Option<string>
   /** The tenant the runner runs for (see `Tenancy`), if any. */
   readonly tenant: Option.Option<string>
@@ -171,7 +190,8 @@ const runtime = <A, E, R>(def: Definition<A, E, R>, options: RunOptions | undefi
       ttl: Duration.toMillis(options?.leaseTtl ?? "10 seconds"),
       pollInterval: Duration.decode(options?.pollInterval ?? "1 second"),
       worker: options?.workerId ?? (yield* Uuid.v7),
-      stallAfter: Duration.toMillis(options?.stallAfter ?? "5 seconds")
+      stallAfter: Duration.toMillis(options?.stallAfter ?? "5 seconds"),
+      progressLogInterval: Duration.toMillis(options?.progressLogInterval ?? "10 seconds")
     }
     yield* untilDone(runtime.checkpoints.register(runtime.id, def.partitions))
     return runtime
@@ -347,7 +367,8 @@ export const catchUp = <A, E, R>(
           error: Option.getOrElse(halted.lastError, () => "")
         })
       }
-      return cells.map(snapshot)
+      const now = yield* Clock.currentTimeMillis
+      return cells.map((cell) => snapshot(cell, now))
     })
   )
 
@@ -374,13 +395,15 @@ const newCell = (partition: number, checkpoint: Event.Checkpoint): Cell => ({
   lastError: Option.none(),
   lastEventAt: Option.none(),
   pendingSince: Option.none(),
-  heldBack: Option.none()
+  heldBack: Option.none(),
+  progress: Option.none()
 })
 
 // what the lag sampler saw behind the horizon counts while the partition is live (until the next sample)
-const snapshot = (cell: Cell): PartitionStatus => ({
+const snapshot = (cell: Cell, now: number): PartitionStatus => ({
   ...cell,
-  heldBack: cell.state === "live" ? cell.heldBack : Option.none()
+  heldBack: cell.state === "live" ? cell.heldBack : Option.none(),
+  progress: Option.map(cell.progress, (tracker) => Progress.view(tracker, now))
 })
 
 /**
@@ -400,6 +423,9 @@ const partitionLoop = <A, E, R>(
       const gauges = lagGauges(rt.def, cell.partition)
       const lag = gauges.seconds
       let markedLive = false
+      // whether a catch-up starts from where the partition was claimed or reset (its end is worth a log line)
+      // rather than a live partition falling behind
+      let fromStart = true
       // while a full batch is handled, the next one is read and decoded (client and database work overlap)
       let next: Fiber.RuntimeFiber<Batch<A>> | undefined
       // reads left after a hint that found nothing (the events may not be visible yet), see below
@@ -413,6 +439,9 @@ const partitionLoop = <A, E, R>(
           rechecks = 0
           const end = Event.checkpointOf(batch[batch.length - 1]!)
           if (batch.length === rt.def.batchSize) next = yield* Effect.fork(untilDone(readDecoded(rt, cell, end), cell))
+          // a full batch: more follow, the partition is catching up
+          if (batch.length === rt.def.batchSize && Option.isNone(cell.progress))
+            cell.progress = yield* beginCatchUp(rt, cell, fromStart)
           cell.pendingSince = Option.some(batch[0]!.recordedAt)
           const outcome = yield* handleBatch(rt, lease, cell, read, lag)
           cell.pendingSince = Option.none()
@@ -432,14 +461,19 @@ const partitionLoop = <A, E, R>(
             const stored = yield* untilDone(rt.checkpoints.partitions(rt.id), cell)
             cell.checkpoint = stored.find((p) => p.partition === cell.partition)?.checkpoint ?? Event.start
             markedLive = false
+            cell.progress = Option.none()
+            fromStart = true
             continue
           }
+          if (Option.isSome(cell.progress)) yield* progressed(rt, cell, cell.progress.value)
         }
         if (batch.length === rt.def.batchSize) {
           cell.state = "catching-up"
           continue
         }
         cell.state = "live"
+        yield* caughtUp(rt, cell)
+        fromStart = false
         if (!markedLive) markedLive = yield* goLive(rt, lease, cell)
         if (mode === "catchUp") return "done"
         // caught up, unless the lag sampler saw events held back behind the read horizon (it sets the gauges)
@@ -458,6 +492,38 @@ const partitionLoop = <A, E, R>(
       }
     })
   ).pipe(Effect.annotateLogs({ partition: cell.partition }))
+
+/**
+ * Starts following a catch-up's progress from the checkpoint: one `head` read per catch-up (none if it
+ * fails; the next full batch tries again). Its end is logged if it started `fromStart` (see `Progress.begin`).
+ */
+const beginCatchUp = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, fromStart: boolean) =>
+  Effect.gen(function* () {
+    const head = yield* Effect.option(rt.events.head)
+    const now = yield* Clock.currentTimeMillis
+    return Option.flatMap(head, (h) => Progress.begin(h, cell.checkpoint, now, fromStart))
+  })
+
+/** After a committed batch of a catch-up: its progress, logged at most once per `progressLogInterval`. */
+const progressed = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, tracker: Progress.Tracker) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    Progress.advance(tracker, cell.checkpoint, now)
+    return Progress.logIfDue(tracker, now, rt.progressLogInterval, {
+      projection: rt.def.name,
+      partition: cell.partition
+    })
+  })
+
+/** The partition is live: its catch-up, if any, is over (and logged, see `Progress.begin`). */
+const caughtUp = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell) =>
+  Effect.suspend(() => {
+    if (Option.isNone(cell.progress)) return Effect.void
+    const tracker = cell.progress.value
+    cell.progress = Option.none()
+    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Progress.logLive(tracker, now, { projection: rt.def.name, partition: cell.partition })
+    )
+  })
 
 /**
  * After a hint whose events were not readable yet (on PostgreSQL a transaction that began earlier is still
@@ -494,6 +560,8 @@ const sampleLag = <A, E, R>(rt: Runtime<A, E, R>, owned: () => ReadonlyArray<Cel
     if (owned().length === 0) return
     const head = yield* rt.events.head
     for (const cell of owned()) {
+      // the log grew meanwhile: a catch-up heads for the new head
+      if (Option.isSome(cell.progress)) Progress.extend(cell.progress.value, head)
       const gauges = lagGauges(rt.def, cell.partition)
       const checkpoint = cell.checkpoint
       const live = cell.state === "live"
@@ -570,7 +638,7 @@ const status = <A, E, R>(
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
     const owned = cells()
-      .map((cell) => heldBackTooLong(snapshot(cell), now, rt.stallAfter))
+      .map((cell) => heldBackTooLong(snapshot(cell, now), now, rt.stallAfter))
       .sort((a, b) => a.partition - b.partition)
     const head = yield* Effect.option(rt.events.head)
     let events = 0
@@ -598,6 +666,7 @@ const status = <A, E, R>(
       partitions: rt.def.partitions,
       owned,
       lag: { events: events + behindInLog, seconds },
+      progress: Progress.slowest(owned.flatMap((p) => Option.toArray(p.progress))),
       lastError: Option.firstSomeOf(owned.map((p) => p.lastError))
     }
   })

@@ -164,7 +164,8 @@ const migrationsOf = (
  * Creates or upgrades one service's tables. The whole run holds the backend's migration lock (on
  * PostgreSQL a transaction-scoped advisory lock keyed by the schema), so processes and services starting
  * together do not race (to create the schema, or a table); `lock: false` leaves it out (the CLI's
- * `migrate sql` records the statements without a database).
+ * `migrate sql` records the statements without a database). Once the run committed, each migration it
+ * applied is logged (`Effect.log` annotated with `service` and `migration`); none when all were applied.
  */
 export const migrate = (
   t: Tables,
@@ -180,7 +181,7 @@ export const migrate = (
       // the Migrator probes its table with a query that fails when the table is missing, which would abort
       // this transaction on PostgreSQL: created first there, under the lock
       yield* ddl.createMigrationsTable(t.migrations[service])
-      yield* Migrator.make({})({
+      return yield* Migrator.make({})({
         loader: Migrator.fromRecord(migrationsOf(sql, ddl, t)[service]),
         table: t.migrations[service]
       })
@@ -189,7 +190,12 @@ export const migrate = (
       Effect.ensuring(options.lock === false ? Effect.void : ddl.unlockMigrations(t, service)),
       withTransaction(sql)
     )
-    yield* Effect.mapError(run, (cause) => new EventStoreError({ operation: "migrate", cause }))
+    const applied = yield* Effect.mapError(run, (cause) => new EventStoreError({ operation: "migrate", cause }))
+    yield* Effect.forEach(
+      applied,
+      ([id, name]) => Effect.annotateLogs(Effect.log("applied migration"), { service, migration: `${id}_${name}` }),
+      { discard: true }
+    )
   })
 
 /** Snapshots: the encoded state as JSON text (opaque to the database), newest per stream by version. */

@@ -116,6 +116,18 @@ export type StreamPage = typeof StreamPage.Type
 
 const RunnerState = Schema.Literal("starting", "catching-up", "live", "stalled", "failed", "idle")
 
+/**
+ * A catch-up's progress (`Projection.PartitionStatus` `progress`): log positions done of the total
+ * (approximately events), positions per second over about the last 30 seconds, and the seconds left at
+ * that rate (`null` while the rate is 0).
+ */
+export const Progress = Schema.Struct({
+  done: Schema.Number,
+  total: Schema.Number,
+  rate: Schema.Number,
+  etaSeconds: Schema.OptionFromNullOr(Schema.Number)
+}).annotations({ identifier: "Progress" })
+
 /** One partition a runner owns (`Projection.PartitionStatus`). */
 export const PartitionStatus = Schema.Struct({
   partition: Schema.Int,
@@ -131,10 +143,15 @@ export const PartitionStatus = Schema.Struct({
       since: Schema.DateTimeUtc,
       blocker: Schema.OptionFromNullOr(Schema.String)
     })
-  )
+  ),
+  /** While catching up (`null` once live). */
+  progress: Schema.OptionFromNullOr(Progress)
 }).annotations({ identifier: "PartitionStatus" })
 
-/** A runner's status (`Projection.Status`): position per owned partition, lag, state, last error. */
+/**
+ * A runner's status (`Projection.Status`): position per owned partition, lag, progress while catching up,
+ * state, last error.
+ */
 export const ProjectionStatus = Schema.Struct({
   name: Schema.String,
   version: Schema.Int,
@@ -144,6 +161,8 @@ export const ProjectionStatus = Schema.Struct({
   partitions: Schema.Int,
   owned: Schema.Array(PartitionStatus),
   lag: Schema.Struct({ events: Schema.Number, seconds: Schema.Number }),
+  /** The progress of the owned partition expected to finish catching up last; `null` once all are live. */
+  progress: Schema.OptionFromNullOr(Progress),
   lastError: Schema.OptionFromNullOr(Schema.String)
 }).annotations({ identifier: "ProjectionStatus" })
 
