@@ -402,6 +402,29 @@ describe("Projection on memory stores", () => {
     }).pipe(Effect.provide(stores()))
   )
 
+  it.live("after a rebuild every partition is live again, one that never had an event too", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { projection } = yield* balances({ name: `p-${category}`, category, partitions: 2 })
+      const id = { name: projection.name, version: 1 }
+      const store = yield* CheckpointStore.CheckpointStore
+      // events in partition 0 only: partition 1 stays at the start of the log
+      const streamId = Array.from({ length: 64 }, (_, i) => `${category}-${i}`).find(
+        (s) => Event.partitionOf(s, 2) === 0
+      )!
+      yield* appendTo(streamId, deposit(1), deposit(2))
+      const runner = yield* Effect.fork(
+        Projection.run(projection, { pollInterval: "20 millis", leaseTtl: "600 millis" })
+      )
+      const allLive = Effect.map(store.partitions(id), (ps) => ps.length === 2 && ps.every((p) => p.live))
+      yield* waitUntil(allLive)
+      yield* store.requestRebuild(id)
+      yield* waitUntil(Effect.map(store.partitions(id), (ps) => ps.every((p) => !p.pendingRebuild)))
+      yield* waitUntil(allLive)
+      yield* Fiber.interrupt(runner)
+    }).pipe(Effect.provide(stores()))
+  )
+
   it.live("a dead letter retried from outside is handled again and removed; failing again it stays", () =>
     Effect.gen(function* () {
       const category = yield* uniqueCategory

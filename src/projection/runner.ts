@@ -258,16 +258,24 @@ export const run = <A, E, R>(
         })
       // a rebuild moved checkpoints back: an idle partition would only notice at its next commit
       // (stored checkpoints never sort before what a partition committed, unless reset: compare with what
-      // the partitions had committed before the read, or a commit racing the read looks like a reset)
+      // the partitions had committed before the read, or a commit racing the read looks like a reset). A
+      // reset also clears the live flags: a partition live here whose flag is cleared was reset too, even
+      // at the start of the log (one that never had an event), and must catch up and mark itself live again
       const restartReset = Effect.gen(function* () {
-        const before = new Map([...owned].map(([partition, entry]) => [partition, entry.cell.checkpoint]))
+        const before = new Map(
+          [...owned].map(([partition, entry]) => [
+            partition,
+            { checkpoint: entry.cell.checkpoint, live: entry.cell.state === "live" }
+          ])
+        )
         const stored = yield* Effect.option(rt.checkpoints.partitions(rt.id))
         if (Option.isNone(stored)) return
         for (const p of stored.value) {
           const entry = owned.get(p.partition)
           const committed = before.get(p.partition)
-          if (entry === undefined || committed === undefined || Event.checkpointOrder(p.checkpoint, committed) >= 0)
-            continue
+          if (entry === undefined || committed === undefined) continue
+          const movedBack = Event.checkpointOrder(p.checkpoint, committed.checkpoint) < 0
+          if (!movedBack && (p.live || !committed.live)) continue
           yield* Fiber.interrupt(entry.fiber)
           yield* start(entry.lease, p.checkpoint)
         }

@@ -414,7 +414,7 @@ for (const backend of backends) {
 
           // a rebuild the running worker carries out, followed to its end with progress
           const rebuilt = yield* cli(["projections", "rebuild", ...id, projection.name, "--wait", "--json"])
-          assert.strictEqual(rebuilt.code, 0, rebuilt.stderr)
+          assert.strictEqual(rebuilt.code, 0, `${rebuilt.stderr}\n${rebuilt.stdout}`)
           const progress = rebuilt.stdout
             .trim()
             .split("\n")

@@ -5,6 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Stream from "effect/Stream"
 import { Event, EventStore } from "../../src/index.js"
 import { SqlEventStore } from "../../src/sql/index.js"
@@ -17,8 +18,14 @@ const program = Effect.gen(function* () {
   return yield* Stream.runCount(store.readAll())
 })
 
+// logs (the store's migrations log what they apply) to stderr: stdout is the program's answer
+const logsToStderr = Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))
+
 Effect.runPromise(
-  program.pipe(Effect.provide(SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename: ":memory:" })))))
+  program.pipe(
+    Effect.provide(SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename: ":memory:" })))),
+    Effect.provide(logsToStderr)
+  )
 ).then(
   (count) => process.stdout.write(`read ${count}\n`),
   (error) => {
