@@ -7,6 +7,7 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Terminal from "@effect/platform/Terminal"
 import * as Console from "effect/Console"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -73,6 +74,13 @@ const resolve = (store: CheckpointStore.CheckpointStore["Type"], projection: str
     }
     return chosen
   })
+
+/** A progress bar of 30 cells, with the percentage and the counts. */
+const bar = (done: number, total: number) => {
+  const fraction = total === 0 ? 1 : Math.min(1, done / total)
+  const filled = Math.round(fraction * 30)
+  return `[${"#".repeat(filled)}${".".repeat(30 - filled)}] ${Math.floor(fraction * 100)}% ~${done}/${total} positions`
+}
 
 const checkpointText = (c: Event.Checkpoint) => `${c.transaction}:${c.position}`
 
@@ -165,6 +173,8 @@ export const rebuild = Command.make(
           )
         }
         yield* Console.error(`rebuild of ${label} requested; waiting for a running worker to carry it out`)
+        const terminal = yield* Terminal.Terminal
+        const tty = !options.json && (yield* terminal.isTTY)
         // done: the request taken, and every partition live again; progress: the farthest-behind partition
         for (let last = ""; ;) {
           const partitions = yield* partitionsOf(options, store, info.id)
@@ -180,10 +190,15 @@ export const rebuild = Command.make(
             total
           }
           const line = `${progress.state} ${progress.done}/${progress.total}`
-          if (line !== last) {
-            last = line
+          if (tty) {
+            // a bar redrawn in place; the last one stays, with a newline
+            yield* Effect.orDie(
+              terminal.display(`\r${label}: ${bar(progress.done, progress.total)} ${progress.state}${done ? "\n" : ""}`)
+            )
+          } else if (line !== last) {
             yield* print(options.json, progress, (p) => `${label}: ${p.state}, ~${p.done}/${p.total} positions`)
           }
+          last = line
           if (done) return
           yield* Effect.sleep("500 millis")
         }
