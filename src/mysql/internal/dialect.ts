@@ -64,7 +64,7 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
           sql,
           dialect: self,
           steps: {
-            lockable: (placeholder) => Effect.asVoid(placeholder),
+            lockable: (placeholder) => Effect.asVoid(Effect.suspend(placeholder)),
             insertEvents: (append, rows) =>
               Effect.gen(function* () {
                 const first = yield* takePositions(sql, options.tables, rows.length)

@@ -41,7 +41,7 @@ export interface SerialSteps {
    * Runs `placeholder` (an INSERT of a row the append is about to lock, a no-op if the row exists) where
    * concurrent appends would otherwise lock a gap (MySQL); SQLite's one writer skips it.
    */
-  readonly lockable: (placeholder: Statement.Statement<unknown>) => Effect.Effect<void, SqlError>
+  readonly lockable: (placeholder: () => Statement.Statement<unknown>) => Effect.Effect<void, SqlError>
   /** Inserts the append's rows and returns their positions, in commit order. */
   readonly insertEvents: (
     append: PreparedAppend,
@@ -79,6 +79,9 @@ export interface SerialAppendOptions extends EventsOptions {
 export const make = (options: SerialAppendOptions) => {
   const { dialect, sql, steps, tables: t } = options
   const forUpdate = dialect.forUpdate
+  // built once: the same on every append
+  const streamIgnored = dialect.onConflictIgnore(["stream_id"])
+  const streamVersionSet = dialect.onConflictUpdate(["stream_id"], ["version"])
 
   const versionOf = (streamId: string) =>
     Effect.map(
@@ -95,7 +98,7 @@ export const make = (options: SerialAppendOptions) => {
   const lockStream = (streamId: string) =>
     Effect.gen(function* () {
       yield* steps.lockable(
-        sql`insert into ${sql(t.streams)} (stream_id, version) values (${streamId}, 0) ${dialect.onConflictIgnore(["stream_id"])}`
+        () => sql`insert into ${sql(t.streams)} (stream_id, version) values (${streamId}, 0) ${streamIgnored}`
       )
       return (yield* versionOf(streamId)) ?? 0
     })
@@ -107,7 +110,7 @@ export const make = (options: SerialAppendOptions) => {
   const handledCommand = (commandId: string, now: number) =>
     Effect.gen(function* () {
       yield* steps.lockable(
-        sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
+        () => sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
           values (${commandId}, '', 0, '[]', 0) ${dialect.onConflictIgnore(["command_id"])}`
       )
       const [handled] = yield* sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
@@ -129,7 +132,7 @@ export const make = (options: SerialAppendOptions) => {
       for (const u of append.claims) {
         // MySQL: claim first (a no-op when held), then read the holder under the row's lock (as for streams)
         yield* steps.lockable(
-          sql`insert into ${sql(t.uniqueValues)} (constraint_name, value, stream_id)
+          () => sql`insert into ${sql(t.uniqueValues)} (constraint_name, value, stream_id)
             values (${u.constraint}, ${u.value}, ${append.streamId}) ${dialect.onConflictIgnore(["constraint_name", "value"])}`
         )
         const [holder] = yield* sql<{ readonly stream_id: string }>`select stream_id from ${sql(t.uniqueValues)}
@@ -175,7 +178,7 @@ export const make = (options: SerialAppendOptions) => {
       const positions = yield* steps.insertEvents(append, rows)
       const version = current + append.events.length
       yield* sql`insert into ${sql(t.streams)} (stream_id, version) values (${append.streamId}, ${version})
-        ${dialect.onConflictUpdate(["stream_id"], ["version"])}`
+        ${streamVersionSet}`
       return { streamId: append.streamId, version, positions }
     })
 
