@@ -20,6 +20,7 @@ import * as Runner from "./projection/runner.js"
 import * as Upcaster from "./Upcaster.js"
 
 export type { PartitionStatus, RunOptions, State, Status } from "./projection/runner.js"
+export type { Progress } from "./projection/progress.js"
 export { ProjectionHalted, Registry } from "./projection/runner.js"
 
 /** What to do with an event whose handling keeps failing (or that cannot be decoded). */
