@@ -137,6 +137,25 @@ describe("Projection progress", () => {
         assert.isTrue(Option.isNone(live.owned[0]!.progress))
         assert.strictEqual(live.owned[0]!.processed, 100_000)
         assert.strictEqual(Schema.encodeSync(EventBrowserApi.ProjectionStatus)(live).progress, null)
+
+        // rebuilt in place: the running worker notices at its next supervisor step and replays from the
+        // start, with its progress moving again
+        yield* Projection.rebuild(projection)
+        yield* TestClock.adjust("5 seconds")
+        const again: Array<number> = []
+        for (let step = 0; step < 4; step++) {
+          assert.strictEqual(yield* Queue.take(entered), 1000)
+          again.push(Option.getOrThrow((yield* status("progress-rebuild")).progress).done)
+          yield* TestClock.adjust("1 second")
+          yield* Queue.offer(gate, undefined)
+        }
+        assert.isAtLeast(new Set(again).size, 2, `done moves during the rebuild: ${again}`)
+        assert.isTrue(again.every((done) => done < 100_000))
+        yield* Queue.offerAll(
+          gate,
+          Array.from({ length: 100 }, () => undefined)
+        )
+        yield* settle(Effect.map(status("progress-rebuild"), (s) => s.state === "live" && Option.isNone(s.progress)))
       }).pipe(Effect.provide(stores())),
     60_000
   )
