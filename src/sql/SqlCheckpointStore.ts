@@ -1,18 +1,12 @@
 /**
- * The SQL checkpoint store (PostgreSQL, SQLite, MySQL/MariaDB), in the same database and under the same table prefix
- * or schema as the event store, so a projection's read model, its checkpoint and its dead letters can
- * commit in one transaction (exactly-once effects, see `CheckpointStore`).
+ * The SQL checkpoint store (PostgreSQL, SQLite, MySQL/MariaDB), in the same database and under the same
+ * table prefix or schema as the event store, so a projection's read model, its checkpoint and its dead
+ * letters commit in one transaction (exactly-once effects, see `CheckpointStore`).
  *
- * A partition's row holds its checkpoint and its lease. Every lease change and every commit is one
- * conditional `update` on that row: claims bump the fencing token, and a commit only matches the row
- * if the committer's owner, token and expected checkpoint all still hold. Concurrent updates of
- * the row queue on its lock and re-check the condition, so a worker fenced off mid-batch has its
- * whole transaction rolled back.
- *
- * Operators' requests are rows too: a pending rebuild is a row of the rebuild requests table, and a retry
- * a flag on its dead letter's row. A worker takes one by deleting its row inside the transaction that
- * carries it out: of workers racing for it, the first delete matches the row and the others, queued on
- * its lock, match nothing.
+ * A partition's row holds its checkpoint and its lease; every lease change and commit is one conditional
+ * `update` on it (owner, fencing token and expected checkpoint must all still hold), so a worker fenced
+ * off mid-batch has its whole transaction rolled back. Operators' requests are rows too (a rebuild request,
+ * a retry flag on a dead letter), taken by deleting them in the transaction that carries them out.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
