@@ -8,6 +8,7 @@ import { SqlCheckpointStore, SqlEventStore } from "effect-eventsourcing/sql"
 import { Sqlite } from "effect-eventsourcing/sqlite"
 import { Account } from "../bank/Account.js"
 import { accounts, Balances, createTables, History, history } from "../bank/readModels.js"
+import { waitFor } from "./waitFor.js"
 
 const handle = Aggregate.handler(Account)
 
@@ -18,17 +19,6 @@ const checkpointOf = (name: string) =>
   Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.partitions({ name, version: 1 })).pipe(
     Effect.map(([partition]) => partition?.checkpoint.position ?? -1n)
   )
-
-/** Polls `check` until `done`, and returns what it saw then (bounded: fails saying what it waited for). */
-const waitFor = <A, E, R>(what: string, check: Effect.Effect<A, E, R>, done: (a: A) => boolean) => {
-  const poll: Effect.Effect<A, E, R> = Effect.flatMap(check, (a) =>
-    done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("20 millis"), poll)
-  )
-  return Effect.timeoutFail(poll, {
-    duration: "60 seconds",
-    onTimeout: () => new Error(`gave up waiting until ${what}`)
-  })
-}
 
 export const program = Effect.gen(function* () {
   yield* handle("1", { _tag: "OpenAccount", owner: "Ada" })

@@ -9,6 +9,7 @@ import { SqlCheckpointStore, SqlEventStore } from "effect-eventsourcing/sql"
 import { Sqlite } from "effect-eventsourcing/sqlite"
 import { Account } from "../bank/Account.js"
 import { account, Balances, createTables } from "../bank/readModels.js"
+import { waitFor } from "./waitFor.js"
 
 const handle = Aggregate.handler(Account)
 
@@ -16,17 +17,6 @@ const handle = Aggregate.handler(Account)
 const status = Effect.flatMap(Projection.Registry, (registry) => registry.statuses).pipe(
   Effect.map((statuses) => statuses.find((s) => s.name === "balances"))
 )
-
-/** Polls `check` until `done`, and returns what it saw then (bounded: fails saying what it waited for). */
-const waitFor = <A, E, R>(what: string, check: Effect.Effect<A, E, R>, done: (a: A) => boolean) => {
-  const poll: Effect.Effect<A, E, R> = Effect.flatMap(check, (a) =>
-    done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("20 millis"), poll)
-  )
-  return Effect.timeoutFail(poll, {
-    duration: "60 seconds",
-    onTimeout: () => new Error(`gave up waiting until ${what}`)
-  })
-}
 
 export const program = Effect.gen(function* () {
   yield* createTables

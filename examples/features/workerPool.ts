@@ -8,6 +8,7 @@ import { Aggregate, Event, Projection, Wakeup } from "effect-eventsourcing"
 import { SqlCheckpointStore, SqlEventStore } from "effect-eventsourcing/sql"
 import { Sqlite } from "effect-eventsourcing/sqlite"
 import { Account } from "../bank/Account.js"
+import { waitFor } from "./waitFor.js"
 
 const partitions = 6
 
@@ -38,17 +39,6 @@ const counts = Effect.flatMap(
   (sql) => sql<{ readonly rows: number; readonly events: number }>`
     select count(*) as rows, count(distinct event_id) as events from handled`
 ).pipe(Effect.map(([row]) => ({ rows: Number(row!.rows), events: Number(row!.events) })))
-
-/** Polls `check` until `done`, and returns what it saw then (bounded: fails saying what it waited for). */
-const waitFor = <A, E, R>(what: string, check: Effect.Effect<A, E, R>, done: (a: A) => boolean) => {
-  const poll: Effect.Effect<A, E, R> = Effect.flatMap(check, (a) =>
-    done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("20 millis"), poll)
-  )
-  return Effect.timeoutFail(poll, {
-    duration: "60 seconds",
-    onTimeout: () => new Error(`gave up waiting until ${what}`)
-  })
-}
 
 export const program = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
