@@ -53,16 +53,32 @@ export const prepareAppend = (
   options: AppendOptions | undefined,
   limits: Limits
 ): Effect.Effect<PreparedAppend, InvalidAppend | Event.InvalidStreamId> =>
-  Effect.flatMap(Event.streamId(streamId), (id) =>
-    // a getter or a proxy among the events or options may throw while they are read: bad input too
-    Either.flatMap(
+  Effect.flatMap(Event.streamId(streamId), (id) => {
+    // a getter or a proxy among the events or options may throw while they are read: bad input too, named
+    // by the JSON being read when it threw (one guard per append: one per value doubled a small event's cost)
+    const reading: Reading = { field: undefined, index: 0 }
+    return Either.flatMap(
       Either.try({
-        try: () => prepareValid(id, events, options, limits),
-        catch: (cause) => unreadableAppend(id, cause)
+        try: () => prepareValid(id, events, options, limits, reading),
+        catch: (cause) =>
+          reading.field === undefined
+            ? unreadableAppend(id, cause)
+            : new InvalidAppend({
+                streamId: id,
+                reason: "InvalidJson",
+                index: reading.index,
+                detail: jsonDetail(reading.field, Json.unreadable(cause))
+              })
       }),
       (prepared) => prepared
     )
-  )
+  })
+
+/** Which event's data or metadata is being serialized, if any: names a throw while it is read. */
+interface Reading {
+  field: "data" | "metadata" | undefined
+  index: number
+}
 
 /**
  * The refusal of an append whose events or options threw while they were read (a getter, a proxy). For
@@ -80,7 +96,8 @@ const prepareValid = (
   id: Event.StreamId,
   events: ReadonlyArray<Event.EventData>,
   options: AppendOptions | undefined,
-  limits: Limits
+  limits: Limits,
+  reading: Reading
 ): Either.Either<PreparedAppend, InvalidAppend> => {
   const invalid = (reason: InvalidAppendReason, detail: string, index?: number) =>
     Either.left(new InvalidAppend({ streamId: id, reason, detail, ...(index === undefined ? {} : { index }) }))
@@ -100,9 +117,13 @@ const prepareValid = (
     if (seen.has(event.eventId)) return invalid("DuplicateEventId", `event id ${event.eventId} repeats`, index)
     seen.add(event.eventId)
     const metadata = event.metadata ?? {}
+    reading.index = index
+    reading.field = "data"
     const dataJson = Json.encode(event.data)
     if (Either.isLeft(dataJson)) return invalid("InvalidJson", jsonDetail("data", dataJson.left), index)
+    reading.field = "metadata"
     const metadataJson = Json.encode(metadata)
+    reading.field = undefined
     if (Either.isLeft(metadataJson)) return invalid("InvalidJson", jsonDetail("metadata", metadataJson.left), index)
     // a UTF-16 code unit takes at most 3 bytes in UTF-8: short texts need no counting
     if ((dataJson.right.length + metadataJson.right.length) * 3 > limits.maxEventBytes) {
