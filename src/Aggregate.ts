@@ -10,6 +10,7 @@
  * metadata: {@link handler}.
  */
 import * as Chunk from "effect/Chunk"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -18,6 +19,8 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
 import * as EventStore from "./EventStore.js"
+import * as Lanes from "./aggregate/lanes.js"
+import * as StateCache from "./aggregate/stateCache.js"
 import * as Traceparent from "./internal/traceparent.js"
 import * as Uuid from "./internal/uuid.js"
 import * as Snapshot from "./Snapshot.js"
@@ -149,11 +152,25 @@ export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.expone
   Schedule.intersect(Schedule.recurs(5))
 )
 
-/** A loaded aggregate: its state, its version, and the version of the snapshot it started from (0: none). */
+/**
+ * A loaded aggregate: its state, its version, the id of the event at that version (none at version 0 or
+ * straight from a snapshot), and the version of the latest snapshot known (0: none).
+ */
 interface Loaded<S> {
   readonly state: S
   readonly version: number
+  readonly eventId: string | undefined
   readonly snapshotVersion: number
+}
+
+/** Options of {@link handler}. */
+export interface HandlerOptions {
+  /** Retry schedule on conflicts; default {@link defaultRetry}. */
+  readonly retry?: Schedule.Schedule<unknown, unknown>
+  /** Aggregates whose folded state is kept between commands (least recently used dropped); 0 keeps none. Default 1,000. */
+  readonly cacheCapacity?: number
+  /** Longest wait for an aggregate's lane before a command runs outside it; default 5 seconds. */
+  readonly lanePatience?: Duration.DurationInput
 }
 
 /**
@@ -178,25 +195,48 @@ interface Loaded<S> {
  *
  * **Metadata**: correlation id, causation id (the command id), command id, principal, tenant and the W3C
  * `traceparent` of the `Aggregate.handle` span flow from the command's context into every event.
+ *
+ * **Hot aggregates**: within one handler, commands to the same aggregate (per store and tenant) queue in
+ * a first-come, first-served lane instead of racing into conflicts, and the folded state of the last
+ * `cacheCapacity` aggregates is kept, so that a command reads only the events after it. Commands from
+ * other processes still race: the store refuses a decision on stale state and the command is retried on
+ * the events it missed.
+ *
+ * **Gotchas**: the cache is checked against the stored history on every load (the event at the cached
+ * version must be the same one), so deleting, rewriting or restoring streams never feeds a command a state
+ * from another history. A lane's wait is bounded by `lanePatience`, after which the command runs beside
+ * the lane's holder (and may conflict): two commands for one aggregate inside the caller's own open
+ * transactions could otherwise wait on each other. Each handler has its own lanes and cache: create it once.
  */
 export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   decider: Decider<C, E, S, DE>,
-  handlerOptions?: { readonly retry?: Schedule.Schedule<unknown, unknown> }
+  handlerOptions?: HandlerOptions
 ) => {
-  /** The latest usable snapshot (if snapshots are configured and a store is provided), then the events after it. */
-  const load = (streamId: string, policy: Upcaster.Policy | undefined) =>
+  /** Lanes and cached states, per store (a store object is one database, a test's fresh store another). */
+  const perStore = new WeakMap<object, { readonly lanes: Lanes.Lanes; readonly cache: StateCache.StateCache<S> }>()
+  const hotFor = (store: object) => {
+    let hot = perStore.get(store)
+    if (hot === undefined) {
+      hot = {
+        lanes: Lanes.make(handlerOptions?.lanePatience ?? "5 seconds"),
+        cache: StateCache.make(handlerOptions?.cacheCapacity ?? 1000)
+      }
+      perStore.set(store, hot)
+    }
+    return hot
+  }
+
+  /**
+   * Folds the stream's events from `from.version + 1` onto `from`. With `cached`, reads from `from.version`
+   * and returns `undefined` unless the event found there is `from.eventId`: the state is of another history.
+   */
+  const foldFrom = (streamId: string, from: Loaded<S>, policy: Upcaster.Policy | undefined, cached: boolean) =>
     Effect.gen(function* () {
-      const snapshots =
-        decider.snapshot === undefined ? Option.none() : yield* Effect.serviceOption(Snapshot.SnapshotStore)
-      const snapshot = Option.isSome(snapshots)
-        ? yield* Snapshot.loadState(snapshots.value, decider.snapshot!, streamId)
-        : Option.none()
-      let loaded: Loaded<S> = Option.match(snapshot, {
-        onNone: () => ({ state: decider.initialState, version: 0, snapshotVersion: 0 }),
-        onSome: ({ state, version }) => ({ state, version, snapshotVersion: version })
-      })
+      let loaded = from
+      let checked = !cached
+      let sameHistory = true
       yield* Upcaster.readStream(decider.codec, streamId, {
-        fromVersion: loaded.version + 1,
+        fromVersion: cached ? from.version : from.version + 1,
         ...(policy === undefined ? {} : { policy })
       }).pipe(
         Stream.catchTag("StreamNotFound", () => Stream.empty),
@@ -204,13 +244,58 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
         Stream.runForEachChunk((chunk) =>
           Effect.sync(() =>
             Chunk.forEach(chunk, ({ envelope, event }) => {
-              loaded = { ...loaded, state: decider.evolve(loaded.state, event), version: envelope.version }
+              if (!checked) {
+                checked = true
+                sameHistory = envelope.version === from.version && envelope.eventId === from.eventId
+              }
+              if (envelope.version <= from.version || !sameHistory) return
+              loaded = {
+                ...loaded,
+                state: decider.evolve(loaded.state, event),
+                version: envelope.version,
+                eventId: envelope.eventId
+              }
             })
           )
         )
       )
-      return loaded
+      return checked && sameHistory ? loaded : undefined
     })
+
+  /**
+   * The cached state and the events after it; else the latest usable snapshot (if snapshots are configured
+   * and a store is provided), then the events after it.
+   */
+  const load = (cache: StateCache.StateCache<S>, key: string, streamId: string, policy: Upcaster.Policy | undefined) =>
+    Effect.gen(function* () {
+      // a state folded while skipping undecodable events is not the state a failing load would see
+      const cached = policy === "skip" ? undefined : cache.get(key)
+      if (cached !== undefined) {
+        const loaded = yield* foldFrom(streamId, cached, policy, true)
+        if (loaded !== undefined) return loaded
+        cache.delete(key)
+      }
+      const snapshots =
+        decider.snapshot === undefined ? Option.none() : yield* Effect.serviceOption(Snapshot.SnapshotStore)
+      const snapshot = Option.isSome(snapshots)
+        ? yield* Snapshot.loadState(snapshots.value, decider.snapshot!, streamId)
+        : Option.none()
+      const start: Loaded<S> = Option.match(snapshot, {
+        onNone: () => ({ state: decider.initialState, version: 0, eventId: undefined, snapshotVersion: 0 }),
+        onSome: ({ state, version }) => ({ state, version, eventId: undefined, snapshotVersion: version })
+      })
+      return (yield* foldFrom(streamId, start, policy, false))!
+    })
+
+  /** Keeps a loaded state for the next command, when it is known which event it follows. */
+  const remember = (
+    cache: StateCache.StateCache<S>,
+    key: string,
+    policy: Upcaster.Policy | undefined,
+    loaded: Loaded<S>
+  ) => {
+    if (loaded.eventId !== undefined && policy !== "skip") cache.set(key, { ...loaded, eventId: loaded.eventId })
+  }
 
   /**
    * The first result of a command already handled: what the store recorded, with its events decoded; or
@@ -276,36 +361,37 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
     return { claims, releases }
   }
 
-  /** After a successful append: a snapshot if the strategy asks for one (never failing the command). */
-  const maybeSnapshot = (streamId: string, loaded: Loaded<S>, events: ReadonlyArray<E>, version: number) =>
+  /**
+   * After a successful append: a snapshot of `state` (at `version`) if the strategy asks for one (never
+   * failing the command). Returns the version of the latest snapshot known.
+   */
+  const maybeSnapshot = (streamId: string, snapshotVersion: number, state: S, version: number) =>
     Effect.gen(function* () {
       const options = decider.snapshot
-      if (options === undefined || !options.strategy({ version, snapshotVersion: loaded.snapshotVersion })) return
+      if (options === undefined || !options.strategy({ version, snapshotVersion })) return snapshotVersion
       const snapshots = yield* Effect.serviceOption(Snapshot.SnapshotStore)
-      if (Option.isNone(snapshots)) return
-      yield* Snapshot.saveState(
-        snapshots.value,
-        options,
-        streamId,
-        version,
-        events.reduce(decider.evolve, loaded.state)
-      )
+      if (Option.isNone(snapshots)) return snapshotVersion
+      yield* Snapshot.saveState(snapshots.value, options, streamId, version, state)
+      return version
     })
 
   const attempt = (
+    store: EventStore.EventStore["Type"],
+    cache: StateCache.StateCache<S>,
+    key: string,
     streamId: Event.StreamId,
     command: C,
     metadata: Event.Metadata,
     policy: Upcaster.Policy | undefined
   ) =>
     Effect.gen(function* () {
-      const store = yield* EventStore.EventStore
       const commandId = metadata.commandId
       if (commandId !== undefined) {
         const handled = yield* store.findCommand(commandId)
         if (Option.isSome(handled)) return yield* firstResult(commandId, streamId, handled.value)
       }
-      const loaded = yield* load(streamId, policy)
+      const loaded = yield* load(cache, key, streamId, policy)
+      remember(cache, key, policy, loaded)
       const events = yield* decider.decide(command, loaded.state)
       if (events.length === 0) {
         return { streamId, version: loaded.version, events, positions: [], duplicate: false } satisfies HandleResult<E>
@@ -335,7 +421,14 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
           ...(commandId === undefined ? {} : { commandId })
         })
         .pipe(
-          Effect.tap((result) => maybeSnapshot(streamId, loaded, events, result.version)),
+          Effect.tap((result) =>
+            Effect.gen(function* () {
+              const state = events.reduce(decider.evolve, loaded.state)
+              const snapshotVersion = yield* maybeSnapshot(streamId, loaded.snapshotVersion, state, result.version)
+              const eventId = data[data.length - 1]!.eventId
+              remember(cache, key, policy, { state, version: result.version, eventId, snapshotVersion })
+            })
+          ),
           Effect.map((result): HandleResult<E> => ({ ...result, events, duplicate: false })),
           // the same command, handled concurrently by someone else: theirs is the first result
           Effect.catchTag("DuplicateCommand", (duplicate) => firstResult(duplicate.commandId, streamId, duplicate))
@@ -351,11 +444,19 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
       const streamId = yield* Event.makeStreamId(decider.category, id)
       const metadata = yield* eventMetadata(options?.metadata)
       const retry = options?.retry ?? handlerOptions?.retry ?? defaultRetry
-      return yield* attempt(streamId, command, metadata, options?.policy).pipe(
-        Effect.retry({
-          schedule: retry,
-          while: (error) => (error as { readonly _tag?: unknown })._tag === "ConcurrencyConflict"
-        })
+      const store = yield* EventStore.EventStore
+      const tenant = yield* Event.CurrentTenant
+      // one stream id names two aggregates in two tenants of a shared store
+      const key = Option.isSome(tenant) ? `${tenant.value}\u0000${streamId}` : streamId
+      const { cache, lanes } = hotFor(store)
+      return yield* lanes(
+        key,
+        attempt(store, cache, key, streamId, command, metadata, options?.policy).pipe(
+          Effect.retry({
+            schedule: retry,
+            while: (error) => (error as { readonly _tag?: unknown })._tag === "ConcurrencyConflict"
+          })
+        )
       )
     }).pipe(
       Effect.withSpan("Aggregate.handle", {

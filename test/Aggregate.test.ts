@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as Aggregate from "../src/Aggregate.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
@@ -66,6 +67,33 @@ describe("Aggregate", () => {
       )
       assert.strictEqual(error._tag, "ConcurrencyConflict")
       assert.strictEqual(attempts, 6)
+    })
+  )
+
+  it.effect("a cached state is never used on another history of its stream (deleted and written again)", () =>
+    Effect.gen(function* () {
+      // one store object whose database is replaced under it, as a restore or a delete-and-rewrite would
+      let inner = yield* MemoryEventStore.make()
+      const swappable = EventStore.EventStore.of({
+        append: (...args) => Effect.suspend(() => inner.append(...args)),
+        readStream: (...args) => Stream.suspend(() => inner.readStream(...args)),
+        readAll: (...args) => Stream.suspend(() => inner.readAll(...args)),
+        streamVersion: (...args) => Effect.suspend(() => inner.streamVersion(...args)),
+        findCommand: (...args) => Effect.suspend(() => inner.findCommand(...args)),
+        head: Effect.suspend(() => inner.head),
+        heldBack: (...args) => Effect.suspend(() => inner.heldBack(...args))
+      })
+      const handle = Aggregate.handler(Counter)
+      const run = <A, E>(effect: Effect.Effect<A, E, EventStore.EventStore>) =>
+        Effect.provideService(effect, EventStore.EventStore, swappable)
+      yield* run(handle("3", { add: 1 }))
+      yield* run(handle("3", { add: 1 }))
+      // the state cached at version 2 is 2; the new history holds 4, 4, 1 at versions 1 to 3
+      inner = yield* MemoryEventStore.make()
+      for (const by of [4, 4, 1]) yield* run(Aggregate.handler(Counter)("3", { add: by }))
+      // 9 + 2 > 10: nothing decided; on the cached state folded on (2 + 1 = 3) it would append
+      const result = yield* run(handle("3", { add: 2 }))
+      assert.deepStrictEqual([result.version, result.events.length], [3, 0])
     })
   )
 

@@ -18,6 +18,9 @@ import { isolatedPrefix } from "./support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 import { counter, suite } from "./suites/SnapshotStoreSuite.js"
 
+/** Snapshots are what these handlers load from, not their cache of folded states. */
+const uncached = { cacheCapacity: 0 }
+
 /** The memory store, counting the events its stream reads return. */
 const countingStore = Effect.gen(function* () {
   const inner = yield* MemoryEventStore.make()
@@ -75,7 +78,7 @@ describe("Snapshot and Aggregate", () => {
     it.effect("with a snapshot, loading reads only the events after it", () =>
       Effect.gen(function* () {
         const { reads, store } = yield* countingStore
-        const handle = Aggregate.handler(counter())
+        const handle = Aggregate.handler(counter(), uncached)
         const run = <A, E>(effect: Effect.Effect<A, E, EventStore.EventStore>) =>
           Effect.provideService(effect, EventStore.EventStore, store)
         for (let i = 0; i < 23; i++) yield* run(handle("x", { add: 1 }))
@@ -93,7 +96,7 @@ describe("Snapshot and Aggregate", () => {
           stats: Effect.fail(new Snapshot.SnapshotStoreError({ operation: "stats", cause: "down" })),
           prune: () => Effect.fail(new Snapshot.SnapshotStoreError({ operation: "prune", cause: "down" }))
         })
-        const handle = Aggregate.handler(counter())
+        const handle = Aggregate.handler(counter(), uncached)
         for (let i = 0; i < 12; i++) {
           yield* handle("y", { add: 1 }).pipe(Effect.provideService(Snapshot.SnapshotStore, broken))
         }

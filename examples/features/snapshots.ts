@@ -39,11 +39,13 @@ export const program = Effect.gen(function* () {
         balance: refusal._tag === "InsufficientFunds" ? refusal.balance : undefined
       }
     })
-  // from the snapshot at version 10: reads events 11 and 12 only
-  const fromSnapshot = yield* tryOverdraw(handle)
+  // a new handler (a restarted process) loads from the snapshot at version 10: reads events 11 and 12 only
+  const fromSnapshot = yield* tryOverdraw(Aggregate.handler(SnapshottedAccount))
   // the bank's decider has no snapshot options: it reads all 12 events, and finds the same balance
   const fromEvents = yield* tryOverdraw(Aggregate.handler(Account))
-  return { snapshots: stats.count, fromSnapshot, fromEvents }
+  // the first handler kept the state it folded: it reads event 12 only, to check it is still there
+  const fromCache = yield* tryOverdraw(handle)
+  return { snapshots: stats.count, fromSnapshot, fromEvents, fromCache }
 })
 
 // the snapshot store lives beside the event store, in the same database

@@ -13,7 +13,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
-import * as FairLock from "./internal/fairLock.js"
+import * as FairLock from "../internal/fairLock.js"
 import { guardTransactions } from "../sql/transaction.js"
 
 /** Options of {@link layer}. */

@@ -94,7 +94,8 @@ describe("feature examples", () => {
       assert.deepStrictEqual(yield* Snapshots.main, {
         snapshots: 2,
         fromSnapshot: { eventsRead: 2, balance: 110 },
-        fromEvents: { eventsRead: 12, balance: 110 }
+        fromEvents: { eventsRead: 12, balance: 110 },
+        fromCache: { eventsRead: 1, balance: 110 }
       })
     })
   )

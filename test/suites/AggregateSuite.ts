@@ -113,11 +113,18 @@ export const suite = <E>(
       )
 
       it.effect(
-        "16 fibers on one account: every committed event reflects the state it was decided on",
+        "16 fibers of 4 processes on one account: every committed event reflects the state it was decided on",
         () =>
           Effect.gen(function* () {
             const id = yield* uniqueCategory
             yield* handle(id, { _tag: "OpenAccount", owner: "ada" })
+            // a handler per process: each with its own lanes and cached states, racing the others
+            const processes = [
+              handle,
+              Aggregate.handler(Account),
+              Aggregate.handler(Account),
+              Aggregate.handler(Account)
+            ]
             const patient = Schedule.spaced("2 millis").pipe(
               Schedule.jittered,
               Schedule.intersect(Schedule.recurs(200))
@@ -126,14 +133,14 @@ export const suite = <E>(
             let refused = 0
             yield* Effect.forEach(
               Array.from({ length: 16 }),
-              () =>
+              (_, fiber) =>
                 Effect.forEach(Array.from({ length: 6 }), () =>
                   Effect.gen(function* () {
                     const amount = yield* Random.nextIntBetween(1, 50)
                     const command: AccountCommand = (yield* Random.nextBoolean)
                       ? { _tag: "Deposit", amount }
                       : { _tag: "Withdraw", amount }
-                    yield* handle(id, command, { retry: patient }).pipe(
+                    yield* processes[fiber % 4]!(id, command, { retry: patient }).pipe(
                       Effect.tap(() => Effect.sync(() => committed++)),
                       Effect.catchTag("InsufficientFunds", () => Effect.sync(() => refused++))
                     )
@@ -154,6 +161,52 @@ export const suite = <E>(
             assert.isAtLeast(balance, 0)
           }),
         60_000
+      )
+
+      it.effect("16 concurrent commands to one aggregate in one process queue in its lane: no conflict", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          yield* handle(id, { _tag: "OpenAccount", owner: "ada" })
+          // no retry: a command that lost a race to another would fail
+          const results = yield* Effect.forEach(
+            Array.from({ length: 16 }),
+            () => handle(id, { _tag: "Deposit", amount: 1 }, { retry: Schedule.stop }),
+            { concurrency: "unbounded" }
+          )
+          assert.deepStrictEqual(
+            results.map((r) => r.version).sort((a, b) => a - b),
+            range(2, 17)
+          )
+        })
+      )
+
+      it.effect("a cached state is read on from its version; another writer's events are folded in", () =>
+        Effect.gen(function* () {
+          const id = yield* uniqueCategory
+          const inner = yield* EventStore.EventStore
+          const reads: Array<number | undefined> = []
+          const recording = EventStore.EventStore.of({
+            ...inner,
+            readStream: (streamId, options) => {
+              reads.push(options?.fromVersion)
+              return inner.readStream(streamId, options)
+            }
+          })
+          const cached = Aggregate.handler(Account)
+          const run = <A, E>(effect: Effect.Effect<A, E, EventStore.EventStore>) =>
+            Effect.provideService(effect, EventStore.EventStore, recording)
+          yield* run(cached(id, { _tag: "OpenAccount", owner: "ada" }))
+          yield* run(cached(id, { _tag: "Deposit", amount: 5 }))
+          // another process deposits twice
+          const other = Aggregate.handler(Account)
+          yield* other(id, { _tag: "Deposit", amount: 7 })
+          yield* other(id, { _tag: "Deposit", amount: 9 })
+          reads.length = 0
+          const result = yield* run(cached(id, { _tag: "Withdraw", amount: 21 }))
+          // read from the cached version 2 (its event checked, not folded again), not from 1
+          assert.deepStrictEqual(reads, [2])
+          assert.deepStrictEqual(result.events, [{ _tag: "MoneyWithdrawn", amount: 21, balance: 0 }])
+        })
       )
 
       it.effect("a repeated command id returns the first result and appends nothing", () =>
@@ -240,3 +293,5 @@ export const suite = <E>(
     })
   })
 }
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)

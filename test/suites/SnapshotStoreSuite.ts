@@ -21,6 +21,9 @@ import * as EventStore from "../../src/EventStore.js"
 import * as Snapshot from "../../src/Snapshot.js"
 import { uniqueCategory } from "../support/ids.js"
 
+/** Snapshots are what these handlers load from, not their cache of folded states. */
+const uncached = { cacheCapacity: 0 }
+
 const Added = Schema.TaggedStruct("Added", { n: Schema.Int })
 const Tally = Schema.Struct({ total: Schema.Int, count: Schema.Int })
 
@@ -92,7 +95,7 @@ export const suite = <E, R>(
       it.effect("handling loads from the latest snapshot, reads only later events, and saves new ones", () =>
         Effect.gen(function* () {
           const id = yield* uniqueCategory
-          const handle = Aggregate.handler(counter())
+          const handle = Aggregate.handler(counter(), uncached)
           for (let i = 1; i <= 25; i++) yield* handle(id, { add: i })
           const store = yield* Snapshot.SnapshotStore
           const latest = Option.getOrThrow(yield* store.load(`Tally-${id}`))
@@ -106,7 +109,7 @@ export const suite = <E, R>(
         Effect.gen(function* () {
           const id = yield* uniqueCategory
           const store = yield* Snapshot.SnapshotStore
-          const handle = Aggregate.handler(counter())
+          const handle = Aggregate.handler(counter(), uncached)
           for (let i = 1; i <= 5; i++) yield* handle(id, { add: 1 })
           yield* store.save({
             streamId: `Tally-${id}`,
@@ -136,7 +139,7 @@ export const suite = <E, R>(
             state: { total: 999, count: 10 },
             takenAt: DateTime.unsafeMake(0)
           })
-          yield* Aggregate.handler(counter(2))(id, { add: 1 })
+          yield* Aggregate.handler(counter(2), uncached)(id, { add: 1 })
           const latest = Option.getOrThrow(yield* store.load(`Tally-${id}`))
           assert.deepStrictEqual([latest.version, latest.stateVersion, latest.state], [11, 2, { total: 11, count: 11 }])
           const events = yield* Effect.flatMap(EventStore.EventStore, (s) =>
@@ -240,7 +243,7 @@ export const suite = <E, R>(
         Effect.gen(function* () {
           const category = yield* uniqueCategory
           const store = yield* Snapshot.SnapshotStore
-          const handle = Aggregate.handler(counter(1, category))
+          const handle = Aggregate.handler(counter(1, category), uncached)
           const streamId = `${category}-1`
           for (let i = 1; i <= 25; i++) yield* handle("1", { add: 1 })
           // the one at 10 decodes but is wrong on purpose (total 1000 instead of 10): if it is used, it shows
@@ -261,7 +264,7 @@ export const suite = <E, R>(
         Effect.gen(function* () {
           const category = yield* uniqueCategory
           const store = yield* Snapshot.SnapshotStore
-          const handle = Aggregate.handler(counter(2, category))
+          const handle = Aggregate.handler(counter(2, category), uncached)
           const streamId = `${category}-1`
           for (let i = 1; i <= 15; i++) yield* handle("1", { add: 1 })
           yield* store.save(at(streamId, 10, { total: 1000, count: 10 }, 2))
@@ -277,7 +280,7 @@ export const suite = <E, R>(
           Effect.gen(function* () {
             const category = yield* uniqueCategory
             const store = yield* Snapshot.SnapshotStore
-            const handle = Aggregate.handler(counter(1, category))
+            const handle = Aggregate.handler(counter(1, category), uncached)
             const streamId = `${category}-1`
             for (let i = 1; i <= 25; i++) yield* handle("1", { add: 1 })
             yield* store.save(at(streamId, 10, { total: 1000, count: 10 }))

@@ -2,9 +2,10 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as FairLock from "../../../src/sqlite/internal/fairLock.js"
+import * as TestClock from "effect/TestClock"
+import * as FairLock from "../../src/internal/fairLock.js"
 
-describe("sqlite/internal/fairLock", () => {
+describe("internal/fairLock", () => {
   it.effect("waiters get the lock in the order they asked, ahead of a holder that asks again", () =>
     Effect.gen(function* () {
       const lock = yield* FairLock.make
@@ -92,6 +93,29 @@ describe("sqlite/internal/fairLock", () => {
       assert.strictEqual(yield* lock.withLock(Effect.succeed("free")), "free")
       yield* Effect.scoped(lock.take)
       assert.strictEqual(yield* lock.withLock(Effect.succeed("free again")), "free again")
+    })
+  )
+
+  it.effect("a waiter out of patience runs without the lock and leaves the line; the lock stays consistent", () =>
+    Effect.gen(function* () {
+      const lock = yield* FairLock.make
+      const gate = yield* Deferred.make<void>()
+      const order: Array<string> = []
+      const holder = yield* Effect.fork(lock.withLock(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const impatient = yield* Effect.fork(lock.withLockWithin("1 second")(Effect.sync(() => order.push("impatient"))))
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(order, [])
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(impatient)
+      assert.deepStrictEqual(order, ["impatient"])
+      assert.isFalse(lock.isIdle())
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      assert.isTrue(lock.isIdle())
+      // a patient waiter gets the lock in time and holds it while it runs
+      const held = yield* lock.withLockWithin("1 second")(Effect.sync(() => !lock.isIdle()))
+      assert.isTrue(held)
     })
   )
 })
