@@ -17,7 +17,7 @@
  * | `eventsourcing_outbox_publish_duration_seconds` | histogram | `relay` | the outbox relay, each publish of a batch |
  * | `eventsourcing_saga_instances_total` | counter | `saga`, `status` | sagas, instances entering a status |
  * | `eventsourcing_events_skipped_total` | counter | | events skipped by the `skip` decode policy (`Upcaster`) |
- * | `eventsourcing_append_batch_size` | histogram | | PostgreSQL group commit, appends per round trip |
+ * | `eventsourcing_append_batch_size` | histogram | | group commit (PostgreSQL, SQLite), appends per transaction |
  *
  * The outbox relay is a projection runner (named `outbox` by default): its backlog is
  * `eventsourcing_projection_lag_events{projection="outbox"}` and the age of its oldest unpublished event
@@ -120,7 +120,7 @@ export const eventsReadTotal = Metric.counter("eventsourcing_events_read_total",
   incremental: true
 })
 
-/** PostgreSQL group commit: appends committed together in one round trip. */
+/** Group commit (PostgreSQL, SQLite): appends committed together in one transaction. */
 export const appendBatchSize = Metric.histogram(
   "eventsourcing_append_batch_size",
   MetricBoundaries.fromIterable([1, 2, 4, 8, 16, 32, 64, 128]),

@@ -62,8 +62,10 @@ export interface Options extends TableOptions {
    */
   readonly commandPruning?: false | CommandRecords.PruningOptions
   /**
-   * PostgreSQL group commit: concurrent appends (outside a caller's transaction) share round trips and
-   * commits, each still checked and committed or refused on its own. On by default; `false` turns it off.
+   * Group commit (PostgreSQL and SQLite): concurrent appends (outside a caller's transaction) share round
+   * trips and commits, each still checked and committed or refused on its own. On by default; `false` turns
+   * it off. `writers` (PostgreSQL only) is how many groups may be in flight at once; SQLite's one
+   * connection writes one at a time. `maxBatch`: appends per group (default 32 on PostgreSQL, 64 on SQLite).
    */
   readonly groupCommit?: false | { readonly maxBatch?: number; readonly writers?: number }
 }
@@ -78,7 +80,8 @@ export interface Options extends TableOptions {
  *   concurrent PostgreSQL appends are grouped (group commit): one round trip and one commit for many,
  *   each in its own subtransaction, so each is checked, committed or refused on its own. A grouped append
  *   that waits more than 50 ms for a lock (its stream's row, held by a caller's transaction that appended
- *   to it and goes on) leaves its group and runs again alone: it cannot hold up the others.
+ *   to it and goes on) leaves its group and runs again alone: it cannot hold up the others. On SQLite,
+ *   concurrent appends share one transaction, each in a savepoint: one commit (one sync) for the group.
  * - **Unique values** and **handled commands** are stored beside the events, written in the append's
  *   transaction (see `EventStore.AppendOptions`). Expired command records are deleted in the background
  *   (see `Options.commandPruning`).

@@ -12,6 +12,7 @@ import { createUniqueValuesTable, indexName, positionIndexes, schemaUnsupported 
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
+import * as GroupCommit from "./groupCommit.js"
 
 /** Bound variables of an event's row in the append's INSERT. */
 const paramsPerEvent = 10
@@ -46,7 +47,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     name: "SQLite",
     limits: readLimits(sql),
     events: (options) =>
-      Effect.succeed(
+      GroupCommit.make(
+        sql,
         SerialEvents.make({
           ...options,
           sql,
@@ -62,7 +64,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
               ),
             retry: (append) => append
           }
-        })
+        }),
+        options.groupCommit
       ),
     commandExpired: (ttlMillis, nowMillis) => sql`recorded_at < ${nowMillis - ttlMillis}`,
     ...ConflictReturning.statements(sql),

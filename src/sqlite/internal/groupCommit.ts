@@ -1,0 +1,55 @@
+/**
+ * Group commit on SQLite: appends made concurrently outside a caller's transaction share one transaction,
+ * each in a savepoint of its own, so that each is checked and refused on its own while the group pays for
+ * one commit (with `synchronous = FULL`, one sync of the write-ahead log) instead of one per append.
+ *
+ * A lone append runs at once in its caller's fiber, as before; appends arriving while a transaction is
+ * being written form the next group. An append inside a caller's transaction joins that transaction.
+ *
+ * @internal
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { EventStoreError } from "../../EventStore.js"
+import type { PreparedAppend } from "../../internal/appendPreparation.js"
+import * as Metrics from "../../Metrics.js"
+import * as Batcher from "../../sql/internal/batcher.js"
+import type { EventsDialect, EventsOptions } from "../../sql/internal/dialect.js"
+import { withTransaction } from "../../sql/transaction.js"
+
+/** Appends per group, by default: enough to amortize a commit, few enough to keep a group's latency short. */
+const defaultMaxBatch = 64
+
+/** `events` with its appends grouped, unless `groupCommit` is `false`. */
+export const make = (
+  sql: SqlClient.SqlClient,
+  events: EventsDialect,
+  groupCommit: EventsOptions["groupCommit"]
+): Effect.Effect<EventsDialect, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    if (groupCommit === false) return events
+    const grouped = yield* Batcher.make({
+      maxBatch: Math.max(1, groupCommit?.maxBatch ?? defaultMaxBatch),
+      // one connection: one transaction at a time
+      writers: 1,
+      // each append is a savepoint of the group's transaction (its own `withTransaction` nests)
+      run: (appends: ReadonlyArray<PreparedAppend>) =>
+        Effect.zipRight(
+          Metric.update(Metrics.appendBatchSize, appends.length),
+          withTransaction(sql)(Effect.forEach(appends, (append) => Effect.exit(events.append(append))))
+        ),
+      runOne: (append: PreparedAppend) =>
+        Effect.zipRight(Metric.update(Metrics.appendBatchSize, 1), events.append(append)),
+      closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
+    })
+    return {
+      ...events,
+      append: (append) =>
+        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
+          Option.isSome(transaction) ? events.append(append) : grouped(append)
+        )
+    }
+  })
