@@ -1,10 +1,15 @@
 /**
- * Raw baselines: the same physical work done with the plain `pg` driver, no library in between. The raw
+ * Raw baselines: the same physical work done with the plain `pg` driver (better-sqlite3 for SQLite's W1
+ * and W2), no library in between. The raw
  * writes and reads go to a table created by the store's own migrations (schema `bench_raw`), so they
  * write and read the same rows with the same columns and indexes: the ratio isolates what the library
  * adds (validation, the concurrency and idempotency checks, the read horizon, Effect), not the cost of
  * the indexes its reads need.
  */
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
 import pg from "pg"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -12,10 +17,19 @@ import * as EventStore from "../src/EventStore.js"
 import * as Uuid from "../src/internal/uuid.js"
 import * as Postgres from "../src/pg/Postgres.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
+import * as Sqlite from "../src/sqlite/Sqlite.js"
 import { type Measurement, measure, payload } from "./harness.js"
 
 export const schema = "bench_raw"
 export const events = `${schema}.es_events`
+
+/** The part of better-sqlite3 (the driver under `@effect/sql-sqlite-node`, which has no types here) used below. */
+interface RawSqlite {
+  readonly pragma: (pragma: string) => unknown
+  readonly prepare: (sql: string) => { readonly run: (...params: ReadonlyArray<unknown>) => unknown }
+  readonly close: () => void
+}
+const Database = createRequire(import.meta.url)("better-sqlite3") as new (filename: string) => RawSqlite
 
 const payloadJson = JSON.stringify(payload)
 const columns = "stream_id, category, stream_hash, version, event_id, type, schema_version, data, metadata"
@@ -69,4 +83,35 @@ export const batchInserts = (pool: pg.Pool, count: number, size: number): Promis
       ...Array.from({ length: size }, uuid)
     ])
   )
+}
+
+/**
+ * W1/W2 baseline on SQLite: better-sqlite3 on a fresh file whose tables the store's migrations made, with
+ * the store's pragmas (WAL, `synchronous = FULL`), one single-row INSERT per transaction (autocommit). One
+ * connection writes one transaction at a time, so concurrency adds nothing: the writes are sequential.
+ */
+export const sqliteSingleInserts = async (count: number): Promise<Measurement> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ees-bench-raw-"))
+  const filename = path.join(dir, "events.db")
+  try {
+    await Effect.runPromise(
+      Effect.asVoid(EventStore.EventStore).pipe(
+        Effect.provide(SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename }))))
+      )
+    )
+    const db = new Database(filename)
+    try {
+      db.pragma("journal_mode = WAL")
+      db.pragma("synchronous = FULL")
+      const insert = db.prepare(
+        `insert into es_events (${columns}, recorded_at) values (?, 'W', 0, 1, ?, 'Deposited', 1, ?, '{}', ?)`
+      )
+      const run = uuid()
+      return await measure(count, 1, async (i) => insert.run(`W-${run}-${i}`, uuid(), payloadJson, Date.now()))
+    } finally {
+      db.close()
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 }

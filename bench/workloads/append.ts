@@ -1,6 +1,7 @@
 /**
  * W1-W3: appends. W1 one event to a new stream, one writer; W2 the same with 16 writers; W3 appends of
- * 50 events. Each store figure is compared with the raw `pg` baseline of the same run, measured in turns with it.
+ * 50 events. Each store figure is compared with the raw `pg` baseline of the same run, measured in turns with it;
+ * SQLite's W1 and W2 with a raw better-sqlite3 baseline of their own.
  */
 import { randomUUID } from "node:crypto"
 import * as Effect from "effect/Effect"
@@ -21,7 +22,7 @@ import {
   result,
   scaled
 } from "../harness.js"
-import { batchInserts, singleInserts } from "../raw.js"
+import { batchInserts, singleInserts, sqliteSingleInserts } from "../raw.js"
 import { type Target, withFreshStore } from "../targets.js"
 
 const appendNew = (store: EventStore.EventStore["Type"], run: string, eventsPerAppend: number) => (i: number) =>
@@ -65,7 +66,9 @@ const workload =
     appends: (options: Options) => number,
     writers: number,
     eventsPerAppend: number,
-    baseline: (pool: pg.Pool, count: number) => Promise<Measurement>
+    baseline: (pool: pg.Pool, count: number) => Promise<Measurement>,
+    /** The SQLite store's own baseline, if it has one (else it is compared with `baseline`). */
+    sqliteBaseline?: (count: number) => Promise<Measurement>
   ) =>
   async (options: Options, pool: pg.Pool, targets: ReadonlyArray<Target>): Promise<ReadonlyArray<Result>> => {
     const count = appends(options)
@@ -79,11 +82,14 @@ const workload =
       batches[k]!.push(batchesSince(before))
       return m
     }
-    const [raw, ...stores] = await medians(
+    const rawSqlite = sqliteBaseline === undefined ? [] : [() => sqliteBaseline(count)]
+    const [raw, ...rest] = await medians(
       options.repetitions,
-      [() => baseline(pool, count), ...targets.map((_, k) => storeRun(k))],
+      [() => baseline(pool, count), ...rawSqlite, ...targets.map((_, k) => storeRun(k))],
       rate
     )
+    const sqliteRaw = sqliteBaseline === undefined ? undefined : rest[0]!
+    const stores = rest.slice(rawSqlite.length)
     return [
       ...targets.map((target, k) =>
         result({
@@ -92,11 +98,23 @@ const workload =
           value: rate(stores[k]!),
           unit: "events/s",
           measurement: stores[k]!,
-          baseline: rate(raw!),
+          baseline: rate(target.name === "sqlite" && sqliteRaw !== undefined ? sqliteRaw : raw!),
           extra: batchReport(batches[k]!)
         })
       ),
-      result({ id, store: "raw-pg", value: rate(raw!), unit: "events/s", measurement: raw!, notes: "the baseline" })
+      result({ id, store: "raw-pg", value: rate(raw!), unit: "events/s", measurement: raw!, notes: "the baseline" }),
+      ...(sqliteRaw === undefined
+        ? []
+        : [
+            result({
+              id,
+              store: "raw-sqlite",
+              value: rate(sqliteRaw),
+              unit: "events/s",
+              measurement: sqliteRaw,
+              notes: "the SQLite store's baseline (better-sqlite3, synchronous = FULL)"
+            })
+          ])
     ]
   }
 
@@ -105,14 +123,16 @@ export const W1 = workload(
   (o) => scaled(o, 10_000, 100),
   1,
   1,
-  (pool, n) => singleInserts(pool, n, 1)
+  (pool, n) => singleInserts(pool, n, 1),
+  sqliteSingleInserts
 )
 export const W2 = workload(
   "W2",
   (o) => scaled(o, 10_000, 100),
   16,
   1,
-  (pool, n) => singleInserts(pool, n, 16)
+  (pool, n) => singleInserts(pool, n, 16),
+  sqliteSingleInserts
 )
 export const W3 = workload(
   "W3",
