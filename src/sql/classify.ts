@@ -41,10 +41,13 @@ export const storeError = (operation: string) => (cause: unknown) =>
 export const isAbortedTransaction = (error: unknown): boolean => driverError(error)?.code === "25P02"
 
 /**
- * Whether an INSERT was refused for a key already taken (MySQL/MariaDB), which a transaction reading its
- * snapshot could not foresee: the rows are there, committed since.
+ * Whether an INSERT was refused for a key already taken: on MySQL/MariaDB, one a transaction reading its
+ * snapshot could not foresee (the rows are there, committed since); on SQLite, one not looked for first.
  */
-export const isDuplicateKey = (error: unknown): boolean => driverError(error)?.errno === 1062
+export const isDuplicateKey = (error: unknown): boolean => {
+  const driver = driverError(error)
+  return driver?.errno === 1062 || driver?.code === "SQLITE_CONSTRAINT_UNIQUE"
+}
 
 /** Whether InnoDB rolled the whole transaction back, to break a lock cycle or after a lock wait timeout. */
 export const isDeadlock = (error: unknown): boolean => {

@@ -81,7 +81,9 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
                 )
                 return positioned.map((row) => BigInt(row.position))
               }),
-            retry: retryDeadlocks
+            retry: retryDeadlocks,
+            // several writers: a duplicate key met by the insert would wait on, or deadlock with, a concurrent one
+            idsCheckedLazily: false
           }
         })
       ),

@@ -49,6 +49,12 @@ export interface SerialSteps {
   ) => Effect.Effect<ReadonlyArray<bigint>, SqlError>
   /** Runs an append again after the backend broke a lock cycle by rolling it back, where it can. */
   readonly retry: <A, E>(append: Effect.Effect<A, E>) => Effect.Effect<A, E>
+  /**
+   * Whether the append's event ids are looked for only when they could matter: on a version conflict, or
+   * when the insert hits one (SQLite: a failed statement changes nothing, and nothing runs beside it).
+   * Otherwise they are looked for before the version check, one more statement per append.
+   */
+  readonly idsCheckedLazily: boolean
 }
 
 /** What the serial append is built from. */
@@ -197,13 +203,16 @@ export const make = (options: SerialAppendOptions) => {
         const handled = yield* handledCommand(append.commandId, now)
         if (handled !== undefined) return yield* Effect.fail<DuplicateCommand>(toDuplicate(append.commandId, handled))
       }
-      if (current > 0 && append.events.length > 0) {
+      // a retried append whose events are stored already gets its original result, even if its expected
+      // version no longer holds
+      const satisfied = Event.satisfies(append.expectedVersion, current)
+      if (current > 0 && append.events.length > 0 && (!satisfied || !steps.idsCheckedLazily)) {
         const stored = yield* storedIds(append, sql``)
         if (stored.length > 0) {
           return yield* options.resolveStored(append, new Map(stored.map((r) => [r.event_id, r.version])), current)
         }
       }
-      if (!Event.satisfies(append.expectedVersion, current)) {
+      if (!satisfied) {
         return yield* new ConcurrencyConflict({
           streamId: append.streamId,
           expected: append.expectedVersion,
@@ -215,8 +224,10 @@ export const make = (options: SerialAppendOptions) => {
         append.events.length === 0
           ? { streamId: append.streamId, version: current, positions: [] }
           : yield* insertEvents(append, current, now).pipe(
-              // MySQL, in a caller's transaction whose snapshot predates a commit of the same events: the
-              // check above read the snapshot; the insert saw them. Read them as committed, and resolve.
+              // the append's events are stored already: SQLite, where they were not looked for before
+              // (`idsCheckedLazily`); MySQL, in a caller's transaction whose snapshot predates a commit of the
+              // same events (the check above read the snapshot; the insert saw them). Read them as committed,
+              // and resolve.
               Effect.catchIf(isDuplicateKey, (error) =>
                 Effect.flatMap(storedIds(append, dialect.committedNow), (rows) =>
                   rows.length === 0

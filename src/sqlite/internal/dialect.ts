@@ -62,7 +62,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
                   returning position`,
                 (inserted) => inserted.map((row) => BigInt(row.position))
               ),
-            retry: (append) => append
+            retry: (append) => append,
+            idsCheckedLazily: true
           }
         }),
         options.groupCommit
