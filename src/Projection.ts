@@ -17,11 +17,14 @@ import * as CheckpointStore from "./CheckpointStore.js"
 import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
 import * as Runner from "./projection/runner.js"
+import * as RunnerStatus from "./projection/status.js"
 import * as Upcaster from "./Upcaster.js"
 
-export type { PartitionStatus, RunOptions, State, Status } from "./projection/runner.js"
+export type { RunOptions } from "./projection/runner.js"
+export type { PartitionStatus, State, Status } from "./projection/status.js"
 export type { Progress } from "./projection/progress.js"
-export { ProjectionHalted, Registry } from "./projection/runner.js"
+export { ProjectionHalted } from "./projection/runner.js"
+export { Registry } from "./projection/status.js"
 
 /** What to do with an event whose handling keeps failing (or that cannot be decoded). */
 export type PoisonPolicy = "stop" | "skip"
@@ -199,7 +202,7 @@ export const catchUp = <A, E, R>(
   projection: Projection<A, E, R>,
   options?: Runner.RunOptions
 ): Effect.Effect<
-  ReadonlyArray<Runner.PartitionStatus>,
+  ReadonlyArray<RunnerStatus.PartitionStatus>,
   CheckpointStore.PartitionCountMismatch | Runner.ProjectionHalted,
   EventStore.EventStore | CheckpointStore.CheckpointStore | R
 > => Runner.catchUp(projection, options)
@@ -255,4 +258,4 @@ export const deadLetters = (
 > => Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.deadLetters(name))
 
 /** The in-process registry of runner statuses, for the HTTP API and health checks. */
-export const layerRegistry: Layer.Layer<Runner.Registry> = Runner.layerRegistry
+export const layerRegistry: Layer.Layer<RunnerStatus.Registry> = RunnerStatus.layerRegistry

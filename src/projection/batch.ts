@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import type * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import type * as EventStore from "../EventStore.js"
@@ -22,7 +23,8 @@ import type * as Wakeup from "../Wakeup.js"
 import * as Traceparent from "../internal/traceparent.js"
 import { saysTransient } from "../internal/transient.js"
 import type * as Progress from "./progress.js"
-import type { Definition, State } from "./runner.js"
+import type { Definition } from "./runner.js"
+import type { State } from "./status.js"
 
 /**
  * Mutable per-partition status, written by its fiber only (but for `heldBack` and the head of `progress`,
@@ -309,3 +311,25 @@ export const untilDone = <A, E, R>(
     Effect.retry({ schedule: transientRetry, while: isTransient }),
     Effect.catchIf(isTransient, (error) => Effect.die(error))
   ) as Effect.Effect<A, Exclude<E, Transient>, R>
+
+/** The events a partition reads: its definition's types and categories, in its partition. */
+export const readFilters = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell): EventStore.HeldBackOptions => ({
+  ...(rt.def.types === undefined ? {} : { types: rt.def.types }),
+  ...(rt.def.categories === undefined ? {} : { categories: rt.def.categories }),
+  ...(rt.def.partitions === 1 ? {} : { partition: { count: rt.def.partitions, index: cell.partition } })
+})
+
+/** Up to a batch (or `size`) of the partition's events after `after`. */
+export const readBatch = <A, E, R>(
+  rt: Runtime<A, E, R>,
+  cell: Cell,
+  after: Event.Checkpoint,
+  size = rt.def.batchSize
+) =>
+  rt.events
+    .readAll({ after, batchSize: size, maxCount: size, ...readFilters(rt, cell) })
+    .pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+
+/** {@link readBatch}, decoded (see {@link decodeBatch}). */
+export const readDecoded = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>
+  Effect.map(readBatch(rt, cell, after), (events) => decodeBatch(rt, events))
