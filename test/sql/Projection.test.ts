@@ -457,4 +457,66 @@ describe("Projection workers sharing partitions on PostgreSQL", () => {
       }).pipe(Effect.provide(postgres)),
     120_000
   )
+
+  it.scopedLive(
+    "a worker process stopped with SIGTERM hands its partitions over at once, long before its lease ends",
+    () =>
+      Effect.gen(function* () {
+        const category = yield* uniqueCategory
+        const name = `leaving-${category}`
+        const tables = `${schema}.lv_${category.toLowerCase()}`
+        yield* createTables(tables)
+        const projection = balancesProjection({ name, category, tables, partitions: 8, batchSize: 5 })
+        const owners = Effect.flatMap(CheckpointStore.CheckpointStore, (s) => s.partitions({ name, version: 1 })).pipe(
+          Effect.map((ps) => ps.map((p) => (p.owner._tag === "Some" ? p.owner.value : null)))
+        )
+        // the other process's leases last 10 minutes: only a hand-over, not an expiry, frees them in this test
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn(
+              process.execPath,
+              [
+                "--import",
+                "tsx",
+                fileURLToPath(new URL("../support/projectionWorker.ts", import.meta.url)),
+                schema,
+                name,
+                category,
+                tables,
+                "8",
+                "worker-leaving",
+                "10 minutes"
+              ],
+              { stdio: "inherit" }
+            )
+          ),
+          (child) => Effect.sync(() => child.kill("SIGKILL"))
+        )
+        yield* waitUntil(
+          Effect.map(owners, (o) => o.length === 8 && o.every((w) => w === "worker-leaving")),
+          "60 seconds"
+        )
+        const total = yield* deposits(category, 16, 5)
+        yield* waitUntil(
+          Effect.map(readModel(tables), (m) => m.applied.length === total),
+          "60 seconds"
+        )
+        const here = yield* Effect.fork(
+          Projection.run(projection, { workerId: "worker-staying", leaseTtl: "1 second", pollInterval: "50 millis" })
+        )
+        child.kill("SIGTERM")
+        yield* waitUntil(
+          Effect.map(owners, (o) => o.every((w) => w === "worker-staying")),
+          "60 seconds"
+        )
+        const more = yield* deposits(category, 16, 5)
+        yield* waitUntil(
+          Effect.map(readModel(tables), (m) => m.applied.length === total + more),
+          "60 seconds"
+        )
+        assertAppliedOnce(yield* readModel(tables), total + more)
+        yield* Fiber.interrupt(here)
+      }).pipe(Effect.provide(postgres)),
+    180_000
+  )
 })
