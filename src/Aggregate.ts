@@ -232,7 +232,7 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
    */
   const foldFrom = (streamId: string, from: Loaded<S>, policy: Upcaster.Policy | undefined, cached: boolean) =>
     Effect.gen(function* () {
-      let loaded = from
+      let { eventId, state, version } = from
       let checked = !cached
       let sameHistory = true
       yield* Upcaster.readStream(decider.codec, streamId, {
@@ -249,17 +249,14 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
                 sameHistory = envelope.version === from.version && envelope.eventId === from.eventId
               }
               if (envelope.version <= from.version || !sameHistory) return
-              loaded = {
-                ...loaded,
-                state: decider.evolve(loaded.state, event),
-                version: envelope.version,
-                eventId: envelope.eventId
-              }
+              state = decider.evolve(state, event)
+              version = envelope.version
+              eventId = envelope.eventId
             })
           )
         )
       )
-      return checked && sameHistory ? loaded : undefined
+      return checked && sameHistory ? { ...from, state, version, eventId } : undefined
     })
 
   /**
