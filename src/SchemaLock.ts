@@ -139,7 +139,11 @@ export interface Comparison {
   readonly compatible: ReadonlyArray<Change>
   /** Locked schemas changed in ways stored values may not survive, or locked versions no longer read. */
   readonly breaking: ReadonlyArray<Change>
-  /** The lock with the additions and compatible changes recorded (what {@link make} writes). */
+  /**
+   * The lock to write: additions and changes recorded, and locked event versions no longer read dropped.
+   * Without breaking changes that is the lock with its additions and compatible changes; with some, it
+   * is a new baseline (for data nothing has stored yet: the CLI writes it only with `--force`).
+   */
   readonly lock: Lock
 }
 
@@ -305,6 +309,8 @@ const compareWith = (lock: Lock, current: Current): Comparison => {
         events[type]![version] = now[version]
       } else if (!current.upcast.has(`${type} v${version}`)) {
         const currentVersion = now === undefined ? undefined : Object.keys(now)[0]
+        delete events[type]![version]
+        if (Object.keys(events[type]!).length === 0) delete events[type]
         breaking.push({
           ...subject,
           field: "",

@@ -210,6 +210,8 @@ describe("SchemaLock", () => {
         atV2.breaking[0]!.message,
         /event Left v2 is locked, but the codecs are at v1 with no upcaster from v2/
       )
+      // the lock to write (forced) is a new baseline: the version no longer read is dropped
+      assert.deepStrictEqual(Object.keys(atV2.lock.events.Left!), ["1"])
     })
   )
 
