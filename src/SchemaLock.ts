@@ -180,7 +180,7 @@ export const check = (
       options?.unlocked === "fail"
         ? [
             ...comparison.added.map((what): Change => ({
-              kind: "event",
+              kind: what.startsWith("event") ? "event" : what.startsWith("snapshot") ? "snapshot" : "saga",
               name: what,
               field: "",
               message: `${what} is not in the lock: write the lock (effect-eventsourcing schema lock write)`

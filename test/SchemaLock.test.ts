@@ -127,7 +127,8 @@ describe("SchemaLock", () => {
         ...f,
         age: Schema.optional(Schema.Number),
         note: Schema.optional(Schema.String),
-        plan: Schema.Literal("free", "pro", "team")
+        plan: Schema.Literal("free", "pro", "team"),
+        name: Schema.NullOr(Schema.String)
       }))
       const comparison = yield* SchemaLock.check(locked, sources)
       assert.deepStrictEqual(comparison.breaking, [])
@@ -135,6 +136,7 @@ describe("SchemaLock", () => {
         comparison.compatible.map((c) => c.message),
         [
           'event Registered v1: field "note" was added as optional',
+          'event Registered v1: field "name" accepts more values (string | null)',
           'event Registered v1: field "age" became optional',
           'event Registered v1: field "plan" accepts more values ("free" | "pro" | "team")'
         ]

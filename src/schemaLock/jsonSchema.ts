@@ -150,11 +150,17 @@ const walk = (
         return
       }
     }
-    if (Array.isArray(a.anyOf) && Array.isArray(b.anyOf) && equal(without(a, "anyOf"), without(b, "anyOf"))) {
-      if (a.anyOf.every((x) => (b.anyOf as Array<unknown>).some((y) => equal(x, y)))) {
+    if (Array.isArray(b.anyOf) && equal(without(a, "anyOf"), without(b, "anyOf"))) {
+      // a union that keeps every old member, or a schema that became one member of a union (`NullOr`)
+      const old = Array.isArray(a.anyOf) ? a.anyOf : [a]
+      if (old.every((x) => (b.anyOf as Array<unknown>).some((y) => equal(x, y)))) {
         compatible.push({ field: path, message: `${where} accepts more values (${brief(b)})` })
         return
       }
+    }
+    if (Array.isArray(b.anyOf) && !Array.isArray(a.anyOf) && b.anyOf.some((y) => equal(a, y))) {
+      compatible.push({ field: path, message: `${where} accepts more values (${brief(b)})` })
+      return
     }
   }
   breaking.push({ field: path, message: `${where} changed from ${brief(a)} to ${brief(b)}` })
