@@ -123,7 +123,13 @@ export interface Change {
 /** A locked schema changed in a way stored data may not survive, or a locked version is no longer read. */
 export class SchemaLockMismatch extends Schema.TaggedError<SchemaLockMismatch>()("SchemaLockMismatch", {
   changes: Schema.Array(
-    Schema.Struct({ kind: Schema.String, name: Schema.String, field: Schema.String, message: Schema.String })
+    Schema.Struct({
+      kind: Schema.Literal("event", "snapshot", "saga"),
+      name: Schema.String,
+      version: Schema.optional(Schema.Int),
+      field: Schema.String,
+      message: Schema.String
+    })
   )
 }) {
   override get message() {

@@ -117,6 +117,7 @@ describe("SchemaLock", () => {
         assert.match(changes[0]!.message, /add an upcaster|upcaster from v1/, what)
         const failure = yield* Effect.flip(SchemaLock.check(locked, sources))
         assert.strictEqual(failure._tag, "SchemaLockMismatch", what)
+        if (failure._tag === "SchemaLockMismatch") assert.deepStrictEqual(failure.changes, changes, what)
       }
     })
   )
