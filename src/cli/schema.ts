@@ -12,6 +12,7 @@ import * as Options from "@effect/cli/Options"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Terminal from "@effect/platform/Terminal"
 import * as Console from "effect/Console"
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -209,8 +210,26 @@ export const verify = Command.make(
       )
       if (tty) yield* Effect.orDie(terminal.display("\n"))
       const failing = report.types.filter((t) => t.failed > 0)
-      yield* print(options.json, report, (r) => [
-        `read ${r.read} events${r.complete ? "" : " (stopped by the time limit)"}, decoded ${r.decoded}, ${r.failed} failed`,
+      // plain JSON: the checkpoint as printed elsewhere (TRANSACTION:POSITION), null for none
+      const shown = {
+        ...report,
+        last: Option.match(report.last, { onNone: () => null, onSome: (c) => `${c.transaction}:${c.position}` }),
+        heldBack: Option.match(report.heldBack, {
+          onNone: () => null,
+          onSome: (h) => ({
+            events: h.events,
+            since: DateTime.formatIso(h.since),
+            blocker: Option.getOrNull(h.blocker)
+          })
+        })
+      }
+      yield* print(options.json, shown, (r) => [
+        `read ${r.read} events${r.complete ? "" : ` (stopped by the time limit at ${r.last ?? "the start"})`}, decoded ${r.decoded}, ${r.failed} failed`,
+        ...(r.heldBack === null
+          ? []
+          : [
+              `${r.heldBack.events} committed event(s) since ${r.heldBack.since} not readable yet (held back by an open transaction${r.heldBack.blocker === null ? "" : `: ${r.heldBack.blocker}`}): verify again later`
+            ]),
         ...table(
           ["type", "version", "read", "decoded", "failed", "example"],
           r.types.map((t) => [
