@@ -111,14 +111,15 @@ export const verify = Effect.fn("HistoryCheck.verify")(function* (sources: Schem
   const totals = { read: 0, decoded: 0, failed: 0, last: Option.none<Event.Checkpoint>() }
   let reportedAt = yield* Clock.currentTimeMillis
 
-  /** The codecs reading events of a type in a category. */
+  /** The codecs reading events of a type in a category; one codec shared by several readers decodes once. */
   const readersOf = (type: string, category: string) => {
     const key = `${type}\u0000${category}`
     let found = readers.get(key)
     if (found === undefined) {
-      found = sources.codecs.filter(
+      const reading = sources.codecs.filter(
         (c) => c.codec.storedTypes.has(type) && (c.categories === undefined || c.categories.includes(category))
       )
+      found = reading.filter((c, i) => reading.findIndex((other) => other.codec === c.codec) === i)
       readers.set(key, found)
     }
     return found
