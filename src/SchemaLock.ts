@@ -249,9 +249,13 @@ export const format = (lock: Lock): string => {
 // internals
 // ---------------------------------------------------------------------------------------------------
 
-/** What the sources say now: the lock of their current versions, and the versions read through upcasters. */
+/**
+ * What the sources say now: the lock of their current versions (and of the older ones their upcasters
+ * declare a Schema for), the current version of each type, and the versions read through upcasters.
+ */
 interface Current {
   readonly lock: Lock
+  readonly versions: ReadonlyMap<string, number>
   /** `type v<version>` of every (type, version) an upcaster reads. */
   readonly upcast: ReadonlySet<string>
 }
@@ -260,10 +264,10 @@ const describe = (sources: Sources): Effect.Effect<Current, SchemaLockError> =>
   Effect.suspend(() => {
     const problems: Array<string> = []
     const events: Record<string, Record<string, JsonSchema>> = {}
+    const versions = new Map<string, number>()
     const owners = new Map<string, string>()
     const upcast = new Set<string>()
     for (const { codec, name } of sources.codecs) {
-      for (const u of codec.upcasters) upcast.add(`${u.from.type} v${u.from.version}`)
       for (const [type, schema] of codec.schemas) {
         const version = codec.currentVersion(type)
         const described = jsonSchemaOf(schema, `event ${type} v${version} (${name})`, problems)
@@ -272,11 +276,32 @@ const describe = (sources: Sources): Effect.Effect<Current, SchemaLockError> =>
         const seen = events[type]
         if (seen === undefined) {
           events[type] = { [version]: data }
-          owners.set(type, name)
+          versions.set(type, version)
+          owners.set(`${type} v${version}`, name)
         } else if (seen[version] === undefined) {
-          problems.push(`${owners.get(type)} and ${name} disagree on the current version of ${type}`)
+          problems.push(
+            `${owners.get(`${type} v${versions.get(type)}`)} and ${name} disagree on the current version of ${type}`
+          )
         } else if (!equal(seen[version], data)) {
-          problems.push(`${owners.get(type)} and ${name} describe ${type} v${version} differently`)
+          problems.push(`${owners.get(`${type} v${version}`)} and ${name} describe ${type} v${version} differently`)
+        }
+      }
+    }
+    // older versions, as the upcasters that read them declare them (Upcaster.schema): history the lock keeps
+    for (const { codec, name } of sources.codecs) {
+      for (const u of codec.upcasters) {
+        const at = `${u.from.type} v${u.from.version}`
+        upcast.add(at)
+        if (u.fromSchema === undefined) continue
+        const described = jsonSchemaOf(u.fromSchema, `event ${at} (the upcaster of ${name})`, problems)
+        if (described === undefined) continue
+        const data = withoutTag(described)
+        const seen = events[u.from.type]?.[u.from.version]
+        if (seen === undefined) {
+          events[u.from.type] = { ...events[u.from.type], [u.from.version]: data }
+          owners.set(at, `the upcaster of ${name}`)
+        } else if (!equal(seen, data)) {
+          problems.push(`${owners.get(at)} and the upcaster of ${name} describe ${at} differently`)
         }
       }
     }
@@ -292,7 +317,7 @@ const describe = (sources: Sources): Effect.Effect<Current, SchemaLockError> =>
     }
     return problems.length > 0
       ? Effect.fail(new SchemaLockError({ problems }))
-      : Effect.succeed({ lock: { lockVersion: 1, events, snapshots, sagas }, upcast })
+      : Effect.succeed({ lock: { lockVersion: 1, events, snapshots, sagas }, versions, upcast })
   })
 
 const compareWith = (lock: Lock, current: Current): Comparison => {
@@ -307,14 +332,17 @@ const compareWith = (lock: Lock, current: Current): Comparison => {
       const label = `event ${type} v${version}`
       if (now?.[version] !== undefined) {
         const result = diff(locked, now[version])
-        const advice = `: stored ${type} v${version} events may not decode; restore it, or make the change v${Number(version) + 1} with an upcaster from v${version}`
+        const advice =
+          current.versions.get(type) === Number(version)
+            ? `: stored ${type} v${version} events may not decode; restore it, or make the change v${Number(version) + 1} with an upcaster from v${version}`
+            : `: the upcaster from v${version} no longer reads what is stored; restore the schema it reads`
         for (const d of result.breaking)
           breaking.push({ ...subject, field: d.field, message: `${label}: ${d.message}${advice}` })
         for (const d of result.compatible)
           compatible.push({ ...subject, field: d.field, message: `${label}: ${d.message}` })
         events[type]![version] = now[version]
       } else if (!current.upcast.has(`${type} v${version}`)) {
-        const currentVersion = now === undefined ? undefined : Object.keys(now)[0]
+        const currentVersion = current.versions.get(type)
         delete events[type]![version]
         if (Object.keys(events[type]!).length === 0) delete events[type]
         breaking.push({

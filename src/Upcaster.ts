@@ -80,6 +80,8 @@ export interface Upcaster {
   readonly from: TypeVersion
   readonly to: ReadonlyArray<TypeVersion>
   readonly upcast: (data: unknown) => ReadonlyArray<Upcasted>
+  /** The Schema of the data it reads, when declared ({@link schema} does): the schema lock records it. */
+  readonly fromSchema?: Schema.Schema<any, any> | undefined
 }
 
 /** The general form: any number of output events (a split), of any declared types. */
@@ -109,11 +111,12 @@ export const schema = <OldA, OldI, NewA, NewI>(options: {
 }): Upcaster => {
   const decode = Schema.decodeUnknownSync(options.from)
   const encode = Schema.encodeSync(options.to)
-  return step({
+  const upcaster = step({
     type: options.type,
     from: options.fromVersion,
     upcast: (data) => encode(options.transform(decode(data)))
   })
+  return { ...upcaster, fromSchema: options.from }
 }
 
 /** A type renamed: data unchanged, new name, at `toVersion` (default: the same version). */

@@ -183,6 +183,33 @@ describe("SchemaLock", () => {
     })
   )
 
+  it.effect("older versions declared by Upcaster.schema are locked too, and their schema is checked", () =>
+    Effect.gen(function* () {
+      const atV2 = (v1: Schema.Schema<any, any>) =>
+        sourcesOf(Schema.TaggedStruct("Paid", { cents: Schema.Int }), {
+          versions: { Paid: 2 },
+          upcasters: [
+            Upcaster.schema({
+              type: "Paid",
+              fromVersion: 1,
+              from: v1,
+              to: Schema.Struct({ cents: Schema.Int }),
+              transform: (old: { readonly amount: number }) => ({ cents: Math.round(old.amount * 100) })
+            })
+          ]
+        })
+      const lock = yield* SchemaLock.fromSources(atV2(Schema.Struct({ amount: Schema.Number })))
+      assert.deepStrictEqual(Object.keys(lock.events.Paid!), ["1", "2"])
+      assert.deepStrictEqual(lock.events.Paid!["1"]!.required, ["amount"])
+      const changes = (yield* SchemaLock.compare(lock, atV2(Schema.Struct({ amount: Schema.String })))).breaking
+      assert.deepStrictEqual(
+        changes.map((c) => [c.name, c.version, c.field]),
+        [["Paid", 1, "amount"]]
+      )
+      assert.match(changes[0]!.message, /the upcaster from v1 no longer reads what is stored/)
+    })
+  )
+
   it.effect("a locked version no longer read (type removed, version gone back) fails; a drop upcaster passes", () =>
     Effect.gen(function* () {
       const removed = yield* breaking(sourcesOf(Registered))
