@@ -75,6 +75,8 @@ const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
   types: new Set(),
   storedTypes: new Set(),
   currentVersion: () => 0,
+  schemas: new Map(),
+  upcasters: [],
   encode: () => Effect.die("the outbox relay does not encode events"),
   decode: (recorded) => Effect.succeed([recorded]),
   decodeEither: (recorded) => Either.right([recorded])

@@ -80,6 +80,8 @@ export interface Upcaster {
   readonly from: TypeVersion
   readonly to: ReadonlyArray<TypeVersion>
   readonly upcast: (data: unknown) => ReadonlyArray<Upcasted>
+  /** The Schema of the data it reads, when declared ({@link schema} does): the schema lock records it. */
+  readonly fromSchema?: Schema.Schema<any, any> | undefined
 }
 
 /** The general form: any number of output events (a split), of any declared types. */
@@ -109,11 +111,12 @@ export const schema = <OldA, OldI, NewA, NewI>(options: {
 }): Upcaster => {
   const decode = Schema.decodeUnknownSync(options.from)
   const encode = Schema.encodeSync(options.to)
-  return step({
+  const upcaster = step({
     type: options.type,
     from: options.fromVersion,
     upcast: (data) => encode(options.transform(decode(data)))
   })
+  return { ...upcaster, fromSchema: options.from }
 }
 
 /** A type renamed: data unchanged, new name, at `toVersion` (default: the same version). */
@@ -162,6 +165,10 @@ export interface EventCodec<A> {
   readonly storedTypes: ReadonlySet<string>
   /** The current schema version of each type. */
   readonly currentVersion: (type: string) => number
+  /** The Schema of each current type (the member of the events' union with that `_tag`), by type. */
+  readonly schemas: ReadonlyMap<string, Schema.Schema<A, any>>
+  /** The upcasters it was declared with: which stored (type, version) pairs it reads through them. */
+  readonly upcasters: ReadonlyArray<Upcaster>
   /**
    * The stored form of a domain event. JSON has no `undefined`: object properties holding `undefined`
    * (optional fields) are left out, and read back as absent.
@@ -289,6 +296,10 @@ export const codec = <A extends { readonly _tag: string }, I>(
       types,
       storedTypes: new Set([...types, ...(options.upcasters ?? []).map((u) => u.from.type)]),
       currentVersion: (type: string) => versions.get(type) ?? 0,
+      schemas: new Map(
+        membersOf(options.events.ast).map(([tag, ast]) => [tag!, Schema.make<A, any, never>(ast)] as const)
+      ),
+      upcasters: options.upcasters ?? [],
       encode,
       decode,
       decodeEither: decodeOne
@@ -379,12 +390,20 @@ const key = (type: string, version: number) => `${type}\u0000${version}`
 const describe = (tv: TypeVersion) => `${tv.type} v${tv.version}`
 
 /** The `_tag` literals of a tagged struct/class or a union of them; `undefined` marks a member without one. */
-const tagsOf = (ast: SchemaAST.AST): ReadonlyArray<string | undefined> => {
-  if (SchemaAST.isUnion(ast)) return ast.types.flatMap(tagsOf)
+const tagsOf = (ast: SchemaAST.AST): ReadonlyArray<string | undefined> => membersOf(ast).map(([tag]) => tag)
+
+/** The members of a tagged struct/class or a union of them, with their `_tag` literal (`undefined`: none). */
+const membersOf = (ast: SchemaAST.AST): ReadonlyArray<readonly [string | undefined, SchemaAST.AST]> => {
+  if (SchemaAST.isUnion(ast)) return ast.types.flatMap(membersOf)
   const tag = SchemaAST.getPropertySignatures(SchemaAST.encodedAST(ast)).find((p) => p.name === "_tag")
-  return tag !== undefined && SchemaAST.isLiteral(tag.type) && typeof tag.type.literal === "string"
-    ? [tag.type.literal]
-    : [undefined]
+  return [
+    [
+      tag !== undefined && SchemaAST.isLiteral(tag.type) && typeof tag.type.literal === "string"
+        ? tag.type.literal
+        : undefined,
+      ast
+    ]
+  ]
 }
 
 /** Validates the declaration; fills `registry` with the upcasters by source. Returns the problems found. */

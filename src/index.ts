@@ -6,7 +6,8 @@
  * - `Event` (the event model, the command context and the current tenant); `EventStore` (the contract
  *   and its errors) and `Upcaster` (codecs, schema evolution); `MemoryEventStore`.
  * - `Aggregate`, `Snapshot`; `CommandBus`, `CommandMiddleware`; `Projection` (its engine in `projection/`),
- *   `CheckpointStore`, `Wakeup`; `Saga`, `SagaStore`; `Outbox`, `EventBus`, `Inbox`; `Metrics`; `Tenancy`
+ *   `CheckpointStore`, `Wakeup`; `Saga`, `SagaStore`; `Outbox`, `EventBus`, `Inbox`; `Metrics`; `SchemaLock`,
+ *   `HistoryCheck` (the schema lock, history verification); `Tenancy`
  *   (decorators over the contracts: nothing in the core imports it).
  * - Integrations, each behind an entry point of its own: `/sql` (the SQL services, free of drivers), `/pg`,
  *   `/sqlite`, `/mysql` (a backend's client Layer), `/nats`, `/http`, `/observability`, `/testing`.
@@ -30,3 +31,5 @@ export * as EventBus from "./EventBus.js"
 export * as Inbox from "./Inbox.js"
 export * as Tenancy from "./Tenancy.js"
 export * as Metrics from "./Metrics.js"
+export * as SchemaLock from "./SchemaLock.js"
+export * as HistoryCheck from "./HistoryCheck.js"

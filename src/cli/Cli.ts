@@ -18,6 +18,7 @@ import * as Housekeeping from "./housekeeping.js"
 import { CliError } from "./internal/output.js"
 import * as Migrate from "./migrate.js"
 import * as Operations from "./operations.js"
+import * as Schema from "./schema.js"
 
 export { CliError } from "./internal/output.js"
 
@@ -31,7 +32,8 @@ export const command = CliCommand.make("effect-eventsourcing").pipe(
     Operations.deadLetters,
     Operations.sagas,
     Housekeeping.snapshots,
-    Housekeeping.commands
+    Housekeeping.commands,
+    Schema.command
   ])
 )
 

@@ -65,7 +65,7 @@ const parseFrom = (text: string): Effect.Effect<Option.Option<Event.Checkpoint>,
 }
 
 /** The event store on the connection's tables, never creating or changing them. */
-const store = (connection: Connection.Connection) =>
+export const store = (connection: Connection.Connection) =>
   Effect.flatMap(Connection.tableOptions(connection), (tables) =>
     Effect.mapError(
       SqlEventStore.make({ ...tables, migrate: false, commandPruning: false }),
@@ -74,12 +74,12 @@ const store = (connection: Connection.Connection) =>
   )
 
 /** Runs `f` with the event store of `connection`, once the database answered. */
-const withStore = <A, E, R>(
+export const withStore = <A, E, R>(
   connection: Connection.Connection,
   f: (events: EventStore["Type"]) => Effect.Effect<A, E, R>
 ) => Connection.withDatabase(connection, { create: false }, Effect.scoped(Effect.flatMap(store(connection), f)))
 
-const storeError = (error: { readonly _tag: string; readonly message: string }) =>
+export const storeError = (error: { readonly _tag: string; readonly message: string }) =>
   new CliError({
     message: error._tag === "EventStoreError" ? `the event store failed: ${error.message}` : error.message
   })

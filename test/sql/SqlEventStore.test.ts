@@ -48,6 +48,7 @@ const prepared = `${schema}_prep`
 const enclosed = `${schema}_tx`
 const kept = `${schema}_keep`
 const pruned = `${schema}_prune`
+const digits = `${schema}_digits`
 
 describe("SqlEventStore configuration and migrations", () => {
   it.scoped("refuses table names that are not plain identifiers, with a typed error", () =>
@@ -196,6 +197,18 @@ describe("SqlEventStore configuration and migrations", () => {
         }).pipe(Effect.provide(client), Effect.scoped)
       }
     })
+  )
+  it.scoped("the PostgreSQL head orders positions as numbers: 100000 comes after 99999", () =>
+    Effect.gen(function* () {
+      const store = yield* SqlEventStore.make({ schema: digits })
+      const sql = yield* SqlClient.SqlClient
+      const t = yield* tables({ schema: digits })
+      yield* sql`alter table ${sql(t.events)} alter column position restart with 99998`
+      const appended = yield* store.append("D-1", [yield* tick, yield* tick, yield* tick])
+      assert.deepStrictEqual(appended.positions, [99998n, 99999n, 100000n])
+      const head = yield* store.head
+      assert.strictEqual(head.position, 100000n)
+    }).pipe(Effect.provide(pgWithSchema(digits)))
   )
   it.scoped("a PostgreSQL append the server refuses leaves its connection open (a retried command reuses it)", () =>
     Effect.gen(function* () {

@@ -102,11 +102,12 @@ export const make = (
           ) as e
           where e.transaction_id < (select pg_snapshot_xmin(pg_current_snapshot()))
           order by e.transaction_id, e.position`,
+      // ordered by the table's columns: a bare name would be the text the select list casts it to
       head: Effect.map(
         sql<{ readonly transaction_id: string; readonly position: string }>`
-          select transaction_id::text as transaction_id, position::text as position from ${sql(t.events)}
-          where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          order by transaction_id desc, position desc limit 1`,
+          select e.transaction_id::text as transaction_id, e.position::text as position from ${sql(t.events)} as e
+          where e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          order by e.transaction_id desc, e.position desc limit 1`,
         ([row]) =>
           Option.map(Option.fromNullable(row), (r): Event.Checkpoint => ({
             transaction: BigInt(r.transaction_id),
