@@ -540,7 +540,12 @@ describe("CLI errors and help", () => {
         [["snapshots", "stats"], "count snapshots and their sizes"],
         [["snapshots", "prune"], "delete old snapshots"],
         [["commands"], "handled-command (dedup) records"],
-        [["commands", "prune"], "older than the command TTL"]
+        [["commands", "prune"], "older than the command TTL"],
+        [["schema"], "verifying the stored history"],
+        [["schema", "lock"], "write or check the schema lock"],
+        [["schema", "lock", "write"], "write the schema lock"],
+        [["schema", "lock", "check"], "check the application's schemas against the lock"],
+        [["schema", "verify"], "decode the stored log with the application's codecs"]
       ]
       // the executable itself answers --help
       const root = yield* cli(["--help"])
