@@ -9,17 +9,22 @@
  *
  * Both count gaps and duplicates: the read model must hold every event exactly once.
  */
+import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import * as Option from "effect/Option"
 import type pg from "pg"
 import * as Schema from "effect/Schema"
 import type * as CheckpointStore from "../../src/CheckpointStore.js"
+import { CheckpointStore as CheckpointStoreTag } from "../../src/CheckpointStore.js"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as Projection from "../../src/Projection.js"
@@ -236,6 +241,7 @@ export const P1 = async (options: Options, pool: pg.Pool): Promise<ReadonlyArray
     Array.from({ length: Math.ceil(total / eventsPerStream) }, (_, i) => [`P-${i}`, eventsPerStream] as const)
   )
   const results: Array<Result> = []
+  const processRuns: Array<Result> = []
   for (const makeTarget of targets(options)) {
     const target = makeTarget()
     const runs = await Effect.runPromise(
@@ -264,6 +270,7 @@ export const P1 = async (options: Options, pool: pg.Pool): Promise<ReadonlyArray
           const counts = yield* countGaps(target.table, expected)
           out.push({ partitions, seconds: middle(seconds), rawSeconds: middle(raw), ...counts })
         }
+        if (target.name === "postgres") processRuns.push(...(yield* processVariants(options, target, total, expected)))
         return out
       }).pipe(Effect.provide(target.layer), Effect.orDie)
     )
@@ -282,6 +289,7 @@ export const P1 = async (options: Options, pool: pg.Pool): Promise<ReadonlyArray
       )
     }
   }
+  results.push(...processRuns)
   results.push(
     result({
       id: "P1",
@@ -353,3 +361,139 @@ export const P2 = async (options: Options): Promise<ReadonlyArray<Result>> => {
   }
   return results
 }
+
+// ---------------------------------------------------------------------------------------------------
+// P1 across worker processes (PostgreSQL)
+// ---------------------------------------------------------------------------------------------------
+
+/** Partitions of P1's multi-process variants. */
+export const processPartitions = 16
+
+/** The workers' lease TTL: a killed worker's partitions are taken over once it ends. */
+const workerLease = "2 seconds"
+
+const workerScript = fileURLToPath(new URL("../projectionWorker.ts", import.meta.url))
+
+/** A worker process (see `projectionWorker.ts`), stopped with SIGTERM (and awaited) when the scope closes. */
+const workerProcess = (url: string, schema: string, table: string, name: string, workerId: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      spawn(process.execPath, ["--import", "tsx", workerScript, url, schema, table, name, workerId, workerLease], {
+        stdio: "ignore"
+      })
+    ),
+    (child) =>
+      Effect.async<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        child.kill("SIGTERM")
+      })
+  )
+
+/** Polls `condition` every 50 ms, for at most 10 minutes. */
+const waitFor = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
+  condition.pipe(
+    Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("50 millis") }),
+    Effect.timeoutFail({ duration: "10 minutes", onTimeout: () => new Error("a worker process run did not finish") })
+  )
+
+/**
+ * One rebuild by `workers` processes of a fresh 16-partition projection, clocked from its first committed
+ * batch (process start-up left out) to the last event applied. With `kill`, worker 0 is killed (SIGKILL)
+ * halfway, and the time until its partitions are all owned again is the takeover time.
+ */
+const processRun = (
+  options: Options,
+  schema: string,
+  total: number,
+  expected: ReadonlyMap<string, number>,
+  workers: number,
+  kill: boolean,
+  run: number
+) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const checkpoints = yield* CheckpointStoreTag
+      const name = `balances-w${workers}${kill ? "k" : ""}-${run}`
+      const table = `${schema}.${name.replace(/-/g, "_")}`
+      yield* createTable(table)
+      const applied = Effect.map(
+        sql<{ readonly n: number }>`select coalesce(sum(events), 0)::int as n from ${sql(table)}`,
+        ([row]) => row!.n
+      )
+      const children = yield* Effect.forEach(
+        Array.from({ length: workers }, (_, i) => i),
+        (i) => workerProcess(options.pgUrl, schema, table, name, `worker-${i}`)
+      )
+      yield* waitFor(Effect.map(applied, (n) => n > 0))
+      const start = performance.now()
+      const atStart = yield* applied
+      let takeoverMs: number | undefined
+      if (kill) {
+        yield* waitFor(Effect.map(applied, (n) => n >= total / 2))
+        const killedAt = performance.now()
+        children[0]!.kill("SIGKILL")
+        const owners = Effect.map(checkpoints.partitions({ name, version: 1 }), (ps) =>
+          ps.map((p) => Option.getOrUndefined(p.owner))
+        )
+        yield* waitFor(
+          Effect.map(
+            owners,
+            (o) => o.length === processPartitions && o.every((w) => w !== undefined && w !== "worker-0")
+          )
+        )
+        takeoverMs = performance.now() - killedAt
+      }
+      yield* waitFor(Effect.map(applied, (n) => n >= total))
+      const seconds = (performance.now() - start) / 1000
+      return { rate: (total - atStart) / seconds, takeoverMs, ...(yield* countGaps(table, expected)) }
+    })
+  )
+
+/** P1 with 1, 2 and 4 worker processes, and the takeover of a killed one (2 processes). */
+const processVariants = (
+  options: Options,
+  target: ProjectionTarget,
+  total: number,
+  expected: ReadonlyMap<string, number>
+) =>
+  Effect.gen(function* () {
+    const schema = target.table.split(".")[0]!
+    const results: Array<Result> = []
+    for (const workers of [1, 2, 4]) {
+      const runs: Array<Effect.Effect.Success<ReturnType<typeof processRun>>> = []
+      for (let i = 0; i < options.repetitions; i++)
+        runs.push(yield* processRun(options, schema, total, expected, workers, false, i))
+      const rates = runs.map((r) => r.rate)
+      results.push(
+        result({
+          id: "P1",
+          store: "postgres",
+          variant: `processes=${workers}, partitions=${processPartitions}`,
+          value: middle(rates),
+          unit: "events/s",
+          notes: `${workers} worker process(es) sharing ${processPartitions} partitions; clocked from the first committed batch`,
+          extra: { gaps: Math.max(...runs.map((r) => r.gaps)), duplicates: Math.max(...runs.map((r) => r.duplicates)) }
+        })
+      )
+    }
+    const takeovers: Array<Effect.Effect.Success<ReturnType<typeof processRun>>> = []
+    for (let i = 0; i < options.repetitions; i++)
+      takeovers.push(yield* processRun(options, schema, total, expected, 2, true, i))
+    results.push(
+      result({
+        id: "P1",
+        store: "postgres",
+        variant: "takeover, processes=2",
+        value: middle(takeovers.map((r) => r.takeoverMs!)),
+        unit: "ms",
+        notes: `a worker killed (SIGKILL) halfway: until its partitions are all owned again; lease TTL ${workerLease}`,
+        extra: {
+          gaps: Math.max(...takeovers.map((r) => r.gaps)),
+          duplicates: Math.max(...takeovers.map((r) => r.duplicates))
+        }
+      })
+    )
+    return results
+  })
