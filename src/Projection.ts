@@ -18,6 +18,8 @@ import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
 import * as Runner from "./projection/runner.js"
 import * as RunnerStatus from "./projection/status.js"
+import * as WaitFor from "./projection/waitFor.js"
+import type { ProjectionBehind, WaitOptions, Written } from "./projection/waitFor.js"
 import * as Upcaster from "./Upcaster.js"
 
 export type { RunOptions } from "./projection/runner.js"
@@ -25,6 +27,7 @@ export type { PartitionStatus, State, Status } from "./projection/status.js"
 export type { Progress } from "./projection/progress.js"
 export { ProjectionHalted } from "./projection/runner.js"
 export { Registry } from "./projection/status.js"
+export { ProjectionBehind, type WaitOptions, type Written } from "./projection/waitFor.js"
 
 /** What to do with an event whose handling keeps failing (or that cannot be decoded). */
 export type PoisonPolicy = "stop" | "skip"
@@ -259,3 +262,20 @@ export const deadLetters = (
 
 /** The in-process registry of runner statuses, for the HTTP API and health checks. */
 export const layerRegistry: Layer.Layer<RunnerStatus.Registry> = RunnerStatus.layerRegistry
+
+/**
+ * Read-your-writes: waits until the projections have handled what a command wrote (its
+ * `Aggregate.HandleResult`, or an append's result with the stream's id), so that a query of their read
+ * models sees it; fails with {@link ProjectionBehind} after `timeout` (default 5 seconds). Works with
+ * projections running in other processes: it compares the checkpoints they committed with the written
+ * events' places in the log. See `projection/waitFor.ts` for the Gotchas.
+ */
+export const waitFor: (
+  projections: ReadonlyArray<Projection<any, any, any>>,
+  written: Written,
+  options?: WaitOptions
+) => Effect.Effect<
+  void,
+  ProjectionBehind | EventStore.EventStoreError | CheckpointStore.CheckpointStoreError | Event.InvalidStreamId,
+  EventStore.EventStore | CheckpointStore.CheckpointStore
+> = WaitFor.waitFor
