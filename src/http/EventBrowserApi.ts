@@ -184,7 +184,7 @@ export class SagasGroup extends HttpApiGroup.make("sagas")
   )
   .annotate(OpenApi.Description, "Saga instances") {}
 
-/** `GET /health`, `GET /metrics`, `GET /` and `GET /assets/:name` (the console page). */
+/** `GET /health`, `GET /metrics`, `GET /`, `GET /assets/:name` and `GET /favicon.ico` (the console page). */
 export class SystemGroup extends HttpApiGroup.make("system")
   .add(HttpApiEndpoint.get("health", "/health").addSuccess(Model.HealthReport).addError(Model.Unhealthy))
   .add(
@@ -193,10 +193,11 @@ export class SystemGroup extends HttpApiGroup.make("system")
     )
   )
   .add(HttpApiEndpoint.get("page", "/").addSuccess(HttpApiSchema.Text({ contentType: "text/html; charset=utf-8" })))
+  .add(HttpApiEndpoint.get("favicon", "/favicon.ico").addSuccess(HttpApiSchema.Text({ contentType: "image/svg+xml" })))
   .add(
     HttpApiEndpoint.get("asset", "/assets/:name")
-      .setPath(Schema.Struct({ name: Schema.Literal("console.css", "console.js") }))
-      .addSuccess(HttpApiSchema.Text({ contentType: "text/css, text/javascript" }))
+      .setPath(Schema.Struct({ name: Schema.Literal("console.css", "console.js", "console.svg") }))
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/css, text/javascript, image/svg+xml" }))
   )
   .annotate(OpenApi.Description, "Health, metrics and the console page") {}
 
@@ -299,7 +300,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
  * - `GET /console`: what the page may show (sagas, projections, deciders, whether admin is on);
  *   `GET /console/samples`: the runners' lag and throughput sampled every `sampleInterval` over the last
  *   `sampleWindow` (bounded memory: at most 100 runners a sample).
- * - `GET /`, `GET /assets/console.css`, `GET /assets/console.js`: the console page (strict CSP: its own
+ * - `GET /`, `GET /assets/console.css|js|svg` (the icon also at `/favicon.ico`): the console page (strict CSP: its own
  *   files only; `ETag` and `Cache-Control: no-cache`, so a 304 when unchanged). `GET /docs` (with
  *   {@link layer}, or {@link layerDocs}): the API reference, served without any external resource. *
  * Errors are `Schema.TaggedError`s with a `message`: bad parameters (limit out of range, malformed cursor,
@@ -443,6 +444,7 @@ export const handlers = <const O extends Options>(
       .handle("metrics", () => config.metrics)
       .handle("page", () => Assets.serve("console.html"))
       .handle("asset", ({ path }) => Assets.serve(path.name))
+      .handle("favicon", () => Assets.serve("console.svg"))
   )
   const consoleGroup = HttpApiBuilder.group(Api, "console", (handlers) =>
     Effect.map(Console.sampler(config), (sampler) =>
@@ -500,7 +502,7 @@ export const layer = <const O extends Options>(options: O): Layer.Layer<HttpApi.
  */
 export const layerDocs: Layer.Layer<never, never, HttpApi.Api> = HttpApiScalar.layer({
   path: "/docs",
-  scalar: { withDefaultFonts: false, hideTestRequestButton: true }
+  scalar: { withDefaultFonts: false, hideTestRequestButton: true, favicon: "assets/console.svg" }
 })
 
 /**

@@ -259,11 +259,14 @@
     })
     return p.owned.length + "/" + p.partitions + " by " + p.worker + (owned.length ? ": " + owned.join("; ") : "")
   }
+  // a confirmation step in place of the action's button; the periodic refresh leaves its table alone
   function confirmStep(cell, question, action) {
     var original = Array.prototype.slice.call(cell.childNodes)
     var box = el("span", null, "confirm")
     box.appendChild(el("span", question))
+    state.confirming = cell
     var restore = function () {
+      state.confirming = null
       cell.replaceChildren.apply(cell, original)
     }
     var yes = button("Confirm", function () {
@@ -284,10 +287,15 @@
       })
       .catch(failed)
   }
-  function loadRunners() {
+  // a periodic refresh keeps a table whose row is being confirmed or has the keyboard focus
+  function busy(tbody) {
+    return (state.confirming !== null && tbody.contains(state.confirming)) || tbody.contains(document.activeElement)
+  }
+  function loadRunners(periodic) {
     return getJson("projections")
       .then(function (body) {
         var tbody = $("runnerRows")
+        if (periodic === true && busy(tbody)) return
         tbody.replaceChildren()
         if (body.projections.length === 0) emptyRow(tbody, 7, "no runners in this process")
         body.projections.forEach(function (p) {
@@ -449,10 +457,25 @@
       })
       .catch(failed)
   }
-  function loadDeadLetters() {
+  // an error's first line, the rest (a stack trace) folded away
+  function errorCell(error) {
+    var lines = error.split("\n")
+    var cell = el("td")
+    if (lines.length === 1) {
+      cell.textContent = error
+      return cell
+    }
+    var details = el("details")
+    details.appendChild(el("summary", lines[0]))
+    details.appendChild(el("pre", lines.slice(1).join("\n")))
+    cell.appendChild(details)
+    return cell
+  }
+  function loadDeadLetters(periodic) {
     return getJson("dead-letters")
       .then(function (body) {
         var tbody = $("deadLetterRows")
+        if (periodic === true && busy(tbody)) return
         tbody.replaceChildren()
         $("deadLetterCount").textContent = body.deadLetters.length + " dead letter(s)"
         if (body.deadLetters.length === 0) emptyRow(tbody, 7, "no dead letters")
@@ -462,7 +485,7 @@
           tr.appendChild(el("td", letter.id, "num"))
           tr.appendChild(el("td", letter.projection.name + " v" + letter.projection.version + " #" + letter.partition))
           tr.appendChild(el("td", letter.event.streamId + "@" + letter.event.version + " " + letter.event.type))
-          tr.appendChild(el("td", letter.error))
+          tr.appendChild(errorCell(letter.error))
           tr.appendChild(el("td", letter.at))
           tr.appendChild(el("td", letter.retryRequested ? "requested" : ""))
           var actions = el("td")
@@ -472,7 +495,7 @@
               button(
                 "Retry",
                 function () {
-                  confirmStep(actions, "Handle event " + id + " again?", function () {
+                  confirmStep(actions, "Retry dead letter " + id + "?", function () {
                     letterAction(letter, "retry")
                   })
                 },
@@ -570,13 +593,18 @@
   // wiring
   // ---------------------------------------------------------------------------------------------
 
-  function refresh() {
-    return Promise.all([loadRunners(), loadSamples(), loadDeadLetters()])
+  function refresh(periodic) {
+    return Promise.all([loadRunners(periodic === true), loadSamples(), loadDeadLetters(periodic === true)])
   }
   function schedule() {
     if (state.timer !== null) clearInterval(state.timer)
     state.timer = $("autoRefresh").checked
-      ? setInterval(refresh, Math.max(1000, info.sampleIntervalSeconds * 1000))
+      ? setInterval(
+          function () {
+            refresh(true)
+          },
+          Math.max(1000, info.sampleIntervalSeconds * 1000)
+        )
       : null
   }
 
@@ -619,9 +647,13 @@
     else return
     e.preventDefault()
   })
-  $("refreshRunners").addEventListener("click", refresh)
+  $("refreshRunners").addEventListener("click", function () {
+    refresh(false)
+  })
   $("autoRefresh").addEventListener("change", schedule)
-  $("refreshDeadLetters").addEventListener("click", loadDeadLetters)
+  $("refreshDeadLetters").addEventListener("click", function () {
+    loadDeadLetters(false)
+  })
   $("sagaForm").addEventListener("submit", function (e) {
     e.preventDefault()
     loadSagas(null)
@@ -641,7 +673,7 @@
       })
       schedule()
       document.body.dataset.ready = "true"
-      return Promise.all([loadEvents(null), refresh(), loadSagas(null)])
+      return Promise.all([loadEvents(null), refresh(false), loadSagas(null)])
     })
     .catch(failed)
 })()

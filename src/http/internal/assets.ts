@@ -1,5 +1,5 @@
 /**
- * The console page's files (`src/http/assets/`: HTML, CSS, plain JavaScript), read once and served with
+ * The console page's files (`src/http/assets/`: HTML, CSS, plain JavaScript, an SVG icon), read once and served with
  * their content type, an ETag (a 304 when the browser has them) and `no-cache` (revalidated on each
  * load). The package ships `src`, so the built module (`dist/src/http/internal/`) finds them there too.
  */
@@ -11,13 +11,14 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 
 /** The files served, by name. */
-export const names = ["console.html", "console.css", "console.js"] as const
+export const names = ["console.html", "console.css", "console.js", "console.svg"] as const
 export type Name = (typeof names)[number]
 
 const contentTypes: Record<Name, string> = {
   "console.html": "text/html; charset=utf-8",
   "console.css": "text/css; charset=utf-8",
-  "console.js": "text/javascript; charset=utf-8"
+  "console.js": "text/javascript; charset=utf-8",
+  "console.svg": "image/svg+xml"
 }
 
 /** Security headers of the page: a strict CSP (its own scripts and styles, same-origin requests only). */
