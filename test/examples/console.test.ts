@@ -167,6 +167,24 @@ const scenario = (backend: string, env: Record<string, string>) =>
     assert.strictEqual(yield* run(text("#stateVersion")), "after version 1 of 3: AccountOpened")
     yield* shot("time-travel", "#stream")
 
+    // ---- a saga instance: state, compensations, deadline -----------------------------------------
+    assert.strictEqual((yield* call(url, "POST", "/accounts", { accountId: "other", owner: "Other" })).status, 201)
+    const transfer = yield* call(url, "POST", "/transfers", { from: "live", to: "other", amount: 1 })
+    assert.strictEqual(transfer.status, 202)
+    const transferId = transfer.json.transferId as string
+    yield* until(
+      "the saga instance",
+      () => page.click("#sagaForm button[type=submit]").then(() => page.locator("#sagaRows").innerText()),
+      (rows) => rows.includes(transferId)
+    )
+    yield* run(() => page.click(`#sagaRows button:text("${transferId}")`))
+    yield* until("the instance's details", text("#sagaDetailList"), (t) => t.includes("deadline due"))
+    const detail = yield* run(text("#sagaDetailList"))
+    assert.include(detail, "running, version")
+    assert.include(detail, '"step": "moved"')
+    assert.match(detail, /compensations recorded\s+2/)
+    yield* shot("sagas", "#sagas")
+
     // ---- a dead letter: a movement the history cannot write, fixed, then retried ------------------
     // a row already holding the history's key for the deposit to come: its insert fails, it is set aside
     yield* sql`insert into bank_history ${sql.insert({

@@ -254,6 +254,10 @@
         o.partition +
         " " +
         o.state +
+        " at " +
+        o.checkpoint.transaction +
+        ":" +
+        o.checkpoint.position +
         (o.heldBack ? ", held back by " + (o.heldBack.blocker || "an open transaction") : "")
       )
     })
