@@ -127,9 +127,23 @@ const scenario = (backend: string, env: Record<string, string>) =>
 
     yield* run(() => page.goto(`${url}/`))
     yield* run(() => page.waitForSelector("body[data-ready=true]"))
+    // every control has a name a screen reader can announce (a label, its text, or aria-label)
+    const unnamed = yield* run(() =>
+      page.evaluate(() => {
+        // (this runs in the page, whose DOM types the test's compiler options do not include)
+        const controls: Array<any> = Array.from((globalThis as any).document.querySelectorAll("button, input, select"))
+        return controls.flatMap((e) => {
+          const name = (e.getAttribute("aria-label") ?? "") + (e.tagName === "BUTTON" ? e.textContent : "")
+          return (e.labels?.length ?? 0) > 0 || name.trim() !== "" ? [] : [e.outerHTML as string]
+        })
+      })
+    )
+    assert.deepStrictEqual(unnamed, [])
 
     // ---- the live log, followed while commands are sent ------------------------------------------
-    yield* run(() => page.click("#followLive"))
+    // by keyboard: the toggle is a button
+    yield* run(() => page.focus("#followLive"))
+    yield* run(() => page.keyboard.press("Enter"))
     yield* until("the live log to connect", text("#liveState"), (s) => s === "following")
     assert.strictEqual(yield* run(() => page.getAttribute("#followLive", "aria-pressed")), "true")
     assert.strictEqual((yield* call(url, "POST", "/accounts", { accountId: "live", owner: "Live" })).status, 201)
