@@ -431,9 +431,10 @@ layer(main, { excludeTestServices: true })("EventBrowserApi on memory stores", (
     })
   )
 
-  it.effect("admin: 401 without or with a wrong token; the right one rebuilds the projection", () =>
+  it.effect("admin: 401 without or with a wrong token, rebuilding nothing; the right one rebuilds", () =>
     Effect.gen(function* () {
       const url = "/admin/projections/created-counter/rebuild"
+      const truncatesBefore = yield* Ref.get(counter.truncates)
       const none = yield* send(HttpClientRequest.post(url))
       assert.strictEqual(none.status, 401)
       assert.strictEqual((yield* json(none))._tag, "Unauthorized")
@@ -443,7 +444,8 @@ layer(main, { excludeTestServices: true })("EventBrowserApi on memory stores", (
         )
         assert.strictEqual(wrong.status, 401, header)
       }
-      const truncatesBefore = yield* Ref.get(counter.truncates)
+      // refused: nothing was rebuilt
+      assert.strictEqual(yield* Ref.get(counter.truncates), truncatesBefore)
       const ok = yield* send(HttpClientRequest.post(url).pipe(HttpClientRequest.bearerToken(token)))
       assert.strictEqual(ok.status, 200)
       assert.deepStrictEqual(yield* json(ok), { projection: "created-counter", versions: [1] })
