@@ -45,5 +45,25 @@ export default defineConfig(
       "no-control-regex": "off"
     }
   },
-  { files: ["src/**/*.ts"], rules: { "no-restricted-syntax": ["error", ...houseStyle] } }
+  { files: ["src/**/*.ts"], rules: { "no-restricted-syntax": ["error", ...houseStyle] } },
+  {
+    // the console page's script runs in the browser
+    files: ["src/http/assets/*.js"],
+    languageOptions: {
+      sourceType: "script",
+      globals: Object.fromEntries(
+        [
+          "location",
+          "document",
+          "fetch",
+          "URLSearchParams",
+          "EventSource",
+          "setInterval",
+          "clearInterval",
+          "Promise",
+          "Date"
+        ].map((name) => [name, "readonly"])
+      )
+    }
+  }
 )

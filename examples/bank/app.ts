@@ -9,7 +9,8 @@
  *   otherwise SQLite in `BANK_DB` (default `data/bank.db`). Runners in one process wake each other.
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
  *   JetStream consumer; otherwise both use the in-process event bus.
- * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds).
+ * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds, dead
+ *   letters); `BANK_SAMPLE_INTERVAL` (default `2 seconds`): how often the console samples the runners' lag.
  * - `BANK_SHUTDOWN_GRACE` (default `10 seconds`; `500 millis`, `1 minute`...): at SIGTERM/SIGINT the server
  *   stops accepting and gives the requests in flight this long to be answered, then closes the rest
  *   (see `server.ts`); then the runners stop between batches.
@@ -35,6 +36,7 @@ import { Mysql } from "effect-eventsourcing/mysql"
 import { Postgres } from "effect-eventsourcing/pg"
 import { Sqlite } from "effect-eventsourcing/sqlite"
 import { SqlCheckpointStore, SqlEventStore, SqlInbox, SqlSagaStore } from "effect-eventsourcing/sql"
+import { Account, AccountState } from "./Account.js"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
 import { BankApi, BankHandlers, guard } from "./http.js"
@@ -48,6 +50,8 @@ export interface BankConfig {
   readonly natsUrl: Option.Option<string>
   readonly port: number
   readonly adminToken: Option.Option<Redacted.Redacted>
+  /** How often the console samples the runners' lag and throughput. */
+  readonly sampleInterval: Duration.Duration
   readonly otlpEndpoint: Option.Option<string>
   /** How long requests in flight at shutdown may take to be answered. */
   readonly shutdownGrace: Duration.Duration
@@ -69,6 +73,7 @@ export const config: Config.Config<BankConfig> = Config.all({
     3000
   ),
   adminToken: optional(Config.redacted("BANK_ADMIN_TOKEN"), (token) => Redacted.value(token) === ""),
+  sampleInterval: Config.withDefault(Config.duration("BANK_SAMPLE_INTERVAL"), Duration.seconds(2)),
   otlpEndpoint: optional(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT"), (url) => url === ""),
   shutdownGrace: Config.withDefault(Config.duration("BANK_SHUTDOWN_GRACE"), Duration.seconds(10))
 })
@@ -158,13 +163,15 @@ const http = (config: BankConfig) =>
 
 const routes = (config: BankConfig) =>
   HttpApiBuilder.serve(guard).pipe(
-    Layer.provide(HttpApiBuilder.middlewareOpenApi()),
+    Layer.provide(Layer.merge(HttpApiBuilder.middlewareOpenApi(), EventBrowserApi.layerDocs)),
     Layer.provide(HttpApiBuilder.api(BankApi)),
     Layer.provide(BankHandlers),
     Layer.provide(
       EventBrowserApi.handlers({
         sagas: [Transfer],
         projections: [ReadModels.Balances, ReadModels.History],
+        deciders: [EventBrowserApi.decider(Account, { state: AccountState })],
+        sampleInterval: config.sampleInterval,
         ...Option.match(config.adminToken, { onNone: () => ({}), onSome: (adminToken) => ({ adminToken }) })
       })
     ),

@@ -1,8 +1,8 @@
 /**
- * The bank's HTTP API: the library's event browser (`GET /`, `/events`, `/streams/...`, `/projections`,
- * `/sagas/...`, `/health`, `/metrics`, `/openapi.json`) plus the bank's own group: commands go through the
- * command bus, reads come from the read models (eventually consistent: a read right after a command
- * may not show it yet).
+ * The bank's HTTP API: the library's event browser and console (`GET /`, `/docs`, `/events`, `/events/live`,
+ * `/streams/...`, `/projections`, `/sagas/...`, `/dead-letters`, `/health`, `/metrics`, `/openapi.json`) plus
+ * the bank's own group: commands go through the command bus, reads come from the read models (eventually
+ * consistent: a read right after a command may not show it yet).
  *
  * Client input never yields a 5xx, and only a failure worth retrying says so:
  * - the bodies are the commands' own Schemas (`Owner`, `Amount`, `AccountId`), so what passes here passes

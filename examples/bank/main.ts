@@ -20,7 +20,7 @@ const announce = Layer.effectDiscard(
     const store = yield* Bank.storeDescription(config)
     const bus = Option.isSome(config.natsUrl) ? "NATS JetStream (NATS_URL)" : "in-process event bus"
     yield* Effect.log(`bank on ${store} with the ${bus}`)
-    yield* Effect.log(`event browser: http://localhost:${port}/   API: http://localhost:${port}/openapi.json`)
+    yield* Effect.log(`console: http://localhost:${port}/   API docs: http://localhost:${port}/docs`)
     yield* Effect.log(
       `try: curl -X POST localhost:${port}/accounts -H 'content-type: application/json' -d '{"accountId":"ada","owner":"Ada"}'`
     )

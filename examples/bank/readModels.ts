@@ -2,7 +2,9 @@
  * The bank's read models, in the event store's database: `bank_balances` (one row per account) and
  * `bank_history` (one row per money movement). Each is a projection whose writes commit with its
  * checkpoint, so every event is applied exactly once, and a rebuild (`truncate` then replay) gives the
- * same rows. The SQL is plain enough for both SQLite and PostgreSQL.
+ * same rows. The SQL is plain enough for both SQLite and PostgreSQL. A movement `History` cannot write is
+ * set aside as a dead letter (`onPoison: "skip"`) rather than stopping the list: an operator fixes the cause
+ * and retries it from the console (or the `dead-letters` command).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as DateTime from "effect/DateTime"
@@ -68,6 +70,7 @@ export const History = Projection.make({
   name: "history",
   events: Account.codec,
   categories: ["Account"],
+  onPoison: "skip",
   handle: (event, envelope) =>
     Effect.gen(function* () {
       if (event._tag !== "MoneyDeposited" && event._tag !== "MoneyWithdrawn") return

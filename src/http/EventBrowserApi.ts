@@ -1,8 +1,9 @@
 /**
- * The event browser: a typed, read-only HTTP API over the event store, the projection runners and the
- * sagas, built with `@effect/platform`'s `HttpApi` (so clients can be derived from {@link Api}), with its
- * OpenAPI document at `GET /openapi.json`, Prometheus metrics, a health check, a few guarded admin
- * operations, and a self-contained HTML page at `GET /` to browse events.
+ * The event browser and operations console: a typed HTTP API over the event store, the projection runners
+ * and the sagas, built with `@effect/platform`'s `HttpApi` (so clients can be derived from {@link Api}),
+ * with its OpenAPI document at `GET /openapi.json` and reference at `GET /docs`, Prometheus metrics, a
+ * health check, a live log, runner samples, guarded admin operations (rebuilds, dead letters), and the
+ * console page at `GET /` (plain HTML, CSS and JavaScript files shipped in the package).
  *
  * Pages of the log neither repeat nor skip events; bad parameters are 400s, never sent to the store; a
  * store failure is a 500. It has no authentication of its own for reads. The endpoints, errors and
@@ -10,30 +11,37 @@
  */
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
-import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
-import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
-import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as OpenApi from "@effect/platform/OpenApi"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Aggregate from "../Aggregate.js"
 import type * as CheckpointStore from "../CheckpointStore.js"
-import * as Event from "../Event.js"
 import type * as EventStore from "../EventStore.js"
 import type * as Projection from "../Projection.js"
 import type * as Saga from "../Saga.js"
 import type * as SagaStore from "../SagaStore.js"
+import * as Assets from "./internal/assets.js"
+import * as Console from "./internal/consoleHandlers.js"
+import {
+  AdminAuth,
+  AdminGroup,
+  ConsoleGroup,
+  EventsGroup,
+  ProjectionsGroup,
+  SagasGroup,
+  SystemGroup
+} from "./internal/eventBrowserGroups.js"
 import * as Handlers from "./internal/eventBrowserHandlers.js"
 import * as Model from "./internal/eventBrowserModel.js"
-import * as Page from "./page.js"
 import * as Tenants from "./tenancy.js"
 
 export {
@@ -53,6 +61,18 @@ export {
   Unauthorized,
   Unhealthy
 } from "./internal/eventBrowserModel.js"
+export {
+  ConsoleInfo,
+  DeadLetter,
+  DeadLetterAction,
+  DeadLetters,
+  RunnerSample,
+  Sample,
+  Samples,
+  SagaInstances,
+  StateStep,
+  StreamStates
+} from "./internal/consoleModel.js"
 
 /** Largest `limit` of a page. */
 export const maxLimit = Model.maxLimit
@@ -60,113 +80,19 @@ export const maxLimit = Model.maxLimit
 /** `limit` of a page when none is given. */
 export const defaultLimit = Model.defaultLimit
 
+export {
+  AdminAuth,
+  AdminGroup,
+  ConsoleGroup,
+  EventsGroup,
+  ProjectionsGroup,
+  SagasGroup,
+  SystemGroup
+} from "./internal/eventBrowserGroups.js"
+
 // ---------------------------------------------------------------------------------------------------
 // API definition
 // ---------------------------------------------------------------------------------------------------
-
-const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, Model.maxLimit)).annotations({
-  description: `Page size, 1 to ${Model.maxLimit}; default ${Model.defaultLimit}`
-})
-
-const Repeated = (item: Schema.Schema<string>, description: string) =>
-  Schema.optional(Schema.Array(item).pipe(Schema.maxItems(100)).annotations({ description }))
-
-const StreamParams = Schema.Struct({
-  fromVersion: Schema.optional(
-    Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, Event.maxVersion)).annotations({
-      description: "First version of the page; default 1"
-    })
-  ),
-  limit: Schema.optional(Limit)
-})
-
-/** `GET /events`, `GET /streams/:streamId` and its alias `GET /events/aggregate/:id`. */
-export class EventsGroup extends HttpApiGroup.make("events")
-  .add(
-    HttpApiEndpoint.get("listEvents", "/events")
-      .setUrlParams(
-        Schema.Struct({
-          after: Schema.optional(Model.Cursor),
-          limit: Schema.optional(Limit),
-          category: Repeated(Model.Category, "Only these stream categories (repeatable, up to 100: any matches)"),
-          type: Repeated(Event.EventType, "Only these event types (repeatable, up to 100: any matches)"),
-          from: Schema.optional(Schema.DateTimeUtc.annotations({ description: "recordedAt at or after (ISO-8601)" })),
-          to: Schema.optional(Schema.DateTimeUtc.annotations({ description: "recordedAt before (ISO-8601)" }))
-        })
-      )
-      .addSuccess(Model.EventPage)
-  )
-  .add(
-    HttpApiEndpoint.get("readStream", "/streams/:streamId")
-      .setPath(Schema.Struct({ streamId: Event.StreamId }))
-      .setUrlParams(StreamParams)
-      .addSuccess(Model.StreamPage)
-      .addError(Model.NotFound)
-  )
-  .add(
-    HttpApiEndpoint.get("readAggregate", "/events/aggregate/:id")
-      .setPath(Schema.Struct({ id: Event.StreamId }))
-      .setUrlParams(StreamParams)
-      .addSuccess(Model.StreamPage)
-      .addError(Model.NotFound)
-  )
-  .annotate(OpenApi.Description, "The global log and single streams") {}
-
-/** `GET /projections` and `GET /projections/:name`. */
-export class ProjectionsGroup extends HttpApiGroup.make("projections")
-  .add(
-    HttpApiEndpoint.get("listProjections", "/projections").addSuccess(
-      Schema.Struct({ projections: Schema.Array(Model.ProjectionStatus) })
-    )
-  )
-  .add(
-    HttpApiEndpoint.get("getProjection", "/projections/:name")
-      .setPath(Schema.Struct({ name: Schema.String }))
-      .addSuccess(Schema.Struct({ name: Schema.String, runners: Schema.Array(Model.ProjectionStatus) }))
-      .addError(Model.NotFound)
-  )
-  .annotate(OpenApi.Description, "Runners of this process: projections, sagas, the outbox relay") {}
-
-/** `GET /sagas/:name/:id`. */
-export class SagasGroup extends HttpApiGroup.make("sagas")
-  .add(
-    HttpApiEndpoint.get("getSagaInstance", "/sagas/:name/:id")
-      .setPath(Schema.Struct({ name: Schema.String, id: Model.SagaInstanceId }))
-      .addSuccess(Model.SagaInstance)
-      .addError(Model.NotFound)
-  )
-  .annotate(OpenApi.Description, "Saga instances") {}
-
-/** `GET /health`, `GET /metrics`, `GET /` (the HTML page). */
-export class SystemGroup extends HttpApiGroup.make("system")
-  .add(HttpApiEndpoint.get("health", "/health").addSuccess(Model.HealthReport).addError(Model.Unhealthy))
-  .add(
-    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
-      HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" })
-    )
-  )
-  .add(HttpApiEndpoint.get("page", "/").addSuccess(HttpApiSchema.Text({ contentType: "text/html; charset=utf-8" })))
-  .annotate(OpenApi.Description, "Health, metrics and the browser page") {}
-
-/**
- * The admin guard: `Authorization: Bearer <token>` against the `adminToken` of the options; answers 404
- * when no token is configured and 401 for a missing or wrong one.
- */
-export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("effect-eventsourcing/EventBrowserApi/AdminAuth", {
-  failure: Schema.Union(Model.Unauthorized, Model.NotFound),
-  security: { bearer: HttpApiSecurity.bearer }
-}) {}
-
-/** `POST /admin/projections/:name/rebuild`, behind {@link AdminAuth}. */
-export class AdminGroup extends HttpApiGroup.make("admin")
-  .add(
-    HttpApiEndpoint.post("rebuildProjection", "/admin/projections/:name/rebuild")
-      .setPath(Schema.Struct({ name: Schema.String }))
-      .addSuccess(Schema.Struct({ projection: Schema.String, versions: Schema.Array(Schema.Int) }))
-      .addError(Model.NotFound)
-  )
-  .middleware(AdminAuth)
-  .annotate(OpenApi.Description, "Operations, off unless an admin token is configured") {}
 
 /**
  * The API definition: derive clients from it (`HttpApiClient.make(Api)`), or serve it with {@link layer}.
@@ -199,22 +125,44 @@ export class AdminGroup extends HttpApiGroup.make("admin")
  *   Effect's own metrics rendered by `prometheus.ts`.
  * - `POST /admin/projections/:name/rebuild`: `Projection.rebuild` of the projections of that name given in
  *   the options. Admin endpoints answer 404 unless `adminToken` is set, then require
- *   `Authorization: Bearer <token>` (compared in constant time; 401 otherwise). There is no dead-letter
- *   replay: the library has none yet.
- *
+ *   `Authorization: Bearer <token>` (compared in constant time; 401 otherwise).
+ * - `POST /admin/dead-letters/:projection/:id/retry` and `.../discard`: `CheckpointStore.retryDeadLetter`
+ *   (the running workers handle the event again) or `discardDeadLetter`, for the projections given in the
+ *   options; behind the admin token. 404 for an unknown projection or letter; 400 for an id that is not a
+ *   positive integer.
+ * - `GET /dead-letters?projection=`: the dead letters of the projections given in the options, oldest first.
+ * - `GET /events/live?after=&category=&type=`: the log as it grows, as Server-Sent Events (`text/event-stream`):
+ *   each event is an `event` frame whose `id` is its cursor and `data` the recorded event as JSON. It starts
+ *   after the `Last-Event-ID` header (an `EventSource` reconnecting), else `after`, else at the head; it
+ *   polls the store every `livePollInterval` once at the end, and sends a comment every 15 seconds.
+ * - `GET /streams/:streamId/states?fromVersion=&limit=`: time travel, for a stream whose category has a
+ *   decider registered in the options (see {@link decider}): `{ streamId, category, initialState, steps,
+ *   next }`, each step an event and the state after it. 404 without such a decider or for a stream without
+ *   events.
+ * - `GET /sagas/:name?status=&after=&limit=`: a page of a saga's instances by id (`SagaStore.instances`),
+ *   `next` being the `after` of the next page or `null`.
+ * - `GET /console`: what the page may show (sagas, projections, deciders, whether admin is on);
+ *   `GET /console/samples`: the runners' lag and throughput sampled every `sampleInterval` over the last
+ *   `sampleWindow` (bounded memory: at most 100 runners a sample).
+ * - `GET /`, `GET /assets/console.css|js|svg` (the icon also at `/favicon.ico`): the console page (strict CSP: its own
+ *   files only; `ETag` and `Cache-Control: no-cache`, so a 304 when unchanged). `GET /docs` (with
+ *   {@link layer}, or {@link layerDocs}): the API reference, served without any external resource. *
  * Errors are `Schema.TaggedError`s with a `message`: bad parameters (limit out of range, malformed cursor,
  * bad dates, invalid stream id, category, type or saga instance id) are `HttpApiDecodeError` (400, with the schema issues); `NotFound` (404),
  * `Unauthorized` (401), `ServiceError` (500: a store failed), `Unhealthy` (503).
  *
  * **Gotchas**: the API is read-only except the admin group; it has no authentication of its own for the
  * read endpoints and shows event data and metadata as stored: put it behind your own gateway when the
- * events are sensitive. Health messages include runners' last errors.
+ * events are sensitive. Health messages include runners' last errors. A live-log connection is a request
+ * in flight until the client leaves: a server that drains requests at shutdown waits for it (up to its
+ * grace period). Samples are of the runners of this process only.
  */
 export class Api extends HttpApi.make("eventBrowser")
   .add(EventsGroup)
   .add(ProjectionsGroup)
   .add(SagasGroup)
   .add(SystemGroup)
+  .add(ConsoleGroup)
   .add(AdminGroup)
   .addError(Model.ServiceError)
   .annotate(OpenApi.Title, "effect-eventsourcing event browser") {}
@@ -244,7 +192,35 @@ export interface Options {
    * on every request; the API then reads that tenant's streams only (see {@link layerServer}).
    */
   readonly tenantHeader?: string
+  /**
+   * Deciders whose streams `GET /streams/:streamId/states` folds (time travel), one per category: see
+   * {@link decider}.
+   */
+  readonly deciders?: ReadonlyArray<Decider>
+  /** How often the console's sampler reads the runners' lag and throughput; default 2 seconds. */
+  readonly sampleInterval?: Duration.DurationInput
+  /** How far back `GET /console/samples` goes; default 5 minutes. */
+  readonly sampleWindow?: Duration.DurationInput
+  /** How often `GET /events/live` reads the log once it reached its end; default 500 milliseconds. */
+  readonly livePollInterval?: Duration.DurationInput
 }
+
+/** A decider registered with the console (see {@link decider}). */
+export type Decider = Console.StateView
+
+/**
+ * Registers an aggregate's decider with the console: `GET /streams/:streamId/states` of its category's
+ * streams shows the state after each version, folded with `evolve` from `initialState` (events decoded
+ * with the decider's codec, upcasters included). The state is rendered with `state` when given, else as
+ * plain JSON (bigints as strings).
+ *
+ * **Gotchas**: every page folds from the stream's first version (snapshots are not used): cheap for the
+ * short streams aggregates usually have, slow for a stream of millions of events.
+ */
+export const decider = <E extends { readonly _tag: string }, S>(
+  decider: Aggregate.Decider<any, E, S, any>,
+  options?: { readonly state?: Schema.Schema<S, any> }
+): Decider => Console.stateView(decider, options?.state)
 
 /**
  * What {@link layer} needs, given its options: always the event store and the projection `Registry`; the
@@ -282,6 +258,7 @@ export const handlers = <const O extends Options>(
   | HttpApiGroup.ApiGroup<"eventBrowser", "projections">
   | HttpApiGroup.ApiGroup<"eventBrowser", "sagas">
   | HttpApiGroup.ApiGroup<"eventBrowser", "system">
+  | HttpApiGroup.ApiGroup<"eventBrowser", "console">
   | HttpApiGroup.ApiGroup<"eventBrowser", "admin">,
   never,
   Requirements<O>
@@ -292,6 +269,8 @@ export const handlers = <const O extends Options>(
       .handle("listEvents", ({ urlParams }) => Handlers.eventsPage(config, urlParams))
       .handle("readStream", ({ path, urlParams }) => Handlers.streamPage(path.streamId, urlParams))
       .handle("readAggregate", ({ path, urlParams }) => Handlers.streamPage(path.id, urlParams))
+      .handle("liveEvents", ({ headers, urlParams }) => Console.live(config, urlParams, headers["last-event-id"]))
+      .handle("streamStates", ({ path, urlParams }) => Console.streamStates(config, path.streamId, urlParams))
   )
   const projections = HttpApiBuilder.group(Api, "projections", (handlers) =>
     handlers
@@ -299,23 +278,39 @@ export const handlers = <const O extends Options>(
       .handle("getProjection", ({ path }) => Handlers.projection(path.name))
   )
   const sagas = HttpApiBuilder.group(Api, "sagas", (handlers) =>
-    handlers.handle("getSagaInstance", ({ path }) => Handlers.sagaInstance(config, path.name, path.id))
+    handlers
+      .handle("listSagaInstances", ({ path, urlParams }) => Console.sagaInstances(config, path.name, urlParams))
+      .handle("getSagaInstance", ({ path }) => Handlers.sagaInstance(config, path.name, path.id))
   )
   const system = HttpApiBuilder.group(Api, "system", (handlers) =>
     handlers
       .handle("health", () => Handlers.health(config))
       .handle("metrics", () => config.metrics)
-      .handle("page", () =>
-        Effect.succeed(
-          HttpServerResponse.text(Page.html, {
-            contentType: "text/html; charset=utf-8",
-            headers: Page.headers
+      .handle("page", () => Assets.serve("console.html"))
+      .handle("asset", ({ path }) => Assets.serve(path.name))
+      .handle("favicon", () => Assets.serve("console.svg"))
+  )
+  const consoleGroup = HttpApiBuilder.group(Api, "console", (handlers) =>
+    Effect.map(Console.sampler(config), (sampler) =>
+      handlers
+        .handle("consoleInfo", () =>
+          Effect.succeed({
+            sagas: [...config.sagas.keys()],
+            projections: [...config.projections.keys()],
+            deciders: [...config.deciders.keys()],
+            admin: Option.isSome(config.adminToken),
+            sampleIntervalSeconds: Duration.toMillis(config.sampleInterval) / 1000
           })
         )
-      )
+        .handle("samples", () => sampler.samples)
+        .handle("deadLetters", ({ urlParams }) => Console.deadLetters(config, urlParams.projection))
+    )
   )
   const admin = HttpApiBuilder.group(Api, "admin", (handlers) =>
-    handlers.handle("rebuildProjection", ({ path }) => Handlers.rebuild(config, path.name))
+    handlers
+      .handle("rebuildProjection", ({ path }) => Handlers.rebuild(config, path.name))
+      .handle("retryDeadLetter", ({ path }) => Console.deadLetterAction(config, path.projection, path.id, "retry"))
+      .handle("discardDeadLetter", ({ path }) => Console.deadLetterAction(config, path.projection, path.id, "discard"))
   ).pipe(
     Layer.provide(
       Layer.succeed(
@@ -331,7 +326,7 @@ export const handlers = <const O extends Options>(
   )
   // handlers reach the saga and checkpoint stores only when sagas or projections are configured: the
   // cast states that narrower requirement
-  return Layer.mergeAll(events, projections, sagas, system, admin) as Layer.Layer<any, never, any>
+  return Layer.mergeAll(events, projections, sagas, system, consoleGroup, admin) as Layer.Layer<any, never, any>
 }
 
 /**
@@ -339,7 +334,20 @@ export const handlers = <const O extends Options>(
  * {@link layerServer}) or `HttpApiBuilder.toWebHandler`. Throws on invalid options, as {@link handlers}.
  */
 export const layer = <const O extends Options>(options: O): Layer.Layer<HttpApi.Api, never, Requirements<O>> =>
-  HttpApiBuilder.middlewareOpenApi().pipe(Layer.provideMerge(HttpApiBuilder.api(Api)), Layer.provide(handlers(options)))
+  Layer.merge(HttpApiBuilder.middlewareOpenApi(), layerDocs).pipe(
+    Layer.provideMerge(HttpApiBuilder.api(Api)),
+    Layer.provide(handlers(options))
+  )
+
+/**
+ * `GET /docs`: the API's reference (Scalar, from `@effect/platform`'s `HttpApiScalar`), its script served
+ * inline from the package (no CDN, no web fonts, no request proxy), for the API in context (also an
+ * application's own `HttpApiBuilder.api(EventBrowserApi.Api.add(MyGroup))`).
+ */
+export const layerDocs: Layer.Layer<never, never, HttpApi.Api> = HttpApiScalar.layer({
+  path: "/docs",
+  scalar: { withDefaultFonts: false, hideTestRequestButton: true, favicon: "assets/console.svg" }
+})
 
 /**
  * {@link layer} served by the `HttpServer` in context, e.g.

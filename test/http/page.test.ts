@@ -84,7 +84,7 @@ describe("event browser page (Chromium)", () => {
 
         yield* run(() => page.click("#refreshRunners"))
         yield* until(
-          () => page.locator("#runners").textContent(),
+          () => page.locator("#runnerRows").textContent(),
           (text) => text?.includes("notes") === true
         )
         assert.deepStrictEqual(errors, [])

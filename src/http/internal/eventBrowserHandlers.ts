@@ -23,6 +23,7 @@ import * as Saga from "../../Saga.js"
 import type * as SagaStore from "../../SagaStore.js"
 import * as Prometheus from "../prometheus.js"
 import type * as EventBrowserApi from "../EventBrowserApi.js"
+import type { StateView } from "./consoleHandlers.js"
 import * as Model from "./eventBrowserModel.js"
 
 /** Validated options. */
@@ -35,6 +36,11 @@ export interface Config {
   readonly healthTimeout: Duration.Duration
   readonly metrics: Effect.Effect<string>
   readonly scanLimit: number
+  /** Time travel: the registered deciders by category. */
+  readonly deciders: ReadonlyMap<string, StateView>
+  readonly sampleInterval: Duration.Duration
+  readonly sampleWindow: Duration.Duration
+  readonly livePollInterval: Duration.Duration
 }
 
 const builtinChecks = ["eventStore", "projections"]
@@ -55,6 +61,21 @@ export const config = (options: EventBrowserApi.Options): Config => {
     }
     projections.set(projection.name, [...same, projection as Projection.Projection<unknown, unknown, never>])
   }
+  const deciders = new Map<string, StateView>()
+  for (const decider of options.deciders ?? []) {
+    if (deciders.has(decider.category)) problems.push(`two deciders of category ${JSON.stringify(decider.category)}`)
+    deciders.set(decider.category, decider)
+  }
+  const durations = {
+    sampleInterval: Duration.decode(options.sampleInterval ?? "2 seconds"),
+    sampleWindow: Duration.decode(options.sampleWindow ?? "5 minutes"),
+    livePollInterval: Duration.decode(options.livePollInterval ?? "500 millis")
+  }
+  for (const [name, duration] of Object.entries(durations)) {
+    if (!Duration.greaterThan(duration, Duration.zero) || !Duration.isFinite(duration)) {
+      problems.push(`a ${name} that is positive and finite`)
+    }
+  }
   const token = options.adminToken === undefined ? undefined : Redacted.value(options.adminToken)
   if (token !== undefined && token.trim().length === 0) problems.push("a non-empty admin token")
   const checks = Object.entries(options.checks ?? {})
@@ -69,7 +90,9 @@ export const config = (options: EventBrowserApi.Options): Config => {
     checks,
     healthTimeout: Duration.decode(options.healthTimeout ?? "5 seconds"),
     metrics: options.metrics ?? Effect.map(Metric.snapshot, Prometheus.render),
-    scanLimit
+    scanLimit,
+    deciders,
+    ...durations
   }
 }
 

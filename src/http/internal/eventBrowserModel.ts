@@ -217,9 +217,17 @@ export class Unhealthy extends Schema.TaggedError<Unhealthy>()(
 // ---------------------------------------------------------------------------------------------------
 
 /** What a 404 did not find. */
-export const Resource = Schema.Literal("stream", "projection", "saga", "sagaInstance", "endpoint")
+export const Resource = Schema.Literal(
+  "stream",
+  "projection",
+  "saga",
+  "sagaInstance",
+  "endpoint",
+  "decider",
+  "deadLetter"
+)
 
-/** 404: no such stream, runner, saga or instance (or the admin endpoints are off). */
+/** 404: no such stream, runner, saga, instance, decider or dead letter (or the admin endpoints are off). */
 export class NotFound extends Schema.TaggedError<NotFound>()(
   "NotFound",
   { resource: Resource, id: Schema.String, message: Schema.String },
