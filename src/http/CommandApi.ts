@@ -108,17 +108,26 @@ export const busErrorStatus = {
   CommandFailed: 500
 } as const satisfies Record<CommandBus.CommandBusError["_tag"], number>
 
-const busErrors = [
-  CommandBus.CommandValidationError,
-  CommandBus.Unauthorized,
-  CommandBus.CommandTimeout,
-  CommandBus.CommandUnavailable,
-  CommandBus.BusOverloaded,
-  CommandBus.CommandCancelled,
-  CommandBus.CommandTransportError,
-  CommandBus.CommandDefect,
-  CommandBus.CommandFailed
-] as const
+/** The bus's error Schemas, each with its status. */
+const busErrors: ReadonlyArray<readonly [Schema.Schema.Any, number]> = [
+  [CommandBus.CommandValidationError, busErrorStatus.CommandValidationError],
+  // "Unauthorized" alone names another schema in an API that also holds the event browser (in one call:
+  // annotating a class's Schema twice keeps the last annotations only)
+  [
+    CommandBus.Unauthorized.annotations({
+      identifier: "CommandUnauthorized",
+      ...HttpApiSchema.annotations({ status: busErrorStatus.Unauthorized })
+    }),
+    busErrorStatus.Unauthorized
+  ],
+  [CommandBus.CommandTimeout, busErrorStatus.CommandTimeout],
+  [CommandBus.CommandUnavailable, busErrorStatus.CommandUnavailable],
+  [CommandBus.BusOverloaded, busErrorStatus.BusOverloaded],
+  [CommandBus.CommandCancelled, busErrorStatus.CommandCancelled],
+  [CommandBus.CommandTransportError, busErrorStatus.CommandTransportError],
+  [CommandBus.CommandDefect, busErrorStatus.CommandDefect],
+  [CommandBus.CommandFailed, busErrorStatus.CommandFailed]
+]
 
 /** The errors of the store that refuse what the command carries (its data, its id): the client's fault. */
 const refusedInput: ReadonlySet<string> = new Set(["InvalidAppend", "InvalidStreamId"])
@@ -208,13 +217,15 @@ export const group = <
     HttpApiSchema.deunionize(failures, command.failure as Schema.Schema.Any)
     for (const failure of failures) {
       if (failure.ast._tag === "NeverKeyword") continue
-      endpoint = endpoint.addError(failure, {
-        status: HttpApiSchema.getStatus(failure.ast, defaultDomainErrorStatus)
-      })
+      // a Schema annotated with its status is added as it is (annotating it again would drop its annotations)
+      const status = HttpApiSchema.getStatus(failure.ast, defaultDomainErrorStatus)
+      endpoint = endpoint.addError(failure, HttpApiSchema.getStatusError(failure) === status ? undefined : { status })
     }
     derived = derived.add(endpoint)
   }
-  for (const error of busErrors) derived = derived.addError(error, { status: busErrorStatus[error._tag] })
+  for (const [error, status] of busErrors) {
+    derived = derived.addError(error, HttpApiSchema.getStatusError(error) === status ? undefined : { status })
+  }
   return derived as unknown as CommandGroup<Name, C, IdField>
 }
 

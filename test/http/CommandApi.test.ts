@@ -26,6 +26,7 @@ import * as CommandBus from "../../src/CommandBus.js"
 import * as CommandMiddleware from "../../src/CommandMiddleware.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as CommandApi from "../../src/http/CommandApi.js"
+import * as EventBrowserApi from "../../src/http/EventBrowserApi.js"
 
 // ---------------------------------------------------------------------------------------------------
 // a small domain: counters
@@ -332,6 +333,16 @@ describe("CommandApi", () => {
       "500",
       "503"
     ])
+  })
+
+  it("beside the event browser, the bus's Unauthorized keeps a schema of its own", () => {
+    const spec = OpenApi.fromApi(EventBrowserApi.Api.add(CountersApi))
+    const forbidden = spec.paths["/counters/{counterId}/purge"]!.post!.responses["403"]!
+    assert.deepStrictEqual(forbidden.content!["application/json"]!.schema, {
+      $ref: "#/components/schemas/CommandUnauthorized"
+    })
+    const schema = spec.components.schemas["CommandUnauthorized"] as { readonly required: ReadonlyArray<string> }
+    assert.includeMembers([...schema.required], ["commandTag", "required"])
   })
 
   it("a store refusing the command's data is bad input; other failures pass as they are", () => {
