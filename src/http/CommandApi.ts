@@ -14,12 +14,14 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as CommandBus from "../CommandBus.js"
+import * as Event from "../Event.js"
 
 // ---------------------------------------------------------------------------------------------------
 // types
@@ -129,13 +131,17 @@ const busErrors: ReadonlyArray<readonly [Schema.Schema.Any, number]> = [
   [CommandBus.CommandFailed, busErrorStatus.CommandFailed]
 ]
 
-/** The errors of the store that refuse what the command carries (its data, its id): the client's fault. */
-const refusedInput: ReadonlySet<string> = new Set(["InvalidAppend", "InvalidStreamId"])
+/**
+ * Failures of handling that refuse what the request carried: its data or its id (the store's
+ * `InvalidAppend`, `InvalidStreamId`), or its `Idempotency-Key` already used for another aggregate
+ * (`CommandIdReused`). The client's fault.
+ */
+const refusedInput: ReadonlySet<string> = new Set(["InvalidAppend", "InvalidStreamId", "CommandIdReused"])
 
 /**
  * A dispatch's failure as the endpoint answers it: the store refusing the command's data (`InvalidAppend`,
- * `InvalidStreamId`, reported by the bus as `CommandFailed`) is bad input, a `CommandValidationError`
- * (400); any other failure is returned as it is.
+ * `InvalidStreamId`) or a command id reused for another aggregate (`CommandIdReused`), reported by the bus
+ * as `CommandFailed`, is bad input, a `CommandValidationError` (400); any other failure is returned as it is.
  */
 export const httpFailure = <E>(error: E): E | CommandBus.CommandValidationError => {
   if (error instanceof CommandBus.CommandFailed && error.errorTag !== undefined && refusedInput.has(error.errorTag)) {
@@ -180,11 +186,19 @@ const fieldsOf = (command: CommandBus.CommandClass): Schema.Struct.Fields =>
  * - **The bus's errors**: {@link busErrorStatus}: 400 and 403 for the client's faults, 503 when worth
  *   retrying, 500 otherwise; a store refusing the command's data is a 400 (see {@link httpFailure}).
  *
+ * - **Retries**: a request's `Idempotency-Key` header, when present, is the command's id (see
+ *   {@link idempotencyKeyHeader}): a client retrying after a 503 or a lost connection with the same key gets
+ *   the first result, and the command is applied once (the aggregate's command dedup, within its TTL). The
+ *   store refuses a key that is not a short printable string, and one already used for another aggregate:
+ *   400.
+ *
  * **Gotchas**: the id field must be a string on the wire (`Schema.String`, a pattern, a UUID,
- * `NumberFromString`...). Every request is a new command with a new command id: a client retrying after a
- * 503 or a lost connection sends the command again (a deposit retried may be applied twice), so make
- * commands idempotent where that matters. A unique value the command does not declare in its failure
- * Schema (`UniqueConstraintViolation`) is a `CommandFailed`, a 500: declare it to answer 409.
+ * `NumberFromString`...). Without an `Idempotency-Key`, every request is a new command with a new id: a
+ * retried deposit may be applied twice. The header is not part of the endpoints' Schemas (so the typed
+ * client does not ask for it): set it with `HttpApiClient.make(api, { transformClient })` or per request.
+ * Dedup is the aggregate's (`Aggregate.handler`, so `CommandBus.deciderLayer`): a handler of your own
+ * receives the key as its command context's `commandId`. A unique value the command does not declare in
+ * its failure Schema (`UniqueConstraintViolation`) is a `CommandFailed`, a 500: declare it to answer 409.
  */
 export const group = <
   const Name extends string,
@@ -231,6 +245,19 @@ export const group = <
 
 const uncapitalize = (tag: string) => tag.charAt(0).toLowerCase() + tag.slice(1)
 
+/** The request header whose value, when present, is the command's id (lower case, as Node gives headers). */
+export const idempotencyKeyHeader = "idempotency-key"
+
+/** Runs a dispatch with `key` as its command id, when there is one. */
+const withIdempotencyKey =
+  (key: string | undefined) =>
+  <A, E, R>(dispatch: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    key === undefined
+      ? dispatch
+      : Effect.flatMap(Event.CommandContext, (context) =>
+          Event.withCommandContext({ ...context, commandId: key })(dispatch)
+        )
+
 // ---------------------------------------------------------------------------------------------------
 // the handlers
 // ---------------------------------------------------------------------------------------------------
@@ -272,11 +299,15 @@ export const layer = <
         const Class = command as unknown as new (props: object, disableValidation: boolean) => CommandBus.Command
         served = served.handle(
           uncapitalize(command._tag),
-          (request: { readonly path: Record<string, unknown>; readonly payload?: object }) =>
+          (request: {
+            readonly path: Record<string, unknown>
+            readonly payload?: object
+            readonly request: HttpServerRequest.HttpServerRequest
+          }) =>
             // built unvalidated: the bus validates every command it dispatches
             bus
               .dispatch(new Class({ ...request.payload, [idField]: request.path[idField] }, true))
-              .pipe(Effect.mapError(httpFailure))
+              .pipe(withIdempotencyKey(request.request.headers[idempotencyKeyHeader]), Effect.mapError(httpFailure))
         )
       }
       return served

@@ -167,6 +167,17 @@ const hostile: ReadonlyArray<readonly [string, Parameters<typeof send>[1], numbe
   ["account id too long", post(`/accounts/${"a".repeat(65)}/open`, { owner: "Ada" }), 400],
   ["closing an account with money on it", { method: "POST", path: "/accounts/steady/close" }, 409],
   ["a command without its account id", post("/accounts/deposit", { amount: 1 }), 404],
+  // the Idempotency-Key header is the command's id: the store takes short printable ones only
+  [
+    "an idempotency key of 10,000 characters",
+    post("/accounts/steady/deposit", { amount: 1 }, { ...json, "idempotency-key": "k".repeat(10_000) }),
+    400
+  ],
+  [
+    "an empty idempotency key",
+    post("/accounts/steady/deposit", { amount: 1 }, { ...json, "idempotency-key": "" }),
+    400
+  ],
   ["stream id with NUL", { path: "/streams/%00" }, 400],
   ["saga id with NUL", { path: "/sagas/transfer/%00" }, 400],
   ["category NUL", { path: "/events?category=%00" }, 400],

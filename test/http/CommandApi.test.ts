@@ -22,8 +22,10 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as BankCommands from "../../examples/commandApi.js"
 import * as CommandBus from "../../src/CommandBus.js"
 import * as CommandMiddleware from "../../src/CommandMiddleware.js"
+import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as CommandApi from "../../src/http/CommandApi.js"
 import * as EventBrowserApi from "../../src/http/EventBrowserApi.js"
@@ -72,6 +74,13 @@ class Purge extends Schema.TaggedRequest<Purge>()("Purge", {
   payload: { counterId: CounterId }
 }) {}
 
+/** Answers the command id it was dispatched with. */
+class Stamp extends Schema.TaggedRequest<Stamp>()("Stamp", {
+  failure: Schema.Never,
+  success: Schema.Struct({ commandId: Schema.String }),
+  payload: { counterId: CounterId }
+}) {}
+
 /** Fails as asked, the way infrastructure and bugs fail. */
 class Misbehave extends Schema.TaggedRequest<Misbehave>()("Misbehave", {
   failure: Schema.Never,
@@ -82,7 +91,7 @@ class Misbehave extends Schema.TaggedRequest<Misbehave>()("Misbehave", {
   }
 }) {}
 
-const Counters = CommandBus.group(Register, Increment, Reset, Purge, Misbehave)
+const Counters = CommandBus.group(Register, Increment, Reset, Purge, Stamp, Misbehave)
 
 const handlers = Effect.map(Ref.make(new Map<string, number>()), (values) =>
   Counters.toLayer({
@@ -106,6 +115,7 @@ const handlers = Effect.map(Ref.make(new Map<string, number>()), (values) =>
           : Effect.fail(new NotRegistered({ counterId: c.counterId }))
       ),
     Purge: () => Effect.void,
+    Stamp: () => Effect.map(Event.CommandContext, (context) => ({ commandId: context.commandId ?? "" })),
     Misbehave: (c) => {
       switch (c.how) {
         case "transient":
@@ -157,11 +167,12 @@ const served = HttpApiBuilder.serve().pipe(
 )
 
 /** One raw request: its status and JSON body (or text). */
-const send = (path: string, body?: string, contentType = "application/json") =>
+const send = (path: string, body?: string, headers: Record<string, string> = {}) =>
   Effect.gen(function* () {
     const client = yield* HttpClient.HttpClient
     const request = HttpClientRequest.post(path).pipe(
-      body === undefined ? (r) => r : HttpClientRequest.bodyText(body, contentType)
+      HttpClientRequest.setHeaders(headers),
+      body === undefined ? (r) => r : HttpClientRequest.bodyText(body, "application/json")
     )
     const response = yield* client.execute(request)
     const text = yield* response.text
@@ -278,6 +289,17 @@ layer(served, { excludeTestServices: true })("CommandApi", (it) => {
     })
   )
 
+  it.effect("an Idempotency-Key header is the command's id; without one, each request gets a new id", () =>
+    Effect.gen(function* () {
+      const stamp = (headers: Record<string, string>) =>
+        Effect.map(send("/counters/s5/stamp", undefined, headers), (answer) => JSON.parse(answer.text).commandId)
+      assert.strictEqual(yield* stamp({ "idempotency-key": "key-1" }), "key-1")
+      const fresh = [yield* stamp({}), yield* stamp({})]
+      assert.notStrictEqual(fresh[0], fresh[1])
+      assert.notInclude(fresh, "")
+    })
+  )
+
   it.effect("infrastructure: transient 503, permanent 500", () =>
     Effect.gen(function* () {
       const expected = [
@@ -295,6 +317,29 @@ layer(served, { excludeTestServices: true })("CommandApi", (it) => {
 })
 
 describe("CommandApi", () => {
+  it.live("a command retried with its Idempotency-Key is applied once; the key is refused for another account", () =>
+    Effect.gen(function* () {
+      const client = yield* HttpApiClient.make(BankCommands.Api, {
+        transformClient: HttpClient.mapRequest(HttpClientRequest.setHeader("idempotency-key", "deposit-1"))
+      })
+      const plain = yield* HttpApiClient.make(BankCommands.Api)
+      yield* plain.accounts.openAccount({ path: { accountId: "ada" }, payload: { owner: "Ada" } })
+      yield* plain.accounts.openAccount({ path: { accountId: "bob" }, payload: { owner: "Bob" } })
+      const first = yield* client.accounts.deposit({ path: { accountId: "ada" }, payload: { amount: 10 } })
+      const retried = yield* client.accounts.deposit({ path: { accountId: "ada" }, payload: { amount: 10 } })
+      assert.strictEqual(retried.version, first.version)
+      // one deposit of 10 only: withdrawing 11 is refused, with the balance
+      const refused = yield* Effect.flip(
+        plain.accounts.withdraw({ path: { accountId: "ada" }, payload: { amount: 11 } })
+      )
+      assert.deepStrictEqual(refused._tag === "InsufficientFunds" ? refused.balance : refused._tag, 10)
+      const reused = yield* Effect.flip(
+        client.accounts.deposit({ path: { accountId: "bob" }, payload: { amount: 10 } })
+      )
+      assert.strictEqual(reused._tag, "CommandValidationError")
+    }).pipe(Effect.provide(BankCommands.ApiLive.pipe(Layer.provideMerge(NodeHttpServer.layerTest))))
+  )
+
   it("the OpenAPI document lists each command's path, body and error statuses", () => {
     const spec = OpenApi.fromApi(Api)
     assert.deepStrictEqual(Object.keys(spec.paths).sort(), [
@@ -302,7 +347,8 @@ describe("CommandApi", () => {
       "/counters/{counterId}/increment",
       "/counters/{counterId}/misbehave",
       "/counters/{counterId}/purge",
-      "/counters/{counterId}/reset"
+      "/counters/{counterId}/reset",
+      "/counters/{counterId}/stamp"
     ])
     const increment = spec.paths["/counters/{counterId}/increment"]!.post!
     assert.deepStrictEqual(
