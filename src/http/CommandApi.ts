@@ -185,20 +185,18 @@ const fieldsOf = (command: CommandBus.CommandClass): Schema.Struct.Fields =>
  *   `HttpApiSchema.annotations({ status })`, or {@link defaultDomainErrorStatus} (409).
  * - **The bus's errors**: {@link busErrorStatus}: 400 and 403 for the client's faults, 503 when worth
  *   retrying, 500 otherwise; a store refusing the command's data is a 400 (see {@link httpFailure}).
- *
- * - **Retries**: a request's `Idempotency-Key` header, when present, is the command's id (see
- *   {@link idempotencyKeyHeader}): a client retrying after a 503 or a lost connection with the same key gets
- *   the first result, and the command is applied once (the aggregate's command dedup, within its TTL). The
- *   store refuses a key that is not a short printable string, and one already used for another aggregate:
- *   400.
+ * - **Retries**: a request's `Idempotency-Key` header ({@link idempotencyKeyHeader}), when present, is the
+ *   command's id: a client retrying after a 503 or a lost connection with the same key gets the first
+ *   result, and the command is applied once (the aggregate's command dedup, within its TTL). A key the
+ *   store does not take (not a short printable string) or already used for another aggregate is a 400.
  *
  * **Gotchas**: the id field must be a string on the wire (`Schema.String`, a pattern, a UUID,
  * `NumberFromString`...). Without an `Idempotency-Key`, every request is a new command with a new id: a
  * retried deposit may be applied twice. The header is not part of the endpoints' Schemas (so the typed
- * client does not ask for it): set it with `HttpApiClient.make(api, { transformClient })` or per request.
- * Dedup is the aggregate's (`Aggregate.handler`, so `CommandBus.deciderLayer`): a handler of your own
- * receives the key as its command context's `commandId`. A unique value the command does not declare in
- * its failure Schema (`UniqueConstraintViolation`) is a `CommandFailed`, a 500: declare it to answer 409.
+ * client does not ask for it): set it with the `transformClient` option of `HttpApiClient.make`. Dedup is
+ * the aggregate's (`Aggregate.handler`, so `CommandBus.deciderLayer`): a handler of your own finds the key
+ * as its command context's `commandId`. A unique value the command does not declare in its failure Schema
+ * (`UniqueConstraintViolation`) is a `CommandFailed`, a 500: declare it to answer 409.
  */
 export const group = <
   const Name extends string,
