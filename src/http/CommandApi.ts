@@ -12,11 +12,13 @@
 import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -177,7 +179,7 @@ const fieldsOf = (command: CommandBus.CommandClass): Schema.Struct.Fields =>
  *
  * - **Input**: the path parameter is decoded by the id field's Schema, the JSON body by the other fields'
  *   Schemas, **unknown fields refused** (as the bus refuses them: a misspelt field is an error, never
- *   dropped); a command without other fields takes no body. Failing input is the API's
+ *   dropped); a command without other fields takes no body (or `{}`). Failing input is the API's
  *   `HttpApiDecodeError` (400); the bus's own validation (refinements again, the size limit) is a
  *   `CommandValidationError` (400).
  * - **Success**: the command's success Schema, 200 (or the endpoint's `status`).
@@ -295,6 +297,7 @@ export const layer = <
       let served = handlers as any
       for (const command of commands) {
         const Class = command as unknown as new (props: object, disableValidation: boolean) => CommandBus.Command
+        const hasPayload = Object.keys(fieldsOf(command)).some((field) => field !== "_tag" && field !== idField)
         served = served.handle(
           uncapitalize(command._tag),
           (request: {
@@ -302,11 +305,36 @@ export const layer = <
             readonly payload?: object
             readonly request: HttpServerRequest.HttpServerRequest
           }) =>
-            // built unvalidated: the bus validates every command it dispatches
-            bus
-              .dispatch(new Class({ ...request.payload, [idField]: request.path[idField] }, true))
-              .pipe(withIdempotencyKey(request.request.headers[idempotencyKeyHeader]), Effect.mapError(httpFailure))
+            Effect.zipRight(
+              hasPayload ? Effect.void : refuseFields(request.request),
+              // built unvalidated: the bus validates every command it dispatches
+              bus
+                .dispatch(new Class({ ...request.payload, [idField]: request.path[idField] }, true))
+                .pipe(withIdempotencyKey(request.request.headers[idempotencyKeyHeader]), Effect.mapError(httpFailure))
+            )
         )
       }
       return served
     })) as never) as never
+
+/**
+ * A command without other fields than its id has no body Schema, so the platform does not read one: a body
+ * with fields is refused here (as unknown fields are), and an empty body or `{}` passes.
+ */
+const refuseFields = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, HttpApiDecodeError> =>
+  Effect.flatMap(
+    Effect.orElseFail(request.text, () => refusal("The body could not be read")),
+    (text) => {
+      if (text.trim() === "") return Effect.void
+      const body = Either.try(() => JSON.parse(text) as unknown)
+      const empty =
+        Either.isRight(body) &&
+        typeof body.right === "object" &&
+        body.right !== null &&
+        !Array.isArray(body.right) &&
+        Object.keys(body.right).length === 0
+      return empty ? Effect.void : Effect.fail(refusal("This command takes no body (or {})"))
+    }
+  )
+
+const refusal = (message: string) => new HttpApiDecodeError({ issues: [], message })

@@ -166,6 +166,7 @@ const hostile: ReadonlyArray<readonly [string, Parameters<typeof send>[1], numbe
   ["account opened twice", post("/accounts/steady/open", { owner: "Ada" }), 409],
   ["account id too long", post(`/accounts/${"a".repeat(65)}/open`, { owner: "Ada" }), 400],
   ["closing an account with money on it", { method: "POST", path: "/accounts/steady/close" }, 409],
+  ["closing with a field (close takes none)", post("/accounts/steady/close", { force: true }), 400],
   ["a command without its account id", post("/accounts/deposit", { amount: 1 }), 404],
   // the Idempotency-Key header is the command's id: the store takes short printable ones only
   [

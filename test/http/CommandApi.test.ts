@@ -252,6 +252,7 @@ layer(served, { excludeTestServices: true })("CommandApi", (it) => {
       const done = yield* send("/counters/s1/increment", '{"by":2}')
       assert.deepStrictEqual([done.status, JSON.parse(done.text)], [200, { value: 2 }])
       assert.strictEqual((yield* send("/counters/s1/reset")).status, 204)
+      assert.strictEqual((yield* send("/counters/s1/reset", "{ }")).status, 204)
       const refused = yield* send("/counters/nobody/increment", '{"by":1}')
       assert.deepStrictEqual(
         [refused.status, JSON.parse(refused.text)],
@@ -271,6 +272,8 @@ layer(served, { excludeTestServices: true })("CommandApi", (it) => {
         ["a refinement", "/counters/s2/increment", '{"by":-1}', 400],
         ["a missing field", "/counters/s2/increment", "{}", 400],
         ["no body", "/counters/s2/increment", undefined, 400],
+        ["a field for a command without fields", "/counters/s2/purge", '{"force":true}', 400],
+        ["a body not JSON for a command without fields", "/counters/s2/purge", "force", 400],
         ["invalid JSON", "/counters/s2/increment", '{"by":', 400],
         ["a bad id", "/counters/NOT%20AN%20ID/increment", '{"by":1}', 400],
         ["a label of spaces", "/counters/s2", '{"label":"   "}', 400],
