@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { main } from "../examples/quickstart.js"
+import * as CommandApiExample from "../examples/commandApi.js"
 import * as CommandBusExample from "../examples/commandBus.js"
 import * as Commands from "../examples/commands.js"
 import * as Specs from "../examples/guides/specs.js"
@@ -37,6 +38,24 @@ describe("examples", () => {
         refused: "InsufficientFunds",
         invalid: "CommandValidationError"
       })
+    })
+  )
+
+  it.live("the command API example: commands over HTTP with a typed client and an OpenAPI document", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* CommandApiExample.main, { version: 2, refused: "InsufficientFunds", balance: 100 })
+      const paths = CommandApiExample.document.paths
+      assert.deepStrictEqual(Object.keys(paths), [
+        "/accounts/{accountId}/open",
+        "/accounts/{accountId}/deposit",
+        "/accounts/{accountId}/withdraw",
+        "/accounts/{accountId}/close-account"
+      ])
+      assert.includeMembers(Object.keys(paths["/accounts/{accountId}/withdraw"]!.post!.responses), [
+        "200",
+        "400",
+        "409"
+      ])
     })
   )
 

@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: the bank application end to end, scripted. It starts the application (on a fresh
  * SQLite file unless `DATABASE_URL` is set, on a free port) and drives it through its HTTP API with a
- * client derived from the API's definition: accounts, deposits and withdrawals, a refused withdrawal, a
+ * client derived from the API's definition (the account commands' endpoints are themselves derived from
+ * the command bus group: see `http.ts`): accounts, deposits and withdrawals, a refused withdrawal, a
  * confirmed transfer and one the saga compensates; then it prints the read models, the alerts consumer's
  * records and the runners' statuses, checks the balances, and exits (0 if everything added up).
  */
@@ -27,16 +28,19 @@ const scenario = Effect.gen(function* () {
   const alice = `alice${run}`
   const bob = `bob${run}`
 
-  yield* client.bank.openAccount({ payload: { accountId: alice, owner: "Alice" } })
-  yield* client.bank.openAccount({ payload: { accountId: bob, owner: "Bob" } })
-  yield* client.bank.deposit({ path: { accountId: alice }, payload: { amount: 5000 } })
-  yield* client.bank.deposit({ path: { accountId: bob }, payload: { amount: 100 } })
-  yield* client.bank.withdraw({ path: { accountId: alice }, payload: { amount: 1500 } })
+  yield* client.accounts.openAccount({ path: { accountId: alice }, payload: { owner: "Alice" } })
+  yield* client.accounts.openAccount({ path: { accountId: bob }, payload: { owner: "Bob" } })
+  yield* client.accounts.deposit({ path: { accountId: alice }, payload: { amount: 5000 } })
+  yield* client.accounts.deposit({ path: { accountId: bob }, payload: { amount: 100 } })
+  yield* client.accounts.withdraw({ path: { accountId: alice }, payload: { amount: 1500 } })
   yield* Effect.log(`opened ${alice} (5000 in, 1500 out) and ${bob} (100 in)`)
 
-  const refused = yield* Effect.flip(client.bank.withdraw({ path: { accountId: bob }, payload: { amount: 1_000_000 } }))
+  // the command's domain errors are typed: InsufficientFunds carries the balance
+  const refused = yield* Effect.flip(
+    client.accounts.withdraw({ path: { accountId: bob }, payload: { amount: 1_000_000 } })
+  )
   yield* Effect.log(
-    `withdrawing 1,000,000 from ${bob}: refused (${refused._tag}: ${"reason" in refused ? refused.reason : ""})`
+    `withdrawing 1,000,000 from ${bob}: refused (${refused._tag}${refused._tag === "InsufficientFunds" ? `: the balance is ${refused.balance}` : ""})`
   )
 
   const sagaDone = (transferId: string) =>

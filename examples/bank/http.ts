@@ -1,19 +1,19 @@
 /**
  * The bank's HTTP API: the library's event browser and console (`GET /`, `/docs`, `/events`, `/events/live`,
- * `/streams/...`, `/projections`, `/sagas/...`, `/dead-letters`, `/health`, `/metrics`, `/openapi.json`) plus
- * the bank's own group: commands go through the command bus, reads come from the read models (eventually
- * consistent: a read right after a command may not show it yet).
+ * `/streams/...`, `/projections`, `/sagas/...`, `/dead-letters`, `/health`, `/metrics`, `/openapi.json`), the
+ * account commands derived from the command bus group (`CommandApi`: `POST /accounts/:accountId/open`,
+ * `/deposit`, `/withdraw`, `/close`), and the bank's own group: reads from the read models (eventually
+ * consistent: a read right after a command may not show it yet) and transfers.
  *
  * Client input never yields a 5xx, and only a failure worth retrying says so:
- * - the bodies are the commands' own Schemas (`Owner`, `Amount`, `AccountId`), so what passes here passes
- *   the command bus; **unknown fields are refused** (400), as the command bus refuses them: a misspelt
- *   field is an error, never silently dropped;
+ * - the command bodies are the commands' own fields, so what passes here passes the command bus; **unknown
+ *   fields are refused** (400), as the command bus refuses them: a misspelt field is an error, never dropped;
  * - {@link guard} answers a JSON body over {@link maxBodyBytes} with 413 and one nested deeper than
  *   {@link maxJsonDepth} with 400 before anything decodes it (describing a schema error on a value nested
  *   100,000 levels deep overflows the stack);
- * - failures: bad input 400 (`Invalid`, also a command whose events the store refuses as `InvalidAppend`),
- *   a domain refusal 409 (`Refused`), a transient failure 503 (`Unavailable`: try again), anything else
- *   500 (`Failed`: retrying will not help).
+ * - commands: bad input 400, a domain refusal 409 (the error itself: `InsufficientFunds`...), a transient
+ *   failure 503 (try again), anything else 500 (see `CommandApi.group`); reads and transfers: bad input 400
+ *   (`Invalid`), a store failure 503 (`Unavailable`).
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
@@ -26,36 +26,23 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { CommandBus, Event, EventStore } from "effect-eventsourcing"
-import { EventBrowserApi } from "effect-eventsourcing/http"
+import { Event, EventStore } from "effect-eventsourcing"
+import { CommandApi, EventBrowserApi } from "effect-eventsourcing/http"
 import { Amount } from "./Account.js"
-import { AccountId, Deposit, OpenAccount, Withdraw } from "./commands.js"
+import { AccountCommands, AccountId } from "./commands.js"
 import * as ReadModels from "./readModels.js"
 
-/** The command was refused by the domain (the account is not open, funds are insufficient...). */
-export class Refused extends Schema.TaggedError<Refused>()(
-  "Refused",
-  { reason: Schema.String, message: Schema.String },
-  HttpApiSchema.annotations({ status: 409 })
-) {}
-
-/** The command was not valid. */
+/** The request was not valid. */
 export class Invalid extends Schema.TaggedError<Invalid>()(
   "Invalid",
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 400 })
 ) {}
 
-/** The command failed in a way retrying will not fix (a bug, an undecodable stored event...). */
-export class Failed extends Schema.TaggedError<Failed>()(
-  "Failed",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 500 })
-) {}
-
-/** The command could not be handled now (store down, overloaded...): try again. */
+/** The request could not be handled now (store down...): try again. */
 export class Unavailable extends Schema.TaggedError<Unavailable>()(
   "Unavailable",
   { message: Schema.String },
@@ -68,33 +55,26 @@ export class AccountNotFound extends Schema.TaggedError<AccountNotFound>()(
   HttpApiSchema.annotations({ status: 404 })
 ) {}
 
-const Handled = Schema.Struct({ version: Schema.Number })
 const accountPath = Schema.Struct({ accountId: AccountId })
 
 /** A request body: unknown fields are refused, as the command bus refuses them. */
 const body = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
   Schema.Struct(fields).annotations({ parseOptions: { onExcessProperty: "error" } })
 
-const OpenAccountBody = body({ accountId: OpenAccount.fields.accountId, owner: OpenAccount.fields.owner })
-const AmountBody = body({ amount: Deposit.fields.amount })
 const TransferBody = body({ from: AccountId, to: AccountId, amount: Amount })
 
+/**
+ * The account commands (`commands.ts`) over HTTP, derived: `POST /accounts/:accountId/open` (201),
+ * `/deposit`, `/withdraw` and `/close`, each answering the command's success or its domain error (409).
+ */
+export const AccountCommandsApi = CommandApi.group("accounts", AccountCommands, {
+  idField: "accountId",
+  path: "/accounts",
+  endpoints: { OpenAccount: { path: "/open", status: 201 }, CloseAccount: { path: "/close" } }
+})
+
+/** The bank's own endpoints: reads from the read models, and transfers (events the `Transfer` saga reacts to). */
 export class BankGroup extends HttpApiGroup.make("bank")
-  .add(
-    HttpApiEndpoint.post("openAccount", "/accounts").setPayload(OpenAccountBody).addSuccess(Handled, { status: 201 })
-  )
-  .add(
-    HttpApiEndpoint.post("deposit", "/accounts/:accountId/deposits")
-      .setPath(accountPath)
-      .setPayload(AmountBody)
-      .addSuccess(Handled)
-  )
-  .add(
-    HttpApiEndpoint.post("withdraw", "/accounts/:accountId/withdrawals")
-      .setPath(accountPath)
-      .setPayload(AmountBody)
-      .addSuccess(Handled)
-  )
   .add(HttpApiEndpoint.get("listAccounts", "/accounts").addSuccess(Schema.Array(ReadModels.AccountView)))
   .add(
     HttpApiEndpoint.get("getAccount", "/accounts/:accountId")
@@ -117,43 +97,11 @@ export class BankGroup extends HttpApiGroup.make("bank")
       .setPath(Schema.Struct({ transferId: Schema.UUID }))
       .addSuccess(Schema.Struct({ transferId: Schema.String }), { status: 202 })
   )
-  .addError(Refused)
   .addError(Invalid)
-  .addError(Failed)
   .addError(Unavailable) {}
 
-/** The event browser's groups and the bank's, served together. */
-export class BankApi extends EventBrowserApi.Api.add(BankGroup) {}
-
-/** The domain's refusals (the commands' failure Schemas). */
-const isRefusal = (tag: string) =>
-  ["AccountAlreadyOpen", "AccountNotOpen", "InsufficientFunds", "BalanceNotZero", "BalanceLimitExceeded"].includes(tag)
-
-/** The bus's failures worth retrying (it already retried them; the client may, later). */
-const isTransient = (tag: string) =>
-  ["CommandUnavailable", "CommandTimeout", "BusOverloaded", "CommandCancelled", "CommandTransportError"].includes(tag)
-
-/**
- * A command's failure as HTTP: bad input 400 (also events the store refuses as `InvalidAppend`: the
- * command's data, not the store, is at fault), domain refusals 409, transient failures 503, the rest 500.
- */
-export const commandFailure = (error: {
-  readonly _tag: string
-  readonly message: string
-  readonly errorTag?: string | undefined
-}): Invalid | Refused | Unavailable | Failed => {
-  if (error._tag === "CommandValidationError") return new Invalid({ message: error.message })
-  if (error._tag === "CommandFailed" && error.errorTag === "InvalidAppend")
-    return new Invalid({ message: error.message })
-  if (isRefusal(error._tag)) return new Refused({ reason: error._tag, message: error.message || error._tag })
-  if (isTransient(error._tag)) return new Unavailable({ message: error.message })
-  return new Failed({ message: error.message })
-}
-
-const dispatch = <C extends CommandBus.Command>(command: C) =>
-  Effect.flatMap(CommandBus.CommandBus, (bus) => bus.dispatch(command)).pipe(
-    Effect.mapError((error) => commandFailure(error as Parameters<typeof commandFailure>[0]))
-  )
+/** The event browser's groups, the account commands and the bank's own, served together. */
+export class BankApi extends EventBrowserApi.Api.add(AccountCommandsApi).add(BankGroup) {}
 
 /** A store failure as HTTP: a refused append is the request's fault (400); the rest may pass (503). */
 const storeFailure = (error: { readonly _tag: string; readonly message: string }) =>
@@ -172,15 +120,8 @@ const transferEvent = (transferId: string, type: string, data: object) =>
     return { transferId }
   }).pipe(Effect.mapError(storeFailure))
 
-export const BankHandlers = HttpApiBuilder.group(BankApi, "bank", (handlers) =>
+const bankHandlers = HttpApiBuilder.group(BankApi, "bank", (handlers) =>
   handlers
-    .handle("openAccount", ({ payload }) => dispatch(new OpenAccount(payload)))
-    .handle("deposit", ({ path, payload }) =>
-      dispatch(new Deposit({ accountId: path.accountId, amount: payload.amount }))
-    )
-    .handle("withdraw", ({ path, payload }) =>
-      dispatch(new Withdraw({ accountId: path.accountId, amount: payload.amount }))
-    )
     .handle("listAccounts", () => Effect.mapError(ReadModels.accounts, unavailable))
     .handle("getAccount", ({ path }) =>
       ReadModels.account(path.accountId).pipe(
@@ -199,6 +140,9 @@ export const BankHandlers = HttpApiBuilder.group(BankApi, "bank", (handlers) =>
       transferEvent(path.transferId, "TransferConfirmed", { transferId: path.transferId })
     )
 )
+
+/** The handlers of the account commands (dispatched on the command bus) and of the bank's own group. */
+export const BankHandlers = Layer.merge(CommandApi.layer(BankApi, "accounts"), bankHandlers)
 
 // ---------------------------------------------------------------------------------------------------
 // the request guard

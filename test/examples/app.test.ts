@@ -150,7 +150,7 @@ const heldDeposit = (port: number, accountId: string, body: string) =>
   Effect.gen(function* () {
     const connection = yield* connect(port)
     connection.socket.write(
-      `POST /accounts/${accountId}/deposits HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n` +
+      `POST /accounts/${accountId}/deposit HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\nexpect: 100-continue\r\n\r\n`
     )
     yield* connection.receivedMatching(/^HTTP\/1\.1 100 Continue\r\n\r\n/)
@@ -196,13 +196,13 @@ describe("examples/bank application", () => {
 
         const first = yield* startApp(env)
         yield* Effect.retry(request("GET", "/health"), serving)
-        assert.strictEqual((yield* request("POST", "/accounts", { accountId: "ada", owner: "Ada" })).status, 201)
-        assert.strictEqual((yield* request("POST", "/accounts/ada/deposits", { amount: 70 })).status, 200)
-        const invalid = yield* request("POST", "/accounts/ada/deposits", { amount: -1 })
+        assert.strictEqual((yield* request("POST", "/accounts/ada/open", { owner: "Ada" })).status, 201)
+        assert.strictEqual((yield* request("POST", "/accounts/ada/deposit", { amount: 70 })).status, 200)
+        const invalid = yield* request("POST", "/accounts/ada/deposit", { amount: -1 })
         assert.strictEqual(invalid.status, 400)
-        const refused = yield* request("POST", "/accounts/ada/withdrawals", { amount: 1000 })
+        const refused = yield* request("POST", "/accounts/ada/withdraw", { amount: 1000 })
         assert.strictEqual(refused.status, 409)
-        assert.strictEqual(refused.body.reason, "InsufficientFunds")
+        assert.strictEqual(refused.body._tag, "InsufficientFunds")
         const account = yield* request("GET", "/accounts/ada").pipe(
           Effect.filterOrFail((r) => r.status === 200 && r.body.balance === 70),
           Effect.retry(serving)
@@ -261,7 +261,7 @@ describe("examples/bank application", () => {
           Effect.tryPromise(() => fetch(`${url}/health`)).pipe(Effect.filterOrFail((r) => r.ok)),
           serving
         )
-        assert.strictEqual((yield* post("/accounts", { accountId: "ada", owner: "Ada" })).status, 201)
+        assert.strictEqual((yield* post("/accounts/ada/open", { owner: "Ada" })).status, 201)
 
         // two requests in flight: one will complete during the drain, one never sends its body
         const completing = yield* heldDeposit(port, "ada", JSON.stringify({ amount: 5 }))
@@ -275,7 +275,7 @@ describe("examples/bank application", () => {
             Effect.gen(function* () {
               const answers: Array<{ status: number; text: string }> = []
               for (let n = 0; ; n++) {
-                const answer = yield* post("/accounts", { accountId: `c${client}n${n}`, owner: "Client" })
+                const answer = yield* post(`/accounts/c${client}n${n}/open`, { owner: "Client" })
                 answers.push(answer)
                 if (answer.status === 201) yield* Deferred.succeed(first, undefined)
                 if (answer.status === 0 && answer.text === "ECONNREFUSED") return answers

@@ -146,15 +146,15 @@ const scenario = (backend: string, env: Record<string, string>) =>
     yield* run(() => page.keyboard.press("Enter"))
     yield* until("the live log to connect", text("#liveState"), (s) => s === "following")
     assert.strictEqual(yield* run(() => page.getAttribute("#followLive", "aria-pressed")), "true")
-    assert.strictEqual((yield* call(url, "POST", "/accounts", { accountId: "live", owner: "Live" })).status, 201)
-    assert.strictEqual((yield* call(url, "POST", "/accounts/live/deposits", { amount: 5 })).status, 200)
+    assert.strictEqual((yield* call(url, "POST", "/accounts/live/open", { owner: "Live" })).status, 201)
+    assert.strictEqual((yield* call(url, "POST", "/accounts/live/deposit", { amount: 5 })).status, 200)
     const liveRows = () => page.locator("#liveEvents tr td:nth-child(5)").allInnerTexts()
     yield* until("two live events", liveRows, (types) => types.length === 2)
     assert.deepStrictEqual(yield* run(liveRows), ["MoneyDeposited", "AccountOpened"])
     // stopped, then followed again: it resumes after the last event it showed
     yield* run(() => page.click("#followLive"))
     yield* until("the live log to stop", text("#liveState"), (s) => s === "not following")
-    assert.strictEqual((yield* call(url, "POST", "/accounts/live/withdrawals", { amount: 2 })).status, 200)
+    assert.strictEqual((yield* call(url, "POST", "/accounts/live/withdraw", { amount: 2 })).status, 200)
     yield* run(() => page.click("#followLive"))
     yield* until("the missed event", liveRows, (types) => types.length === 3)
     assert.deepStrictEqual(yield* run(liveRows), ["MoneyWithdrawn", "MoneyDeposited", "AccountOpened"])
@@ -182,7 +182,7 @@ const scenario = (backend: string, env: Record<string, string>) =>
     yield* shot("time-travel", "#stream")
 
     // ---- a saga instance: state, compensations, deadline -----------------------------------------
-    assert.strictEqual((yield* call(url, "POST", "/accounts", { accountId: "other", owner: "Other" })).status, 201)
+    assert.strictEqual((yield* call(url, "POST", "/accounts/other/open", { owner: "Other" })).status, 201)
     const transfer = yield* call(url, "POST", "/transfers", { from: "live", to: "other", amount: 1 })
     assert.strictEqual(transfer.status, 202)
     const transferId = transfer.json.transferId as string
@@ -209,8 +209,8 @@ const scenario = (backend: string, env: Record<string, string>) =>
       balance: 0,
       recorded_at: "then"
     })}`.pipe(Effect.orDie)
-    assert.strictEqual((yield* call(url, "POST", "/accounts", { accountId: "poison", owner: "P" })).status, 201)
-    assert.strictEqual((yield* call(url, "POST", "/accounts/poison/deposits", { amount: 7 })).status, 200)
+    assert.strictEqual((yield* call(url, "POST", "/accounts/poison/open", { owner: "P" })).status, 201)
+    assert.strictEqual((yield* call(url, "POST", "/accounts/poison/deposit", { amount: 7 })).status, 200)
     const letters = () => page.locator("#deadLetterRows tr").allInnerTexts()
     yield* until(
       "the dead letter on the page",
