@@ -79,7 +79,10 @@ const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
   upcasters: [],
   encode: () => Effect.die("the outbox relay does not encode events"),
   decode: (recorded) => Effect.succeed([recorded]),
-  decodeEither: (recorded) => Either.right([recorded])
+  decodeEither: (recorded) => Either.right([recorded]),
+  // personal fields are published sealed, as stored
+  personal: false,
+  open: Effect.succeed
 }
 
 /**

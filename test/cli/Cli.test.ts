@@ -18,6 +18,7 @@ import * as Fiber from "effect/Fiber"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Queue from "effect/Queue"
 import * as CheckpointStore from "../../src/CheckpointStore.js"
@@ -28,6 +29,7 @@ import * as Projection from "../../src/Projection.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import * as SqlInbox from "../../src/sql/SqlInbox.js"
+import * as SqlKeyStore from "../../src/sql/SqlKeyStore.js"
 import * as SqlSagaStore from "../../src/sql/SqlSagaStore.js"
 import * as SqlSnapshotStore from "../../src/sql/SqlSnapshotStore.js"
 import * as Sqlite from "../../src/sqlite/Sqlite.js"
@@ -244,6 +246,11 @@ for (const backend of backends) {
           yield* SqlSagaStore.make(noMigrations)
           const inbox = yield* SqlInbox.make(noMigrations)
           assert.isTrue(Option.isSome(yield* inbox.once("c", "m", Effect.void)))
+          const keys = yield* SqlKeyStore.make({
+            ...noMigrations,
+            masterKey: Redacted.make(Buffer.alloc(32, 7).toString("base64"))
+          })
+          yield* keys.dataKey(streamId)
 
           // the stores' own migrations find everything applied: nothing pending, nothing run again
           const status = parse(yield* cli(["migrate", "status", ...backend.connect, "--json"]))
@@ -256,14 +263,15 @@ for (const backend of backends) {
               ["snapshots", 0],
               ["projections", 0],
               ["sagas", 0],
-              ["inbox", 0]
+              ["inbox", 0],
+              ["keys", 0]
             ]
           )
           yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
           const up = parse(yield* cli(["migrate", "up", ...backend.connect, "--json"]))
           assert.deepStrictEqual(
             (up as ReadonlyArray<{ readonly migrations: ReadonlyArray<unknown> }>).map((s) => s.migrations.length),
-            [0, 0, 0, 0, 0]
+            [0, 0, 0, 0, 0, 0]
           )
         }).pipe(Effect.scoped, Effect.provide(backend.client)),
       120_000
