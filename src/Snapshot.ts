@@ -7,7 +7,8 @@
  * ignored (with a warning) and the next older one is tried, down to none: then the aggregate is rebuilt from
  * its events. Saving a snapshot never fails a command: errors are logged. A strategy decides when to save
  * (every N events, or a predicate); the store keeps the last K snapshots of each stream, reports
- * {@link SnapshotStats} and prunes on demand.
+ * {@link SnapshotStats} and prunes on demand. Personal fields of the state (`Personal.field`) are stored
+ * sealed and opened on load, as in events.
  */
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"

@@ -2,8 +2,9 @@
  * Typed events from stored ones: an event codec built from Effect Schemas, with upcasters for schema
  * evolution. The codec encodes a domain event into what the store keeps and decodes a recorded event
  * back, upcast from whatever version was stored to the current one; the upcasters are checked when the
- * codec is made, and upcast results are never written back. How a codec is declared, the upcasters and
- * the decoding policies: {@link codec}.
+ * codec is made, and upcast results are never written back. Personal fields (`Personal.field`) are
+ * sealed after encoding and opened before upcasting. How a codec is declared, the upcasters and the
+ * decoding policies: {@link codec}.
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
