@@ -144,6 +144,27 @@ export const seal = (
   )
 
 /**
+ * Seals the personal fields of an encoded state (`encoded`, the encoding of `schema`): those of the struct
+ * its `_tag` names, or of the untagged structs. For snapshots and saga states; the fields are found once
+ * per Schema. Returns `encoded` itself when the Schema has no personal fields.
+ */
+export const sealState = (
+  schema: Schema.Schema.Any,
+  encoded: unknown
+): Effect.Effect<unknown, KeyStore.KeyStoreError> => {
+  let fields = stateFields.get(schema)
+  if (fields === undefined) stateFields.set(schema, (fields = fieldsOf(schema).byTag))
+  if (fields.size === 0 || typeof encoded !== "object" || encoded === null) return Effect.succeed(encoded)
+  const tag = (encoded as { readonly _tag?: unknown })._tag
+  const own = fields.get(typeof tag === "string" ? tag : undefined) ?? fields.get(undefined) ?? []
+  return seal(encoded as Readonly<Record<string, unknown>>, own)
+}
+
+/** {@link open} of one value. */
+export const openOne = (value: unknown): Effect.Effect<unknown, KeyStore.KeyStoreError> =>
+  Effect.map(open([value]), (values) => values[0])
+
+/**
  * Opens the sealed values found anywhere in `values` (one key lookup for all): each becomes the JSON value
  * it sealed, but for erased subjects (and values that do not open), which stay sealed and decode as their
  * field's erased value. Returns `values` itself when none holds a sealed value; never changes them in place.
@@ -168,6 +189,9 @@ export const openEvents = (
 // ---------------------------------------------------------------------------------------------------
 // internals
 // ---------------------------------------------------------------------------------------------------
+
+/** The personal fields of each state Schema, found once. */
+const stateFields = new WeakMap<object, ReadonlyMap<string | undefined, ReadonlyArray<PersonalField>>>()
 
 const keyStore: Effect.Effect<KeyStore.KeyStore["Type"]> = Effect.flatMap(
   Effect.serviceOption(KeyStore.KeyStore),

@@ -218,8 +218,8 @@ export const loadState = <S, SI>(
           onSome: (record) =>
             record.stateVersion !== expectedVersion
               ? ignore(record.version, `state version ${record.stateVersion}, expected ${expectedVersion}`)
-              : Personal.open([record.state]).pipe(
-                  Effect.flatMap(([opened]) => decode(opened)),
+              : Personal.openOne(record.state).pipe(
+                  Effect.flatMap(decode),
                   Effect.map((state) => Option.some({ state, version: record.version })),
                   Effect.catchAll((error) => ignore(record.version, error.message))
                 )
@@ -245,23 +245,12 @@ export const saveState = <S, SI>(
   state: S
 ): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const encoded = yield* Effect.flatMap(Schema.encode(options.state)(state), (encoded) => sealed(options, encoded))
+    const encoded = yield* Effect.flatMap(Schema.encode(options.state)(state), (encoded) =>
+      Personal.sealState(options.state, encoded)
+    )
     const takenAt = yield* DateTime.now
     yield* store.save({ streamId, version, stateVersion: options.version ?? 1, state: encoded, takenAt })
   }).pipe(
     // failures only: a defect (an enclosing transaction the database ended, say) fails the command
     Effect.catchAll((error) => Effect.logWarning(`could not save a snapshot of ${streamId}@${version}`, error))
   )
-
-/** The personal fields of each state Schema (see `Personal.field`), found once. */
-const personalFields = new WeakMap<object, ReadonlyMap<string | undefined, ReadonlyArray<Personal.PersonalField>>>()
-
-/** The encoded state with its personal fields sealed (those of the struct its `_tag` names, or the untagged ones). */
-const sealed = <S, SI>(options: Options<S, SI>, encoded: SI) => {
-  let fields = personalFields.get(options.state)
-  if (fields === undefined) personalFields.set(options.state, (fields = Personal.fieldsOf(options.state).byTag))
-  if (fields.size === 0 || typeof encoded !== "object" || encoded === null) return Effect.succeed(encoded as unknown)
-  const tag = (encoded as { readonly _tag?: unknown })._tag
-  const own = fields.get(typeof tag === "string" ? tag : undefined) ?? fields.get(undefined) ?? []
-  return Personal.seal(encoded as Readonly<Record<string, unknown>>, own)
-}

@@ -18,12 +18,15 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Aggregate from "../src/Aggregate.js"
 import * as CheckpointStore from "../src/CheckpointStore.js"
+import * as CommandBus from "../src/CommandBus.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as KeyStore from "../src/KeyStore.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Personal from "../src/Personal.js"
 import * as Projection from "../src/Projection.js"
+import * as Saga from "../src/Saga.js"
+import * as SagaStore from "../src/SagaStore.js"
 import * as Snapshot from "../src/Snapshot.js"
 import * as Upcaster from "../src/Upcaster.js"
 import { uniqueCategory } from "./support/ids.js"
@@ -293,6 +296,47 @@ describe("Personal fields in aggregates, projections and snapshots", () => {
       )
       assert.notInclude(logs, "Dave Private")
     }).pipe(Effect.provide(stores()))
+  )
+})
+
+describe("Personal fields in saga states", () => {
+  it.effect("are stored sealed, read in clear, and read as erased after the erasure", () =>
+    Effect.gen(function* () {
+      const keys = yield* KeyStore.KeyStore
+      const sagaStore = yield* SagaStore.SagaStore
+      const Welcome = Schema.Struct({
+        ownerId: Schema.String,
+        owner: Personal.field(Schema.String, { subject: "ownerId", erased }),
+        deposits: Schema.Number
+      })
+      const welcome = Saga.make({
+        name: "welcome",
+        events: AccountEvent,
+        correlate: (event) => (event._tag === "Opened" ? event.ownerId : undefined),
+        state: Welcome,
+        initialState: { ownerId: "", owner: "", deposits: 0 },
+        commands: [],
+        react: (state, input) => ({
+          state: input._tag === "Opened" ? { ownerId: input.ownerId, owner: input.owner, deposits: 0 } : state
+        })
+      })
+      yield* welcome.apply("fay", Opened.make({ ownerId: "fay", owner: "Fay Private", currency: "EUR" }), "e1")
+      const stored = Option.getOrThrow(yield* sagaStore.load("welcome", "fay"))
+      assert.notInclude(JSON.stringify(stored.state), "Fay Private")
+      assert.isTrue(Personal.isSealed((stored.state as { readonly owner: unknown }).owner))
+      const read = Effect.map(Saga.instance(welcome, "fay"), (i) => Option.getOrThrow(i).state)
+      assert.deepStrictEqual(yield* read, { ownerId: "fay", owner: "Fay Private", deposits: 0 })
+      yield* keys.erase("fay")
+      assert.deepStrictEqual(yield* read, { ownerId: "fay", owner: erased, deposits: 0 })
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(
+          KeyStore.layerMemory,
+          Layer.effect(SagaStore.SagaStore, SagaStore.makeMemory),
+          CommandBus.layer({ groups: [] })
+        )
+      )
+    )
   )
 })
 

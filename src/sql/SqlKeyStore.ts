@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Crypto from "../internal/crypto.js"
+import { withSpanIfRecorded } from "../internal/tracing.js"
 import { checkSubject, type DataKey, KeyStore, KeyStoreError } from "../KeyStore.js"
 import * as Classify from "./classify.js"
 import * as Dialect from "./internal/dialect.js"
@@ -138,7 +139,7 @@ export const make = (options: Options): Effect.Effect<KeyStore["Type"], KeyStore
                   existing(subject)
                 )
           )
-        ).pipe(Effect.withSpan("KeyStore.dataKey", { captureStackTrace: false })),
+        ).pipe(withSpanIfRecorded("KeyStore.dataKey", { captureStackTrace: false })),
       dataKeys: (subjects) =>
         Effect.gen(function* () {
           const found = new Map<string, DataKey>()
@@ -157,7 +158,7 @@ export const make = (options: Options): Effect.Effect<KeyStore["Type"], KeyStore
           }
           return found as ReadonlyMap<string, DataKey>
         }).pipe(
-          Effect.withSpan("KeyStore.dataKeys", {
+          withSpanIfRecorded("KeyStore.dataKeys", {
             attributes: { subjects: subjects.length },
             captureStackTrace: false
           })
