@@ -80,6 +80,7 @@ const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
   encode: () => Effect.die("the outbox relay does not encode events"),
   decode: (recorded) => Effect.succeed([recorded]),
   decodeEither: (recorded) => Either.right([recorded]),
+  encodeUnsealed: () => Effect.die("the outbox relay does not encode events"),
   // personal fields are published sealed, as stored
   personal: false,
   open: Effect.succeed

@@ -190,6 +190,11 @@ export interface EventCodec<A> {
    * personal fields (they decode as erased): pass the events through {@link open} first.
    */
   readonly decodeEither: (recorded: Event.RecordedEvent) => Either.Either<ReadonlyArray<A>, EventDecodeError>
+  /**
+   * {@link encode} leaving personal fields in clear: to compare events (the test kits do), never to store.
+   * Needs no `KeyStore`.
+   */
+  readonly encodeUnsealed: (event: A) => Effect.Effect<Encoded, EventEncodeError>
   /** Whether the events declare personal fields (`Personal.field`): then reads go through {@link open}. */
   readonly personal: boolean
   /**
@@ -260,25 +265,32 @@ export const codec = <A extends { readonly _tag: string }, I>(
     const decodeEvent = Schema.decodeUnknownEither(options.events)
     const encodeEvent = Schema.encodeEither(options.events)
 
-    const encode = (event: A): Effect.Effect<Encoded, EventEncodeError | EventStore.EventStoreError> =>
+    const encodeUnsealed = (event: A): Effect.Effect<Encoded, EventEncodeError> =>
       Either.match(encodeEvent(event), {
         onLeft: (error) => Effect.fail(new EventEncodeError({ type: event._tag, cause: error })),
         onRight: (encoded) => {
           const { _tag, ...data } = encoded as unknown as { readonly _tag: string }
-          const fields = personal.byTag.get(_tag)
-          const clear = withoutUndefined(data) as Record<string, unknown>
-          return fields === undefined
-            ? Effect.succeed({ type: _tag, schemaVersion: versions.get(_tag)!, data: clear })
-            : Personal.seal(clear, fields).pipe(
-                Effect.mapError((error) =>
-                  error.reason === "SubjectErased" || error.reason === "InvalidSubject"
-                    ? new EventEncodeError({ type: _tag, cause: error })
-                    : keyStoreFailure("seal", error)
-                ),
-                Effect.map((sealed) => ({ type: _tag, schemaVersion: versions.get(_tag)!, data: sealed }))
-              )
+          return Effect.succeed({ type: _tag, schemaVersion: versions.get(_tag)!, data: withoutUndefined(data) })
         }
       })
+    // a codec without personal fields encodes as it always did: no key store, no extra step
+    const encode: EventCodec<A>["encode"] =
+      personal.byTag.size === 0
+        ? encodeUnsealed
+        : (event) =>
+            Effect.flatMap(encodeUnsealed(event), (encoded) => {
+              const fields = personal.byTag.get(encoded.type)
+              return fields === undefined
+                ? Effect.succeed(encoded)
+                : Personal.seal(encoded.data as Readonly<Record<string, unknown>>, fields).pipe(
+                    Effect.mapError((error) =>
+                      error.reason === "SubjectErased" || error.reason === "InvalidSubject"
+                        ? new EventEncodeError({ type: encoded.type, cause: error })
+                        : keyStoreFailure("seal", error)
+                    ),
+                    Effect.map((data) => ({ ...encoded, data }))
+                  )
+            })
     const open: EventCodec<A>["open"] =
       personal.byTag.size === 0
         ? Effect.succeed
@@ -341,6 +353,7 @@ export const codec = <A extends { readonly _tag: string }, I>(
       encode,
       decode,
       decodeEither: decodeOne,
+      encodeUnsealed,
       personal: personal.byTag.size > 0,
       open
     })
@@ -448,10 +461,6 @@ const withoutUndefined = (value: unknown): unknown => {
   return result
 }
 
-const key = (type: string, version: number) => `${type}\u0000${version}`
-
-const describe = (tv: TypeVersion) => `${tv.type} v${tv.version}`
-
 /** The `_tag` literals of a tagged struct/class or a union of them; `undefined` marks a member without one. */
 const tagsOf = (ast: SchemaAST.AST): ReadonlyArray<string | undefined> => membersOf(ast).map(([tag]) => tag)
 
@@ -468,6 +477,10 @@ const membersOf = (ast: SchemaAST.AST): ReadonlyArray<readonly [string | undefin
     ]
   ]
 }
+
+const key = (type: string, version: number) => `${type}\u0000${version}`
+
+const describe = (tv: TypeVersion) => `${tv.type} v${tv.version}`
 
 /** Validates the declaration; fills `registry` with the upcasters by source. Returns the problems found. */
 const checkDeclaration = (

@@ -28,6 +28,7 @@ import * as Projection from "../src/Projection.js"
 import * as Saga from "../src/Saga.js"
 import * as SagaStore from "../src/SagaStore.js"
 import * as Snapshot from "../src/Snapshot.js"
+import { DeciderSpec, ProjectionSpec } from "../src/testing/index.js"
 import * as Upcaster from "../src/Upcaster.js"
 import { uniqueCategory } from "./support/ids.js"
 
@@ -296,6 +297,30 @@ describe("Personal fields in aggregates, projections and snapshots", () => {
       )
       assert.notInclude(logs, "Dave Private")
     }).pipe(Effect.provide(stores()))
+  )
+})
+
+describe("Personal fields in the test kits", () => {
+  it.effect("DeciderSpec compares events in clear, without a key store", () =>
+    DeciderSpec.make(account("Spec"))
+      .given([])
+      .when({ open: { id: "gus", owner: "Gus" } })
+      .then([Opened.make({ ownerId: "gus", owner: "Gus", address: "1 Main St", currency: "EUR" })])
+  )
+
+  it.effect("ProjectionSpec seals and opens with a memory key store when none is provided", () =>
+    Effect.gen(function* () {
+      const seen = yield* Ref.make<ReadonlyArray<string>>([])
+      const projection = Projection.make({
+        name: "owners",
+        events: AccountEvent,
+        handle: (event) => (event._tag === "Opened" ? Ref.update(seen, (s) => [...s, event.owner]) : Effect.void)
+      })
+      yield* ProjectionSpec.make(projection)
+        .given([Opened.make({ ownerId: "hal", owner: "Hal", currency: "EUR" })])
+        .then(Effect.void)
+      assert.deepStrictEqual(yield* Ref.get(seen), ["Hal"])
+    })
   )
 })
 
