@@ -17,7 +17,7 @@ import { withSpanIfRecorded } from "../internal/tracing.js"
 import { checkSubject, type DataKey, KeyStore, KeyStoreError } from "../KeyStore.js"
 import * as Classify from "./classify.js"
 import * as Dialect from "./internal/dialect.js"
-import { migrate, type TableOptions, tables } from "./migrations.js"
+import { migrate, type TableOptions, type Tables, tables } from "./migrations.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -68,14 +68,7 @@ export const make = (options: Options): Effect.Effect<KeyStore["Type"], KeyStore
         (cause) => new KeyStoreError({ operation: "migrate", reason: "Unavailable", cause, transient: cause.transient })
       )
     }
-    const failWith = (operation: string, subject?: string) => (cause: unknown) =>
-      new KeyStoreError({
-        operation,
-        reason: "Unavailable",
-        ...(subject === undefined ? {} : { subject }),
-        cause,
-        transient: Classify.isTransient(cause)
-      })
+    const failWith = failure
     const wrongMasterKey = (operation: string, subject?: string) =>
       new KeyStoreError({
         operation,
@@ -114,9 +107,6 @@ export const make = (options: Options): Effect.Effect<KeyStore["Type"], KeyStore
       return yield* Effect.fail(configure(new Error("the master key's check row is missing")))
     }
     yield* unwrap("configure", check.value as KeyRow & { readonly wrapped_key: string })
-
-    const checked = <A>(operation: string, subject: string, f: () => Effect.Effect<A, KeyStoreError>) =>
-      Option.match(checkSubject(operation, subject), { onNone: f, onSome: Effect.fail })
 
     const existing = (subject: string): Effect.Effect<DataKey, KeyStoreError> =>
       Effect.flatMap(Effect.mapError(read(subject), failWith("dataKey", subject)), (row) =>
@@ -163,25 +153,75 @@ export const make = (options: Options): Effect.Effect<KeyStore["Type"], KeyStore
             captureStackTrace: false
           })
         ),
-      erase: (subject) =>
-        checked("erase", subject, () =>
-          Effect.gen(function* () {
-            const now = yield* Clock.currentTimeMillis
-            const clear = dialect.matched(
-              sql`update ${sql(t.keys)} set wrapped_key = ${null}, erased_at = ${now}
-                where subject = ${subject} and wrapped_key is not null`
-            )
-            // an unknown subject gets a tombstone; a key stored meanwhile is cleared by the second update
-            if ((yield* clear) === 0 && !(yield* insert(subject, null))) yield* clear
-          }).pipe(Effect.mapError(failWith("erase", subject)))
-        ).pipe(Effect.withSpan("KeyStore.erase", { captureStackTrace: false })),
-      isErased: (subject) =>
-        Effect.map(
-          Effect.mapError(read(subject), failWith("isErased", subject)),
-          (row) => Option.isSome(row) && row.value.wrapped_key === null
-        )
+      ...erasureOn(sql, dialect, t, failWith)
     })
   })
+
+/** Erasing subjects and asking whether they were, which needs no master key (see {@link makeErasure}). */
+export type Erasure = Pick<KeyStore["Type"], "erase" | "isErased">
+
+/**
+ * {@link Erasure} on the `SqlClient` in context, without the master key: for operators (the CLI's `keys`
+ * commands), who can then erase a subject without being able to read anyone's data. The table must exist
+ * (the key store's migration made it).
+ */
+export const makeErasure = (options: TableOptions = {}): Effect.Effect<Erasure, KeyStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const configure = (cause: unknown) =>
+      new KeyStoreError({ operation: "configure", reason: "Unavailable", cause, transient: false })
+    const t = yield* Effect.mapError(tables(options), configure)
+    const dialect = yield* Effect.mapError(Dialect.of(sql), configure)
+    return erasureOn(sql, dialect, t, failure)
+  })
+
+const failure =
+  (operation: string, subject?: string) =>
+  (cause: unknown): KeyStoreError =>
+    new KeyStoreError({
+      operation,
+      reason: "Unavailable",
+      ...(subject === undefined ? {} : { subject }),
+      cause,
+      transient: Classify.isTransient(cause)
+    })
+
+const checked = <A>(operation: string, subject: string, f: () => Effect.Effect<A, KeyStoreError>) =>
+  Option.match(checkSubject(operation, subject), { onNone: f, onSome: Effect.fail })
+
+/** Erasing leaves a tombstone: the row stays, without its key, so that no new key is made for the subject. */
+const erasureOn = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect.SqlDialect,
+  t: Tables,
+  failWith: typeof failure
+): Erasure => ({
+  erase: (subject) =>
+    checked("erase", subject, () =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const clear = dialect.matched(
+          sql`update ${sql(t.keys)} set wrapped_key = ${null}, erased_at = ${now}
+            where subject = ${subject} and wrapped_key is not null`
+        )
+        // an unknown subject gets a tombstone; a key stored meanwhile is cleared by the second update
+        if ((yield* clear) > 0) return
+        const inserted = yield* dialect.insertNew(
+          t.keys,
+          { subject, wrapped_key: null, created_at: now, erased_at: now },
+          ["subject"]
+        )
+        if (!inserted) yield* clear
+      }).pipe(Effect.mapError(failWith("erase", subject)))
+    ).pipe(Effect.withSpan("KeyStore.erase", { captureStackTrace: false })),
+  isErased: (subject) =>
+    sql<{
+      readonly erased_at: number | string | null
+    }>`select erased_at from ${sql(t.keys)} where subject = ${subject}`.pipe(
+      Effect.map((rows) => rows.length > 0 && rows[0]!.erased_at !== null),
+      Effect.mapError(failWith("isErased", subject))
+    )
+})
 
 /** The SQL key store as a Layer. */
 export const layer = (options: Options): Layer.Layer<KeyStore, KeyStoreError, SqlClient.SqlClient> =>

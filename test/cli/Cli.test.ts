@@ -376,6 +376,32 @@ for (const backend of backends) {
     )
 
     it.live(
+      "keys erase and status, without the master key",
+      () =>
+        Effect.gen(function* () {
+          const keys = yield* SqlKeyStore.make({
+            ...backend.tables,
+            masterKey: Redacted.make(Buffer.alloc(32, 9).toString("base64"))
+          })
+          const subject = `s-${yield* uniqueCategory}`
+          yield* keys.dataKey(subject)
+          assert.deepStrictEqual(parse(yield* cli(["keys", "status", ...backend.connect, subject, "--json"])), {
+            subject,
+            erased: false
+          })
+          const erased = yield* cli(["keys", "erase", ...backend.connect, subject])
+          assert.strictEqual(erased.code, 0, erased.stderr)
+          assert.strictEqual(erased.stdout.trim(), `erased ${subject}`)
+          assert.strictEqual((yield* keys.dataKeys([subject])).size, 0)
+          assert.deepStrictEqual(parse(yield* cli(["keys", "status", ...backend.connect, subject, "--json"])), {
+            subject,
+            erased: true
+          })
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      120_000
+    )
+
+    it.live(
       "projections list, status and rebuild --wait; dead-letters list, retry, discard; sagas list, show",
       () =>
         Effect.gen(function* () {
