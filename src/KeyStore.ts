@@ -122,12 +122,8 @@ export const makeMemory: Effect.Effect<KeyStore["Type"]> = Effect.sync(() => {
       }),
     erase: (subject) =>
       checked("erase", subject, () =>
-        Effect.sync(() => {
-          const key = keys.get(subject)
-          // the bytes are overwritten, not only dropped: copies handed out are the same array
-          if (key !== undefined) Redacted.value(key).fill(0)
-          keys.set(subject, undefined)
-        })
+        // the key is dropped, not overwritten: a seal in flight with it must not use a zeroed key
+        Effect.sync(() => void keys.set(subject, undefined))
       ),
     isErased: (subject) => Effect.sync(() => keys.has(subject) && keys.get(subject) === undefined)
   })

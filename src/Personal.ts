@@ -101,6 +101,8 @@ export const fieldsOf = (
       if (subject === undefined || typeof property.name !== "string") continue
       if (!names.has(subject)) {
         problems.push(`the personal field ${property.name} of ${tag ?? "a struct"} names ${subject}, not a field there`)
+      } else if (personalSubject(struct.propertySignatures.find((p) => p.name === subject)!.type) !== undefined) {
+        problems.push(`the subject field ${subject} of ${tag ?? "a struct"} is personal itself: it names the key`)
       }
       fields.push({ name: property.name, subject })
     }

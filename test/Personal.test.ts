@@ -107,6 +107,36 @@ describe("Personal.field", () => {
     assert.match(String(exit), /personal field name of Bad names missing/)
   })
 
+  it("is checked by the codec: the subject field must not be personal itself", () => {
+    const Bad = Schema.TaggedStruct("Bad", {
+      id: Personal.field(Schema.String, { subject: "id", erased: "" }),
+      name: Personal.field(Schema.String, { subject: "id", erased: "" })
+    })
+    assert.match(String(Effect.runSyncExit(Upcaster.codec({ events: Bad }))), /subject field id of Bad is personal/)
+  })
+
+  it.effect("works in tagged classes, optional fields included", () =>
+    Effect.gen(function* () {
+      class Joined extends Schema.TaggedClass<Joined>()("Joined", {
+        memberId: Schema.String,
+        name: Personal.field(Schema.String, { subject: "memberId", erased }),
+        phone: Schema.optional(Personal.field(Schema.String, { subject: "memberId", erased }))
+      }) {}
+      const codec = yield* Upcaster.codec({ events: Joined })
+      const encoded = yield* codec.encode(new Joined({ memberId: "ivy", name: "Ivy", phone: "555" }))
+      assert.notInclude(JSON.stringify(encoded.data), "Ivy")
+      assert.notInclude(JSON.stringify(encoded.data), "555")
+      const recorded = yield* recordedOf(encoded)
+      assert.deepStrictEqual(yield* codec.decode(recorded), [
+        new Joined({ memberId: "ivy", name: "Ivy", phone: "555" })
+      ])
+      yield* Effect.flatMap(KeyStore.KeyStore, (keys) => keys.erase("ivy"))
+      assert.deepStrictEqual(yield* codec.decode(recorded), [
+        new Joined({ memberId: "ivy", name: erased, phone: erased })
+      ])
+    }).pipe(Effect.provide(KeyStore.layerMemory))
+  )
+
   it.effect("a codec with personal fields and no KeyStore is a wiring bug: a defect saying so", () =>
     Effect.gen(function* () {
       const codec = yield* Upcaster.codec({ events: AccountEvent })
