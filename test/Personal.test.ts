@@ -182,6 +182,34 @@ describe("Personal fields through the codec", () => {
     }).pipe(Effect.provide(KeyStore.layerMemory))
   )
 
+  it.effect("a key store that fails makes reads fail, transient, never read as erased", () =>
+    Effect.gen(function* () {
+      const memory = yield* KeyStore.makeMemory
+      const down = new KeyStore.KeyStoreError({ operation: "dataKeys", reason: "Unavailable", transient: true })
+      const codec = yield* Upcaster.codec({ events: AccountEvent })
+      const recorded = yield* recordedOf(
+        yield* Effect.provideService(
+          codec.encode(Opened.make({ ownerId: "jo", owner: "Jo", currency: "EUR" })),
+          KeyStore.KeyStore,
+          memory
+        )
+      )
+      const failing = KeyStore.KeyStore.of({ ...memory, dataKeys: () => Effect.fail(down) })
+      const error = yield* Effect.flip(Effect.provideService(codec.decode(recorded), KeyStore.KeyStore, failing))
+      assert.strictEqual(error._tag, "EventStoreError")
+      assert.isTrue(error._tag === "EventStoreError" && error.transient)
+      const store = yield* MemoryEventStore.make()
+      yield* store.append("Acct-1", [yield* Event.make({ type: recorded.type, data: recorded.data })])
+      const read = yield* Upcaster.readStream(codec, "Acct-1").pipe(
+        Stream.runCollect,
+        Effect.flip,
+        Effect.provideService(EventStore.EventStore, store),
+        Effect.provideService(KeyStore.KeyStore, failing)
+      )
+      assert.strictEqual(read._tag, "EventStoreError")
+    })
+  )
+
   it.effect("an upcaster moves a sealed field: read in clear before the erasure, erased after", () =>
     Effect.gen(function* () {
       const keys = yield* KeyStore.KeyStore
