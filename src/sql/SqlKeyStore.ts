@@ -157,6 +157,9 @@ export const make = (options: Options): Effect.Effect<KeyStore["Type"], KeyStore
     })
   })
 
+/** Options of {@link makeErasure}: where the key store's table is. */
+export type ErasureOptions = Pick<Options, "schema" | "tablePrefix">
+
 /** Erasing subjects and asking whether they were, which needs no master key (see {@link makeErasure}). */
 export type Erasure = Pick<KeyStore["Type"], "erase" | "isErased">
 
@@ -165,7 +168,7 @@ export type Erasure = Pick<KeyStore["Type"], "erase" | "isErased">
  * commands), who can then erase a subject without being able to read anyone's data. The table must exist
  * (the key store's migration made it).
  */
-export const makeErasure = (options: TableOptions = {}): Effect.Effect<Erasure, KeyStoreError, SqlClient.SqlClient> =>
+export const makeErasure = (options: ErasureOptions = {}): Effect.Effect<Erasure, KeyStoreError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const configure = (cause: unknown) =>
