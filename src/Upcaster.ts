@@ -461,6 +461,10 @@ const withoutUndefined = (value: unknown): unknown => {
   return result
 }
 
+const key = (type: string, version: number) => `${type}\u0000${version}`
+
+const describe = (tv: TypeVersion) => `${tv.type} v${tv.version}`
+
 /** The `_tag` literals of a tagged struct/class or a union of them; `undefined` marks a member without one. */
 const tagsOf = (ast: SchemaAST.AST): ReadonlyArray<string | undefined> => membersOf(ast).map(([tag]) => tag)
 
@@ -477,10 +481,6 @@ const membersOf = (ast: SchemaAST.AST): ReadonlyArray<readonly [string | undefin
     ]
   ]
 }
-
-const key = (type: string, version: number) => `${type}\u0000${version}`
-
-const describe = (tv: TypeVersion) => `${tv.type} v${tv.version}`
 
 /** Validates the declaration; fills `registry` with the upcasters by source. Returns the problems found. */
 const checkDeclaration = (
