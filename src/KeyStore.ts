@@ -28,7 +28,7 @@ export const KeyStoreErrorReason = Schema.Literal(
   "WrongMasterKey",
   /** a key was asked for to seal new data of a subject that was erased */
   "SubjectErased",
-  /** a subject id that is empty or longer than {@link maxSubjectLength} */
+  /** a subject id that is empty, longer than {@link maxSubjectLength}, or holds a NUL */
   "InvalidSubject"
 )
 export type KeyStoreErrorReason = typeof KeyStoreErrorReason.Type
@@ -83,13 +83,17 @@ export class KeyStore extends Context.Tag("effect-eventsourcing/KeyStore")<
 
 /** `Some` error if `subject` is not a usable subject id. */
 export const checkSubject = (operation: string, subject: string): Option.Option<KeyStoreError> =>
-  typeof subject === "string" && subject.length > 0 && subject.length <= maxSubjectLength
+  typeof subject === "string" &&
+  subject.length > 0 &&
+  subject.length <= maxSubjectLength &&
+  // no store keeps a NUL in a text column
+  !subject.includes("\u0000")
     ? Option.none()
     : Option.some(
         new KeyStoreError({
           operation,
           reason: "InvalidSubject",
-          cause: new Error(`a subject id is a string of 1 to ${maxSubjectLength} characters`)
+          cause: new Error(`a subject id is a string of 1 to ${maxSubjectLength} characters, without NUL`)
         })
       )
 

@@ -120,7 +120,7 @@ export const suite = (name: string, keys: Layer.Layer<KeyStore.KeyStore | EventS
       it.effect("refuses an empty or too long subject id", () =>
         Effect.gen(function* () {
           const store = yield* KeyStore.KeyStore
-          for (const subject of ["", "x".repeat(KeyStore.maxSubjectLength + 1)]) {
+          for (const subject of ["", "x".repeat(KeyStore.maxSubjectLength + 1), "a\u0000b"]) {
             assert.strictEqual((yield* Effect.flip(store.dataKey(subject))).reason, "InvalidSubject")
             assert.strictEqual((yield* Effect.flip(store.erase(subject))).reason, "InvalidSubject")
           }
