@@ -10,6 +10,7 @@
  * subject is (its id is stored in clear beside each sealed value, as the key's name).
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
@@ -239,7 +240,10 @@ const opened = (value: unknown, keys: ReadonlyMap<string, KeyStore.DataKey>): un
   if (isSealed(value)) {
     const key = keys.get(value.subject)
     const plain = key === undefined ? undefined : Crypto.open(Redacted.value(key), value.subject, value.sealed)
-    return plain === undefined ? value : JSON.parse(Buffer.from(plain).toString("utf8"))
+    if (plain === undefined) return value
+    // authenticated, so the JSON it sealed; kept sealed (read as erased) should it ever not parse
+    const parsed = Either.try(() => JSON.parse(Buffer.from(plain).toString("utf8")) as unknown)
+    return Either.isRight(parsed) ? parsed.right : value
   }
   if (Array.isArray(value)) {
     const items = value.map((item) => opened(item, keys))
