@@ -47,9 +47,15 @@ export interface FieldOptions<A> {
 export const field = <A, I>(self: Schema.Schema<A, I>, options: FieldOptions<A>): Schema.Schema<A, I> => {
   const decode = ParseResult.decodeUnknown(self)
   const encode = ParseResult.encodeUnknown(self)
+  const refused = (what: string) => `a personal value (of subject field ${options.subject}) does not ${what}`
   const hidden = (ast: SchemaAST.AST, what: string) => (_: ParseResult.ParseIssue) =>
-    new ParseResult.Type(ast, "[personal]", `a personal value (of subject field ${options.subject}) does not ${what}`)
-  return Schema.transformOrFail(Schema.Unknown, Schema.typeSchema(self), {
+    new ParseResult.Type(ast, "[personal]", refused(what))
+  // what is read: the value's encoded form once opened, or still sealed; described so (the schema lock
+  // sees the inner type), and with a message that never shows the value
+  const stored = Schema.Union(Schema.encodedSchema(self), SealedSchema).annotations({
+    message: () => ({ message: refused("decode"), override: true })
+  })
+  return Schema.transformOrFail(stored, Schema.typeSchema(self), {
     strict: true,
     decode: (value, _, ast) =>
       isSealed(value)
@@ -65,6 +71,8 @@ export interface Sealed {
   readonly subject: string
   readonly sealed: string
 }
+
+const SealedSchema = Schema.Struct({ $personal: Schema.Literal(1), subject: Schema.String, sealed: Schema.String })
 
 /** Whether a stored value is a sealed personal value (still sealed: its subject is erased, or not opened yet). */
 export const isSealed = (value: unknown): value is Sealed =>

@@ -26,6 +26,7 @@ import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Personal from "../src/Personal.js"
 import * as Projection from "../src/Projection.js"
 import * as Saga from "../src/Saga.js"
+import * as SchemaLock from "../src/SchemaLock.js"
 import * as SagaStore from "../src/SagaStore.js"
 import * as Snapshot from "../src/Snapshot.js"
 import { DeciderSpec, ProjectionSpec } from "../src/testing/index.js"
@@ -57,13 +58,28 @@ const account = (category: string) =>
       event._tag === "Opened"
         ? { ownerId: event.ownerId, owner: event.owner, balance: 0 }
         : { ...state, balance: state.balance + event.amount },
-    decide: (command: {
-      readonly open?: { readonly id: string; readonly owner: string }
-      readonly deposit?: number
-    }) =>
-      command.open !== undefined
-        ? [Opened.make({ ownerId: command.open.id, owner: command.open.owner, address: "1 Main St", currency: "EUR" })]
-        : [Deposited.make({ amount: command.deposit ?? 0 })],
+    decide: (
+      command: {
+        readonly open?: { readonly id: string; readonly owner: string }
+        readonly deposit?: number
+        readonly inspect?: true
+      },
+      state
+    ): Effect.Effect<ReadonlyArray<typeof AccountEvent.Type>, { readonly owner: string }> =>
+      command.inspect === true
+        ? Effect.fail({ owner: state.owner })
+        : Effect.succeed(
+            command.open !== undefined
+              ? [
+                  Opened.make({
+                    ownerId: command.open.id,
+                    owner: command.open.owner,
+                    address: "1 Main St",
+                    currency: "EUR"
+                  })
+                ]
+              : [Deposited.make({ amount: command.deposit ?? 0 })]
+          ),
     snapshot: { state: State, strategy: Snapshot.everyNEvents(1) }
   })
 
@@ -135,6 +151,26 @@ describe("Personal.field", () => {
         new Joined({ memberId: "ivy", name: erased, phone: erased })
       ])
     }).pipe(Effect.provide(KeyStore.layerMemory))
+  )
+
+  it.effect("the schema lock sees a personal field's own type: retyping it is a breaking change", () =>
+    Effect.gen(function* () {
+      const sources = (name: Schema.Schema<any, any>) =>
+        Effect.map(Upcaster.codec({ events: Schema.TaggedStruct("Named", { id: Schema.String, name }) }), (codec) =>
+          SchemaLock.sources({ codecs: { named: codec } })
+        )
+      const lock = yield* SchemaLock.fromSources(
+        yield* sources(Personal.field(Schema.String, { subject: "id", erased: "" }))
+      )
+      const retyped = yield* SchemaLock.compare(
+        lock,
+        yield* sources(Personal.field(Schema.Number, { subject: "id", erased: 0 }))
+      )
+      assert.deepStrictEqual(
+        retyped.breaking.map((c) => c.field),
+        ["name"]
+      )
+    })
   )
 
   it.effect("a codec with personal fields and no KeyStore is a wiring bug: a defect saying so", () =>
@@ -324,7 +360,10 @@ describe("Personal fields in aggregates, projections and snapshots", () => {
             ["erin", "Erin Private"]
           ])
 
+          // the handler's state is the one decided on: clear before the erasure, erased from the next command on
+          assert.deepStrictEqual(yield* Effect.flip(handle("d", { inspect: true })), { owner: "Dave Private" })
           yield* keys.erase("dave")
+          assert.deepStrictEqual(yield* Effect.flip(handle("d", { inspect: true })), { owner: erased })
           const after = yield* Snapshot.loadState(snapshots, decider.snapshot!, `${category}-d`)
           assert.deepStrictEqual(Option.getOrThrow(after).state, { ownerId: "dave", owner: erased, balance: 5 })
           // the aggregate keeps working: it loads (snapshot or events) and appends
