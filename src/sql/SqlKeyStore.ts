@@ -93,7 +93,7 @@ export const make = (options: Options): Effect.Effect<KeyStore["Type"], KeyStore
     const unwrap = (operation: string, row: KeyRow & { readonly wrapped_key: string }) => {
       const key = Crypto.open(master, row.subject, row.wrapped_key)
       return key === undefined
-        ? Effect.fail(wrongMasterKey(operation, row.subject))
+        ? Effect.fail(wrongMasterKey(operation, row.subject === checkRow ? undefined : row.subject))
         : Effect.succeed(Redacted.make(key))
     }
     const wrap = (subject: string) => Crypto.seal(master, subject, Crypto.newKey())

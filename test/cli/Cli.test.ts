@@ -69,6 +69,9 @@ const helpOf = (command: ReadonlyArray<string>): Effect.Effect<string> =>
     return printed.join("\n")
   })
 
+/** The key stores' master key (one per database: another one is refused). */
+const masterKey = Redacted.make(Buffer.alloc(32, 7).toString("base64"))
+
 const cli = (args: ReadonlyArray<string>): Effect.Effect<Result> =>
   Effect.async<Result>((resume) => {
     const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], { cwd: root })
@@ -248,7 +251,7 @@ for (const backend of backends) {
           assert.isTrue(Option.isSome(yield* inbox.once("c", "m", Effect.void)))
           const keys = yield* SqlKeyStore.make({
             ...noMigrations,
-            masterKey: Redacted.make(Buffer.alloc(32, 7).toString("base64"))
+            masterKey
           })
           yield* keys.dataKey(streamId)
 
@@ -381,7 +384,7 @@ for (const backend of backends) {
         Effect.gen(function* () {
           const keys = yield* SqlKeyStore.make({
             ...backend.tables,
-            masterKey: Redacted.make(Buffer.alloc(32, 9).toString("base64"))
+            masterKey
           })
           const subject = `s-${yield* uniqueCategory}`
           yield* keys.dataKey(subject)
