@@ -22,6 +22,8 @@ import * as CommandBus from "../src/CommandBus.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as KeyStore from "../src/KeyStore.js"
+import * as ConsoleHandlers from "../src/http/internal/consoleHandlers.js"
+import type * as EventBrowserHandlers from "../src/http/internal/eventBrowserHandlers.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Personal from "../src/Personal.js"
 import * as Projection from "../src/Projection.js"
@@ -417,6 +419,34 @@ describe("Personal fields in the test kits", () => {
         .given([Opened.make({ ownerId: "hal", owner: "Hal", currency: "EUR" })])
         .then(Effect.void)
       assert.deepStrictEqual(yield* Ref.get(seen), ["Hal"])
+    })
+  )
+})
+
+describe("Personal fields in the console's state view", () => {
+  it.effect("opened with the server's key store; erased without one, and after the erasure", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const decider = account(category)
+      const store = yield* MemoryEventStore.make()
+      const keys = yield* KeyStore.makeMemory
+      yield* Aggregate.handler(decider)("k", { open: { id: "kim", owner: "Kim Private" } }).pipe(
+        Effect.provideService(EventStore.EventStore, store),
+        Effect.provideService(KeyStore.KeyStore, keys)
+      )
+      const config = {
+        deciders: new Map([[category, ConsoleHandlers.stateView(decider, State)]])
+      } as unknown as EventBrowserHandlers.Config
+      const ownerShown = (withKeys: boolean) =>
+        ConsoleHandlers.streamStates(config, `${category}-k` as Event.StreamId, {}).pipe(
+          Effect.provideService(EventStore.EventStore, store),
+          withKeys ? Effect.provideService(KeyStore.KeyStore, keys) : (effect) => effect,
+          Effect.map((states) => (states.steps[0]!.state as { readonly owner: string }).owner)
+        )
+      assert.strictEqual(yield* ownerShown(true), "Kim Private")
+      assert.strictEqual(yield* ownerShown(false), erased)
+      yield* keys.erase("kim")
+      assert.strictEqual(yield* ownerShown(true), erased)
     })
   )
 })
