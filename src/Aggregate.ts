@@ -23,6 +23,7 @@ import * as Lanes from "./aggregate/lanes.js"
 import * as StateCache from "./aggregate/stateCache.js"
 import * as Traceparent from "./internal/traceparent.js"
 import * as Uuid from "./internal/uuid.js"
+import * as Personal from "./Personal.js"
 import * as Snapshot from "./Snapshot.js"
 import * as Upcaster from "./Upcaster.js"
 
@@ -207,11 +208,16 @@ export interface HandlerOptions {
  * from another history. A lane's wait is bounded by `lanePatience`, after which the command runs beside
  * the lane's holder (and may conflict): two commands for one aggregate inside the caller's own open
  * transactions could otherwise wait on each other. Each handler has its own lanes and cache: create it once.
+ * A decider with personal fields (`Personal.field`, in its events or snapshot state) keeps no state: each
+ * command loads it, so that an erased subject's fields read as erased from the next command on.
  */
 export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   decider: Decider<C, E, S, DE>,
   handlerOptions?: HandlerOptions
 ) => {
+  const personal =
+    decider.codec.personal ||
+    (decider.snapshot !== undefined && Personal.fieldsOf(decider.snapshot.state).byTag.size > 0)
   /** Lanes and cached states, per store (a store object is one database, a test's fresh store another). */
   const perStore = new WeakMap<object, { readonly lanes: Lanes.Lanes; readonly cache: StateCache.StateCache<S> }>()
   const hotFor = (store: object) => {
@@ -219,7 +225,8 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
     if (hot === undefined) {
       hot = {
         lanes: Lanes.make(handlerOptions?.lanePatience ?? "5 seconds"),
-        cache: StateCache.make(handlerOptions?.cacheCapacity ?? 1000)
+        // a state holding personal values is never kept: an erasure must reach the next command's state
+        cache: StateCache.make(personal ? 0 : (handlerOptions?.cacheCapacity ?? 1000))
       }
       perStore.set(store, hot)
     }

@@ -8,7 +8,8 @@
  * examples per (type, version) only, so its memory does not grow with the log; a time limit bounds how
  * long it reads. It changes nothing. Events no codec reads (another service's, or a type dropped without
  * an upcaster) are reported as unknown, not as failures: the schema lock (`SchemaLock`) is what catches a
- * type that disappeared.
+ * type that disappeared. Personal fields (`Personal`) are not opened (no key store is needed): they decode
+ * as their erased value, so their inner values are not checked.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"

@@ -79,7 +79,11 @@ const asIs: Upcaster.EventCodec<Event.RecordedEvent> = {
   upcasters: [],
   encode: () => Effect.die("the outbox relay does not encode events"),
   decode: (recorded) => Effect.succeed([recorded]),
-  decodeEither: (recorded) => Either.right([recorded])
+  decodeEither: (recorded) => Either.right([recorded]),
+  encodeUnsealed: () => Effect.die("the outbox relay does not encode events"),
+  // personal fields are published sealed, as stored
+  personal: false,
+  open: Effect.succeed
 }
 
 /**

@@ -24,7 +24,9 @@ import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
 import * as Traceparent from "./internal/traceparent.js"
 import * as Uuid from "./internal/uuid.js"
+import type * as KeyStore from "./KeyStore.js"
 import * as Metrics from "./Metrics.js"
+import * as Personal from "./Personal.js"
 import * as Projection from "./Projection.js"
 import * as SagaStore from "./SagaStore.js"
 import type * as Upcaster from "./Upcaster.js"
@@ -107,6 +109,8 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
   const decodeState = Schema.decodeUnknown(options.state)
   const encodeCommand = (command: CommandBus.Command) =>
     Effect.orDie(Schema.encode(commandClass(command))(command)) as Effect.Effect<SagaStore.StoredCommand>
+  /** The stored state with its personal fields opened (see `Personal`). */
+  const openState = (state: unknown) => Effect.mapError(Personal.openOne(state), keyStoreFailure("open state"))
   const commandClass = (command: { readonly _tag: string }) => {
     const c = commandClasses.get(command._tag)
     if (c === undefined) throw new Error(`saga ${options.name} sends ${command._tag}, which is not in its commands`)
@@ -160,12 +164,14 @@ export const make = <A extends { readonly _tag: string }, I, S, SI, C extends Co
         // `SagaStore.recordFailure`): its steps are not sent again, its compensations run (deduplicated)
         const failedBefore = yield* store.failureOf(options.name, instance, cause)
         const state = Option.isSome(loaded)
-          ? yield* Effect.orDie(decodeState(loaded.value.state))
+          ? yield* Effect.orDie(decodeState(yield* openState(loaded.value.state)))
           : options.initialState
         const reaction = options.react(state, input)
         // everything is encoded before the first command is sent: a state, command or compensation that
         // cannot be makes the input poison with nothing sent, not sent commands whose undoing is not kept
-        const encodedState = yield* Effect.orDie(encodeState(reaction.state))
+        const encodedState = yield* Effect.flatMap(Effect.orDie(encodeState(reaction.state)), (encoded) =>
+          Effect.mapError(Personal.sealState(options.state, encoded), keyStoreFailure("seal state"))
+        )
         const steps = yield* Effect.forEach(reaction.commands ?? [], (item) => {
           const step: Step<CommandBus.Command> = isStep(item) ? item : { command: item as CommandBus.Command }
           return Effect.all({
@@ -422,7 +428,8 @@ export const instance = <A, S, C>(
     const store = yield* SagaStore.SagaStore
     const loaded = yield* store.load(saga.name, id)
     if (Option.isNone(loaded)) return Option.none()
-    const state = yield* Schema.decodeUnknown(saga.stateSchema)(loaded.value.state).pipe(
+    const opened = yield* Effect.mapError(Personal.openOne(loaded.value.state), keyStoreFailure("open state"))
+    const state = yield* Schema.decodeUnknown(saga.stateSchema)(opened).pipe(
       Effect.mapError((cause) => new SagaStore.SagaStoreError({ operation: "decode state", cause }))
     )
     const timeouts = yield* store.timeouts(saga.name, id)
@@ -435,3 +442,7 @@ export const instance = <A, S, C>(
       error: loaded.value.error
     })
   })
+
+/** A key store failure met on a saga's state, as the saga store error the runner handles (retried if transient). */
+const keyStoreFailure = (operation: string) => (error: KeyStore.KeyStoreError) =>
+  new SagaStore.SagaStoreError({ operation, cause: error, transient: error.transient })

@@ -7,7 +7,8 @@
  * ignored (with a warning) and the next older one is tried, down to none: then the aggregate is rebuilt from
  * its events. Saving a snapshot never fails a command: errors are logged. A strategy decides when to save
  * (every N events, or a predicate); the store keeps the last K snapshots of each stream, reports
- * {@link SnapshotStats} and prunes on demand.
+ * {@link SnapshotStats} and prunes on demand. Personal fields of the state (`Personal.field`) are stored
+ * sealed and opened on load, as in events.
  */
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
@@ -16,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Event from "./Event.js"
+import * as Personal from "./Personal.js"
 
 /** A stored snapshot. `state` is the state Schema's encoded (JSON) form. */
 export interface SnapshotRecord {
@@ -216,7 +218,8 @@ export const loadState = <S, SI>(
           onSome: (record) =>
             record.stateVersion !== expectedVersion
               ? ignore(record.version, `state version ${record.stateVersion}, expected ${expectedVersion}`)
-              : decode(record.state).pipe(
+              : Personal.openOne(record.state).pipe(
+                  Effect.flatMap(decode),
                   Effect.map((state) => Option.some({ state, version: record.version })),
                   Effect.catchAll((error) => ignore(record.version, error.message))
                 )
@@ -242,7 +245,9 @@ export const saveState = <S, SI>(
   state: S
 ): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const encoded = yield* Schema.encode(options.state)(state)
+    const encoded = yield* Effect.flatMap(Schema.encode(options.state)(state), (encoded) =>
+      Personal.sealState(options.state, encoded)
+    )
     const takenAt = yield* DateTime.now
     yield* store.save({ streamId, version, stateVersion: options.version ?? 1, state: encoded, takenAt })
   }).pipe(

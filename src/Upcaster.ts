@@ -2,8 +2,9 @@
  * Typed events from stored ones: an event codec built from Effect Schemas, with upcasters for schema
  * evolution. The codec encodes a domain event into what the store keeps and decodes a recorded event
  * back, upcast from whatever version was stored to the current one; the upcasters are checked when the
- * codec is made, and upcast results are never written back. How a codec is declared, the upcasters and
- * the decoding policies: {@link codec}.
+ * codec is made, and upcast results are never written back. Personal fields (`Personal.field`) are
+ * sealed after encoding and opened before upcasting. How a codec is declared, the upcasters and the
+ * decoding policies: {@link codec}.
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -14,7 +15,9 @@ import * as SchemaAST from "effect/SchemaAST"
 import * as Stream from "effect/Stream"
 import type * as Event from "./Event.js"
 import * as EventStore from "./EventStore.js"
+import type * as KeyStore from "./KeyStore.js"
 import * as Metrics from "./Metrics.js"
+import * as Personal from "./Personal.js"
 
 // ---------------------------------------------------------------------------------------------------
 // errors
@@ -173,14 +176,35 @@ export interface EventCodec<A> {
    * The stored form of a domain event. JSON has no `undefined`: object properties holding `undefined`
    * (optional fields) are left out, and read back as absent.
    */
-  readonly encode: (event: A) => Effect.Effect<Encoded, EventEncodeError>
+  readonly encode: (event: A) => Effect.Effect<Encoded, EventEncodeError | EventStore.EventStoreError>
   /**
    * The domain events a recorded event stands for: usually one, none if an upcaster dropped it (or it
-   * was skipped under the `skip` policy), several if one split it.
+   * was skipped under the `skip` policy), several if one split it. Opens its personal fields first.
    */
-  readonly decode: (recorded: Event.RecordedEvent, policy?: Policy) => Effect.Effect<ReadonlyArray<A>, EventDecodeError>
-  /** {@link decode} without a policy, as a plain value: for hot loops over many events. */
+  readonly decode: (
+    recorded: Event.RecordedEvent,
+    policy?: Policy
+  ) => Effect.Effect<ReadonlyArray<A>, EventDecodeError | EventStore.EventStoreError>
+  /**
+   * {@link decode} without a policy, as a plain value: for hot loops over many events. It does not open
+   * personal fields (they decode as erased): pass the events through {@link open} first.
+   */
   readonly decodeEither: (recorded: Event.RecordedEvent) => Either.Either<ReadonlyArray<A>, EventDecodeError>
+  /**
+   * {@link encode} leaving personal fields in clear: to compare events (the test kits do), never to store.
+   * Needs no `KeyStore`.
+   */
+  readonly encodeUnsealed: (event: A) => Effect.Effect<Encoded, EventEncodeError>
+  /** Whether the events declare personal fields (`Personal.field`): then reads go through {@link open}. */
+  readonly personal: boolean
+  /**
+   * The recorded events with their personal fields opened (see `Personal.open`), for {@link decodeEither}:
+   * one key lookup for the batch; the same array when the codec has no personal fields or nothing is sealed.
+   * A key store failure is an `EventStoreError` (operation `"open"`, transient as the key store said).
+   */
+  readonly open: (
+    events: ReadonlyArray<Event.RecordedEvent>
+  ) => Effect.Effect<ReadonlyArray<Event.RecordedEvent>, EventStore.EventStoreError>
 }
 
 /** Whether `value` is an {@link EventCodec} (rather than the Schema of its events). */
@@ -224,6 +248,7 @@ export const codec = <A extends { readonly _tag: string }, I>(
 ): Effect.Effect<EventCodec<A>, UpcasterConfigError> =>
   Effect.suspend(() => {
     const tags = tagsOf(options.events.ast)
+    const personal = Personal.fieldsOf(options.events)
     const types = new Set(tags.filter((t) => t !== undefined))
     const versions = new Map<string, number>([...types].map((t) => [t, options.versions?.[t] ?? 1]))
     const upcasters = new Map<string, Upcaster>()
@@ -232,14 +257,15 @@ export const codec = <A extends { readonly _tag: string }, I>(
         ? ["every event schema must be a tagged struct or class (with a literal _tag)"]
         : []),
       ...(new Set(tags).size < tags.length ? ["two event schemas share a _tag"] : []),
-      ...checkDeclaration(types, options.versions ?? {}, options.upcasters ?? [], upcasters)
+      ...checkDeclaration(types, options.versions ?? {}, options.upcasters ?? [], upcasters),
+      ...personal.problems
     ]
     if (problems.length > 0) return Effect.fail(new UpcasterConfigError({ problems }))
 
     const decodeEvent = Schema.decodeUnknownEither(options.events)
     const encodeEvent = Schema.encodeEither(options.events)
 
-    const encode = (event: A): Effect.Effect<Encoded, EventEncodeError> =>
+    const encodeUnsealed = (event: A): Effect.Effect<Encoded, EventEncodeError> =>
       Either.match(encodeEvent(event), {
         onLeft: (error) => Effect.fail(new EventEncodeError({ type: event._tag, cause: error })),
         onRight: (encoded) => {
@@ -247,6 +273,28 @@ export const codec = <A extends { readonly _tag: string }, I>(
           return Effect.succeed({ type: _tag, schemaVersion: versions.get(_tag)!, data: withoutUndefined(data) })
         }
       })
+    // a codec without personal fields encodes as it always did: no key store, no extra step
+    const encode: EventCodec<A>["encode"] =
+      personal.byTag.size === 0
+        ? encodeUnsealed
+        : (event) =>
+            Effect.flatMap(encodeUnsealed(event), (encoded) => {
+              const fields = personal.byTag.get(encoded.type)
+              return fields === undefined
+                ? Effect.succeed(encoded)
+                : Personal.seal(encoded.data as Readonly<Record<string, unknown>>, fields).pipe(
+                    Effect.mapError((error) =>
+                      error.reason === "SubjectErased" || error.reason === "InvalidSubject"
+                        ? new EventEncodeError({ type: encoded.type, cause: error })
+                        : keyStoreFailure("seal", error)
+                    ),
+                    Effect.map((data) => ({ ...encoded, data }))
+                  )
+            })
+    const open: EventCodec<A>["open"] =
+      personal.byTag.size === 0
+        ? Effect.succeed
+        : (events) => Effect.mapError(Personal.openEvents(events), (error) => keyStoreFailure("open", error))
 
     const failure = (recorded: Event.RecordedEvent, reason: EventDecodeError["reason"], cause: unknown) =>
       Either.left(
@@ -287,10 +335,12 @@ export const codec = <A extends { readonly _tag: string }, I>(
     }
 
     const decode: EventCodec<A>["decode"] = (recorded, policy = "fail") =>
-      Either.match(decodeOne(recorded), {
-        onRight: Effect.succeed,
-        onLeft: (error) => (policy === "fail" ? Effect.fail(error) : Effect.as(skip(error), []))
-      })
+      Effect.flatMap(open([recorded]), ([opened]) =>
+        Either.match(decodeOne(opened!), {
+          onRight: Effect.succeed,
+          onLeft: (error) => (policy === "fail" ? Effect.fail(error) : Effect.as(skip(error), []))
+        })
+      )
 
     return Effect.succeed({
       types,
@@ -302,7 +352,10 @@ export const codec = <A extends { readonly _tag: string }, I>(
       upcasters: options.upcasters ?? [],
       encode,
       decode,
-      decodeEither: decodeOne
+      decodeEither: decodeOne,
+      encodeUnsealed,
+      personal: personal.byTag.size > 0,
+      open
     })
   })
 
@@ -354,23 +407,46 @@ const decodeAll = <A, E, R>(
   eventCodec: EventCodec<A>,
   recorded: Stream.Stream<Event.RecordedEvent, E, R>,
   policy: Policy | undefined
-): Stream.Stream<Decoded<A>, E | EventDecodeError, R> =>
-  Stream.flatMap(Stream.chunks(recorded), (chunk) => {
-    const decoded: Array<Decoded<A>> = []
-    const skipped: Array<EventDecodeError> = []
-    for (const envelope of chunk) {
-      const result = eventCodec.decodeEither(envelope)
-      if (Either.isRight(result)) {
-        for (const event of result.right) decoded.push({ event, envelope })
-      } else if (policy === "skip") {
-        skipped.push(result.left)
-      } else {
-        return Stream.concat(Stream.fromIterable(decoded), Stream.fail(result.left))
-      }
+): Stream.Stream<Decoded<A>, E | EventDecodeError | EventStore.EventStoreError, R> =>
+  eventCodec.personal
+    ? Stream.flatten(
+        Stream.mapEffect(Stream.chunks(recorded), (chunk) => {
+          const envelopes = Chunk.toReadonlyArray(chunk)
+          return Effect.map(eventCodec.open(envelopes), (opened) => decodeChunk(eventCodec, envelopes, opened, policy))
+        })
+      )
+    : Stream.flatMap(Stream.chunks(recorded), (chunk) => {
+        const envelopes = Chunk.toReadonlyArray(chunk)
+        return decodeChunk(eventCodec, envelopes, envelopes, policy)
+      })
+
+/** Decodes the `opened` form of each envelope (see {@link EventCodec.open}), keeping the envelope as recorded. */
+const decodeChunk = <A>(
+  eventCodec: EventCodec<A>,
+  envelopes: ReadonlyArray<Event.RecordedEvent>,
+  opened: ReadonlyArray<Event.RecordedEvent>,
+  policy: Policy | undefined
+): Stream.Stream<Decoded<A>, EventDecodeError> => {
+  const decoded: Array<Decoded<A>> = []
+  const skipped: Array<EventDecodeError> = []
+  for (let i = 0; i < envelopes.length; i++) {
+    const envelope = envelopes[i]!
+    const result = eventCodec.decodeEither(opened[i]!)
+    if (Either.isRight(result)) {
+      for (const event of result.right) decoded.push({ event, envelope })
+    } else if (policy === "skip") {
+      skipped.push(result.left)
+    } else {
+      return Stream.concat(Stream.fromIterable(decoded), Stream.fail(result.left))
     }
-    const events = Stream.fromChunk(Chunk.unsafeFromArray(decoded))
-    return skipped.length === 0 ? events : Stream.concat(Stream.execute(Effect.forEach(skipped, skip)), events)
-  })
+  }
+  const events = Stream.fromChunk(Chunk.unsafeFromArray(decoded))
+  return skipped.length === 0 ? events : Stream.concat(Stream.execute(Effect.forEach(skipped, skip)), events)
+}
+
+/** A key store failure met while sealing or opening personal fields, as the store error readers handle. */
+const keyStoreFailure = (operation: string, error: KeyStore.KeyStoreError) =>
+  new EventStore.EventStoreError({ operation, cause: error, transient: error.transient })
 
 // ---------------------------------------------------------------------------------------------------
 // internals

@@ -4,7 +4,8 @@
  * Every module is exported as a namespace: `import { Event, EventStore } from "effect-eventsourcing"`.
  * The modules, bottom floor first (each imports only from floors below it; no import cycles):
  * - `Event` (the event model, the command context and the current tenant); `EventStore` (the contract
- *   and its errors) and `Upcaster` (codecs, schema evolution); `MemoryEventStore`.
+ *   and its errors) and `Upcaster` (codecs, schema evolution, sealing `Personal` fields with `KeyStore` keys);
+ *   `MemoryEventStore`.
  * - `Aggregate`, `Snapshot`; `CommandBus`, `CommandMiddleware`; `Projection` (its engine in `projection/`),
  *   `CheckpointStore`, `Wakeup`; `Saga`, `SagaStore`; `Outbox`, `EventBus`, `Inbox`; `Metrics`; `SchemaLock`,
  *   `HistoryCheck` (the schema lock, history verification); `Tenancy`
@@ -17,6 +18,8 @@ export * as Event from "./Event.js"
 export * as EventStore from "./EventStore.js"
 export * as MemoryEventStore from "./MemoryEventStore.js"
 export * as Upcaster from "./Upcaster.js"
+export * as KeyStore from "./KeyStore.js"
+export * as Personal from "./Personal.js"
 export * as Aggregate from "./Aggregate.js"
 export * as Snapshot from "./Snapshot.js"
 export * as CheckpointStore from "./CheckpointStore.js"

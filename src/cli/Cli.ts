@@ -16,6 +16,7 @@ import * as Logger from "effect/Logger"
 import * as Events from "./events.js"
 import * as Housekeeping from "./housekeeping.js"
 import { CliError } from "./internal/output.js"
+import * as Keys from "./keys.js"
 import * as Migrate from "./migrate.js"
 import * as Operations from "./operations.js"
 import * as Schema from "./schema.js"
@@ -33,7 +34,8 @@ export const command = CliCommand.make("effect-eventsourcing").pipe(
     Operations.sagas,
     Housekeeping.snapshots,
     Housekeeping.commands,
-    Schema.command
+    Schema.command,
+    Keys.command
   ])
 )
 

@@ -88,6 +88,8 @@ export const isPassing = (cause: Cause.Cause<unknown>, store: CheckpointStore.Ch
 /** A batch as read, with its events decoded, or `undefined` if one of them does not decode. */
 export interface Batch<A> {
   readonly events: ReadonlyArray<Event.RecordedEvent>
+  /** The events with their personal fields opened (see `Upcaster.EventCodec.open`): what is decoded. */
+  readonly opened: ReadonlyArray<Event.RecordedEvent>
   readonly decoded: ReadonlyArray<Upcaster.Decoded<A>> | undefined
 }
 
@@ -95,14 +97,18 @@ export interface Batch<A> {
  * Decodes a batch's events. The runner decodes a batch as soon as it is read, in the fiber that read it
  * ahead, so that this CPU work overlaps the previous batch's commit.
  */
-export const decodeBatch = <A, E, R>(rt: Runtime<A, E, R>, events: ReadonlyArray<Event.RecordedEvent>): Batch<A> => {
+export const decodeBatch = <A, E, R>(
+  rt: Runtime<A, E, R>,
+  events: ReadonlyArray<Event.RecordedEvent>,
+  opened: ReadonlyArray<Event.RecordedEvent> = events
+): Batch<A> => {
   const decoded: Array<Upcaster.Decoded<A>> = []
-  for (const envelope of events) {
-    const result = rt.def.codec.decodeEither(envelope)
-    if (Either.isLeft(result)) return { events, decoded: undefined }
-    for (const event of result.right) decoded.push({ event, envelope })
+  for (let i = 0; i < events.length; i++) {
+    const result = rt.def.codec.decodeEither(opened[i]!)
+    if (Either.isLeft(result)) return { events, opened, decoded: undefined }
+    for (const event of result.right) decoded.push({ event, envelope: events[i]! })
   }
-  return { events, decoded }
+  return { events, opened, decoded }
 }
 
 /**
@@ -113,14 +119,14 @@ export const handleBatch = <A, E, R>(
   rt: Runtime<A, E, R>,
   lease: CheckpointStore.Lease,
   cell: Cell,
-  { decoded, events: batch }: Batch<A>,
+  { decoded, events: batch, opened }: Batch<A>,
   lag: Metric.Metric.Gauge<number>
 ): Effect.Effect<Outcome, never, R> =>
   Effect.gen(function* () {
-    if (decoded === undefined) return yield* oneByOne(rt, lease, cell, batch, lag)
+    if (decoded === undefined) return yield* oneByOne(rt, lease, cell, batch, opened, lag)
     const attempt = yield* Effect.either(commitWithRetries(rt, lease, cell, decoded, batch[batch.length - 1]!))
     if (Either.isRight(attempt)) return yield* advanced(rt, cell, batch, lag)
-    if (attempt.left._tag === "HandlerFailed") return yield* oneByOne(rt, lease, cell, batch, lag)
+    if (attempt.left._tag === "HandlerFailed") return yield* oneByOne(rt, lease, cell, batch, opened, lag)
     return outcomeOf(attempt.left)
   }).pipe(
     // the batch runs in a trace of its own, linked to the spans that appended its events
@@ -137,11 +143,14 @@ const oneByOne = <A, E, R>(
   lease: CheckpointStore.Lease,
   cell: Cell,
   batch: ReadonlyArray<Event.RecordedEvent>,
+  opened: ReadonlyArray<Event.RecordedEvent>,
   lag: Metric.Metric.Gauge<number>
 ): Effect.Effect<Outcome, never, R> =>
   Effect.gen(function* () {
-    for (const envelope of batch) {
-      const decoded = rt.def.codec.decodeEither(envelope)
+    for (let i = 0; i < batch.length; i++) {
+      // the envelope as recorded (sealed): what a dead letter keeps
+      const envelope = batch[i]!
+      const decoded = rt.def.codec.decodeEither(opened[i]!)
       let error: string
       if (Either.isLeft(decoded)) {
         error = decoded.left.message
@@ -332,4 +341,8 @@ export const readBatch = <A, E, R>(
 
 /** {@link readBatch}, decoded (see {@link decodeBatch}). */
 export const readDecoded = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>
-  Effect.map(readBatch(rt, cell, after), (events) => decodeBatch(rt, events))
+  rt.def.codec.personal
+    ? Effect.flatMap(readBatch(rt, cell, after), (events) =>
+        Effect.map(rt.def.codec.open(events), (opened) => decodeBatch(rt, events, opened))
+      )
+    : Effect.map(readBatch(rt, cell, after), (events) => decodeBatch(rt, events))

@@ -13,7 +13,7 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as CheckpointStore from "../CheckpointStore.js"
-import { isPassing, type Runtime } from "./batch.js"
+import { isPassing, type Runtime, untilDone } from "./batch.js"
 
 /**
  * Carries out the pending requests of the runner's projection version: a rebuild, then the retries of the
@@ -80,7 +80,8 @@ class HandlerFailed {
 const retry = <A, E, R>(rt: Runtime<A, E, R>, letter: CheckpointStore.DeadLetter) =>
   Effect.gen(function* () {
     const name = rt.id.name
-    const decoded = rt.def.codec.decodeEither(letter.event)
+    const [opened] = yield* untilDone(rt.def.codec.open([letter.event]))
+    const decoded = rt.def.codec.decodeEither(opened!)
     if (Either.isLeft(decoded)) return yield* failedAgain(rt, letter, decoded.left.message)
     const handle = rt.def
       .handleBatch(decoded.right.map((event) => ({ event, envelope: letter.event })))

@@ -2,7 +2,7 @@
  * Table naming and schema migrations of the SQL services.
  *
  * Each service creates and migrates only its own tables (`SqlEventStore` the events, streams, unique
- * values and commands; `SqlSnapshotStore`, `SqlCheckpointStore`, `SqlSagaStore` and `SqlInbox` theirs),
+ * values and commands; `SqlSnapshotStore`, `SqlCheckpointStore`, `SqlSagaStore`, `SqlInbox` and `SqlKeyStore` theirs),
  * recorded in a migrations table of its own per table prefix, so several stores can share one database
  * (and tests isolate themselves with a fresh schema or prefix). Migrations are code
  * (`Migrator.fromRecord`), idempotent, and concurrent runs are serialized (an advisory lock on
@@ -49,6 +49,8 @@ export interface Tables {
   readonly sagaTimeouts: string
   readonly sagaFailures: string
   readonly processedMessages: string
+  /** The data keys of crypto-shredding (see `SqlKeyStore`). */
+  readonly keys: string
   /** MySQL: the one-row table positions are taken from (see `serialAppend`). */
   readonly sequence: string
 }
@@ -80,7 +82,8 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
       snapshots: qualify("snapshots_migrations"),
       projections: qualify("projections_migrations"),
       sagas: qualify("sagas_migrations"),
-      inbox: qualify("inbox_migrations")
+      inbox: qualify("inbox_migrations"),
+      keys: qualify("keys_migrations")
     },
     appendFunction: qualify("append"),
     appendBatchFunction: qualify("append_batch"),
@@ -96,15 +99,16 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     sagaTimeouts: qualify("saga_timeouts"),
     sagaFailures: qualify("saga_failures"),
     processedMessages: qualify("processed_messages"),
+    keys: qualify("keys"),
     sequence: qualify("sequence")
   })
 }
 
 /** A SQL service that owns tables (see the module doc). */
-export type Service = "events" | "snapshots" | "projections" | "sagas" | "inbox"
+export type Service = "events" | "snapshots" | "projections" | "sagas" | "inbox" | "keys"
 
 /** Every service, in the order `migrate up` creates their tables. */
-export const services: ReadonlyArray<Service> = ["events", "snapshots", "projections", "sagas", "inbox"]
+export const services: ReadonlyArray<Service> = ["events", "snapshots", "projections", "sagas", "inbox", "keys"]
 
 /** A migration, as the Migrator names it (`<id>_<name>`). */
 export interface Migration {
@@ -157,7 +161,8 @@ const migrationsOf = (
   snapshots: { "1_baseline": createSnapshotTable(sql, ddl, t) },
   projections: { "1_baseline": createProjectionTables(sql, ddl, t) },
   sagas: { "1_baseline": Effect.zipRight(createSagaTables(sql, ddl, t), createSagaFailuresTable(sql, ddl, t)) },
-  inbox: { "1_baseline": createInboxTable(sql, ddl, t) }
+  inbox: { "1_baseline": createInboxTable(sql, ddl, t) },
+  keys: { "1_baseline": createKeysTable(sql, ddl, t) }
 })
 
 /**
@@ -311,4 +316,16 @@ const createInboxTable = (sql: SqlClient.SqlClient, ddl: Dialect.Ddl, t: Tables)
     message_id ${ddl.key()} not null,
     processed_at bigint not null,
     primary key (consumer, message_id)
+  )${ddl.tableOptions}`
+
+/**
+ * Crypto-shredding's data keys (see `SqlKeyStore`): a subject's key wrapped by the master key (base64, at
+ * most 80 characters), or none once the subject was erased. Times are epoch milliseconds.
+ */
+const createKeysTable = (sql: SqlClient.SqlClient, ddl: Dialect.Ddl, t: Tables) =>
+  sql`create table ${sql(t.keys)} (
+    subject ${ddl.key()} not null primary key,
+    wrapped_key ${ddl.key(128)},
+    created_at bigint not null,
+    erased_at bigint
   )${ddl.tableOptions}`

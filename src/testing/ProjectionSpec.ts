@@ -7,11 +7,13 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import * as EventStore from "../EventStore.js"
+import * as KeyStore from "../KeyStore.js"
 import * as MemoryEventStore from "../MemoryEventStore.js"
 import * as Projection from "../Projection.js"
 
@@ -89,6 +91,13 @@ export const make = <A, E, R>(projection: Projection.Projection<A, E, R>): Spec<
       })
     })
     const stores = Layer.merge(MemoryEventStore.layer(), CheckpointStore.layerMemory)
+    /** Personal fields need a key store: the one provided, else a memory one per specification. */
+    const withKeys = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) =>
+      projection.codec.personal
+        ? Effect.flatMap(Effect.serviceOption(KeyStore.KeyStore), (keys) =>
+            Option.isSome(keys) ? effect : Effect.provide(effect, KeyStore.layerMemory)
+          )
+        : effect
     return {
       then: (assertion) =>
         Effect.zipRight(
@@ -96,7 +105,7 @@ export const make = <A, E, R>(projection: Projection.Projection<A, E, R>): Spec<
             Effect.mapError((cause) => new ProjectionSpecFailure({ description: "catching up failed", cause }))
           ),
           assertion
-        ).pipe(Effect.provide(stores)),
+        ).pipe(Effect.provide(stores), withKeys),
       thenHalts: (errorIncludes) =>
         catchUp.pipe(
           Effect.flatMap(() =>
@@ -114,7 +123,8 @@ export const make = <A, E, R>(projection: Projection.Projection<A, E, R>): Spec<
                       })
                 )
           ),
-          Effect.provide(stores)
+          Effect.provide(stores),
+          withKeys
         )
     }
   }

@@ -18,6 +18,7 @@ import * as Fiber from "effect/Fiber"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Queue from "effect/Queue"
 import * as CheckpointStore from "../../src/CheckpointStore.js"
@@ -28,6 +29,7 @@ import * as Projection from "../../src/Projection.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import * as SqlInbox from "../../src/sql/SqlInbox.js"
+import * as SqlKeyStore from "../../src/sql/SqlKeyStore.js"
 import * as SqlSagaStore from "../../src/sql/SqlSagaStore.js"
 import * as SqlSnapshotStore from "../../src/sql/SqlSnapshotStore.js"
 import * as Sqlite from "../../src/sqlite/Sqlite.js"
@@ -66,6 +68,9 @@ const helpOf = (command: ReadonlyArray<string>): Effect.Effect<string> =>
     )
     return printed.join("\n")
   })
+
+/** The key stores' master key (one per database: another one is refused). */
+const masterKey = Redacted.make(Buffer.alloc(32, 7).toString("base64"))
 
 const cli = (args: ReadonlyArray<string>): Effect.Effect<Result> =>
   Effect.async<Result>((resume) => {
@@ -244,6 +249,11 @@ for (const backend of backends) {
           yield* SqlSagaStore.make(noMigrations)
           const inbox = yield* SqlInbox.make(noMigrations)
           assert.isTrue(Option.isSome(yield* inbox.once("c", "m", Effect.void)))
+          const keys = yield* SqlKeyStore.make({
+            ...noMigrations,
+            masterKey
+          })
+          yield* keys.dataKey(streamId)
 
           // the stores' own migrations find everything applied: nothing pending, nothing run again
           const status = parse(yield* cli(["migrate", "status", ...backend.connect, "--json"]))
@@ -256,14 +266,15 @@ for (const backend of backends) {
               ["snapshots", 0],
               ["projections", 0],
               ["sagas", 0],
-              ["inbox", 0]
+              ["inbox", 0],
+              ["keys", 0]
             ]
           )
           yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
           const up = parse(yield* cli(["migrate", "up", ...backend.connect, "--json"]))
           assert.deepStrictEqual(
             (up as ReadonlyArray<{ readonly migrations: ReadonlyArray<unknown> }>).map((s) => s.migrations.length),
-            [0, 0, 0, 0, 0]
+            [0, 0, 0, 0, 0, 0]
           )
         }).pipe(Effect.scoped, Effect.provide(backend.client)),
       120_000
@@ -363,6 +374,32 @@ for (const backend of backends) {
           }
           assert.isAtLeast(commands.deleted, 1)
           assert.isTrue(Option.isNone(yield* store.findCommand(`${category}-command`)))
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      120_000
+    )
+
+    it.live(
+      "keys erase and status, without the master key",
+      () =>
+        Effect.gen(function* () {
+          const keys = yield* SqlKeyStore.make({
+            ...backend.tables,
+            masterKey
+          })
+          const subject = `s-${yield* uniqueCategory}`
+          yield* keys.dataKey(subject)
+          assert.deepStrictEqual(parse(yield* cli(["keys", "status", ...backend.connect, subject, "--json"])), {
+            subject,
+            erased: false
+          })
+          const erased = yield* cli(["keys", "erase", ...backend.connect, subject])
+          assert.strictEqual(erased.code, 0, erased.stderr)
+          assert.strictEqual(erased.stdout.trim(), `erased ${subject}`)
+          assert.strictEqual((yield* keys.dataKeys([subject])).size, 0)
+          assert.deepStrictEqual(parse(yield* cli(["keys", "status", ...backend.connect, subject, "--json"])), {
+            subject,
+            erased: true
+          })
         }).pipe(Effect.scoped, Effect.provide(backend.client)),
       120_000
     )

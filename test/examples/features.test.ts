@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Postgres from "../../src/pg/Postgres.js"
+import * as CryptoShredding from "../../examples/features/cryptoShredding.js"
 import * as NatsBus from "../../examples/features/natsBus.js"
 import * as OpenTelemetry from "../../examples/features/openTelemetry.js"
 import * as PartitionedProcesses from "../../examples/features/partitionedProcesses.js"
@@ -139,6 +140,24 @@ describe("feature examples", () => {
         refusal: "InsufficientFunds",
         refusedWith: { balance: 50, requested: 80 }
       })
+    })
+  )
+
+  it.live("cryptoShredding: an erased customer reads as erased everywhere, others in clear, no clear value left", () =>
+    Effect.gen(function* () {
+      const result = yield* CryptoShredding.main
+      assert.deepStrictEqual(result.before, [
+        { id: "ada", name: "Ada Lovelace", email: "ada@example.com" },
+        { id: "alan", name: "Alan Turing", email: "alan@example.com" }
+      ])
+      assert.deepStrictEqual(result.after, [
+        { id: "ada", name: "(erased)", email: "(erased)" },
+        { id: "alan", name: "Alan Turing", email: "alan@example.com" }
+      ])
+      assert.strictEqual(result.version, 2)
+      assert.isTrue(result.sealedInEvents)
+      assert.deepStrictEqual(result.clearValuesLeft, [])
+      assert.isTrue(result.otherCustomerReadable)
     })
   )
 })

@@ -20,6 +20,7 @@ import type * as Aggregate from "../../Aggregate.js"
 import * as CheckpointStore from "../../CheckpointStore.js"
 import * as Event from "../../Event.js"
 import * as EventStore from "../../EventStore.js"
+import * as KeyStore from "../../KeyStore.js"
 import type * as Projection from "../../Projection.js"
 import * as SagaStore from "../../SagaStore.js"
 import * as ConsoleModel from "./consoleModel.js"
@@ -39,6 +40,12 @@ export interface StateView {
   readonly step: (state: unknown, event: Event.RecordedEvent) => Either.Either<unknown, string>
   /** The state as JSON, or why it cannot be rendered. */
   readonly render: (state: unknown) => Either.Either<unknown, string>
+  /** The decider's codec declares personal fields (`Personal`): then they are opened, if a `KeyStore` is provided. */
+  readonly personal: boolean
+  /** Opens the events' personal fields (see `Upcaster.EventCodec.open`). */
+  readonly open: (
+    events: ReadonlyArray<Event.RecordedEvent>
+  ) => Effect.Effect<ReadonlyArray<Event.RecordedEvent>, EventStore.EventStoreError>
 }
 
 /** A {@link StateView} of a decider; the state is rendered with `state` if given, else as plain JSON. */
@@ -48,6 +55,8 @@ export const stateView = <E extends { readonly _tag: string }, S>(
 ): StateView => ({
   category: decider.category,
   initialState: decider.initialState,
+  personal: decider.codec.personal,
+  open: decider.codec.open,
   step: (current, event) =>
     Either.match(decider.codec.decodeEither(event), {
       onLeft: (error) => Either.left(error.message),
@@ -319,10 +328,18 @@ export const streamStates = (
         EventStoreError: (e) => Effect.fail(Model.ServiceError.of("readStream")(e))
       })
     )
+    // personal fields are opened with the key store the server was given; without one, they read as erased
+    const keys = view.personal ? yield* Effect.serviceOption(KeyStore.KeyStore) : Option.none()
+    const opened = Option.isNone(keys)
+      ? read
+      : yield* view.open(read).pipe(
+          Effect.provideService(KeyStore.KeyStore, keys.value),
+          Effect.catchTag("EventStoreError", (e) => Effect.fail(Model.ServiceError.of("readStream")(e)))
+        )
     const steps: Array<typeof ConsoleModel.StateStep.Type> = []
     let state = view.initialState
-    for (const event of read.slice(0, from - 1 + limit)) {
-      const next = view.step(state, event)
+    for (const [index, event] of read.slice(0, from - 1 + limit).entries()) {
+      const next = view.step(state, opened[index]!)
       if (Either.isRight(next)) state = next.right
       if (event.version < from) continue
       const rendered = view.render(state)
