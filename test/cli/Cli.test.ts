@@ -582,7 +582,10 @@ describe("CLI errors and help", () => {
         [["schema", "lock"], "write or check the schema lock"],
         [["schema", "lock", "write"], "write the schema lock"],
         [["schema", "lock", "check"], "check the application's schemas against the lock"],
-        [["schema", "verify"], "decode the stored log with the application's codecs"]
+        [["schema", "verify"], "decode the stored log with the application's codecs"],
+        [["keys"], "crypto-shredding: erase data subjects"],
+        [["keys", "erase"], "erase a data subject"],
+        [["keys", "status"], "whether a data subject was erased"]
       ]
       // the executable itself answers --help
       const root = yield* cli(["--help"])
