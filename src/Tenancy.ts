@@ -230,6 +230,28 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       Effect.flatMap(Effect.zipLeft(required("streamVersion"), own(streamId)), (tenant) =>
         store.streamVersion(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
       ),
+    deleteStream: (streamId, options) =>
+      Effect.flatMap(Effect.zipLeft(required("deleteStream"), own(streamId)), (tenant) =>
+        store
+          .deleteStream(scopedName(tenant, streamId), options)
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    undeleteStream: (streamId) =>
+      Effect.flatMap(Effect.zipLeft(required("undeleteStream"), own(streamId)), (tenant) =>
+        store.undeleteStream(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    hardDeleteStream: (streamId, options) =>
+      Effect.flatMap(Effect.zipLeft(required("hardDeleteStream"), own(streamId)), (tenant) =>
+        store
+          .hardDeleteStream(scopedName(tenant, streamId), options)
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    truncateStream: (streamId, before) =>
+      Effect.flatMap(Effect.zipLeft(required("truncateStream"), own(streamId)), (tenant) =>
+        store
+          .truncateStream(scopedName(tenant, streamId), before)
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
     findCommand: (commandId) =>
       Effect.flatMap(required("findCommand"), (tenant) =>
         Effect.map(store.findCommand(scopedName(tenant, commandId)), (found) =>
@@ -286,7 +308,13 @@ export const layerPerTenant = <E, R>(
         head: use("head", (store) => store.head),
         heldBack: (options) => use("heldBack", (store) => store.heldBack(options)),
         streamVersion: (streamId) => use("streamVersion", (store) => store.streamVersion(streamId)),
-        findCommand: (commandId) => use("findCommand", (store) => store.findCommand(commandId))
+        findCommand: (commandId) => use("findCommand", (store) => store.findCommand(commandId)),
+        deleteStream: (streamId, deleteOptions) =>
+          use("deleteStream", (store) => store.deleteStream(streamId, deleteOptions)),
+        undeleteStream: (streamId) => use("undeleteStream", (store) => store.undeleteStream(streamId)),
+        hardDeleteStream: (streamId, deleteOptions) =>
+          use("hardDeleteStream", (store) => store.hardDeleteStream(streamId, deleteOptions)),
+        truncateStream: (streamId, before) => use("truncateStream", (store) => store.truncateStream(streamId, before))
       })
     })
   )

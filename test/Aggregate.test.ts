@@ -81,7 +81,11 @@ describe("Aggregate", () => {
         streamVersion: (...args) => Effect.suspend(() => inner.streamVersion(...args)),
         findCommand: (...args) => Effect.suspend(() => inner.findCommand(...args)),
         head: Effect.suspend(() => inner.head),
-        heldBack: (...args) => Effect.suspend(() => inner.heldBack(...args))
+        heldBack: (...args) => Effect.suspend(() => inner.heldBack(...args)),
+        deleteStream: (...args) => Effect.suspend(() => inner.deleteStream(...args)),
+        undeleteStream: (...args) => Effect.suspend(() => inner.undeleteStream(...args)),
+        hardDeleteStream: (...args) => Effect.suspend(() => inner.hardDeleteStream(...args)),
+        truncateStream: (...args) => Effect.suspend(() => inner.truncateStream(...args))
       })
       const handle = Aggregate.handler(Counter)
       const run = <A, E>(effect: Effect.Effect<A, E, EventStore.EventStore>) =>
