@@ -71,6 +71,28 @@ export const make = ({ dialect, failWith, sql, tables: t }: Options): Lifecycle 
 
   const hardDeleted = (id: Event.StreamId) => new StreamDeleted({ streamId: id, hard: true })
 
+  /**
+   * Deletes the stream's unique values and command records. Their tables have no index on the stream: the
+   * rows are found by a plain read (which locks nothing), then deleted by key, so that MySQL does not lock
+   * every row it scans (which would stall every claim and every append with a command id meanwhile). The
+   * stream's row lock keeps the stream from claiming a value or recording a command in between.
+   */
+  const releaseAll = (id: Event.StreamId) =>
+    Effect.gen(function* () {
+      const values = yield* sql<{ readonly constraint_name: string; readonly value: string }>`
+        select constraint_name, value from ${sql(t.uniqueValues)} where stream_id = ${id}`
+      for (const u of values) {
+        yield* sql`delete from ${sql(t.uniqueValues)}
+          where constraint_name = ${u.constraint_name} and value = ${u.value} and stream_id = ${id}`
+      }
+      const commands = yield* sql<{ readonly command_id: string }>`
+        select command_id from ${sql(t.commands)} where stream_id = ${id}`
+      for (let i = 0; i < commands.length; i += 500) {
+        const ids = commands.slice(i, i + 500).map((c) => c.command_id)
+        yield* sql`delete from ${sql(t.commands)} where command_id in ${sql.in(ids)} and stream_id = ${id}`
+      }
+    })
+
   return {
     deleteStream: (streamId, options) =>
       run("deleteStream")(streamId, (id) =>
@@ -96,8 +118,7 @@ export const make = ({ dialect, failWith, sql, tables: t }: Options): Lifecycle 
           if (row.deleted === Ddl.deletedHard) return
           yield* checkExpected(id, row.version, options)
           yield* sql`delete from ${sql(t.events)} where stream_id = ${id}`
-          yield* sql`delete from ${sql(t.uniqueValues)} where stream_id = ${id}`
-          yield* sql`delete from ${sql(t.commands)} where stream_id = ${id}`
+          yield* releaseAll(id)
           yield* setDeleted(id, Ddl.deletedHard)
         })
       ),
