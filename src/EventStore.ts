@@ -295,7 +295,7 @@ export interface HeldBack {
  * - `hardDeleteStream` removes the stream's events, its unique values and its command records, and keeps a
  *   tombstone: the id can never be written again (appends fail with {@link StreamDeleted} `hard`, as in
  *   EventStoreDB by default), so no retried append resurrects the deleted events. Snapshots live in their
- *   own store: delete them there. `readAll` no longer returns the events; every other event keeps its
+ *   own store: delete them there (`SnapshotStore` `deleteStream`). `readAll` no longer returns the events; every other event keeps its
  *   position, so a checkpointed reader misses nothing, and a rebuild sees the log without them.
  * - `truncateStream(id, before)` removes the stream's events below version `before` (from `readStream` and
  *   `readAll` alike: they are gone), keeping the version numbering: reads start at `before`, appends

@@ -409,8 +409,8 @@ export const layerScopedCheckpoints: Layer.Layer<
 /**
  * A snapshot store whose stream ids are scoped to the tenant in context, as the shared store's are: give
  * it to aggregates over a shared store, or one tenant would load another's state of a same-named stream.
- * `stats` and `prune` are the operator's: they see every tenant's snapshots (a tenant's category is
- * `<tenant>~<category>`).
+ * `deleteStream` deletes those of the tenant's stream. `stats` and `prune` are the operator's: they see every
+ * tenant's snapshots (a tenant's category is `<tenant>~<category>`).
  */
 export const scopedSnapshots = (store: Snapshot.SnapshotStore["Type"]): Snapshot.SnapshotStore["Type"] => {
   const tenantOf = (operation: string) =>
@@ -427,7 +427,9 @@ export const scopedSnapshots = (store: Snapshot.SnapshotStore["Type"]): Snapshot
     save: (record) =>
       Effect.flatMap(tenantOf("save"), (tenant) =>
         store.save({ ...record, streamId: scopedName(tenant, record.streamId) })
-      )
+      ),
+    deleteStream: (streamId) =>
+      Effect.flatMap(tenantOf("deleteStream"), (tenant) => store.deleteStream(scopedName(tenant, streamId)))
   })
 }
 

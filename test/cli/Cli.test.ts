@@ -350,7 +350,16 @@ for (const backend of backends) {
             Chunk.toArray(yield* Stream.runCollect(store.readStream(id))).map((e) => e.version),
             [3]
           )
-          yield* run("hard-delete", id)
+          const snapshots = yield* SqlSnapshotStore.make(backend.tables)
+          yield* snapshots.save({
+            streamId: id,
+            version: 3,
+            stateVersion: 1,
+            state: {},
+            takenAt: DateTime.unsafeMake(0)
+          })
+          assert.deepStrictEqual(yield* run("hard-delete", id), { streamId: id, snapshots: 1 })
+          assert.isTrue(Option.isNone(yield* snapshots.load(id)))
           const error = yield* Effect.flip(Stream.runDrain(store.readStream(id)))
           assert.deepStrictEqual([error._tag, error._tag === "StreamDeleted" && error.hard], ["StreamDeleted", true])
         }).pipe(Effect.scoped, Effect.provide(backend.client)),
