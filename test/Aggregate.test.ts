@@ -128,6 +128,27 @@ const Tally = Aggregate.make({
   snapshot: { state: Schema.Int, strategy: Snapshot.everyNEvents(5) }
 })
 
+describe("Aggregate on a deleted stream", () => {
+  it.effect("a command fails with StreamDeleted, cached or not, and works again once undeleted", () =>
+    Effect.gen(function* () {
+      const store = yield* EventStore.EventStore
+      const cached = Aggregate.handler(Counter)
+      const uncached = Aggregate.handler(Counter, { cacheCapacity: 0 })
+      yield* cached("9", { add: 1 })
+      yield* store.deleteStream("Counter-9")
+      for (const handle of [cached, uncached]) {
+        const error = yield* Effect.flip(handle("9", { add: 1 }))
+        assert.deepStrictEqual([error._tag, error._tag === "StreamDeleted" && error.hard], ["StreamDeleted", false])
+      }
+      yield* store.undeleteStream("Counter-9")
+      assert.strictEqual((yield* cached("9", { add: 1 })).version, 2)
+      yield* store.hardDeleteStream("Counter-9")
+      const error = yield* Effect.flip(cached("9", { add: 1 }))
+      assert.deepStrictEqual([error._tag, error._tag === "StreamDeleted" && error.hard], ["StreamDeleted", true])
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
+  )
+})
+
 describe("Aggregate on a truncated stream", () => {
   const stores = {
     memory: Layer.merge(MemoryEventStore.layer(), Snapshot.layerMemory()),
