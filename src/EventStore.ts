@@ -300,7 +300,9 @@ export interface HeldBack {
  * - `truncateStream(id, before)` removes the stream's events below version `before` (from `readStream` and
  *   `readAll` alike: they are gone), keeping the version numbering: reads start at `before`, appends
  *   continue at the next version. An aggregate whose snapshot covers the removed part loads as before;
- *   without one, its state is folded from the first event kept, **which changes the state**.
+ *   without one, its state is folded from the first event kept, **which changes the state**. A retried
+ *   append whose events were truncated is no longer recognized as a retry (their ids are gone): with an
+ *   `Exact` expected version it conflicts, with `Any` it writes them again.
  * - `streamVersion` reports the last version a stream reached, deleted or truncated alike.
  *
  * **Gotchas**: deleting a stream does not undo what its events caused. Outbox messages published stay
