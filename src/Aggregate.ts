@@ -142,6 +142,7 @@ export type HandleError =
   | EventStore.ConcurrencyConflict
   | EventStore.InvalidAppend
   | EventStore.UniqueConstraintViolation
+  | EventStore.StreamDeleted
   | EventStore.EventStoreError
   | Event.InvalidStreamId
   | Upcaster.EventDecodeError
@@ -315,7 +316,11 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
     }
   ): Effect.Effect<
     HandleResult<E>,
-    CommandIdReused | Upcaster.EventDecodeError | Event.InvalidStreamId | EventStore.EventStoreError,
+    | CommandIdReused
+    | Upcaster.EventDecodeError
+    | Event.InvalidStreamId
+    | EventStore.StreamDeleted
+    | EventStore.EventStoreError,
     EventStore.EventStore
   > =>
     record.streamId === streamId
@@ -328,7 +333,7 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
     readonly positions: ReadonlyArray<bigint>
   }): Effect.Effect<
     HandleResult<E>,
-    Upcaster.EventDecodeError | Event.InvalidStreamId | EventStore.EventStoreError,
+    Upcaster.EventDecodeError | Event.InvalidStreamId | EventStore.StreamDeleted | EventStore.EventStoreError,
     EventStore.EventStore
   > =>
     Effect.map(

@@ -12,8 +12,9 @@
  * 5. idempotent append: re-appending events whose ids are already stored in the stream at the same
  *    versions returns the original result and writes nothing.
  *
- * Not provided here: live subscriptions (the projection runner tails `readAll`), deletion, typed
- * domain events (see `Upcaster`), and an implementation.
+ * Streams can be deleted softly (undo possible), deleted for good, or truncated (see {@link EventStore}).
+ * Not provided here: live subscriptions (the projection runner tails `readAll`), typed domain events (see
+ * `Upcaster`), and an implementation.
  */
 import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
@@ -49,6 +50,21 @@ export class StreamNotFound extends Schema.TaggedError<StreamNotFound>()("Stream
 }) {
   override get message() {
     return `Stream not found: ${this.streamId}`
+  }
+}
+
+/**
+ * The stream is deleted: an append to it, a read of it or a truncation fails with this. A soft deletion
+ * (`deleteStream`) can be undone (`undeleteStream`); a hard one (`hard`: `hardDeleteStream`) cannot, and
+ * the stream id can never be written again. Not retryable.
+ */
+export class StreamDeleted extends Schema.TaggedError<StreamDeleted>()("StreamDeleted", {
+  streamId: Schema.String,
+  /** Deleted for good (`hardDeleteStream`): its events are gone and the id cannot be reused. */
+  hard: Schema.Boolean
+}) {
+  override get message() {
+    return `Stream ${this.hard ? "deleted for good" : "deleted"}: ${this.streamId}`
   }
 }
 
@@ -206,6 +222,12 @@ export interface AppendResult {
   readonly positions: ReadonlyArray<bigint>
 }
 
+/** Options of {@link EventStore} `deleteStream` and `hardDeleteStream`. */
+export interface DeleteStreamOptions {
+  /** Delete only if the stream is at this version (else {@link ConcurrencyConflict}); default {@link Event.Any}. */
+  readonly expectedVersion?: Event.ExpectedVersion
+}
+
 /** Options of {@link EventStore} `readStream`. */
 export interface ReadStreamOptions {
   /** Default `"forward"`. */
@@ -264,6 +286,29 @@ export interface HeldBack {
  * caller is interrupted, or that fails with `EventStoreError` (the connection broke, a timeout), may
  * still have been written: retry it with the same event ids, which the store then answers with the
  * original result (idempotent append).
+ *
+ * **Stream lifecycle** (every store, the same way):
+ * - `deleteStream` (soft delete) puts a tombstone on the stream: appends to it and `readStream` fail with
+ *   {@link StreamDeleted}; its events stay in place, and **`readAll` still returns them** (as EventStoreDB
+ *   keeps them in `$all`), so a projection misses nothing and a rebuild sees the same log.
+ *   `undeleteStream` lifts the tombstone: reads and appends work again, versions continuing.
+ * - `hardDeleteStream` removes the stream's events, its unique values and its command records, and keeps a
+ *   tombstone: the id can never be written again (appends fail with {@link StreamDeleted} `hard`, as in
+ *   EventStoreDB by default), so no retried append resurrects the deleted events. Snapshots live in their
+ *   own store: delete them there (`SnapshotStore` `deleteStream`). `readAll` no longer returns the events; every other event keeps its
+ *   position, so a checkpointed reader misses nothing, and a rebuild sees the log without them.
+ * - `truncateStream(id, before)` removes the stream's events below version `before` (from `readStream` and
+ *   `readAll` alike: they are gone), keeping the version numbering: reads start at `before`, appends
+ *   continue at the next version. An aggregate whose snapshot covers the removed part loads as before;
+ *   without one, its state is folded from the first event kept, **which changes the state**. A retried
+ *   append whose events were truncated is no longer recognized as a retry (their ids are gone): with an
+ *   `Exact` expected version it conflicts, with `Any` it writes them again.
+ * - `streamVersion` reports the last version a stream reached, deleted or truncated alike.
+ *
+ * **Gotchas**: deleting a stream does not undo what its events caused. Outbox messages published stay
+ * published; read models keep the rows projections made from the events until rebuilt (after a hard
+ * delete or a truncation, a rebuild no longer sees them; after a soft delete it still does); sagas keep
+ * their state and pending timeouts. See `docs/stores.md`.
  */
 export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
   EventStore,
@@ -279,14 +324,18 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
       | InvalidAppend
       | UniqueConstraintViolation
       | DuplicateCommand
+      | StreamDeleted
       | Event.InvalidStreamId
       | EventStoreError
     >
-    /** Reads one stream's events in version order; fails with `StreamNotFound` if it has none. */
+    /**
+     * Reads one stream's events in version order; fails with `StreamNotFound` if it never had any, with
+     * `StreamDeleted` if it is deleted. A truncated stream's read starts at its first event kept.
+     */
     readonly readStream: (
       streamId: string,
       options?: ReadStreamOptions
-    ) => Stream.Stream<Event.RecordedEvent, StreamNotFound | Event.InvalidStreamId | EventStoreError>
+    ) => Stream.Stream<Event.RecordedEvent, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
     /** Reads all events in global order after a checkpoint, up to the current end. */
     readonly readAll: (options?: ReadAllOptions) => Stream.Stream<Event.RecordedEvent, EventStoreError>
     /**
@@ -303,5 +352,36 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
     readonly streamVersion: (streamId: string) => Effect.Effect<number, Event.InvalidStreamId | EventStoreError>
     /** The record of a command handled within the command TTL, if any. */
     readonly findCommand: (commandId: string) => Effect.Effect<Option.Option<CommandRecord>, EventStoreError>
+    /**
+     * Soft-deletes a stream (a tombstone, see above); deleting a soft-deleted stream again does nothing.
+     * Fails with `StreamNotFound` when it never had events, `StreamDeleted` when it was deleted for good.
+     */
+    readonly deleteStream: (
+      streamId: string,
+      options?: DeleteStreamOptions
+    ) => Effect.Effect<
+      void,
+      StreamNotFound | StreamDeleted | ConcurrencyConflict | Event.InvalidStreamId | EventStoreError
+    >
+    /** Undoes a soft delete (nothing on a live stream); fails with `StreamDeleted` on a hard-deleted stream. */
+    readonly undeleteStream: (
+      streamId: string
+    ) => Effect.Effect<void, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
+    /**
+     * Deletes a stream for good (see above): its events, unique values and command records; a soft-deleted
+     * stream too. Deleting it again does nothing. Fails with `StreamNotFound` when it never had events.
+     */
+    readonly hardDeleteStream: (
+      streamId: string,
+      options?: DeleteStreamOptions
+    ) => Effect.Effect<void, StreamNotFound | ConcurrencyConflict | Event.InvalidStreamId | EventStoreError>
+    /**
+     * Removes the stream's events below version `before` (see above), all of them when `before` is past
+     * its last version; returns how many it removed. Fails with `StreamDeleted` on a deleted stream.
+     */
+    readonly truncateStream: (
+      streamId: string,
+      before: number
+    ) => Effect.Effect<number, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
   }
 >() {}

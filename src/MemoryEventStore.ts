@@ -21,12 +21,14 @@ import {
   type AppendResult,
   type CommandRecord,
   ConcurrencyConflict,
+  type DeleteStreamOptions,
   defaultCommandTtl,
   defaultLimits,
   DuplicateCommand,
   EventStore,
   type InvalidAppend,
   type Limits,
+  StreamDeleted,
   StreamNotFound,
   type UniqueValue,
   UniqueConstraintViolation
@@ -41,7 +43,10 @@ export interface MemoryOptions {
 }
 
 interface MemoryStream {
-  readonly events: Array<Event.RecordedEvent>
+  /** The events kept: versions `version - events.length + 1` to `version` (a truncation drops the first). */
+  events: Array<Event.RecordedEvent>
+  version: number
+  deleted: "soft" | "hard" | undefined
   readonly versionOfEventId: Map<string, number>
 }
 
@@ -56,7 +61,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
       const hint = Option.match(wakeup, { onNone: () => Effect.void, onSome: (w) => w.notify })
       const limits: Limits = { ...defaultLimits, ...options?.limits }
       const streams = new Map<string, MemoryStream>()
-      const log: Array<Event.RecordedEvent> = []
+      let log: Array<Event.RecordedEvent> = []
       const uniqueOwners = new Map<string, string>()
       const commands = new Map<string, CommandRecord & { readonly recordedAt: number }>()
       const commandTtl = Duration.toMillis(options?.commandTtl ?? defaultCommandTtl)
@@ -79,10 +84,13 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
         recordedAt: DateTime.Utc
       ): Effect.Effect<
         AppendResult,
-        ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | DuplicateCommand
+        ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | DuplicateCommand | StreamDeleted
       > => {
         const stream = streams.get(append.streamId)
-        const actual = stream?.events.length ?? 0
+        const actual = stream?.version ?? 0
+        if (stream?.deleted !== undefined) {
+          return Effect.fail(new StreamDeleted({ streamId: append.streamId, hard: stream.deleted === "hard" }))
+        }
         // a handled command first: a replay of its append is a duplicate command, not a success
         const handled =
           append.commandId === undefined ? undefined : liveCommand(append.commandId, recordedAt.epochMillis)
@@ -101,7 +109,8 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           return Either.match(duplicate, {
             onLeft: Effect.fail,
             onRight: ({ firstVersion }) => {
-              const original = stream!.events.slice(firstVersion - 1, firstVersion - 1 + append.events.length)
+              const first = stream!.version - stream!.events.length + 1
+              const original = stream!.events.slice(firstVersion - first, firstVersion - first + append.events.length)
               return Effect.succeed(appendResult(append.streamId, original))
             }
           })
@@ -147,7 +156,12 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
         actual: number,
         recordedAt: DateTime.Utc
       ): AppendResult => {
-        const target: MemoryStream = stream ?? { events: [], versionOfEventId: new Map() }
+        const target: MemoryStream = stream ?? {
+          events: [],
+          version: 0,
+          deleted: undefined,
+          versionOfEventId: new Map()
+        }
         streams.set(append.streamId, target)
         const transaction = ++lastTransaction
         const recorded = append.events.map((e, i): Event.RecordedEvent => ({
@@ -169,6 +183,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           target.versionOfEventId.set(event.eventId, event.version)
           log.push(event)
         }
+        target.version = actual + recorded.length
         return appendResult(append.streamId, recorded)
       }
 
@@ -185,13 +200,19 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
         Stream.unwrap(
           Effect.gen(function* () {
             const id = yield* Event.streamId(streamId)
-            const events = streams.get(id)?.events
-            if (events === undefined || events.length === 0) return yield* new StreamNotFound({ streamId: id })
+            const stream = streams.get(id)
+            if (stream === undefined || stream.version === 0) return yield* new StreamNotFound({ streamId: id })
+            if (stream.deleted !== undefined) {
+              return yield* new StreamDeleted({ streamId: id, hard: stream.deleted === "hard" })
+            }
+            const events = stream.events
+            // index of version v: v - first
+            const first = stream.version - events.length + 1
             const backward = options?.direction === "backward"
-            const from = options?.fromVersion ?? (backward ? events.length : 1)
+            const from = options?.fromVersion ?? (backward ? stream.version : 1)
             const selected = backward
-              ? events.slice(0, Math.max(0, Math.min(from, events.length))).reverse()
-              : events.slice(Math.max(0, from - 1))
+              ? events.slice(0, Math.max(0, Math.min(from - first + 1, events.length))).reverse()
+              : events.slice(Math.max(0, from - first))
             return Stream.fromIterable(options?.maxCount === undefined ? selected : selected.slice(0, options.maxCount))
           })
         )
@@ -207,22 +228,22 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           (categories === undefined || categories.has(e.category)) &&
           (types === undefined || types.has(e.type)) &&
           (partition === undefined || Event.partitionOf(e.streamId, partition.count) === partition.index)
-        const page = (from: number) =>
+        // resumes after the last event looked at, not at an index: a deletion between pages moves indexes
+        const page = (after: Event.Checkpoint) =>
           Effect.sync(() => {
             const batch: Array<Event.RecordedEvent> = []
-            let index = from
+            let index = firstIndexAfter(log, after)
             for (; index < log.length && batch.length < batchSize; index++) {
               if (matches(log[index]!)) batch.push(log[index]!)
             }
-            return [Chunk.unsafeFromArray(batch), index < log.length ? Option.some(index) : Option.none()] as const
+            return [
+              Chunk.unsafeFromArray(batch),
+              index < log.length ? Option.some(Event.checkpointOf(log[index - 1]!)) : Option.none()
+            ] as const
           })
         const invalid = checkPartition(partition)
         const events =
-          invalid !== undefined
-            ? Stream.fail(invalid)
-            : Stream.unwrap(
-                Effect.sync(() => Stream.paginateChunkEffect(firstIndexAfter(log, options?.after ?? Event.start), page))
-              )
+          invalid !== undefined ? Stream.fail(invalid) : Stream.paginateChunkEffect(options?.after ?? Event.start, page)
         return options?.maxCount === undefined ? events : Stream.take(events, options.maxCount)
       }
 
@@ -231,7 +252,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
       )
 
       const streamVersion: EventStore["Type"]["streamVersion"] = (streamId) =>
-        Effect.map(Event.streamId(streamId), (id) => streams.get(id)?.events.length ?? 0)
+        Effect.map(Event.streamId(streamId), (id) => streams.get(id)?.version ?? 0)
 
       const findCommand: EventStore["Type"]["findCommand"] = (commandId) =>
         Effect.map(DateTime.now, (now) => {
@@ -248,7 +269,90 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
 
       // appends commit one at a time, in position order: readers are never held back
       const heldBack: EventStore["Type"]["heldBack"] = () => Effect.succeed(Option.none())
-      return EventStore.of(instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand }))
+
+      /** The stream to delete or truncate: it exists, and (unless `allowHard`) is not hard-deleted. */
+      const existing = (streamId: string, allowHard: boolean) =>
+        Effect.flatMap(
+          Event.streamId(streamId),
+          (id): Effect.Effect<readonly [Event.StreamId, MemoryStream], StreamNotFound | StreamDeleted> => {
+            const stream = streams.get(id)
+            if (stream === undefined || stream.version === 0) return Effect.fail(new StreamNotFound({ streamId: id }))
+            if (stream.deleted === "hard" && !allowHard) {
+              return Effect.fail(new StreamDeleted({ streamId: id, hard: true }))
+            }
+            return Effect.succeed([id, stream] as const)
+          }
+        )
+
+      /** The stream if it is at the expected version (a hard-deleted one is, whatever its version). */
+      const expecting =
+        (options: DeleteStreamOptions | undefined) =>
+        ([id, stream]: readonly [Event.StreamId, MemoryStream]) => {
+          const expected = options?.expectedVersion ?? Event.Any
+          return stream.deleted === "hard" || Event.satisfies(expected, stream.version)
+            ? Effect.succeed([id, stream] as const)
+            : Effect.fail(new ConcurrencyConflict({ streamId: id, expected, actual: stream.version }))
+        }
+
+      /** Drops the stream's events below `before` from the stream and the log; how many. */
+      const dropEvents = (stream: MemoryStream, before: number) => {
+        const dropped = stream.events.filter((e) => e.version < before)
+        if (dropped.length === 0) return 0
+        const ids = new Set(dropped.map((e) => e.eventId))
+        stream.events = stream.events.slice(dropped.length)
+        for (const id of ids) stream.versionOfEventId.delete(id)
+        log = log.filter((e) => !(e.streamId === dropped[0]!.streamId && ids.has(e.eventId)))
+        return dropped.length
+      }
+
+      const deleteStream: EventStore["Type"]["deleteStream"] = (streamId, options) =>
+        Effect.map(Effect.flatMap(existing(streamId, false), expecting(options)), ([, stream]) => {
+          stream.deleted = "soft"
+        })
+
+      const undeleteStream: EventStore["Type"]["undeleteStream"] = (streamId) =>
+        Effect.map(existing(streamId, false), ([, stream]) => {
+          stream.deleted = undefined
+        })
+
+      const hardDeleteStream: EventStore["Type"]["hardDeleteStream"] = (streamId, options) =>
+        Effect.map(
+          existing(streamId, true).pipe(
+            // never: a hard-deleted stream is allowed here
+            Effect.catchTag("StreamDeleted", Effect.die),
+            Effect.flatMap(expecting(options))
+          ),
+          ([id, stream]) => {
+            if (stream.deleted === "hard") return
+            dropEvents(stream, stream.version + 1)
+            stream.deleted = "hard"
+            for (const [key, owner] of uniqueOwners) if (owner === id) uniqueOwners.delete(key)
+            for (const [commandId, record] of commands) if (record.streamId === id) commands.delete(commandId)
+          }
+        )
+
+      const truncateStream: EventStore["Type"]["truncateStream"] = (streamId, before) =>
+        Effect.flatMap(existing(streamId, false), ([id, stream]) =>
+          stream.deleted === undefined
+            ? Effect.succeed(dropEvents(stream, before))
+            : Effect.fail(new StreamDeleted({ streamId: id, hard: false }))
+        )
+
+      return EventStore.of(
+        instrument({
+          append,
+          readStream,
+          readAll,
+          head,
+          heldBack,
+          streamVersion,
+          findCommand,
+          deleteStream,
+          undeleteStream,
+          hardDeleteStream,
+          truncateStream
+        })
+      )
     })
   )
 

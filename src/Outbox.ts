@@ -172,6 +172,7 @@ export const enqueue = (
   | EventStore.ConcurrencyConflict
   | EventStore.UniqueConstraintViolation
   | EventStore.DuplicateCommand
+  | EventStore.StreamDeleted
   | Event.InvalidStreamId
   | EventStore.EventStoreError,
   EventStore.EventStore

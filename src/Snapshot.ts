@@ -91,6 +91,8 @@ export class SnapshotStore extends Context.Tag("effect-eventsourcing/SnapshotSto
      * which is harmless (snapshots are a cache) and done again by the next run.
      */
     readonly prune: (options: PruneOptions) => Effect.Effect<number, SnapshotStoreError>
+    /** Deletes every snapshot of a stream (after `EventStore` `hardDeleteStream`) and returns how many. */
+    readonly deleteStream: (streamId: string) => Effect.Effect<number, SnapshotStoreError>
   }
 >() {}
 
@@ -155,6 +157,12 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<SnapshotStore
             else byStream.set(streamId, kept)
           }
           return deleted
+        }),
+      deleteStream: (streamId) =>
+        Effect.sync(() => {
+          const count = byStream.get(streamId)?.length ?? 0
+          byStream.delete(streamId)
+          return count
         })
     })
   })

@@ -230,6 +230,28 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
       Effect.flatMap(Effect.zipLeft(required("streamVersion"), own(streamId)), (tenant) =>
         store.streamVersion(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
       ),
+    deleteStream: (streamId, options) =>
+      Effect.flatMap(Effect.zipLeft(required("deleteStream"), own(streamId)), (tenant) =>
+        store
+          .deleteStream(scopedName(tenant, streamId), options)
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    undeleteStream: (streamId) =>
+      Effect.flatMap(Effect.zipLeft(required("undeleteStream"), own(streamId)), (tenant) =>
+        store.undeleteStream(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    hardDeleteStream: (streamId, options) =>
+      Effect.flatMap(Effect.zipLeft(required("hardDeleteStream"), own(streamId)), (tenant) =>
+        store
+          .hardDeleteStream(scopedName(tenant, streamId), options)
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    truncateStream: (streamId, before) =>
+      Effect.flatMap(Effect.zipLeft(required("truncateStream"), own(streamId)), (tenant) =>
+        store
+          .truncateStream(scopedName(tenant, streamId), before)
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
     findCommand: (commandId) =>
       Effect.flatMap(required("findCommand"), (tenant) =>
         Effect.map(store.findCommand(scopedName(tenant, commandId)), (found) =>
@@ -286,7 +308,13 @@ export const layerPerTenant = <E, R>(
         head: use("head", (store) => store.head),
         heldBack: (options) => use("heldBack", (store) => store.heldBack(options)),
         streamVersion: (streamId) => use("streamVersion", (store) => store.streamVersion(streamId)),
-        findCommand: (commandId) => use("findCommand", (store) => store.findCommand(commandId))
+        findCommand: (commandId) => use("findCommand", (store) => store.findCommand(commandId)),
+        deleteStream: (streamId, deleteOptions) =>
+          use("deleteStream", (store) => store.deleteStream(streamId, deleteOptions)),
+        undeleteStream: (streamId) => use("undeleteStream", (store) => store.undeleteStream(streamId)),
+        hardDeleteStream: (streamId, deleteOptions) =>
+          use("hardDeleteStream", (store) => store.hardDeleteStream(streamId, deleteOptions)),
+        truncateStream: (streamId, before) => use("truncateStream", (store) => store.truncateStream(streamId, before))
       })
     })
   )
@@ -381,8 +409,8 @@ export const layerScopedCheckpoints: Layer.Layer<
 /**
  * A snapshot store whose stream ids are scoped to the tenant in context, as the shared store's are: give
  * it to aggregates over a shared store, or one tenant would load another's state of a same-named stream.
- * `stats` and `prune` are the operator's: they see every tenant's snapshots (a tenant's category is
- * `<tenant>~<category>`).
+ * `deleteStream` deletes those of the tenant's stream. `stats` and `prune` are the operator's: they see every
+ * tenant's snapshots (a tenant's category is `<tenant>~<category>`).
  */
 export const scopedSnapshots = (store: Snapshot.SnapshotStore["Type"]): Snapshot.SnapshotStore["Type"] => {
   const tenantOf = (operation: string) =>
@@ -399,7 +427,9 @@ export const scopedSnapshots = (store: Snapshot.SnapshotStore["Type"]): Snapshot
     save: (record) =>
       Effect.flatMap(tenantOf("save"), (tenant) =>
         store.save({ ...record, streamId: scopedName(tenant, record.streamId) })
-      )
+      ),
+    deleteStream: (streamId) =>
+      Effect.flatMap(tenantOf("deleteStream"), (tenant) => store.deleteStream(scopedName(tenant, streamId)))
   })
 }
 

@@ -375,7 +375,11 @@ export const readStream = <A>(
   options?: EventStore.ReadStreamOptions & ReadOptions
 ): Stream.Stream<
   Decoded<A>,
-  EventDecodeError | EventStore.StreamNotFound | Event.InvalidStreamId | EventStore.EventStoreError,
+  | EventDecodeError
+  | EventStore.StreamNotFound
+  | EventStore.StreamDeleted
+  | Event.InvalidStreamId
+  | EventStore.EventStoreError,
   EventStore.EventStore
 > =>
   Stream.unwrap(

@@ -7,8 +7,10 @@ import * as Aggregate from "../src/Aggregate.js"
 import * as Event from "../src/Event.js"
 import * as EventStore from "../src/EventStore.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
+import * as Snapshot from "../src/Snapshot.js"
 import * as Upcaster from "../src/Upcaster.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
+import * as SqlSnapshotStore from "../src/sql/SqlSnapshotStore.js"
 import { isolatedPrefix } from "./support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 import { suite } from "./suites/AggregateSuite.js"
@@ -81,7 +83,11 @@ describe("Aggregate", () => {
         streamVersion: (...args) => Effect.suspend(() => inner.streamVersion(...args)),
         findCommand: (...args) => Effect.suspend(() => inner.findCommand(...args)),
         head: Effect.suspend(() => inner.head),
-        heldBack: (...args) => Effect.suspend(() => inner.heldBack(...args))
+        heldBack: (...args) => Effect.suspend(() => inner.heldBack(...args)),
+        deleteStream: (...args) => Effect.suspend(() => inner.deleteStream(...args)),
+        undeleteStream: (...args) => Effect.suspend(() => inner.undeleteStream(...args)),
+        hardDeleteStream: (...args) => Effect.suspend(() => inner.hardDeleteStream(...args)),
+        truncateStream: (...args) => Effect.suspend(() => inner.truncateStream(...args))
       })
       const handle = Aggregate.handler(Counter)
       const run = <A, E>(effect: Effect.Effect<A, E, EventStore.EventStore>) =>
@@ -110,3 +116,59 @@ const definition = {
   evolve: (total: number, event: typeof Counted.Type) => total + event.by,
   decide: () => []
 }
+
+/** Records the count of events before it: its data shows the state the command was decided on. */
+const Seen = Schema.TaggedStruct("Seen", { before: Schema.Int })
+const Tally = Aggregate.make({
+  category: "Tally",
+  events: Seen,
+  initialState: 0,
+  evolve: (count: number) => count + 1,
+  decide: (_: { readonly tick: true }, count) => [Seen.make({ before: count })],
+  snapshot: { state: Schema.Int, strategy: Snapshot.everyNEvents(5) }
+})
+
+describe("Aggregate on a deleted stream", () => {
+  it.effect("a command fails with StreamDeleted, cached or not, and works again once undeleted", () =>
+    Effect.gen(function* () {
+      const store = yield* EventStore.EventStore
+      const cached = Aggregate.handler(Counter)
+      const uncached = Aggregate.handler(Counter, { cacheCapacity: 0 })
+      yield* cached("9", { add: 1 })
+      yield* store.deleteStream("Counter-9")
+      for (const handle of [cached, uncached]) {
+        const error = yield* Effect.flip(handle("9", { add: 1 }))
+        assert.deepStrictEqual([error._tag, error._tag === "StreamDeleted" && error.hard], ["StreamDeleted", false])
+      }
+      yield* store.undeleteStream("Counter-9")
+      assert.strictEqual((yield* cached("9", { add: 1 })).version, 2)
+      yield* store.hardDeleteStream("Counter-9")
+      const error = yield* Effect.flip(cached("9", { add: 1 }))
+      assert.deepStrictEqual([error._tag, error._tag === "StreamDeleted" && error.hard], ["StreamDeleted", true])
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
+  )
+})
+
+describe("Aggregate on a truncated stream", () => {
+  const stores = {
+    memory: Layer.merge(MemoryEventStore.layer(), Snapshot.layerMemory()),
+    SQLite: Layer.merge(SqlEventStore.layer(), SqlSnapshotStore.layer()).pipe(Layer.provide(sqliteMemory))
+  }
+  for (const [name, storeLayer] of Object.entries(stores)) {
+    it.effect(`loads as before when a snapshot covers the truncated events (${name})`, () =>
+      Effect.gen(function* () {
+        const store = yield* EventStore.EventStore
+        const cached = Aggregate.handler(Tally)
+        const uncached = Aggregate.handler(Tally, { cacheCapacity: 0 })
+        for (let i = 0; i < 7; i++) yield* cached("1", { tick: true })
+        // the snapshot is at version 5: versions 1-5 go
+        assert.strictEqual(yield* store.truncateStream("Tally-1", 6), 5)
+        const fresh = yield* uncached("1", { tick: true })
+        assert.deepStrictEqual([fresh.version, fresh.events], [8, [Seen.make({ before: 7 })]])
+        // a handler that cached version 7 reads on from there, finding the version 8 it did not write
+        const again = yield* cached("1", { tick: true })
+        assert.deepStrictEqual([again.version, again.events], [9, [Seen.make({ before: 8 })]])
+      }).pipe(Effect.provide(storeLayer))
+    )
+  }
+})

@@ -34,6 +34,11 @@ const appendIgnoringAllButExpectedVersion =
 
 const variants: ReadonlyArray<BrokenVariant> = [
   {
+    breaks: "stream lifecycle",
+    name: "forgets soft deletions",
+    wrap: (store) => ({ ...store, deleteStream: (streamId) => Effect.asVoid(store.streamVersion(streamId)) })
+  },
+  {
     breaks: "1 atomic append",
     name: "appends events one by one",
     wrap: (store) => ({

@@ -94,7 +94,8 @@ describe("Snapshot and Aggregate", () => {
           load: () => Effect.fail(new Snapshot.SnapshotStoreError({ operation: "load", cause: "down" })),
           save: () => Effect.fail(new Snapshot.SnapshotStoreError({ operation: "save", cause: "down" })),
           stats: Effect.fail(new Snapshot.SnapshotStoreError({ operation: "stats", cause: "down" })),
-          prune: () => Effect.fail(new Snapshot.SnapshotStoreError({ operation: "prune", cause: "down" }))
+          prune: () => Effect.fail(new Snapshot.SnapshotStoreError({ operation: "prune", cause: "down" })),
+          deleteStream: () => Effect.fail(new Snapshot.SnapshotStoreError({ operation: "deleteStream", cause: "down" }))
         })
         const handle = Aggregate.handler(counter(), uncached)
         for (let i = 0; i < 12; i++) {

@@ -327,6 +327,11 @@ describe("Tenancy: snapshots", () => {
       assert.isTrue(Option.isSome(mine) && mine.value.streamId === "Account-1")
       assert.isTrue(Option.isNone(yield* as("b")(store.load("Account-1"))))
       assert.strictEqual((yield* Effect.flip(store.load("Account-1")))._tag, "SnapshotStoreError")
+      // deleting is the tenant's too
+      yield* as("b")(store.save({ streamId: "Account-1", version: 5, stateVersion: 1, state: { b: 1 }, takenAt }))
+      assert.strictEqual(yield* as("a")(store.deleteStream("Account-1")), 1)
+      assert.isTrue(Option.isNone(yield* as("a")(store.load("Account-1"))))
+      assert.isTrue(Option.isSome(yield* as("b")(store.load("Account-1"))))
     })
   )
 })

@@ -29,7 +29,11 @@ const asTenant = (tenant: string) =>
         head: forTenant(store.head),
         heldBack: (options) => forTenant(store.heldBack(options)),
         streamVersion: (streamId) => forTenant(store.streamVersion(streamId)),
-        findCommand: (commandId) => forTenant(store.findCommand(commandId))
+        findCommand: (commandId) => forTenant(store.findCommand(commandId)),
+        deleteStream: (streamId, options) => forTenant(store.deleteStream(streamId, options)),
+        undeleteStream: (streamId) => forTenant(store.undeleteStream(streamId)),
+        hardDeleteStream: (streamId, options) => forTenant(store.hardDeleteStream(streamId, options)),
+        truncateStream: (streamId, before) => forTenant(store.truncateStream(streamId, before))
       })
     })
   ).pipe(Layer.provide(Tenancy.layerShared))

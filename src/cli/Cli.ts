@@ -20,6 +20,7 @@ import * as Keys from "./keys.js"
 import * as Migrate from "./migrate.js"
 import * as Operations from "./operations.js"
 import * as Schema from "./schema.js"
+import * as Streams from "./streams.js"
 
 export { CliError } from "./internal/output.js"
 
@@ -29,6 +30,7 @@ export const command = CliCommand.make("effect-eventsourcing").pipe(
   CliCommand.withSubcommands([
     Migrate.command,
     Events.command,
+    Streams.command,
     Operations.projections,
     Operations.deadLetters,
     Operations.sagas,

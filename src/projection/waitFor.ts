@@ -86,7 +86,8 @@ export const waitFor = (
       .pipe(
         Stream.runCollect,
         Effect.map(Chunk.toReadonlyArray),
-        Effect.catchTag("StreamNotFound", () => Effect.succeed([]))
+        // a deleted stream's events cannot be located: nothing to wait for
+        Effect.catchTags({ StreamNotFound: () => Effect.succeed([]), StreamDeleted: () => Effect.succeed([]) })
       )
     const started = yield* Clock.currentTimeMillis
     const timeout = Duration.toMillis(options?.timeout ?? "5 seconds")

@@ -30,6 +30,7 @@ import {
   EventStoreError,
   type HeldBackOptions,
   type Limits,
+  StreamDeleted,
   StreamNotFound
 } from "../EventStore.js"
 import { checkPartition, type PreparedAppend, prepareAppend, resolveDuplicates } from "../internal/appendPreparation.js"
@@ -40,7 +41,9 @@ import * as Wakeup from "../Wakeup.js"
 import * as Metrics from "../Metrics.js"
 import * as BackendLimits from "./backendLimits.js"
 import * as CommandRecords from "./commandRecords.js"
+import * as Ddl from "./internal/ddl.js"
 import * as Dialect from "./internal/dialect.js"
+import * as StreamLifecycle from "./internal/streamLifecycle.js"
 import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link make}. */
@@ -266,27 +269,31 @@ export const make = (
       Stream.unwrap(
         Effect.gen(function* () {
           const id = yield* Event.streamId(streamId)
-          const notFound = new StreamNotFound({ streamId: id })
-          const lastVersion = versionOf(id).pipe(Effect.mapError(failWith("readStream")))
+          // the stream's version, failing when the stream is missing or deleted
+          const lastVersion = sql<{ readonly version: number; readonly deleted: number }>`
+            select version, deleted from ${sql(t.streams)} where stream_id = ${id}`.pipe(
+            Effect.mapError(failWith("readStream")),
+            Effect.flatMap(([row]): Effect.Effect<number, StreamNotFound | StreamDeleted> =>
+              row === undefined || row.version === 0
+                ? Effect.fail(new StreamNotFound({ streamId: id }))
+                : row.deleted !== 0
+                  ? Effect.fail(new StreamDeleted({ streamId: id, hard: row.deleted === Ddl.deletedHard }))
+                  : Effect.succeed(row.version)
+            )
+          )
+          // a soft-deleted stream's events are read as none (then `lastVersion` says why)
+          const live = sql`not exists (select 1 from ${sql(t.streams)} s where s.stream_id = ${id} and s.deleted <> 0)`
           const backward = readOptions?.direction === "backward"
           const limit = Math.max(1, Math.min(pageSize, readOptions?.maxCount ?? pageSize))
           // only a backward read from the end needs the version first; otherwise the first page shows
           // whether the stream exists, and an empty one costs one more query
-          const from =
-            readOptions?.fromVersion ??
-            (backward
-              ? yield* Effect.filterOrFail(
-                  lastVersion,
-                  (v) => v > 0,
-                  () => notFound
-                )
-              : 1)
+          const from = readOptions?.fromVersion ?? (backward ? yield* lastVersion : 1)
           const page = (cursor: number) =>
             (backward
               ? sql<Dialect.EventRow>`select ${columns} from ${sql(t.events)}
-                  where stream_id = ${id} and version <= ${cursor} order by version desc limit ${limit}`
+                  where stream_id = ${id} and version <= ${cursor} and ${live} order by version desc limit ${limit}`
               : sql<Dialect.EventRow>`select ${columns} from ${sql(t.events)}
-                  where stream_id = ${id} and version >= ${cursor} order by version limit ${limit}`
+                  where stream_id = ${id} and version >= ${cursor} and ${live} order by version limit ${limit}`
             ).pipe(
               Effect.mapError(failWith("readStream")),
               Effect.map((rows) => {
@@ -299,7 +306,8 @@ export const make = (
               })
             )
           const [first, next] = yield* page(from)
-          if (Chunk.isEmpty(first) && (yield* lastVersion) === 0) return yield* notFound
+          // no event: the stream may be missing, deleted, or have none from there (truncated, or past its end)
+          if (Chunk.isEmpty(first)) yield* lastVersion
           const events = Stream.concat(
             Stream.fromChunk(first),
             Option.match(next, {
@@ -370,7 +378,11 @@ export const make = (
         : Effect.mapError(statements.heldBack(filtersOf(heldOptions)), failWith("heldBack"))
     }
 
-    return EventStore.of(instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand }))
+    const lifecycle = StreamLifecycle.make({ sql, dialect, tables: t, failWith })
+
+    return EventStore.of(
+      instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand, ...lifecycle })
+    )
   })
 
 /**

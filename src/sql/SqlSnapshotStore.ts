@@ -143,7 +143,11 @@ export const make = (
             deleted += batch.length
             if (batch.length < pruneBatch) return deleted
           }
-        }).pipe(Effect.mapError(failWith("prune")))
+        }).pipe(Effect.mapError(failWith("prune"))),
+      deleteStream: (streamId) =>
+        dialect
+          .matched(sql`delete from ${sql(t.snapshots)} where stream_id = ${streamId}`)
+          .pipe(Effect.mapError(failWith("deleteStream")))
     })
   }).pipe(
     Effect.catchTag("EventStoreError", (error) =>

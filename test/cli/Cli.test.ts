@@ -16,6 +16,8 @@ import type * as Console from "effect/Console"
 import * as DateTime from "effect/DateTime"
 import * as Fiber from "effect/Fiber"
 import * as Effect from "effect/Effect"
+import * as Chunk from "effect/Chunk"
+import * as Stream from "effect/Stream"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -330,6 +332,41 @@ for (const backend of backends) {
     )
 
     it.live(
+      "streams delete, undelete, truncate and hard-delete",
+      () =>
+        Effect.gen(function* () {
+          const store = yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
+          const id = `${yield* uniqueCategory}-1`
+          yield* store.append(id, [yield* tick(1), yield* tick(2), yield* tick(3)])
+          const run = (...args: ReadonlyArray<string>) =>
+            Effect.map(cli(["streams", ...args, ...backend.connect, "--json"]), parse)
+          assert.deepStrictEqual(yield* run("delete", id), { streamId: id, result: null })
+          assert.strictEqual((yield* Effect.flip(Stream.runDrain(store.readStream(id))))._tag, "StreamDeleted")
+          const refused = yield* cli(["streams", "truncate", id, "--before", "2", ...backend.connect])
+          oneLineError(refused, /Stream deleted/)
+          yield* run("undelete", id)
+          assert.deepStrictEqual(yield* run("truncate", id, "--before", "3"), { streamId: id, removed: 2 })
+          assert.deepStrictEqual(
+            Chunk.toArray(yield* Stream.runCollect(store.readStream(id))).map((e) => e.version),
+            [3]
+          )
+          const snapshots = yield* SqlSnapshotStore.make(backend.tables)
+          yield* snapshots.save({
+            streamId: id,
+            version: 3,
+            stateVersion: 1,
+            state: {},
+            takenAt: DateTime.unsafeMake(0)
+          })
+          assert.deepStrictEqual(yield* run("hard-delete", id), { streamId: id, snapshots: 1 })
+          assert.isTrue(Option.isNone(yield* snapshots.load(id)))
+          const error = yield* Effect.flip(Stream.runDrain(store.readStream(id)))
+          assert.deepStrictEqual([error._tag, error._tag === "StreamDeleted" && error.hard], ["StreamDeleted", true])
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      120_000
+    )
+
+    it.live(
       "snapshots stats and prune, commands prune",
       () =>
         Effect.gen(function* () {
@@ -561,6 +598,11 @@ describe("CLI errors and help", () => {
         [["events"], "follow it live, or print a stream"],
         [["events", "tail"], "follow the global log live"],
         [["events", "stream"], "print one stream's events"],
+        [["streams"], "delete, undelete, hard-delete, truncate"],
+        [["streams", "delete"], "soft-delete a stream"],
+        [["streams", "undelete"], "undo a soft delete"],
+        [["streams", "hard-delete"], "delete a stream for good"],
+        [["streams", "truncate"], "remove a stream's events below a version"],
         [["projections"], "list, status, rebuild, reset"],
         [["projections", "list"], "list the registered projections"],
         [["projections", "status"], "show a projection's partitions"],

@@ -1,5 +1,6 @@
 /**
- * The EventStore conformance suite: guarantees 1-5 of DESIGN.md section 4 and the bad-input contract,
+ * The EventStore conformance suite: guarantees 1-5 of DESIGN.md section 4, the bad-input contract and
+ * the stream lifecycle (`eventStoreLifecycle`),
  * as a list of checks that `suite(name, layer)` registers against one implementation. The checks are
  * plain Effects so that `EventStoreSuite.test.ts` can also run them against deliberately broken stores
  * and prove that each guarantee's checks catch its violation.
@@ -19,6 +20,7 @@ import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import { uniqueCategory } from "../support/ids.js"
+import { lifecycle } from "./eventStoreLifecycle.js"
 import { settle } from "../support/settle.js"
 
 export type Guarantee =
@@ -30,6 +32,7 @@ export type Guarantee =
   | "9 bad input"
   | "unique values"
   | "command dedup"
+  | "stream lifecycle"
 
 export interface Check {
   readonly guarantee: Guarantee
@@ -1134,5 +1137,6 @@ export const checks: ReadonlyArray<Check> = [
   ...badInput,
   ...uniqueValues,
   ...commandDedup,
+  ...lifecycle,
   ...properties
 ]

@@ -166,6 +166,25 @@ export const suite = <E, R>(
         })
       )
 
+      it.effect("deleteStream deletes every snapshot of that stream only", () =>
+        Effect.gen(function* () {
+          const store = yield* Snapshot.SnapshotStore
+          const category = yield* uniqueCategory
+          const [deleted, kept] = [`${category}-1`, `${category}-2`]
+          for (const version of [10, 20]) {
+            yield* store.save(at(deleted, version, { total: version }))
+            yield* store.save(at(kept, version, { total: version }))
+          }
+          assert.strictEqual(yield* store.deleteStream(deleted), 2)
+          assert.strictEqual(yield* store.deleteStream(deleted), 0)
+          assert.isTrue(Option.isNone(yield* store.load(deleted)))
+          assert.deepStrictEqual(
+            Option.map(yield* store.load(kept), (s) => s.version),
+            Option.some(20)
+          )
+        })
+      )
+
       it.effect("stats: snapshots, streams and bytes, in all and per category", () =>
         Effect.gen(function* () {
           const store = yield* Snapshot.SnapshotStore

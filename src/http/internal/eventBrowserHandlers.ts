@@ -182,6 +182,7 @@ export const streamPage = (
       Effect.map(Chunk.toReadonlyArray),
       Effect.catchTags({
         StreamNotFound: () => Effect.fail(Model.NotFound.of("stream", streamId)),
+        StreamDeleted: () => Effect.fail(Model.NotFound.of("stream", streamId)),
         InvalidStreamId: (e) => Effect.fail(new HttpApiDecodeError({ issues: [], message: e.message })),
         EventStoreError: (e) => Effect.fail(Model.ServiceError.of("readStream")(e))
       })

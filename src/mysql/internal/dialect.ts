@@ -185,7 +185,11 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
             unique (stream_id, event_id)
           )${tableOptions}`,
           positionIndexes(sql, t),
-          sql`create table ${sql(t.streams)} (stream_id ${self.key()} primary key, version integer not null)${tableOptions}`,
+          sql`create table ${sql(t.streams)} (
+            stream_id ${self.key()} primary key,
+            version integer not null,
+            deleted integer not null default 0
+          )${tableOptions}`,
           sql`create table ${sql(t.sequence)} (id integer primary key, last bigint not null)${tableOptions}`,
           sql`insert ignore into ${sql(t.sequence)} (id, last) values (1, 0)`,
           createUniqueValuesTable(sql, self, t),

@@ -148,7 +148,7 @@ export const make = (
 
 /** The append function's answer. */
 export interface Outcome {
-  readonly outcome: "ok" | "conflict" | "duplicates"
+  readonly outcome: "ok" | "conflict" | "duplicates" | "deleted" | "hard-deleted"
   readonly version: number
   readonly positions: ReadonlyArray<string> | null
   readonly stored: ReadonlyArray<number | null> | null

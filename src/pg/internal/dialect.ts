@@ -98,7 +98,11 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
           sql`create index ${indexName(sql, t, "events_global")} on ${sql(t.events)} (transaction_id, position)`,
           sql`create index ${indexName(sql, t, "events_category")} on ${sql(t.events)} (category, transaction_id, position)`,
           sql`create index ${indexName(sql, t, "events_type")} on ${sql(t.events)} (type, transaction_id, position)`,
-          sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+          sql`create table ${sql(t.streams)} (
+            stream_id text primary key,
+            version integer not null,
+            deleted integer not null default 0
+          )`,
           createUniqueValuesTable(sql, self, t),
           sql`create table ${sql(t.commands)} (
             command_id text primary key,

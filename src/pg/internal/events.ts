@@ -19,7 +19,8 @@ import {
   type EventStoreError,
   type HeldBack,
   type InvalidAppend,
-  maxHeldBackCount
+  maxHeldBackCount,
+  StreamDeleted
 } from "../../EventStore.js"
 import type { PreparedAppend } from "../../internal/appendPreparation.js"
 import { storeError } from "../../sql/classify.js"
@@ -48,7 +49,7 @@ export const make = (
     const interpret = (
       append: PreparedAppend,
       result: PgAppend.Outcome
-    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | SqlError> => {
+    ): Effect.Effect<AppendResult, ConcurrencyConflict | InvalidAppend | StreamDeleted | SqlError> => {
       switch (result.outcome) {
         case "ok":
           return Effect.succeed<AppendResult>({
@@ -64,6 +65,9 @@ export const make = (
               actual: result.version
             })
           )
+        case "deleted":
+        case "hard-deleted":
+          return Effect.fail(new StreamDeleted({ streamId: append.streamId, hard: result.outcome === "hard-deleted" }))
         case "duplicates": {
           const stored = new Map<string, number>()
           append.events.forEach((e, i) => {

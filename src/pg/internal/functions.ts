@@ -26,8 +26,9 @@ const raiseDuplicateCommand = `raise exception 'effect-eventsourcing: duplicate 
  * Each event's `data` and `metadata` arrive as JSON texts (strings in the `p_events` document) and are
  * stored as `json`, which keeps the text as given: a `jsonb` value would reorder its keys.
  *
- * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version)
- * or `duplicates` (with, per event, the version holding its id or null). A unique value held by another
+ * Returns `outcome` = `ok` (with the new version and positions), `conflict` (with the actual version),
+ * `duplicates` (with, per event, the version holding its id or null), or `deleted` / `hard-deleted` (the
+ * stream is deleted: nothing else is checked). A unique value held by another
  * stream, or a command handled within its TTL, raises its {@link refusalCode}, undoing the call.
  */
 export const appendFunction = (t: Tables): string => `
@@ -43,6 +44,7 @@ declare
   v_value text;
   v_owner text;
   v_handled record;
+  v_deleted integer := 0;
 begin
   v_current := null;
   if v_count > 0 and (p_expected_kind in ('Any', 'NoStream') or (p_expected_kind = 'Exact' and p_expected_version = 0)) then
@@ -54,10 +56,16 @@ begin
     end if;
   end if;
   if v_current is null then
-    select s.version into v_current from ${t.streams} s where s.stream_id = p_stream_id for update;
+    select s.version, s.deleted into v_current, v_deleted from ${t.streams} s where s.stream_id = p_stream_id for update;
     if not found then
       v_current := 0;
     end if;
+  end if;
+  if v_deleted <> 0 then
+    -- a tombstone: refused, whatever else (see the streams table's deleted column)
+    o_outcome := case v_deleted when 2 then 'hard-deleted' else 'deleted' end;
+    o_version := v_current;
+    return;
   end if;
 
   if p_command_id is not null then
@@ -204,6 +212,7 @@ declare
   v_created boolean[] := '{}';
   v_version integer;
   v_events integer;
+  v_deleted integer;
 begin
   if not exists (
        select 1 from jsonb_array_elements(p_batch) as i(item)
@@ -226,7 +235,12 @@ begin
         end if;
         v_created := v_created || (v_version is not null);
         if v_version is null then
-          select s.version into v_version from ${t.streams} s where s.stream_id = v_item->>'streamId' for update;
+          select s.version, s.deleted into v_version, v_deleted from ${t.streams} s
+          where s.stream_id = v_item->>'streamId' for update;
+          if v_deleted <> 0 then
+            -- a deleted stream: its refusal is reported append by append
+            raise exception using errcode = 'P0002';
+          end if;
         end if;
         v_current := v_current || coalesce(v_version, 0);
       end loop;

@@ -15,6 +15,13 @@ export const prefixOf = (qualified: string): string => qualified.slice(qualified
 /** The name of an index or constraint of the store's tables. */
 export const indexName = (sql: SqlClient.SqlClient, t: Tables, name: string) => sql(`${prefixOf(t.events)}${name}`)
 
+/**
+ * The `deleted` column of the streams table: 0 for a live stream, {@link deletedSoft} for a soft-deleted
+ * one, {@link deletedHard} for a hard-deleted one (a tombstone: its events are gone, its id is never reused).
+ */
+export const deletedSoft = 1
+export const deletedHard = 2
+
 /** Unique values claimed by streams (see `EventStore.UniqueValue`). */
 export const createUniqueValuesTable = (sql: SqlClient.SqlClient, ddl: Ddl, t: Tables) =>
   sql`create table ${sql(t.uniqueValues)} (

@@ -20,6 +20,7 @@ import {
   EventStoreError,
   type HeldBack,
   type InvalidAppend,
+  type StreamDeleted,
   type UniqueConstraintViolation
 } from "../../EventStore.js"
 import type { PreparedAppend } from "../../internal/appendPreparation.js"
@@ -168,7 +169,13 @@ export interface EventsDialect {
     append: PreparedAppend
   ) => Effect.Effect<
     AppendResult,
-    ConcurrencyConflict | InvalidAppend | UniqueConstraintViolation | DuplicateCommand | EventStoreError | SqlError
+    | ConcurrencyConflict
+    | InvalidAppend
+    | UniqueConstraintViolation
+    | DuplicateCommand
+    | StreamDeleted
+    | EventStoreError
+    | SqlError
   >
   /** Up to `limit` rows after `after` in the store's no-skip global order, with the filters' conditions. */
   readonly readAllPage: (

@@ -13,12 +13,14 @@ import {
   type AppendResult,
   ConcurrencyConflict,
   type DuplicateCommand,
+  StreamDeleted,
   UniqueConstraintViolation
 } from "../../EventStore.js"
 import { type PreparedAppend } from "../../internal/appendPreparation.js"
 import { isDuplicateKey } from "../classify.js"
 import { type CommandRow, toDuplicate } from "../commandRecords.js"
 import { withTransaction } from "../transaction.js"
+import { deletedHard } from "./ddl.js"
 import type { EventsOptions, SqlDialect } from "./dialect.js"
 
 /** An event row as the serial append inserts it, before it has a position. */
@@ -89,24 +91,30 @@ export const make = (options: SerialAppendOptions) => {
   const streamIgnored = dialect.onConflictIgnore(["stream_id"])
   const streamVersionSet = dialect.onConflictUpdate(["stream_id"], ["version"])
 
-  const versionOf = (streamId: string) =>
+  const streamOf = (streamId: string) =>
     Effect.map(
       sql<{
         readonly version: number
-      }>`select version from ${sql(t.streams)} where stream_id = ${streamId}${forUpdate}`,
-      (rows) => rows[0]?.version
+        readonly deleted: number
+      }>`select version, deleted from ${sql(t.streams)} where stream_id = ${streamId}${forUpdate}`,
+      (rows) => rows[0]
     )
 
   /**
-   * Locks the stream's row and returns its version. MySQL: the row is made first if missing, so the lock
-   * is on a row, never on a gap (gap locks of appends creating different streams deadlock each other).
+   * Locks the stream's row and returns its version, failing if the stream is deleted. MySQL: the row is
+   * made first if missing, so the lock is on a row, never on a gap (gap locks of appends creating
+   * different streams deadlock each other).
    */
   const lockStream = (streamId: string) =>
     Effect.gen(function* () {
       yield* steps.lockable(
         () => sql`insert into ${sql(t.streams)} (stream_id, version) values (${streamId}, 0) ${streamIgnored}`
       )
-      return (yield* versionOf(streamId)) ?? 0
+      const stream = yield* streamOf(streamId)
+      if (stream !== undefined && stream.deleted !== 0) {
+        return yield* new StreamDeleted({ streamId, hard: stream.deleted === deletedHard })
+      }
+      return stream?.version ?? 0
     })
 
   /**

@@ -113,7 +113,11 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
             unique (stream_id, event_id)
           )`,
           positionIndexes(sql, t),
-          sql`create table ${sql(t.streams)} (stream_id text primary key, version integer not null)`,
+          sql`create table ${sql(t.streams)} (
+            stream_id text primary key,
+            version integer not null,
+            deleted integer not null default 0
+          )`,
           createUniqueValuesTable(sql, self, t),
           sql`create table ${sql(t.commands)} (
             command_id text primary key,
