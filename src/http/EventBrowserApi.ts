@@ -205,7 +205,9 @@ export interface Options {
   readonly livePollInterval?: Duration.DurationInput
 }
 
-/** A decider registered with the console (see {@link decider}). */
+export type { StateView } from "./internal/consoleHandlers.js"
+
+/** A decider registered with the console (see {@link decider}): a {@link StateView}. */
 export type Decider = Console.StateView
 
 /**
