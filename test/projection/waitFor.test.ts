@@ -3,8 +3,6 @@
  * projection that cannot catch up in time is a typed `ProjectionBehind`; one that reads none of the write
  * is not waited for. On PostgreSQL the projection runs in another process.
  */
-import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -21,6 +19,7 @@ import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import { balancesProjection, createTables, readModel } from "../support/balances.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { pgWithSchema } from "../support/sql.js"
+import { workerProcess } from "../support/workerProcess.js"
 
 const Noted = Schema.TaggedStruct("Noted", { n: Schema.Number })
 
@@ -110,25 +109,7 @@ describe("Projection.waitFor on PostgreSQL, the projection in another process", 
         const tables = `${schema}.ryw_${category.toLowerCase()}`
         yield* createTables(tables)
         const projection = balancesProjection({ name, category, tables, partitions: 4, batchSize: 5 })
-        yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            spawn(
-              process.execPath,
-              [
-                "--import",
-                "tsx",
-                fileURLToPath(new URL("../support/projectionWorker.ts", import.meta.url)),
-                schema,
-                name,
-                category,
-                tables,
-                "4"
-              ],
-              { stdio: "inherit" }
-            )
-          ),
-          (child) => Effect.sync(() => child.kill("SIGKILL"))
-        )
+        yield* workerProcess({ schema, name, category, tables, partitions: 4 })
         const store = yield* EventStore.EventStore
         let expected = 0
         for (let amount = 1; amount <= 15; amount++) {

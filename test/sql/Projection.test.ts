@@ -3,8 +3,6 @@
  * a crash, a rebuild under a running runner, live tails woken by NOTIFY alone or by polling alone, and a
  * worker process killed while it shares partitions with another.
  */
-import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
@@ -26,6 +24,7 @@ import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import * as Wakeup from "../../src/Wakeup.js"
 import { balancesProjection, createTables, Deposited, readModel } from "../support/balances.js"
 import { pgUrl } from "../support/config.js"
+import { workerProcess } from "../support/workerProcess.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { settle } from "../support/settle.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "../support/sql.js"
@@ -396,25 +395,7 @@ describe("Projection workers sharing partitions on PostgreSQL", () => {
           Effect.map((ps) => ps.map((p) => (p.owner._tag === "Some" ? p.owner.value : null)))
         )
         // the other process starts first and takes all four partitions
-        const child = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            spawn(
-              process.execPath,
-              [
-                "--import",
-                "tsx",
-                fileURLToPath(new URL("../support/projectionWorker.ts", import.meta.url)),
-                schema,
-                name,
-                category,
-                tables,
-                "4"
-              ],
-              { stdio: "inherit" }
-            )
-          ),
-          (child) => Effect.sync(() => child.kill("SIGKILL"))
-        )
+        const child = yield* workerProcess({ schema, name, category, tables, partitions: 4 })
         yield* waitUntil(
           Effect.map(owners, (o) => o.length === 4 && o.every((w) => w === "worker-process")),
           "60 seconds"
@@ -471,27 +452,15 @@ describe("Projection workers sharing partitions on PostgreSQL", () => {
           Effect.map((ps) => ps.map((p) => (p.owner._tag === "Some" ? p.owner.value : null)))
         )
         // the other process's leases last 10 minutes: only a hand-over, not an expiry, frees them in this test
-        const child = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            spawn(
-              process.execPath,
-              [
-                "--import",
-                "tsx",
-                fileURLToPath(new URL("../support/projectionWorker.ts", import.meta.url)),
-                schema,
-                name,
-                category,
-                tables,
-                "8",
-                "worker-leaving",
-                "10 minutes"
-              ],
-              { stdio: "inherit" }
-            )
-          ),
-          (child) => Effect.sync(() => child.kill("SIGKILL"))
-        )
+        const child = yield* workerProcess({
+          schema,
+          name,
+          category,
+          tables,
+          partitions: 8,
+          workerId: "worker-leaving",
+          leaseTtl: "10 minutes"
+        })
         yield* waitUntil(
           Effect.map(owners, (o) => o.length === 8 && o.every((w) => w === "worker-leaving")),
           "60 seconds"
