@@ -6,10 +6,9 @@
  * - `Event` (the event model, the command context and the current tenant); `EventStore` (the contract
  *   and its errors) and `Upcaster` (codecs, schema evolution, sealing `Personal` fields with `KeyStore` keys);
  *   `MemoryEventStore`.
- * - `Aggregate`, `Snapshot`; `CommandBus`, `CommandMiddleware`; `Projection` (its engine in `projection/`),
+ * - `Aggregate`, `Snapshot`; `CommandBus`, `CommandMiddleware`; `Projection` (engine in `projection/`),
  *   `CheckpointStore`, `Wakeup`; `Saga`, `SagaStore`; `Outbox`, `EventBus`, `Inbox`; `Metrics`; `SchemaLock`,
- *   `HistoryCheck` (the schema lock, history verification); `Tenancy`
- *   (decorators over the contracts: nothing in the core imports it).
+ *   `HistoryCheck`; `Tenancy` (decorators over the contracts: nothing in the core imports it).
  * - Integrations, each behind an entry point of its own: `/sql` (the SQL services, free of drivers), `/pg`,
  *   `/sqlite`, `/mysql` (a backend's client Layer), `/nats`, `/http`, `/observability`, `/testing`.
  * `internal/` holds private helpers shared by two or more modules.

@@ -8,7 +8,6 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -39,15 +38,7 @@ import { balancesProjection, createTables, readModel } from "../support/balances
 import { mysqlUrl, pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { mysqlWithPrefix, pgWithSchema } from "../support/sql.js"
-
-const root = fileURLToPath(new URL("../..", import.meta.url))
-const bin = path.join(root, "src", "cli", "bin.ts")
-
-interface Result {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
+import { bin, cli, type Result, root } from "../support/cliProcess.js"
 
 /** Runs the CLI to its end (killed after 60 s). */
 /** What `--help` of `command` prints, from `Cli.run` in this process. */
@@ -73,21 +64,6 @@ const helpOf = (command: ReadonlyArray<string>): Effect.Effect<string> =>
 
 /** The key stores' master key (one per database: another one is refused). */
 const masterKey = Redacted.make(Buffer.alloc(32, 7).toString("base64"))
-
-const cli = (args: ReadonlyArray<string>): Effect.Effect<Result> =>
-  Effect.async<Result>((resume) => {
-    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], { cwd: root })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000)
-    child.on("close", (code) => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ code, stdout, stderr }))
-    })
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
 
 /** Runs a command of a shell tool with `input` on its stdin. */
 const tool = (command: string, args: ReadonlyArray<string>, input: string): Effect.Effect<Result> =>

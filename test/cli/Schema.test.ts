@@ -5,11 +5,9 @@
  * lock not up to date; `schema verify` reports an undecodable stored event with its stream id and version,
  * with progress on stderr, on SQLite, PostgreSQL and MariaDB.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -24,32 +22,9 @@ import { mysqlUrl, pgUrl } from "../support/config.js"
 import { isolatedPrefix, uniqueCategory } from "../support/ids.js"
 import { mysqlWithPrefix, pgWithSchema } from "../support/sql.js"
 import * as Fixtures from "./fixtures/schemas.js"
+import { cli, type Result } from "../support/cliProcess.js"
 
-const root = fileURLToPath(new URL("../..", import.meta.url))
-const bin = path.join(root, "src", "cli", "bin.ts")
 const module = path.join("test", "cli", "fixtures", "schemas.ts")
-
-interface Result {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs the CLI to its end (killed after 60 s). */
-const cli = (args: ReadonlyArray<string>): Effect.Effect<Result> =>
-  Effect.async<Result>((resume) => {
-    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], { cwd: root })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000)
-    child.on("close", (code) => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ code, stdout, stderr }))
-    })
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
 
 const ok = (result: Result): unknown => {
   assert.strictEqual(result.code, 0, `exit ${result.code}: ${result.stderr}`)

@@ -25,7 +25,7 @@ import type * as Projection from "../../Projection.js"
 import * as SagaStore from "../../SagaStore.js"
 import * as ConsoleModel from "./consoleModel.js"
 import type { Config } from "./eventBrowserHandlers.js"
-import { statuses } from "./eventBrowserHandlers.js"
+import { readEvents, statuses } from "./eventBrowserHandlers.js"
 import * as Model from "./eventBrowserModel.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -319,16 +319,7 @@ export const streamStates = (
     const store = yield* EventStore.EventStore
     const from = query.fromVersion ?? 1
     const limit = query.limit ?? Model.defaultLimit
-    const read = yield* store.readStream(streamId, { fromVersion: 1, maxCount: from - 1 + limit + 1 }).pipe(
-      Stream.runCollect,
-      Effect.map(Chunk.toReadonlyArray),
-      Effect.catchTags({
-        StreamNotFound: () => Effect.fail(Model.NotFound.of("stream", streamId)),
-        StreamDeleted: () => Effect.fail(Model.NotFound.of("stream", streamId)),
-        InvalidStreamId: (e) => Effect.fail(new HttpApiDecodeError({ issues: [], message: e.message })),
-        EventStoreError: (e) => Effect.fail(Model.ServiceError.of("readStream")(e))
-      })
-    )
+    const read = yield* readEvents(store, streamId, { fromVersion: 1, maxCount: from - 1 + limit + 1 })
     // personal fields are opened with the key store the server was given; without one, they read as erased
     const keys = view.personal ? yield* Effect.serviceOption(KeyStore.KeyStore) : Option.none()
     const opened = Option.isNone(keys)

@@ -169,6 +169,23 @@ export const eventsPage = (
     return { events: scan.events, next: scan.more ? (scan.last ?? null) : null, last: scan.last ?? after }
   })
 
+/** A stream's events as HTTP answers: 404 for a stream without events (or deleted), 400 for a bad id. */
+export const readEvents = (
+  store: EventStore.EventStore["Type"],
+  streamId: Event.StreamId,
+  options: EventStore.ReadStreamOptions
+): Effect.Effect<ReadonlyArray<Event.RecordedEvent>, Model.NotFound | Model.ServiceError | HttpApiDecodeError> =>
+  store.readStream(streamId, options).pipe(
+    Stream.runCollect,
+    Effect.map(Chunk.toReadonlyArray),
+    Effect.catchTags({
+      StreamNotFound: () => Effect.fail(Model.NotFound.of("stream", streamId)),
+      StreamDeleted: () => Effect.fail(Model.NotFound.of("stream", streamId)),
+      InvalidStreamId: (e) => Effect.fail(new HttpApiDecodeError({ issues: [], message: e.message })),
+      EventStoreError: (e) => Effect.fail(Model.ServiceError.of("readStream")(e))
+    })
+  )
+
 /** A page of one stream; 404 when it has no events. */
 export const streamPage = (
   streamId: Event.StreamId,
@@ -177,16 +194,7 @@ export const streamPage = (
   Effect.gen(function* () {
     const store = yield* EventStore.EventStore
     const limit = query.limit ?? Model.defaultLimit
-    const read = yield* store.readStream(streamId, { fromVersion: query.fromVersion ?? 1, maxCount: limit + 1 }).pipe(
-      Stream.runCollect,
-      Effect.map(Chunk.toReadonlyArray),
-      Effect.catchTags({
-        StreamNotFound: () => Effect.fail(Model.NotFound.of("stream", streamId)),
-        StreamDeleted: () => Effect.fail(Model.NotFound.of("stream", streamId)),
-        InvalidStreamId: (e) => Effect.fail(new HttpApiDecodeError({ issues: [], message: e.message })),
-        EventStoreError: (e) => Effect.fail(Model.ServiceError.of("readStream")(e))
-      })
-    )
+    const read = yield* readEvents(store, streamId, { fromVersion: query.fromVersion ?? 1, maxCount: limit + 1 })
     return {
       streamId,
       events: read.slice(0, limit),
