@@ -8,7 +8,12 @@
  *   `mariadb://...`; the startup line names the server the database says it is);
  *   otherwise SQLite in `BANK_DB` (default `data/bank.db`). Runners in one process wake each other.
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
- *   JetStream consumer; otherwise both use the in-process event bus.
+ *   JetStream consumer; otherwise both use the in-process event bus. Several seed servers of a cluster are
+ *   separated by commas.
+ * - `BANK_ROLES` (default `api,projections,relay`): what this process runs, so that the application can be
+ *   split over processes sharing one database: `api` (HTTP and the command bus), `projections` (the read
+ *   models and the transfer saga), `relay` (the outbox relay and the alerts consumer, which need the same
+ *   process when the bus is in process). See `cluster.ts`.
  * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds, dead
  *   letters); `BANK_SAMPLE_INTERVAL` (default `2 seconds`): how often the console samples the runners' lag.
  * - `BANK_SHUTDOWN_GRACE` (default `10 seconds`; `500 millis`, `1 minute`...): at SIGTERM/SIGINT the server
@@ -44,10 +49,17 @@ import * as ReadModels from "./readModels.js"
 import * as Server from "./server.js"
 import { Transfer } from "./Transfer.js"
 
+/** A part of the application a process runs (`BANK_ROLES`). */
+export type Role = "api" | "projections" | "relay"
+
+export const roles: ReadonlyArray<Role> = ["api", "projections", "relay"]
+
 export interface BankConfig {
   readonly databaseUrl: Option.Option<Redacted.Redacted>
   readonly sqliteFile: string
-  readonly natsUrl: Option.Option<string>
+  /** The NATS seed servers (`NATS_URL`, comma-separated); none: the in-process bus. */
+  readonly natsUrl: Option.Option<ReadonlyArray<string>>
+  readonly roles: ReadonlyArray<Role>
   readonly port: number
   readonly adminToken: Option.Option<Redacted.Redacted>
   /** How often the console samples the runners' lag and throughput. */
@@ -64,7 +76,12 @@ const optional = <A>(config: Config.Config<A>, isEmpty: (a: A) => boolean) =>
 export const config: Config.Config<BankConfig> = Config.all({
   databaseUrl: optional(Config.redacted("DATABASE_URL"), (url) => Redacted.value(url) === ""),
   sqliteFile: Config.withDefault(Config.string("BANK_DB"), path.join("data", "bank.db")),
-  natsUrl: optional(Config.string("NATS_URL"), (url) => url === ""),
+  natsUrl: optional(Config.string("NATS_URL"), (url) => url === "").pipe(
+    Config.map(Option.map((urls) => urls.split(",").map((url) => url.trim())))
+  ),
+  roles: Config.withDefault(Config.array(Config.literal(...roles)(), "BANK_ROLES"), roles).pipe(
+    Config.validate({ message: "BANK_ROLES names no role", validation: (chosen) => chosen.length > 0 })
+  ),
   // 0 picks a free port (the demo)
   port: Config.withDefault(
     Config.integer("PORT").pipe(
@@ -148,14 +165,15 @@ const commandBus = CommandBus.layer({
   middleware: [CommandMiddleware.tracing, CommandMiddleware.recoverDefects, CommandMiddleware.timeout("10 seconds")]
 }).pipe(Layer.provide(accountHandlers()))
 
-/** The long-running work, each a fiber in the application's scope. */
-const runners = Layer.mergeAll(
+/** The long-running work of the `projections` role, each a fiber in the application's scope. */
+const projectionRunners = Layer.mergeAll(
   Projection.layer(ReadModels.Balances),
   Projection.layer(ReadModels.History),
-  Saga.layer(Transfer),
-  Outbox.relayLayer(),
-  Alerts.layer
+  Saga.layer(Transfer)
 )
+
+/** The long-running work of the `relay` role. */
+const relayRunners = Layer.merge(Outbox.relayLayer(), Alerts.layer)
 
 /** The API, served with a bounded drain at shutdown (`server.ts`). */
 const http = (config: BankConfig) =>
@@ -184,11 +202,24 @@ const telemetry = (config: BankConfig) =>
     ? Otel.layerOtlp({ serviceName: "bank" }).pipe(Layer.provide(FetchHttpClient.layer))
     : Layer.empty
 
-/** The whole application for a configuration. */
-export const layer = (config: BankConfig) =>
-  Layer.mergeAll(http(config), runners).pipe(
+/** The runners of the configuration's `projections` and `relay` roles. */
+const runners = (config: BankConfig) =>
+  Layer.mergeAll(
+    config.roles.includes("projections") ? projectionRunners : Layer.empty,
+    config.roles.includes("relay") ? relayRunners : Layer.empty
+  )
+
+/** `parts` with what every role needs: the stores, messaging, the command bus and telemetry. */
+const withFoundation = <A, E, R>(config: BankConfig, parts: Layer.Layer<A, E, R>) =>
+  parts.pipe(
     Layer.provide(telemetry(config)),
     Layer.provideMerge(commandBus),
     Layer.provideMerge(messaging(config)),
     Layer.provideMerge(stores(config))
   )
+
+/** The application serving its API (whatever `roles` says of `api`), with the runners its roles name. */
+export const layer = (config: BankConfig) => withFoundation(config, Layer.merge(http(config), runners(config)))
+
+/** The application without its API: the runners its roles name (a process of roles without `api`). */
+export const layerWithoutApi = (config: BankConfig) => withFoundation(config, runners(config))

@@ -22,16 +22,17 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Mysql from "../../src/mysql/Mysql.js"
-import { mysqlUrl } from "../support/config.js"
+import * as Postgres from "../../src/pg/Postgres.js"
+import { mysqlUrl, pgUrl } from "../support/config.js"
 import { freePort } from "../support/servers.js"
 
 const tsx = path.resolve("node_modules", ".bin", "tsx")
 
-/** `npm start`'s command (the program, resolved, and its arguments), to run here without npm in between. */
-const startCommand = (): readonly [string, ReadonlyArray<string>] => {
+/** An npm script's command (the program, resolved, and its arguments), to run here without npm in between. */
+const scriptCommand = (script: string): readonly [string, ...Array<string>] => {
   const scripts = JSON.parse(fs.readFileSync("package.json", "utf8")).scripts as Record<string, string>
-  const [program, ...args] = scripts.start!.split(" ")
-  return [program === "node" ? process.execPath : path.resolve("node_modules", ".bin", program!), args]
+  const [program, ...args] = scripts[script]!.split(" ")
+  return [program === "node" ? process.execPath : path.resolve("node_modules", ".bin", program!), ...args]
 }
 
 /**
@@ -93,7 +94,10 @@ const run = (command: string, args: ReadonlyArray<string>, env: Record<string, s
 const start = (script: string, env: Record<string, string>) => run(tsx, [script], env)
 
 /** The application as `npm start` runs it. */
-const startApp = (env: Record<string, string>) => run(...startCommand(), env)
+const startApp = (env: Record<string, string>) => {
+  const [program, ...args] = scriptCommand("start")
+  return run(program, args, env)
+}
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "bank-app-"))),
@@ -156,6 +160,20 @@ const heldDeposit = (port: number, accountId: string, body: string) =>
     yield* connection.receivedMatching(/^HTTP\/1\.1 100 Continue\r\n\r\n/)
     return connection
   })
+
+/** A JSON POST; its status and body (status 0 and the error's code when the connection failed). */
+const postJson = (url: string, body: object) =>
+  Effect.promise(() =>
+    fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(120_000)
+    }).then(
+      async (response) => ({ status: response.status, text: await response.text() }),
+      (error: Error) => ({ status: 0, text: String((error.cause as { code?: string })?.code ?? error.name) })
+    )
+  )
 
 describe("examples/bank application", () => {
   it.scopedLive(
@@ -242,18 +260,7 @@ describe("examples/bank application", () => {
           BANK_SHUTDOWN_GRACE: `${graceSeconds} seconds`
         }
         const url = `http://127.0.0.1:${port}`
-        const post = (route: string, body: object) =>
-          Effect.promise(() =>
-            fetch(`${url}${route}`, {
-              method: "POST",
-              headers: { "content-type": "application/json" },
-              body: JSON.stringify(body),
-              signal: AbortSignal.timeout(120_000)
-            }).then(
-              async (response) => ({ status: response.status, text: await response.text() }),
-              (error: Error) => ({ status: 0, text: String((error.cause as { code?: string })?.code ?? error.name) })
-            )
-          )
+        const post = (route: string, body: object) => postJson(`${url}${route}`, body)
         const serving = Schedule.spaced("100 millis").pipe(Schedule.upTo("30 seconds"))
 
         const app = yield* startApp(env)
@@ -348,5 +355,67 @@ describe("examples/bank application", () => {
         assert.strictEqual(yield* Effect.promise(() => app.exited), 0, app.output())
       }),
     120_000
+  )
+
+  it.scopedLive(
+    "npm run cluster runs the bank as three processes on PostgreSQL and a 3-node NATS cluster, then stops cleanly",
+    () =>
+      Effect.gen(function* () {
+        const database = `bank_cluster_${process.pid}_${Math.floor(Math.random() * 1e9)}`
+        const admin = (statement: string) =>
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+            Effect.provide(Postgres.layer({ url: pgUrl, maxConnections: 1 })),
+            Effect.orDie
+          )
+        yield* Effect.acquireRelease(admin(`create database ${database}`), () =>
+          admin(`drop database if exists ${database} with (force)`)
+        )
+        const databaseUrl = pgUrl.replace(/\/[^/]*$/, `/${database}`)
+        const port = yield* freePort
+        const [program, ...args] = scriptCommand("cluster")
+        const cluster = yield* run(program, args, {
+          DATABASE_URL: databaseUrl,
+          PORT: String(port),
+          NATS_SERVER: process.env.NATS_SERVER ?? "/usr/sbin/nats-server"
+        })
+        yield* cluster.printed(/the bank runs as api, projections and relay/)
+        yield* cluster.printed(/\[projections\] .*bank \(projections\) on PostgreSQL/)
+        yield* cluster.printed(/\[relay\] .*bank \(relay\) on PostgreSQL/)
+        const dir = /\(data in (\S+)\)/.exec(cluster.output())![1]!
+
+        // commands go to the api process; the balance comes from the projections process's read model and
+        // the alert from the relay process, through the NATS cluster
+        const post = (route: string, body: object) =>
+          Effect.map(postJson(`http://127.0.0.1:${port}${route}`, body), (answer) => answer.status)
+        assert.strictEqual(yield* post("/accounts/cl/open", { owner: "Cluster" }), 201)
+        assert.strictEqual(yield* post("/accounts/cl/deposit", { amount: 5000 }), 200)
+        assert.strictEqual(yield* post("/accounts/cl/withdraw", { amount: 2000 }), 200)
+        const balance = Effect.promise(() =>
+          fetch(`http://127.0.0.1:${port}/accounts/cl`).then((r) => (r.ok ? (r.json() as Promise<Json>) : undefined))
+        ).pipe(Effect.map((account) => account?.balance))
+        yield* balance.pipe(
+          Effect.filterOrFail((b) => b === 3000),
+          Effect.retry(Schedule.spaced("200 millis"))
+        )
+        const alerts = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ readonly amount: number }>`select amount from bank_alerts where account_id = 'cl'`.pipe(
+            Effect.orElseSucceed(() => [])
+          )
+        ).pipe(Effect.provide(Postgres.layer({ url: databaseUrl, maxConnections: 1 })), Effect.orDie)
+        const recorded = yield* alerts.pipe(
+          Effect.filterOrFail((rows) => rows.length > 0),
+          Effect.retry(Schedule.spaced("200 millis"))
+        )
+        assert.deepStrictEqual(
+          recorded.map((row) => Number(row.amount)),
+          [2000]
+        )
+
+        cluster.child.kill("SIGTERM")
+        assert.strictEqual(yield* Effect.promise(() => cluster.exited), 0, cluster.output())
+        for (const role of ["api", "projections", "relay"]) assert.include(cluster.output(), `${role} exited 0`)
+        assert.isFalse(fs.existsSync(dir), `${dir} is removed`)
+      }),
+    240_000
   )
 })
