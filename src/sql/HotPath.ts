@@ -1,5 +1,5 @@
 /**
- * A faster way for the event store's hot statements (the append calls) to reach the database outside a
+ * A faster way for the event store's hot statements (the append calls, `readStream`'s pages) to reach the database outside a
  * transaction, provided by a backend's client Layer that has one (`Postgres.layer`: straight on its `pg`
  * pool, without `@effect/sql`'s per-statement work); the store uses it when it is in context and goes
  * through the `SqlClient` otherwise. Inside a transaction a statement always goes through the client, on
@@ -10,7 +10,7 @@
  * told not to), and a connection then holds a small, bounded set of them.
  */
 import * as Context from "effect/Context"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -33,13 +33,22 @@ export interface Runners {
   readonly viaClient: Run
   /** On the hot path if there is one, else through the client; never inside a transaction. */
   readonly outsideTransaction: Run
+  /** On the transaction's connection inside one (through the client), else as {@link outsideTransaction}. */
+  readonly anywhere: Run
 }
 
 /** How hot statements run on `sql`, given the hot path in context, if any. */
 export const runners = (sql: SqlClient.SqlClient, hotPath: Option.Option<HotPath["Type"]>): Runners => {
   const viaClient: Run = (text, params) => Effect.withTracerEnabled(sql.unsafe(text, params), false)
+  const outsideTransaction = Option.match(hotPath, { onNone: () => viaClient, onSome: (h) => h.outsideTransaction })
   return {
     viaClient,
-    outsideTransaction: Option.match(hotPath, { onNone: () => viaClient, onSome: (h) => h.outsideTransaction })
+    outsideTransaction,
+    anywhere: Option.isNone(hotPath)
+      ? viaClient
+      : (text, params) =>
+          Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
+            (Option.isSome(transaction) ? viaClient : outsideTransaction)(text, params)
+          )
   }
 }

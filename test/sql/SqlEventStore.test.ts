@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Layer from "effect/Layer"
@@ -195,6 +196,35 @@ describe("SqlEventStore configuration and migrations", () => {
           )
           assert.isTrue(rolledBack._tag === "Failure")
           assert.strictEqual(yield* store.streamVersion("C-1"), 0)
+        }).pipe(Effect.provide(client), Effect.scoped)
+      }
+    })
+  )
+  it.effect("readStream inside an enclosing transaction sees its appends; outside it, not yet", () =>
+    Effect.gen(function* () {
+      for (const [client, options] of dialects(enclosed)) {
+        yield* Effect.gen(function* () {
+          const store = yield* SqlEventStore.make(options)
+          const sql = yield* SqlClient.SqlClient
+          const versions = (streamId: string) =>
+            Effect.map(Stream.runCollect(store.readStream(streamId)), (events) => [...events].map((e) => e.version))
+          yield* store.append("R-1", [yield* tick])
+          const inside = yield* Effect.gen(function* () {
+            yield* store.append("R-1", [yield* tick, yield* tick])
+            const seen = yield* versions("R-1")
+            // outside the transaction (another connection: the pool's, or the hot path's) only the committed
+            // event is seen; SQLite has a single connection
+            const outside = yield* sql.onDialectOrElse({
+              sqlite: () => Effect.succeed([1]),
+              orElse: () =>
+                Effect.mapInputContext(versions("R-1"), (context: Context.Context<never>) =>
+                  Context.omit(SqlClient.TransactionConnection)(context)
+                )
+            })
+            return { seen, outside }
+          }).pipe(sql.withTransaction)
+          assert.deepStrictEqual(inside, { seen: [1, 2, 3], outside: [1] })
+          assert.deepStrictEqual(yield* versions("R-1"), [1, 2, 3])
         }).pipe(Effect.provide(client), Effect.scoped)
       }
     })
