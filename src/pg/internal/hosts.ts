@@ -82,6 +82,15 @@ const matches = (attrs: SessionAttrs, recovery: boolean, readOnly: boolean): boo
   }
 }
 
+/** `config` for `target` (a connection string's host would win over a `host` beside it). */
+const at = (config: pg.ClientConfig, target: Target): pg.ClientConfig => {
+  if (config.connectionString === undefined) return { ...config, host: target.host, port: target.port }
+  const url = new URL(config.connectionString)
+  url.hostname = target.host.includes(":") ? `[${target.host}]` : target.host
+  url.port = String(target.port)
+  return { ...config, connectionString: url.toString() }
+}
+
 /** How long checking one host may take: one that does not answer is passed over after it. */
 const checkTimeoutMillis = 5_000
 
@@ -89,7 +98,7 @@ const checkTimeoutMillis = 5_000
 const check = (config: pg.ClientConfig, target: Target, attrs: SessionAttrs): Effect.Effect<boolean, unknown> =>
   Effect.acquireUseRelease(
     Effect.suspend(() => {
-      const client = new pg.Client({ ...config, ...target, connectionTimeoutMillis: checkTimeoutMillis })
+      const client = new pg.Client({ ...at(config, target), connectionTimeoutMillis: checkTimeoutMillis })
       client.on("error", () => {})
       return Effect.as(
         Effect.tryPromise(() => client.connect()),
@@ -165,6 +174,10 @@ export const clientClass = (targets: ReadonlyArray<Target>, attrs: SessionAttrs)
 }
 
 const describe = (error: unknown): string => {
-  const cause = error instanceof Error && error.message === "An unknown error occurred" ? error.cause : error
+  // the promise's own error, not `Effect.tryPromise`'s wrapper
+  const cause =
+    typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "UnknownException"
+      ? (error as { cause?: unknown }).cause
+      : error
   return cause instanceof Error ? cause.message : String(cause)
 }
