@@ -163,7 +163,7 @@ describe("multi-host PostgreSQL URLs", () => {
     // what `pg` connects with: the first host, without the attribute it does not know
     assert.strictEqual(parsed.url.toString(), "postgres://u:p@h1:1/db?options=-c+a%3D1")
     assert.deepStrictEqual(Hosts.parse("postgres://u@h1,[::1]:7/db").targets, [
-      { host: "h1", port: 7 },
+      { host: "h1", port: 5432 },
       { host: "::1", port: 7 }
     ])
     assert.deepStrictEqual(Hosts.parse("postgres://u@h1/db"), {

@@ -36,7 +36,7 @@ export interface Parsed {
 }
 
 /**
- * Reads the hosts of `text` (a port left out is 5432, or the one port given for all) and takes
+ * Reads the hosts of `text` (a port left out is 5432, as libpq reads a URL) and takes
  * `target_session_attrs` out of it. Throws on a URL it cannot read, as `new URL` does.
  */
 export const parse = (text: string): Parsed => {
@@ -47,8 +47,7 @@ export const parse = (text: string): Parsed => {
     const [host, port] = bracketed !== null ? [bracketed[1]!, bracketed[2]] : (entry.split(":") as [string, string?])
     return { host, port: port === undefined || port === "" ? undefined : Number(port) }
   })
-  const onlyPort = hosts.filter((h) => h.port !== undefined).length === 1 ? hosts.find((h) => h.port)?.port : undefined
-  const targets = hosts.map((h) => ({ host: h.host, port: h.port ?? onlyPort ?? 5432 }))
+  const targets = hosts.map((h) => ({ host: h.host, port: h.port ?? 5432 }))
   const first = targets[0]!
   const url = new URL(
     match === null || hosts.length < 2 ? text : `${match[1]}${match[2] ?? ""}${first.host}:${first.port}${match[4]}`
