@@ -278,6 +278,23 @@ export interface HeldBack {
 }
 
 /**
+ * How far behind its primary the PostgreSQL hot standby a store reads from is (see
+ * `SqlEventStore.layerStandby`), as the standby sees it.
+ */
+export interface ReplicationLag {
+  /**
+   * Seconds since the last transaction the standby replayed committed on the primary, while WAL it received
+   * waits to be replayed; 0 when it replayed all it received (so 0 too when nothing reaches it: see
+   * `receiving`).
+   */
+  readonly seconds: number
+  /** Bytes of WAL the standby received and has not replayed yet. */
+  readonly bytes: number
+  /** Whether the standby's WAL receiver runs (false: the primary is unreachable, or replication stopped). */
+  readonly receiving: boolean
+}
+
+/**
  * The event store service.
  *
  * **Gotchas**: `readAll` reads up to the end of the log as it is while reading, then completes; it is
@@ -348,6 +365,11 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
      * stores whose readers are never held back (memory, SQLite, MySQL). See {@link HeldBack}.
      */
     readonly heldBack: (options?: HeldBackOptions) => Effect.Effect<Option.Option<HeldBack>, EventStoreError>
+    /**
+     * Only on a store reading a hot standby (`SqlEventStore.layerStandby`): how far behind its primary the
+     * standby is; none once it is promoted.
+     */
+    readonly replication?: Effect.Effect<Option.Option<ReplicationLag>, EventStoreError>
     /** The stream's current version; 0 when it has no events. */
     readonly streamVersion: (streamId: string) => Effect.Effect<number, Event.InvalidStreamId | EventStoreError>
     /** The record of a command handled within the command TTL, if any. */

@@ -29,11 +29,21 @@ import pg from "pg"
 import * as HotPath from "../sql/HotPath.js"
 import { guardTransactions } from "../sql/transaction.js"
 import * as Wakeup from "../Wakeup.js"
+import * as Hosts from "./internal/hosts.js"
 import { onPool } from "./internal/poolHotPath.js"
 
 /** Options of {@link layer}. */
 export interface Options {
-  /** `postgres://user@host:port/database` */
+  /**
+   * `postgres://user@host:port/database`. Several hosts, as libpq takes them, for a primary and its
+   * standbys: `postgres://user@h1:5432,h2:5432/database?target_session_attrs=read-write`. Each new
+   * connection then goes to the first host, in turn from the one that served last, that answers and whose
+   * sessions have the `target_session_attrs` asked for (`any`, the default, `read-write`, `read-only`,
+   * `primary`, `standby` or `prefer-standby`); a host is checked on a short connection of its own first
+   * (up to 5 seconds). When none does, the statement fails with a transient error, and the next one tries
+   * again: after a failover, connections go to the promoted standby (see docs/stores.md, "Replicas and
+   * failover").
+   */
   readonly url: string | Redacted.Redacted
   /** Pool size; default 10. */
   readonly maxConnections?: number
@@ -64,7 +74,8 @@ export class Pool extends Context.Tag("effect-eventsourcing/pg/Pool")<Pool, pg.P
 export const layer = (
   options: Options
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | HotPath.HotPath | Pool, SqlError> => {
-  const url = new URL(typeof options.url === "string" ? options.url : Redacted.value(options.url))
+  const hosts = Hosts.parse(typeof options.url === "string" ? options.url : Redacted.value(options.url))
+  const url = hosts.url
   const idle = Duration.toMillis(Duration.decode(options.idleInTransactionTimeout ?? "60 seconds"))
   const settings = `-c idle_in_transaction_session_timeout=${Math.round(idle)}`
   const existing = url.searchParams.get("options")
@@ -74,7 +85,11 @@ export const layer = (
     max: options.maxConnections ?? 10,
     application_name: options.applicationName ?? "effect-eventsourcing",
     keepAlive: true,
-    keepAliveInitialDelayMillis: 10_000
+    keepAliveInitialDelayMillis: 10_000,
+    // several hosts, or sessions of a kind: each connection goes to the first host that fits (see `Options.url`)
+    ...(hosts.targets.length > 1 || hosts.attrs !== "any"
+      ? { Client: Hosts.clientClass(hosts.targets, hosts.attrs) as unknown as new () => pg.ClientBase }
+      : {})
   }
   const pool = Effect.acquireRelease(
     Effect.sync(() => new pg.Pool(config).on("error", () => {})),
@@ -173,7 +188,9 @@ const listenOn = (pool: pg.Pool, channel: string, heard: Effect.Effect<void>): E
     Effect.gen(function* () {
       const notifications = yield* Queue.sliding<void>(1)
       const broken = yield* Deferred.make<never, Error>()
-      const client = new pg.Client({
+      // the pool's own client class: with several hosts, the LISTEN connection follows a failover too
+      const Client = (pool as unknown as { readonly Client?: typeof pg.Client }).Client ?? pg.Client
+      const client = new Client({
         ...pool.options,
         application_name: `${pool.options.application_name ?? "effect-eventsourcing"}-listen`
       })

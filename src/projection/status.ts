@@ -59,9 +59,15 @@ export interface Status {
    * head (events of every partition and type, give or take rolled-back positions), plus the events held
    * back, and, in seconds, the age of the oldest event of a batch being
    * handled (for the outbox relay: of the oldest unpublished event) or else of the last handled event;
-   * 0 once caught up.
+   * 0 once caught up. A runner reading a hot standby (`SqlEventStore.layerStandby`) is behind the primary by
+   * the standby's lag too: its seconds are at least the `replica`'s.
    */
   readonly lag: { readonly events: number; readonly seconds: number }
+  /**
+   * When the runner reads a PostgreSQL hot standby: how far behind its primary the standby is (see
+   * `EventStore.ReplicationLag`); none otherwise, or when it could not be read.
+   */
+  readonly replica: Option.Option<EventStore.ReplicationLag>
   /**
    * While owned partitions catch up: the progress of the one expected to finish last (the longest ETA, see
    * `PartitionStatus.progress`), i.e. when the runner will be live. None once they all are.
@@ -147,6 +153,9 @@ export const status = <A, E, R>(
       if (Option.isSome(behind)) seconds = Math.max(seconds, (now - behind.value.epochMillis) / 1000)
     }
     const state = owned.length === 0 ? "idle" : severity.find((s) => owned.some((p) => p.state === s))!
+    const replica =
+      rt.events.replication === undefined ? Option.none() : Option.flatten(yield* Effect.option(rt.events.replication))
+    if (Option.isSome(replica)) seconds = Math.max(seconds, replica.value.seconds)
     return {
       name: rt.def.name,
       version: rt.def.version,
@@ -155,6 +164,7 @@ export const status = <A, E, R>(
       partitions: rt.def.partitions,
       owned,
       lag: { events: events + behindInLog, seconds },
+      replica,
       progress: Progress.slowest(owned.flatMap((p) => Option.toArray(p.progress))),
       lastError: Option.firstSomeOf(owned.map((p) => p.lastError))
     }

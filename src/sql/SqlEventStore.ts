@@ -45,6 +45,7 @@ import * as Ddl from "./internal/ddl.js"
 import * as HotPath from "./HotPath.js"
 import * as Dialect from "./internal/dialect.js"
 import * as StreamLifecycle from "./internal/streamLifecycle.js"
+import * as Replication from "../pg/internal/replication.js"
 import { guardTransactions } from "./transaction.js"
 
 /** Options of {@link make}. */
@@ -411,3 +412,62 @@ export const layer = (options: Options = {}): Layer.Layer<EventStore, EventStore
   Layer.scoped(EventStore, make(options))
 
 export { type BlockingTransaction, type Horizon, horizon } from "../pg/internal/events.js"
+
+/** Options of {@link makeStandby}: the store's, less what writes. */
+export type StandbyOptions = Omit<Options, "migrate" | "commandPruning" | "groupCommit">
+
+/**
+ * The store on a PostgreSQL hot standby (the `SqlClient` in context connects to one), for readers that
+ * should not load the primary: projection rebuilds and followers, `readAll`, `readStream`. It reads with
+ * the same no-skip guarantee as on the primary: the standby's snapshots follow the transactions it replayed,
+ * and one assigned on the primary is running on the standby until its commit or abort is replayed, so
+ * the read horizon (see {@link make}) holds there too. It migrates nothing and writes nothing: an append,
+ * or a stream deletion or truncation, fails with a permanent `EventStoreError` at once (a standby would
+ * refuse it with an error that passes for transient). `replication` reports the standby's lag (see
+ * `EventStore.ReplicationLag`); projection runners show it in their status.
+ *
+ * **Gotchas**: the standby is behind the primary by its replication lag: a reader of it is too, and
+ * read-your-writes (`Projection.waitFor`) waits for that as well. The checkpoint store and the read models
+ * must be on the primary (a standby is read-only): give the runner this store and a checkpoint store on a
+ * client of the primary. The tables must exist (migrated through the primary). A transaction left open on
+ * the primary holds the standby's readers back as it does the primary's; `heldBack` counts them, but the
+ * blocking backend, on the primary, is not named. After a promotion the store goes on reading (and still
+ * refuses writes): build a {@link make} store for writing.
+ */
+export const makeStandby = (
+  options: StandbyOptions = {}
+): Effect.Effect<EventStore["Type"], EventStoreError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function* () {
+    const client = yield* SqlClient.SqlClient
+    const dialect = yield* Dialect.of(client)
+    if (dialect.name !== "PostgreSQL") {
+      return yield* new EventStoreError({
+        operation: "configure",
+        cause: new Error(`a standby store reads a PostgreSQL hot standby, not ${dialect.name}`),
+        transient: false
+      })
+    }
+    const store = yield* make({ ...options, migrate: false, commandPruning: false, groupCommit: false })
+    const refuse = (operation: string) =>
+      Effect.fail(
+        new EventStoreError({
+          operation,
+          cause: new Error("this store reads a hot standby, which is read-only: write through the primary"),
+          transient: false
+        })
+      )
+    return EventStore.of({
+      ...store,
+      append: () => refuse("append"),
+      deleteStream: () => refuse("deleteStream"),
+      undeleteStream: () => refuse("undeleteStream"),
+      hardDeleteStream: () => refuse("hardDeleteStream"),
+      truncateStream: () => refuse("truncateStream"),
+      replication: Effect.mapError(Replication.lag(client), storeError("replication"))
+    })
+  })
+
+/** {@link makeStandby} as a Layer; needs a `SqlClient` connected to a PostgreSQL hot standby. */
+export const layerStandby = (
+  options: StandbyOptions = {}
+): Layer.Layer<EventStore, EventStoreError, SqlClient.SqlClient> => Layer.scoped(EventStore, makeStandby(options))

@@ -25,7 +25,7 @@ export interface ThrowawayServer {
   readonly start: Effect.Effect<void, Error>
 }
 
-const pgBin = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin"
+export const pgBin = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin"
 const natsServer = process.env.NATS_SERVER ?? "/usr/sbin/nats-server"
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -37,7 +37,7 @@ export const freePort: Effect.Effect<number> = Effect.async((resume) => {
   })
 })
 
-const run = (command: string, args: ReadonlyArray<string>): Effect.Effect<string, Error> =>
+export const run = (command: string, args: ReadonlyArray<string>): Effect.Effect<string, Error> =>
   Effect.async((resume) => {
     execFile(command, args, { timeout: 120_000 }, (error, stdout, stderr) =>
       resume(
@@ -59,20 +59,20 @@ const canConnect = (port: number): Effect.Effect<void, Error> =>
   })
 
 /** Waits until something accepts TCP connections on `port` (up to 30 s, on the live clock even under TestClock). */
-const awaitPort = (port: number) =>
+export const awaitPort = (port: number) =>
   canConnect(port).pipe(
     Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo(Duration.seconds(30)))),
     Effect.mapError((error) => new Error(`nothing listens on port ${port}: ${error.message}`)),
     TestServices.provideLive
   )
 
-const tempDir = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+export const tempDir = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 
 // initdb and pg_ctl refuse to run as root; run them as the packages' postgres user then
-const asPostgres = (command: string, args: ReadonlyArray<string>): [string, ReadonlyArray<string>] =>
+export const asPostgres = (command: string, args: ReadonlyArray<string>): [string, ReadonlyArray<string>] =>
   process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", command, ...args]] : [command, args]
 
-const postgresOwner = (): { uid: number; gid: number } => ({
+export const postgresOwner = (): { uid: number; gid: number } => ({
   uid: Number(execFileSync("id", ["-u", "postgres"]).toString().trim()),
   gid: Number(execFileSync("id", ["-g", "postgres"]).toString().trim())
 })
