@@ -50,7 +50,8 @@ const deposits = (category: string, streams: number, perStream: number) =>
     return amount
   })
 
-const waitUntil = <E, R>(condition: Effect.Effect<boolean, E, R>, timeout: Duration.DurationInput = "20 seconds") =>
+// bounds generous enough for a machine loaded several times over: they only turn a hang into a message
+const waitUntil = <E, R>(condition: Effect.Effect<boolean, E, R>, timeout: Duration.DurationInput = "45 seconds") =>
   condition.pipe(
     Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("25 millis") }),
     Effect.timeoutFail({
@@ -226,74 +227,80 @@ describe("Projection requests from an operator on SQL stores", () => {
 })
 
 describe("Projection rebuild while a batch is in flight", () => {
-  it.live("PostgreSQL: the in-flight batch's commit is refused, rolled back, and the runner starts over", () =>
-    Effect.gen(function* () {
-      const category = yield* uniqueCategory
-      const tables = `${schema}.rf_${category.toLowerCase()}`
-      yield* createTables(tables)
-      const total = yield* deposits(category, 2, 5)
-      const inFlight = yield* Deferred.make<void>()
-      const proceed = yield* Deferred.make<void>()
-      const stall = yield* Ref.make(true)
-      const projection = balancesProjection({
-        name: `inflight-${category}`,
-        category,
-        tables,
-        batchSize: 4,
-        // the second batch (deposits 5-8) waits (once), before writing anything, until the rebuild committed
-        beforeEach: (amount) =>
-          amount === 5
-            ? Effect.flatMap(Ref.getAndSet(stall, false), (first) =>
-                first ? Effect.zipRight(Deferred.succeed(inFlight, undefined), Deferred.await(proceed)) : Effect.void
-              )
-            : Effect.void
-      })
-      const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "50 millis" }))
-      yield* Deferred.await(inFlight)
-      // the stalled batch holds no row lock yet: truncate + reset commit now, its commit must be refused
-      yield* Projection.rebuild(projection)
-      yield* Deferred.succeed(proceed, undefined)
-      yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
-      const model = yield* readModel(tables)
-      assertAppliedOnce(model, total)
-      yield* Fiber.interrupt(runner)
-    }).pipe(Effect.provide(postgres))
+  it.live(
+    "PostgreSQL: the in-flight batch's commit is refused, rolled back, and the runner starts over",
+    () =>
+      Effect.gen(function* () {
+        const category = yield* uniqueCategory
+        const tables = `${schema}.rf_${category.toLowerCase()}`
+        yield* createTables(tables)
+        const total = yield* deposits(category, 2, 5)
+        const inFlight = yield* Deferred.make<void>()
+        const proceed = yield* Deferred.make<void>()
+        const stall = yield* Ref.make(true)
+        const projection = balancesProjection({
+          name: `inflight-${category}`,
+          category,
+          tables,
+          batchSize: 4,
+          // the second batch (deposits 5-8) waits (once), before writing anything, until the rebuild committed
+          beforeEach: (amount) =>
+            amount === 5
+              ? Effect.flatMap(Ref.getAndSet(stall, false), (first) =>
+                  first ? Effect.zipRight(Deferred.succeed(inFlight, undefined), Deferred.await(proceed)) : Effect.void
+                )
+              : Effect.void
+        })
+        const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "50 millis" }))
+        yield* Deferred.await(inFlight)
+        // the stalled batch holds no row lock yet: truncate + reset commit now, its commit must be refused
+        yield* Projection.rebuild(projection)
+        yield* Deferred.succeed(proceed, undefined)
+        yield* waitUntil(Effect.map(readModel(tables), (m) => m.applied.length === total))
+        const model = yield* readModel(tables)
+        assertAppliedOnce(model, total)
+        yield* Fiber.interrupt(runner)
+      }).pipe(Effect.provide(postgres)),
+    180_000
   )
 })
 
 describe("Projection handlers on PostgreSQL", () => {
-  it.scopedLive("a handler that goes on after an SQL error (its transaction aborted) meets the poison policy", () =>
-    Effect.gen(function* () {
-      const category = yield* uniqueCategory
-      const tables = `${schema}.ab_${category.toLowerCase()}`
-      yield* createTables(tables)
-      const sql = yield* SqlClient.SqlClient
-      const projection = Projection.make({
-        name: `aborted-${category}`,
-        events: Deposited,
-        categories: [category],
-        onPoison: "skip",
-        retry: Schedule.recurs(1),
-        handle: (event, envelope) =>
-          event.amount === 2
-            ? // an SQL error swallowed: PostgreSQL refuses everything after it in the transaction
-              Effect.ignore(sql`select * from ${sql(`${tables}_missing`)}`)
-            : Effect.asVoid(
-                sql`insert into ${sql(`${tables}_balances`)} (stream_id, balance)
+  it.scopedLive(
+    "a handler that goes on after an SQL error (its transaction aborted) meets the poison policy",
+    () =>
+      Effect.gen(function* () {
+        const category = yield* uniqueCategory
+        const tables = `${schema}.ab_${category.toLowerCase()}`
+        yield* createTables(tables)
+        const sql = yield* SqlClient.SqlClient
+        const projection = Projection.make({
+          name: `aborted-${category}`,
+          events: Deposited,
+          categories: [category],
+          onPoison: "skip",
+          retry: Schedule.recurs(1),
+          handle: (event, envelope) =>
+            event.amount === 2
+              ? // an SQL error swallowed: PostgreSQL refuses everything after it in the transaction
+                Effect.ignore(sql`select * from ${sql(`${tables}_missing`)}`)
+              : Effect.asVoid(
+                  sql`insert into ${sql(`${tables}_balances`)} (stream_id, balance)
                   values (${envelope.eventId}, ${event.amount})`
-              )
-      })
-      yield* deposits(category, 1, 3)
-      const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "20 millis" }))
-      const balances = Effect.map(
-        sql<{ readonly balance: string | number }>`select balance from ${sql(`${tables}_balances`)} order by balance`,
-        (rows) => rows.map((row) => Number(row.balance))
-      )
-      // the batch fails on 3 (after 2 aborted it), then one at a time 2 cannot commit: skipped, 3 applied
-      yield* waitUntil(Effect.map(balances, (applied) => applied.includes(3)))
-      assert.deepStrictEqual(yield* balances, [1, 3])
-      yield* Fiber.interrupt(runner)
-    }).pipe(Effect.provide(postgres))
+                )
+        })
+        yield* deposits(category, 1, 3)
+        const runner = yield* Effect.fork(Projection.run(projection, { pollInterval: "20 millis" }))
+        const balances = Effect.map(
+          sql<{ readonly balance: string | number }>`select balance from ${sql(`${tables}_balances`)} order by balance`,
+          (rows) => rows.map((row) => Number(row.balance))
+        )
+        // the batch fails on 3 (after 2 aborted it), then one at a time 2 cannot commit: skipped, 3 applied
+        yield* waitUntil(Effect.map(balances, (applied) => applied.includes(3)))
+        assert.deepStrictEqual(yield* balances, [1, 3])
+        yield* Fiber.interrupt(runner)
+      }).pipe(Effect.provide(postgres)),
+    180_000
   )
 })
 
@@ -324,16 +331,16 @@ describe("Projection live tail on PostgreSQL", () => {
       yield* waitUntil(Effect.map(partitions, (ps) => ps.length === 1 && ps[0]!.live))
       for (let i = 1; i <= 3; i++) {
         yield* deposits(category, 1, 1).pipe(Effect.provide(writer))
-        yield* waitUntil(
-          Effect.map(model, (m) => m.applied.length === i),
-          "15 seconds"
-        )
+        // far below the hour of polling: only a hint can bring it in time
+        yield* waitUntil(Effect.map(model, (m) => m.applied.length === i))
       }
       yield* Fiber.interrupt(runner)
     })
 
-  it.scopedLive("NOTIFY alone wakes a runner in another process (polling set to an hour)", () =>
-    tail(true, "1 hour").pipe(Effect.provide(postgres))
+  it.scopedLive(
+    "NOTIFY alone wakes a runner in another process (polling set to an hour)",
+    () => tail(true, "1 hour").pipe(Effect.provide(postgres)),
+    240_000
   )
 
   it.scopedLive("a LISTEN connection killed under a process is replaced: NOTIFYs reach it again", () =>
@@ -369,8 +376,10 @@ describe("Projection live tail on PostgreSQL", () => {
     }).pipe(Effect.provide(postgres))
   )
 
-  it.scopedLive("polling alone keeps a runner live without any wake-up hint", () =>
-    tail(false, "50 millis").pipe(Effect.provide(postgres))
+  it.scopedLive(
+    "polling alone keeps a runner live without any wake-up hint",
+    () => tail(false, "50 millis").pipe(Effect.provide(postgres)),
+    240_000
   )
 })
 
