@@ -74,8 +74,23 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
           Projection.layerRegistry,
           Inbox.layerMemory
         ).pipe(Layer.provideMerge(Wakeup.layer))
-        const publisher = NatsPublisher.layer({ stream, subjectPrefix, replicas: 3, timeout: "2 seconds" }).pipe(
-          Layer.provide(Nats.layer({ servers: cluster.urls, name: "relay" }))
+        const relayNats = yield* Layer.build(Nats.layer({ servers: cluster.urls, name: "relay" }))
+        // the publisher, counting the events JetStream acked as duplicates (stored by a publish whose ack was lost)
+        const duplicates = yield* Ref.make(0)
+        const publisher = Layer.effect(
+          Outbox.Publisher,
+          Effect.map(Outbox.Publisher, (inner) =>
+            Outbox.Publisher.of({
+              subjectOf: inner.subjectOf,
+              publish: (events) =>
+                Effect.tap(inner.publish(events), (acks) =>
+                  Ref.update(duplicates, (n) => n + acks.filter((ack) => ack.duplicate).length)
+                )
+            })
+          )
+        ).pipe(
+          Layer.provide(NatsPublisher.layer({ stream, subjectPrefix, replicas: 3, timeout: "2 seconds" })),
+          Layer.provide(Layer.succeedContext(relayNats))
         )
         const relay = Outbox.relayLayer({ pollInterval: "50 millis" }).pipe(Layer.provide(publisher))
         const bus = NatsEventBus.layer({ stream, subjectPrefix, ackWait: "5 seconds", replicas: 3 }).pipe(
@@ -135,12 +150,21 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
         yield* outage(cluster, stream, leader, progressBy(`handled with the leader ${leader} down`, 30))
         // 2. the node the bus's connection is on dies (a follower if it is the new leader)
         const newLeader = yield* cluster.awaitStream(stream)
-        const busNode = connectedTo(natsOfBus.connection)
+        // 2. the node the relay's connection is on dies (a follower if it is the new leader): acks on their way
+        // back through it are lost, and the relay publishes those events again
+        const relayNode = connectedTo(Context.get(relayNats, Nats.Nats).connection)
         const victim =
-          busNode !== undefined && busNode !== newLeader
-            ? busNode
+          relayNode !== undefined && relayNode !== newLeader
+            ? relayNode
             : cluster.nodes.find((node) => node.name !== newLeader)!.name
         yield* outage(cluster, stream, victim, progressBy(`handled with ${victim} down`, 30))
+        // 3. the group's consumer leader dies (acks sent to it may be lost: the inbox absorbs the redeliveries)
+        const consumerLeader = yield* waitFor(
+          "the group's consumer has a leader",
+          cluster.consumerLeader(stream, "counted"),
+          (name) => name !== undefined
+        )
+        yield* outage(cluster, stream, consumerLeader!, progressBy(`handled with ${consumerLeader} down`, 30))
         yield* progressBy("handled after the faults", 30)
 
         yield* Deferred.succeed(stop, undefined)
@@ -184,7 +208,10 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
           "no event handled twice"
         )
         const redelivered = [...delivered.values()].reduce((sum, n) => sum + n, 0) - total
-        yield* Effect.log(`cluster: ${total} events, ${redelivered} redeliveries absorbed by the inbox`)
+        yield* Effect.log(
+          `cluster: ${total} events, ${yield* Ref.get(duplicates)} duplicate publishes dropped by JetStream, ` +
+            `${redelivered} redeliveries absorbed by the inbox`
+        )
       }),
     300_000
   )

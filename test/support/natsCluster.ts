@@ -39,6 +39,8 @@ export interface ThrowawayCluster {
    * current replica of it, and returns the leader's name.
    */
   readonly awaitStream: (stream: string, within?: number) => Effect.Effect<string, Error>
+  /** The name of the node leading a stream's consumer now, if it has a leader. */
+  readonly consumerLeader: (stream: string, consumer: string) => Effect.Effect<string | undefined, Error>
 }
 
 /** A cluster whose nodes are up and have elected a JetStream meta leader. */
@@ -156,7 +158,15 @@ export const throwawayNatsCluster = (size = 3): Effect.Effect<ThrowawayCluster, 
         return node
       },
       streamInfo,
-      awaitStream
+      awaitStream,
+      consumerLeader: (stream: string, consumer: string) =>
+        Effect.tryPromise({ try: () => jsm.consumers.info(stream, consumer), catch: asError }).pipe(
+          Effect.timeoutFail({
+            duration: "5 seconds",
+            onTimeout: () => new Error(`consumer info ${consumer} timed out`)
+          }),
+          Effect.map((info) => (info.cluster?.leader === "" ? undefined : info.cluster?.leader))
+        )
     }
   })
 
