@@ -71,7 +71,10 @@ const specials = new RegExp(special.source, "g")
  *   subjects under one inbox subscription of its own, instead of as one client request each (a request
  *   costs a timer, a promise and an error object per message: this halves the client CPU per event).
  * - At startup the stream is created, or its configuration checked (subjects, duplicate window,
- *   storage): a mismatch is an error, never silently changed.
+ *   storage, and replicas when given): a mismatch is an error, never silently changed. Only JetStream's
+ *   "not found" creates it: a stream info request that timed out (a leader election) fails the Layer.
+ * - In a cluster, publishes answered "no responders" or not at all while the stream's leader is elected
+ *   fail as transient errors: the relay retries them under the same message ids.
  *
  * - A publish that failed may still have been stored. Retried within the duplicate window, JetStream
  *   drops it; retried later (a long outage), the publisher first looks for it as the last message on its
