@@ -32,6 +32,11 @@ export interface ThrowawayCluster {
   /** Every node's URL: the seed list a client is given. */
   readonly urls: ReadonlyArray<string>
   readonly node: (name: string) => ClusterNode
+  /**
+   * Waits (up to `within`, default 60 s) until JetStream places a stream on every node, i.e. every node is
+   * up and back in the cluster (a node restarted rejoins over its routes).
+   */
+  readonly awaitAll: (within?: number) => Effect.Effect<void, Error>
   /** The stream's info as the cluster reports it now (through a connection of the helper's own). */
   readonly streamInfo: (stream: string) => Effect.Effect<StreamInfo, Error>
   /**
@@ -112,22 +117,23 @@ export const throwawayNatsCluster = (size = 3): Effect.Effect<ThrowawayCluster, 
       "no JetStream meta leader"
     )
     // and places a stream on every node once they all joined the meta group: make and drop one to know
-    yield* retryFor(
-      Effect.tryPromise({
-        try: () =>
-          jsm.streams
-            .add({
-              name: "EES_CLUSTER_READY",
-              subjects: ["ees_cluster_ready"],
-              num_replicas: size,
-              storage: StorageType.Memory
-            })
-            .then(() => jsm.streams.delete("EES_CLUSTER_READY")),
-        catch: asError
-      }),
-      60_000,
-      `no stream placed on ${size} nodes`
-    )
+    let probes = 0
+    const awaitAll = (within = 60_000) =>
+      Effect.suspend(() => {
+        const name = `EES_CLUSTER_READY_${++probes}`
+        return retryFor(
+          Effect.tryPromise({
+            try: () =>
+              jsm.streams
+                .add({ name, subjects: [name.toLowerCase()], num_replicas: size, storage: StorageType.Memory })
+                .then(() => jsm.streams.delete(name)),
+            catch: asError
+          }),
+          within,
+          `no stream placed on ${size} nodes`
+        )
+      })
+    yield* awaitAll()
 
     const streamInfo = (stream: string) =>
       Effect.tryPromise({ try: () => jsm.streams.info(stream), catch: asError }).pipe(
@@ -157,6 +163,7 @@ export const throwawayNatsCluster = (size = 3): Effect.Effect<ThrowawayCluster, 
         if (node === undefined) throw new Error(`no node ${name}`)
         return node
       },
+      awaitAll,
       streamInfo,
       awaitStream,
       consumerLeader: (stream: string, consumer: string) =>
