@@ -282,6 +282,12 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
         const clientNode = connectedTo(Context.get(client, Nats.Nats).connection)!
         yield* cluster.node(clientNode).kill
         yield* answeredBy(`answered with ${clientNode} down`, 20)
+        // a connection made now, with the dead node among its seeds, reaches a live one
+        const alive = cluster.nodes.find((node) => node.name !== clientNode)!
+        const late = yield* Layer.build(
+          Nats.layer({ servers: [cluster.node(clientNode).url, alive.url, cluster.node(clientNode).url] })
+        )
+        assert.strictEqual(connectedTo(Context.get(late, Nats.Nats).connection), alive.name)
         yield* cluster.node(clientNode).start
         yield* cluster.awaitAll()
         // 2. server a's node dies (if it is another one): b answers meanwhile, a comes back
