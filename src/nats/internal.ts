@@ -17,14 +17,7 @@ export const streamInfoOrUndefined = (
   jsm: JetStreamManager,
   stream: string
 ): Effect.Effect<StreamInfo | undefined, unknown> =>
-  Effect.tryPromise({
-    try: () =>
-      jsm.streams.info(stream).catch((cause: unknown) => {
-        if (isApiError(cause, JetStreamApiCodes.StreamNotFound)) return undefined
-        throw cause
-      }),
-    catch: (cause) => cause
-  })
+  unlessNotFound(() => jsm.streams.info(stream), JetStreamApiCodes.StreamNotFound)
 
 /** The consumer's info, `undefined` if JetStream says it does not exist; any other failure fails. */
 export const consumerInfoOrUndefined = (
@@ -32,13 +25,13 @@ export const consumerInfoOrUndefined = (
   stream: string,
   consumer: string
 ): Effect.Effect<ConsumerInfo | undefined, unknown> =>
-  Effect.tryPromise({
-    try: () =>
-      jsm.consumers.info(stream, consumer).catch((cause: unknown) => {
-        if (isApiError(cause, JetStreamApiCodes.ConsumerNotFound)) return undefined
-        throw cause
-      }),
-    catch: (cause) => cause
-  })
+  unlessNotFound(() => jsm.consumers.info(stream, consumer), JetStreamApiCodes.ConsumerNotFound)
 
-const isApiError = (cause: unknown, code: number) => cause instanceof JetStreamApiError && cause.code === code
+/** The request's answer, or `undefined` if JetStream answered with the API error `code`. */
+const unlessNotFound = <A>(request: () => Promise<A>, code: number): Effect.Effect<A | undefined, unknown> =>
+  Effect.tryPromise({ try: request, catch: (cause) => cause }).pipe(
+    Effect.catchIf(
+      (cause) => cause instanceof JetStreamApiError && cause.code === code,
+      () => Effect.succeed(undefined)
+    )
+  )
