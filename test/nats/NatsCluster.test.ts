@@ -112,6 +112,17 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
           categories: [category],
           handle: (message) => Effect.sync(() => void count(handled, message.id))
         })
+        // while a gate is set, deliveries wait at it before the handler (and so before their ack)
+        const held = yield* Ref.make(0)
+        let gate: Deferred.Deferred<void> | undefined
+        const hold = Effect.suspend(() =>
+          gate === undefined
+            ? Effect.void
+            : Effect.zipRight(
+                Ref.update(held, (n) => n + 1),
+                Deferred.await(gate)
+              )
+        )
         // two members share the group; deliveries are counted before the inbox sees them
         for (const _ of [1, 2]) {
           yield* eventBus
@@ -120,7 +131,7 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
               handle: (message) =>
                 Effect.zipRight(
                   Effect.sync(() => void count(delivered, message.id)),
-                  idempotent.handle(message)
+                  Effect.zipRight(hold, idempotent.handle(message))
                 )
             })
             .pipe(Effect.provide(context))
@@ -158,13 +169,25 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
             ? relayNode
             : cluster.nodes.find((node) => node.name !== newLeader)!.name
         yield* outage(cluster, stream, victim, progressBy(`handled with ${victim} down`, 30))
-        // 3. the group's consumer leader dies (acks sent to it may be lost: the inbox absorbs the redeliveries)
+        // 3. the group's consumer leader dies with deliveries in hand: their acks, sent after it died, are
+        // likely lost, and the messages redelivered (after the ack wait) to the idempotent group
         const consumerLeader = yield* waitFor(
           "the group's consumer has a leader",
           cluster.consumerLeader(stream, "counted"),
           (name) => name !== undefined
         )
-        yield* outage(cluster, stream, consumerLeader!, progressBy(`handled with ${consumerLeader} down`, 30))
+        const opened = yield* Deferred.make<void>()
+        gate = opened
+        yield* waitFor("a delivery in hand", Ref.get(held), (n) => n >= 1)
+        yield* outage(
+          cluster,
+          stream,
+          consumerLeader!,
+          Effect.zipRight(
+            Effect.sync(() => (gate = undefined)).pipe(Effect.zipRight(Deferred.succeed(opened, undefined))),
+            progressBy(`handled with ${consumerLeader} down`, 30)
+          )
+        )
         yield* progressBy("handled after the faults", 30)
 
         yield* Deferred.succeed(stop, undefined)
