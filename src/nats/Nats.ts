@@ -33,7 +33,10 @@ export class Nats extends Context.Tag("effect-eventsourcing/Nats")<
 
 /** Options of {@link layer}. */
 export interface Options {
-  /** `nats://host:port`, or several. */
+  /**
+   * `nats://host:port`, or several: the seeds of a cluster (the client tries them in random order and
+   * learns the cluster's other nodes from the one it reaches; see docs/outbox-and-nats.md).
+   */
   readonly servers: string | ReadonlyArray<string>
   /** Connection name, shown by the server. */
   readonly name?: string

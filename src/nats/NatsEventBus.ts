@@ -18,6 +18,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Event from "../Event.js"
 import * as EventBus from "../EventBus.js"
+import { consumerInfoOrUndefined, streamInfoOrUndefined } from "./internal.js"
 import { Nats } from "./Nats.js"
 import { token } from "./NatsPublisher.js"
 
@@ -33,6 +34,11 @@ export interface Options {
   readonly ackWait?: Duration.DurationInput
   /** Messages pulled per request; default 16 (see the module doc). */
   readonly fetchSize?: number
+  /**
+   * Copies of the dead-letter stream it creates, on as many servers of a cluster; default 1 (use the
+   * event stream's, see `NatsPublisher`). The groups' consumers take the event stream's replicas.
+   */
+  readonly replicas?: number
 }
 
 /**
@@ -71,10 +77,18 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
     const fetchSize = Math.max(1, options.fetchSize ?? 16)
     const jsm = yield* Effect.tryPromise({ try: () => jetstreamManager(connection), catch: failed("connect") })
     const js = jetstream(connection)
-    const deadStreamInfo = yield* Effect.promise(() => jsm.streams.info(deadStream).catch(() => undefined))
+    const deadStreamInfo = yield* streamInfoOrUndefined(jsm, deadStream).pipe(
+      Effect.mapError(failed("dead-letter stream info"))
+    )
     if (deadStreamInfo === undefined) {
       yield* Effect.tryPromise({
-        try: () => jsm.streams.add({ name: deadStream, subjects: [`${deadStream}.>`], storage: StorageType.File }),
+        try: () =>
+          jsm.streams.add({
+            name: deadStream,
+            subjects: [`${deadStream}.>`],
+            storage: StorageType.File,
+            num_replicas: options.replicas ?? 1
+          }),
         catch: failed("create dead-letter stream")
       })
     }
@@ -123,8 +137,9 @@ export const make = (options: Options): Effect.Effect<EventBus.EventBus["Type"],
           ack_wait: nanos(ackWait),
           description
         }
-        const existing = yield* Effect.promise(() =>
-          jsm.consumers.info(options.stream, subscription.group).catch(() => undefined)
+        // only a definite "not found" makes it (a leader election in a cluster times requests out)
+        const existing = yield* consumerInfoOrUndefined(jsm, options.stream, subscription.group).pipe(
+          Effect.mapError(failed("subscribe"))
         )
         if (existing !== undefined && existing.config.filter_subject !== filter) {
           return yield* failed("subscribe")(

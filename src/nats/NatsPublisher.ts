@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import type * as Event from "../Event.js"
 import * as Traceparent from "../internal/traceparent.js"
 import { type Ack, Publisher, PublishError } from "../Outbox.js"
+import { streamInfoOrUndefined } from "./internal.js"
 import { Nats } from "./Nats.js"
 
 /** Options of {@link layer}. */
@@ -27,6 +28,12 @@ export interface Options {
   readonly duplicateWindow?: Duration.DurationInput
   /** Default `file`. */
   readonly storage?: "file" | "memory"
+  /**
+   * Copies of the stream JetStream keeps, on as many servers of a cluster (1 to 5); default 1. Use 3 on a
+   * three-node cluster, so that the stream survives a node lost (see docs/outbox-and-nats.md). Checked
+   * against an existing stream only when given.
+   */
+  readonly replicas?: number
   /** Publishes in flight at most; default 256. */
   readonly window?: number
   /** A publish fails once no ack came for this long (give or take a quarter); default 5 seconds. */
@@ -64,7 +71,10 @@ const specials = new RegExp(special.source, "g")
  *   subjects under one inbox subscription of its own, instead of as one client request each (a request
  *   costs a timer, a promise and an error object per message: this halves the client CPU per event).
  * - At startup the stream is created, or its configuration checked (subjects, duplicate window,
- *   storage): a mismatch is an error, never silently changed.
+ *   storage, and replicas when given): a mismatch is an error, never silently changed. Only JetStream's
+ *   "not found" creates it: a stream info request that timed out (a leader election) fails the Layer.
+ * - In a cluster, publishes answered "no responders" or not at all while the stream's leader is elected
+ *   fail as transient errors: the relay retries them under the same message ids.
  *
  * - A publish that failed may still have been stored. Retried within the duplicate window, JetStream
  *   drops it; retried later (a long outage), the publisher first looks for it as the last message on its
@@ -94,17 +104,24 @@ export const layer = (options: Options): Layer.Layer<Publisher, PublishError, Na
       const storage = options.storage === "memory" ? StorageType.Memory : StorageType.File
       const failed = (operation: string) => (cause: unknown) => new PublishError({ operation, detail: detailOf(cause) })
       const jsm = yield* Effect.tryPromise({ try: () => jetstreamManager(connection), catch: failed("connect") })
-      const info = yield* Effect.tryPromise({
-        try: () => jsm.streams.info(options.stream).catch(() => undefined),
-        catch: failed("stream info")
-      })
+      const info = yield* streamInfoOrUndefined(jsm, options.stream).pipe(Effect.mapError(failed("stream info")))
       if (info === undefined) {
         yield* Effect.tryPromise({
-          try: () => jsm.streams.add({ name: options.stream, subjects, duplicate_window: window * 1_000_000, storage }),
+          try: () =>
+            jsm.streams.add({
+              name: options.stream,
+              subjects,
+              duplicate_window: window * 1_000_000,
+              storage,
+              num_replicas: options.replicas ?? 1
+            }),
           catch: failed("create stream")
         })
       } else {
         const problems = [
+          options.replicas === undefined || info.config.num_replicas === options.replicas
+            ? undefined
+            : `${info.config.num_replicas} replicas`,
           subjects.every((s) => info.config.subjects?.includes(s)) ? undefined : `subjects ${info.config.subjects}`,
           info.config.duplicate_window === window * 1_000_000
             ? undefined
@@ -363,9 +380,15 @@ const publishFailure = (cause: unknown) =>
 
 /** What the stream answered on a publish's reply subject: its ack, or why it did not store the message. */
 const ackOf = (reply: Msg): Either.Either<{ readonly seq: number; readonly duplicate: boolean }, PublishError> => {
-  // no stream captures the subject (or JetStream is not there): the server answers "no responders"
+  // "no responders": no stream captures the subject, JetStream is not there, or (in a cluster) the stream
+  // has no leader while one is elected. Transient: retried until the stream answers
   if (reply.data.length === 0 && reply.headers?.code === 503) {
-    return Either.left(new PublishError({ operation: "publish", detail: "no stream captures the subject (503)" }))
+    return Either.left(
+      new PublishError({
+        operation: "publish",
+        detail: "no responders (503): no stream captures the subject, or its leader is being elected"
+      })
+    )
   }
   return Either.try({
     try: () => reply.json<PubAckReply>(),

@@ -201,6 +201,21 @@ describe("NatsPublisher", () => {
     })
   )
 
+  it.scopedLive("replicas, when given, are set on a new stream and checked on an existing one", () =>
+    Effect.gen(function* () {
+      const { stream, subjectPrefix } = names()
+      yield* Effect.addFinalizer(() => deleteStream(stream))
+      const { nats } = yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory", replicas: 1 })
+      const jsm = yield* Effect.promise(() => jetstreamManager(nats.connection))
+      assert.strictEqual((yield* Effect.promise(() => jsm.streams.info(stream))).config.num_replicas, 1)
+      // not given: any count is taken
+      yield* publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory" })
+      const error = yield* Effect.flip(publisherOn(natsUrl, { stream, subjectPrefix, storage: "memory", replicas: 3 }))
+      assert.strictEqual(error._tag, "PublishError")
+      assert.include(error.message, "1 replicas")
+    })
+  )
+
   it.scopedLive("with no stream capturing the subject a publish fails at once with a transient typed error", () =>
     Effect.gen(function* () {
       const { stream, subjectPrefix } = names()

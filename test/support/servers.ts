@@ -59,7 +59,7 @@ const canConnect = (port: number): Effect.Effect<void, Error> =>
   })
 
 /** Waits until something accepts TCP connections on `port` (up to 30 s, on the live clock even under TestClock). */
-export const awaitPort = (port: number) =>
+export const awaitPort = (port: number): Effect.Effect<void, Error> =>
   canConnect(port).pipe(
     Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo(Duration.seconds(30)))),
     Effect.mapError((error) => new Error(`nothing listens on port ${port}: ${error.message}`)),
