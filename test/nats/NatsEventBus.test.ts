@@ -8,6 +8,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
@@ -29,8 +30,12 @@ import { natsUrl } from "../support/config.js"
 import { subscribeDenied, throwawayNatsWith } from "../support/servers.js"
 import { uniqueCategory } from "../support/ids.js"
 
-/** A store, a relay to a fresh JetStream stream, and the bus on it; the streams are deleted afterwards. */
-const setup = (fetchSize = 16) =>
+/**
+ * A store, a relay to a fresh JetStream stream, and the bus on it; the streams are deleted afterwards. The
+ * ack wait is short (1 s) for the tests of redeliveries; a test whose handlers are not idempotent takes a
+ * long one, so that a loaded machine's slow ack is not redelivered.
+ */
+const setup = (fetchSize = 16, ackWait: Duration.DurationInput = "1 second") =>
   Effect.gen(function* () {
     const id = randomBytes(4).toString("hex")
     const stream = `EES_BUS_${id}`
@@ -53,7 +58,7 @@ const setup = (fetchSize = 16) =>
     ).pipe(Layer.provideMerge(Wakeup.layer))
     const publisher = NatsPublisher.layer({ stream, subjectPrefix, storage: "memory" })
     const relay = Outbox.relayLayer({ pollInterval: "50 millis" }).pipe(Layer.provide(publisher))
-    const bus = NatsEventBus.layer({ stream, subjectPrefix, ackWait: "1 second", fetchSize })
+    const bus = NatsEventBus.layer({ stream, subjectPrefix, ackWait, fetchSize })
     // the publisher creates the stream the bus reads
     const context = yield* Layer.build(
       Layer.mergeAll(relay, Layer.provide(bus, publisher)).pipe(Layer.provideMerge(stores), Layer.provideMerge(nats))
@@ -78,7 +83,7 @@ const n = (message: EventBus.Message) => (message.data as { n: number }).n
 describe("NatsEventBus", () => {
   it.scopedLive("delivers each stream's events in order, once per group, shared by a group's members", () =>
     Effect.gen(function* () {
-      const { context, bus } = yield* setup()
+      const { context, bus } = yield* setup(16, "2 minutes")
       const category = yield* uniqueCategory
       const ordered = yield* Ref.make<ReadonlyArray<EventBus.Message>>([])
       const shared = yield* Ref.make<ReadonlyArray<readonly [number, string]>>([])
