@@ -9,7 +9,8 @@
  *   otherwise SQLite in `BANK_DB` (default `data/bank.db`). Runners in one process wake each other.
  * - `NATS_URL`: the outbox relays to JetStream (stream `BANK_EVENTS`) and the alerts consumer is a durable
  *   JetStream consumer; otherwise both use the in-process event bus. Several seed servers of a cluster are
- *   separated by commas.
+ *   separated by commas; `NATS_REPLICAS` (default 1) replicates the streams the bank creates (3 on a
+ *   3-node cluster).
  * - `BANK_ROLES` (default `api,projections,relay`): what this process runs, so that the application can be
  *   split over processes sharing one database: `api` (HTTP and the command bus), `projections` (the read
  *   models and the transfer saga), `relay` (the outbox relay and the alerts consumer, which need the same
@@ -59,6 +60,8 @@ export interface BankConfig {
   readonly sqliteFile: string
   /** The NATS seed servers (`NATS_URL`, comma-separated); none: the in-process bus. */
   readonly natsUrl: Option.Option<ReadonlyArray<string>>
+  /** Replicas of the bank's streams when they are created (`NATS_REPLICAS`, default 1; 3 on a 3-node cluster). */
+  readonly natsReplicas: number
   readonly roles: ReadonlyArray<Role>
   readonly port: number
   readonly adminToken: Option.Option<Redacted.Redacted>
@@ -78,6 +81,12 @@ export const config: Config.Config<BankConfig> = Config.all({
   sqliteFile: Config.withDefault(Config.string("BANK_DB"), path.join("data", "bank.db")),
   natsUrl: optional(Config.string("NATS_URL"), (url) => url === "").pipe(
     Config.map(Option.map((urls) => urls.split(",").map((url) => url.trim())))
+  ),
+  natsReplicas: Config.withDefault(
+    Config.integer("NATS_REPLICAS").pipe(
+      Config.validate({ message: "NATS_REPLICAS must be 1 to 5", validation: (n) => n >= 1 && n <= 5 })
+    ),
+    1
   ),
   roles: Config.withDefault(Config.array(Config.literal(...roles)(), "BANK_ROLES"), roles).pipe(
     Config.validate({ message: "BANK_ROLES names no role", validation: (chosen) => chosen.length > 0 })
@@ -151,12 +160,12 @@ const messaging = (config: BankConfig) =>
     // the alerts group is declared: the relay waits for it while the application starts
     onNone: () => EventBus.layerMemory({ groups: [Alerts.LargeWithdrawals.group] }),
     onSome: (servers) => {
-      const publisher = NatsPublisher.layer({ stream: "BANK_EVENTS", subjectPrefix: "bank" })
+      const stream = { stream: "BANK_EVENTS", subjectPrefix: "bank", replicas: config.natsReplicas }
+      const publisher = NatsPublisher.layer(stream)
       // the publisher creates the stream the bus's consumers read
-      return Layer.mergeAll(
-        publisher,
-        Layer.provide(NatsEventBus.layer({ stream: "BANK_EVENTS", subjectPrefix: "bank" }), publisher)
-      ).pipe(Layer.provideMerge(Nats.layer({ servers, name: "bank" })))
+      return Layer.mergeAll(publisher, Layer.provide(NatsEventBus.layer(stream), publisher)).pipe(
+        Layer.provideMerge(Nats.layer({ servers, name: "bank" }))
+      )
     }
   })
 

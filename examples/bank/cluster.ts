@@ -3,7 +3,7 @@
  * started (and stopped) by this one script:
  *
  * - three `nats-server` nodes (`NATS_SERVER`, default `nats-server` on the PATH) clustered on free
- *   loopback ports, with their data in a temporary directory;
+ *   loopback ports, with their data in a temporary directory; the bank's streams have three replicas;
  * - `api` (HTTP and the command bus, on `PORT`, default 3000), `projections` (the read models and the
  *   transfer saga) and `relay` (the outbox relay and the alerts consumer): `main.ts` with `BANK_ROLES`,
  *   all on `DATABASE_URL` (default the local server's `test` database) and the three NATS seeds.
@@ -139,6 +139,7 @@ const main = async () => {
     start(roles, process.execPath, ["--import", "tsx", path.join(import.meta.dirname, "main.ts")], {
       DATABASE_URL: databaseUrl,
       NATS_URL: seeds,
+      NATS_REPLICAS: "3",
       BANK_ROLES: roles,
       ...env
     })

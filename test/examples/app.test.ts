@@ -21,6 +21,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect as connectNats } from "@nats-io/transport-node"
 import * as Mysql from "../../src/mysql/Mysql.js"
 import * as Postgres from "../../src/pg/Postgres.js"
 import { mysqlUrl, pgUrl } from "../support/config.js"
@@ -381,7 +383,18 @@ describe("examples/bank application", () => {
         yield* cluster.printed(/the bank runs as api, projections and relay/)
         yield* cluster.printed(/\[projections\] .*bank \(projections\) on PostgreSQL/)
         yield* cluster.printed(/\[relay\] .*bank \(relay\) on PostgreSQL/)
-        const dir = /\(data in (\S+)\)/.exec(cluster.output())![1]!
+        const [, seeds, dir] = /NATS cluster up: (\S+) \(data in (\S+)\)/.exec(cluster.output())!
+        // the bank's stream is replicated on the three nodes
+        const replicas = yield* Effect.promise(async () => {
+          const connection = await connectNats({ servers: seeds!.split(",") })
+          try {
+            const info = await (await jetstreamManager(connection)).streams.info("BANK_EVENTS")
+            return [info.config.num_replicas, 1 + (info.cluster?.replicas?.length ?? 0)]
+          } finally {
+            await connection.close()
+          }
+        })
+        assert.deepStrictEqual(replicas, [3, 3])
 
         // commands go to the api process; the balance comes from the projections process's read model and
         // the alert from the relay process, through the NATS cluster
@@ -414,7 +427,7 @@ describe("examples/bank application", () => {
         cluster.child.kill("SIGTERM")
         assert.strictEqual(yield* Effect.promise(() => cluster.exited), 0, cluster.output())
         for (const role of ["api", "projections", "relay"]) assert.include(cluster.output(), `${role} exited 0`)
-        assert.isFalse(fs.existsSync(dir), `${dir} is removed`)
+        assert.isFalse(fs.existsSync(dir!), `${dir} is removed`)
       }),
     240_000
   )
