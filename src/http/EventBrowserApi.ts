@@ -42,6 +42,7 @@ import {
 } from "./internal/eventBrowserGroups.js"
 import * as Handlers from "./internal/eventBrowserHandlers.js"
 import * as Model from "./internal/eventBrowserModel.js"
+import * as Lifecycle from "./internal/lifecycleHandlers.js"
 import * as Tenants from "./tenancy.js"
 
 export {
@@ -56,13 +57,17 @@ export {
   Progress,
   ProjectionStatus,
   SagaInstance,
+  BadRequest,
   ServiceError,
+  StreamConflict,
   StreamPage,
   Unauthorized,
   Unhealthy
 } from "./internal/eventBrowserModel.js"
 export {
   ConsoleInfo,
+  StreamAction,
+  SubjectErasure,
   DeadLetter,
   DeadLetterAction,
   DeadLetters,
@@ -313,6 +318,13 @@ export const handlers = <const O extends Options>(
       .handle("rebuildProjection", ({ path }) => Handlers.rebuild(config, path.name))
       .handle("retryDeadLetter", ({ path }) => Console.deadLetterAction(config, path.projection, path.id, "retry"))
       .handle("discardDeadLetter", ({ path }) => Console.deadLetterAction(config, path.projection, path.id, "discard"))
+      .handle("deleteStream", ({ path }) => Lifecycle.streamAction(path.streamId, "delete"))
+      .handle("undeleteStream", ({ path }) => Lifecycle.streamAction(path.streamId, "undelete"))
+      .handle("hardDeleteStream", ({ path }) => Lifecycle.streamAction(path.streamId, "hard-delete"))
+      .handle("truncateStream", ({ path, urlParams }) =>
+        Lifecycle.streamAction(path.streamId, "truncate", urlParams.before)
+      )
+      .handle("eraseSubject", ({ path }) => Lifecycle.eraseSubject(path.subject))
   ).pipe(
     Layer.provide(
       Layer.succeed(
