@@ -70,8 +70,8 @@ export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(
   readonly decide: (command: C, state: S) => Decision<E, DE>
   readonly snapshot?: Snapshot.Options<S, any>
   /**
-   * The state's Schema: optional, for a decider whose events have personal fields but whose state keeps
-   * none (it lets the handler keep folded states, see {@link handler}).
+   * The state's Schema (default: the snapshots' `state`, if any): for a decider whose events have personal
+   * fields but whose state keeps none, it lets the handler keep folded states (see {@link handler}).
    */
   readonly state?: Schema.Schema<S, any>
   readonly unique?: (event: E, state: S) => UniqueChanges
@@ -218,16 +218,17 @@ export interface HandlerOptions {
  * the lane's holder (and may conflict): two commands for one aggregate inside the caller's own open
  * transactions could otherwise wait on each other. Each handler has its own lanes and cache: create it once.
  * A decider with personal fields (`Personal.field`, in its events or snapshot state) keeps no state: each
- * command loads it, so that an erased subject's fields read as erased from the next command on; unless it
- * declares its `state` Schema and that Schema has no personal field (the state copies no personal value).
+ * command loads it, so that an erased subject's fields read as erased from the next command on; unless its
+ * state Schema (`state`, else the snapshots' `state`) has no personal field: the state copies no personal
+ * value, and is kept.
  */
 export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   decider: Decider<C, E, S, DE>,
   handlerOptions?: HandlerOptions
 ) => {
-  const personal =
-    (decider.state === undefined ? decider.codec.personal : Personal.fieldsOf(decider.state).byTag.size > 0) ||
-    (decider.snapshot !== undefined && Personal.fieldsOf(decider.snapshot.state).byTag.size > 0)
+  // the state's Schema, if declared (as such, or as the snapshots'), tells whether it can hold personal values
+  const stateSchema = decider.state ?? decider.snapshot?.state
+  const personal = stateSchema === undefined ? decider.codec.personal : Personal.fieldsOf(stateSchema).byTag.size > 0
   /** Lanes and cached states, per store (a store object is one database, a test's fresh store another). */
   const perStore = new WeakMap<object, { readonly lanes: Lanes.Lanes; readonly cache: StateCache.StateCache<S> }>()
   const hotFor = (store: object) => {
