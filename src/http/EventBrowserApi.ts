@@ -2,7 +2,8 @@
  * The event browser and operations console: a typed HTTP API over the event store, the projection runners
  * and the sagas, built with `@effect/platform`'s `HttpApi` (so clients can be derived from {@link Api}),
  * with its OpenAPI document at `GET /openapi.json` and reference at `GET /docs`, Prometheus metrics, a
- * health check, a live log, runner samples, guarded admin operations (rebuilds, dead letters), and the
+ * health check, a live log, runner samples, guarded admin operations (rebuilds, dead letters, stream
+ * deletion and truncation, erasing data subjects), and the
  * console page at `GET /` (plain HTML, CSS and JavaScript files shipped in the package).
  *
  * Pages of the log neither repeat nor skip events; bad parameters are 400s, never sent to the store; a
@@ -135,6 +136,12 @@ export {
  *   (the running workers handle the event again) or `discardDeadLetter`, for the projections given in the
  *   options; behind the admin token. 404 for an unknown projection or letter; 400 for an id that is not a
  *   positive integer.
+ * - `POST /admin/streams/:streamId/delete`, `.../undelete`, `.../hard-delete` and `.../truncate?before=n`,
+ *   behind the admin token: `EventStore`'s stream lifecycle (a hard delete removes the stream's snapshots
+ *   too when a `SnapshotStore` is provided). 404 for an unknown stream, 409 `StreamConflict` for a deleted
+ *   one (`hard`: for good), 400 for a bad id or `before`.
+ * - `POST /admin/subjects/:subject/erase`, behind the admin token: `KeyStore.erase` with the `KeyStore`
+ *   provided to the Layer (404 without one; 400 for a bad subject id).
  * - `GET /dead-letters?projection=`: the dead letters of the projections given in the options, oldest first.
  * - `GET /events/live?after=&category=&type=`: the log as it grows, as Server-Sent Events (`text/event-stream`):
  *   each event is an `event` frame whose `id` is its cursor and `data` the recorded event as JSON. It starts
@@ -154,7 +161,8 @@ export {
  *   {@link layer}, or {@link layerDocs}): the API reference, served without any external resource. *
  * Errors are `Schema.TaggedError`s with a `message`: bad parameters (limit out of range, malformed cursor,
  * bad dates, invalid stream id, category, type or saga instance id) are `HttpApiDecodeError` (400, with the schema issues); `NotFound` (404),
- * `Unauthorized` (401), `ServiceError` (500: a store failed), `Unhealthy` (503).
+ * `Unauthorized` (401), `StreamConflict` (409), `BadRequest` (400), `ServiceError` (500: a store failed),
+ * `Unhealthy` (503).
  *
  * **Gotchas**: the API is read-only except the admin group; it has no authentication of its own for the
  * read endpoints and shows event data and metadata as stored: put it behind your own gateway when the
