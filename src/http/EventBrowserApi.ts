@@ -3,8 +3,8 @@
  * and the sagas, built with `@effect/platform`'s `HttpApi` (so clients can be derived from {@link Api}),
  * with its OpenAPI document at `GET /openapi.json` and reference at `GET /docs`, Prometheus metrics, a
  * health check, a live log, runner samples, guarded admin operations (rebuilds, dead letters, stream
- * deletion and truncation, erasing data subjects), and the
- * console page at `GET /` (plain HTML, CSS and JavaScript files shipped in the package).
+ * deletion and truncation, erasing data subjects), and the console page at `GET /` (plain HTML, CSS and
+ * JavaScript files shipped in the package).
  *
  * Pages of the log neither repeat nor skip events; bad parameters are 400s, never sent to the store; a
  * store failure is a 500. It has no authentication of its own for reads. The endpoints, errors and
