@@ -11,6 +11,7 @@ import { targets as allTargets } from "./targets.js"
 import { W1, W2, W3 } from "./workloads/append.js"
 import { C1, C2, W4 } from "./workloads/aggregate.js"
 import { U1 } from "./workloads/codec.js"
+import { U1Personal, W3Personal } from "./workloads/personal.js"
 import { E1 } from "./workloads/endToEnd.js"
 import { O1 } from "./workloads/outbox.js"
 import { P1, P2 } from "./workloads/projection.js"
@@ -39,7 +40,10 @@ const workloads: ReadonlyArray<{
   { id: "B0", run: (pool) => B0(options, pool) },
   { id: "W1", run: (pool) => W1(options, pool, targets) },
   { id: "W2", run: (pool) => W2(options, pool, targets) },
-  { id: "W3", run: (pool) => W3(options, pool, targets) },
+  {
+    id: "W3",
+    run: async (pool) => [...(await W3(options, pool, targets)), ...(await W3Personal(options, targets))]
+  },
   { id: "W4", run: () => W4(options, targets) },
   { id: "C1", run: (pool) => C1(options, pool, targets) },
   { id: "C2", run: (pool) => C2(options, pool, targets) },
@@ -48,7 +52,7 @@ const workloads: ReadonlyArray<{
   { id: "P2", run: () => P2(options) },
   { id: "O1", run: () => O1(options) },
   { id: "E1", run: (pool) => E1(options, pool) },
-  { id: "U1", run: () => U1(options) }
+  { id: "U1", run: async () => [...(await U1(options)), ...(await U1Personal(options))] }
 ]
 
 const only = values.only?.split(",").map((s) => s.trim().toUpperCase())

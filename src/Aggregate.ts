@@ -40,6 +40,8 @@ export interface Decider<C, E extends { readonly _tag: string }, S, DE> {
   readonly decide: (command: C, state: S) => Effect.Effect<ReadonlyArray<E>, DE>
   /** Snapshotting of the state, used when a `SnapshotStore` is provided. */
   readonly snapshot?: Snapshot.Options<S, any> | undefined
+  /** The state's Schema, if declared: tells whether the state can hold personal fields (see {@link handler}). */
+  readonly state?: Schema.Schema<S, any> | undefined
   /** The unique values an event claims or releases (given the state before it); see `EventStore.UniqueValue`. */
   readonly unique?: ((event: E, state: S) => UniqueChanges) | undefined
 }
@@ -67,6 +69,11 @@ export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(
   readonly evolve: (state: S, event: E) => S
   readonly decide: (command: C, state: S) => Decision<E, DE>
   readonly snapshot?: Snapshot.Options<S, any>
+  /**
+   * The state's Schema (default: the snapshots' `state`, if any): for a decider whose events have personal
+   * fields but whose state keeps none, it lets the handler keep folded states (see {@link handler}).
+   */
+  readonly state?: Schema.Schema<S, any>
   readonly unique?: (event: E, state: S) => UniqueChanges
 }): Decider<C, E, S, DE> => {
   if (options.category.length === 0 || options.category.includes("-")) {
@@ -86,6 +93,7 @@ export const make = <C, E extends { readonly _tag: string }, EI, S, DE = never>(
     evolve: options.evolve,
     decide: (command, state) => asEffect(options.decide(command, state)),
     snapshot: options.snapshot,
+    state: options.state,
     unique: options.unique
   }
 }
@@ -210,15 +218,17 @@ export interface HandlerOptions {
  * the lane's holder (and may conflict): two commands for one aggregate inside the caller's own open
  * transactions could otherwise wait on each other. Each handler has its own lanes and cache: create it once.
  * A decider with personal fields (`Personal.field`, in its events or snapshot state) keeps no state: each
- * command loads it, so that an erased subject's fields read as erased from the next command on.
+ * command loads it, so that an erased subject's fields read as erased from the next command on; unless its
+ * state Schema (`state`, else the snapshots' `state`) has no personal field: the state copies no personal
+ * value, and is kept.
  */
 export const handler = <C, E extends { readonly _tag: string }, S, DE>(
   decider: Decider<C, E, S, DE>,
   handlerOptions?: HandlerOptions
 ) => {
-  const personal =
-    decider.codec.personal ||
-    (decider.snapshot !== undefined && Personal.fieldsOf(decider.snapshot.state).byTag.size > 0)
+  // the state's Schema, if declared (as such, or as the snapshots'), tells whether it can hold personal values
+  const stateSchema = decider.state ?? decider.snapshot?.state
+  const personal = stateSchema === undefined ? decider.codec.personal : Personal.fieldsOf(stateSchema).byTag.size > 0
   /** Lanes and cached states, per store (a store object is one database, a test's fresh store another). */
   const perStore = new WeakMap<object, { readonly lanes: Lanes.Lanes; readonly cache: StateCache.StateCache<S> }>()
   const hotFor = (store: object) => {

@@ -252,11 +252,11 @@ export const group = <const Classes extends ReadonlyArray<CommandClass>>(
 
 /**
  * The command a decider receives when it handles a group's commands (see {@link deciderLayer}): each
- * command's fields but `IdField`, the one naming the aggregate. A bus command is one (it has more), and so
- * is a plain object with those fields (what decider tests write).
+ * command's fields but `IdField`, the one naming the aggregate (optional fields stay optional). A bus
+ * command is one (it has more), and so is a plain object with those fields (what decider tests write).
  */
 export type DeciderCommand<C extends Command, IdField extends string> = C extends unknown
-  ? { readonly [K in Exclude<Extract<keyof C, string>, IdField>]: C[K] }
+  ? { readonly [K in keyof C as K extends IdField ? never : K extends string ? K : never]: C[K] }
   : never
 
 /**

@@ -41,6 +41,10 @@ export interface FieldOptions<A> {
  * value), and opening before decoding and before upcasters: an upcaster sees personal values in clear, or,
  * for an erased subject, the sealed envelope ({@link isSealed}), which it should pass along as it is.
  *
+ * The subject field may be optional (`Schema.optional`): a value whose subject field is absent has no
+ * subject and is stored in clear (for data that names a person only when one is known); a required subject
+ * field always seals.
+ *
  * **Gotchas**: only top-level fields of a struct (or of the structs of a union) are found; a personal
  * field's own decoding errors never show its value, as parse errors usually do.
  */
@@ -86,6 +90,8 @@ export const isSealed = (value: unknown): value is Sealed =>
 export interface PersonalField {
   readonly name: string
   readonly subject: string
+  /** The subject field is optional (`Schema.optional`): a value without a subject is stored in clear. */
+  readonly optionalSubject?: boolean
 }
 
 /**
@@ -113,7 +119,8 @@ export const fieldsOf = (
       } else if (personalSubject(struct.propertySignatures.find((p) => p.name === subject)!.type) !== undefined) {
         problems.push(`the subject field ${subject} of ${tag ?? "a struct"} is personal itself: it names the key`)
       }
-      fields.push({ name: property.name, subject })
+      const subjectField = struct.propertySignatures.find((p) => p.name === subject)
+      fields.push({ name: property.name, subject, optionalSubject: subjectField?.isOptional === true })
     }
     if (fields.length > 0) byTag.set(tag, [...(byTag.get(tag) ?? []), ...fields])
   }
@@ -123,16 +130,22 @@ export const fieldsOf = (
 /**
  * Seals the personal `fields` of encoded `data` (a JSON object) with their subjects' data keys, made if
  * missing. Fails with `InvalidSubject` if a subject field does not hold a subject id, `SubjectErased` for
- * an erased subject. Needs a `KeyStore` in context (a missing one is a wiring bug: a defect).
+ * an erased subject. A field whose subject field is declared optional and absent has no subject: it stays
+ * in clear. Needs a `KeyStore` in context when a value is sealed (a missing one is a wiring bug: a defect);
+ * data without a personal value to seal needs none.
  */
 export const seal = (
   data: Readonly<Record<string, unknown>>,
   fields: ReadonlyArray<PersonalField>
-): Effect.Effect<Readonly<Record<string, unknown>>, KeyStore.KeyStoreError> =>
-  Effect.flatMap(keyStore, (store) =>
-    Effect.reduce(fields, data, (sealed, { name, subject: subjectField }) => {
+): Effect.Effect<Readonly<Record<string, unknown>>, KeyStore.KeyStoreError> => {
+  const toSeal = fields.filter(
+    ({ name, optionalSubject, subject }) =>
+      data[name] !== undefined && !(optionalSubject === true && data[subject] === undefined)
+  )
+  if (toSeal.length === 0) return Effect.succeed(data)
+  return Effect.flatMap(keyStore, (store) =>
+    Effect.reduce(toSeal, data, (sealed, { name, subject: subjectField }) => {
       const value = sealed[name]
-      if (value === undefined) return Effect.succeed(sealed)
       const subject = sealed[subjectField]
       if (typeof subject !== "string") {
         return Effect.fail(
@@ -153,6 +166,7 @@ export const seal = (
       }))
     })
   )
+}
 
 /**
  * Seals the personal fields of an encoded state (`encoded`, the encoding of `schema`): those of the struct

@@ -8,16 +8,14 @@ import { assert, describe, layer } from "@effect/vitest"
 import { randomBytes } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
-import * as Tracer from "effect/Tracer"
 import * as Aggregate from "../src/Aggregate.js"
 import * as EventStore from "../src/EventStore.js"
 import * as KeyStore from "../src/KeyStore.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as SqlKeyStore from "../src/sql/SqlKeyStore.js"
+import { capturing } from "./support/capture.js"
 import { isolatedPrefix } from "./support/ids.js"
 import { mysqlWithPrefix, pgWithSchema, sqliteMemory } from "./support/sql.js"
 import { customer, suite } from "./suites/KeyStoreSuite.js"
@@ -80,26 +78,6 @@ describe("SqlKeyStore", () => {
 
     it.scoped("no clear personal value or key in spans, logs or the database once erased", () =>
       Effect.gen(function* () {
-        const recorded: Array<string> = []
-        const native = Effect.runSync(Effect.tracer)
-        const tracer = Tracer.make({
-          span: (name, parent, context, links, startTime, kind, options) => {
-            const span = native.span(name, parent, context, links, startTime, kind, options)
-            recorded.push(name)
-            const setAttribute = span.attribute.bind(span)
-            span.attribute = (key, value) => {
-              recorded.push(`${key}=${JSON.stringify(value)}`)
-              setAttribute(key, value)
-            }
-            for (const [key, value] of span.attributes) recorded.push(`${key}=${JSON.stringify(value)}`)
-            return span
-          },
-          context: (f) => f()
-        })
-        const logs: Array<string> = []
-        const logger = Logger.make(({ annotations, cause, message }) => {
-          logs.push(JSON.stringify({ message, annotations: [...annotations], cause: String(cause) }))
-        })
         const keys = yield* SqlKeyStore.make({ masterKey, tablePrefix: "traced_" })
         const events = yield* SqlEventStore.make({ tablePrefix: "traced_" })
         const subject = `s${randomBytes(4).toString("hex")}`
@@ -115,22 +93,18 @@ describe("SqlKeyStore", () => {
           yield* handle(subject, { plan: "team" })
           yield* Effect.flip(handle(subject, { register: { id: subject, email: secret }, plan: "x" }))
           return key
-        }).pipe(
-          Effect.provideService(KeyStore.KeyStore, keys),
-          Effect.provideService(EventStore.EventStore, events),
-          Effect.withTracer(tracer),
-          Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
-          Logger.withMinimumLogLevel(LogLevel.All)
+        }).pipe(Effect.provideService(KeyStore.KeyStore, keys), Effect.provideService(EventStore.EventStore, events))
+        const { key, logs, spans } = yield* capturing((captured) =>
+          Effect.map(work, (key) => ({ key, logs: captured.logs(), spans: captured.spans() }))
         )
-        const key = yield* work
-        assert.include(recorded, "Aggregate.handle")
-        assert.include(recorded, "KeyStore.dataKeys")
+        assert.include(spans.split("\n"), "Aggregate.handle")
+        assert.include(spans.split("\n"), "KeyStore.dataKeys")
         const sql = yield* SqlClient.SqlClient
         const tables = yield* sql<{ readonly name: string }>`
           select name from sqlite_master where type = 'table' and name like 'traced_%'`
         const database = JSON.stringify(yield* Effect.forEach(tables, ({ name }) => sql`select * from ${sql(name)}`))
         assert.include(database, subject)
-        for (const text of [recorded.join("\n"), logs.join("\n"), database]) {
+        for (const text of [spans, logs, database]) {
           assert.notInclude(text, secret)
           assert.notInclude(text, key.toString("base64"))
           assert.notInclude(text, key.toString("hex"))

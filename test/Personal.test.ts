@@ -175,6 +175,35 @@ describe("Personal.field", () => {
     })
   )
 
+  it.effect("an optional subject field: sealed with a subject, in clear and without a KeyStore without one", () =>
+    Effect.gen(function* () {
+      const Named = Schema.TaggedStruct("Named", {
+        holderId: Schema.optional(Schema.String),
+        name: Personal.field(Schema.String, { subject: "holderId", erased })
+      })
+      const codec = yield* Upcaster.codec({ events: Named })
+      // no subject: nobody to erase, stored in clear, and no key store asked for
+      const anonymous = yield* codec.encode(Named.make({ name: "Anonymous Name" }))
+      assert.deepStrictEqual(anonymous.data, { name: "Anonymous Name" })
+      assert.deepStrictEqual(yield* codec.decode(yield* recordedOf(anonymous)), [
+        Named.make({ name: "Anonymous Name" })
+      ])
+      // a subject: sealed, and erased with it
+      const keys = yield* KeyStore.makeMemory
+      const held = yield* Effect.provideService(
+        codec.encode(Named.make({ holderId: "h1", name: "Held Name" })),
+        KeyStore.KeyStore,
+        keys
+      )
+      assert.isTrue(Personal.isSealed((held.data as Record<string, unknown>).name))
+      yield* keys.erase("h1")
+      assert.deepStrictEqual(
+        yield* Effect.provideService(codec.decode(yield* recordedOf(held)), KeyStore.KeyStore, keys),
+        [Named.make({ holderId: "h1", name: erased })]
+      )
+    })
+  )
+
   it.effect("a codec with personal fields and no KeyStore is a wiring bug: a defect saying so", () =>
     Effect.gen(function* () {
       const codec = yield* Upcaster.codec({ events: AccountEvent })

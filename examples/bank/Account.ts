@@ -3,13 +3,17 @@
  * `commands.ts`, declared once). Every money event
  * records the balance after it, so a reader can check that no decision was taken on stale state.
  *
+ * An account opened for a holder (a customer, {@link HolderId}) keeps the owner's name as personal data of
+ * that holder (`Personal.field`): stored sealed with the holder's key, read as {@link erasedOwner} once the
+ * holder is erased. An account opened without a holder keeps its owner's name in clear.
+ *
  * The input rules live here once ({@link Owner}, {@link Amount}) and the command bus's commands and the
  * HTTP API use these same Schemas, so every layer accepts exactly what the decider can handle: a balance
  * stays a finite number within {@link maxBalance}.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { Aggregate, type CommandBus } from "effect-eventsourcing"
+import { Aggregate, type CommandBus, Personal } from "effect-eventsourcing"
 import type { CloseAccount, Deposit, OpenAccount, Withdraw } from "./commands.js"
 
 /** The largest balance an account may hold: beyond it, sums of numbers are no longer exact. */
@@ -27,6 +31,15 @@ export const Owner = Schema.NonEmptyTrimmedString.pipe(
   })
 )
 
+/**
+ * A holder's id: the data subject the owner's name belongs to, stored in clear beside the sealed name (an
+ * opaque customer id, never an e-mail address): 1 to 64 letters, digits, `-` or `_`.
+ */
+export const HolderId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]{1,64}$/, { identifier: "HolderId" }))
+
+/** What an erased holder's owner name reads as, everywhere (aggregates, read models once rebuilt). */
+export const erasedOwner = "(erased)"
+
 /** An amount of money: a finite number above 0, at most {@link maxBalance} (`Infinity` and `1e309` are refused). */
 export const Amount = Schema.Finite.pipe(
   Schema.positive(),
@@ -37,7 +50,11 @@ export const Amount = Schema.Finite.pipe(
 export type AccountCommand = CommandBus.DeciderCommand<OpenAccount | Deposit | Withdraw | CloseAccount, "accountId">
 
 // events
-export const AccountOpened = Schema.TaggedStruct("AccountOpened", { owner: Schema.String })
+export const AccountOpened = Schema.TaggedStruct("AccountOpened", {
+  /** Personal data of `holderId` when there is one (sealed), else in clear. */
+  owner: Personal.field(Schema.String, { subject: "holderId", erased: erasedOwner }),
+  holderId: Schema.optional(Schema.String)
+})
 export const MoneyDeposited = Schema.TaggedStruct("MoneyDeposited", { amount: Schema.Finite, balance: Schema.Finite })
 export const MoneyWithdrawn = Schema.TaggedStruct("MoneyWithdrawn", { amount: Schema.Finite, balance: Schema.Finite })
 export const AccountClosed = Schema.TaggedStruct("AccountClosed", {})
@@ -72,6 +89,8 @@ export type AccountState = typeof AccountState.Type
 export const Account = Aggregate.make({
   category: "Account",
   events: AccountEvent,
+  // the state keeps no personal value: command handlers may keep it between commands
+  state: AccountState,
   initialState: { status: "none", balance: 0 } as AccountState,
   evolve: (state, event): AccountState => {
     switch (event._tag) {
@@ -87,7 +106,12 @@ export const Account = Aggregate.make({
   decide: (command: AccountCommand, state): Effect.Effect<ReadonlyArray<AccountEvent>, AccountError> => {
     if (command._tag === "OpenAccount") {
       return state.status === "none"
-        ? Effect.succeed([AccountOpened.make({ owner: command.owner })])
+        ? Effect.succeed([
+            AccountOpened.make({
+              owner: command.owner,
+              ...(command.holderId === undefined ? {} : { holderId: command.holderId })
+            })
+          ])
         : Effect.fail(new AccountAlreadyOpen())
     }
     if (state.status !== "open") return Effect.fail(new AccountNotOpen())

@@ -15,6 +15,12 @@
  *   split over processes sharing one database: `api` (HTTP and the command bus), `projections` (the read
  *   models and the transfer saga), `relay` (the outbox relay and the alerts consumer, which need the same
  *   process when the bus is in process). See `cluster.ts`.
+ * - `BANK_MASTER_KEY`: the master key wrapping the account holders' data keys (32 bytes as base64,
+ *   `openssl rand -base64 32`; read as a `Redacted` value, never logged). Without it the key is read from
+ *   `BANK_MASTER_KEY_FILE` (default `bank.key` beside the SQLite file, `data/bank.key`), which is made with
+ *   a fresh random key (mode 0600) on the first start: `npm start` works out of the box and no key is
+ *   written in the source. Losing the key loses every holder's personal data; in production set
+ *   `BANK_MASTER_KEY` from your secret store.
  * - `PORT` (default 3000); `BANK_ADMIN_TOKEN` enables the admin endpoints (projection rebuilds, dead
  *   letters); `BANK_SAMPLE_INTERVAL` (default `2 seconds`): how often the console samples the runners' lag.
  * - `BANK_SHUTDOWN_GRACE` (default `10 seconds`; `500 millis`, `1 minute`...): at SIGTERM/SIGINT the server
@@ -23,6 +29,7 @@
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_*` variables): spans and metrics go to that
  *   OpenTelemetry collector over OTLP/HTTP.
  */
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
@@ -41,7 +48,7 @@ import { Otel } from "effect-eventsourcing/observability"
 import { Mysql } from "effect-eventsourcing/mysql"
 import { Postgres } from "effect-eventsourcing/pg"
 import { Sqlite } from "effect-eventsourcing/sqlite"
-import { SqlCheckpointStore, SqlEventStore, SqlInbox, SqlSagaStore } from "effect-eventsourcing/sql"
+import { SqlCheckpointStore, SqlEventStore, SqlInbox, SqlKeyStore, SqlSagaStore } from "effect-eventsourcing/sql"
 import { Account, AccountState } from "./Account.js"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
@@ -65,6 +72,10 @@ export interface BankConfig {
   readonly roles: ReadonlyArray<Role>
   readonly port: number
   readonly adminToken: Option.Option<Redacted.Redacted>
+  /** The master key of the key store (`BANK_MASTER_KEY`); else read from {@link BankConfig.masterKeyFile}. */
+  readonly masterKey: Option.Option<Redacted.Redacted>
+  /** Where the master key is kept when `BANK_MASTER_KEY` is unset (made on first start). */
+  readonly masterKeyFile: Option.Option<string>
   /** How often the console samples the runners' lag and throughput. */
   readonly sampleInterval: Duration.Duration
   readonly otlpEndpoint: Option.Option<string>
@@ -99,6 +110,8 @@ export const config: Config.Config<BankConfig> = Config.all({
     3000
   ),
   adminToken: optional(Config.redacted("BANK_ADMIN_TOKEN"), (token) => Redacted.value(token) === ""),
+  masterKey: optional(Config.redacted("BANK_MASTER_KEY"), (key) => Redacted.value(key) === ""),
+  masterKeyFile: optional(Config.string("BANK_MASTER_KEY_FILE"), (file) => file === ""),
   sampleInterval: Config.withDefault(Config.duration("BANK_SAMPLE_INTERVAL"), Duration.seconds(2)),
   otlpEndpoint: optional(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT"), (url) => url === ""),
   shutdownGrace: Config.withDefault(Config.duration("BANK_SHUTDOWN_GRACE"), Duration.seconds(10))
@@ -125,10 +138,38 @@ export const storeDescription = (config: BankConfig): Effect.Effect<string, neve
     return `${server}${number === undefined ? "" : ` ${number}`} (DATABASE_URL)`
   })
 
+/**
+ * The master key: `BANK_MASTER_KEY`, else the key file's, the file made with a fresh random key (readable
+ * by its owner only) when missing. Two processes starting at once both read the one file that was made.
+ */
+export const masterKey = (config: BankConfig): Effect.Effect<Redacted.Redacted<string>, Error> =>
+  Option.match(config.masterKey, {
+    onSome: Effect.succeed,
+    onNone: () =>
+      Effect.gen(function* () {
+        const file = Option.getOrElse(config.masterKeyFile, () =>
+          path.join(path.dirname(config.sqliteFile), "bank.key")
+        )
+        yield* Effect.try(() => fs.mkdirSync(path.dirname(file), { recursive: true }))
+        if (!fs.existsSync(file)) {
+          // written aside, then linked in place (which fails if a file is there): never a half-written key,
+          // and a file made by another process meanwhile is kept, and read below
+          const fresh = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`
+          yield* Effect.try(() =>
+            fs.writeFileSync(fresh, `${randomBytes(32).toString("base64")}\n`, { flag: "wx", mode: 0o600 })
+          )
+          yield* Effect.ignore(Effect.try(() => fs.linkSync(fresh, file)))
+          yield* Effect.try(() => fs.unlinkSync(fresh))
+        }
+        return Redacted.make(yield* Effect.try(() => fs.readFileSync(file, "utf8").trim()))
+      }).pipe(Effect.mapError((cause) => new Error(`cannot read or make the master key file: ${String(cause)}`)))
+  })
+
 /** The database, its stores and the wake-up hints. */
 const stores = (config: BankConfig) => {
   const services = Layer.mergeAll(
     SqlEventStore.layer(),
+    Layer.unwrapEffect(Effect.map(Effect.orDie(masterKey(config)), (key) => SqlKeyStore.layer({ masterKey: key }))),
     SqlCheckpointStore.layer(),
     SqlSagaStore.layer(),
     SqlInbox.layer(),

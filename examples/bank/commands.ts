@@ -2,7 +2,8 @@
  * The bank's account commands, declared once, as `Schema.TaggedRequest`s for the command bus (each names
  * the account it acts on): the `Account` decider decides on them (without the account id), and
  * `CommandBus.deciderLayer` hands them to it. Their fields are the aggregate's Schemas (`Owner`, `Amount`),
- * which the HTTP API reuses: what one layer accepts, the others do.
+ * which the HTTP API reuses (`holderId`: the customer whose personal data the owner's name is, see
+ * `Account.ts`): what one layer accepts, the others do.
  */
 import * as Schema from "effect/Schema"
 import { CommandBus } from "effect-eventsourcing"
@@ -13,6 +14,7 @@ import {
   Amount,
   BalanceLimitExceeded,
   BalanceNotZero,
+  HolderId,
   InsufficientFunds,
   Owner
 } from "./Account.js"
@@ -23,7 +25,7 @@ export const Handled = Schema.Struct({ version: Schema.Number })
 export class OpenAccount extends Schema.TaggedRequest<OpenAccount>()("OpenAccount", {
   failure: AccountAlreadyOpen,
   success: Handled,
-  payload: { accountId: AccountId, owner: Owner }
+  payload: { accountId: AccountId, owner: Owner, holderId: Schema.optional(HolderId) }
 }) {}
 
 export class Deposit extends Schema.TaggedRequest<Deposit>()("Deposit", {

@@ -28,8 +28,11 @@ const scenario = Effect.gen(function* () {
   const alice = `alice${run}`
   const bob = `bob${run}`
 
-  yield* client.accounts.openAccount({ path: { accountId: alice }, payload: { owner: "Alice" } })
-  yield* client.accounts.openAccount({ path: { accountId: bob }, payload: { owner: "Bob" } })
+  yield* client.accounts.openAccount({
+    path: { accountId: alice },
+    payload: { owner: "Alice", holderId: `cust-${alice}` }
+  })
+  yield* client.accounts.openAccount({ path: { accountId: bob }, payload: { owner: "Bob", holderId: `cust-${bob}` } })
   yield* client.accounts.deposit({ path: { accountId: alice }, payload: { amount: 5000 } })
   yield* client.accounts.deposit({ path: { accountId: bob }, payload: { amount: 100 } })
   yield* client.accounts.withdraw({ path: { accountId: alice }, payload: { amount: 1500 } })

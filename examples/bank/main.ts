@@ -30,7 +30,7 @@ const announce = Layer.effectDiscard(
     yield* describe(config)
     yield* Effect.log(`console: http://localhost:${port}/   API docs: http://localhost:${port}/docs`)
     yield* Effect.log(
-      `try: curl -X POST localhost:${port}/accounts/ada/open -H 'content-type: application/json' -d '{"owner":"Ada"}'`
+      `try: curl -X POST localhost:${port}/accounts/ada/open -H 'content-type: application/json' -d '{"owner":"Ada","holderId":"cust-ada"}'`
     )
   })
 )

@@ -2,8 +2,9 @@
  * The event browser and operations console: a typed HTTP API over the event store, the projection runners
  * and the sagas, built with `@effect/platform`'s `HttpApi` (so clients can be derived from {@link Api}),
  * with its OpenAPI document at `GET /openapi.json` and reference at `GET /docs`, Prometheus metrics, a
- * health check, a live log, runner samples, guarded admin operations (rebuilds, dead letters), and the
- * console page at `GET /` (plain HTML, CSS and JavaScript files shipped in the package).
+ * health check, a live log, runner samples, guarded admin operations (rebuilds, dead letters, stream
+ * deletion and truncation, erasing data subjects), and the console page at `GET /` (plain HTML, CSS and
+ * JavaScript files shipped in the package).
  *
  * Pages of the log neither repeat nor skip events; bad parameters are 400s, never sent to the store; a
  * store failure is a 500. It has no authentication of its own for reads. The endpoints, errors and
@@ -42,6 +43,7 @@ import {
 } from "./internal/eventBrowserGroups.js"
 import * as Handlers from "./internal/eventBrowserHandlers.js"
 import * as Model from "./internal/eventBrowserModel.js"
+import * as Lifecycle from "./internal/lifecycleHandlers.js"
 import * as Tenants from "./tenancy.js"
 
 export {
@@ -56,13 +58,17 @@ export {
   Progress,
   ProjectionStatus,
   SagaInstance,
+  BadRequest,
   ServiceError,
+  StreamConflict,
   StreamPage,
   Unauthorized,
   Unhealthy
 } from "./internal/eventBrowserModel.js"
 export {
   ConsoleInfo,
+  StreamAction,
+  SubjectErasure,
   DeadLetter,
   DeadLetterAction,
   DeadLetters,
@@ -130,6 +136,12 @@ export {
  *   (the running workers handle the event again) or `discardDeadLetter`, for the projections given in the
  *   options; behind the admin token. 404 for an unknown projection or letter; 400 for an id that is not a
  *   positive integer.
+ * - `POST /admin/streams/:streamId/delete`, `.../undelete`, `.../hard-delete` and `.../truncate?before=n`,
+ *   behind the admin token: `EventStore`'s stream lifecycle (a hard delete removes the stream's snapshots
+ *   too when a `SnapshotStore` is provided). 404 for an unknown stream, 409 `StreamConflict` for a deleted
+ *   one (`hard`: for good), 400 for a bad id or `before`.
+ * - `POST /admin/subjects/:subject/erase`, behind the admin token: `KeyStore.erase` with the `KeyStore`
+ *   provided to the Layer (404 without one; 400 for a bad subject id).
  * - `GET /dead-letters?projection=`: the dead letters of the projections given in the options, oldest first.
  * - `GET /events/live?after=&category=&type=`: the log as it grows, as Server-Sent Events (`text/event-stream`):
  *   each event is an `event` frame whose `id` is its cursor and `data` the recorded event as JSON. It starts
@@ -149,7 +161,8 @@ export {
  *   {@link layer}, or {@link layerDocs}): the API reference, served without any external resource. *
  * Errors are `Schema.TaggedError`s with a `message`: bad parameters (limit out of range, malformed cursor,
  * bad dates, invalid stream id, category, type or saga instance id) are `HttpApiDecodeError` (400, with the schema issues); `NotFound` (404),
- * `Unauthorized` (401), `ServiceError` (500: a store failed), `Unhealthy` (503).
+ * `Unauthorized` (401), `StreamConflict` (409), `BadRequest` (400), `ServiceError` (500: a store failed),
+ * `Unhealthy` (503).
  *
  * **Gotchas**: the API is read-only except the admin group; it has no authentication of its own for the
  * read endpoints and shows event data and metadata as stored: put it behind your own gateway when the
@@ -313,6 +326,13 @@ export const handlers = <const O extends Options>(
       .handle("rebuildProjection", ({ path }) => Handlers.rebuild(config, path.name))
       .handle("retryDeadLetter", ({ path }) => Console.deadLetterAction(config, path.projection, path.id, "retry"))
       .handle("discardDeadLetter", ({ path }) => Console.deadLetterAction(config, path.projection, path.id, "discard"))
+      .handle("deleteStream", ({ path }) => Lifecycle.streamAction(path.streamId, "delete"))
+      .handle("undeleteStream", ({ path }) => Lifecycle.streamAction(path.streamId, "undelete"))
+      .handle("hardDeleteStream", ({ path }) => Lifecycle.streamAction(path.streamId, "hard-delete"))
+      .handle("truncateStream", ({ path, urlParams }) =>
+        Lifecycle.streamAction(path.streamId, "truncate", urlParams.before)
+      )
+      .handle("eraseSubject", ({ path }) => Lifecycle.eraseSubject(path.subject))
   ).pipe(
     Layer.provide(
       Layer.succeed(

@@ -375,8 +375,11 @@ describe("examples/bank application", () => {
         const databaseUrl = pgUrl.replace(/\/[^/]*$/, `/${database}`)
         const port = yield* freePort
         const [program, ...args] = scriptCommand("cluster")
+        const keys = yield* tempDir
         const cluster = yield* run(program, args, {
           DATABASE_URL: databaseUrl,
+          // the three processes share the master key (by default data/bank.key, made by the first)
+          BANK_MASTER_KEY_FILE: path.join(keys, "bank.key"),
           PORT: String(port),
           NATS_SERVER: process.env.NATS_SERVER ?? "/usr/sbin/nats-server"
         })

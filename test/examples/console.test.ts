@@ -1,7 +1,8 @@
 /**
  * The operations console in headless Chromium against the bank application, wired as `npm start` wires it,
  * on SQLite and on PostgreSQL: the page follows the live log while commands are sent, steps through an
- * account's states, retries a dead letter (refused first with a wrong token, changing nothing), shows the
+ * account's states, retries a dead letter (refused first with a wrong token, changing nothing), deletes and
+ * undeletes a stream and erases an account holder (each after a confirmation step), shows the
  * lag chart move during a rebuild, and `/docs` loads nothing from another host. No console errors but the
  * one refusal provoked on purpose; screenshots go to `test-results/console/` (gitignored).
  */
@@ -245,6 +246,28 @@ const scenario = (backend: string, env: Record<string, string>) =>
       [[2, 7]]
     )
     yield* shot("dead-letters", "#dead-letters")
+
+    // ---- a stream deleted from the page, then restored; a holder erased ----------------------------
+    assert.strictEqual(
+      (yield* call(url, "POST", "/accounts/gone/open", { owner: "Gone Holder", holderId: "cust-gone" })).status,
+      201
+    )
+    yield* run(() => page.fill("#streamId", "Account-gone"))
+    yield* run(() => page.press("#streamId", "Enter"))
+    yield* until("the stream to open", text("#streamTitle"), (t) => t === "Stream Account-gone")
+    yield* run(() => page.click("#deleteStream"))
+    yield* shot("stream-delete-confirm", "#stream")
+    yield* run(() => page.click("#streamAdmin button:text('Confirm')"))
+    yield* until("the deletion", text("#status"), (s) => s.includes("Account-gone deleted: its events are kept"))
+    assert.strictEqual((yield* call(url, "GET", "/streams/Account-gone")).status, 404)
+    yield* run(() => page.click("#undeleteStream"))
+    yield* run(() => page.click("#streamAdmin button:text('Confirm')"))
+    yield* until("the undeletion", text("#status"), (s) => s.includes("Account-gone undeleted"))
+    assert.strictEqual((yield* call(url, "GET", "/streams/Account-gone")).status, 200)
+    yield* run(() => page.fill("#eraseSubject", "cust-gone"))
+    yield* run(() => page.click("#eraseButton"))
+    yield* run(() => page.click("#eraseForm button:text('Confirm')"))
+    yield* until("the erasure", text("#status"), (s) => s.includes("cust-gone erased"))
 
     // ---- the lag chart during a rebuild ----------------------------------------------------------
     const balancesLag = () =>

@@ -197,6 +197,32 @@
       })
       .catch(failed)
   }
+  // stream operations (admin): each behind a confirmation step
+  function streamAction(action, question, query) {
+    var streamId = state.stream
+    var box = $("streamAdmin")
+    confirmStep(box, question, function () {
+      say(action + " " + streamId + "...")
+      var path = "admin/streams/" + encodeURIComponent(streamId) + "/" + action
+      request("POST", path, query ? new URLSearchParams(query) : null, true)
+        .then(function (done) {
+          if (action === "delete" || action === "hard-delete") {
+            $("streamEvents").replaceChildren()
+            $("timeTravel").classList.add("hidden")
+            say(
+              action === "delete"
+                ? streamId + " deleted: its events are kept, Undelete restores it"
+                : streamId + " deleted for good" + (done.snapshots ? ", with " + done.snapshots + " snapshots" : "")
+            )
+            return
+          }
+          return openStream(streamId, 1).then(function () {
+            say(action === "truncate" ? done.removed + " events of " + streamId + " removed" : streamId + " undeleted")
+          })
+        })
+        .catch(failed)
+    })
+  }
   function loadStates(streamId) {
     var category = streamId.split("-")[0]
     var known = info.deciders.indexOf(category) >= 0
@@ -630,6 +656,35 @@
   $("streamNextButton").addEventListener("click", function () {
     openStream(state.stream, state.streamNext)
   })
+  $("deleteStream").addEventListener("click", function () {
+    streamAction("delete", "Delete " + state.stream + "? (Undelete restores it)")
+  })
+  $("undeleteStream").addEventListener("click", function () {
+    streamAction("undelete", "Undelete " + state.stream + "?")
+  })
+  $("hardDeleteStream").addEventListener("click", function () {
+    streamAction("hard-delete", "Delete " + state.stream + " for good? Its events cannot be restored.")
+  })
+  $("truncateStream").addEventListener("click", function () {
+    var before = $("truncateBefore").value.trim()
+    if (!/^[1-9][0-9]*$/.test(before)) return say("truncate before: a version, 1 or more")
+    streamAction("truncate", "Remove the events of " + state.stream + " below version " + before + "?", {
+      before: before
+    })
+  })
+  $("eraseForm").addEventListener("submit", function (e) {
+    e.preventDefault()
+    var subject = $("eraseSubject").value.trim()
+    if (subject === "") return
+    var form = $("eraseForm")
+    confirmStep(form, "Erase " + subject + " for good? Its personal data can never be read again.", function () {
+      request("POST", "admin/subjects/" + encodeURIComponent(subject) + "/erase", null, true)
+        .then(function () {
+          say(subject + " erased: its personal fields read as erased")
+        })
+        .catch(failed)
+    })
+  })
   $("closeStream").addEventListener("click", function () {
     $("streamView").classList.add("hidden")
   })
@@ -670,6 +725,8 @@
     .then(function (body) {
       info = body
       $("adminArea").classList.toggle("hidden", !info.admin)
+      $("eraseForm").classList.toggle("hidden", !info.admin)
+      $("streamAdmin").classList.toggle("hidden", !info.admin)
       info.sagas.forEach(function (name) {
         var option = el("option", name)
         option.value = name

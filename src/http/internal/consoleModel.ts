@@ -101,3 +101,20 @@ export const DeadLetterAction = Schema.Struct({
   id: Schema.Int,
   action: Schema.Literal("retry", "discard")
 }).annotations({ identifier: "DeadLetterAction" })
+
+/**
+ * `POST /admin/streams/:streamId/...`: what was done. `removed`: the events a truncation removed;
+ * `snapshots`: the snapshots a hard delete removed (`null` without a snapshot store).
+ */
+export const StreamAction = Schema.Struct({
+  streamId: Schema.String,
+  action: Schema.Literal("delete", "undelete", "hard-delete", "truncate"),
+  removed: Schema.optional(Schema.Int),
+  snapshots: Schema.optional(Schema.NullOr(Schema.Int))
+}).annotations({ identifier: "StreamAction" })
+
+/** `POST /admin/subjects/:subject/erase`: the subject erased (its key deleted). */
+export const SubjectErasure = Schema.Struct({
+  subject: Schema.String,
+  erased: Schema.Literal(true)
+}).annotations({ identifier: "SubjectErasure" })

@@ -161,7 +161,9 @@ export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("effect-events
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
 
-/** The rebuild and dead-letter operations, behind {@link AdminAuth}. */
+const StreamPath = Schema.Struct({ streamId: Event.StreamId })
+
+/** The rebuild, dead-letter, stream lifecycle and erasure operations, behind {@link AdminAuth}. */
 export class AdminGroup extends HttpApiGroup.make("admin")
   .add(
     HttpApiEndpoint.post("rebuildProjection", "/admin/projections/:name/rebuild")
@@ -180,6 +182,66 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .setPath(DeadLetterPath)
       .addSuccess(ConsoleModel.DeadLetterAction)
       .addError(Model.NotFound)
+  )
+  .add(
+    HttpApiEndpoint.post("deleteStream", "/admin/streams/:streamId/delete")
+      .setPath(StreamPath)
+      .addSuccess(ConsoleModel.StreamAction)
+      .addError(Model.NotFound)
+      .addError(Model.StreamConflict)
+      .addError(Model.BadRequest)
+      .annotate(
+        OpenApi.Description,
+        "Soft-deletes the stream: appends and reads refused, events kept (undo with undelete)"
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("undeleteStream", "/admin/streams/:streamId/undelete")
+      .setPath(StreamPath)
+      .addSuccess(ConsoleModel.StreamAction)
+      .addError(Model.NotFound)
+      .addError(Model.StreamConflict)
+      .addError(Model.BadRequest)
+      .annotate(OpenApi.Description, "Undoes a soft delete")
+  )
+  .add(
+    HttpApiEndpoint.post("hardDeleteStream", "/admin/streams/:streamId/hard-delete")
+      .setPath(StreamPath)
+      .addSuccess(ConsoleModel.StreamAction)
+      .addError(Model.NotFound)
+      .addError(Model.StreamConflict)
+      .addError(Model.BadRequest)
+      .annotate(
+        OpenApi.Description,
+        "Deletes the stream for good: its events, unique values, command records and snapshots"
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("truncateStream", "/admin/streams/:streamId/truncate")
+      .setPath(StreamPath)
+      .setUrlParams(
+        Schema.Struct({
+          before: Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, Event.maxVersion)).annotations({
+            description: "The first version kept: every event below it is removed"
+          })
+        })
+      )
+      .addSuccess(ConsoleModel.StreamAction)
+      .addError(Model.NotFound)
+      .addError(Model.StreamConflict)
+      .addError(Model.BadRequest)
+      .annotate(OpenApi.Description, "Removes the stream's events below version `before` (numbering kept)")
+  )
+  .add(
+    HttpApiEndpoint.post("eraseSubject", "/admin/subjects/:subject/erase")
+      .setPath(Schema.Struct({ subject: Model.SubjectId }))
+      .addSuccess(ConsoleModel.SubjectErasure)
+      .addError(Model.NotFound)
+      .addError(Model.BadRequest)
+      .annotate(
+        OpenApi.Description,
+        "Erases a data subject: deletes its key, so its personal fields read as erased from then on (for good)"
+      )
   )
   .middleware(AdminAuth)
   .annotate(OpenApi.Description, "Operations, off unless an admin token is configured") {}

@@ -43,6 +43,9 @@ const requestName = (what: string, identifier: string, maxLength: number) =>
 /** A category to filter on: not empty, at most a stream id's length, without control characters or lone surrogates. */
 export const Category = requestName("a category", "Category", Event.maxStreamIdLength)
 
+/** A data subject's id in a path: 1 to 255 characters, without control characters or lone surrogates. */
+export const SubjectId = requestName("a subject id", "SubjectId", 255)
+
 /** A saga instance id in a path: not empty, without control characters or lone surrogates. */
 export const SagaInstanceId = requestName("a saga instance id", "SagaInstanceId", Number.POSITIVE_INFINITY)
 
@@ -224,10 +227,11 @@ export const Resource = Schema.Literal(
   "sagaInstance",
   "endpoint",
   "decider",
-  "deadLetter"
+  "deadLetter",
+  "keyStore"
 )
 
-/** 404: no such stream, runner, saga, instance, decider or dead letter (or the admin endpoints are off). */
+/** 404: no such stream, runner, saga, instance, decider, dead letter or key store (or the admin endpoints are off). */
 export class NotFound extends Schema.TaggedError<NotFound>()(
   "NotFound",
   { resource: Resource, id: Schema.String, message: Schema.String },
@@ -238,6 +242,23 @@ export class NotFound extends Schema.TaggedError<NotFound>()(
     return new NotFound({ resource, id, message: `No ${resource} ${JSON.stringify(id)}` })
   }
 }
+
+/**
+ * 409: the stream is deleted (`hard`: for good), so the operation does not apply to it: truncating or
+ * soft-deleting a stream deleted for good, undeleting one, truncating a soft-deleted one. Nothing changed.
+ */
+export class StreamConflict extends Schema.TaggedError<StreamConflict>()(
+  "StreamConflict",
+  { streamId: Schema.String, hard: Schema.Boolean, message: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {}
+
+/** 400: a request the store refused as bad input (what the request's Schemas did not catch). Nothing changed. */
+export class BadRequest extends Schema.TaggedError<BadRequest>()(
+  "BadRequest",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
 
 /** 401: the admin bearer token is missing or wrong. */
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
