@@ -19,6 +19,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Aggregate from "./Aggregate.js"
 import type * as CheckpointStore from "./CheckpointStore.js"
+import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
 import * as Requests from "./internal/requests.js"
 import { saysTransient } from "./internal/transient.js"
@@ -53,8 +54,8 @@ export type QueryClass = Requests.RequestClass
  */
 export const ReadAfter = Schema.Struct({
   streamId: Schema.String,
-  version: Schema.Int,
-  positions: Schema.optional(Schema.Array(Schema.BigInt)),
+  version: Schema.Int.pipe(Schema.nonNegative()),
+  positions: Schema.optional(Schema.Array(Schema.BigInt).pipe(Schema.maxItems(1000))),
   projections: Schema.optional(Schema.Array(Schema.String)),
   timeoutMillis: Schema.optional(Schema.Int.pipe(Schema.positive()))
 })
@@ -321,6 +322,7 @@ export const layer = <const Groups extends ReadonlyArray<Group<any>>>(
             new QueryValidationError({ queryTag: tag, reason: "InvalidReadAfter", detail })
           const unknown = (after.projections ?? []).filter((name) => !projections.has(name))
           if (unknown.length > 0) return yield* refuse(`unknown projection(s): ${unknown.join(", ")}`)
+          yield* Effect.mapError(Event.streamId(after.streamId), (error) => refuse(error.message))
           const waited =
             after.projections === undefined
               ? [...projections.values()]

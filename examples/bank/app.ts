@@ -1,5 +1,5 @@
 /**
- * The bank application, wired with Layers: stores, the command bus, the runners (two projections, the
+ * The bank application, wired with Layers: stores, the command and query buses, the runners (two projections, the
  * transfer saga, the outbox relay, the alerts consumer; each a fiber in the application's scope) and the
  * HTTP server.
  *
@@ -40,6 +40,7 @@ import { Account, AccountState } from "./Account.js"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
 import { BankApi, BankHandlers, guard } from "./http.js"
+import * as Queries from "./queries.js"
 import * as ReadModels from "./readModels.js"
 import * as Server from "./server.js"
 import { Transfer } from "./Transfer.js"
@@ -148,6 +149,9 @@ const commandBus = CommandBus.layer({
   middleware: [CommandMiddleware.tracing, CommandMiddleware.recoverDefects, CommandMiddleware.timeout("10 seconds")]
 }).pipe(Layer.provide(accountHandlers()))
 
+/** The account queries, answered from the read models (a `readAfter` waits for the two projections). */
+const queryBus = Queries.queryBus.pipe(Layer.provide(Queries.accountQueryHandlers))
+
 /** The long-running work, each a fiber in the application's scope. */
 const runners = Layer.mergeAll(
   Projection.layer(ReadModels.Balances),
@@ -189,6 +193,7 @@ export const layer = (config: BankConfig) =>
   Layer.mergeAll(http(config), runners).pipe(
     Layer.provide(telemetry(config)),
     Layer.provideMerge(commandBus),
+    Layer.provideMerge(queryBus),
     Layer.provideMerge(messaging(config)),
     Layer.provideMerge(stores(config))
   )
