@@ -44,7 +44,11 @@ export type Success<C> = Schema.WithResult.Success<C>
 export type Failure<C> = Schema.WithResult.Failure<C>
 
 /** A command class (a `Schema.TaggedRequest`): a Schema of commands, with its success and failure Schemas. */
-export type CommandClass = Requests.RequestClass
+export interface CommandClass extends Schema.Schema.AnyNoContext {
+  readonly _tag: string
+  readonly success: Schema.Schema.Any
+  readonly failure: Schema.Schema.All
+}
 
 // ---------------------------------------------------------------------------------------------------
 // errors

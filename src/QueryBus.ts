@@ -39,7 +39,11 @@ export type Success<Q> = Schema.WithResult.Success<Q>
 export type Failure<Q> = Schema.WithResult.Failure<Q>
 
 /** A query class (a `Schema.TaggedRequest`): a Schema of queries, with its success and failure Schemas. */
-export type QueryClass = Requests.RequestClass
+export interface QueryClass extends Schema.Schema.AnyNoContext {
+  readonly _tag: string
+  readonly success: Schema.Schema.Any
+  readonly failure: Schema.Schema.All
+}
 
 // ---------------------------------------------------------------------------------------------------
 // read-your-writes
@@ -175,7 +179,7 @@ export type Handlers<Q extends Query, R> = {
 /** A registered handler, with its requirements already provided. */
 export interface Route {
   readonly query: QueryClass
-  readonly handle: Requests.Handle
+  readonly handle: (query: Query) => Effect.Effect<unknown, unknown>
 }
 
 /** The service a group's `toLayer` provides: its routes. */
