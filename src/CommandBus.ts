@@ -17,7 +17,6 @@ import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
@@ -26,7 +25,7 @@ import type * as Tracer from "effect/Tracer"
 import * as Aggregate from "./Aggregate.js"
 import * as Event from "./Event.js"
 import type * as EventStore from "./EventStore.js"
-import * as Json from "./internal/json.js"
+import * as Requests from "./internal/requests.js"
 import { saysTransient } from "./internal/transient.js"
 import * as Uuid from "./internal/uuid.js"
 import * as Metrics from "./Metrics.js"
@@ -221,32 +220,13 @@ export const group = <const Classes extends ReadonlyArray<CommandClass>>(
     commands,
     tag,
     toLayer: <R>(handlers: Handlers<C, R>) =>
-      Layer.scoped(
+      Requests.groupLayer({
         tag,
-        Effect.gen(function* () {
-          const given = Object.keys(handlers)
-          const problems = [
-            ...tags
-              .filter((t) => typeof (handlers as Record<string, unknown>)[t] !== "function")
-              .map((t) => `no handler for ${t}`),
-            ...given.filter((t) => !tags.includes(t)).map((t) => `a handler for ${t}, which is not in the group`),
-            ...tags.filter((t, i) => tags.indexOf(t) !== i).map((t) => `${t} twice in the group`)
-          ]
-          if (problems.length > 0) return yield* new CommandBusConfigError({ problems })
-          const context = yield* Effect.context<R>()
-          return commands.map((command): Route => ({
-            command: command as CommandClass,
-            // each call in a scope of its own: resources a handler opens close when it returns
-            handle: (c) =>
-              Effect.provide(
-                Effect.scoped(
-                  (handlers as Record<string, (c: Command) => Effect.Effect<unknown, unknown, R>>)[command._tag]!(c)
-                ),
-                context
-              )
-          }))
-        })
-      ) as never
+        classes: commands,
+        handlers,
+        route: (command, handle): Route => ({ command, handle }),
+        refuse: (problems) => new CommandBusConfigError({ problems })
+      }) as never
   }
 }
 
@@ -486,39 +466,23 @@ export const validateCommand = (
   command: unknown,
   maxBytes: number
 ): Effect.Effect<{ readonly command: Command; readonly encoded: unknown }, CommandValidationError> =>
-  Effect.gen(function* () {
-    const refuse = (reason: CommandValidationError["reason"], detail: string) =>
-      new CommandValidationError({ commandTag: schema._tag, reason, detail })
-    const encoded = Schema.encodeUnknownEither(schema, { onExcessProperty: "error" })(command)
-    if (Either.isLeft(encoded)) return yield* refuse("InvalidCommand", describeParseError(encoded.left))
-    const json = Either.try(() => JSON.stringify(encoded.right))
-    if (Either.isLeft(json)) return yield* refuse("InvalidCommand", "its encoded form is not JSON")
-    const bytes = Json.byteLength(json.right)
-    if (bytes > maxBytes) return yield* refuse("TooLarge", `${bytes} bytes encoded, the limit is ${maxBytes}`)
-    const decoded = Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(encoded.right)
-    if (Either.isLeft(decoded)) return yield* refuse("InvalidCommand", describeParseError(decoded.left))
-    return { command: decoded.right as Command, encoded: encoded.right }
+  Either.match(Requests.validate(schema, command, maxBytes), {
+    onLeft: ({ detail, reason }) =>
+      Effect.fail(
+        new CommandValidationError({
+          commandTag: schema._tag,
+          reason: reason === "Invalid" ? "InvalidCommand" : reason,
+          detail
+        })
+      ),
+    onRight: ({ encoded, request }) => Effect.succeed({ command: request, encoded })
   })
-
-/**
- * Effect's formatter renders the offending value by recursion: a value nested deeply enough (a hostile
- * body 100,000 arrays deep) overflows the stack, which would turn bad input into a defect. Such a value
- * gets a description without it.
- */
-const describeParseError = (error: ParseResult.ParseError): string =>
-  Either.getOrElse(
-    Either.try(() => ParseResult.TreeFormatter.formatErrorSync(error)),
-    () => "it does not match its Schema (a value nested too deeply to show)"
-  )
 
 /** Largest encoded command by default: 1 MiB. */
 export const defaultMaxCommandBytes = 1024 * 1024
 
 /** The tag of something passed as a command, for errors and routing (it may be hostile input). */
-export const commandTagOf = (command: unknown): string => {
-  const tag = typeof command === "object" && command !== null ? (command as { _tag?: unknown })._tag : undefined
-  return typeof tag === "string" ? tag : "(untagged)"
-}
+export const commandTagOf: (command: unknown) => string = Requests.requestTagOf
 
 /**
  * The command context with a command id: the caller's, or a new one. The bus and its transports give
@@ -543,15 +507,9 @@ export const isTransient = (error: unknown): boolean => {
   return saysTransient(error) || tag === "ConcurrencyConflict" || tag === "TimeoutException"
 }
 
-const tagOf = (error: unknown): { readonly errorTag?: string } =>
-  typeof error === "object" && error !== null && typeof (error as { _tag?: unknown })._tag === "string"
-    ? { errorTag: (error as { _tag: string })._tag }
-    : {}
+const tagOf = Requests.errorTagOf
 
-const describe = (error: unknown): string =>
-  typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
-    ? `${(error as { _tag?: string })._tag ?? "Error"}: ${error.message}`
-    : String(error)
+const describe = Requests.describeError
 
 // ---------------------------------------------------------------------------------------------------
 // send

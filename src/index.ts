@@ -7,8 +7,8 @@
  *   and its errors) and `Upcaster` (codecs, schema evolution, sealing `Personal` fields with `KeyStore` keys);
  *   `MemoryEventStore`.
  * - `Aggregate`, `Snapshot`; `CommandBus`, `CommandMiddleware`; `Projection` (engine in `projection/`),
- *   `CheckpointStore`, `Wakeup`; `Saga`, `SagaStore`; `Outbox`, `EventBus`, `Inbox`; `Metrics`; `SchemaLock`,
- *   `HistoryCheck`; `Tenancy` (decorators over the contracts: nothing in the core imports it).
+ *   `CheckpointStore`, `Wakeup`; `QueryBus` (answered from projections); `Saga`, `SagaStore`; `Outbox`,
+ *   `EventBus`, `Inbox`; `Metrics`; `SchemaLock`, `HistoryCheck`; `Tenancy` (decorators over the contracts: nothing in the core imports it).
  * - Integrations, each behind an entry point of its own: `/sql` (the SQL services, free of drivers), `/pg`,
  *   `/sqlite`, `/mysql` (a backend's client Layer), `/nats`, `/http`, `/observability`, `/testing`.
  * `internal/` holds private helpers shared by two or more modules.
@@ -26,6 +26,7 @@ export * as Projection from "./Projection.js"
 export * as Wakeup from "./Wakeup.js"
 export * as CommandBus from "./CommandBus.js"
 export * as CommandMiddleware from "./CommandMiddleware.js"
+export * as QueryBus from "./QueryBus.js"
 export * as Saga from "./Saga.js"
 export * as SagaStore from "./SagaStore.js"
 export * as Outbox from "./Outbox.js"

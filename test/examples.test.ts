@@ -7,6 +7,7 @@ import * as Commands from "../examples/commands.js"
 import * as Specs from "../examples/guides/specs.js"
 import * as Transactions from "../examples/guides/transactions.js"
 import * as Projections from "../examples/projections.js"
+import * as QueriesExample from "../examples/queries.js"
 import * as Upcasting from "../examples/upcasting.js"
 import * as Walkthrough from "../examples/walkthrough.js"
 
@@ -38,6 +39,12 @@ describe("examples", () => {
         refused: "InsufficientFunds",
         invalid: "CommandValidationError"
       })
+    })
+  )
+
+  it.live("the queries example: a query with the deposit's readAfter shows it", () =>
+    Effect.gen(function* () {
+      assert.strictEqual(yield* QueriesExample.program.pipe(Effect.provide(QueriesExample.Live)), 100)
     })
   )
 

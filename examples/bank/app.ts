@@ -1,5 +1,5 @@
 /**
- * The bank application, wired with Layers: stores, the command bus, the runners (two projections, the
+ * The bank application, wired with Layers: stores, the command and query buses, the runners (two projections, the
  * transfer saga, the outbox relay, the alerts consumer; each a fiber in the application's scope) and the
  * HTTP server.
  *
@@ -53,6 +53,7 @@ import { Account, AccountState } from "./Account.js"
 import * as Alerts from "./alerts.js"
 import { AccountCommands, accountHandlers } from "./commands.js"
 import { BankApi, BankHandlers, guard } from "./http.js"
+import * as Queries from "./queries.js"
 import * as ReadModels from "./readModels.js"
 import * as Server from "./server.js"
 import { Transfer } from "./Transfer.js"
@@ -215,6 +216,9 @@ const commandBus = CommandBus.layer({
   middleware: [CommandMiddleware.tracing, CommandMiddleware.recoverDefects, CommandMiddleware.timeout("10 seconds")]
 }).pipe(Layer.provide(accountHandlers()))
 
+/** The account queries, answered from the read models (a `readAfter` waits for the two projections). */
+const queryBus = Queries.queryBus.pipe(Layer.provide(Queries.accountQueryHandlers))
+
 /** The long-running work of the `projections` role, each a fiber in the application's scope. */
 const projectionRunners = Layer.mergeAll(
   Projection.layer(ReadModels.Balances),
@@ -264,6 +268,7 @@ const withFoundation = <A, E, R>(config: BankConfig, parts: Layer.Layer<A, E, R>
   parts.pipe(
     Layer.provide(telemetry(config)),
     Layer.provideMerge(commandBus),
+    Layer.provideMerge(queryBus),
     Layer.provideMerge(messaging(config)),
     Layer.provideMerge(stores(config))
   )

@@ -6,7 +6,7 @@
  * `Account.ts`): what one layer accepts, the others do.
  */
 import * as Schema from "effect/Schema"
-import { CommandBus } from "effect-eventsourcing"
+import { CommandBus, QueryBus } from "effect-eventsourcing"
 import {
   Account,
   AccountAlreadyOpen,
@@ -20,7 +20,11 @@ import {
 } from "./Account.js"
 
 export const AccountId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9]{1,64}$/))
-export const Handled = Schema.Struct({ version: Schema.Number })
+/**
+ * What a command answers: the account's version after it, and its `readAfter`: ask a query with it (over
+ * HTTP, as the `read-after` header) and the answer shows this command.
+ */
+export const Handled = Schema.Struct({ version: Schema.Number, readAfter: QueryBus.ReadAfter })
 
 export class OpenAccount extends Schema.TaggedRequest<OpenAccount>()("OpenAccount", {
   failure: AccountAlreadyOpen,
@@ -53,5 +57,5 @@ export const accountHandlers = (prefix = "") =>
   CommandBus.deciderLayer(AccountCommands, Account, {
     idField: "accountId",
     idPrefix: prefix,
-    success: (result) => ({ version: result.version })
+    success: (result) => ({ version: result.version, readAfter: QueryBus.readAfter(result) })
   })

@@ -35,8 +35,14 @@ const scenario = Effect.gen(function* () {
   yield* client.accounts.openAccount({ path: { accountId: bob }, payload: { owner: "Bob", holderId: `cust-${bob}` } })
   yield* client.accounts.deposit({ path: { accountId: alice }, payload: { amount: 5000 } })
   yield* client.accounts.deposit({ path: { accountId: bob }, payload: { amount: 100 } })
-  yield* client.accounts.withdraw({ path: { accountId: alice }, payload: { amount: 1500 } })
+  const withdrawn = yield* client.accounts.withdraw({ path: { accountId: alice }, payload: { amount: 1500 } })
   yield* Effect.log(`opened ${alice} (5000 in, 1500 out) and ${bob} (100 in)`)
+  // read-your-writes: with the command's readAfter, the query answers once the read model shows it
+  const read = yield* client.accountQueries.getAccount({
+    path: { accountId: alice },
+    headers: { "read-after": withdrawn.readAfter }
+  })
+  yield* Effect.log(`read right after the withdrawal: ${alice} has ${read.balance}`)
 
   // the command's domain errors are typed: InsufficientFunds carries the balance
   const refused = yield* Effect.flip(
@@ -75,14 +81,14 @@ const scenario = Effect.gen(function* () {
 
   // the read models catch up on their own; wait until they show every movement
   const expected = { [alice]: 5000 - 1500 - 250, [bob]: 100 + 250 }
-  const accounts = yield* client.bank.listAccounts().pipe(
+  const accounts = yield* client.accountQueries.listAccounts({ headers: {} }).pipe(
     Effect.map((all) => all.filter((a) => a.accountId === alice || a.accountId === bob)),
     Effect.filterOrFail((mine) => mine.length === 2 && mine.every((a) => a.balance === expected[a.accountId])),
     Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("20 seconds"))),
     Effect.orElseFail(() => new Error(`balances do not add up: expected ${JSON.stringify(expected)}`))
   )
   for (const account of accounts) yield* Effect.log(`balance of ${account.accountId}: ${account.balance}`)
-  const history = yield* client.bank.accountHistory({ path: { accountId: alice } })
+  const history = yield* client.accountQueries.accountHistory({ path: { accountId: alice }, headers: {} })
   for (const movement of history) {
     yield* Effect.log(`  ${alice} v${movement.version}: ${movement.kind} ${movement.amount} -> ${movement.balance}`)
   }

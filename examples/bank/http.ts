@@ -2,8 +2,10 @@
  * The bank's HTTP API: the library's event browser and console (`GET /`, `/docs`, `/events`, `/events/live`,
  * `/streams/...`, `/projections`, `/sagas/...`, `/dead-letters`, `/health`, `/metrics`, `/openapi.json`), the
  * account commands derived from the command bus group (`CommandApi`: `POST /accounts/:accountId/open`,
- * `/deposit`, `/withdraw`, `/close`), and the bank's own group: reads from the read models (eventually
- * consistent: a read right after a command may not show it yet) and transfers.
+ * `/deposit`, `/withdraw`, `/close`), the account queries derived from the query bus group (`QueryApi`:
+ * `GET /accounts`, `/accounts/:accountId`, `/accounts/:accountId/history`, answered from the read models:
+ * eventually consistent, unless the request carries a command's `readAfter` as its `read-after` header),
+ * and the bank's own group: transfers.
  *
  * Client input never yields a 5xx, and only a failure worth retrying says so:
  * - the command bodies are the commands' own fields, so what passes here passes the command bus; **unknown
@@ -12,8 +14,9 @@
  *   {@link maxJsonDepth} with 400 before anything decodes it (describing a schema error on a value nested
  *   100,000 levels deep overflows the stack);
  * - commands: bad input 400, a domain refusal 409 (the error itself: `InsufficientFunds`...), a transient
- *   failure 503 (try again), anything else 500 (see `CommandApi.group`); reads and transfers: bad input 400
- *   (`Invalid`), a store failure 503 (`Unavailable`).
+ *   failure 503 (try again), anything else 500 (see `CommandApi.group`); queries: bad input 400, an unknown
+ *   account 404, a read model unavailable or behind the `read-after` write 503 (see `QueryApi.group`);
+ *   transfers: bad input 400 (`Invalid`), a store failure 503 (`Unavailable`).
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
@@ -30,10 +33,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { Event, EventStore } from "effect-eventsourcing"
-import { CommandApi, EventBrowserApi } from "effect-eventsourcing/http"
+import { CommandApi, EventBrowserApi, QueryApi } from "effect-eventsourcing/http"
 import { Amount } from "./Account.js"
 import { AccountCommands, AccountId } from "./commands.js"
-import * as ReadModels from "./readModels.js"
+import { AccountQueries } from "./queries.js"
 
 /** The request was not valid. */
 export class Invalid extends Schema.TaggedError<Invalid>()(
@@ -48,14 +51,6 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()(
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 503 })
 ) {}
-
-export class AccountNotFound extends Schema.TaggedError<AccountNotFound>()(
-  "AccountNotFound",
-  { accountId: Schema.String },
-  HttpApiSchema.annotations({ status: 404 })
-) {}
-
-const accountPath = Schema.Struct({ accountId: AccountId })
 
 /** A request body: unknown fields are refused, as the command bus refuses them. */
 const body = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
@@ -73,20 +68,18 @@ export const AccountCommandsApi = CommandApi.group("accounts", AccountCommands, 
   endpoints: { OpenAccount: { path: "/open", status: 201 }, CloseAccount: { path: "/close" } }
 })
 
-/** The bank's own endpoints: reads from the read models, and transfers (events the `Transfer` saga reacts to). */
+/**
+ * The account queries (`queries.ts`) over HTTP, derived: `GET /accounts`, `/accounts/:accountId` (404 when
+ * unknown) and `/accounts/:accountId/history`; each takes a command's `readAfter` as its `read-after` header.
+ */
+export const AccountQueriesApi = QueryApi.group("accountQueries", AccountQueries, {
+  idField: "accountId",
+  path: "/accounts",
+  endpoints: { GetAccount: { path: "" }, ListAccounts: { path: "" }, AccountHistory: { path: "/history" } }
+})
+
+/** The bank's own endpoints: transfers (events the `Transfer` saga reacts to). */
 export class BankGroup extends HttpApiGroup.make("bank")
-  .add(HttpApiEndpoint.get("listAccounts", "/accounts").addSuccess(Schema.Array(ReadModels.AccountView)))
-  .add(
-    HttpApiEndpoint.get("getAccount", "/accounts/:accountId")
-      .setPath(accountPath)
-      .addSuccess(ReadModels.AccountView)
-      .addError(AccountNotFound)
-  )
-  .add(
-    HttpApiEndpoint.get("accountHistory", "/accounts/:accountId/history")
-      .setPath(accountPath)
-      .addSuccess(Schema.Array(ReadModels.Movement))
-  )
   .add(
     HttpApiEndpoint.post("requestTransfer", "/transfers")
       .setPayload(TransferBody)
@@ -100,16 +93,14 @@ export class BankGroup extends HttpApiGroup.make("bank")
   .addError(Invalid)
   .addError(Unavailable) {}
 
-/** The event browser's groups, the account commands and the bank's own, served together. */
-export class BankApi extends EventBrowserApi.Api.add(AccountCommandsApi).add(BankGroup) {}
+/** The event browser's groups, the account commands and queries, and the bank's own, served together. */
+export class BankApi extends EventBrowserApi.Api.add(AccountCommandsApi).add(AccountQueriesApi).add(BankGroup) {}
 
 /** A store failure as HTTP: a refused append is the request's fault (400); the rest may pass (503). */
 const storeFailure = (error: { readonly _tag: string; readonly message: string }) =>
   error._tag === "InvalidAppend" || error._tag === "InvalidStreamId"
     ? new Invalid({ message: error.message })
     : new Unavailable({ message: error.message })
-
-const unavailable = (error: { readonly message: string }) => new Unavailable({ message: error.message })
 
 /** Appends one transfer event to the transfer's stream (the `Transfer` saga reacts to it). */
 const transferEvent = (transferId: string, type: string, data: object) =>
@@ -122,16 +113,6 @@ const transferEvent = (transferId: string, type: string, data: object) =>
 
 const bankHandlers = HttpApiBuilder.group(BankApi, "bank", (handlers) =>
   handlers
-    .handle("listAccounts", () => Effect.mapError(ReadModels.accounts, unavailable))
-    .handle("getAccount", ({ path }) =>
-      ReadModels.account(path.accountId).pipe(
-        Effect.mapError(unavailable),
-        Effect.flatMap((found) =>
-          found === undefined ? Effect.fail(new AccountNotFound({ accountId: path.accountId })) : Effect.succeed(found)
-        )
-      )
-    )
-    .handle("accountHistory", ({ path }) => Effect.mapError(ReadModels.history(path.accountId), unavailable))
     .handle("requestTransfer", ({ payload }) => {
       const transferId = crypto.randomUUID()
       return transferEvent(transferId, "TransferRequested", { transferId, ...payload })
@@ -141,8 +122,15 @@ const bankHandlers = HttpApiBuilder.group(BankApi, "bank", (handlers) =>
     )
 )
 
-/** The handlers of the account commands (dispatched on the command bus) and of the bank's own group. */
-export const BankHandlers = Layer.merge(CommandApi.layer(BankApi, "accounts"), bankHandlers)
+/**
+ * The handlers of the account commands (dispatched on the command bus), of the account queries (asked of
+ * the query bus) and of the bank's own group.
+ */
+export const BankHandlers = Layer.mergeAll(
+  CommandApi.layer(BankApi, "accounts"),
+  QueryApi.layer(BankApi, "accountQueries"),
+  bankHandlers
+)
 
 // ---------------------------------------------------------------------------------------------------
 // the request guard

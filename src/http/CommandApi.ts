@@ -24,6 +24,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as CommandBus from "../CommandBus.js"
 import * as Event from "../Event.js"
+import * as Derive from "./internal/derive.js"
 
 // ---------------------------------------------------------------------------------------------------
 // types
@@ -166,12 +167,6 @@ class Commands extends Context.Tag("effect-eventsourcing/http/CommandApi/Command
   { readonly commands: ReadonlyArray<CommandBus.CommandClass>; readonly idField: string }
 >() {}
 
-/** `OpenAccount`: `open-account`. */
-const kebab = (tag: string) => tag.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase()
-
-const fieldsOf = (command: CommandBus.CommandClass): Schema.Struct.Fields =>
-  (command as unknown as { readonly fields: Schema.Struct.Fields }).fields
-
 /**
  * Derives an `HttpApiGroup` named `name` from a command bus group: for each command, the endpoint
  * `POST {path}/:{idField}{endpoint path}` (by default the tag in kebab case: `Deposit` is
@@ -217,9 +212,9 @@ export const group = <
   })
   for (const command of commands.commands) {
     const own = endpoints[command._tag] ?? {}
-    const { [options.idField]: id, _tag: _, ...payload } = fieldsOf(command)
-    const path = `${options.path}/:${options.idField}${own.path ?? `/${kebab(command._tag)}`}` as const
-    let endpoint: any = HttpApiEndpoint.post(uncapitalize(command._tag), path)
+    const { [options.idField]: id, _tag: _, ...payload } = Derive.fieldsOf(command)
+    const path = `${options.path}/:${options.idField}${own.path ?? `/${Derive.kebab(command._tag)}`}` as const
+    let endpoint: any = HttpApiEndpoint.post(Derive.uncapitalize(command._tag), path)
       .setPath(Schema.Struct({ [options.idField]: id! }) as never)
       .addSuccess(command.success, own.status === undefined ? undefined : { status: own.status })
     if (Object.keys(payload).length > 0) {
@@ -227,23 +222,12 @@ export const group = <
         Schema.Struct(payload).annotations({ parseOptions: { onExcessProperty: "error" } }) as never
       )
     }
-    const failures = new Set<Schema.Schema.Any>()
-    HttpApiSchema.deunionize(failures, command.failure as Schema.Schema.Any)
-    for (const failure of failures) {
-      if (failure.ast._tag === "NeverKeyword") continue
-      // a Schema annotated with its status is added as it is (annotating it again would drop its annotations)
-      const status = HttpApiSchema.getStatus(failure.ast, defaultDomainErrorStatus)
-      endpoint = endpoint.addError(failure, HttpApiSchema.getStatusError(failure) === status ? undefined : { status })
-    }
+    endpoint = Derive.addFailures(endpoint, command.failure, defaultDomainErrorStatus)
     derived = derived.add(endpoint)
   }
-  for (const [error, status] of busErrors) {
-    derived = derived.addError(error, HttpApiSchema.getStatusError(error) === status ? undefined : { status })
-  }
+  derived = Derive.addGroupErrors(derived, busErrors)
   return derived as unknown as CommandGroup<Name, C, IdField>
 }
-
-const uncapitalize = (tag: string) => tag.charAt(0).toLowerCase() + tag.slice(1)
 
 /** The request header whose value, when present, is the command's id (lower case, as Node gives headers). */
 export const idempotencyKeyHeader = "idempotency-key"
@@ -297,9 +281,9 @@ export const layer = <
       let served = handlers as any
       for (const command of commands) {
         const Class = command as unknown as new (props: object, disableValidation: boolean) => CommandBus.Command
-        const hasPayload = Object.keys(fieldsOf(command)).some((field) => field !== "_tag" && field !== idField)
+        const hasPayload = Object.keys(Derive.fieldsOf(command)).some((field) => field !== "_tag" && field !== idField)
         served = served.handle(
-          uncapitalize(command._tag),
+          Derive.uncapitalize(command._tag),
           (request: {
             readonly path: Record<string, unknown>
             readonly payload?: object

@@ -8,14 +8,11 @@
  *
  * The wire format and the Gotchas (the server trusts the metadata it receives): {@link serve}.
  */
-import { errors as NatsErrors, type Msg, type Subscription } from "@nats-io/transport-node"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Event from "../Event.js"
 import {
@@ -36,6 +33,7 @@ import {
   type Success,
   validateCommand
 } from "../CommandBus.js"
+import * as RequestReply from "./internal/requestReply.js"
 import { Nats } from "./Nats.js"
 
 /** Options shared by both sides. */
@@ -74,17 +72,8 @@ const replySchema = (command: CommandClass): Schema.Schema<Exit.Exit<unknown, un
     })
   ) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, string>
 
-const subjectOf = (prefix: string, tag: string) => `${prefix}.${tag}`
-
 const checkSubjects = (prefix: string, tags: ReadonlyArray<string>) => {
-  const token = /^[A-Za-z0-9_-]+$/
-  const problems = [
-    ...prefix
-      .split(".")
-      .filter((t) => !token.test(t))
-      .map((t) => `subject prefix token ${JSON.stringify(t)} is not plain`),
-    ...tags.filter((t) => !token.test(t)).map((t) => `command tag ${JSON.stringify(t)} cannot be a subject token`)
-  ]
+  const problems = RequestReply.subjectProblems(prefix, tags, "command")
   return problems.length > 0 ? Effect.fail(new CommandBusConfigError({ problems })) : Effect.void
 }
 
@@ -110,121 +99,43 @@ export const serve = (options: ServeOptions = {}): Layer.Layer<never, CommandBus
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const bus = yield* CommandBus
-      const { connection } = yield* Nats
+      const nats = yield* Nats
       const prefix = options.subjectPrefix ?? "commands"
       const queue = options.queue ?? "command-bus"
       yield* checkSubjects(prefix, [...bus.commands.map((c) => c._tag), queue])
-      const maxBytes = options.maxCommandBytes ?? defaultMaxCommandBytes
-      const concurrency = Math.max(1, options.concurrency ?? 256)
-      const semaphore = yield* Effect.makeSemaphore(concurrency)
-      const requests = yield* FiberSet.make<void>()
-      const run = yield* FiberSet.runtime(requests)<never>()
-      let inProgress = 0
-      const served: Array<Served> = []
-      // runs after the subscriptions' finalizers (registered later), before the set interrupts what is left
-      yield* Effect.addFinalizer(() =>
-        Effect.repeat(FiberSet.size(requests), { until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }).pipe(
-          Effect.timeoutOption("10 seconds")
-        )
-      )
-      for (const command of bus.commands) {
-        const reply = Schema.encodeEither(replySchema(command))
-        const failure = (error: CommandBusError) => Either.getOrElse(reply(Exit.fail(error)), () => "")
-        const answer = (msg: Msg, exit: Exit.Exit<unknown, unknown>) =>
-          Effect.sync(() => {
-            const encoded = Either.match(reply(exit), {
-              onLeft: () =>
-                failure(
-                  new CommandTransportError({ commandTag: command._tag, detail: "the result could not be encoded" })
-                ),
-              onRight: (json) => json
-            })
-            // a reply over the server's payload limit cannot be sent: say so instead of leaving the caller waiting
-            msg.respond(
-              Buffer.byteLength(encoded) <= (connection.info?.max_payload ?? defaultMaxPayload)
-                ? encoded
-                : failure(
-                    new CommandTransportError({ commandTag: command._tag, detail: "the result is too large to send" })
-                  )
-            )
-          })
-        const invalid = (detail: string) =>
-          new CommandValidationError({ commandTag: command._tag, reason: "InvalidCommand", detail })
-        const handle = (msg: Msg) =>
-          Effect.gen(function* () {
-            if (msg.data.length > maxBytes) {
-              return yield* new CommandValidationError({
-                commandTag: command._tag,
-                reason: "TooLarge",
-                detail: `${msg.data.length} bytes, the limit is ${maxBytes}`
+      yield* RequestReply.serve({
+        nats,
+        prefix,
+        queue,
+        concurrency: Math.max(1, options.concurrency ?? 256),
+        maxBytes: options.maxCommandBytes ?? defaultMaxCommandBytes,
+        span: "CommandBus.serve",
+        attribute: "command.tag",
+        refuse: (problems) => new CommandBusConfigError({ problems }),
+        endpoints: bus.commands.map((command): RequestReply.Endpoint => {
+          const invalid = (detail: string) =>
+            new CommandValidationError({ commandTag: command._tag, reason: "InvalidCommand", detail })
+          return {
+            tag: command._tag,
+            encode: Schema.encodeEither(replySchema(command)),
+            tooLarge: (detail) => new CommandValidationError({ commandTag: command._tag, reason: "TooLarge", detail }),
+            overloaded: new BusOverloaded({ commandTag: command._tag }),
+            undeliverable: (detail) => new CommandTransportError({ commandTag: command._tag, detail }),
+            handle: (text) =>
+              Effect.gen(function* () {
+                const request = yield* Schema.decodeUnknown(Request)(text).pipe(
+                  Effect.mapError((error) => invalid(error.message))
+                )
+                const decoded = yield* Schema.decodeUnknown(command, { onExcessProperty: "error" })(
+                  request.command
+                ).pipe(Effect.mapError((error) => invalid(error.message)))
+                return yield* bus.dispatch(decoded as Command).pipe(Event.withCommandContext(request.metadata))
               })
-            }
-            const request = yield* Schema.decodeUnknown(Request)(msg.string()).pipe(
-              Effect.mapError((error) => invalid(error.message))
-            )
-            const decoded = yield* Schema.decodeUnknown(command, { onExcessProperty: "error" })(request.command).pipe(
-              Effect.mapError((error) => invalid(error.message))
-            )
-            return yield* bus.dispatch(decoded as Command).pipe(Event.withCommandContext(request.metadata))
-          }).pipe(
-            semaphore.withPermits(1),
-            Effect.exit,
-            Effect.flatMap((exit) => answer(msg, exit)),
-            Effect.withSpan("CommandBus.serve", {
-              attributes: { "command.tag": command._tag },
-              captureStackTrace: false
-            })
-          )
-        // runs inside the client's reader: nothing may throw here (a throw stops it for every subscription)
-        const callback = (error: Error | null, msg: Msg) => {
-          if (error !== null) return // the server refused the subscription: the Layer fails (below)
-          if (inProgress >= 2 * concurrency) {
-            // a draining or closed connection refuses the reply: the caller times out, as it would anyway
-            Either.try(() => msg.respond(failure(new BusOverloaded({ commandTag: command._tag }))))
-            return
           }
-          inProgress++
-          run(
-            Effect.ensuring(
-              handle(msg),
-              Effect.sync(() => inProgress--)
-            )
-          )
-        }
-        const subject = subjectOf(prefix, command._tag)
-        served.push({ subject, subscription: connection.subscribe(subject, { queue, callback }) })
-      }
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() =>
-          served.forEach(({ subscription }) => {
-            if (!subscription.isClosed()) subscription.unsubscribe()
-          })
-        )
-      )
-      // the subscriptions are known to the server before the Layer is up, or refused (permissions)
-      yield* Effect.promise(() => connection.flush())
-      const refused = yield* Effect.forEach(
-        served.filter(({ subscription }) => subscription.isClosed()),
-        ({ subject, subscription }) =>
-          Effect.map(
-            Effect.promise(() => subscription.closed),
-            (reason) => `${subject}: ${reasonOf(reason)}`
-          )
-      )
-      if (refused.length > 0) return yield* new CommandBusConfigError({ problems: refused })
+        })
+      })
     })
   )
-
-/** A command subject this instance serves. */
-interface Served {
-  readonly subject: string
-  readonly subscription: Subscription
-}
-
-const reasonOf = (reason: void | Error) => (reason instanceof Error ? reason.message : "refused")
-
-/** NATS's default max payload, for a connection that no longer knows the server's. */
-const defaultMaxPayload = 1024 * 1024
 
 /**
  * A `CommandBus` that sends its commands over NATS to the instances serving them. `send` runs the
@@ -260,25 +171,17 @@ export const layerClient = (options: ClientOptions): Layer.Layer<CommandBus, Com
           const { encoded } = yield* validateCommand(route.command, command, defaultMaxCommandBytes)
           const metadata = yield* contextWithCommandId
           const transportError = (detail: string) => new CommandTransportError({ commandTag: tag, detail })
-          if (!(yield* nats.connected)) return yield* transportError("not connected to NATS")
-          const msg = yield* Effect.tryPromise({
-            try: () =>
-              nats.connection.request(subjectOf(prefix, tag), JSON.stringify({ command: encoded, metadata }), {
-                timeout
-              }),
-            catch: (cause) =>
-              cause instanceof NatsErrors.TimeoutError ||
-              (cause instanceof NatsErrors.RequestError && cause.cause instanceof NatsErrors.TimeoutError)
-                ? new CommandTimeout({ commandTag: tag, timeoutMillis: timeout })
-                : cause instanceof NatsErrors.RequestError && cause.isNoResponders()
-                  ? transportError("no instance serves this command")
-                  : transportError(cause instanceof Error ? cause.message : String(cause))
-          })
-          const exit = route.reply(msg.string())
-          if (Either.isLeft(exit)) return yield* transportError(`undecodable reply: ${exit.left.message}`)
-          // the server's interruption is not this fiber's
-          if (Exit.isInterrupted(exit.right)) return yield* transportError("the command was interrupted on the server")
-          return (yield* exit.right) as Success<C>
+          const reply = yield* RequestReply.request<CommandTimeout | CommandTransportError>(
+            nats,
+            RequestReply.subjectOf(prefix, tag),
+            JSON.stringify({ command: encoded, metadata }),
+            timeout,
+            {
+              timeout: (timeoutMillis) => new CommandTimeout({ commandTag: tag, timeoutMillis }),
+              transport: transportError
+            }
+          )
+          return (yield* RequestReply.replied(route.reply(reply), transportError)) as Success<C>
         }).pipe(
           Effect.withSpan("CommandBus.dispatch", {
             kind: "client",

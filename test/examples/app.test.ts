@@ -299,7 +299,7 @@ describe("examples/bank application", () => {
         yield* app.printed(/shutting down: stopped accepting/)
         // the held request completes now, during the drain, and is answered, closing its connection
         completing.socket.write(JSON.stringify({ amount: 5 }))
-        yield* completing.receivedMatching(/HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{"version":2\}/)
+        yield* completing.receivedMatching(/HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{"version":2,"readAfter":\{.*\}\}/)
         assert.match(completing.received(), /\r\nconnection: close\r\n/i)
         yield* Effect.promise(() => completing.closed)
 

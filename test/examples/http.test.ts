@@ -179,6 +179,28 @@ const hostile: ReadonlyArray<readonly [string, Parameters<typeof send>[1], numbe
     post("/accounts/steady/deposit", { amount: 1 }, { ...json, "idempotency-key": "" }),
     400
   ],
+  // queries: derived GET endpoints, URL parameters and the read-after header decoded by their Schemas
+  ["an unknown account", { path: "/accounts/nobody" }, 404],
+  ["a URL parameter a query does not take", { path: "/accounts/steady?admin=1" }, 400],
+  ["a read-after that is not JSON", { path: "/accounts/steady", headers: { "read-after": "{" } }, 400],
+  [
+    "a read-after without a version",
+    { path: "/accounts/steady", headers: { "read-after": '{"streamId":"Account-steady"}' } },
+    400
+  ],
+  [
+    "a read-after naming an unknown projection",
+    {
+      path: "/accounts/steady",
+      headers: { "read-after": '{"streamId":"Account-steady","version":1,"projections":["nope"]}' }
+    },
+    400
+  ],
+  [
+    "a read-after with a NUL stream id",
+    { path: "/accounts/steady", headers: { "read-after": '{"streamId":"a\\u0000b","version":1}' } },
+    400
+  ],
   ["stream id with NUL", { path: "/streams/%00" }, 400],
   ["saga id with NUL", { path: "/sagas/transfer/%00" }, 400],
   ["category NUL", { path: "/events?category=%00" }, 400],
