@@ -252,6 +252,16 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
           .truncateStream(scopedName(tenant, streamId), before)
           .pipe(Effect.mapError((error) => streamError(tenant, error)))
       ),
+    archiveStream: (streamId, options) =>
+      Effect.flatMap(Effect.zipLeft(required("archiveStream"), own(streamId)), (tenant) =>
+        store
+          .archiveStream(scopedName(tenant, streamId), options)
+          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      ),
+    applyRetention: (cut) =>
+      Effect.flatMap(required("applyRetention"), (tenant) =>
+        store.applyRetention({ ...cut, category: scopedName(tenant, cut.category) })
+      ),
     findCommand: (commandId) =>
       Effect.flatMap(required("findCommand"), (tenant) =>
         Effect.map(store.findCommand(scopedName(tenant, commandId)), (found) =>
@@ -314,7 +324,10 @@ export const layerPerTenant = <E, R>(
         undeleteStream: (streamId) => use("undeleteStream", (store) => store.undeleteStream(streamId)),
         hardDeleteStream: (streamId, deleteOptions) =>
           use("hardDeleteStream", (store) => store.hardDeleteStream(streamId, deleteOptions)),
-        truncateStream: (streamId, before) => use("truncateStream", (store) => store.truncateStream(streamId, before))
+        truncateStream: (streamId, before) => use("truncateStream", (store) => store.truncateStream(streamId, before)),
+        archiveStream: (streamId, archiveOptions) =>
+          use("archiveStream", (store) => store.archiveStream(streamId, archiveOptions)),
+        applyRetention: (cut) => use("applyRetention", (store) => store.applyRetention(cut))
       })
     })
   )

@@ -163,6 +163,7 @@ export const make = (
     const clamped = yield* BackendLimits.clamp({ ...defaultLimits, ...options.limits }, backend)
     const limits: Limits = clamped.limits
     const pageSize = Math.max(1, options.readPageSize ?? 500)
+    const unionAll = sql.join(" union all ", false)
     const failWith = (operation: string) => (cause: SqlError) => storeError(operation)(cause)
 
     /** Positions of events already stored at versions first..first+count-1 (the result of a retried append). */
@@ -287,14 +288,18 @@ export const make = (
           const limit = Math.max(1, Math.min(pageSize, readOptions?.maxCount ?? pageSize))
           // only a backward read from the end needs the version first; otherwise the first page shows
           // whether the stream exists, and an empty one costs one more query
-          const from = readOptions?.fromVersion ?? (backward ? yield* lastVersion : 1)
+          const start = readOptions?.fromVersion ?? (backward ? yield* lastVersion : 1)
+          // with the archived events: both tables in one statement, so a concurrent archiving is seen whole
+          const tables = readOptions?.includeArchived === true ? [t.archivedEvents, t.events] : [t.events]
+          const from = (cursor: number) =>
+            unionAll(
+              tables.map(
+                (table) => sql`select ${columns} from ${sql(table)}
+                  where stream_id = ${id} and version ${backward ? sql`<=` : sql`>=`} ${cursor} and ${live}`
+              )
+            )
           const page = (cursor: number) =>
-            (backward
-              ? sql<Dialect.EventRow>`select ${columns} from ${sql(t.events)}
-                  where stream_id = ${id} and version <= ${cursor} and ${live} order by version desc limit ${limit}`
-              : sql<Dialect.EventRow>`select ${columns} from ${sql(t.events)}
-                  where stream_id = ${id} and version >= ${cursor} and ${live} order by version limit ${limit}`
-            ).pipe(
+            sql<Dialect.EventRow>`${from(cursor)} order by version ${backward ? sql`desc` : sql``} limit ${limit}`.pipe(
               Effect.mapError(failWith("readStream")),
               Effect.map((rows) => {
                 const events = toRecorded(rows)
@@ -305,7 +310,7 @@ export const make = (
                 return [Chunk.unsafeFromArray(events), next] as const
               })
             )
-          const [first, next] = yield* page(from)
+          const [first, next] = yield* page(start)
           // no event: the stream may be missing, deleted, or have none from there (truncated, or past its end)
           if (Chunk.isEmpty(first)) yield* lastVersion
           const events = Stream.concat(
