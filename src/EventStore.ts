@@ -12,7 +12,8 @@
  * 5. idempotent append: re-appending events whose ids are already stored in the stream at the same
  *    versions returns the original result and writes nothing.
  *
- * Streams can be deleted softly (undo possible), deleted for good, or truncated (see {@link EventStore}).
+ * Streams can be deleted softly (undo possible), deleted for good, truncated (by hand or by retention rules) or
+ * archived (see {@link EventStore}).
  * Not provided here: live subscriptions (the projection runner tails `readAll`), typed domain events (see
  * `Upcaster`), and an implementation.
  */
@@ -236,6 +237,35 @@ export interface ReadStreamOptions {
   readonly fromVersion?: number
   /** Stop after this many events. */
   readonly maxCount?: number
+  /** Also return the stream's archived events (see `archiveStream`), before its live ones; default false. */
+  readonly includeArchived?: boolean
+}
+
+/** Options of {@link EventStore} `archiveStream`. */
+export interface ArchiveStreamOptions {
+  /** Archive the events below this version; default: every event the stream has. */
+  readonly before?: number
+}
+
+/**
+ * Which events {@link EventStore} `applyRetention` removes from each live stream of a category: those beyond
+ * its last `maxCount`, and those recorded before `recordedBefore` (with every event before them, so that what
+ * is kept is the end of the stream). At least one of the two applies; `Retention` builds it from a policy.
+ */
+export interface RetentionCut {
+  readonly category: string
+  /** Keep at most this many of each stream's last events (KurrentDB's `$maxCount`); at least 1. */
+  readonly maxCount?: number
+  /** Remove the events recorded before this instant (KurrentDB's `$maxAge`, as an instant). */
+  readonly recordedBefore?: DateTime.Utc
+}
+
+/** What {@link EventStore} `applyRetention` removed. */
+export interface RetentionResult {
+  /** Streams it truncated. */
+  readonly streams: number
+  /** Events it removed. */
+  readonly events: number
 }
 
 /** Options of {@link EventStore} `readAll`. */
@@ -320,7 +350,14 @@ export interface ReplicationLag {
  *   without one, its state is folded from the first event kept, **which changes the state**. A retried
  *   append whose events were truncated is no longer recognized as a retry (their ids are gone): with an
  *   `Exact` expected version it conflicts, with `Any` it writes them again.
- * - `streamVersion` reports the last version a stream reached, deleted or truncated alike.
+ * - `applyRetention(cut)` truncates every live stream of a category by a retention rule (see {@link RetentionCut}
+ *   and `Retention`, which runs it on a schedule): the same removal as `truncateStream`, stream by stream.
+ * - `archiveStream(id, { before })` moves the stream's events below `before` (all of them by default) to the
+ *   archive (a table of its own on SQL stores). `readStream` no longer returns them, unless asked with
+ *   `includeArchived` (archived then live, in version order); **`readAll` no longer returns them** (as after a
+ *   truncation, and a rebuild does not see them). The stream stays live: appends continue its numbering.
+ *   Truncating or hard-deleting a stream removes its archived events below the cut too.
+ * - `streamVersion` reports the last version a stream reached, deleted, truncated or archived alike.
  *
  * **Gotchas**: deleting a stream does not undo what its events caused. Outbox messages published stay
  * published; read models keep the rows projections made from the events until rebuilt (after a hard
@@ -347,7 +384,8 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
     >
     /**
      * Reads one stream's events in version order; fails with `StreamNotFound` if it never had any, with
-     * `StreamDeleted` if it is deleted. A truncated stream's read starts at its first event kept.
+     * `StreamDeleted` if it is deleted. A truncated stream's read starts at its first event kept; an archived
+     * one's at its first live event, unless `includeArchived`.
      */
     readonly readStream: (
       streamId: string,
@@ -405,5 +443,18 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
       streamId: string,
       before: number
     ) => Effect.Effect<number, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
+    /**
+     * Moves the stream's events below `before` (all of them by default) to the archive (see above); returns
+     * how many it moved. Fails with `StreamDeleted` on a deleted stream.
+     */
+    readonly archiveStream: (
+      streamId: string,
+      options?: ArchiveStreamOptions
+    ) => Effect.Effect<number, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
+    /**
+     * Truncates every live stream of the cut's category by its rule (see {@link RetentionCut}): what
+     * `truncateStream` does, stream by stream; deleted streams are left alone. Returns what it removed.
+     */
+    readonly applyRetention: (cut: RetentionCut) => Effect.Effect<RetentionResult, EventStoreError>
   }
 >() {}

@@ -28,6 +28,7 @@ import {
   EventStore,
   type InvalidAppend,
   type Limits,
+  type RetentionCut,
   StreamDeleted,
   StreamNotFound,
   type UniqueValue,
@@ -61,6 +62,8 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
       const hint = Option.match(wakeup, { onNone: () => Effect.void, onSome: (w) => w.notify })
       const limits: Limits = { ...defaultLimits, ...options?.limits }
       const streams = new Map<string, MemoryStream>()
+      /** Each stream's archived events, in version order (see `archiveStream`). */
+      const archived = new Map<string, Array<Event.RecordedEvent>>()
       let log: Array<Event.RecordedEvent> = []
       const uniqueOwners = new Map<string, string>()
       const commands = new Map<string, CommandRecord & { readonly recordedAt: number }>()
@@ -205,8 +208,10 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
             if (stream.deleted !== undefined) {
               return yield* new StreamDeleted({ streamId: id, hard: stream.deleted === "hard" })
             }
-            const events = stream.events
-            // index of version v: v - first
+            const kept = archived.get(id)
+            const events =
+              options?.includeArchived === true && kept !== undefined ? [...kept, ...stream.events] : stream.events
+            // index of version v: v - first (archived events come right before the live ones)
             const first = stream.version - events.length + 1
             const backward = options?.direction === "backward"
             const from = options?.fromVersion ?? (backward ? stream.version : 1)
@@ -294,15 +299,24 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
             : Effect.fail(new ConcurrencyConflict({ streamId: id, expected, actual: stream.version }))
         }
 
-      /** Drops the stream's events below `before` from the stream and the log; how many. */
-      const dropEvents = (stream: MemoryStream, before: number) => {
-        const dropped = stream.events.filter((e) => e.version < before)
-        if (dropped.length === 0) return 0
-        const ids = new Set(dropped.map((e) => e.eventId))
-        stream.events = stream.events.slice(dropped.length)
+      /** Takes the stream's live events below `before` out of the stream and the log; they are returned. */
+      const takeEvents = (stream: MemoryStream, before: number) => {
+        const taken = stream.events.filter((e) => e.version < before)
+        if (taken.length === 0) return taken
+        const ids = new Set(taken.map((e) => e.eventId))
+        stream.events = stream.events.slice(taken.length)
         for (const id of ids) stream.versionOfEventId.delete(id)
-        log = log.filter((e) => !(e.streamId === dropped[0]!.streamId && ids.has(e.eventId)))
-        return dropped.length
+        log = log.filter((e) => !(e.streamId === taken[0]!.streamId && ids.has(e.eventId)))
+        return taken
+      }
+
+      /** Removes the stream's events below `before`, live and archived; how many. */
+      const dropEvents = (id: string, stream: MemoryStream, before: number) => {
+        const kept = archived.get(id) ?? []
+        const archivedDropped = kept.filter((e) => e.version < before).length
+        if (archivedDropped === kept.length) archived.delete(id)
+        else archived.set(id, kept.slice(archivedDropped))
+        return archivedDropped + takeEvents(stream, before).length
       }
 
       const deleteStream: EventStore["Type"]["deleteStream"] = (streamId, options) =>
@@ -324,7 +338,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           ),
           ([id, stream]) => {
             if (stream.deleted === "hard") return
-            dropEvents(stream, stream.version + 1)
+            dropEvents(id, stream, stream.version + 1)
             stream.deleted = "hard"
             for (const [key, owner] of uniqueOwners) if (owner === id) uniqueOwners.delete(key)
             for (const [commandId, record] of commands) if (record.streamId === id) commands.delete(commandId)
@@ -334,9 +348,33 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
       const truncateStream: EventStore["Type"]["truncateStream"] = (streamId, before) =>
         Effect.flatMap(existing(streamId, false), ([id, stream]) =>
           stream.deleted === undefined
-            ? Effect.succeed(dropEvents(stream, before))
+            ? Effect.succeed(dropEvents(id, stream, before))
             : Effect.fail(new StreamDeleted({ streamId: id, hard: false }))
         )
+
+      const archiveStream: EventStore["Type"]["archiveStream"] = (streamId, options) =>
+        Effect.flatMap(existing(streamId, false), ([id, stream]) => {
+          if (stream.deleted !== undefined) return Effect.fail(new StreamDeleted({ streamId: id, hard: false }))
+          const taken = takeEvents(stream, options?.before ?? stream.version + 1)
+          if (taken.length > 0) archived.set(id, [...(archived.get(id) ?? []), ...taken])
+          return Effect.succeed(taken.length)
+        })
+
+      const applyRetention: EventStore["Type"]["applyRetention"] = (cut) =>
+        Effect.sync(() => {
+          let touched = 0
+          let removed = 0
+          for (const [id, stream] of streams) {
+            if (stream.deleted !== undefined || Event.categoryOf(id) !== cut.category) continue
+            const before = retentionBound(stream, cut)
+            const count = before === undefined ? 0 : dropEvents(id, stream, before)
+            if (count > 0) {
+              touched++
+              removed += count
+            }
+          }
+          return { streams: touched, events: removed }
+        })
 
       return EventStore.of(
         instrument({
@@ -350,7 +388,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           deleteStream,
           undeleteStream,
           hardDeleteStream,
-          truncateStream
+          truncateStream,
+          archiveStream,
+          applyRetention
         })
       )
     })
@@ -358,6 +398,16 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
 
 /** A fresh in-memory store per Layer build. */
 export const layer = (options?: MemoryOptions): Layer.Layer<EventStore> => Layer.effect(EventStore, make(options))
+
+/** The first version a retention cut keeps of a stream's live events, if it removes any (see `RetentionCut`). */
+const retentionBound = (stream: MemoryStream, cut: RetentionCut): number | undefined => {
+  let bound = cut.maxCount === undefined ? 1 : stream.version - cut.maxCount + 1
+  if (cut.recordedBefore !== undefined) {
+    const cutoff = cut.recordedBefore.epochMillis
+    for (const e of stream.events) if (e.recordedAt.epochMillis < cutoff) bound = Math.max(bound, e.version + 1)
+  }
+  return stream.events.length > 0 && bound > stream.events[0]!.version ? bound : undefined
+}
 
 const uniqueKey = (u: UniqueValue) => `${u.constraint}\u0000${u.value}`
 

@@ -18,6 +18,8 @@
  * | `eventsourcing_saga_instances_total` | counter | `saga`, `status` | sagas, instances entering a status |
  * | `eventsourcing_events_skipped_total` | counter | | events skipped by the `skip` decode policy (`Upcaster`) |
  * | `eventsourcing_append_batch_size` | histogram | | group commit (PostgreSQL, SQLite), appends per transaction |
+ * | `eventsourcing_retention_events_removed_total` | counter | `category` | `Retention`, events removed |
+ * | `eventsourcing_retention_streams_truncated_total` | counter | `category` | `Retention`, streams truncated |
  *
  * The outbox relay is a projection runner (named `outbox` by default): its backlog is
  * `eventsourcing_projection_lag_events{projection="outbox"}` and the age of its oldest unpublished event
@@ -130,6 +132,18 @@ export const appendBatchSize = Metric.histogram(
 /** Stored events skipped because they could not be decoded, under the `skip` policy (see `Upcaster`). */
 export const eventsSkippedTotal = Metric.counter("eventsourcing_events_skipped_total", {
   description: "stored events skipped because they could not be decoded (skip policy)",
+  incremental: true
+})
+
+/** Events removed by retention policies, by `category` (see `Retention`). */
+export const retentionEventsRemovedTotal = Metric.counter("eventsourcing_retention_events_removed_total", {
+  description: "events removed by retention policies",
+  incremental: true
+})
+
+/** Streams truncated by retention policies, by `category` (see `Retention`). */
+export const retentionStreamsTruncatedTotal = Metric.counter("eventsourcing_retention_streams_truncated_total", {
+  description: "streams truncated by retention policies",
   incremental: true
 })
 

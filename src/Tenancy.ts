@@ -187,6 +187,11 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
   }
   /** Validates the caller's stream id as it is, so errors name it, not its stored form. */
   const own = (streamId: string) => Event.streamId(streamId)
+  /** `operation` on the stored form of the tenant's stream, its errors as the tenant would have them. */
+  const onStream = <A, E>(operation: string, streamId: string, f: (stored: string) => Effect.Effect<A, E>) =>
+    Effect.flatMap(Effect.zipLeft(required(operation), own(streamId)), (tenant) =>
+      Effect.mapError(f(scopedName(tenant, streamId)), (error) => streamError(tenant, error))
+    )
   return EventStore.of({
     append: (streamId, events, options) =>
       Effect.gen(function* () {
@@ -226,31 +231,17 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
     head: Effect.zipRight(required("head"), store.head),
     heldBack: (options) =>
       Effect.flatMap(required("heldBack"), (tenant) => store.heldBack(scopedFilters(tenant, options))),
-    streamVersion: (streamId) =>
-      Effect.flatMap(Effect.zipLeft(required("streamVersion"), own(streamId)), (tenant) =>
-        store.streamVersion(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
-      ),
-    deleteStream: (streamId, options) =>
-      Effect.flatMap(Effect.zipLeft(required("deleteStream"), own(streamId)), (tenant) =>
-        store
-          .deleteStream(scopedName(tenant, streamId), options)
-          .pipe(Effect.mapError((error) => streamError(tenant, error)))
-      ),
-    undeleteStream: (streamId) =>
-      Effect.flatMap(Effect.zipLeft(required("undeleteStream"), own(streamId)), (tenant) =>
-        store.undeleteStream(scopedName(tenant, streamId)).pipe(Effect.mapError((error) => streamError(tenant, error)))
-      ),
+    streamVersion: (streamId) => onStream("streamVersion", streamId, (id) => store.streamVersion(id)),
+    deleteStream: (streamId, options) => onStream("deleteStream", streamId, (id) => store.deleteStream(id, options)),
+    undeleteStream: (streamId) => onStream("undeleteStream", streamId, (id) => store.undeleteStream(id)),
     hardDeleteStream: (streamId, options) =>
-      Effect.flatMap(Effect.zipLeft(required("hardDeleteStream"), own(streamId)), (tenant) =>
-        store
-          .hardDeleteStream(scopedName(tenant, streamId), options)
-          .pipe(Effect.mapError((error) => streamError(tenant, error)))
-      ),
+      onStream("hardDeleteStream", streamId, (id) => store.hardDeleteStream(id, options)),
     truncateStream: (streamId, before) =>
-      Effect.flatMap(Effect.zipLeft(required("truncateStream"), own(streamId)), (tenant) =>
-        store
-          .truncateStream(scopedName(tenant, streamId), before)
-          .pipe(Effect.mapError((error) => streamError(tenant, error)))
+      onStream("truncateStream", streamId, (id) => store.truncateStream(id, before)),
+    archiveStream: (streamId, options) => onStream("archiveStream", streamId, (id) => store.archiveStream(id, options)),
+    applyRetention: (cut) =>
+      Effect.flatMap(required("applyRetention"), (tenant) =>
+        store.applyRetention({ ...cut, category: scopedName(tenant, cut.category) })
       ),
     findCommand: (commandId) =>
       Effect.flatMap(required("findCommand"), (tenant) =>
@@ -314,7 +305,10 @@ export const layerPerTenant = <E, R>(
         undeleteStream: (streamId) => use("undeleteStream", (store) => store.undeleteStream(streamId)),
         hardDeleteStream: (streamId, deleteOptions) =>
           use("hardDeleteStream", (store) => store.hardDeleteStream(streamId, deleteOptions)),
-        truncateStream: (streamId, before) => use("truncateStream", (store) => store.truncateStream(streamId, before))
+        truncateStream: (streamId, before) => use("truncateStream", (store) => store.truncateStream(streamId, before)),
+        archiveStream: (streamId, archiveOptions) =>
+          use("archiveStream", (store) => store.archiveStream(streamId, archiveOptions)),
+        applyRetention: (cut) => use("applyRetention", (store) => store.applyRetention(cut))
       })
     })
   )

@@ -8,7 +8,8 @@
  *   `MemoryEventStore`.
  * - `Aggregate`, `Snapshot`; `CommandBus`, `CommandMiddleware`; `Projection` (engine in `projection/`),
  *   `CheckpointStore`, `Wakeup`; `QueryBus` (answered from projections); `Saga`, `SagaStore`; `Outbox`,
- *   `EventBus`, `Inbox`; `Metrics`; `SchemaLock`, `HistoryCheck`; `Tenancy` (decorators over the contracts: nothing in the core imports it).
+ *   `EventBus`, `Inbox`; `Metrics`; `SchemaLock`, `HistoryCheck`; `Retention`; `Tenancy` (decorators over
+ *   the contracts: nothing in the core imports it).
  * - Integrations, each behind an entry point of its own: `/sql` (the SQL services, free of drivers), `/pg`,
  *   `/sqlite`, `/mysql` (a backend's client Layer), `/nats`, `/http`, `/observability`, `/testing`.
  * `internal/` holds private helpers shared by two or more modules.
@@ -33,6 +34,7 @@ export * as Outbox from "./Outbox.js"
 export * as EventBus from "./EventBus.js"
 export * as Inbox from "./Inbox.js"
 export * as Tenancy from "./Tenancy.js"
+export * as Retention from "./Retention.js"
 export * as Metrics from "./Metrics.js"
 export * as SchemaLock from "./SchemaLock.js"
 export * as HistoryCheck from "./HistoryCheck.js"

@@ -87,7 +87,9 @@ describe("Aggregate", () => {
         deleteStream: (...args) => Effect.suspend(() => inner.deleteStream(...args)),
         undeleteStream: (...args) => Effect.suspend(() => inner.undeleteStream(...args)),
         hardDeleteStream: (...args) => Effect.suspend(() => inner.hardDeleteStream(...args)),
-        truncateStream: (...args) => Effect.suspend(() => inner.truncateStream(...args))
+        truncateStream: (...args) => Effect.suspend(() => inner.truncateStream(...args)),
+        archiveStream: (...args) => Effect.suspend(() => inner.archiveStream(...args)),
+        applyRetention: (...args) => Effect.suspend(() => inner.applyRetention(...args))
       })
       const handle = Aggregate.handler(Counter)
       const run = <A, E>(effect: Effect.Effect<A, E, EventStore.EventStore>) =>

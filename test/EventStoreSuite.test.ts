@@ -39,6 +39,17 @@ const variants: ReadonlyArray<BrokenVariant> = [
     wrap: (store) => ({ ...store, deleteStream: (streamId) => Effect.asVoid(store.streamVersion(streamId)) })
   },
   {
+    breaks: "retention and archiving",
+    name: "archives by removing",
+    wrap: (store) => ({
+      ...store,
+      archiveStream: (streamId, options) =>
+        Effect.flatMap(store.streamVersion(streamId), (version) =>
+          store.truncateStream(streamId, options?.before ?? version + 1)
+        )
+    })
+  },
+  {
     breaks: "1 atomic append",
     name: "appends events one by one",
     wrap: (store) => ({

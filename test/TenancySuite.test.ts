@@ -33,7 +33,9 @@ const asTenant = (tenant: string) =>
         deleteStream: (streamId, options) => forTenant(store.deleteStream(streamId, options)),
         undeleteStream: (streamId) => forTenant(store.undeleteStream(streamId)),
         hardDeleteStream: (streamId, options) => forTenant(store.hardDeleteStream(streamId, options)),
-        truncateStream: (streamId, before) => forTenant(store.truncateStream(streamId, before))
+        truncateStream: (streamId, before) => forTenant(store.truncateStream(streamId, before)),
+        archiveStream: (streamId, options) => forTenant(store.archiveStream(streamId, options)),
+        applyRetention: (cut) => forTenant(store.applyRetention(cut))
       })
     })
   ).pipe(Layer.provide(Tenancy.layerShared))

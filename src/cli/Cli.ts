@@ -31,6 +31,7 @@ export const command = CliCommand.make("effect-eventsourcing").pipe(
     Migrate.command,
     Events.command,
     Streams.command,
+    Streams.retention,
     Operations.projections,
     Operations.deadLetters,
     Operations.sagas,

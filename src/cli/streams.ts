@@ -1,14 +1,18 @@
 /**
  * `streams`: a stream's lifecycle (see `EventStore`'s "Stream lifecycle"). `streams delete ID` puts a
  * tombstone on it, `streams undelete ID` lifts it, `streams hard-delete ID` removes its events for good,
- * `streams truncate ID --before N` removes its events below version N. A hard delete deletes the stream's
- * snapshots too, where the snapshot store's tables exist.
+ * `streams truncate ID --before N` removes its events below version N, `streams archive ID [--before N]`
+ * moves them to the archive. A hard delete deletes the stream's snapshots too, where the snapshot store's
+ * tables exist. `retention apply` applies a category's retention policy once (see `Retention`).
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { EventStore } from "../EventStore.js"
+import * as Option from "effect/Option"
+import { EventStore } from "../EventStore.js"
+import * as Retention from "../Retention.js"
 import { status, tables } from "../sql/migrations.js"
 import * as SqlSnapshotStore from "../sql/SqlSnapshotStore.js"
 import { storeError, withStore } from "./events.js"
@@ -54,8 +58,40 @@ const lifecycle = <A>(
     )
   ).pipe(Command.withDescription(description))
 
+/** `streams archive`: moves a stream's events (below a version, or all) to the archive. */
+const archive = Command.make(
+  "archive",
+  {
+    ...Connection.options,
+    json,
+    streamId,
+    before: Options.integer("before").pipe(
+      Options.withDescription("archive the events below this version (default: all of them)"),
+      Options.optional
+    )
+  },
+  (options) =>
+    withStore(options, (events) =>
+      Effect.flatMap(
+        Effect.mapError(
+          events.archiveStream(
+            options.streamId,
+            Option.match(options.before, { onNone: () => ({}), onSome: (before) => ({ before }) })
+          ),
+          storeError
+        ),
+        (archived) =>
+          print(
+            options.json,
+            { streamId: options.streamId, archived },
+            (r) => `${r.streamId}: ${r.archived} events archived`
+          )
+      )
+    )
+).pipe(Command.withDescription("move a stream's events to the archive table, out of reads unless asked for"))
+
 export const command = Command.make("streams").pipe(
-  Command.withDescription("a stream's lifecycle: delete, undelete, hard-delete, truncate"),
+  Command.withDescription("a stream's lifecycle: delete, undelete, hard-delete, truncate, archive"),
   Command.withSubcommands([
     lifecycle(
       "delete",
@@ -98,6 +134,63 @@ export const command = Command.make("streams").pipe(
             )
         )
       )
-    ).pipe(Command.withDescription("remove a stream's events below a version, numbering kept"))
+    ).pipe(Command.withDescription("remove a stream's events below a version, numbering kept")),
+    archive
   ])
+)
+
+/** `retention apply`: applies one category's retention policy now (see `Retention.apply`). */
+const apply = Command.make(
+  "apply",
+  {
+    ...Connection.options,
+    json,
+    category: Options.text("category").pipe(Options.withDescription("the streams' category")),
+    maxAge: Options.text("max-age").pipe(
+      Options.withDescription("remove the events older than this duration, such as '30 days'"),
+      Options.optional
+    ),
+    maxCount: Options.integer("max-count").pipe(
+      Options.withDescription("keep at most this many of each stream's last events"),
+      Options.optional
+    )
+  },
+  (options) =>
+    Effect.gen(function* () {
+      const maxAge = Option.map(options.maxAge, (text) => [text, Duration.decodeUnknown(text)] as const)
+      if (Option.isSome(maxAge) && Option.isNone(maxAge.value[1])) {
+        return yield* new CliError({
+          message: `--max-age takes a duration such as '30 days', not ${JSON.stringify(maxAge.value[0])}`
+        })
+      }
+      if (Option.isNone(options.maxAge) && Option.isNone(options.maxCount)) {
+        return yield* new CliError({ message: "say what to keep: --max-age DURATION and/or --max-count N" })
+      }
+      if (Option.isSome(options.maxCount) && options.maxCount.value < 1) {
+        return yield* new CliError({ message: "--max-count must be at least 1" })
+      }
+      const policy = Retention.policy({
+        category: options.category,
+        ...Option.match(
+          Option.flatMap(maxAge, ([, age]) => age),
+          {
+            onNone: () => ({}),
+            onSome: (age) => ({ maxAge: age })
+          }
+        ),
+        ...Option.match(options.maxCount, { onNone: () => ({}), onSome: (maxCount) => ({ maxCount }) })
+      })
+      yield* withStore(options, (events) =>
+        Effect.flatMap(
+          Effect.mapError(Effect.provideService(Retention.apply([policy]), EventStore, events), storeError),
+          ([report]) =>
+            print(options.json, report!, (r) => `${r.category}: ${r.events} events removed from ${r.streams} streams`)
+        )
+      )
+    })
+).pipe(Command.withDescription("apply a category's retention policy now: truncate its streams by age and count"))
+
+export const retention = Command.make("retention").pipe(
+  Command.withDescription("retention per category: remove old events"),
+  Command.withSubcommands([apply])
 )

@@ -269,16 +269,30 @@ export const make = (
 
     const hot = HotPath.runners(sql, yield* Effect.serviceOption(HotPath.HotPath))
     /**
-     * A page of a stream's events from a version on, forward or backward; a soft-deleted stream's read as
-     * none (then its version row says why). Parameters: stream id, version, stream id, row count.
+     * The text of a page of a stream's events from a version on, forward or backward, with its archived
+     * events or not (both tables in one statement, so a concurrent archiving is seen whole); a soft-deleted
+     * stream's read as none (then its version row says why). Parameters: the stream id, the version and the
+     * stream id again per table, then the row count.
      */
-    const streamPage = (backward: boolean) =>
-      sql`select ${columns} from ${sql(t.events)}
-        where stream_id = ${""} and version ${sql.literal(backward ? "<=" : ">=")} ${0}
-        and not exists (select 1 from ${sql(t.streams)} s where s.stream_id = ${""} and s.deleted <> 0)
-        order by version ${sql.literal(backward ? "desc" : "asc")} limit ${0}`.compile()[0]
-    const streamPageForward = streamPage(false)
-    const streamPageBackward = streamPage(true)
+    const streamPage = (backward: boolean, archived: boolean) => {
+      const from = sql.join(
+        " union all ",
+        false
+      )(
+        (archived ? [t.archivedEvents, t.events] : [t.events]).map(
+          (table) => sql`select ${columns} from ${sql(table)}
+            where stream_id = ${""} and version ${sql.literal(backward ? "<=" : ">=")} ${0}
+            and not exists (select 1 from ${sql(t.streams)} s where s.stream_id = ${""} and s.deleted <> 0)`
+        )
+      )
+      return sql`${from} order by version ${sql.literal(backward ? "desc" : "asc")} limit ${0}`.compile()[0]
+    }
+    const streamPages = {
+      forward: streamPage(false, false),
+      backward: streamPage(true, false),
+      forwardArchived: streamPage(false, true),
+      backwardArchived: streamPage(true, true)
+    }
 
     const readStream: EventStore["Type"]["readStream"] = (streamId, readOptions) =>
       Stream.unwrap(
@@ -301,10 +315,18 @@ export const make = (
           // only a backward read from the end needs the version first; otherwise the first page shows
           // whether the stream exists, and an empty one costs one more query
           const from = readOptions?.fromVersion ?? (backward ? yield* lastVersion : 1)
+          const archived = readOptions?.includeArchived === true
+          const text = archived
+            ? backward
+              ? streamPages.backwardArchived
+              : streamPages.forwardArchived
+            : backward
+              ? streamPages.backward
+              : streamPages.forward
           // a page asks for one row more than it returns: that row, when there is one, starts the next
           // page, and a stream read to its end takes no extra query that finds nothing
           const page = (cursor: number) =>
-            hot.anywhere(backward ? streamPageBackward : streamPageForward, [id, cursor, id, limit + 1]).pipe(
+            hot.anywhere(text, [...(archived ? [id, cursor, id] : []), id, cursor, id, limit + 1]).pipe(
               Effect.mapError(failWith("readStream")),
               Effect.map((rows) => {
                 const events = toRecorded(rows.length > limit ? rows.slice(0, limit) : rows)
@@ -422,7 +444,8 @@ export type StandbyOptions = Omit<Options, "migrate" | "commandPruning" | "group
  * the same no-skip guarantee as on the primary: the standby's snapshots follow the transactions it replayed,
  * and one assigned on the primary is running on the standby until its commit or abort is replayed, so
  * the read horizon (see {@link make}) holds there too. It migrates nothing and writes nothing: an append,
- * or a stream deletion or truncation, fails with a permanent `EventStoreError` at once (a standby would
+ * a stream deletion, truncation or archiving, or retention, fails with a permanent `EventStoreError` at
+ * once (a standby would
  * refuse it with an error that passes for transient). `replication` reports the standby's lag (see
  * `EventStore.ReplicationLag`); projection runners show it in their status.
  *
@@ -463,6 +486,8 @@ export const makeStandby = (
       undeleteStream: () => refuse("undeleteStream"),
       hardDeleteStream: () => refuse("hardDeleteStream"),
       truncateStream: () => refuse("truncateStream"),
+      archiveStream: () => refuse("archiveStream"),
+      applyRetention: () => refuse("applyRetention"),
       replication: Effect.mapError(Replication.lag(client), storeError("replication"))
     })
   })

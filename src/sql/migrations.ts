@@ -2,7 +2,7 @@
  * Table naming and schema migrations of the SQL services.
  *
  * Each service creates and migrates only its own tables (`SqlEventStore` the events, streams, unique
- * values and commands; `SqlSnapshotStore`, `SqlCheckpointStore`, `SqlSagaStore`, `SqlInbox` and `SqlKeyStore` theirs),
+ * values, commands and archived events; `SqlSnapshotStore`, `SqlCheckpointStore`, `SqlSagaStore`, `SqlInbox` and `SqlKeyStore` theirs),
  * recorded in a migrations table of its own per table prefix, so several stores can share one database
  * (and tests isolate themselves with a fresh schema or prefix). Migrations are code
  * (`Migrator.fromRecord`), idempotent, and concurrent runs are serialized (an advisory lock on
@@ -33,6 +33,8 @@ export interface Tables {
   readonly schema: string | undefined
   readonly events: string
   readonly streams: string
+  /** Events moved out of the log by `archiveStream`. */
+  readonly archivedEvents: string
   /** Each service's record of its applied migrations. */
   readonly migrations: Readonly<Record<Service, string>>
   readonly appendFunction: string
@@ -77,6 +79,7 @@ export const tables = (options: TableOptions = {}): Effect.Effect<Tables, EventS
     schema: options.schema,
     events: qualify("events"),
     streams: qualify("streams"),
+    archivedEvents: qualify("archived_events"),
     migrations: {
       events: qualify("events_migrations"),
       snapshots: qualify("snapshots_migrations"),
@@ -156,7 +159,8 @@ const migrationsOf = (
   events: {
     "1_baseline": Effect.all([ddl.createEventTables(t), ddl.addTenantColumn(t), indexCommandTimes(sql, t)], {
       discard: true
-    })
+    }),
+    "2_archive": ddl.createArchiveTable(t)
   },
   snapshots: { "1_baseline": createSnapshotTable(sql, ddl, t) },
   projections: { "1_baseline": createProjectionTables(sql, ddl, t) },

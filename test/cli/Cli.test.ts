@@ -308,6 +308,58 @@ for (const backend of backends) {
     )
 
     it.live(
+      "streams archive and retention apply",
+      () =>
+        Effect.gen(function* () {
+          const store = yield* SqlEventStore.make({ ...backend.tables, commandPruning: false })
+          const category = yield* uniqueCategory
+          const [id, other] = [`${category}-1`, `${category}-2`]
+          yield* store.append(id, [yield* tick(1), yield* tick(2), yield* tick(3)])
+          yield* store.append(other, [yield* tick(4), yield* tick(5)])
+          const versions = (streamId: string, options?: EventStore.ReadStreamOptions) =>
+            Effect.map(Stream.runCollect(store.readStream(streamId, options)), (events) =>
+              Chunk.toArray(events).map((e) => e.version)
+            )
+          const run = (...args: ReadonlyArray<string>) =>
+            Effect.map(cli([...args, ...backend.connect, "--json"]), parse)
+          assert.deepStrictEqual(yield* run("streams", "archive", id, "--before", "3"), { streamId: id, archived: 2 })
+          assert.deepStrictEqual(yield* versions(id), [3])
+          assert.deepStrictEqual(yield* versions(id, { includeArchived: true }), [1, 2, 3])
+          assert.deepStrictEqual(yield* run("streams", "archive", id), { streamId: id, archived: 1 })
+          assert.deepStrictEqual(yield* versions(id), [])
+          assert.deepStrictEqual(yield* run("retention", "apply", "--category", category, "--max-count", "1"), {
+            category,
+            streams: 1,
+            events: 1
+          })
+          assert.deepStrictEqual(yield* versions(other), [2])
+          assert.deepStrictEqual(yield* versions(id, { includeArchived: true }), [1, 2, 3], "archived events stay")
+          const aged = yield* cli([
+            "retention",
+            "apply",
+            "--category",
+            category,
+            "--max-age",
+            "1 millis",
+            ...backend.connect
+          ])
+          assert.strictEqual(aged.code, 0, aged.stderr)
+          assert.strictEqual(aged.stdout.trim(), `${category}: 1 events removed from 1 streams`)
+          assert.deepStrictEqual(yield* versions(other), [])
+          oneLineError(
+            yield* cli(["retention", "apply", "--category", category, ...backend.connect]),
+            /say what to keep/
+          )
+          oneLineError(
+            yield* cli(["retention", "apply", "--category", category, "--max-age", "soon", ...backend.connect]),
+            /--max-age takes a duration/
+          )
+          oneLineError(yield* cli(["streams", "archive", `${category}-3`, ...backend.connect]), /Stream not found/)
+        }).pipe(Effect.scoped, Effect.provide(backend.client)),
+      120_000
+    )
+
+    it.live(
       "streams delete, undelete, truncate and hard-delete",
       () =>
         Effect.gen(function* () {
@@ -579,6 +631,9 @@ describe("CLI errors and help", () => {
         [["streams", "undelete"], "undo a soft delete"],
         [["streams", "hard-delete"], "delete a stream for good"],
         [["streams", "truncate"], "remove a stream's events below a version"],
+        [["streams", "archive"], "move a stream's events to the archive table"],
+        [["retention"], "retention per category"],
+        [["retention", "apply"], "apply a category's retention policy now"],
         [["projections"], "list, status, rebuild, reset"],
         [["projections", "list"], "list the registered projections"],
         [["projections", "status"], "show a projection's partitions"],

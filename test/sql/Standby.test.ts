@@ -69,10 +69,18 @@ describe("SqlEventStore on a PostgreSQL hot standby", () => {
         const standbySql = Context.get(reads, StandbySql)
         const category = yield* uniqueCategory
 
-        // writes go to the primary
-        const refused = yield* Effect.flip(standbyStore.append(`${category}-x`, [yield* tick(0)]))
-        assert.strictEqual(refused._tag, "EventStoreError")
-        assert.isFalse((refused as EventStore.EventStoreError).transient)
+        // writes go to the primary: every write is refused at once, as permanent
+        const writes: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string }>> = [
+          standbyStore.append(`${category}-x`, [yield* tick(0)]),
+          standbyStore.truncateStream(`${category}-x`, 2),
+          standbyStore.archiveStream(`${category}-x`),
+          standbyStore.applyRetention({ category, maxCount: 1 })
+        ]
+        for (const write of writes) {
+          const refused = yield* Effect.flip(write)
+          assert.strictEqual(refused._tag, "EventStoreError")
+          assert.isFalse((refused as EventStore.EventStoreError).transient)
+        }
 
         const writing = yield* Ref.make(true)
         const follow = (

@@ -21,6 +21,7 @@ import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import { uniqueCategory } from "../support/ids.js"
 import { lifecycle } from "./eventStoreLifecycle.js"
+import { retention } from "./eventStoreRetention.js"
 import { settle } from "../support/settle.js"
 
 export type Guarantee =
@@ -33,6 +34,7 @@ export type Guarantee =
   | "unique values"
   | "command dedup"
   | "stream lifecycle"
+  | "retention and archiving"
 
 export interface Check {
   readonly guarantee: Guarantee
@@ -1138,5 +1140,6 @@ export const checks: ReadonlyArray<Check> = [
   ...uniqueValues,
   ...commandDedup,
   ...lifecycle,
+  ...retention,
   ...properties
 ]

@@ -14,7 +14,13 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as BackendLimits from "../../sql/backendLimits.js"
 import { isDeadlock } from "../../sql/classify.js"
-import { createUniqueValuesTable, indexName, positionIndexes, schemaUnsupported } from "../../sql/internal/ddl.js"
+import {
+  createUniqueValuesTable,
+  eventColumns,
+  indexName,
+  positionIndexes,
+  schemaUnsupported
+} from "../../sql/internal/ddl.js"
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
 import type { Tables } from "../../sql/migrations.js"
@@ -109,6 +115,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     committedNow: sql` lock in share mode`,
     concurrentTransactions: true,
     byteLength: (column) => sql`length(${sql(column)})`,
+    eventColumns,
+    recordedBefore: (column, millis) => sql`${sql(column)} < ${millis}`,
     categoryOf: (column) =>
       sql`case when instr(${sql(column)}, '-') > 1 then substr(${sql(column)}, 1, instr(${sql(column)}, '-') - 1) else ${sql(column)} end`,
     ddl: ddl(sql)
@@ -203,6 +211,22 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
         ],
         { discard: true }
       ),
+    createArchiveTable: (t) =>
+      sql`create table ${sql(t.archivedEvents)} (
+        position bigint not null,
+        stream_id ${self.key()} not null,
+        category ${self.key()} not null,
+        stream_hash bigint not null,
+        version integer not null,
+        event_id char(36) character set ascii not null,
+        type ${self.key()} not null,
+        schema_version integer not null,
+        data longtext not null,
+        metadata longtext not null,
+        recorded_at bigint not null,
+        archived_at bigint not null,
+        primary key (stream_id, version)
+      )${tableOptions}`,
     addTenantColumn: (t) =>
       Effect.zipRight(
         sql`alter table ${sql(t.events)} add column tenant_id ${self.key(64)} as

@@ -7,7 +7,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import type { BackendLimits } from "../../sql/backendLimits.js"
-import { createUniqueValuesTable, indexName } from "../../sql/internal/ddl.js"
+import { createUniqueValuesTable, eventColumns, indexName } from "../../sql/internal/ddl.js"
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as Events from "./events.js"
@@ -47,6 +47,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     committedNow: sql``,
     concurrentTransactions: true,
     byteLength: (column) => sql`octet_length(${sql(column)})`,
+    eventColumns: ["transaction_id", ...eventColumns],
+    recordedBefore: (column, millis) => sql`${sql(column)} < to_timestamp(${millis / 1000})`,
     categoryOf: (column) =>
       sql`case when strpos(${sql(column)}, '-') > 1 then substr(${sql(column)}, 1, strpos(${sql(column)}, '-') - 1) else ${sql(column)} end`,
     ddl: ddl(sql)
@@ -116,6 +118,23 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
         ],
         { discard: true }
       ),
+    createArchiveTable: (t) =>
+      sql`create table ${sql(t.archivedEvents)} (
+        position bigint not null,
+        transaction_id xid8 not null,
+        stream_id text not null,
+        category text not null,
+        stream_hash bigint not null,
+        version integer not null,
+        event_id uuid not null,
+        type text not null,
+        schema_version integer not null,
+        data json not null,
+        metadata json not null,
+        recorded_at timestamptz not null,
+        archived_at bigint not null,
+        constraint ${indexName(sql, t, "archived_events_pkey")} primary key (stream_id, version)
+      )`,
     addTenantColumn: (t) =>
       Effect.zipRight(
         sql`alter table ${sql(t.events)} add column tenant_id text generated always as

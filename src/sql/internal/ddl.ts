@@ -45,3 +45,18 @@ export const positionIndexes = (sql: SqlClient.SqlClient, t: Tables) =>
 /** `createSchema` of the backends without schemas (SQLite, MySQL, where a database is a schema). */
 export const schemaUnsupported = () =>
   Effect.fail(new Error("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database"))
+
+/** The stored columns of the events table on SQLite and MySQL (PostgreSQL adds `transaction_id`). */
+export const eventColumns: ReadonlyArray<string> = [
+  "position",
+  "stream_id",
+  "category",
+  "stream_hash",
+  "version",
+  "event_id",
+  "type",
+  "schema_version",
+  "data",
+  "metadata",
+  "recorded_at"
+]

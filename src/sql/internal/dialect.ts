@@ -78,6 +78,13 @@ export interface SqlDialect {
   readonly concurrentTransactions: boolean
   /** The UTF-8 byte length of a text column's value. */
   readonly byteLength: (column: string) => Statement.Fragment
+  /** The events table's stored columns (not the generated ones), which the archive table has too. */
+  readonly eventColumns: ReadonlyArray<string>
+  /**
+   * The condition that an event's `recorded_at` (in `column`) is before `millis` (epoch milliseconds): on
+   * PostgreSQL a time of the server's clock, elsewhere of the store's.
+   */
+  readonly recordedBefore: (column: string, millis: number) => Statement.Fragment
   /** The category of a stream id column's value (see `Event.categoryOf`: the part before a first `-` past the start). */
   readonly categoryOf: (column: string) => Statement.Fragment
   readonly ddl: Ddl
@@ -118,6 +125,8 @@ export interface Ddl {
   readonly createMigrationsTable: (table: string) => Effect.Effect<void, unknown>
   /** The event store's tables (events, streams, unique values, commands) and, on PostgreSQL, its functions. */
   readonly createEventTables: (t: Tables) => Effect.Effect<void, unknown>
+  /** The archive of events moved out of the log (see `EventStore` `archiveStream`): the events' columns, keyed by stream and version. */
+  readonly createArchiveTable: (t: Tables) => Effect.Effect<void, unknown>
   /** The tenant of a tenant-scoped stream as a column computed from its id, indexed (see `migrations`). */
   readonly addTenantColumn: (t: Tables) => Effect.Effect<void, unknown>
 }

@@ -8,7 +8,13 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import type { BackendLimits } from "../../sql/backendLimits.js"
-import { createUniqueValuesTable, indexName, positionIndexes, schemaUnsupported } from "../../sql/internal/ddl.js"
+import {
+  createUniqueValuesTable,
+  eventColumns,
+  indexName,
+  positionIndexes,
+  schemaUnsupported
+} from "../../sql/internal/ddl.js"
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
@@ -76,6 +82,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     committedNow: sql``,
     concurrentTransactions: false,
     byteLength: (column) => sql`length(cast(${sql(column)} as blob))`,
+    eventColumns,
+    recordedBefore: (column, millis) => sql`${sql(column)} < ${millis}`,
     categoryOf: (column) =>
       sql`case when instr(${sql(column)}, '-') > 1 then substr(${sql(column)}, 1, instr(${sql(column)}, '-') - 1) else ${sql(column)} end`,
     ddl: ddl(sql)
@@ -129,6 +137,22 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
         ],
         { discard: true }
       ),
+    createArchiveTable: (t) =>
+      sql`create table ${sql(t.archivedEvents)} (
+        position integer not null,
+        stream_id text not null,
+        category text not null,
+        stream_hash integer not null,
+        version integer not null,
+        event_id text not null,
+        type text not null,
+        schema_version integer not null,
+        data text not null,
+        metadata text not null,
+        recorded_at integer not null,
+        archived_at integer not null,
+        primary key (stream_id, version)
+      )`,
     addTenantColumn: (t) =>
       Effect.zipRight(
         sql`alter table ${sql(t.events)} add column tenant_id text generated always as
