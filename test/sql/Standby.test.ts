@@ -70,13 +70,13 @@ describe("SqlEventStore on a PostgreSQL hot standby", () => {
         const category = yield* uniqueCategory
 
         // writes go to the primary: every write is refused at once, as permanent
-        const writes: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string }>> = [
+        const standbyWrites: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string }>> = [
           standbyStore.append(`${category}-x`, [yield* tick(0)]),
           standbyStore.truncateStream(`${category}-x`, 2),
           standbyStore.archiveStream(`${category}-x`),
           standbyStore.applyRetention({ category, maxCount: 1 })
         ]
-        for (const write of writes) {
+        for (const write of standbyWrites) {
           const refused = yield* Effect.flip(write)
           assert.strictEqual(refused._tag, "EventStoreError")
           assert.isFalse((refused as EventStore.EventStoreError).transient)
