@@ -332,6 +332,9 @@ export const handlers = <const O extends Options>(
       .handle("truncateStream", ({ path, urlParams }) =>
         Lifecycle.streamAction(path.streamId, "truncate", urlParams.before)
       )
+      .handle("archiveStream", ({ path, urlParams }) =>
+        Lifecycle.streamAction(path.streamId, "archive", urlParams.before)
+      )
       .handle("eraseSubject", ({ path }) => Lifecycle.eraseSubject(path.subject))
   ).pipe(
     Layer.provide(

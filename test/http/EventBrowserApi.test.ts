@@ -365,6 +365,8 @@ layer(main, { excludeTestServices: true })("EventBrowserApi on memory stores", (
       assert.isString(runner.owned[0].checkpoint.position)
       assert.strictEqual(runner.owned[0].processed, created)
       assert.deepStrictEqual(Object.keys(runner.lag).sort(), ["events", "seconds"])
+      // not on a standby (its lag there: test/sql/Standby.test.ts)
+      assert.strictEqual(runner.replica, null)
       // live: no catch-up in progress (its shape while catching up: test/projection/progress.test.ts)
       assert.strictEqual(runner.progress, null)
       assert.strictEqual(runner.owned[0].progress, null)

@@ -71,9 +71,9 @@ const stream = (count: number) =>
   })
 
 /** The versions `readStream` returns, or the error's tag. */
-const versions = (streamId: string) =>
+const versions = (streamId: string, options: EventStore.ReadStreamOptions = {}) =>
   Effect.flatMap(EventStore.EventStore, (store) =>
-    store.readStream(streamId).pipe(
+    store.readStream(streamId, options).pipe(
       Stream.runCollect,
       Effect.map((events) => Chunk.toReadonlyArray(events).map((e) => e.version)),
       Effect.catchAll((error) => Effect.succeed(error._tag))
@@ -96,6 +96,7 @@ layer(world, { excludeTestServices: true })("EventBrowserApi lifecycle admin", (
         `/admin/streams/${streamId}/undelete`,
         `/admin/streams/${streamId}/hard-delete`,
         `/admin/streams/${streamId}/truncate?before=3`,
+        `/admin/streams/${streamId}/archive`,
         `/admin/subjects/kept/erase`
       ]) {
         for (const given of [null, "wrong-token"]) {
@@ -136,7 +137,7 @@ layer(world, { excludeTestServices: true })("EventBrowserApi lifecycle admin", (
         body: { streamId, action: "hard-delete", snapshots: 1 }
       })
       assert.isTrue(Option.isNone(yield* snapshots.load(streamId)))
-      for (const action of ["undelete", "delete", "truncate?before=2"]) {
+      for (const action of ["undelete", "delete", "truncate?before=2", "archive"]) {
         const answer = yield* post(path(action))
         assert.strictEqual(answer.status, 409, `${action}: ${JSON.stringify(answer.body)}`)
         assert.deepStrictEqual([answer.body._tag, answer.body.hard], ["StreamConflict", true])
@@ -145,10 +146,29 @@ layer(world, { excludeTestServices: true })("EventBrowserApi lifecycle admin", (
     })
   )
 
+  it.effect("archive a stream's first events, then the rest: out of reads, kept for reads of the archive", () =>
+    Effect.gen(function* () {
+      const streamId = yield* stream(4)
+      const path = (action: string) => `/admin/streams/${streamId}/${action}`
+      assert.deepStrictEqual(yield* post(path("archive?before=3")), {
+        status: 200,
+        body: { streamId, action: "archive", removed: 2 }
+      })
+      assert.deepStrictEqual(yield* versions(streamId), [3, 4])
+      assert.deepStrictEqual(yield* versions(streamId, { includeArchived: true }), [1, 2, 3, 4])
+      assert.deepStrictEqual(yield* post(path("archive")), {
+        status: 200,
+        body: { streamId, action: "archive", removed: 2 }
+      })
+      assert.deepStrictEqual(yield* versions(streamId), [])
+      assert.deepStrictEqual(yield* versions(streamId, { includeArchived: true }), [1, 2, 3, 4])
+    })
+  )
+
   it.effect("an unknown stream is a 404; hostile input is a 400, never a 5xx", () =>
     Effect.gen(function* () {
       const unknown = `${yield* uniqueCategory}-404`
-      for (const action of ["delete", "undelete", "hard-delete", "truncate?before=2"]) {
+      for (const action of ["delete", "undelete", "hard-delete", "truncate?before=2", "archive"]) {
         const answer = yield* post(`/admin/streams/${unknown}/${action}`)
         assert.strictEqual(answer.status, 404, `${action}: ${JSON.stringify(answer.body)}`)
       }
@@ -161,6 +181,8 @@ layer(world, { excludeTestServices: true })("EventBrowserApi lifecycle admin", (
         [`/admin/streams/${streamId}/truncate?before=abc`, 400],
         [`/admin/streams/${streamId}/truncate?before=1e400`, 400],
         [`/admin/streams/${streamId}/truncate?before=99999999999999999999`, 400],
+        [`/admin/streams/${streamId}/archive?before=0`, 400],
+        [`/admin/streams/${streamId}/archive?before=x`, 400],
         [`/admin/streams/nodash/delete`, 404],
         [`/admin/streams/a%00b-1/delete`, 400],
         // the router matches path parameters of at most 100 characters: a longer one is not found
@@ -216,6 +238,7 @@ layer(world, { excludeTestServices: true })("EventBrowserApi lifecycle admin", (
         "/admin/streams/{streamId}/undelete",
         "/admin/streams/{streamId}/hard-delete",
         "/admin/streams/{streamId}/truncate",
+        "/admin/streams/{streamId}/archive",
         "/admin/subjects/{subject}/erase"
       ])
       const responses = Object.keys(spec.paths["/admin/streams/{streamId}/truncate"].post.responses)

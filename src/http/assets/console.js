@@ -217,7 +217,13 @@
             return
           }
           return openStream(streamId, 1).then(function () {
-            say(action === "truncate" ? done.removed + " events of " + streamId + " removed" : streamId + " undeleted")
+            say(
+              action === "truncate"
+                ? done.removed + " events of " + streamId + " removed"
+                : action === "archive"
+                  ? done.removed + " events of " + streamId + " archived"
+                  : streamId + " undeleted"
+            )
           })
         })
         .catch(failed)
@@ -671,6 +677,17 @@
     streamAction("truncate", "Remove the events of " + state.stream + " below version " + before + "?", {
       before: before
     })
+  })
+  $("archiveStream").addEventListener("click", function () {
+    // the version box, when filled, bounds the archiving as it bounds a truncation
+    var before = $("truncateBefore").value.trim()
+    if (before !== "" && !/^[1-9][0-9]*$/.test(before)) return say("archive before: a version, 1 or more")
+    var which = before === "" ? "every event" : "the events below version " + before
+    streamAction(
+      "archive",
+      "Archive " + which + " of " + state.stream + "? They leave the log and stay readable from the archive.",
+      before === "" ? null : { before: before }
+    )
   })
   $("eraseForm").addEventListener("submit", function (e) {
     e.preventDefault()

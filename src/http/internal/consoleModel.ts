@@ -108,7 +108,7 @@ export const DeadLetterAction = Schema.Struct({
  */
 export const StreamAction = Schema.Struct({
   streamId: Schema.String,
-  action: Schema.Literal("delete", "undelete", "hard-delete", "truncate"),
+  action: Schema.Literal("delete", "undelete", "hard-delete", "truncate", "archive"),
   removed: Schema.optional(Schema.Int),
   snapshots: Schema.optional(Schema.NullOr(Schema.Int))
 }).annotations({ identifier: "StreamAction" })

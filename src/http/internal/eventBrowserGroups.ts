@@ -233,6 +233,28 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .annotate(OpenApi.Description, "Removes the stream's events below version `before` (numbering kept)")
   )
   .add(
+    HttpApiEndpoint.post("archiveStream", "/admin/streams/:streamId/archive")
+      .setPath(StreamPath)
+      .setUrlParams(
+        Schema.Struct({
+          before: Schema.optional(
+            Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, Event.maxVersion)).annotations({
+              description: "The first version left live: every event below it is archived (default: all)"
+            })
+          )
+        })
+      )
+      .addSuccess(ConsoleModel.StreamAction)
+      .addError(Model.NotFound)
+      .addError(Model.StreamConflict)
+      .addError(Model.BadRequest)
+      .annotate(
+        OpenApi.Description,
+        "Moves the stream's events (below `before`, or all) to the archive: out of reads and `readAll`, " +
+          "kept for reads that include archived events; the stream stays live"
+      )
+  )
+  .add(
     HttpApiEndpoint.post("eraseSubject", "/admin/subjects/:subject/erase")
       .setPath(Schema.Struct({ subject: Model.SubjectId }))
       .addSuccess(ConsoleModel.SubjectErasure)

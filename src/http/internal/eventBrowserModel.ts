@@ -164,6 +164,10 @@ export const ProjectionStatus = Schema.Struct({
   partitions: Schema.Int,
   owned: Schema.Array(PartitionStatus),
   lag: Schema.Struct({ events: Schema.Number, seconds: Schema.Number }),
+  /** When the runner reads a PostgreSQL hot standby: its replication lag (`null` otherwise). */
+  replica: Schema.OptionFromNullOr(
+    Schema.Struct({ seconds: Schema.Number, bytes: Schema.Number, receiving: Schema.Boolean })
+  ),
   /** The progress of the owned partition expected to finish catching up last; `null` once all are live. */
   progress: Schema.OptionFromNullOr(Progress),
   lastError: Schema.OptionFromNullOr(Schema.String)

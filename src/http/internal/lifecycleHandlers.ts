@@ -1,7 +1,7 @@
 /**
  * What the admin endpoints of `EventBrowserApi` for data lifecycle do, apart from HTTP: a stream's soft
- * delete, undelete, hard delete (with its snapshots, when a `SnapshotStore` is provided) and truncation,
- * and the erasure of a data subject (with the `KeyStore` provided to the API's Layer). The store's typed
+ * delete, undelete, hard delete (with its snapshots, when a `SnapshotStore` is provided), truncation and
+ * archiving, and the erasure of a data subject (with the `KeyStore` provided to the API's Layer). The store's typed
  * errors become 4xx answers (no such stream 404, a deleted stream 409, bad input 400); only a store that
  * fails is a 500.
  */
@@ -76,6 +76,13 @@ export const streamAction = (
         const removed = yield* Effect.mapError(
           store.truncateStream(streamId, before ?? 1),
           answer(streamId, "truncateStream")
+        )
+        return { streamId, action, removed }
+      }
+      case "archive": {
+        const removed = yield* Effect.mapError(
+          store.archiveStream(streamId, before === undefined ? {} : { before }),
+          answer(streamId, "archiveStream")
         )
         return { streamId, action, removed }
       }
