@@ -189,7 +189,7 @@ const main = () => {
           `${consumer.name}: npx effect-eventsourcing`,
           run("npx", ["effect-eventsourcing", ...consumer.cli], dir)
         )
-        if (!/^events\s+1_baseline\s+-$/m.test(status)) {
+        if (!/^events\s+1_baseline 2_archive\s+-$/m.test(status)) {
           throw new Error(`${consumer.name}: unexpected migrate status:\n${status}`)
         }
       }
