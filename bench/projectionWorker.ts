@@ -1,7 +1,8 @@
 /**
  * A projection worker process for P1's multi-process variants: runs the balances projection (16
  * partitions) on PostgreSQL until it is stopped. Arguments: PostgreSQL URL, schema, read-model table,
- * projection name, worker id, lease TTL.
+ * projection name, worker id, lease TTL. It prints `handled N` for every batch it handles, before the batch
+ * commits, so that the parent counts the events handled again after a batch was rolled back.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import type * as Duration from "effect/Duration"
@@ -20,7 +21,10 @@ const stores = Layer.mergeAll(
 )
 
 Projection.layer(
-  { ...balances(table!, processPartitions), name: name! },
+  {
+    ...balances(table!, processPartitions, (events) => process.stdout.write(`handled ${events.length}\n`)),
+    name: name!
+  },
   { workerId: workerId!, leaseTtl: leaseTtl! as Duration.DurationInput, pollInterval: "100 millis" }
 ).pipe(
   Layer.provide(stores),
