@@ -25,7 +25,8 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { connect as connectNats } from "@nats-io/transport-node"
 import * as Mysql from "../../src/mysql/Mysql.js"
 import * as Postgres from "../../src/pg/Postgres.js"
-import { mysqlUrl, pgUrl } from "../support/config.js"
+import { mysqlUrl } from "../support/config.js"
+import { freshPgDatabase } from "../support/sql.js"
 import { freePort } from "../support/servers.js"
 
 const tsx = path.resolve("node_modules", ".bin", "tsx")
@@ -363,16 +364,7 @@ describe("examples/bank application", () => {
     "npm run cluster runs the bank as three processes on PostgreSQL and a 3-node NATS cluster, then stops cleanly",
     () =>
       Effect.gen(function* () {
-        const database = `bank_cluster_${process.pid}_${Math.floor(Math.random() * 1e9)}`
-        const admin = (statement: string) =>
-          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
-            Effect.provide(Postgres.layer({ url: pgUrl, maxConnections: 1 })),
-            Effect.orDie
-          )
-        yield* Effect.acquireRelease(admin(`create database ${database}`), () =>
-          admin(`drop database if exists ${database} with (force)`)
-        )
-        const databaseUrl = pgUrl.replace(/\/[^/]*$/, `/${database}`)
+        const databaseUrl = yield* freshPgDatabase("bank_cluster")
         const port = yield* freePort
         const [program, ...args] = scriptCommand("cluster")
         const keys = yield* tempDir

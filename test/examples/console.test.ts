@@ -22,9 +22,8 @@ import type { Page } from "playwright-core"
 import * as Bank from "../../examples/bank/app.js"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
-import * as Postgres from "../../src/pg/Postgres.js"
 import { browser } from "../support/chromium.js"
-import { pgUrl } from "../support/config.js"
+import { freshPgDatabase } from "../support/sql.js"
 
 const token = "console-admin-token"
 const screenshots = path.resolve("test-results", "console")
@@ -366,16 +365,8 @@ describe("the console in Chromium, against the bank", () => {
     () =>
       Effect.gen(function* () {
         fs.mkdirSync(screenshots, { recursive: true })
-        const database = `bank_console_${process.pid}_${Math.floor(Math.random() * 1e9)}`
-        const admin = (statement: string) =>
-          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
-            Effect.provide(Postgres.layer({ url: pgUrl, maxConnections: 1 })),
-            Effect.orDie
-          )
-        yield* Effect.acquireRelease(admin(`create database ${database}`), () =>
-          admin(`drop database if exists ${database} with (force)`)
-        )
-        yield* scenario("postgres", { DATABASE_URL: pgUrl.replace(/\/[^/]*$/, `/${database}`) })
+        const databaseUrl = yield* freshPgDatabase("bank_console")
+        yield* scenario("postgres", { DATABASE_URL: databaseUrl })
       }),
     480_000
   )

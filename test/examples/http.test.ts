@@ -5,7 +5,6 @@
  * store treats differently (a NUL that PostgreSQL refuses outright) run on a fresh PostgreSQL database too.
  */
 import * as HttpServer from "@effect/platform/HttpServer"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -16,8 +15,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Bank from "../../examples/bank/app.js"
 import { jsonDepth, maxJsonDepth } from "../../examples/bank/http.js"
-import * as Postgres from "../../src/pg/Postgres.js"
-import { pgUrl } from "../support/config.js"
+import { freshPgDatabase } from "../support/sql.js"
 
 /** The bank application in this process, configured by `env` as `npm start` is; its base URL. */
 const serve = (env: Record<string, string>) =>
@@ -242,17 +240,8 @@ describe("examples/bank HTTP API under hostile input", () => {
     "on PostgreSQL: names with NUL are 4xx (the store would refuse them), and the application keeps serving",
     () =>
       Effect.gen(function* () {
-        // a database of its own: the application uses the default schema and table names
-        const database = `bank_http_${process.pid}_${Math.floor(Math.random() * 1e9)}`
-        const admin = (statement: string) =>
-          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
-            Effect.provide(Postgres.layer({ url: pgUrl, maxConnections: 1 })),
-            Effect.orDie
-          )
-        yield* Effect.acquireRelease(admin(`create database ${database}`), () =>
-          admin(`drop database if exists ${database} with (force)`)
-        )
-        const url = yield* serve({ DATABASE_URL: pgUrl.replace(/\/[^/]*$/, `/${database}`) })
+        const databaseUrl = yield* freshPgDatabase("bank_http")
+        const url = yield* serve({ DATABASE_URL: databaseUrl })
         assert.strictEqual((yield* send(url, post("/accounts/steady/open", { owner: "Ada" }))).status, 201)
         yield* stillServes(url, "opening")
         yield* expectAll(url, [

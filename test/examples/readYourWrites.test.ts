@@ -32,7 +32,8 @@ import * as QueryBus from "../../src/QueryBus.js"
 import * as SqlCheckpointStore from "../../src/sql/SqlCheckpointStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import * as Sqlite from "../../src/sqlite/Sqlite.js"
-import { natsUrl, pgUrl } from "../support/config.js"
+import { natsUrl } from "../support/config.js"
+import { freshPgDatabase } from "../support/sql.js"
 
 /** The bank's account commands and queries over HTTP: the derived groups, without the event browser. */
 class Api extends HttpApi.make("bank").add(AccountCommandsApi).add(AccountQueriesApi) {}
@@ -139,17 +140,7 @@ describe("examples/bank read-your-writes, the projections in another process", (
     "on PostgreSQL: every query after a deposit shows it, over HTTP and NATS",
     () =>
       Effect.gen(function* () {
-        // a database of its own: the bank uses the default schema and table names
-        const name = `bank_ryw_${process.pid}_${Math.floor(Math.random() * 1e9)}`
-        const admin = (statement: string) =>
-          Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
-            Effect.provide(Postgres.layer({ url: pgUrl, maxConnections: 1 })),
-            Effect.orDie
-          )
-        yield* Effect.acquireRelease(admin(`create database ${name}`), () =>
-          admin(`drop database if exists ${name} with (force)`)
-        )
-        const url = pgUrl.replace(/\/[^/]*$/, `/${name}`)
+        const url = yield* freshPgDatabase("bank_ryw")
         yield* scenario(url, Postgres.layer({ url, maxConnections: 4 }))
       }),
     180_000

@@ -27,6 +27,24 @@ export const pgWithSchema = (schema: string, options: Partial<Postgres.Options> 
   return Layer.merge(client, Layer.scopedDiscard(Effect.addFinalizer(() => dropSchema))).pipe(Layer.orDie)
 }
 
+/**
+ * A database of its own on the shared PostgreSQL, for an application that uses the default schema and table
+ * names (the bank): its URL. Dropped (its connections ended) when the scope closes.
+ */
+export const freshPgDatabase = (prefix: string) =>
+  Effect.gen(function* () {
+    const database = `${prefix}_${process.pid}_${Math.floor(Math.random() * 1e9)}`
+    const admin = (statement: string) =>
+      Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(
+        Effect.provide(Postgres.layer({ url: pgUrl, maxConnections: 1 })),
+        Effect.orDie
+      )
+    yield* Effect.acquireRelease(admin(`create database ${database}`), () =>
+      admin(`drop database if exists ${database} with (force)`)
+    )
+    return pgUrl.replace(/\/[^/]*$/, `/${database}`)
+  })
+
 /** SQLite in a fresh temporary file, deleted when the Layer is released. */
 export const sqliteFile = Layer.unwrapScoped(
   Effect.gen(function* () {
