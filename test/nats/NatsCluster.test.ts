@@ -5,7 +5,6 @@
  * commands are answered or fail typed, never hang.
  */
 import { randomBytes } from "node:crypto"
-import { jetstreamManager } from "@nats-io/jetstream"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -101,7 +100,6 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
         yield* cluster.awaitStream(stream)
         const busContext = yield* Layer.build(bus)
         const eventBus = Context.get(busContext, EventBus.EventBus)
-        const natsOfBus = Context.get(busContext, Nats.Nats)
 
         // each event's runs of the idempotent handler, and its deliveries (redeliveries included)
         const handled = new Map<string, number>()
@@ -203,7 +201,7 @@ describe("NATS JetStream cluster (3 nodes, R3)", () => {
         yield* waitFor("every event handled", handledCount, (n) => n >= total)
 
         // JetStream's view, from the stream leader: every event stored once under its id
-        const jsm = yield* Effect.promise(() => jetstreamManager(natsOfBus.connection))
+        const jsm = cluster.manager
         const info = yield* waitFor(
           "every event in the stream",
           Effect.tryPromise(() => jsm.streams.info(stream)),

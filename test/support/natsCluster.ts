@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { jetstreamManager, StorageType, type StreamInfo } from "@nats-io/jetstream"
+import { type JetStreamManager, jetstreamManager, StorageType, type StreamInfo } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
@@ -32,6 +32,12 @@ export interface ThrowawayCluster {
   /** Every node's URL: the seed list a client is given. */
   readonly urls: ReadonlyArray<string>
   readonly node: (name: string) => ClusterNode
+  /**
+   * The helper's JetStream manager, made once the meta group had a leader. Asking for a new one later runs
+   * into a meta election after a restart ("JetStream system temporarily unavailable"); this one does not
+   * ask again, and its requests may still fail while the cluster settles: retry them.
+   */
+  readonly manager: JetStreamManager
   /**
    * Waits (up to `within`, default 60 s) until JetStream places a stream on every node, i.e. every node is
    * up and back in the cluster (a node restarted rejoins over its routes).
@@ -163,6 +169,7 @@ export const throwawayNatsCluster = (size = 3): Effect.Effect<ThrowawayCluster, 
         if (node === undefined) throw new Error(`no node ${name}`)
         return node
       },
+      manager: jsm,
       awaitAll,
       streamInfo,
       awaitStream,
