@@ -1,4 +1,4 @@
-// npm install effect-eventsourcing effect @effect/sql @effect/experimental @effect/sql-sqlite-node
+// npm install effect-eventsourcing effect @effect/sql @effect/experimental @effect/sql-sqlite-node better-sqlite3
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { SqlEventStore } from "effect-eventsourcing/sql"

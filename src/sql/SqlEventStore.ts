@@ -46,7 +46,7 @@ import * as HotPath from "./HotPath.js"
 import * as Dialect from "./internal/dialect.js"
 import * as StreamLifecycle from "./internal/streamLifecycle.js"
 import * as Replication from "../pg/internal/replication.js"
-import { guardTransactions } from "./transaction.js"
+import { guardTransactions, withTransaction } from "./transaction.js"
 
 /** Options of {@link make}. */
 export interface Options extends TableOptions {
@@ -190,9 +190,11 @@ export const make = (
         }
       )
 
+    const hotPath = yield* Effect.serviceOption(HotPath.HotPath)
     /** The backend's part, chosen once: PostgreSQL's read horizon and append function, or a serial append. */
     const statements: Dialect.EventsDialect = yield* dialect.events({
       tables: t,
+      transaction: Option.getOrUndefined(hotPath)?.transaction ?? withTransaction(sql),
       commandTtl,
       groupCommit: options.groupCommit,
       limits: backend,
@@ -267,7 +269,7 @@ export const make = (
         (rows) => rows[0]?.version ?? 0
       )
 
-    const hot = HotPath.runners(sql, yield* Effect.serviceOption(HotPath.HotPath))
+    const hot = HotPath.runners(sql, hotPath)
     /**
      * The text of a page of a stream's events from a version on, forward or backward, with its archived
      * events or not (both tables in one statement, so a concurrent archiving is seen whole); a soft-deleted

@@ -50,7 +50,7 @@ const postgres = [...core, "@effect/sql-pg", "pg", "@types/pg"]
 const consumers: ReadonlyArray<Consumer> = [
   {
     name: "sqlite",
-    installs: [...core, "@effect/sql-sqlite-node"],
+    installs: [...core, "@effect/sql-sqlite-node", "better-sqlite3"],
     example: "sqlite",
     expect: /^Account at version 2$/m,
     absent:

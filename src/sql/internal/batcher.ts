@@ -2,9 +2,9 @@
  * Group commit: concurrent requests queue up and are handed to `run` in batches, so that many of them
  * share one round trip and one commit.
  *
- * There is no waiting for a batch to fill: a writer takes what is queued the moment it is free, and a
- * request arriving while nothing is in flight runs at once in its own fiber, so a lone request is never
- * delayed (not even by a hand-over between fibers). Requests arriving during a round trip form the next
+ * There is no waiting for a batch to fill: a writer takes what is queued the moment it is free, and (with
+ * `runOne`) a request arriving while nothing is in flight runs at once in its own fiber, so a lone request
+ * is never delayed (not even by a hand-over between fibers). Requests arriving during a round trip form the next
  * batch. `writers` batches may be in flight at a time. With a `weight`, a batch also stays within
  * `maxWeight` (a request heavier than that alone): what a writer took runs as consecutive batches then.
  *
@@ -27,8 +27,13 @@ export interface BatcherOptions<I, O, E> {
   readonly writers: number
   /** Runs a batch: one exit per request, in order. A failure of the whole batch fails each request with it. */
   readonly run: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<O, E>>, E>
-  /** Runs a lone request in its caller's fiber (the same work as a batch of one, without its exits). */
-  readonly runOne: (item: I) => Effect.Effect<O, E>
+  /**
+   * Runs a lone request in its caller's fiber (the same work as a batch of one, without its exits). Without
+   * it every request goes through the queue: where the work is synchronous (SQLite's driver), a request
+   * run at once would run to its end before the callers ready beside it could queue, and every group
+   * would be one request.
+   */
+  readonly runOne?: (item: I) => Effect.Effect<O, E>
   /** The size of a request, for `maxWeight`; default none (batches are bounded by count only). */
   readonly weight?: (item: I) => number
   /** Most total `weight` per batch. */
@@ -95,10 +100,11 @@ export const make = <I, O, E>(
     return (item: I) =>
       Effect.suspend(() => {
         if (closed) return Effect.fail(options.closed())
-        if (inFlight === 0 && queued === 0) {
+        const runOne = options.runOne
+        if (runOne !== undefined && inFlight === 0 && queued === 0) {
           inFlight++
           return Effect.ensuring(
-            Effect.suspend(() => options.runOne(item)),
+            Effect.suspend(() => runOne(item)),
             Effect.sync(() => inFlight--)
           )
         }

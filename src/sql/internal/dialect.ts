@@ -94,6 +94,11 @@ export interface SqlDialect {
 export interface EventsOptions {
   readonly tables: Tables
   readonly commandTtl: number
+  /**
+   * Runs an append's transaction (a savepoint inside the caller's): the hot path's where the backend has
+   * one (see `HotPath`), else the client's `withTransaction`.
+   */
+  readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
   /** PostgreSQL: group commit (see `SqlEventStore.Options`). */
   readonly groupCommit: false | { readonly maxBatch?: number; readonly writers?: number } | undefined
   readonly limits: BackendLimits

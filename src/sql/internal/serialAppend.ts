@@ -18,8 +18,8 @@ import {
 } from "../../EventStore.js"
 import { type PreparedAppend } from "../../internal/appendPreparation.js"
 import { isDuplicateKey } from "../classify.js"
+import * as HotPath from "../HotPath.js"
 import { type CommandRow, toDuplicate } from "../commandRecords.js"
-import { withTransaction } from "../transaction.js"
 import { deletedHard } from "./ddl.js"
 import type { EventsOptions, SqlDialect } from "./dialect.js"
 
@@ -43,7 +43,7 @@ export interface SerialSteps {
    * Runs `placeholder` (an INSERT of a row the append is about to lock, a no-op if the row exists) where
    * concurrent appends would otherwise lock a gap (MySQL); SQLite's one writer skips it.
    */
-  readonly lockable: (placeholder: () => Statement.Statement<unknown>) => Effect.Effect<void, SqlError>
+  readonly lockable: (placeholder: () => Effect.Effect<unknown, SqlError>) => Effect.Effect<void, SqlError>
   /** Inserts the append's rows and returns their positions, in commit order. */
   readonly insertEvents: (
     append: PreparedAppend,
@@ -87,18 +87,40 @@ export interface SerialAppendOptions extends EventsOptions {
 export const make = (options: SerialAppendOptions) => {
   const { dialect, sql, steps, tables: t } = options
   const forUpdate = dialect.forUpdate
-  // built once: the same on every append
-  const streamIgnored = dialect.onConflictIgnore(["stream_id"])
-  const streamVersionSet = dialect.onConflictUpdate(["stream_id"], ["version"])
-
-  const streamOf = (streamId: string) =>
-    Effect.map(
-      sql<{
-        readonly version: number
-        readonly deleted: number
-      }>`select version, deleted from ${sql(t.streams)} where stream_id = ${streamId}${forUpdate}`,
-      (rows) => rows[0]
+  // the statements every append runs are compiled once and run on the append's transaction connection
+  const run = HotPath.inTransaction(sql)
+  const texts = {
+    stream: HotPath.compiledText(
+      sql`select version, deleted from ${sql(t.streams)} where stream_id = ${""}${forUpdate}`,
+      1
+    ),
+    newStream: HotPath.compiledText(
+      sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, 0) ${dialect.onConflictIgnore(["stream_id"])}`,
+      1
+    ),
+    streamVersion: HotPath.compiledText(
+      sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, ${0})
+        ${dialect.onConflictUpdate(["stream_id"], ["version"])}`,
+      2
+    ),
+    newCommand: HotPath.compiledText(
+      sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
+        values (${""}, '', 0, '[]', 0) ${dialect.onConflictIgnore(["command_id"])}`,
+      1
+    ),
+    // a record within the TTL: recorded at or after the cutoff (epoch milliseconds, as `recordCommand` writes)
+    command: HotPath.compiledText(
+      sql`select stream_id, version, positions from ${sql(t.commands)}
+        where command_id = ${""} and recorded_at >= ${0}${forUpdate}`,
+      2
+    ),
+    recordCommand: HotPath.compiledText(
+      sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
+        values (${""}, ${""}, ${0}, ${""}, ${0})
+        ${dialect.onConflictUpdate(["command_id"], ["stream_id", "version", "positions", "recorded_at"])}`,
+      5
     )
+  }
 
   /**
    * Locks the stream's row and returns its version, failing if the stream is deleted. MySQL: the row is
@@ -107,10 +129,11 @@ export const make = (options: SerialAppendOptions) => {
    */
   const lockStream = (streamId: string) =>
     Effect.gen(function* () {
-      yield* steps.lockable(
-        () => sql`insert into ${sql(t.streams)} (stream_id, version) values (${streamId}, 0) ${streamIgnored}`
-      )
-      const stream = yield* streamOf(streamId)
+      yield* steps.lockable(() => run(texts.newStream, [streamId]))
+      const [stream] = (yield* run(texts.stream, [streamId])) as ReadonlyArray<{
+        readonly version: number
+        readonly deleted: number
+      }>
       if (stream !== undefined && stream.deleted !== 0) {
         return yield* new StreamDeleted({ streamId, hard: stream.deleted === deletedHard })
       }
@@ -123,12 +146,8 @@ export const make = (options: SerialAppendOptions) => {
    */
   const handledCommand = (commandId: string, now: number) =>
     Effect.gen(function* () {
-      yield* steps.lockable(
-        () => sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
-          values (${commandId}, '', 0, '[]', 0) ${dialect.onConflictIgnore(["command_id"])}`
-      )
-      const [handled] = yield* sql<CommandRow>`select stream_id, version, positions from ${sql(t.commands)}
-        where command_id = ${commandId} and not (${dialect.commandExpired(options.commandTtl, now)})${forUpdate}`
+      yield* steps.lockable(() => run(texts.newCommand, [commandId]))
+      const [handled] = (yield* run(texts.command, [commandId, now - options.commandTtl])) as ReadonlyArray<CommandRow>
       return handled
     })
 
@@ -161,19 +180,14 @@ export const make = (options: SerialAppendOptions) => {
       }
     })
 
-  const recordCommand = (commandId: string, result: AppendResult, now: number) => {
-    const row = {
-      command_id: commandId,
-      stream_id: result.streamId,
-      version: result.version,
-      positions: JSON.stringify(result.positions.map(String)),
-      recorded_at: now
-    }
-    return sql`insert into ${sql(t.commands)} ${sql.insert(row)} ${dialect.onConflictUpdate(
-      ["command_id"],
-      ["stream_id", "version", "positions", "recorded_at"]
-    )}`
-  }
+  const recordCommand = (commandId: string, result: AppendResult, now: number) =>
+    run(texts.recordCommand, [
+      commandId,
+      result.streamId,
+      result.version,
+      JSON.stringify(result.positions.map(String)),
+      now
+    ])
 
   const insertEvents = (append: PreparedAppend, current: number, now: number) =>
     Effect.gen(function* () {
@@ -191,8 +205,7 @@ export const make = (options: SerialAppendOptions) => {
       }))
       const positions = yield* steps.insertEvents(append, rows)
       const version = current + append.events.length
-      yield* sql`insert into ${sql(t.streams)} (stream_id, version) values (${append.streamId}, ${version})
-        ${streamVersionSet}`
+      yield* run(texts.streamVersion, [append.streamId, version])
       return { streamId: append.streamId, version, positions }
     })
 
@@ -246,7 +259,7 @@ export const make = (options: SerialAppendOptions) => {
             )
       if (append.commandId !== undefined) yield* recordCommand(append.commandId, result, now)
       return result
-    }).pipe(withTransaction(sql))
+    }).pipe(options.transaction)
 
   return (append: PreparedAppend) => steps.retry(appendOnce(append))
 }

@@ -18,6 +18,8 @@ import {
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
+import * as HotPath from "../../sql/HotPath.js"
+import type { EventInsert } from "../../sql/internal/serialAppend.js"
 import * as GroupCommit from "./groupCommit.js"
 
 /** Bound variables of an event's row in the append's INSERT. */
@@ -49,12 +51,13 @@ const readLimits = (sql: SqlClient.SqlClient) =>
 
 /** The record for `sql`, a SQLite client. */
 export const make = (sql: SqlClient.SqlClient): SqlDialect => {
+  const run = HotPath.inTransaction(sql)
   const self: SqlDialect = {
     name: "SQLite",
     limits: readLimits(sql),
-    events: (options) =>
-      GroupCommit.make(
-        sql,
+    events: (options) => {
+      const insertText = insertTexts(sql, options.tables.events)
+      return GroupCommit.make(
         SerialEvents.make({
           ...options,
           sql,
@@ -63,17 +66,16 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
             // one writer: nothing to make lockable
             lockable: () => Effect.void,
             insertEvents: (_, rows) =>
-              Effect.map(
-                sql<{ readonly position: number }>`insert into ${sql(options.tables.events)} ${sql.insert(rows)}
-                  returning position`,
-                (inserted) => inserted.map((row) => BigInt(row.position))
+              Effect.map(run(insertText(rows.length), rows.flatMap(insertParams)), (inserted) =>
+                inserted.map((row: { readonly position: number }) => BigInt(row.position))
               ),
             retry: (append) => append,
             idsCheckedLazily: true
           }
         }),
-        options.groupCommit
-      ),
+        options
+      )
+    },
     commandExpired: (ttlMillis, nowMillis) => sql`recorded_at < ${nowMillis - ttlMillis}`,
     ...ConflictReturning.statements(sql),
     // one transaction at a time: what it reads stays as read, and no snapshot predates a commit
@@ -89,6 +91,41 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
     ddl: ddl(sql)
   }
   return self
+}
+
+/** The columns of an event row, in the order of {@link insertParams}. */
+const eventInsertColumns = [
+  "stream_id",
+  "category",
+  "stream_hash",
+  "version",
+  "event_id",
+  "type",
+  "schema_version",
+  "data",
+  "metadata",
+  "recorded_at"
+] as const
+
+/** A row's parameters, in the order of its columns. */
+const insertParams = (row: EventInsert): ReadonlyArray<unknown> => eventInsertColumns.map((column) => row[column])
+
+/** The text of the events INSERT of `count` rows; compiled once per count up to 64 (a single event's is hot). */
+const insertTexts = (sql: SqlClient.SqlClient, table: string) => {
+  const cached = new Map<number, string>()
+  const row = `(${eventInsertColumns.map(() => "?").join(", ")})`
+  return (count: number): string => {
+    let text = cached.get(count)
+    if (text === undefined) {
+      text = HotPath.compiledText(
+        sql`insert into ${sql(table)} (${sql.literal(eventInsertColumns.join(", "))})
+          values ${sql.literal(Array.from({ length: count }, () => row).join(", "))} returning position`,
+        0
+      )
+      if (count <= 64) cached.set(count, text)
+    }
+    return text
+  }
 }
 
 const ddl = (sql: SqlClient.SqlClient): Ddl => {

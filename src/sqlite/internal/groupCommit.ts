@@ -3,8 +3,10 @@
  * each in a savepoint of its own, so that each is checked and refused on its own while the group pays for
  * one commit (with `synchronous = FULL`, one sync of the write-ahead log) instead of one per append.
  *
- * A lone append runs at once in its caller's fiber, as before; appends arriving while a transaction is
- * being written form the next group. An append inside a caller's transaction joins that transaction.
+ * Every append goes to the one writer fiber, a lone one too (in a transaction of its own): the driver is
+ * synchronous, so an append run at once in its caller's fiber would commit before the callers ready beside
+ * it could queue theirs. Appends arriving while a group is written form the next group. An append inside a
+ * caller's transaction joins that transaction.
  *
  * @internal
  */
@@ -18,16 +20,14 @@ import type { PreparedAppend } from "../../internal/appendPreparation.js"
 import * as Metrics from "../../Metrics.js"
 import * as Batcher from "../../sql/internal/batcher.js"
 import type { EventsDialect, EventsOptions } from "../../sql/internal/dialect.js"
-import { withTransaction } from "../../sql/transaction.js"
 
 /** Appends per group, by default: enough to amortize a commit, few enough to keep a group's latency short. */
 const defaultMaxBatch = 64
 
 /** `events` with its appends grouped, unless `groupCommit` is `false`. */
 export const make = (
-  sql: SqlClient.SqlClient,
   events: EventsDialect,
-  groupCommit: EventsOptions["groupCommit"]
+  { groupCommit, transaction }: EventsOptions
 ): Effect.Effect<EventsDialect, never, Scope.Scope> =>
   Effect.gen(function* () {
     if (groupCommit === false) return events
@@ -35,14 +35,15 @@ export const make = (
       maxBatch: Math.max(1, groupCommit?.maxBatch ?? defaultMaxBatch),
       // one connection: one transaction at a time
       writers: 1,
-      // each append is a savepoint of the group's transaction (its own `withTransaction` nests)
+      // each append is a savepoint of the group's transaction (its own transaction nests); one alone is
+      // its own transaction
       run: (appends: ReadonlyArray<PreparedAppend>) =>
         Effect.zipRight(
           Metric.update(Metrics.appendBatchSize, appends.length),
-          withTransaction(sql)(Effect.forEach(appends, (append) => Effect.exit(events.append(append))))
+          appends.length === 1
+            ? Effect.exit(events.append(appends[0]!)).pipe(Effect.map((exit) => [exit]))
+            : transaction(Effect.forEach(appends, (append) => Effect.exit(events.append(append))))
         ),
-      runOne: (append: PreparedAppend) =>
-        Effect.zipRight(Metric.update(Metrics.appendBatchSize, 1), events.append(append)),
       closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
     })
     return {

@@ -1,0 +1,75 @@
+/**
+ * Transactions on SQLite's one connection without `@effect/sql`'s per-transaction work (a span, a scope, a
+ * connection acquired through the client): the hot path's `transaction` (see `sql/HotPath`). Statements
+ * through the `SqlClient` inside it join it, as they join a client transaction, and a client transaction
+ * or another of these inside it is a savepoint.
+ *
+ * @internal
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import type { SqliteConnection } from "./connection.js"
+
+/**
+ * The transaction runner over `connection`; `locked` holds the connection (in its turn) for a transaction
+ * of its own. Inside an enclosing transaction (the connection is held already) it is a savepoint.
+ *
+ * Like a guarded client transaction (`SqlTransactions.guard`), it never dies: a failed ROLLBACK keeps the
+ * body's failure, and a failed COMMIT, rolled back, fails with a typed `SqlError`.
+ */
+export const make =
+  (connection: SqliteConnection, locked: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (enclosing) =>
+      Option.isSome(enclosing)
+        ? savepoint(connection, enclosing.value[1] + 1, effect)
+        : locked(transaction(connection, effect))
+    )
+
+const transaction = <A, E, R>(connection: SqliteConnection, effect: Effect.Effect<A, E, R>) =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.zipRight(
+      connection.run("BEGIN"),
+      Effect.flatMap(Effect.exit(restore(inside(connection, 0, effect))), (exit) =>
+        Exit.isSuccess(exit)
+          ? connection.run("COMMIT").pipe(
+              Effect.catchAll((cause) =>
+                Effect.zipRight(
+                  rollback(connection),
+                  Effect.fail(new SqlError({ cause, message: "the transaction's COMMIT failed; it was rolled back" }))
+                )
+              ),
+              Effect.zipRight(exit)
+            )
+          : Effect.zipRight(rollback(connection), exit)
+      )
+    )
+  )
+
+const savepoint = <A, E, R>(connection: SqliteConnection, depth: number, effect: Effect.Effect<A, E, R>) =>
+  Effect.uninterruptibleMask((restore) => {
+    const name = `ees_${depth}`
+    return Effect.zipRight(
+      connection.run(`SAVEPOINT ${name}`),
+      Effect.flatMap(Effect.exit(restore(inside(connection, depth, effect))), (exit) =>
+        Effect.zipRight(
+          Exit.isSuccess(exit)
+            ? connection.run(`RELEASE ${name}`)
+            : // a failed ROLLBACK TO (the connection broke) keeps the body's failure
+              Effect.ignore(Effect.zipRight(connection.run(`ROLLBACK TO ${name}`), connection.run(`RELEASE ${name}`))),
+          exit
+        )
+      )
+    )
+  })
+
+/** `effect` with statements through the `SqlClient` joining the transaction at `depth`. */
+const inside = <A, E, R>(connection: SqliteConnection, depth: number, effect: Effect.Effect<A, E, R>) =>
+  Effect.provideService(effect, SqlClient.TransactionConnection, [connection, depth])
+
+/** Ends the transaction if it is still open (SQLite may have ended it on an error); a failure is ignored. */
+const rollback = (connection: SqliteConnection) =>
+  Effect.suspend(() => (connection.database.inTransaction ? Effect.ignore(connection.run("ROLLBACK")) : Effect.void))
