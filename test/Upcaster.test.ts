@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
@@ -246,6 +247,48 @@ describe("Upcaster", () => {
       ) as unknown as typeof AccountEvent
       assert.include(yield* problemsOf({ events: untagged }), "tagged struct or class")
     })
+  )
+
+  it.effect("a tagged struct decodes field by field to what the whole schema gives, errors included", () =>
+    Effect.gen(function* () {
+      const Plain = Schema.TaggedStruct("Plain", { n: Schema.Number, note: Schema.optional(Schema.String) })
+      const Refined = Schema.TaggedStruct("Refined", { n: Schema.Number }).pipe(
+        Schema.filter((e) => e.n > 0, { message: () => "n must be positive" })
+      )
+      const Events = Schema.Union(Plain, Refined)
+      const eventCodec = yield* Upcaster.codec({ events: Events })
+      const stored = [
+        { type: "Plain", schemaVersion: 1, data: { note: "a", extra: true, n: 1 } },
+        { type: "Plain", schemaVersion: 1, data: { _tag: "Refined", n: 2 } },
+        { type: "Refined", schemaVersion: 1, data: { n: 3 } },
+        { type: "Refined", schemaVersion: 1, data: { n: -1 } },
+        { type: "Plain", schemaVersion: 1, data: { n: "1" } }
+      ]
+      yield* appendRaw("Tagged-1", stored)
+      const recorded = Chunk.toArray(
+        yield* Stream.runCollect(Stream.flatMap(EventStore.EventStore, (store) => store.readStream("Tagged-1")))
+      )
+      const schemaSays = Schema.decodeUnknownEither(Events)
+      for (const [i, event] of recorded.entries()) {
+        const ours = eventCodec.decodeEither(event)
+        const theirs = schemaSays({ ...(stored[i]!.data as object), _tag: stored[i]!.type })
+        if (theirs._tag === "Right") {
+          assert.deepStrictEqual(ours, Either.right([theirs.right]))
+          // the keys in the schema's order (the tag first), the stored extra field dropped
+          assert.deepStrictEqual(Object.keys((ours as Either.Right<any, any>).right[0]), Object.keys(theirs.right))
+        } else {
+          assert.strictEqual(ours._tag, "Left")
+          assert.strictEqual(
+            ((ours as Either.Left<Upcaster.EventDecodeError, any>).left.cause as Error).message,
+            theirs.left.message
+          )
+        }
+      }
+      assert.deepStrictEqual(
+        recorded.map((event) => Either.isRight(eventCodec.decodeEither(event))),
+        [true, true, true, false, false]
+      )
+    }).pipe(Effect.provide(MemoryEventStore.layer()))
   )
 
   it.effect("encode then decode round-trips arbitrary values of every event schema (property)", () =>
