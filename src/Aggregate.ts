@@ -250,30 +250,29 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
    */
   const foldFrom = (streamId: string, from: Loaded<S>, policy: Upcaster.Policy | undefined, cached: boolean) =>
     Effect.gen(function* () {
+      const store = yield* EventStore.EventStore
       let { eventId, state, version } = from
       let checked = !cached
       let sameHistory = true
-      yield* Upcaster.readStream(decider.codec, streamId, {
-        fromVersion: cached ? from.version : from.version + 1,
-        ...(policy === undefined ? {} : { policy })
-      }).pipe(
-        Stream.catchTag("StreamNotFound", () => Stream.empty),
-        // folded a page at a time: loading is a hot path
-        Stream.runForEachChunk((chunk) =>
-          Effect.sync(() =>
-            Chunk.forEach(chunk, ({ envelope, event }) => {
-              if (!checked) {
-                checked = true
-                sameHistory = envelope.version === from.version && envelope.eventId === from.eventId
-              }
-              if (envelope.version <= from.version || !sameHistory) return
-              state = decider.evolve(state, event)
-              version = envelope.version
-              eventId = envelope.eventId
-            })
-          )
-        )
-      )
+      // read and folded a page at a time, without a Stream (whose run alone costs more than reading a few
+      // events): loading is a hot path
+      let cursor: number | undefined = cached ? from.version : from.version + 1
+      while (cursor !== undefined && sameHistory) {
+        const page: EventStore.StreamPage = yield* store
+          .readStreamPage(streamId, { fromVersion: cursor })
+          .pipe(Effect.catchTag("StreamNotFound", () => Effect.succeed(noEvents)))
+        for (const { envelope, event } of yield* Upcaster.decodePage(decider.codec, page.events, policy)) {
+          if (!checked) {
+            checked = true
+            sameHistory = envelope.version === from.version && envelope.eventId === from.eventId
+          }
+          if (envelope.version <= from.version || !sameHistory) continue
+          state = decider.evolve(state, event)
+          version = envelope.version
+          eventId = envelope.eventId
+        }
+        cursor = page.next
+      }
       return checked && sameHistory ? { ...from, state, version, eventId } : undefined
     })
 
@@ -486,6 +485,9 @@ export const handler = <C, E extends { readonly _tag: string }, S, DE>(
 }
 
 /** The metadata of the events of the command being handled: context, explicit metadata, trace. */
+/** The page of a stream that was never written. */
+const noEvents: EventStore.StreamPage = { events: [], next: undefined }
+
 const eventMetadata = (explicit: Event.Metadata | undefined): Effect.Effect<Event.Metadata> =>
   Effect.gen(function* () {
     const context = yield* Event.CommandContext

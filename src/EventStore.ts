@@ -241,6 +241,13 @@ export interface ReadStreamOptions {
   readonly includeArchived?: boolean
 }
 
+/** A page of a stream's events (see {@link EventStore} `readStreamPage`). */
+export interface StreamPage {
+  readonly events: ReadonlyArray<Event.RecordedEvent>
+  /** The version the next page starts at (forward or backward), if the read has more events. */
+  readonly next: number | undefined
+}
+
 /** Options of {@link EventStore} `archiveStream`. */
 export interface ArchiveStreamOptions {
   /** Archive the events below this version; default: every event the stream has. */
@@ -391,6 +398,17 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
       streamId: string,
       options?: ReadStreamOptions
     ) => Stream.Stream<Event.RecordedEvent, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
+    /**
+     * One page of what {@link readStream} returns, as an array: its first events from the options' start,
+     * at most `maxCount` and at most the store's page size (1,000 by default), with the version the next
+     * page starts at when the stream has more (pass it as `fromVersion`). The same events and failures as
+     * `readStream`, without the cost of running a `Stream` (on Effect 3 some 100 µs, where reading a few
+     * events takes a few): for loads that fold what they read, as a command handler's.
+     */
+    readonly readStreamPage: (
+      streamId: string,
+      options?: ReadStreamOptions
+    ) => Effect.Effect<StreamPage, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
     /** Reads all events in global order after a checkpoint, up to the current end. */
     readonly readAll: (options?: ReadAllOptions) => Stream.Stream<Event.RecordedEvent, EventStoreError>
     /**

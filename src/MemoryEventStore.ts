@@ -28,6 +28,7 @@ import {
   EventStore,
   type InvalidAppend,
   type Limits,
+  type ReadStreamOptions,
   type RetentionCut,
   StreamDeleted,
   StreamNotFound,
@@ -199,28 +200,39 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           return result
         })
 
+      /** The events a stream read returns, in its order (all of them: `maxCount` is the caller's). */
+      const selected = (streamId: string, options: ReadStreamOptions | undefined) =>
+        Effect.gen(function* () {
+          const id = yield* Event.streamId(streamId)
+          const stream = streams.get(id)
+          if (stream === undefined || stream.version === 0) return yield* new StreamNotFound({ streamId: id })
+          if (stream.deleted !== undefined) {
+            return yield* new StreamDeleted({ streamId: id, hard: stream.deleted === "hard" })
+          }
+          const kept = archived.get(id)
+          const events =
+            options?.includeArchived === true && kept !== undefined ? [...kept, ...stream.events] : stream.events
+          // index of version v: v - first (archived events come right before the live ones)
+          const first = stream.version - events.length + 1
+          const backward = options?.direction === "backward"
+          const from = options?.fromVersion ?? (backward ? stream.version : 1)
+          return backward
+            ? events.slice(0, Math.max(0, Math.min(from - first + 1, events.length))).reverse()
+            : events.slice(Math.max(0, from - first))
+        })
+
       const readStream: EventStore["Type"]["readStream"] = (streamId, options) =>
         Stream.unwrap(
-          Effect.gen(function* () {
-            const id = yield* Event.streamId(streamId)
-            const stream = streams.get(id)
-            if (stream === undefined || stream.version === 0) return yield* new StreamNotFound({ streamId: id })
-            if (stream.deleted !== undefined) {
-              return yield* new StreamDeleted({ streamId: id, hard: stream.deleted === "hard" })
-            }
-            const kept = archived.get(id)
-            const events =
-              options?.includeArchived === true && kept !== undefined ? [...kept, ...stream.events] : stream.events
-            // index of version v: v - first (archived events come right before the live ones)
-            const first = stream.version - events.length + 1
-            const backward = options?.direction === "backward"
-            const from = options?.fromVersion ?? (backward ? stream.version : 1)
-            const selected = backward
-              ? events.slice(0, Math.max(0, Math.min(from - first + 1, events.length))).reverse()
-              : events.slice(Math.max(0, from - first))
-            return Stream.fromIterable(options?.maxCount === undefined ? selected : selected.slice(0, options.maxCount))
-          })
+          Effect.map(selected(streamId, options), (events) =>
+            Stream.fromIterable(options?.maxCount === undefined ? events : events.slice(0, options.maxCount))
+          )
         )
+
+      const readStreamPage: EventStore["Type"]["readStreamPage"] = (streamId, options) =>
+        Effect.map(selected(streamId, options), (events) => {
+          const size = Math.max(1, Math.min(pageSize, options?.maxCount ?? pageSize))
+          return { events: events.slice(0, size), next: events[size]?.version }
+        })
 
       const readAll: EventStore["Type"]["readAll"] = (options) => {
         const batchSize = Math.max(1, Math.floor(options?.batchSize ?? 500))
@@ -380,6 +392,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
         instrument({
           append,
           readStream,
+          readStreamPage,
           readAll,
           head,
           heldBack,
@@ -400,6 +413,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
 export const layer = (options?: MemoryOptions): Layer.Layer<EventStore> => Layer.effect(EventStore, make(options))
 
 /** The first version a retention cut keeps of a stream's live events, if it removes any (see `RetentionCut`). */
+/** Events per page of `readStreamPage`, as on the SQL stores by default. */
+const pageSize = 1000
+
 const retentionBound = (stream: MemoryStream, cut: RetentionCut): number | undefined => {
   let bound = cut.maxCount === undefined ? 1 : stream.version - cut.maxCount + 1
   if (cut.recordedBefore !== undefined) {

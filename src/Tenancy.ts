@@ -216,6 +216,13 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
           )
         )
       ),
+    readStreamPage: (streamId, options) =>
+      Effect.flatMap(Effect.zipLeft(required("readStreamPage"), own(streamId)), (tenant) =>
+        store.readStreamPage(scopedName(tenant, streamId), options).pipe(
+          Effect.map((page) => ({ ...page, events: page.events.map(toTenant(tenant)) })),
+          Effect.mapError((error) => streamError(tenant, error))
+        )
+      ),
     readAll: (options) =>
       Stream.unwrap(
         Effect.map(required("readAll"), (tenant) =>
@@ -295,6 +302,8 @@ export const layerPerTenant = <E, R>(
           use("append", (store, tenant) => store.append(streamId, stamped(events, tenant), appendOptions)),
         readStream: (streamId, readOptions) =>
           useStream("readStream", (store) => store.readStream(streamId, readOptions)),
+        readStreamPage: (streamId, readOptions) =>
+          use("readStreamPage", (store) => store.readStreamPage(streamId, readOptions)),
         readAll: (readOptions) => useStream("readAll", (store) => store.readAll(readOptions)),
         head: use("head", (store) => store.head),
         heldBack: (options) => use("heldBack", (store) => store.heldBack(options)),

@@ -439,13 +439,46 @@ const decodeAll = <A, E, R>(
         return decodeChunk(eventCodec, envelopes, envelopes, policy)
       })
 
-/** Decodes the `opened` form of each envelope (see {@link EventCodec.open}), keeping the envelope as recorded. */
+/**
+ * Decodes a page of a stream's events (see `EventStore` `readStreamPage`), opening personal fields first,
+ * under the policy: `skip` logs and counts the undecodable ones, `fail` (default) fails with the first. For
+ * loads that fold what they read: one step for the page, no `Stream`.
+ */
+export const decodePage = <A>(
+  eventCodec: EventCodec<A>,
+  events: ReadonlyArray<Event.RecordedEvent>,
+  policy?: Policy
+): Effect.Effect<ReadonlyArray<Decoded<A>>, EventDecodeError | EventStore.EventStoreError> =>
+  Effect.flatMap(eventCodec.personal ? eventCodec.open(events) : Effect.succeed(events), (opened) => {
+    const { decoded, failure, skipped } = decodeEach(eventCodec, events, opened, policy)
+    const done = failure === undefined ? Effect.succeed(decoded) : Effect.fail(failure)
+    return skipped.length === 0 ? done : Effect.zipRight(Effect.forEach(skipped, skip, { discard: true }), done)
+  })
+
+/** {@link decodeEach} as a stream: the events before a failure are emitted, then the stream fails. */
 const decodeChunk = <A>(
   eventCodec: EventCodec<A>,
   envelopes: ReadonlyArray<Event.RecordedEvent>,
   opened: ReadonlyArray<Event.RecordedEvent>,
   policy: Policy | undefined
 ): Stream.Stream<Decoded<A>, EventDecodeError> => {
+  const { decoded, failure, skipped } = decodeEach(eventCodec, envelopes, opened, policy)
+  const events = Stream.fromChunk(Chunk.unsafeFromArray(decoded))
+  const ended = failure === undefined ? events : Stream.concat(events, Stream.fail(failure))
+  return skipped.length === 0 ? ended : Stream.concat(Stream.execute(Effect.forEach(skipped, skip)), ended)
+}
+
+/**
+ * Decodes the `opened` form of each envelope (see {@link EventCodec.open}), keeping the envelope as recorded,
+ * up to the first undecodable one under `fail` (its error is the `failure`); under `skip` the undecodable
+ * ones are left out, their errors `skipped`.
+ */
+const decodeEach = <A>(
+  eventCodec: EventCodec<A>,
+  envelopes: ReadonlyArray<Event.RecordedEvent>,
+  opened: ReadonlyArray<Event.RecordedEvent>,
+  policy: Policy | undefined
+) => {
   const decoded: Array<Decoded<A>> = []
   const skipped: Array<EventDecodeError> = []
   for (let i = 0; i < envelopes.length; i++) {
@@ -456,11 +489,10 @@ const decodeChunk = <A>(
     } else if (policy === "skip") {
       skipped.push(result.left)
     } else {
-      return Stream.concat(Stream.fromIterable(decoded), Stream.fail(result.left))
+      return { decoded, skipped, failure: result.left }
     }
   }
-  const events = Stream.fromChunk(Chunk.unsafeFromArray(decoded))
-  return skipped.length === 0 ? events : Stream.concat(Stream.execute(Effect.forEach(skipped, skip)), events)
+  return { decoded, skipped, failure: undefined }
 }
 
 /** A key store failure met while sealing or opening personal fields, as the store error readers handle. */

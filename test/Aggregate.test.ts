@@ -79,6 +79,7 @@ describe("Aggregate", () => {
       const swappable = EventStore.EventStore.of({
         append: (...args) => Effect.suspend(() => inner.append(...args)),
         readStream: (...args) => Stream.suspend(() => inner.readStream(...args)),
+        readStreamPage: (...args) => Effect.suspend(() => inner.readStreamPage(...args)),
         readAll: (...args) => Stream.suspend(() => inner.readAll(...args)),
         streamVersion: (...args) => Effect.suspend(() => inner.streamVersion(...args)),
         findCommand: (...args) => Effect.suspend(() => inner.findCommand(...args)),

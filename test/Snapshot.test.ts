@@ -27,7 +27,9 @@ const countingStore = Effect.gen(function* () {
   const reads = { events: 0 }
   const store = EventStore.EventStore.of({
     ...inner,
-    readStream: (id, options) => Stream.tap(inner.readStream(id, options), () => Effect.sync(() => reads.events++))
+    readStream: (id, options) => Stream.tap(inner.readStream(id, options), () => Effect.sync(() => reads.events++)),
+    readStreamPage: (id, options) =>
+      Effect.tap(inner.readStreamPage(id, options), (page) => Effect.sync(() => (reads.events += page.events.length)))
   })
   return { store, reads }
 })

@@ -25,6 +25,7 @@ const asTenant = (tenant: string) =>
       return EventStore.EventStore.of({
         append: (streamId, events, options) => forTenant(store.append(streamId, events, options)),
         readStream: (streamId, options) => streamForTenant(store.readStream(streamId, options)),
+        readStreamPage: (streamId, options) => forTenant(store.readStreamPage(streamId, options)),
         readAll: (options) => streamForTenant(store.readAll(options)),
         head: forTenant(store.head),
         heldBack: (options) => forTenant(store.heldBack(options)),

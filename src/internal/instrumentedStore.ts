@@ -32,6 +32,10 @@ export const instrument = (store: EventStore.EventStore["Type"]): EventStore.Eve
       })
     ),
   readStream: (streamId, options) => counted(store.readStream(streamId, options), readStreamEvents),
+  readStreamPage: (streamId, options) =>
+    Effect.tap(store.readStreamPage(streamId, options), (page) =>
+      Metric.incrementBy(readStreamEvents, page.events.length)
+    ),
   readAll: (options) => counted(store.readAll(options), readAllEvents)
 })
 

@@ -30,8 +30,10 @@ import {
   EventStoreError,
   type HeldBackOptions,
   type Limits,
+  type ReadStreamOptions,
   StreamDeleted,
-  StreamNotFound
+  StreamNotFound,
+  type StreamPage
 } from "../EventStore.js"
 import { checkPartition, type PreparedAppend, prepareAppend, resolveDuplicates } from "../internal/appendPreparation.js"
 import { instrument } from "../internal/instrumentedStore.js"
@@ -296,60 +298,72 @@ export const make = (
       backwardArchived: streamPage(true, true)
     }
 
+    /**
+     * The first page of a stream read (and how to read the next), failing as the read does: the stream's
+     * version is asked for only when the page is empty (missing, deleted, or nothing from there: truncated,
+     * or past its end) or a backward read starts at the end.
+     */
+    const firstPage = (streamId: string, readOptions: ReadStreamOptions | undefined) =>
+      Effect.gen(function* () {
+        const id = yield* Event.streamId(streamId)
+        // the stream's version, failing when the stream is missing or deleted
+        const lastVersion = sql<{ readonly version: number; readonly deleted: number }>`
+          select version, deleted from ${sql(t.streams)} where stream_id = ${id}`.pipe(
+          Effect.mapError(failWith("readStream")),
+          Effect.flatMap(([row]): Effect.Effect<number, StreamNotFound | StreamDeleted> =>
+            row === undefined || row.version === 0
+              ? Effect.fail(new StreamNotFound({ streamId: id }))
+              : row.deleted !== 0
+                ? Effect.fail(new StreamDeleted({ streamId: id, hard: row.deleted === Ddl.deletedHard }))
+                : Effect.succeed(row.version)
+          )
+        )
+        const backward = readOptions?.direction === "backward"
+        const limit = Math.max(1, Math.min(pageSize, readOptions?.maxCount ?? pageSize))
+        const from = readOptions?.fromVersion ?? (backward ? yield* lastVersion : 1)
+        const archived = readOptions?.includeArchived === true
+        const text = archived
+          ? backward
+            ? streamPages.backwardArchived
+            : streamPages.forwardArchived
+          : backward
+            ? streamPages.backward
+            : streamPages.forward
+        // a page asks for one row more than it returns: that row, when there is one, starts the next
+        // page, and a stream read to its end takes no extra query that finds nothing
+        const page = (cursor: number) =>
+          hot.anywhere(text, [...(archived ? [id, cursor, id] : []), id, cursor, id, limit + 1]).pipe(
+            Effect.mapError(failWith("readStream")),
+            Effect.map((rows): StreamPage => ({
+              events: toRecorded(rows.length > limit ? rows.slice(0, limit) : rows),
+              next: rows.length > limit ? (rows[limit] as Dialect.EventRow).version : undefined
+            }))
+          )
+        const first = yield* page(from)
+        if (first.events.length === 0) yield* lastVersion
+        return { first, page }
+      })
+
     const readStream: EventStore["Type"]["readStream"] = (streamId, readOptions) =>
       Stream.unwrap(
-        Effect.gen(function* () {
-          const id = yield* Event.streamId(streamId)
-          // the stream's version, failing when the stream is missing or deleted
-          const lastVersion = sql<{ readonly version: number; readonly deleted: number }>`
-            select version, deleted from ${sql(t.streams)} where stream_id = ${id}`.pipe(
-            Effect.mapError(failWith("readStream")),
-            Effect.flatMap(([row]): Effect.Effect<number, StreamNotFound | StreamDeleted> =>
-              row === undefined || row.version === 0
-                ? Effect.fail(new StreamNotFound({ streamId: id }))
-                : row.deleted !== 0
-                  ? Effect.fail(new StreamDeleted({ streamId: id, hard: row.deleted === Ddl.deletedHard }))
-                  : Effect.succeed(row.version)
-            )
-          )
-          const backward = readOptions?.direction === "backward"
-          const limit = Math.max(1, Math.min(pageSize, readOptions?.maxCount ?? pageSize))
-          // only a backward read from the end needs the version first; otherwise the first page shows
-          // whether the stream exists, and an empty one costs one more query
-          const from = readOptions?.fromVersion ?? (backward ? yield* lastVersion : 1)
-          const archived = readOptions?.includeArchived === true
-          const text = archived
-            ? backward
-              ? streamPages.backwardArchived
-              : streamPages.forwardArchived
-            : backward
-              ? streamPages.backward
-              : streamPages.forward
-          // a page asks for one row more than it returns: that row, when there is one, starts the next
-          // page, and a stream read to its end takes no extra query that finds nothing
-          const page = (cursor: number) =>
-            hot.anywhere(text, [...(archived ? [id, cursor, id] : []), id, cursor, id, limit + 1]).pipe(
-              Effect.mapError(failWith("readStream")),
-              Effect.map((rows) => {
-                const events = toRecorded(rows.length > limit ? rows.slice(0, limit) : rows)
-                const next =
-                  rows.length > limit ? Option.some((rows[limit] as Dialect.EventRow).version) : Option.none()
-                return [Chunk.unsafeFromArray(events), next] as const
-              })
-            )
-          const [first, next] = yield* page(from)
-          // no event: the stream may be missing, deleted, or have none from there (truncated, or past its end)
-          if (Chunk.isEmpty(first)) yield* lastVersion
+        Effect.map(firstPage(streamId, readOptions), ({ first, page }) => {
           const events = Stream.concat(
-            Stream.fromChunk(first),
-            Option.match(next, {
-              onNone: () => Stream.empty,
-              onSome: (cursor) => Stream.paginateChunkEffect(cursor, page)
-            })
+            Stream.fromIterable(first.events),
+            first.next === undefined
+              ? Stream.empty
+              : Stream.paginateChunkEffect(first.next, (cursor) =>
+                  Effect.map(
+                    page(cursor),
+                    ({ events, next }) => [Chunk.unsafeFromArray(events), Option.fromNullable(next)] as const
+                  )
+                )
           )
           return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
         })
       )
+
+    const readStreamPage: EventStore["Type"]["readStreamPage"] = (streamId, readOptions) =>
+      Effect.map(firstPage(streamId, readOptions), ({ first }) => first)
 
     /** The SQL conditions of `readAll`'s filters (categories, types, partition, tenant). */
     const filtersOf = (options: HeldBackOptions | undefined) => {
@@ -413,7 +427,17 @@ export const make = (
     const lifecycle = StreamLifecycle.make({ sql, dialect, tables: t, failWith })
 
     return EventStore.of(
-      instrument({ append, readStream, readAll, head, heldBack, streamVersion, findCommand, ...lifecycle })
+      instrument({
+        append,
+        readStream,
+        readStreamPage,
+        readAll,
+        head,
+        heldBack,
+        streamVersion,
+        findCommand,
+        ...lifecycle
+      })
     )
   })
 

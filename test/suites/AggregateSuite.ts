@@ -190,6 +190,10 @@ export const suite = <E>(
             readStream: (streamId, options) => {
               reads.push(options?.fromVersion)
               return inner.readStream(streamId, options)
+            },
+            readStreamPage: (streamId, options) => {
+              reads.push(options?.fromVersion)
+              return inner.readStreamPage(streamId, options)
             }
           })
           const cached = Aggregate.handler(Account)

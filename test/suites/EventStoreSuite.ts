@@ -304,6 +304,46 @@ const perStreamOrder: ReadonlyArray<Check> = [
   ),
   check(
     "3 per-stream order",
+    "a read a page at a time (readStreamPage) gives readStream's events, forward and backward, and its failures",
+    Effect.gen(function* () {
+      const id = `${yield* uniqueCategory}-1`
+      yield* append(id, yield* newEvents(10))
+      const s = yield* store
+      /**
+       * The versions a read a page at a time returns, checking each page: within `maxCount` (and the store's
+       * page size), not empty while `next` says there is more, and `next` the version the following starts at.
+       */
+      const pages = (options: EventStore.ReadStreamOptions & { readonly maxCount: number }) =>
+        Effect.gen(function* () {
+          const read: Array<number> = []
+          let page = yield* s.readStreamPage(id, options)
+          for (;;) {
+            assert.isAtMost(page.events.length, options.maxCount)
+            read.push(...page.events.map((e) => e.version))
+            if (page.next === undefined) return read
+            assert.isAbove(page.events.length, 0)
+            const next: number = page.next
+            page = yield* s.readStreamPage(id, { ...options, fromVersion: next })
+            assert.strictEqual(page.events[0]?.version, next)
+          }
+        })
+      assert.deepStrictEqual(yield* pages({ maxCount: 3 }), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+      assert.deepStrictEqual(yield* pages({ maxCount: 4, direction: "backward" }), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1])
+      assert.deepStrictEqual(yield* pages({ maxCount: 1000, fromVersion: 2 }), [2, 3, 4, 5, 6, 7, 8, 9, 10])
+      const [first] = (yield* s.readStreamPage(id, { maxCount: 3 })).events
+      assert.strictEqual(first?.version, 1)
+      // a page holds what readStream returns, as it returns it
+      const { events } = yield* s.readStreamPage(id)
+      assert.isAbove(events.length, 0)
+      assert.deepStrictEqual(events, (yield* readStream(id)).slice(0, events.length))
+      assert.deepStrictEqual(yield* s.readStreamPage(id, { fromVersion: 11 }), { events: [], next: undefined })
+      const missing = `${yield* uniqueCategory}-missing`
+      assert.strictEqual((yield* Effect.flip(s.readStreamPage(missing)))._tag, "StreamNotFound")
+      assert.strictEqual((yield* Effect.flip(s.readStreamPage("tab\there")))._tag, "InvalidStreamId")
+    })
+  ),
+  check(
+    "3 per-stream order",
     "recorded events carry what was appended",
     Effect.gen(function* () {
       const category = yield* uniqueCategory
