@@ -32,10 +32,10 @@ export interface Options {
  *
  * The `SqlClient` it provides hands the single connection out first come, first served: a statement
  * or transaction waits for the ones requested before it, and no statement runs inside another fiber's
- * transaction. (`SqliteClient`'s own lock lets a fiber that has just released the connection take it
- * again ahead of the waiting ones; the driver being synchronous, writers that keep writing then starve
- * every reader, a projection runner included, until they stop. A plain statement also only waits for
- * the lock, then runs unguarded, so it could read another fiber's uncommitted rows.)
+ * transaction. (`@effect/sql-sqlite-node`'s client, a semaphore, lets a fiber that has just released the
+ * connection take it again ahead of the waiting ones; the driver being synchronous, writers that keep
+ * writing then starve every reader, a projection runner included, until they stop. Its plain statements
+ * also only wait for the semaphore, then run unguarded, so they could read another fiber's uncommitted rows.)
  *
  * Its transactions never die on a failed COMMIT or ROLLBACK: they fail with their own error, or a typed
  * `SqlError` (see `SqlTransactions`).
@@ -47,7 +47,9 @@ export interface Options {
  * three or four statements.
  *
  * **Gotchas**: one process writes a database file at a time; within the process, the client serializes
- * statements and transactions on its single connection. `:memory:` lives as long as the Layer.
+ * statements and transactions on its single connection. `:memory:` lives as long as the Layer. The
+ * `SqliteClient` it provides is this client (with `export`, `backup` and `loadExtension` on the same
+ * connection), not one made by `SqliteClient.layer`.
  */
 export const layer = (
   options: Options

@@ -1,0 +1,77 @@
+/**
+ * The hot path's transactions on SQLite's one connection (`HotPath.transaction` of `Sqlite.layer`): statements
+ * through the client join them, nested ones are savepoints that roll back alone, a failed COMMIT is typed
+ * and rolled back, and the connection goes on serving afterwards.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as HotPath from "../../src/sql/HotPath.js"
+import { sqliteMemory } from "../support/sql.js"
+
+const setUp = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const hot = yield* HotPath.HotPath
+  const transaction = hot.transaction!
+  yield* sql`create table if not exists hot_rows (id integer primary key, label text not null)`
+  yield* sql`delete from hot_rows`
+  const labels = Effect.map(sql<{ readonly label: string }>`select label from hot_rows order by id`, (rows) =>
+    rows.map((r) => r.label)
+  )
+  const insert = (label: string) => sql`insert into hot_rows (label) values (${label})`
+  return { sql, transaction, labels, insert }
+})
+
+describe("Sqlite.layer hot transactions", () => {
+  layer(sqliteMemory, { excludeTestServices: true })((it) => {
+    it.effect("commit what the client's statements wrote in them; a failure rolls it all back", () =>
+      Effect.gen(function* () {
+        const { insert, labels, transaction } = yield* setUp
+        yield* transaction(Effect.zipRight(insert("a"), insert("b")))
+        const failed = yield* Effect.exit(transaction(Effect.zipRight(insert("c"), Effect.fail("refused" as const))))
+        assert.deepStrictEqual(failed, Exit.fail("refused"))
+        assert.deepStrictEqual(yield* labels, ["a", "b"])
+      })
+    )
+
+    it.effect("a nested one (or a client transaction inside) is a savepoint that rolls back alone", () =>
+      Effect.gen(function* () {
+        const { insert, labels, sql, transaction } = yield* setUp
+        yield* transaction(
+          Effect.gen(function* () {
+            yield* insert("outer")
+            yield* Effect.exit(transaction(Effect.zipRight(insert("inner, undone"), Effect.fail("no"))))
+            yield* transaction(insert("inner, kept"))
+            yield* Effect.exit(sql.withTransaction(Effect.zipRight(insert("client's, undone"), Effect.fail("no"))))
+            yield* sql.withTransaction(insert("client's, kept"))
+          })
+        )
+        assert.deepStrictEqual(yield* labels, ["outer", "inner, kept", "client's, kept"])
+      })
+    )
+
+    it.effect("a COMMIT that fails is a typed SqlError, the writes are rolled back, the connection serves on", () =>
+      Effect.gen(function* () {
+        const { insert, labels, sql, transaction } = yield* setUp
+        // a deferred foreign key is checked at COMMIT: the one way to make SQLite refuse a COMMIT on demand
+        yield* sql`pragma foreign_keys = on`
+        yield* sql`create table if not exists hot_parents (id integer primary key)`
+        yield* sql`create table if not exists hot_children (parent integer references hot_parents (id)
+          deferrable initially deferred)`
+        const exit = yield* Effect.exit(
+          transaction(Effect.zipRight(insert("orphaned"), sql`insert into hot_children (parent) values (42)`))
+        )
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? exit.cause : undefined
+        assert.include(String(error), "COMMIT failed")
+        assert.strictEqual((yield* sql<{ readonly n: number }>`select count(*) as n from hot_children`)[0]!.n, 0)
+        assert.deepStrictEqual(yield* labels, [])
+        // the connection is out of the transaction: the next one commits
+        yield* transaction(insert("after"))
+        assert.deepStrictEqual(yield* labels, ["after"])
+        yield* sql`pragma foreign_keys = off`
+      })
+    )
+  })
+})
