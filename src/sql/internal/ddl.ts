@@ -46,9 +46,8 @@ export const positionIndexes = (sql: SqlClient.SqlClient, t: Tables) =>
 export const schemaUnsupported = () =>
   Effect.fail(new Error("the schema option is PostgreSQL-only; use tablePrefix to isolate stores on this database"))
 
-/** The stored columns of the events table on SQLite and MySQL (PostgreSQL adds `transaction_id`). */
-export const eventColumns: ReadonlyArray<string> = [
-  "position",
+/** The columns an append writes to the events table, in this order where a statement lists them. */
+export const eventInsertColumns = [
   "stream_id",
   "category",
   "stream_hash",
@@ -59,4 +58,7 @@ export const eventColumns: ReadonlyArray<string> = [
   "data",
   "metadata",
   "recorded_at"
-]
+] as const
+
+/** The stored columns of the events table on SQLite and MySQL (PostgreSQL adds `transaction_id`). */
+export const eventColumns: ReadonlyArray<string> = ["position", ...eventInsertColumns]

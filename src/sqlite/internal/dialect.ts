@@ -11,6 +11,7 @@ import type { BackendLimits } from "../../sql/backendLimits.js"
 import {
   createUniqueValuesTable,
   eventColumns,
+  eventInsertColumns,
   indexName,
   positionIndexes,
   schemaUnsupported
@@ -92,20 +93,6 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
   }
   return self
 }
-
-/** The columns of an event row, in the order of {@link insertParams}. */
-const eventInsertColumns = [
-  "stream_id",
-  "category",
-  "stream_hash",
-  "version",
-  "event_id",
-  "type",
-  "schema_version",
-  "data",
-  "metadata",
-  "recorded_at"
-] as const
 
 /** A row's parameters, in the order of its columns. */
 const insertParams = (row: EventInsert): ReadonlyArray<unknown> => eventInsertColumns.map((column) => row[column])
