@@ -399,7 +399,7 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
       options?: ReadStreamOptions
     ) => Stream.Stream<Event.RecordedEvent, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
     /**
-     * One page of what {@link readStream} returns, as an array: its first events from the options' start,
+     * One page of what `readStream` returns, as an array: its first events from the options' start,
      * at most `maxCount` and at most the store's page size (1,000 by default), with the version the next
      * page starts at when the stream has more (pass it as `fromVersion`). The same events and failures as
      * `readStream`, without the cost of running a `Stream` (on Effect 3 some 100 µs, where reading a few
