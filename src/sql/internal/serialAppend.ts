@@ -6,7 +6,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
-import * as DateTime from "effect/DateTime"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Event from "../../Event.js"
 import {
@@ -218,7 +218,7 @@ export const make = (options: SerialAppendOptions) => {
   const appendOnce = (append: PreparedAppend) =>
     Effect.gen(function* () {
       const current = yield* lockStream(append.streamId)
-      const now = DateTime.toEpochMillis(yield* DateTime.now)
+      const now = yield* Clock.currentTimeMillis
       // a handled command first: a replay of its append is a duplicate command, not a success
       if (append.commandId !== undefined) {
         const handled = yield* handledCommand(append.commandId, now)

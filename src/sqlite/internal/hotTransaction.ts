@@ -54,7 +54,9 @@ const savepoint = <A, E, R>(connection: SqliteConnection, depth: number, effect:
     const name = `ees_${depth}`
     return Effect.zipRight(
       connection.run(`SAVEPOINT ${name}`),
-      Effect.flatMap(Effect.exit(restore(inside(connection, depth, effect))), (exit) =>
+      // the enclosing transaction's connection and depth stay in context: a savepoint nested in this one is
+      // named alike, and SQLite's savepoints of one name nest (RELEASE and ROLLBACK TO take the latest)
+      Effect.flatMap(Effect.exit(restore(effect)), (exit) =>
         Effect.zipRight(
           Exit.isSuccess(exit)
             ? connection.run(`RELEASE ${name}`)
