@@ -215,6 +215,24 @@ describe("QueryApi", () => {
     }).pipe(Effect.provide(served))
   )
 
+  it.effect("the Layer refuses a bus that does not answer one of the group's queries", () =>
+    Effect.gen(function* () {
+      const Partial = QueryBus.group(GetNote)
+      const partialBus = QueryBus.layer({ groups: [Partial] }).pipe(
+        Layer.provide(Partial.toLayer({ GetNote: ({ noteId }) => Effect.succeed({ noteId, text: "" }) })),
+        Layer.provideMerge(stores)
+      )
+      const error = yield* Layer.build(QueryApi.layer(Api, "notes")).pipe(
+        Effect.provide(partialBus),
+        Effect.provide(HttpApiBuilder.Router.Live),
+        Effect.scoped,
+        Effect.flip
+      )
+      assert.strictEqual(error._tag, "QueryBusConfigError")
+      assert.include(error.message, "the bus does not answer ListNotes")
+    })
+  )
+
   it("a wrong field does not type-check", () => {
     const typed = Effect.gen(function* () {
       const client = yield* HttpApiClient.make(Api)

@@ -10,7 +10,6 @@
  * refused), then the bus validates the command as on any dispatch. Statuses: {@link group}.
  */
 import type * as HttpApi from "@effect/platform/HttpApi"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
@@ -20,7 +19,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as CommandBus from "../CommandBus.js"
 import * as Event from "../Event.js"
@@ -162,10 +160,7 @@ export const httpFailure = <E>(error: E): E | CommandBus.CommandValidationError 
 // ---------------------------------------------------------------------------------------------------
 
 /** What {@link layer} needs to serve a derived group: its commands and the id field (a group annotation). */
-class Commands extends Context.Tag("effect-eventsourcing/http/CommandApi/Commands")<
-  Commands,
-  { readonly commands: ReadonlyArray<CommandBus.CommandClass>; readonly idField: string }
->() {}
+class Commands extends Context.Tag("effect-eventsourcing/http/CommandApi/Commands")<Commands, Derive.Derived>() {}
 
 /**
  * Derives an `HttpApiGroup` named `name` from a command bus group: for each command, the endpoint
@@ -207,7 +202,7 @@ export const group = <
   const endpoints = (options.endpoints ?? {}) as Record<string, EndpointOptions | undefined>
   // built from values known at run time only: typed loosely here, precisely by the result's type
   let derived: any = HttpApiGroup.make(name).annotate(Commands, {
-    commands: commands.commands,
+    requests: commands.commands,
     idField: options.idField
   })
   for (const command of commands.commands) {
@@ -264,42 +259,27 @@ export const layer = <
   api: HttpApi.HttpApi<ApiId, Groups, ApiError, ApiR>,
   name: Name
 ): Layer.Layer<HttpApiGroup.ApiGroup<ApiId, Name>, CommandBus.CommandBusConfigError, CommandBus.CommandBus> =>
-  HttpApiBuilder.group(api, name, ((handlers: unknown) =>
-    Effect.gen(function* () {
-      const group = (api as unknown as HttpApi.HttpApi.AnyWithProps).groups[name]
-      const derived = Option.flatMap(Option.fromNullable(group), (g) => Context.getOption(g.annotations, Commands))
-      if (Option.isNone(derived)) {
-        return yield* new CommandBus.CommandBusConfigError({
-          problems: [`the group ${name} was not made by CommandApi.group`]
-        })
-      }
-      const { commands, idField } = derived.value
-      const bus = yield* CommandBus.CommandBus
-      const handled = new Set(bus.commands.map((c) => c._tag))
-      const missing = commands.filter((c) => !handled.has(c._tag)).map((c) => `the bus does not handle ${c._tag}`)
-      if (missing.length > 0) return yield* new CommandBus.CommandBusConfigError({ problems: missing })
-      let served = handlers as any
-      for (const command of commands) {
-        const Class = command as unknown as new (props: object, disableValidation: boolean) => CommandBus.Command
-        const hasPayload = Object.keys(Derive.fieldsOf(command)).some((field) => field !== "_tag" && field !== idField)
-        served = served.handle(
-          Derive.uncapitalize(command._tag),
-          (request: {
-            readonly path: Record<string, unknown>
-            readonly payload?: object
-            readonly request: HttpServerRequest.HttpServerRequest
-          }) =>
-            Effect.zipRight(
-              hasPayload ? Effect.void : refuseFields(request.request),
-              // built unvalidated: the bus validates every command it dispatches
-              bus
-                .dispatch(new Class({ ...request.payload, [idField]: request.path[idField] }, true))
-                .pipe(withIdempotencyKey(request.request.headers[idempotencyKeyHeader]), Effect.mapError(httpFailure))
-            )
+  Derive.serveGroup(api, name, {
+    annotation: Commands,
+    madeBy: "CommandApi.group",
+    configError: (problems) => new CommandBus.CommandBusConfigError({ problems }),
+    bus: CommandBus.CommandBus,
+    served: (bus) => bus.commands.map((c) => c._tag),
+    verb: "handle",
+    handler:
+      (bus, build, hasFields, idField) =>
+      (request: {
+        readonly path: Record<string, unknown>
+        readonly payload?: object
+        readonly request: HttpServerRequest.HttpServerRequest
+      }) =>
+        Effect.zipRight(
+          hasFields ? Effect.void : refuseFields(request.request),
+          bus
+            .dispatch(build({ ...request.payload, [idField!]: request.path[idField!] }) as CommandBus.Command)
+            .pipe(withIdempotencyKey(request.request.headers[idempotencyKeyHeader]), Effect.mapError(httpFailure))
         )
-      }
-      return served
-    })) as never) as never
+  }) as never
 
 /**
  * A command without other fields than its id has no body Schema, so the platform does not read one: a body

@@ -10,7 +10,6 @@
  * Statuses: {@link group}.
  */
 import type * as HttpApi from "@effect/platform/HttpApi"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
@@ -18,7 +17,6 @@ import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Projection from "../Projection.js"
 import * as QueryBus from "../QueryBus.js"
@@ -127,10 +125,7 @@ const busErrors: ReadonlyArray<readonly [Schema.Schema.Any, number]> = [
 // ---------------------------------------------------------------------------------------------------
 
 /** What {@link layer} needs to serve a derived group: its queries and the id field (a group annotation). */
-class Queries extends Context.Tag("effect-eventsourcing/http/QueryApi/Queries")<
-  Queries,
-  { readonly queries: ReadonlyArray<QueryBus.QueryClass>; readonly idField: string | undefined }
->() {}
+class Queries extends Context.Tag("effect-eventsourcing/http/QueryApi/Queries")<Queries, Derive.Derived>() {}
 
 /**
  * Derives an `HttpApiGroup` named `name` from a query bus group: for each query, the endpoint
@@ -161,7 +156,7 @@ export const group = <const Name extends string, Q extends QueryBus.Query, const
   const endpoints = (options.endpoints ?? {}) as Record<string, EndpointOptions | undefined>
   const idField = options.idField as string | undefined
   // built from values known at run time only: typed loosely here, precisely by the result's type
-  let derived: any = HttpApiGroup.make(name).annotate(Queries, { queries: queries.queries, idField })
+  let derived: any = HttpApiGroup.make(name).annotate(Queries, { requests: queries.queries, idField })
   for (const query of queries.queries) {
     const own = endpoints[query._tag] ?? {}
     const { _tag: _, ...fields } = Derive.fieldsOf(query)
@@ -203,44 +198,32 @@ export const layer = <
   api: HttpApi.HttpApi<ApiId, Groups, ApiError, ApiR>,
   name: Name
 ): Layer.Layer<HttpApiGroup.ApiGroup<ApiId, Name>, QueryBus.QueryBusConfigError, QueryBus.QueryBus> =>
-  HttpApiBuilder.group(api, name, ((handlers: unknown) =>
-    Effect.gen(function* () {
-      const group = (api as unknown as HttpApi.HttpApi.AnyWithProps).groups[name]
-      const derived = Option.flatMap(Option.fromNullable(group), (g) => Context.getOption(g.annotations, Queries))
-      if (Option.isNone(derived)) {
-        return yield* new QueryBus.QueryBusConfigError({
-          problems: [`the group ${name} was not made by QueryApi.group`]
-        })
-      }
-      const { idField, queries } = derived.value
-      const bus = yield* QueryBus.QueryBus
-      const answered = new Set(bus.queries.map((q) => q._tag))
-      const missing = queries.filter((q) => !answered.has(q._tag)).map((q) => `the bus does not answer ${q._tag}`)
-      if (missing.length > 0) return yield* new QueryBus.QueryBusConfigError({ problems: missing })
-      let served = handlers as any
-      for (const query of queries) {
-        const Class = query as unknown as new (props: object, disableValidation: boolean) => QueryBus.Query
-        const hasParams = Object.keys(Derive.fieldsOf(query)).some((field) => field !== "_tag" && field !== idField)
-        served = served.handle(
-          Derive.uncapitalize(query._tag),
-          (request: {
-            readonly path?: Record<string, unknown>
-            readonly urlParams?: object
-            readonly headers: Headers
-            readonly request: HttpServerRequest.HttpServerRequest
-          }) => {
-            const readAfter = request.headers[readAfterHeader]
-            const id = idField !== undefined && request.path !== undefined ? { [idField]: request.path[idField] } : {}
-            return Effect.zipRight(
-              hasParams ? Effect.void : refuseParams(request.request),
-              // built unvalidated: the bus validates every query it answers
-              bus.ask(new Class({ ...request.urlParams, ...id }, true), readAfter === undefined ? {} : { readAfter })
-            )
-          }
+  Derive.serveGroup(api, name, {
+    annotation: Queries,
+    madeBy: "QueryApi.group",
+    configError: (problems) => new QueryBus.QueryBusConfigError({ problems }),
+    bus: QueryBus.QueryBus,
+    served: (bus) => bus.queries.map((q) => q._tag),
+    verb: "answer",
+    handler:
+      (bus, build, hasFields, idField) =>
+      (request: {
+        readonly path?: Record<string, unknown>
+        readonly urlParams?: object
+        readonly headers: Headers
+        readonly request: HttpServerRequest.HttpServerRequest
+      }) => {
+        const readAfter = request.headers[readAfterHeader]
+        const id = idField !== undefined && request.path !== undefined ? { [idField]: request.path[idField] } : {}
+        return Effect.zipRight(
+          hasFields ? Effect.void : refuseParams(request.request),
+          bus.ask(
+            build({ ...request.urlParams, ...id }) as QueryBus.Query,
+            readAfter === undefined ? {} : { readAfter }
+          )
         )
       }
-      return served
-    })) as never) as never
+  }) as never
 
 /** A query without URL parameters has no Schema for them, so the platform ignores them: refused here. */
 const refuseParams = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, HttpApiDecodeError> => {
