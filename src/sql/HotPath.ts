@@ -14,7 +14,6 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as Statement from "@effect/sql/Statement"
 
 /** Runs one statement (text and parameters), answering its rows. */
 export type Run = (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>
@@ -33,32 +32,6 @@ export class HotPath extends Context.Tag("effect-eventsourcing/sql/HotPath")<
     readonly transaction?: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
   }
 >() {}
-
-/**
- * Runs a statement whose text is compiled already on the enclosing transaction's connection, without the
- * client's per-statement work (building and compiling the statement, a span); outside a transaction,
- * through the client. For the statements of an append, which runs in a transaction of its own.
- */
-export const inTransaction =
-  (sql: SqlClient.SqlClient): Run =>
-  (text, params) =>
-    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
-      Option.isSome(transaction)
-        ? transaction.value[0].execute(text, params, undefined)
-        : Effect.withTracerEnabled(sql.unsafe(text, params), false)
-    )
-
-/**
- * The text of `statement`, compiled once for a client, to be run with its parameters given per call (in
- * the order of the template's values). Dies when the statement has not `params` parameters: a fragment of
- * it brought values of its own, and the text cannot be run with the caller's alone.
- */
-export const compiledText = (statement: Statement.Statement<unknown>, params: number): string => {
-  const [text, values] = statement.compile()
-  if (values.length !== params)
-    throw new Error(`a compiled statement has ${values.length} parameters, not ${params}: ${text}`)
-  return text
-}
 
 /** The two ways to run a hot statement on `sql`. */
 export interface Runners {

@@ -18,7 +18,7 @@ import {
 } from "../../EventStore.js"
 import { type PreparedAppend } from "../../internal/appendPreparation.js"
 import { isDuplicateKey } from "../classify.js"
-import * as HotPath from "../HotPath.js"
+import * as Compiled from "./compiled.js"
 import { type CommandRow, toDuplicate } from "../commandRecords.js"
 import { deletedHard } from "./ddl.js"
 import type { EventsOptions, SqlDialect } from "./dialect.js"
@@ -88,33 +88,30 @@ export const make = (options: SerialAppendOptions) => {
   const { dialect, sql, steps, tables: t } = options
   const forUpdate = dialect.forUpdate
   // the statements every append runs are compiled once and run on the append's transaction connection
-  const run = HotPath.inTransaction(sql)
+  const run = Compiled.inTransaction(sql)
   const texts = {
-    stream: HotPath.compiledText(
-      sql`select version, deleted from ${sql(t.streams)} where stream_id = ${""}${forUpdate}`,
-      1
-    ),
-    newStream: HotPath.compiledText(
+    stream: Compiled.text(sql`select version, deleted from ${sql(t.streams)} where stream_id = ${""}${forUpdate}`, 1),
+    newStream: Compiled.text(
       sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, 0) ${dialect.onConflictIgnore(["stream_id"])}`,
       1
     ),
-    streamVersion: HotPath.compiledText(
+    streamVersion: Compiled.text(
       sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, ${0})
         ${dialect.onConflictUpdate(["stream_id"], ["version"])}`,
       2
     ),
-    newCommand: HotPath.compiledText(
+    newCommand: Compiled.text(
       sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
         values (${""}, '', 0, '[]', 0) ${dialect.onConflictIgnore(["command_id"])}`,
       1
     ),
     // a record within the TTL: recorded at or after the cutoff (epoch milliseconds, as `recordCommand` writes)
-    command: HotPath.compiledText(
+    command: Compiled.text(
       sql`select stream_id, version, positions from ${sql(t.commands)}
         where command_id = ${""} and recorded_at >= ${0}${forUpdate}`,
       2
     ),
-    recordCommand: HotPath.compiledText(
+    recordCommand: Compiled.text(
       sql`insert into ${sql(t.commands)} (command_id, stream_id, version, positions, recorded_at)
         values (${""}, ${""}, ${0}, ${""}, ${0})
         ${dialect.onConflictUpdate(["command_id"], ["stream_id", "version", "positions", "recorded_at"])}`,

@@ -19,7 +19,7 @@ import {
 import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
-import * as HotPath from "../../sql/HotPath.js"
+import * as Compiled from "../../sql/internal/compiled.js"
 import type { EventInsert } from "../../sql/internal/serialAppend.js"
 import * as GroupCommit from "./groupCommit.js"
 
@@ -52,7 +52,7 @@ const readLimits = (sql: SqlClient.SqlClient) =>
 
 /** The record for `sql`, a SQLite client. */
 export const make = (sql: SqlClient.SqlClient): SqlDialect => {
-  const run = HotPath.inTransaction(sql)
+  const run = Compiled.inTransaction(sql)
   const self: SqlDialect = {
     name: "SQLite",
     limits: readLimits(sql),
@@ -104,7 +104,7 @@ const insertTexts = (sql: SqlClient.SqlClient, table: string) => {
   return (count: number): string => {
     let text = cached.get(count)
     if (text === undefined) {
-      text = HotPath.compiledText(
+      text = Compiled.text(
         sql`insert into ${sql(table)} (${sql.literal(eventInsertColumns.join(", "))})
           values ${sql.literal(Array.from({ length: count }, () => row).join(", "))} returning position`,
         0

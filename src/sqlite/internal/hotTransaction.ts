@@ -33,18 +33,25 @@ const transaction = <A, E, R>(connection: SqliteConnection, effect: Effect.Effec
   Effect.uninterruptibleMask((restore) =>
     Effect.zipRight(
       connection.run("BEGIN"),
-      Effect.flatMap(Effect.exit(restore(inside(connection, 0, effect))), (exit) =>
-        Exit.isSuccess(exit)
-          ? connection.run("COMMIT").pipe(
-              Effect.catchAll((cause) =>
-                Effect.zipRight(
-                  rollback(connection),
-                  Effect.fail(new SqlError({ cause, message: "the transaction's COMMIT failed; it was rolled back" }))
-                )
-              ),
-              Effect.zipRight(exit)
-            )
-          : Effect.zipRight(rollback(connection), exit)
+      Effect.flatMap(
+        Effect.exit(
+          restore(
+            // statements through the `SqlClient` join the transaction
+            Effect.provideService(effect, SqlClient.TransactionConnection, [connection, 0])
+          )
+        ),
+        (exit) =>
+          Exit.isSuccess(exit)
+            ? connection.run("COMMIT").pipe(
+                Effect.catchAll((cause) =>
+                  Effect.zipRight(
+                    rollback(connection),
+                    Effect.fail(new SqlError({ cause, message: "the transaction's COMMIT failed; it was rolled back" }))
+                  )
+                ),
+                Effect.zipRight(exit)
+              )
+            : Effect.zipRight(rollback(connection), exit)
       )
     )
   )
@@ -67,10 +74,6 @@ const savepoint = <A, E, R>(connection: SqliteConnection, depth: number, effect:
       )
     )
   })
-
-/** `effect` with statements through the `SqlClient` joining the transaction at `depth`. */
-const inside = <A, E, R>(connection: SqliteConnection, depth: number, effect: Effect.Effect<A, E, R>) =>
-  Effect.provideService(effect, SqlClient.TransactionConnection, [connection, depth])
 
 /** Ends the transaction if it is still open (SQLite may have ended it on an error); a failure is ignored. */
 const rollback = (connection: SqliteConnection) =>
