@@ -248,6 +248,16 @@ export interface StreamPage {
   readonly next: number | undefined
 }
 
+/** A page of the global log (see {@link EventStore} `readAllPage`). */
+export interface AllPage {
+  readonly events: ReadonlyArray<Event.RecordedEvent>
+  /**
+   * Where the next page starts (pass it as `after`) when this one is full, so the read may have more
+   * events; undefined when the read reached the end of what it can return now.
+   */
+  readonly next: Event.Checkpoint | undefined
+}
+
 /** Options of {@link EventStore} `archiveStream`. */
 export interface ArchiveStreamOptions {
   /** Archive the events below this version; default: every event the stream has. */
@@ -411,6 +421,13 @@ export class EventStore extends Context.Tag("effect-eventsourcing/EventStore")<
     ) => Effect.Effect<StreamPage, StreamNotFound | StreamDeleted | Event.InvalidStreamId | EventStoreError>
     /** Reads all events in global order after a checkpoint, up to the current end. */
     readonly readAll: (options?: ReadAllOptions) => Stream.Stream<Event.RecordedEvent, EventStoreError>
+    /**
+     * One page of what `readAll` returns, as an array: its first events after `after`, at most `batchSize`
+     * (default 500) and at most `maxCount`, with where the next page starts when this one is full. The same
+     * events, order and failures as `readAll`, without the cost of running a `Stream` (on Effect 3 some
+     * 200 µs a page): for readers that handle a batch at a time, as projection runners do.
+     */
+    readonly readAllPage: (options?: ReadAllOptions) => Effect.Effect<AllPage, EventStoreError>
     /**
      * The checkpoint of the last event `readAll` would return now ({@link Event.start} when none): how far
      * readers can get, for lag reports.

@@ -18,6 +18,7 @@ import * as Event from "./Event.js"
 import { instrument } from "./internal/instrumentedStore.js"
 import * as Wakeup from "./Wakeup.js"
 import {
+  type AllPage,
   type AppendResult,
   type CommandRecord,
   ConcurrencyConflict,
@@ -28,6 +29,7 @@ import {
   EventStore,
   type InvalidAppend,
   type Limits,
+  type ReadAllOptions,
   type ReadStreamOptions,
   type RetentionCut,
   StreamDeleted,
@@ -35,7 +37,13 @@ import {
   type UniqueValue,
   UniqueConstraintViolation
 } from "./EventStore.js"
-import { checkPartition, type PreparedAppend, prepareAppend, resolveDuplicates } from "./internal/appendPreparation.js"
+import {
+  checkPartition,
+  type PreparedAppend,
+  prepareAppend,
+  readAllSizes,
+  resolveDuplicates
+} from "./internal/appendPreparation.js"
 
 /** Options of {@link make}. */
 export interface MemoryOptions {
@@ -234,8 +242,9 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           return { events: events.slice(0, size), next: events[size]?.version }
         })
 
-      const readAll: EventStore["Type"]["readAll"] = (options) => {
-        const batchSize = Math.max(1, Math.floor(options?.batchSize ?? 500))
+      /** The pages of a `readAll` with these options, or why it is refused. */
+      const pagesOf = (options: ReadAllOptions | undefined) => {
+        const { batchSize, pageLength } = readAllSizes(options)
         const categories = options?.categories && new Set(options.categories)
         const types = options?.types && new Set(options.types)
         const partition = options?.partition
@@ -246,23 +255,40 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           (types === undefined || types.has(e.type)) &&
           (partition === undefined || Event.partitionOf(e.streamId, partition.count) === partition.index)
         // resumes after the last event looked at, not at an index: a deletion between pages moves indexes
-        const page = (after: Event.Checkpoint) =>
-          Effect.sync(() => {
-            const batch: Array<Event.RecordedEvent> = []
-            let index = firstIndexAfter(log, after)
-            for (; index < log.length && batch.length < batchSize; index++) {
-              if (matches(log[index]!)) batch.push(log[index]!)
-            }
-            return [
-              Chunk.unsafeFromArray(batch),
-              index < log.length ? Option.some(Event.checkpointOf(log[index - 1]!)) : Option.none()
-            ] as const
-          })
+        const page = (after: Event.Checkpoint, size: number): AllPage => {
+          const batch: Array<Event.RecordedEvent> = []
+          let index = firstIndexAfter(log, after)
+          for (; index < log.length && batch.length < size; index++) {
+            if (matches(log[index]!)) batch.push(log[index]!)
+          }
+          return { events: batch, next: index < log.length ? Event.checkpointOf(log[index - 1]!) : undefined }
+        }
         const invalid = checkPartition(partition)
-        const events =
-          invalid !== undefined ? Stream.fail(invalid) : Stream.paginateChunkEffect(options?.after ?? Event.start, page)
-        return options?.maxCount === undefined ? events : Stream.take(events, options.maxCount)
+        return invalid !== undefined ? Either.left(invalid) : Either.right({ batchSize, pageLength, page })
       }
+
+      const readAll: EventStore["Type"]["readAll"] = (options) =>
+        Either.match(pagesOf(options), {
+          onLeft: (invalid) => Stream.fail(invalid),
+          onRight: ({ batchSize, page }) => {
+            const events = Stream.paginateChunkEffect(options?.after ?? Event.start, (after) =>
+              Effect.sync(() => {
+                const { events, next } = page(after, batchSize)
+                return [Chunk.unsafeFromArray(events), Option.fromNullable(next)] as const
+              })
+            )
+            return options?.maxCount === undefined ? events : Stream.take(events, options.maxCount)
+          }
+        })
+
+      const readAllPage: EventStore["Type"]["readAllPage"] = (options) =>
+        Either.match(pagesOf(options), {
+          onLeft: (invalid) => Effect.fail(invalid),
+          onRight: ({ page, pageLength }) =>
+            Effect.sync(() =>
+              pageLength === 0 ? { events: [], next: undefined } : page(options?.after ?? Event.start, pageLength)
+            )
+        })
 
       const head: EventStore["Type"]["head"] = Effect.sync(() =>
         log.length === 0 ? Event.start : Event.checkpointOf(log[log.length - 1]!)
@@ -394,6 +420,7 @@ export const make = (options?: MemoryOptions): Effect.Effect<EventStore["Type"]>
           readStream,
           readStreamPage,
           readAll,
+          readAllPage,
           head,
           heldBack,
           streamVersion,

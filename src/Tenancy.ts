@@ -235,6 +235,13 @@ export const sharedStore = (store: EventStore["Type"]): EventStore["Type"] => {
             )
         )
       ),
+    readAllPage: (options) =>
+      Effect.flatMap(required("readAllPage"), (tenant) =>
+        Effect.map(store.readAllPage(scopedFilters(tenant, options)), (page) => ({
+          ...page,
+          events: page.events.filter((event) => unscoped(tenant, event.streamId) !== undefined).map(toTenant(tenant))
+        }))
+      ),
     head: Effect.zipRight(required("head"), store.head),
     heldBack: (options) =>
       Effect.flatMap(required("heldBack"), (tenant) => store.heldBack(scopedFilters(tenant, options))),
@@ -305,6 +312,7 @@ export const layerPerTenant = <E, R>(
         readStreamPage: (streamId, readOptions) =>
           use("readStreamPage", (store) => store.readStreamPage(streamId, readOptions)),
         readAll: (readOptions) => useStream("readAll", (store) => store.readAll(readOptions)),
+        readAllPage: (readOptions) => use("readAllPage", (store) => store.readAllPage(readOptions)),
         head: use("head", (store) => store.head),
         heldBack: (options) => use("heldBack", (store) => store.heldBack(options)),
         streamVersion: (streamId) => use("streamVersion", (store) => store.streamVersion(streamId)),

@@ -81,6 +81,7 @@ describe("Aggregate", () => {
         readStream: (...args) => Stream.suspend(() => inner.readStream(...args)),
         readStreamPage: (...args) => Effect.suspend(() => inner.readStreamPage(...args)),
         readAll: (...args) => Stream.suspend(() => inner.readAll(...args)),
+        readAllPage: (...args) => Effect.suspend(() => inner.readAllPage(...args)),
         streamVersion: (...args) => Effect.suspend(() => inner.streamVersion(...args)),
         findCommand: (...args) => Effect.suspend(() => inner.findCommand(...args)),
         head: Effect.suspend(() => inner.head),

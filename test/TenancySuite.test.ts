@@ -27,6 +27,7 @@ const asTenant = (tenant: string) =>
         readStream: (streamId, options) => streamForTenant(store.readStream(streamId, options)),
         readStreamPage: (streamId, options) => forTenant(store.readStreamPage(streamId, options)),
         readAll: (options) => streamForTenant(store.readAll(options)),
+        readAllPage: (options) => forTenant(store.readAllPage(options)),
         head: forTenant(store.head),
         heldBack: (options) => forTenant(store.heldBack(options)),
         streamVersion: (streamId) => forTenant(store.streamVersion(streamId)),

@@ -15,6 +15,7 @@ import {
   InvalidAppend,
   type InvalidAppendReason,
   type Limits,
+  type ReadAllOptions,
   type UniqueValue
 } from "../EventStore.js"
 import * as Json from "./json.js"
@@ -202,6 +203,17 @@ export const checkPartition = (partition: Event.Partition | undefined): EventSto
           `invalid partition ${JSON.stringify({ count, index })}: need integers 0 <= index < count <= ${Event.maxPartitions}`
         )
       })
+}
+
+/**
+ * The round-trip size of a `readAll` (`batchSize`: default 500, at least 1) and the length of one
+ * `readAllPage` (the batch size, at most `maxCount`; 0 when that is 0 or less). For implementers of the contract.
+ */
+export const readAllSizes = (
+  options: ReadAllOptions | undefined
+): { readonly batchSize: number; readonly pageLength: number } => {
+  const batchSize = Math.max(1, Math.floor(options?.batchSize ?? 500))
+  return { batchSize, pageLength: Math.max(0, Math.min(batchSize, options?.maxCount ?? batchSize)) }
 }
 
 /** Longest constraint name or unique value, in characters. */

@@ -36,7 +36,9 @@ export const instrument = (store: EventStore.EventStore["Type"]): EventStore.Eve
     Effect.tap(store.readStreamPage(streamId, options), (page) =>
       Metric.incrementBy(readStreamEvents, page.events.length)
     ),
-  readAll: (options) => counted(store.readAll(options), readAllEvents)
+  readAll: (options) => counted(store.readAll(options), readAllEvents),
+  readAllPage: (options) =>
+    Effect.tap(store.readAllPage(options), (page) => Metric.incrementBy(readAllEvents, page.events.length))
 })
 
 /** Counts an append's outcome: one step for all its counters, with the fiber's metric labels. */

@@ -13,7 +13,6 @@ import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import * as Stream from "effect/Stream"
 import type * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
 import type * as EventStore from "../EventStore.js"
@@ -334,10 +333,7 @@ export const readBatch = <A, E, R>(
   cell: Cell,
   after: Event.Checkpoint,
   size = rt.def.batchSize
-) =>
-  rt.events
-    .readAll({ after, batchSize: size, maxCount: size, ...readFilters(rt, cell) })
-    .pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+) => Effect.map(rt.events.readAllPage({ after, batchSize: size, ...readFilters(rt, cell) }), (page) => page.events)
 
 /** {@link readBatch}, decoded (see {@link decodeBatch}). */
 export const readDecoded = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>

@@ -1,13 +1,14 @@
 /**
- * A faster way for the event store's hot statements (the append calls, `readStream`'s pages) to reach the database outside a
- * transaction, provided by a backend's client Layer that has one (`Postgres.layer`: straight on its `pg`
+ * A faster way for the event store's hot statements (the append calls, `readStream`'s and `readAll`'s pages)
+ * to reach the database outside a transaction, provided by a backend's client Layer that has one (`Postgres.layer`: straight on its `pg`
  * pool, without `@effect/sql`'s per-statement work); the store uses it when it is in context and goes
  * through the `SqlClient` otherwise. Inside a transaction a statement always goes through the client, on
  * the transaction's connection.
  *
- * Only statements whose plan cannot depend on their arguments, with texts fixed per store, go this way:
- * a hot path may prepare them (parse and plan them once per connection, as `Postgres.layer` does unless
- * told not to), and a connection then holds a small, bounded set of them.
+ * A hot path may prepare a statement (parse and plan it once per connection, as `Postgres.layer` does unless
+ * told not to): only statements whose plan cannot depend on their arguments, with texts fixed per store, are
+ * run so, and a connection then holds a small, bounded set of them. Others (`readAll`'s pages, whose
+ * filters vary) are run with `prepare: false`.
  */
 import * as Context from "effect/Context"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -16,7 +17,20 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 
 /** Runs one statement (text and parameters), answering its rows. */
-export type Run = (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>
+export type Run = (
+  text: string,
+  params: ReadonlyArray<unknown>,
+  options?: RunOptions
+) => Effect.Effect<ReadonlyArray<any>, SqlError>
+
+/** Options of a {@link Run}. */
+export interface RunOptions {
+  /**
+   * `false` for a statement whose best plan may depend on its arguments or whose text varies with them
+   * (a filtered `readAll` page): the hot path never keeps it prepared. Default true.
+   */
+  readonly prepare?: boolean
+}
 
 /** The hot path of the `SqlClient` it was provided with (see the module doc). */
 export class HotPath extends Context.Tag("effect-eventsourcing/sql/HotPath")<
@@ -52,9 +66,9 @@ export const runners = (sql: SqlClient.SqlClient, hotPath: Option.Option<HotPath
     outsideTransaction,
     anywhere: Option.isNone(hotPath)
       ? viaClient
-      : (text, params) =>
+      : (text, params, options) =>
           Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
-            (Option.isSome(transaction) ? viaClient : outsideTransaction)(text, params)
+            (Option.isSome(transaction) ? viaClient : outsideTransaction)(text, params, options)
           )
   }
 }

@@ -22,6 +22,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import {
+  type AllPage,
   type AppendOptions,
   type AppendResult,
   defaultCommandTtl,
@@ -30,12 +31,19 @@ import {
   EventStoreError,
   type HeldBackOptions,
   type Limits,
+  type ReadAllOptions,
   type ReadStreamOptions,
   StreamDeleted,
   StreamNotFound,
   type StreamPage
 } from "../EventStore.js"
-import { checkPartition, type PreparedAppend, prepareAppend, resolveDuplicates } from "../internal/appendPreparation.js"
+import {
+  checkPartition,
+  type PreparedAppend,
+  prepareAppend,
+  readAllSizes,
+  resolveDuplicates
+} from "../internal/appendPreparation.js"
 import { instrument } from "../internal/instrumentedStore.js"
 import { storeError } from "./classify.js"
 import { migrate, type TableOptions, tables } from "./migrations.js"
@@ -378,24 +386,48 @@ export const make = (
       ].filter((f) => f !== undefined)
     }
 
-    const readAll: EventStore["Type"]["readAll"] = (readOptions) => {
-      const batchSize = Math.max(1, Math.floor(readOptions?.batchSize ?? 500))
+    /**
+     * Pages of a `readAll` with these options, or why it is refused. A page's statement runs on the hot
+     * path, never prepared: its plan may depend on the filters and the checkpoint.
+     */
+    const pagesOf = (readOptions: ReadAllOptions | undefined) => {
       const invalid = checkPartition(readOptions?.partition)
-      if (invalid !== undefined) return Stream.fail(invalid)
+      if (invalid !== undefined) return Either.left(invalid)
       const filters = filtersOf(readOptions)
-      const page = (after: Event.Checkpoint) =>
-        statements.readAllPage(after, filters, batchSize).pipe(
+      const page = (after: Event.Checkpoint, size: number): Effect.Effect<AllPage, EventStoreError> =>
+        Effect.suspend(() => {
+          const [text, params] = statements.readAllPage(after, filters, size).compile()
+          return hot.anywhere(text, params, unprepared)
+        }).pipe(
           Effect.mapError(failWith("readAll")),
           Effect.map((rows) => {
-            const events = toRecorded(rows)
-            const next =
-              events.length < batchSize ? Option.none() : Option.some(Event.checkpointOf(events[events.length - 1]!))
-            return [Chunk.unsafeFromArray(events), next] as const
+            const events = toRecorded(rows as ReadonlyArray<Dialect.EventRow>)
+            return { events, next: events.length < size ? undefined : Event.checkpointOf(events[events.length - 1]!) }
           })
         )
-      const events = Stream.paginateChunkEffect(readOptions?.after ?? Event.start, page)
-      return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
+      return Either.right({ ...readAllSizes(readOptions), page })
     }
+
+    const readAll: EventStore["Type"]["readAll"] = (readOptions) =>
+      Either.match(pagesOf(readOptions), {
+        onLeft: (invalid) => Stream.fail(invalid),
+        onRight: ({ batchSize, page }) => {
+          const events = Stream.paginateChunkEffect(readOptions?.after ?? Event.start, (after) =>
+            Effect.map(
+              page(after, batchSize),
+              ({ events, next }) => [Chunk.unsafeFromArray(events), Option.fromNullable(next)] as const
+            )
+          )
+          return readOptions?.maxCount === undefined ? events : Stream.take(events, readOptions.maxCount)
+        }
+      })
+
+    const readAllPage: EventStore["Type"]["readAllPage"] = (readOptions) =>
+      Either.match(pagesOf(readOptions), {
+        onLeft: (invalid) => Effect.fail(invalid),
+        onRight: ({ page, pageLength }) =>
+          pageLength === 0 ? Effect.succeed(emptyPage) : page(readOptions?.after ?? Event.start, pageLength)
+      })
 
     const head: EventStore["Type"]["head"] = statements.head.pipe(
       Effect.mapError(failWith("head")),
@@ -432,6 +464,7 @@ export const make = (
         readStream,
         readStreamPage,
         readAll,
+        readAllPage,
         head,
         heldBack,
         streamVersion,
@@ -449,6 +482,11 @@ const matchable = (values: ReadonlyArray<string>): ReadonlyArray<string> => {
   const kept = values.filter((value) => !value.includes("\u0000"))
   return kept.length > 0 ? kept : [""]
 }
+
+const emptyPage: AllPage = { events: [], next: undefined }
+
+/** How `readAll` pages run on the hot path (see `pagesOf`). */
+const unprepared: HotPath.RunOptions = { prepare: false }
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const appendBatchSize = Metrics.appendBatchSize

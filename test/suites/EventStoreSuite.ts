@@ -505,6 +505,59 @@ const globalOrder: ReadonlyArray<Check> = [
   ),
   check(
     "4 global order",
+    "a read a page at a time (readAllPage) gives readAll's events, with its filters and failures",
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      for (const i of range(4)) {
+        yield* append(`${category}-${i % 2}`, [...(yield* newEvents(1, "Opened")), ...(yield* newEvents(2))])
+      }
+      yield* settle
+      const s = yield* store
+      /** Every page of a read, checking each: within its size, and `next` where a full page ended. */
+      const pages = (options: EventStore.ReadAllOptions & { readonly batchSize: number }) =>
+        Effect.gen(function* () {
+          const read: Array<Event.RecordedEvent> = []
+          let page = yield* s.readAllPage(options)
+          for (;;) {
+            assert.isAtMost(page.events.length, options.batchSize)
+            read.push(...page.events)
+            if (page.next === undefined) return read
+            assert.strictEqual(page.events.length, options.batchSize)
+            assert.deepStrictEqual(page.next, Event.checkpointOf(page.events[page.events.length - 1]!))
+            page = yield* s.readAllPage({ ...options, after: page.next })
+          }
+        })
+      const selections: ReadonlyArray<EventStore.ReadAllOptions> = [
+        { categories: [category] },
+        { categories: [category], types: ["Opened"] },
+        { categories: [category], partition: { count: 2, index: Event.partitionOf(`${category}-1`, 2) } }
+      ]
+      for (const selection of selections) {
+        const all = yield* collect(s.readAll(selection))
+        assert.isAbove(all.length, 0)
+        for (const batchSize of [1, 5, 1000]) {
+          // the same events as readAll's, as readAll returns them
+          assert.deepStrictEqual(
+            yield* pages({ ...selection, batchSize }),
+            all,
+            JSON.stringify({ selection, batchSize })
+          )
+        }
+        const after = Event.checkpointOf(all[0]!)
+        assert.deepStrictEqual(ids((yield* s.readAllPage({ ...selection, after })).events), ids(all.slice(1)))
+      }
+      const first = yield* s.readAllPage({ categories: [category], maxCount: 3 })
+      assert.deepStrictEqual(ids(first.events), ids((yield* readCategory(category)).slice(0, 3)))
+      assert.deepStrictEqual(yield* s.readAllPage({ categories: [category], maxCount: 0 }), {
+        events: [],
+        next: undefined
+      })
+      const error = yield* Effect.flip(s.readAllPage({ partition: { count: 2, index: 2 } }))
+      assert.strictEqual(error._tag, "EventStoreError")
+    })
+  ),
+  check(
+    "4 global order",
     "head is the checkpoint of the last event readAll returns",
     Effect.gen(function* () {
       const s = yield* store

@@ -33,7 +33,7 @@ export const onPool =
   (pool: pg.Pool, prepared: boolean): HotPath.Run =>
   // no canceller: an interrupted caller stops waiting, and the pool takes the connection back when the
   // statement ends (`@effect/sql` would send a best-effort cancel; either way the outcome is unknown)
-  (text, params) =>
+  (text, params, options) =>
     Effect.async((resume) => {
       const failed = (cause: Error) =>
         resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
@@ -59,7 +59,7 @@ export const onPool =
         client!.once("error", onError)
         const values = params as Array<unknown>
         client!.query(
-          prepared ? { name: nameOf(text), text, values } : { text, values },
+          prepared && options?.prepare !== false ? { name: nameOf(text), text, values } : { text, values },
           (cause: Error | undefined, result: pg.QueryResult | undefined) =>
             cause === undefined || cause === null ? finish(undefined, result!.rows) : finish(cause, [])
         )

@@ -196,7 +196,7 @@ export interface EventsDialect {
     after: Event.Checkpoint,
     filters: ReadonlyArray<Statement.Fragment>,
     limit: number
-  ) => Effect.Effect<ReadonlyArray<EventRow>, SqlError>
+  ) => Statement.Statement<EventRow>
   /** The checkpoint of the last event `readAll` would return now, if any. */
   readonly head: Effect.Effect<Option.Option<Event.Checkpoint>, SqlError>
   /** The record of a command handled within `ttlMillis` of now, if any. */
