@@ -88,9 +88,10 @@ export const batchInserts = (pool: pg.Pool, count: number, size: number): Promis
 /**
  * W1/W2 baseline on SQLite: better-sqlite3 on a fresh file whose tables the store's migrations made, with
  * the store's pragmas (WAL, `synchronous = FULL`), one single-row INSERT per transaction (autocommit). One
- * connection writes one transaction at a time, so concurrency adds nothing: the writes are sequential.
+ * connection writes one transaction at a time, so concurrency adds nothing: the writes are sequential. The
+ * first `warmup` inserts are not measured.
  */
-export const sqliteSingleInserts = async (count: number): Promise<Measurement> => {
+export const sqliteSingleInserts = async (count: number, warmup = 0): Promise<Measurement> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ees-bench-raw-"))
   const filename = path.join(dir, "events.db")
   try {
@@ -107,6 +108,7 @@ export const sqliteSingleInserts = async (count: number): Promise<Measurement> =
         `insert into es_events (${columns}, recorded_at) values (?, 'W', 0, 1, ?, 'Deposited', 1, ?, '{}', ?)`
       )
       const run = uuid()
+      for (let i = 0; i < warmup; i++) insert.run(`W-${run}-warmup-${i}`, uuid(), payloadJson, Date.now())
       return await measure(count, 1, async (i) => insert.run(`W-${run}-${i}`, uuid(), payloadJson, Date.now()))
     } finally {
       db.close()

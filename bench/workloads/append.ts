@@ -57,8 +57,17 @@ const batchReport = (runs: ReadonlyArray<Batches>) => {
 }
 
 /**
- * A workload: the raw baseline and every store, `repetitions` times each, taking turns (see `medians`); the
- * figures are each one's median run. Batch sizes are reported over all of a store's runs.
+ * Operations run unmeasured before each measured run, on the raw baseline and the stores alike: 5% of the
+ * run, at least one per writer. A store is fresh each run (a new pool, file or schema): its connections open
+ * and the server plans its statements (PostgreSQL's append function, per connection) before the clock starts,
+ * as the raw pool's connections are opened before timing.
+ */
+const warmupOf = (count: number, writers: number) => Math.max(writers, Math.ceil(count / 20))
+
+/**
+ * A workload: the raw baseline and every store, `repetitions` times each, taking turns (see `medians`), each
+ * after a warm-up ({@link warmupOf}); the figures are each one's median run. Batch sizes are reported over all
+ * of a store's measured runs.
  */
 const workload =
   (
@@ -67,25 +76,32 @@ const workload =
     writers: number,
     eventsPerAppend: number,
     baseline: (pool: pg.Pool, count: number) => Promise<Measurement>,
-    /** The SQLite store's own baseline, if it has one (else it is compared with `baseline`). */
-    sqliteBaseline?: (count: number) => Promise<Measurement>
+    /** The SQLite store's own baseline, if it has one (else it is compared with `baseline`), after `warmup` inserts. */
+    sqliteBaseline?: (count: number, warmup: number) => Promise<Measurement>
   ) =>
   async (options: Options, pool: pg.Pool, targets: ReadonlyArray<Target>): Promise<ReadonlyArray<Result>> => {
     const count = appends(options)
     const rate = (m: Measurement) => perSecond(m, eventsPerAppend)
     const batches = targets.map((): Array<Batches> => [])
-    const storeRun = (k: number) => async (): Promise<Measurement> => {
-      const before = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
-      const m = await withFreshStore(targets[k]!, (store) =>
-        measureEffect(count, writers, appendNew(store, randomUUID(), eventsPerAppend))
+    const warmup = warmupOf(count, writers)
+    const storeRun = (k: number) => async (): Promise<Measurement> =>
+      withFreshStore(targets[k]!, (store) =>
+        Effect.gen(function* () {
+          yield* measureEffect(warmup, writers, appendNew(store, randomUUID(), eventsPerAppend))
+          const before = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
+          const m = yield* measureEffect(count, writers, appendNew(store, randomUUID(), eventsPerAppend))
+          batches[k]!.push(batchesSince(before))
+          return m
+        })
       )
-      batches[k]!.push(batchesSince(before))
-      return m
+    const rawRun = async () => {
+      await baseline(pool, warmup)
+      return baseline(pool, count)
     }
-    const rawSqlite = sqliteBaseline === undefined ? [] : [() => sqliteBaseline(count)]
+    const rawSqlite = sqliteBaseline === undefined ? [] : [() => sqliteBaseline(count, warmup)]
     const [raw, ...rest] = await medians(
       options.repetitions,
-      [() => baseline(pool, count), ...rawSqlite, ...targets.map((_, k) => storeRun(k))],
+      [rawRun, ...rawSqlite, ...targets.map((_, k) => storeRun(k))],
       rate
     )
     const sqliteRaw = sqliteBaseline === undefined ? undefined : rest[0]!
