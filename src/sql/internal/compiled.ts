@@ -5,6 +5,7 @@
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -22,6 +23,19 @@ export const inTransaction =
       Option.isSome(transaction)
         ? transaction.value[0].execute(text, params, undefined)
         : Effect.withTracerEnabled(sql.unsafe(text, params), false)
+    )
+
+/**
+ * As {@link inTransaction}, answering what the driver answers for the statement itself rather than rows:
+ * for a SQLite statement that returns none, `{ changes, lastInsertRowid }` (both SQLite drivers).
+ */
+export const rawInTransaction =
+  (sql: SqlClient.SqlClient) =>
+  (text: string, params: ReadonlyArray<unknown>): Effect.Effect<unknown, SqlError> =>
+    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
+      Option.isSome(transaction)
+        ? transaction.value[0].executeRaw(text, params)
+        : Effect.withTracerEnabled(sql.unsafe(text, params).raw, false)
     )
 
 /**

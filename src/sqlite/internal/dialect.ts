@@ -52,7 +52,7 @@ const readLimits = (sql: SqlClient.SqlClient) =>
 
 /** The record for `sql`, a SQLite client. */
 export const make = (sql: SqlClient.SqlClient): SqlDialect => {
-  const run = Compiled.inTransaction(sql)
+  const runRaw = Compiled.rawInTransaction(sql)
   const self: SqlDialect = {
     name: "SQLite",
     limits: readLimits(sql),
@@ -67,8 +67,8 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
             // one writer: nothing to make lockable
             lockable: () => Effect.void,
             insertEvents: (_, rows) =>
-              Effect.map(run(insertText(rows.length), rows.flatMap(insertParams)), (inserted) =>
-                inserted.map((row: { readonly position: number }) => BigInt(row.position))
+              Effect.flatMap(runRaw(insertText(rows.length), rows.flatMap(insertParams)), (result) =>
+                insertedPositions(result, rows.length)
               ),
             retry: (append) => append,
             idsCheckedLazily: true
@@ -94,6 +94,19 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
   return self
 }
 
+/**
+ * The positions of the `count` rows one events INSERT just stored, from the driver's answer: the last one
+ * is its last insert rowid, and the others precede it one by one (an `autoincrement` key over one writer:
+ * the rows of one statement take the next keys in turn). Read so rather than with `returning position`,
+ * which costs better-sqlite3 some 35 µs more per single-row insert (42 against 7 µs, measured here).
+ */
+const insertedPositions = (result: unknown, count: number): Effect.Effect<ReadonlyArray<bigint>> => {
+  const { changes, lastInsertRowid } = result as { readonly changes: number; readonly lastInsertRowid: number | bigint }
+  if (changes !== count) return Effect.die(new Error(`an events insert of ${count} rows changed ${changes}`))
+  const last = BigInt(lastInsertRowid)
+  return Effect.succeed(Array.from({ length: count }, (_, i) => last - BigInt(count - 1 - i)))
+}
+
 /** A row's parameters, in the order of its columns. */
 const insertParams = (row: EventInsert): ReadonlyArray<unknown> => eventInsertColumns.map((column) => row[column])
 
@@ -106,7 +119,7 @@ const insertTexts = (sql: SqlClient.SqlClient, table: string) => {
     if (text === undefined) {
       text = Compiled.text(
         sql`insert into ${sql(table)} (${sql.literal(eventInsertColumns.join(", "))})
-          values ${sql.literal(Array.from({ length: count }, () => row).join(", "))} returning position`,
+          values ${sql.literal(Array.from({ length: count }, () => row).join(", "))}`,
         0
       )
       if (count <= 64) cached.set(count, text)
