@@ -44,8 +44,27 @@ export class HotPath extends Context.Tag("effect-eventsourcing/sql/HotPath")<
      * (`Sqlite.layer`: on its one connection).
      */
     readonly transaction?: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+    /**
+     * Statements run synchronously, for work inside `transaction` only, where the driver is synchronous
+     * (`Sqlite.layer`): a group of appends then takes no Effect per statement.
+     */
+    readonly synchronous?: SyncStatements
   }
 >() {}
+
+/**
+ * Synchronous statements on a connection (see {@link HotPath} `synchronous`); each throws the driver's error.
+ * Run them only inside the hot path's `transaction`, which holds the connection.
+ */
+export interface SyncStatements {
+  /** Runs a statement and returns its rows (none for a statement that returns none). */
+  readonly rows: (text: string, params: ReadonlyArray<unknown>) => ReadonlyArray<any>
+  /** Runs a statement that returns no rows: the rows it changed and the last rowid it inserted (SQLite). */
+  readonly changes: (
+    text: string,
+    params: ReadonlyArray<unknown>
+  ) => { readonly changes: number; readonly lastInsertRowid: number | bigint }
+}
 
 /** The two ways to run a hot statement on `sql`. */
 export interface Runners {

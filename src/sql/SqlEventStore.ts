@@ -201,10 +201,13 @@ export const make = (
       )
 
     const hotPath = yield* Effect.serviceOption(HotPath.HotPath)
+    const hotTransaction = Option.getOrUndefined(hotPath)?.transaction
     /** The backend's part, chosen once: PostgreSQL's read horizon and append function, or a serial append. */
     const statements: Dialect.EventsDialect = yield* dialect.events({
       tables: t,
-      transaction: Option.getOrUndefined(hotPath)?.transaction ?? withTransaction(sql),
+      transaction: hotTransaction ?? withTransaction(sql),
+      // synchronous statements run inside the hot path's own transactions only
+      synchronous: hotTransaction === undefined ? undefined : Option.getOrUndefined(hotPath)?.synchronous,
       commandTtl,
       groupCommit: options.groupCommit,
       limits: backend,

@@ -100,7 +100,8 @@ export const layer = (
       }) as unknown as SqliteClient.SqliteClient
       const hotPath: HotPath.HotPath["Type"] = {
         outsideTransaction: (text, params) => locked(connection.run(text, params)),
-        transaction: HotTransaction.make(connection, locked)
+        transaction: HotTransaction.make(connection, locked),
+        synchronous: connection.sync
       }
       return Context.make(SqlClient.SqlClient, client).pipe(
         Context.add(SqliteClient.SqliteClient, sqliteClient),

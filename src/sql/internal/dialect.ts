@@ -28,6 +28,7 @@ import * as MysqlDialect from "../../mysql/internal/dialect.js"
 import * as PgDialect from "../../pg/internal/dialect.js"
 import * as SqliteDialect from "../../sqlite/internal/dialect.js"
 import type { BackendLimits } from "../backendLimits.js"
+import type * as HotPath from "../HotPath.js"
 import type { CommandRow } from "../commandRecords.js"
 import type { Service, Tables } from "../migrations.js"
 
@@ -99,6 +100,8 @@ export interface EventsOptions {
    * one (see `HotPath`), else the client's `withTransaction`.
    */
   readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+  /** Statements run synchronously inside `transaction`, where the hot path has them (see `HotPath`). */
+  readonly synchronous: HotPath.SyncStatements | undefined
   /** PostgreSQL: group commit (see `SqlEventStore.Options`). */
   readonly groupCommit: false | { readonly maxBatch?: number; readonly writers?: number } | undefined
   readonly limits: BackendLimits

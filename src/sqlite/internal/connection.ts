@@ -13,6 +13,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as HotPath from "../../sql/HotPath.js"
 
 /** The part of a better-sqlite3 statement used here (the package has no types of its own). */
 interface DriverStatement {
@@ -38,6 +39,8 @@ export interface SqliteConnection extends Connection {
   readonly database: DriverDatabase
   /** Runs one statement on the connection as it is: its rows (none for a statement that reads none). */
   readonly run: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>
+  /** The same statements, run synchronously (see `HotPath.SyncStatements`): they throw the driver's error. */
+  readonly sync: HotPath.SyncStatements
 }
 
 /** Prepared statements kept, by text: the services' texts are fixed, so a few dozen are in use. */
@@ -81,11 +84,16 @@ const make = (database: DriverDatabase): SqliteConnection => {
     return []
   }
   const run = (text: string, params: ReadonlyArray<unknown> = []) => attempt(() => rowsOf(prepare(text), params))
+  const sync: HotPath.SyncStatements = {
+    rows: (text, params) => rowsOf(prepare(text), params),
+    changes: (text, params) => prepare(text).run(...params)
+  }
   const execute = (text: string, params: ReadonlyArray<unknown>, transformRows: Transform | undefined) =>
     transformRows === undefined ? run(text, params) : Effect.map(run(text, params), transformRows)
   return {
     database,
     run,
+    sync,
     execute,
     // BEGIN, COMMIT and SAVEPOINT come this way: prepared once too
     executeUnprepared: execute,

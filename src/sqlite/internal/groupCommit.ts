@@ -20,6 +20,10 @@ import type { PreparedAppend } from "../../internal/appendPreparation.js"
 import * as Metrics from "../../Metrics.js"
 import * as Batcher from "../../sql/internal/batcher.js"
 import type { EventsDialect, EventsOptions } from "../../sql/internal/dialect.js"
+import type * as FastAppendModule from "./fastAppend.js"
+
+/** The fast append (see `fastAppend`), given the append it hands what it does not do to. */
+type FastAppend = ReturnType<typeof FastAppendModule.make>
 
 /** Appends per group, by default: enough to amortize a commit, few enough to keep a group's latency short. */
 const defaultMaxBatch = 64
@@ -27,10 +31,13 @@ const defaultMaxBatch = 64
 /** `events` with its appends grouped, unless `groupCommit` is `false`. */
 export const make = (
   events: EventsDialect,
-  { groupCommit, transaction }: EventsOptions
+  { groupCommit, transaction }: EventsOptions,
+  fast: FastAppend | undefined
 ): Effect.Effect<EventsDialect, never, Scope.Scope> =>
   Effect.gen(function* () {
     if (groupCommit === false) return events
+    const appendOne = (append: PreparedAppend) =>
+      fast === undefined ? events.append(append) : fast(append, events.append)
     const grouped = yield* Batcher.make({
       maxBatch: Math.max(1, groupCommit?.maxBatch ?? defaultMaxBatch),
       // one connection: one transaction at a time
@@ -40,9 +47,9 @@ export const make = (
       run: (appends: ReadonlyArray<PreparedAppend>) =>
         Effect.zipRight(
           Metric.update(Metrics.appendBatchSize, appends.length),
-          appends.length === 1
+          appends.length === 1 && fast === undefined
             ? Effect.exit(events.append(appends[0]!)).pipe(Effect.map((exit) => [exit]))
-            : transaction(Effect.forEach(appends, (append) => Effect.exit(events.append(append))))
+            : transaction(Effect.forEach(appends, (append) => Effect.exit(appendOne(append))))
         ),
       closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
     })

@@ -1,0 +1,135 @@
+/**
+ * The common SQLite append (no command id, no unique values, its expected version met) run synchronously on
+ * the connection, in a savepoint of the transaction its group commit holds: better-sqlite3 is synchronous,
+ * so its statements need no Effect each. Between statements run so, little else runs: they take a third of
+ * the time they take with an append's Effects between them (the CPU's caches stay warm), and the Effects
+ * were as costly again. Any other append, or one that meets what the serial append sorts out (a version
+ * not met: a retry or a conflict; an event id stored already: a retry), is undone and handed to the serial
+ * append (`sql/internal/serialAppend`), which gives the same results: the serial append is the reference.
+ *
+ * @internal
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Event from "../../Event.js"
+import { type AppendResult, StreamDeleted } from "../../EventStore.js"
+import type { PreparedAppend } from "../../internal/appendPreparation.js"
+import { isDuplicateKey } from "../../sql/classify.js"
+import type * as HotPath from "../../sql/HotPath.js"
+import * as Compiled from "../../sql/internal/compiled.js"
+import { deletedHard } from "../../sql/internal/ddl.js"
+import type { Tables } from "../../sql/migrations.js"
+
+/** What the fast append is built from. */
+export interface Options {
+  readonly sql: SqlClient.SqlClient
+  readonly synchronous: HotPath.SyncStatements
+  readonly tables: Tables
+  /** The events INSERT of an append at `current` (its text and parameters), recorded at `now`. */
+  readonly insert: (
+    append: PreparedAppend,
+    current: number,
+    now: number
+  ) => { readonly text: string; readonly params: ReadonlyArray<unknown> }
+  /** The positions of the rows an INSERT stored, from the driver's answer; undefined if it stored another count. */
+  readonly positions: (
+    inserted: { readonly changes: number; readonly lastInsertRowid: number | bigint },
+    count: number
+  ) => ReadonlyArray<bigint> | undefined
+}
+
+/** Handed to the serial append. */
+const serialTurn = Symbol("serial")
+
+/** The savepoint of one append in its group's transaction. */
+const savepoint = "ees_append"
+
+/**
+ * Builds the append: given an append and the serial append, it runs the former when it can and the latter
+ * otherwise. To be run inside the hot path's transaction only (it holds the connection).
+ */
+export const make = (options: Options) => {
+  const { sql, synchronous: run, tables: t } = options
+  const texts = {
+    stream: Compiled.text(sql`select version, deleted from ${sql(t.streams)} where stream_id = ${""}`, 1),
+    streamVersion: Compiled.text(
+      sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, ${0})
+        on conflict (stream_id) do update set version = excluded.version`,
+      2
+    )
+  }
+  /** Undoes the savepoint's work; a failure here (the connection broke) leaves the statement's own to report. */
+  const undo = () =>
+    Either.try(() => {
+      run.changes(`ROLLBACK TO ${savepoint}`, [])
+      run.changes(`RELEASE ${savepoint}`, [])
+    })
+
+  /** The append's statements; a driver error is thrown (see {@link attempt}). */
+  const statements = (
+    append: PreparedAppend,
+    now: number
+  ): Effect.Effect<AppendResult, StreamDeleted> | typeof serialTurn => {
+    run.changes(`SAVEPOINT ${savepoint}`, [])
+    const [stream] = run.rows(texts.stream, [append.streamId]) as ReadonlyArray<{
+      readonly version: number
+      readonly deleted: number
+    }>
+    const current = stream?.version ?? 0
+    if (stream !== undefined && stream.deleted !== 0) {
+      undo()
+      return Effect.fail(new StreamDeleted({ streamId: append.streamId, hard: stream.deleted === deletedHard }))
+    }
+    if (!Event.satisfies(append.expectedVersion, current)) {
+      undo()
+      return serialTurn
+    }
+    if (append.events.length === 0) {
+      undo()
+      return Effect.succeed({ streamId: append.streamId, version: current, positions: [] })
+    }
+    const { params, text } = options.insert(append, current, now)
+    const inserted = run.changes(text, params)
+    const positions = options.positions(inserted, append.events.length)
+    if (positions === undefined) {
+      undo()
+      return Effect.die(new Error(`an events insert of ${append.events.length} rows changed ${inserted.changes}`))
+    }
+    const version = current + append.events.length
+    run.changes(texts.streamVersion, [append.streamId, version])
+    run.changes(`RELEASE ${savepoint}`, [])
+    return Effect.succeed({ streamId: append.streamId, version, positions })
+  }
+
+  /**
+   * The append's statements, undone if one fails: a duplicate key (an event id stored in the stream
+   * already: a retried append) is the serial append's to resolve; any other failure is the append's.
+   */
+  const attempt = (
+    append: PreparedAppend,
+    now: number
+  ): Effect.Effect<AppendResult, StreamDeleted | SqlError> | typeof serialTurn =>
+    Either.getOrElse(
+      Either.try(() => statements(append, now)),
+      (cause) => {
+        undo()
+        return isDuplicateKey(cause)
+          ? serialTurn
+          : Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
+      }
+    )
+
+  return <E, R>(
+    append: PreparedAppend,
+    serial: (append: PreparedAppend) => Effect.Effect<AppendResult, E, R>
+  ): Effect.Effect<AppendResult, E | StreamDeleted | SqlError, R> =>
+    append.commandId !== undefined || append.claims.length > 0 || append.releases.length > 0
+      ? serial(append)
+      : Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<AppendResult, E | StreamDeleted | SqlError, R> => {
+          const outcome = attempt(append, now)
+          return outcome === serialTurn ? serial(append) : outcome
+        })
+}
