@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Stream from "effect/Stream"
 import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as Metrics from "../../src/Metrics.js"
@@ -76,6 +77,33 @@ describe("SqlEventStore group commit on SQLite", () => {
         // 2B is still held by stream 3
         const claim = yield* Effect.flip(store.append(`${category}-other`, [yield* tick], { claims: [freed] }))
         assert.strictEqual(claim._tag, "UniqueConstraintViolation")
+      })
+    )
+
+    it.effect("an append refused after its events were inserted is undone alone; the others commit", () =>
+      Effect.gen(function* () {
+        const store = yield* EventStore.EventStore
+        const sql = yield* SqlClient.SqlClient
+        const category = yield* uniqueCategory
+        const doomed = `${category}-13`
+        // the stream row's write comes after the events' insert: refusing it leaves the events to undo
+        yield* sql.unsafe(`create trigger refuse_${category} before insert on es_streams
+          when new.stream_id = '${doomed}' begin select raise(abort, 'refused'); end`)
+        const before = yield* groupedAppends
+        const exits = yield* Effect.forEach(
+          Array.from({ length: 40 }, (_, i) => i),
+          (i) =>
+            Effect.flatMap(Effect.all([tick, tick]), (events) => Effect.exit(store.append(`${category}-${i}`, events))),
+          { concurrency: "unbounded" }
+        )
+        exits.forEach((exit, i) => assert.strictEqual(Exit.isSuccess(exit), i !== 13, `append ${i}`))
+        const error = yield* Effect.flip(exits[13]!)
+        assert.strictEqual(error._tag, "EventStoreError")
+        assert.strictEqual(yield* store.streamVersion(doomed), 0)
+        const stored = yield* Stream.runCollect(store.readAll({ categories: [category] }))
+        assert.strictEqual(stored.length, 39 * 2)
+        assert.isFalse([...stored].some((e) => e.streamId === doomed))
+        assert.isAbove((yield* groupedAppends) - before, 20, "appends were not grouped")
       })
     )
 

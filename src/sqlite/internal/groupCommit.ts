@@ -6,7 +6,8 @@
  * Every append goes to the one writer fiber, a lone one too (in a transaction of its own): the driver is
  * synchronous, so an append run at once in its caller's fiber would commit before the callers ready beside
  * it could queue theirs. Appends arriving while a group is written form the next group. An append inside a
- * caller's transaction joins that transaction.
+ * caller's transaction joins that transaction. With `Sqlite.layer`'s hot path, the common append runs its
+ * statements synchronously (see `fastAppend`).
  *
  * @internal
  */
