@@ -283,6 +283,10 @@ const scenario = (backend: string, env: Record<string, string>) =>
         .locator('#lagSummary li[data-runner^="balances v1"]')
         .getAttribute("data-now")
         .then((now) => Number(now ?? "NaN"))
+    const balancesPeakAndLag = () =>
+      page
+        .locator('#lagSummary li[data-runner^="balances v1"]')
+        .evaluate((li) => ({ now: Number(li.getAttribute("data-now")), peak: Number(li.getAttribute("data-peak")) }))
     const points = () => page.locator('#lagChart polyline[data-runner^="balances v1"]').getAttribute("points")
     yield* until("a flat lag", balancesLag, (lag) => lag === 0)
     // the samples of the last minutes still hold the start's catch-up: a rebuild is seen by a new peak,
@@ -315,9 +319,14 @@ const scenario = (backend: string, env: Record<string, string>) =>
       rose = seen._tag === "Some"
       yield* until("the rebuild to end", balancesLags(since), (lags) => lags.at(-1) === 0)
       if (rose) {
-        // the page draws it: the chart's line moves, and the legend says the lag is back to 0
+        // the page draws it once it has loaded the samples since: the chart's line moves, and the legend
+        // says the lag rose and is back to 0 (a refresh of the page from before the rise shows no peak yet)
         yield* until("the chart to move", points, (p) => p !== drawn)
-        yield* until("the page to show the lag back to 0", balancesLag, (lag) => lag === 0)
+        yield* until(
+          "the page to show the peak, and the lag back to 0",
+          balancesPeakAndLag,
+          ({ now, peak }) => peak > 0 && now === 0
+        )
       }
     }
     assert.isTrue(rose, "a sample caught the rebuild's lag")
