@@ -527,14 +527,18 @@ const globalOrder: ReadonlyArray<Check> = [
             page = yield* s.readAllPage({ ...options, after: page.next })
           }
         })
+      // both partitions: which one a stream falls in is the store's (a tenant view hashes the stored id)
       const selections: ReadonlyArray<EventStore.ReadAllOptions> = [
         { categories: [category] },
         { categories: [category], types: ["Opened"] },
-        { categories: [category], partition: { count: 2, index: Event.partitionOf(`${category}-1`, 2) } }
+        { categories: [category], partition: { count: 2, index: 0 } },
+        { categories: [category], partition: { count: 2, index: 1 } }
       ]
+      let inPartitions = 0
       for (const selection of selections) {
         const all = yield* collect(s.readAll(selection))
-        assert.isAbove(all.length, 0)
+        if (selection.partition === undefined) assert.isAbove(all.length, 0)
+        else inPartitions += all.length
         for (const batchSize of [1, 5, 1000]) {
           // the same events as readAll's, as readAll returns them
           assert.deepStrictEqual(
@@ -543,9 +547,12 @@ const globalOrder: ReadonlyArray<Check> = [
             JSON.stringify({ selection, batchSize })
           )
         }
-        const after = Event.checkpointOf(all[0]!)
-        assert.deepStrictEqual(ids((yield* s.readAllPage({ ...selection, after })).events), ids(all.slice(1)))
+        if (all.length > 0) {
+          const after = Event.checkpointOf(all[0]!)
+          assert.deepStrictEqual(ids((yield* s.readAllPage({ ...selection, after })).events), ids(all.slice(1)))
+        }
       }
+      assert.strictEqual(inPartitions, 12)
       const first = yield* s.readAllPage({ categories: [category], maxCount: 3 })
       assert.deepStrictEqual(ids(first.events), ids((yield* readCategory(category)).slice(0, 3)))
       assert.deepStrictEqual(yield* s.readAllPage({ categories: [category], maxCount: 0 }), {
