@@ -37,6 +37,21 @@ export type EventInsert = {
   readonly recorded_at: number
 }
 
+/** The rows of an append to a stream at version `current`, recorded at `now` (epoch milliseconds). */
+export const eventRows = (append: PreparedAppend, current: number, now: number): ReadonlyArray<EventInsert> =>
+  append.events.map((e, i) => ({
+    stream_id: append.streamId,
+    category: append.category,
+    stream_hash: append.streamHash,
+    version: current + i + 1,
+    event_id: e.eventId,
+    type: e.type,
+    schema_version: e.schemaVersion,
+    data: e.dataJson,
+    metadata: e.metadataJson,
+    recorded_at: now
+  }))
+
 /** How a backend runs the steps of the serial append that differ (see {@link make}). */
 export interface SerialSteps {
   /**
@@ -188,19 +203,7 @@ export const make = (options: SerialAppendOptions) => {
 
   const insertEvents = (append: PreparedAppend, current: number, now: number) =>
     Effect.gen(function* () {
-      const rows = append.events.map((e, i): EventInsert => ({
-        stream_id: append.streamId,
-        category: append.category,
-        stream_hash: append.streamHash,
-        version: current + i + 1,
-        event_id: e.eventId,
-        type: e.type,
-        schema_version: e.schemaVersion,
-        data: e.dataJson,
-        metadata: e.metadataJson,
-        recorded_at: now
-      }))
-      const positions = yield* steps.insertEvents(append, rows)
+      const positions = yield* steps.insertEvents(append, eventRows(append, current, now))
       const version = current + append.events.length
       yield* run(texts.streamVersion, [append.streamId, version])
       return { streamId: append.streamId, version, positions }

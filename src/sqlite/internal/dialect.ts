@@ -20,7 +20,7 @@ import type { Ddl, SqlDialect } from "../../sql/internal/dialect.js"
 import * as ConflictReturning from "../../sql/internal/conflictReturning.js"
 import * as SerialEvents from "../../sql/internal/serialEvents.js"
 import * as Compiled from "../../sql/internal/compiled.js"
-import type { EventInsert } from "../../sql/internal/serialAppend.js"
+import { type EventInsert, eventRows } from "../../sql/internal/serialAppend.js"
 import * as FastAppend from "./fastAppend.js"
 import * as GroupCommit from "./groupCommit.js"
 
@@ -68,18 +68,7 @@ export const make = (sql: SqlClient.SqlClient): SqlDialect => {
               tables: options.tables,
               insert: (append, current, now) => ({
                 text: insertText(append.events.length),
-                params: append.events.flatMap((e, i) => [
-                  append.streamId,
-                  append.category,
-                  append.streamHash,
-                  current + i + 1,
-                  e.eventId,
-                  e.type,
-                  e.schemaVersion,
-                  e.dataJson,
-                  e.metadataJson,
-                  now
-                ])
+                params: eventRows(append, current, now).flatMap(insertParams)
               }),
               positions: insertedPositions
             })
