@@ -220,35 +220,37 @@ export const make = (
      * reuses the previous row's (immutable) transaction number and time when they repeat, instead of
      * parsing and building them again for every row.
      */
-    const toRecorded = (rows: ReadonlyArray<Dialect.EventRow>): Array<Event.RecordedEvent> => {
+    const toRecorded = (rows: ReadonlyArray<Dialect.EventValues>): Array<Event.RecordedEvent> => {
       let transactionText: string | number | undefined
       let transaction = 0n
       let recordedMillis: number | undefined
       let recordedAt = DateTime.unsafeMake(0)
-      return rows.map((row) => {
-        const text = row.transaction_id ?? row.position
-        if (text !== transactionText) {
-          transactionText = text
-          transaction = BigInt(text)
+      return rows.map(
+        ([position, streamId, category, version, eventId, type, schemaVersion, data, metadata, recorded, tx]) => {
+          const text = tx ?? position
+          if (text !== transactionText) {
+            transactionText = text
+            transaction = BigInt(text)
+          }
+          if (recorded !== recordedMillis) {
+            recordedMillis = recorded
+            recordedAt = DateTime.unsafeMake(recorded)
+          }
+          return {
+            eventId,
+            type,
+            schemaVersion,
+            data: statements.json(data),
+            metadata: statements.json(metadata) as Event.Metadata,
+            streamId: streamId as Event.StreamId,
+            category,
+            version,
+            position: BigInt(position),
+            transaction,
+            recordedAt
+          }
         }
-        if (row.recorded_at !== recordedMillis) {
-          recordedMillis = row.recorded_at
-          recordedAt = DateTime.unsafeMake(recordedMillis)
-        }
-        return {
-          eventId: row.event_id,
-          type: row.type,
-          schemaVersion: row.schema_version,
-          data: statements.json(row.data),
-          metadata: statements.json(row.metadata) as Event.Metadata,
-          streamId: row.stream_id as Event.StreamId,
-          category: row.category,
-          version: row.version,
-          position: BigInt(row.position),
-          transaction,
-          recordedAt
-        }
-      })
+      )
     }
 
     /** The append, then a wake-up hint for readers if it wrote events (and there is a `Wakeup`). */
@@ -343,11 +345,11 @@ export const make = (
         // a page asks for one row more than it returns: that row, when there is one, starts the next
         // page, and a stream read to its end takes no extra query that finds nothing
         const page = (cursor: number) =>
-          hot.anywhere(text, [...(archived ? [id, cursor, id] : []), id, cursor, id, limit + 1]).pipe(
+          hot.anywhere(text, [...(archived ? [id, cursor, id] : []), id, cursor, id, limit + 1], asArrays).pipe(
             Effect.mapError(failWith("readStream")),
-            Effect.map((rows): StreamPage => ({
+            Effect.map((rows: ReadonlyArray<Dialect.EventValues>): StreamPage => ({
               events: toRecorded(rows.length > limit ? rows.slice(0, limit) : rows),
-              next: rows.length > limit ? (rows[limit] as Dialect.EventRow).version : undefined
+              next: rows.length > limit ? rows[limit]![Dialect.eventColumn.version] : undefined
             }))
           )
         const first = yield* page(from)
@@ -400,11 +402,11 @@ export const make = (
       const page = (after: Event.Checkpoint, size: number): Effect.Effect<AllPage, EventStoreError> =>
         Effect.suspend(() => {
           const [text, params] = statements.readAllPage(after, filters, size).compile()
-          return hot.anywhere(text, params, unprepared)
+          return hot.anywhere(text, params, pageOfAll)
         }).pipe(
           Effect.mapError(failWith("readAll")),
           Effect.map((rows) => {
-            const events = toRecorded(rows as ReadonlyArray<Dialect.EventRow>)
+            const events = toRecorded(rows)
             return { events, next: events.length < size ? undefined : Event.checkpointOf(events[events.length - 1]!) }
           })
         )
@@ -488,8 +490,11 @@ const matchable = (values: ReadonlyArray<string>): ReadonlyArray<string> => {
 
 const emptyPage: AllPage = { events: [], next: undefined }
 
-/** How `readAll` pages run on the hot path (see `pagesOf`). */
-const unprepared: HotPath.RunOptions = { prepare: false }
+/** How event pages run on the hot path: rows as arrays (see `EventValues`). */
+const asArrays: HotPath.RunOptions = { arrays: true }
+
+/** How `readAll`'s pages run on the hot path: never prepared (their filters vary), rows as arrays. */
+const pageOfAll: HotPath.RunOptions = { prepare: false, arrays: true }
 
 /** Appends per round trip under group commit (PostgreSQL). */
 export const appendBatchSize = Metrics.appendBatchSize

@@ -99,7 +99,8 @@ export const layer = (
           })
       }) as unknown as SqliteClient.SqliteClient
       const hotPath: HotPath.HotPath["Type"] = {
-        outsideTransaction: (text, params) => locked(connection.run(text, params)),
+        outsideTransaction: (text, params, options) =>
+          locked(options?.arrays === true ? connection.values(text, params) : connection.run(text, params)),
         transaction: HotTransaction.make(connection, locked),
         synchronous: connection.sync
       }

@@ -26,7 +26,7 @@ import type { PreparedAppend } from "../../internal/appendPreparation.js"
 import { storeError } from "../../sql/classify.js"
 import type { CommandRow } from "../../sql/commandRecords.js"
 import * as HotPath from "../../sql/HotPath.js"
-import type { EventRow, EventsDialect, EventsOptions } from "../../sql/internal/dialect.js"
+import type { EventsDialect, EventsOptions } from "../../sql/internal/dialect.js"
 import * as PgAppend from "./append.js"
 
 /** Builds the dialect; group-commit writers, if on, live in the scope. */
@@ -82,9 +82,10 @@ export const make = (
     const where = (filters: ReadonlyArray<Statement.Fragment>) =>
       filters.length > 0 ? sql`and ${sql.and(filters)}` : sql``
 
-    const columns = sql`position::text as position, transaction_id::text as transaction_id, stream_id, category,
-      version, event_id::text as event_id, type, schema_version, data, metadata,
-      floor(date_part('epoch', recorded_at) * 1000) as recorded_at`
+    // in the order of `EventValues`
+    const columns = sql`position::text as position, stream_id, category, version, event_id::text as event_id, type,
+      schema_version, data, metadata, floor(date_part('epoch', recorded_at) * 1000) as recorded_at,
+      transaction_id::text as transaction_id`
 
     return {
       columns,
@@ -98,7 +99,7 @@ export const make = (
       // limit of held-back rows. The subquery takes the horizon once, not per row; the order is by the
       // table's columns (the select list casts them to text under the same names).
       readAllPage: (after, filters, limit) =>
-        sql<EventRow>`select ${columns} from (
+        sql`select ${columns} from (
             select * from ${sql(t.events)} as e
             where (e.transaction_id, e.position) > (${String(after.transaction)}::xid8, ${String(after.position)}::bigint)
               ${where(filters)}

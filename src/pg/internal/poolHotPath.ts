@@ -57,11 +57,11 @@ export const onPool =
         }
         const onError = (cause: Error) => finish(cause, [])
         client!.once("error", onError)
-        const values = params as Array<unknown>
-        client!.query(
-          prepared && options?.prepare !== false ? { name: nameOf(text), text, values } : { text, values },
-          (cause: Error | undefined, result: pg.QueryResult | undefined) =>
-            cause === undefined || cause === null ? finish(undefined, result!.rows) : finish(cause, [])
+        const query: pg.QueryConfig = { text, values: params as Array<unknown> }
+        if (prepared && options?.prepare !== false) query.name = nameOf(text)
+        if (options?.arrays === true) (query as pg.QueryArrayConfig).rowMode = "array"
+        client!.query(query, (cause: Error | undefined, result: pg.QueryResult | undefined) =>
+          cause === undefined || cause === null ? finish(undefined, result!.rows) : finish(cause, [])
         )
       })
     })

@@ -158,26 +158,32 @@ export const of = (sql: SqlClient.SqlClient): Effect.Effect<SqlDialect, EventSto
       )
   })
 
-/** An event row as the dialect's `columns` select it. */
-export interface EventRow {
-  readonly position: string | number
-  /** PostgreSQL only: the position is the transaction elsewhere. */
-  readonly transaction_id?: string
-  readonly stream_id: string
-  readonly category: string
-  readonly version: number
-  readonly event_id: string
-  readonly type: string
-  readonly schema_version: number
-  readonly data: unknown
-  readonly metadata: unknown
-  /** Epoch milliseconds (PostgreSQL sends a number: cheaper to read than a timestamp). */
-  readonly recorded_at: number
-}
+/**
+ * An event row as the dialect's `columns` select it, read as an array of its values: the drivers build an
+ * array cheaper than an object with a property per column (about 0.1-0.25 ms less per 1,000 rows with `pg`).
+ * The recorded time is in epoch milliseconds (PostgreSQL sends a number: cheaper to read than a timestamp);
+ * the transaction id is PostgreSQL's only (elsewhere the position is the transaction).
+ */
+export type EventValues = readonly [
+  position: string | number,
+  streamId: string,
+  category: string,
+  version: number,
+  eventId: string,
+  type: string,
+  schemaVersion: number,
+  data: unknown,
+  metadata: unknown,
+  recordedAt: number,
+  transactionId?: string
+]
+
+/** Where a column is in {@link EventValues}. */
+export const eventColumn = { version: 3 } as const
 
 /** The dialect-specific part of the SQL event store. */
 export interface EventsDialect {
-  /** The select list of an {@link EventRow}. */
+  /** The select list of an {@link EventValues} row, in its order. */
   readonly columns: Statement.Fragment
   /** A stored JSON column as its value (PostgreSQL's driver parsed it already; elsewhere it is text). */
   readonly json: (column: unknown) => unknown
@@ -199,7 +205,7 @@ export interface EventsDialect {
     after: Event.Checkpoint,
     filters: ReadonlyArray<Statement.Fragment>,
     limit: number
-  ) => Statement.Statement<EventRow>
+  ) => Statement.Statement<object>
   /** The checkpoint of the last event `readAll` would return now, if any. */
   readonly head: Effect.Effect<Option.Option<Event.Checkpoint>, SqlError>
   /** The record of a command handled within `ttlMillis` of now, if any. */

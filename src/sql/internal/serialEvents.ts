@@ -9,7 +9,7 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { CommandRow } from "../commandRecords.js"
-import type { EventRow, EventsDialect } from "./dialect.js"
+import type { EventsDialect } from "./dialect.js"
 import * as SerialAppend from "./serialAppend.js"
 
 /** Builds the part (its appends take the serial append's options). */
@@ -24,7 +24,7 @@ export const make = (options: SerialAppend.SerialAppendOptions): EventsDialect =
     json: (column) => JSON.parse(column as string),
     append: SerialAppend.make(options),
     readAllPage: (after, filters, limit) =>
-      sql<EventRow>`select ${columns} from ${sql(t.events)}
+      sql`select ${columns} from ${sql(t.events)}
         where position > ${Number(after.position)} ${where(filters)}
         order by position limit ${limit}`,
     // the position is the transaction: positions are commit order

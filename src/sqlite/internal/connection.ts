@@ -39,6 +39,11 @@ export interface SqliteConnection extends Connection {
   readonly database: DriverDatabase
   /** Runs one statement on the connection as it is: its rows (none for a statement that reads none). */
   readonly run: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<any>, SqlError>
+  /** {@link run}, with rows as arrays of their values (`executeValues`). */
+  readonly values: (
+    text: string,
+    params?: ReadonlyArray<unknown>
+  ) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   /** The same statements, run synchronously (see `HotPath.SyncStatements`): they throw the driver's error. */
   readonly sync: HotPath.SyncStatements
 }
@@ -84,6 +89,20 @@ const make = (database: DriverDatabase): SqliteConnection => {
     return []
   }
   const run = (text: string, params: ReadonlyArray<unknown> = []) => attempt(() => rowsOf(prepare(text), params))
+  // statements kept in raw mode (rows as arrays), apart from the others: no switching back and forth per call
+  const preparedRaw = new Map<string, DriverStatement>()
+  const prepareRaw = (text: string) => {
+    let statement = preparedRaw.get(text)
+    if (statement === undefined) {
+      statement = database.prepare(text)
+      if (statement.reader) statement.raw(true)
+      if (preparedRaw.size >= cacheCapacity) preparedRaw.delete(preparedRaw.keys().next().value!)
+      preparedRaw.set(text, statement)
+    }
+    return statement
+  }
+  const values = (text: string, params: ReadonlyArray<unknown> = []) =>
+    attempt((): ReadonlyArray<ReadonlyArray<unknown>> => rowsOf(prepareRaw(text), params))
   const sync: HotPath.SyncStatements = {
     rows: (text, params) => rowsOf(prepare(text), params),
     changes: (text, params) => prepare(text).run(...params)
@@ -93,6 +112,7 @@ const make = (database: DriverDatabase): SqliteConnection => {
   return {
     database,
     run,
+    values,
     sync,
     execute,
     // BEGIN, COMMIT and SAVEPOINT come this way: prepared once too
@@ -102,16 +122,7 @@ const make = (database: DriverDatabase): SqliteConnection => {
         const statement = prepare(text)
         return statement.reader ? statement.all(...params) : statement.run(...params)
       }),
-    executeValues: (text, params) =>
-      Effect.flatMap(
-        attempt(() => prepare(text)),
-        (statement) =>
-          statement.reader
-            ? attempt(() => statement.raw(true).all(...params) as ReadonlyArray<ReadonlyArray<unknown>>).pipe(
-                Effect.ensuring(Effect.sync(() => statement.raw(false)))
-              )
-            : attempt(() => rowsOf(statement, params))
-      ),
+    executeValues: values,
     executeStream: (text, params, transformRows) =>
       Stream.unwrap(Effect.map(execute(text, params, transformRows), Stream.fromIterable))
   }
