@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Chunk from "effect/Chunk"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
@@ -315,6 +316,66 @@ describe("Upcaster", () => {
       )
     })
   )
+
+  it("decodes a plain struct's data exactly as its schema does, whatever the data (property)", () => {
+    // plain fields take the codec's field-by-field path; the union's other member (a literal union field) Schema's
+    const Plain = Schema.TaggedStruct("Plain", {
+      name: Schema.String,
+      count: Schema.Number,
+      ok: Schema.Boolean,
+      kind: Schema.Literal("a")
+    })
+    const Other = Schema.TaggedStruct("Other", { kind: Schema.Literal("a", "b") })
+    const Events = Schema.Union(Plain, Other)
+    const eventCodec = Effect.runSync(Upcaster.codec({ events: Events }))
+    const value = FastCheck.oneof(
+      FastCheck.string(),
+      FastCheck.double(),
+      FastCheck.boolean(),
+      FastCheck.constantFrom("a", "b", null, undefined),
+      FastCheck.object({ maxDepth: 1 })
+    )
+    // mostly valid fields (so that most data decodes), sometimes any value, sometimes missing
+    const field = <A>(valid: FastCheck.Arbitrary<A>) =>
+      FastCheck.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: value, weight: 1 })
+    const fields = {
+      extra: value,
+      kind: field(FastCheck.constantFrom("a", "b")),
+      ok: field(FastCheck.boolean()),
+      count: field(FastCheck.double()),
+      name: field(FastCheck.string())
+    }
+    const data = FastCheck.oneof(
+      { arbitrary: FastCheck.record(fields, { requiredKeys: ["kind", "ok", "count", "name"] }), weight: 4 },
+      { arbitrary: FastCheck.record(fields, { requiredKeys: [] }), weight: 1 }
+    )
+    FastCheck.assert(
+      FastCheck.property(FastCheck.constantFrom("Plain", "Other"), data, (type, data) => {
+        const recorded: Event.RecordedEvent = {
+          eventId: "00000000-0000-7000-8000-000000000000",
+          type,
+          schemaVersion: 1,
+          data,
+          metadata: {},
+          streamId: "Plain-1" as Event.StreamId,
+          category: "Plain",
+          version: 1,
+          position: 1n,
+          transaction: 1n,
+          recordedAt: DateTime.unsafeMake(0)
+        }
+        const expected = Schema.decodeUnknownEither(Events)({ ...data, _tag: type })
+        const decoded = eventCodec.decodeEither(recorded)
+        assert.strictEqual(decoded._tag, expected._tag)
+        if (Either.isRight(expected) && Either.isRight(decoded)) {
+          assert.deepStrictEqual(decoded.right, [expected.right])
+          // the same keys in the same order: the tag first, then the fields as declared
+          assert.deepStrictEqual(Object.keys(decoded.right[0]!), Object.keys(expected.right))
+        }
+      }),
+      { numRuns: 1000 }
+    )
+  })
 })
 
 describe("Upcaster.readAll", () => {
