@@ -1,29 +1,9 @@
 /**
  * The library's metrics, in one place: Effect `Metric`s, so they show in `Metric.snapshot` (the HTTP
  * API's Prometheus `/metrics`, see `http/EventBrowserApi`) and in any exporter reading Effect's metric
- * registry (OTLP, see `observability/Otel`). Names follow `eventsourcing_<thing>_<unit>`.
- *
- * | metric | type | labels | updated by |
- * |---|---|---|---|
- * | `eventsourcing_commands_total` | counter | `command`, `outcome` | `CommandBus` dispatch (outcome `success` or the error's `_tag`, `defect`, `interrupted`) |
- * | `eventsourcing_command_duration_seconds` | histogram | `command` | `CommandBus` dispatch, validation to result |
- * | `eventsourcing_appends_total` | counter | `outcome` | every event store append (`ok` or the error's `_tag`) |
- * | `eventsourcing_events_appended_total` | counter | | successful appends, their events |
- * | `eventsourcing_conflicts_total` | counter | | appends refused with `ConcurrencyConflict` |
- * | `eventsourcing_events_read_total` | counter | `read` (`stream`, `all`) | `readStream` / `readAll`, events fetched |
- * | `eventsourcing_projection_events_total` | counter | `projection` | runners, events handled |
- * | `eventsourcing_projection_lag_events` | gauge | `projection`, `version`, `partition` | runners (see {@link projectionLagEvents}) |
- * | `eventsourcing_projection_lag_seconds` | gauge | `projection`, `version`, `partition` | runners (see {@link projectionLagSeconds}) |
- * | `eventsourcing_outbox_publish_duration_seconds` | histogram | `relay` | the outbox relay, each publish of a batch |
- * | `eventsourcing_saga_instances_total` | counter | `saga`, `status` | sagas, instances entering a status |
- * | `eventsourcing_events_skipped_total` | counter | | events skipped by the `skip` decode policy (`Upcaster`) |
- * | `eventsourcing_append_batch_size` | histogram | | group commit (PostgreSQL, SQLite), appends per transaction |
- * | `eventsourcing_retention_events_removed_total` | counter | `category` | `Retention`, events removed |
- * | `eventsourcing_retention_streams_truncated_total` | counter | `category` | `Retention`, streams truncated |
- *
- * The outbox relay is a projection runner (named `outbox` by default): its backlog is
- * `eventsourcing_projection_lag_events{projection="outbox"}` and the age of its oldest unpublished event
- * `eventsourcing_projection_lag_seconds{projection="outbox"}`.
+ * registry (OTLP, see `observability/Otel`). Names follow `eventsourcing_<thing>_<unit>`; each export
+ * says what updates it and by which labels, and docs/observability.md tables them all. The outbox relay is
+ * a projection runner: its backlog and age are its projection lag gauges.
  *
  * **Gotchas**: Effect's metrics are process-global and cumulative; labels come from bounded sets only
  * (command tags the bus knows, error tags, projection and saga names). Counters count what this process
