@@ -7,6 +7,13 @@
  * not met: a retry or a conflict; an event id stored already: a retry), is undone and handed to the serial
  * append (`sql/internal/serialAppend`), which gives the same results: the serial append is the reference.
  *
+ * A group is first written without savepoints (two statements less per append). An append then needs
+ * none: it is refused before it writes, an insert refused for a duplicate key is backed out by SQLite alone
+ * (a statement that fails is undone; the transaction goes on), and only the stream row's write follows a
+ * successful insert. Should anything else fail (or the insert store an unexpected count), the append
+ * answers {@link NeedsSavepoints}: its group is rolled back and written again, each append in a savepoint,
+ * so that it is undone alone.
+ *
  * @internal
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -44,6 +51,16 @@ export interface Options {
 /** Handed to the serial append. */
 const serialTurn = Symbol("serial")
 
+/** The append wrote what only a savepoint undoes alone: write its group again with savepoints. */
+export class NeedsSavepoints {
+  readonly _tag = "NeedsSavepoints"
+}
+
+const needsSavepoints = new NeedsSavepoints()
+
+/** Whether an append's exit says its group needs savepoints. */
+export const isNeedsSavepoints = (error: unknown): error is NeedsSavepoints => error instanceof NeedsSavepoints
+
 /** The savepoint of one append in its group's transaction. */
 const savepoint = "ees_append"
 
@@ -62,18 +79,25 @@ export const make = (options: Options) => {
     )
   }
   /** Undoes the savepoint's work; a failure here (the connection broke) leaves the statement's own to report. */
-  const undo = () =>
+  const rollBack = () =>
     Either.try(() => {
       run.changes(`ROLLBACK TO ${savepoint}`, [])
       run.changes(`RELEASE ${savepoint}`, [])
     })
 
-  /** The append's statements; a driver error is thrown (see {@link attempt}). */
+  /**
+   * The append's statements, in a savepoint if `progress.savepoints`; a driver error is thrown (see
+   * {@link attempt}). `progress.inserted` says whether its insert stands.
+   */
   const statements = (
     append: PreparedAppend,
-    now: number
-  ): Effect.Effect<AppendResult, StreamDeleted> | typeof serialTurn => {
-    run.changes(`SAVEPOINT ${savepoint}`, [])
+    now: number,
+    progress: Progress
+  ): Effect.Effect<AppendResult, StreamDeleted | NeedsSavepoints> | typeof serialTurn => {
+    const savepoints = progress.savepoints
+    // nothing written yet: only a savepoint to end
+    const undo = () => (savepoints ? rollBack() : undefined)
+    if (savepoints) run.changes(`SAVEPOINT ${savepoint}`, [])
     const [stream] = run.rows(texts.stream, [append.streamId]) as ReadonlyArray<{
       readonly version: number
       readonly deleted: number
@@ -93,14 +117,16 @@ export const make = (options: Options) => {
     }
     const { params, text } = options.insert(append, current, now)
     const inserted = run.changes(text, params)
+    progress.inserted = true
     const positions = options.positions(inserted, append.events.length)
     if (positions === undefined) {
-      undo()
+      if (!savepoints) return Effect.fail(needsSavepoints)
+      rollBack()
       return Effect.die(new Error(`an events insert of ${append.events.length} rows changed ${inserted.changes}`))
     }
     const version = current + append.events.length
     run.changes(texts.streamVersion, [append.streamId, version])
-    run.changes(`RELEASE ${savepoint}`, [])
+    if (savepoints) run.changes(`RELEASE ${savepoint}`, [])
     return Effect.succeed({ streamId: append.streamId, version, positions })
   }
 
@@ -110,26 +136,42 @@ export const make = (options: Options) => {
    */
   const attempt = (
     append: PreparedAppend,
-    now: number
-  ): Effect.Effect<AppendResult, StreamDeleted | SqlError> | typeof serialTurn =>
-    Either.getOrElse(
-      Either.try(() => statements(append, now)),
+    now: number,
+    savepoints: boolean
+  ): Effect.Effect<AppendResult, StreamDeleted | SqlError | NeedsSavepoints> | typeof serialTurn => {
+    const progress: Progress = { savepoints, inserted: false }
+    return Either.getOrElse(
+      Either.try(() => statements(append, now, progress)),
       (cause) => {
-        undo()
+        if (savepoints) rollBack()
+        // without a savepoint, only an insert refused for a duplicate key is sorted out here (SQLite backed
+        // the statement out); any other failure is the savepoint pass's, the reference for failures
+        else if (progress.inserted || !isDuplicateKey(cause)) return Effect.fail(needsSavepoints)
         return isDuplicateKey(cause)
           ? serialTurn
           : Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
       }
     )
+  }
 
   return <E, R>(
     append: PreparedAppend,
-    serial: (append: PreparedAppend) => Effect.Effect<AppendResult, E, R>
-  ): Effect.Effect<AppendResult, E | StreamDeleted | SqlError, R> =>
+    serial: (append: PreparedAppend) => Effect.Effect<AppendResult, E, R>,
+    savepoints: boolean
+  ): Effect.Effect<AppendResult, E | StreamDeleted | SqlError | NeedsSavepoints, R> =>
     append.commandId !== undefined || append.claims.length > 0 || append.releases.length > 0
       ? serial(append)
-      : Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<AppendResult, E | StreamDeleted | SqlError, R> => {
-          const outcome = attempt(append, now)
-          return outcome === serialTurn ? serial(append) : outcome
-        })
+      : Effect.flatMap(
+          Clock.currentTimeMillis,
+          (now): Effect.Effect<AppendResult, E | StreamDeleted | SqlError | NeedsSavepoints, R> => {
+            const outcome = attempt(append, now, savepoints)
+            return outcome === serialTurn ? serial(append) : outcome
+          }
+        )
+}
+
+/** How far an append's statements went, and whether they run in a savepoint. */
+interface Progress {
+  readonly savepoints: boolean
+  inserted: boolean
 }

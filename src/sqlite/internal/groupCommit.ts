@@ -7,12 +7,14 @@
  * synchronous, so an append run at once in its caller's fiber would commit before the callers ready beside
  * it could queue theirs. Appends arriving while a group is written form the next group. An append inside a
  * caller's transaction joins that transaction. With `Sqlite.layer`'s hot path, the common append runs its
- * statements synchronously (see `fastAppend`).
+ * statements synchronously, and a group is first written without savepoints (see `fastAppend`).
  *
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -21,10 +23,15 @@ import type { PreparedAppend } from "../../internal/appendPreparation.js"
 import * as Metrics from "../../Metrics.js"
 import * as Batcher from "../../sql/internal/batcher.js"
 import type { EventsDialect, EventsOptions } from "../../sql/internal/dialect.js"
-import type * as FastAppendModule from "./fastAppend.js"
+import * as FastAppendModule from "./fastAppend.js"
 
 /** The fast append (see `fastAppend`), given the append it hands what it does not do to. */
 type FastAppend = ReturnType<typeof FastAppendModule.make>
+
+type AppendExit = Exit.Exit<
+  Effect.Effect.Success<ReturnType<EventsDialect["append"]>>,
+  Effect.Effect.Error<ReturnType<EventsDialect["append"]>>
+>
 
 /** Appends per group, by default: enough to amortize a commit, few enough to keep a group's latency short. */
 const defaultMaxBatch = 64
@@ -37,20 +44,42 @@ export const make = (
 ): Effect.Effect<EventsDialect, never, Scope.Scope> =>
   Effect.gen(function* () {
     if (groupCommit === false) return events
-    const appendOne = (append: PreparedAppend) =>
-      fast === undefined ? events.append(append) : fast(append, events.append)
+    /**
+     * A group's appends in one transaction, with the fast append if there is one, first without savepoints;
+     * if an append needs them (see `fastAppend`), the group is rolled back and written again with them.
+     */
+    const group = (appends: ReadonlyArray<PreparedAppend>) => {
+      if (fast === undefined)
+        return transaction(Effect.forEach(appends, (append) => Effect.exit(events.append(append))))
+      const attempt = (savepoints: boolean) =>
+        transaction(
+          Effect.flatMap(
+            Effect.forEach(appends, (append) => Effect.exit(fast(append, events.append, savepoints))),
+            (exits) =>
+              exits.some(needsSavepoints)
+                ? Effect.fail(new FastAppendModule.NeedsSavepoints())
+                : // none needs them: their failures are the appends' own
+                  Effect.succeed(exits as ReadonlyArray<AppendExit>)
+          )
+        )
+      return attempt(false).pipe(
+        Effect.catchIf(FastAppendModule.isNeedsSavepoints, () => attempt(true)),
+        // written with savepoints, no append asks for them
+        Effect.catchIf(FastAppendModule.isNeedsSavepoints, (error) => Effect.die(error))
+      )
+    }
     const grouped = yield* Batcher.make({
       maxBatch: Math.max(1, groupCommit?.maxBatch ?? defaultMaxBatch),
       // one connection: one transaction at a time
       writers: 1,
-      // each append is a savepoint of the group's transaction (its own transaction nests); one alone is
-      // its own transaction
+      // the group's appends share a transaction (see `group`); without the fast append, one alone is its
+      // own transaction
       run: (appends: ReadonlyArray<PreparedAppend>) =>
         Effect.zipRight(
           Metric.update(Metrics.appendBatchSize, appends.length),
           appends.length === 1 && fast === undefined
             ? Effect.exit(events.append(appends[0]!)).pipe(Effect.map((exit) => [exit]))
-            : transaction(Effect.forEach(appends, (append) => Effect.exit(appendOne(append))))
+            : group(appends)
         ),
       closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
     })
@@ -62,3 +91,6 @@ export const make = (
         )
     }
   })
+
+const needsSavepoints = (exit: Exit.Exit<unknown, unknown>): boolean =>
+  Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), FastAppendModule.isNeedsSavepoints)
