@@ -13,10 +13,9 @@
  *
  * @internal
  */
-import * as Deferred from "effect/Deferred"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 
@@ -44,7 +43,11 @@ export interface BatcherOptions<I, O, E> {
 
 interface Pending<I, O, E> {
   readonly item: I
-  readonly deferred: Deferred.Deferred<O, E>
+  /**
+   * Answers the request: resumes its caller, unless the caller stopped waiting. A callback rather than a
+   * `Deferred`: making one per request cost about 5% of a grouped SQLite append.
+   */
+  readonly answer: (exit: Exit.Exit<O, E>) => void
 }
 
 /** Starts the writers in the current scope; returns the function that submits one request. */
@@ -77,13 +80,7 @@ export const make = <I, O, E>(
             queued -= batch.length
             return runBatch(batch.map((p) => p.item))
           })
-          yield* Effect.forEach(
-            batch,
-            (p, i) => Deferred.done(p.deferred, exits[i] ?? Exit.die("missing batch result")),
-            {
-              discard: true
-            }
-          )
+          yield* Effect.sync(() => batch.forEach((p, i) => p.answer(exits[i] ?? Exit.die("missing batch result"))))
         }
       })
     )
@@ -92,7 +89,7 @@ export const make = <I, O, E>(
         // from now on a request fails at once: none can reach the queue after it is emptied
         closed = true
         return Effect.flatMap(Queue.takeAll(queue), (pending) =>
-          Effect.forEach(pending, (p) => Deferred.fail(p.deferred, options.closed()), { discard: true })
+          Effect.sync(() => Chunk.forEach(pending, (p) => p.answer(Exit.fail(options.closed()))))
         ).pipe(Effect.zipRight(Queue.shutdown(queue)))
       })
     )
@@ -108,11 +105,12 @@ export const make = <I, O, E>(
             Effect.sync(() => inFlight--)
           )
         }
-        // counted and queued in one synchronous step: no interruption or close can come in between
-        const deferred = Deferred.unsafeMake<O, E>(FiberId.none)
-        queued++
-        queue.unsafeOffer({ item, deferred })
-        return Deferred.await(deferred)
+        return Effect.async<O, E>((resume) => {
+          // checked, counted and queued in one synchronous step: no close can come in between
+          if (closed) return resume(Effect.fail(options.closed()))
+          queued++
+          queue.unsafeOffer({ item, answer: resume })
+        })
       })
   })
 
