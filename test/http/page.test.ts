@@ -88,7 +88,12 @@ describe("event browser page (Chromium)", () => {
           (text) => text?.includes("notes") === true
         )
         assert.deepStrictEqual(errors, [])
-      }).pipe(Effect.provide(server)),
+      }).pipe(
+        // the browser closes before the server: the server's close waits for every open connection, and
+        // the page, polling the runners, kept one busy (the test hung until its timeout, now and then)
+        Effect.scoped,
+        Effect.provide(server)
+      ),
     60_000
   )
 })

@@ -11,10 +11,20 @@ const candidates = [process.env.CHROMIUM_PATH, "/usr/bin/chromium", "/usr/bin/ch
 
 export const executable = candidates.find((path) => path !== undefined && fs.existsSync(path))
 
-/** A browser for the scope's lifetime. */
+/**
+ * A browser for the scope's lifetime. Close it before a server its pages talk to: a Node server's close
+ * waits for every open connection, and a page that polls keeps one busy.
+ */
 export const browser: Effect.Effect<Browser, Error, Scope.Scope> = Effect.acquireRelease(
   Effect.tryPromise({
-    try: () => chromium.launch({ executablePath: executable ?? "chromium", headless: true, args: ["--no-sandbox"] }),
+    try: () =>
+      chromium.launch({
+        executablePath: executable ?? "chromium",
+        headless: true,
+        args: ["--no-sandbox"],
+        // the acquisition cannot be interrupted: a launch that hangs must end by itself (default 3 minutes)
+        timeout: 60_000
+      }),
     catch: (cause) => new Error(`cannot start Chromium (${executable ?? "not found"}): ${String(cause)}`)
   }),
   (browser) => Effect.promise(() => browser.close())
