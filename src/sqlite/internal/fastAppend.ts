@@ -1,18 +1,11 @@
 /**
  * The common SQLite append (no command id, no unique values, its expected version met) run synchronously on
- * the connection, in a savepoint of the transaction its group commit holds: better-sqlite3 is synchronous,
- * so its statements need no Effect each. Between statements run so, little else runs: they take a third of
- * the time they take with an append's Effects between them (the CPU's caches stay warm), and the Effects
- * were as costly again. Any other append, or one that meets what the serial append sorts out (a version
- * not met: a retry or a conflict; an event id stored already: a retry), is undone and handed to the serial
- * append (`sql/internal/serialAppend`), which gives the same results: the serial append is the reference.
- *
- * A group is first written without savepoints (two statements less per append). An append then needs
- * none: it is refused before it writes, an insert refused for a duplicate key is backed out by SQLite alone
- * (a statement that fails is undone; the transaction goes on), and only the stream row's write follows a
- * successful insert. Should anything else fail (or the insert store an unexpected count), the append
- * answers {@link NeedsSavepoints}: its group is rolled back and written again, each append in a savepoint,
- * so that it is undone alone.
+ * the connection, inside the transaction its group commit holds: better-sqlite3 is synchronous, so its
+ * statements need no Effect each (they take a third of the time they take with Effects between them, the
+ * caches staying warm). Any other append, or one that meets what the serial append sorts out (a version not
+ * met; an event id stored already), is undone and handed to the serial append (`sql/internal/serialAppend`),
+ * which gives the same results: the serial append is the reference. A group is written without savepoints
+ * first (see {@link NeedsSavepoints}).
  *
  * @internal
  */
@@ -51,7 +44,13 @@ export interface Options {
 /** Handed to the serial append. */
 const serialTurn = Symbol("serial")
 
-/** The append wrote what only a savepoint undoes alone: write its group again with savepoints. */
+/**
+ * The append wrote what only a savepoint undoes alone: write its group again with savepoints. Without them
+ * (two statements less per append), an append refused before it writes needs none, nor does an insert
+ * refused for a duplicate key (SQLite backs a failed statement out and the transaction goes on); anything
+ * else failing, or an insert storing an unexpected count, answers this, and the group is rolled back and
+ * written again with a savepoint per append, so that the append is undone alone.
+ */
 export class NeedsSavepoints {
   readonly _tag = "NeedsSavepoints"
 }
