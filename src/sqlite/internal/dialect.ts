@@ -153,6 +153,15 @@ const insertTexts = (sql: SqlClient.SqlClient, table: string) => {
   }
 }
 
+/**
+ * The option of the tables an append writes a row to besides the events (stream versions, handled commands):
+ * keyed by text, their rows are small, and without a rowid a row lives in the primary key's B-tree alone
+ * instead of a table and its key's index. An append then writes one page less to the write-ahead log, which
+ * its COMMIT syncs (measured: a single-event append's COMMIT 200 against 207 µs, 0.86x against 0.81x of a
+ * raw single-row insert for the append's statements run bare).
+ */
+const withoutRowid = "without rowid"
+
 const ddl = (sql: SqlClient.SqlClient): Ddl => {
   const self: Ddl = {
     key: () => sql.literal("text"),
@@ -183,11 +192,12 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
             unique (stream_id, event_id)
           )`,
           positionIndexes(sql, t),
+          // keyed by text and small: without a rowid, a row is one B-tree's (see `withoutRowid`)
           sql`create table ${sql(t.streams)} (
             stream_id text primary key,
             version integer not null,
             deleted integer not null default 0
-          )`,
+          ) ${sql.literal(withoutRowid)}`,
           createUniqueValuesTable(sql, self, t),
           sql`create table ${sql(t.commands)} (
             command_id text primary key,
@@ -195,7 +205,7 @@ const ddl = (sql: SqlClient.SqlClient): Ddl => {
             version integer not null,
             positions text not null,
             recorded_at integer not null
-          )`
+          ) ${sql.literal(withoutRowid)}`
         ],
         { discard: true }
       ),
