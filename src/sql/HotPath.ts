@@ -50,7 +50,7 @@ export class HotPath extends Context.Tag("effect-eventsourcing/sql/HotPath")<
      */
     readonly transaction?: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
     /**
-     * Statements run synchronously, for work inside `transaction` only, where the driver is synchronous
+     * Statements run synchronously, and a transaction to run them in, where the driver is synchronous
      * (`Sqlite.layer`): a group of appends then takes no Effect per statement.
      */
     readonly synchronous?: SyncStatements
@@ -59,9 +59,15 @@ export class HotPath extends Context.Tag("effect-eventsourcing/sql/HotPath")<
 
 /**
  * Synchronous statements on a connection (see {@link HotPath} `synchronous`); each throws the driver's error.
- * Run them only inside the hot path's `transaction`, which holds the connection.
+ * Run them only inside the hot path's `transaction` or their own `transaction`, which hold the connection.
  */
 export interface SyncStatements {
+  /**
+   * Runs `body` as one transaction of its own, holding the connection (never inside another transaction):
+   * committed if it returns a value, rolled back if it returns `undefined` (the answer then). A failed BEGIN
+   * or COMMIT (rolled back) fails with a `SqlError`; `body` throwing is a defect (rolled back too).
+   */
+  readonly transaction: <A>(body: () => A | undefined) => Effect.Effect<A | undefined, SqlError>
   /** Runs a statement and returns its rows (none for a statement that returns none). */
   readonly rows: (text: string, params: ReadonlyArray<unknown>) => ReadonlyArray<any>
   /** Runs a statement that returns no rows: the rows it changed and the last rowid it inserted (SQLite). */

@@ -102,7 +102,7 @@ export const layer = (
         outsideTransaction: (text, params, options) =>
           locked(options?.arrays === true ? connection.values(text, params) : connection.run(text, params)),
         transaction: HotTransaction.make(connection, locked),
-        synchronous: connection.sync
+        synchronous: { ...connection.sync, transaction: HotTransaction.makeSynchronous(connection, locked) }
       }
       return Context.make(SqlClient.SqlClient, client).pipe(
         Context.add(SqliteClient.SqliteClient, sqliteClient),

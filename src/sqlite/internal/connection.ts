@@ -45,7 +45,7 @@ export interface SqliteConnection extends Connection {
     params?: ReadonlyArray<unknown>
   ) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   /** The same statements, run synchronously (see `HotPath.SyncStatements`): they throw the driver's error. */
-  readonly sync: HotPath.SyncStatements
+  readonly sync: Pick<HotPath.SyncStatements, "rows" | "changes">
 }
 
 /** Prepared statements kept, by text: the services' texts are fixed, so a few dozen are in use. */
@@ -103,7 +103,7 @@ const make = (database: DriverDatabase): SqliteConnection => {
   }
   const values = (text: string, params: ReadonlyArray<unknown> = []) =>
     attempt((): ReadonlyArray<ReadonlyArray<unknown>> => rowsOf(prepareRaw(text), params))
-  const sync: HotPath.SyncStatements = {
+  const sync: SqliteConnection["sync"] = {
     rows: (text, params) => rowsOf(prepare(text), params),
     changes: (text, params) => prepare(text).run(...params)
   }

@@ -5,15 +5,19 @@
  * caches staying warm). Any other append, or one that meets what the serial append sorts out (a version not
  * met; an event id stored already), is undone and handed to the serial append (`sql/internal/serialAppend`),
  * which gives the same results: the serial append is the reference. A group is written without savepoints
- * first (see {@link NeedsSavepoints}).
+ * first (see {@link NeedsSavepoints}), and, when all its appends are common ones, as one synchronous
+ * transaction: one Effect for the group (`group`).
  *
  * @internal
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Event from "../../Event.js"
 import { type AppendResult, StreamDeleted } from "../../EventStore.js"
 import type { PreparedAppend } from "../../internal/appendPreparation.js"
@@ -92,7 +96,7 @@ export const make = (options: Options) => {
     append: PreparedAppend,
     now: number,
     progress: Progress
-  ): Effect.Effect<AppendResult, StreamDeleted | NeedsSavepoints> | typeof serialTurn => {
+  ): Exit.Exit<AppendResult, StreamDeleted | NeedsSavepoints> | typeof serialTurn => {
     const savepoints = progress.savepoints
     // nothing written yet: only a savepoint to end
     const undo = () => (savepoints ? rollBack() : undefined)
@@ -104,7 +108,7 @@ export const make = (options: Options) => {
     const current = stream?.version ?? 0
     if (stream !== undefined && stream.deleted !== 0) {
       undo()
-      return Effect.fail(new StreamDeleted({ streamId: append.streamId, hard: stream.deleted === deletedHard }))
+      return Exit.fail(new StreamDeleted({ streamId: append.streamId, hard: stream.deleted === deletedHard }))
     }
     if (!Event.satisfies(append.expectedVersion, current)) {
       undo()
@@ -112,21 +116,21 @@ export const make = (options: Options) => {
     }
     if (append.events.length === 0) {
       undo()
-      return Effect.succeed({ streamId: append.streamId, version: current, positions: [] })
+      return Exit.succeed({ streamId: append.streamId, version: current, positions: [] })
     }
     const { params, text } = options.insert(append, current, now)
     const inserted = run.changes(text, params)
     progress.inserted = true
     const positions = options.positions(inserted, append.events.length)
     if (positions === undefined) {
-      if (!savepoints) return Effect.fail(needsSavepoints)
+      if (!savepoints) return Exit.fail(needsSavepoints)
       rollBack()
-      return Effect.die(new Error(`an events insert of ${append.events.length} rows changed ${inserted.changes}`))
+      return Exit.die(new Error(`an events insert of ${append.events.length} rows changed ${inserted.changes}`))
     }
     const version = current + append.events.length
     run.changes(texts.streamVersion, [append.streamId, version])
     if (savepoints) run.changes(`RELEASE ${savepoint}`, [])
-    return Effect.succeed({ streamId: append.streamId, version, positions })
+    return Exit.succeed({ streamId: append.streamId, version, positions })
   }
 
   /**
@@ -137,7 +141,7 @@ export const make = (options: Options) => {
     append: PreparedAppend,
     now: number,
     savepoints: boolean
-  ): Effect.Effect<AppendResult, StreamDeleted | SqlError | NeedsSavepoints> | typeof serialTurn => {
+  ): Exit.Exit<AppendResult, StreamDeleted | SqlError | NeedsSavepoints> | typeof serialTurn => {
     const progress: Progress = { savepoints, inserted: false }
     return Either.getOrElse(
       Either.try(() => statements(append, now, progress)),
@@ -145,29 +149,64 @@ export const make = (options: Options) => {
         if (savepoints) rollBack()
         // without a savepoint, only an insert refused for a duplicate key is sorted out here (SQLite backed
         // the statement out); any other failure is the savepoint pass's, the reference for failures
-        else if (progress.inserted || !isDuplicateKey(cause)) return Effect.fail(needsSavepoints)
+        else if (progress.inserted || !isDuplicateKey(cause)) return Exit.fail(needsSavepoints)
         return isDuplicateKey(cause)
           ? serialTurn
-          : Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
+          : Exit.fail(new SqlError({ cause, message: "Failed to execute statement" }))
       }
     )
   }
 
-  return <E, R>(
+  /** Whether `append` may take the fast way: no command id, no unique values. */
+  const eligible = (append: PreparedAppend) =>
+    append.commandId === undefined && append.claims.length === 0 && append.releases.length === 0
+
+  /**
+   * Runs `append` the fast way if it can, in the transaction its caller holds, and the serial append
+   * otherwise.
+   */
+  const fastOrSerial = <E, R>(
     append: PreparedAppend,
     serial: (append: PreparedAppend) => Effect.Effect<AppendResult, E, R>,
     savepoints: boolean
   ): Effect.Effect<AppendResult, E | StreamDeleted | SqlError | NeedsSavepoints, R> =>
-    append.commandId !== undefined || append.claims.length > 0 || append.releases.length > 0
-      ? serial(append)
-      : Effect.flatMap(
+    eligible(append)
+      ? Effect.flatMap(
           Clock.currentTimeMillis,
           (now): Effect.Effect<AppendResult, E | StreamDeleted | SqlError | NeedsSavepoints, R> => {
             const outcome = attempt(append, now, savepoints)
             return outcome === serialTurn ? serial(append) : outcome
           }
         )
+      : serial(append)
+
+  /**
+   * A group of appends as one synchronous transaction of its own, when every one of them takes the fast way
+   * without a savepoint: their exits, in order. `undefined` (nothing written) when one of them cannot; the
+   * caller then writes the group its other way. One Effect for the whole group, none per append or statement.
+   */
+  const group = (
+    appends: ReadonlyArray<PreparedAppend>
+  ): Effect.Effect<ReadonlyArray<Exit.Exit<AppendResult, StreamDeleted | SqlError>> | undefined, SqlError> =>
+    appends.every(eligible)
+      ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          run.transaction(() => {
+            const exits: Array<Exit.Exit<AppendResult, StreamDeleted | SqlError>> = []
+            for (const append of appends) {
+              const outcome = attempt(append, now, false)
+              if (outcome === serialTurn || needsSavepointsExit(outcome)) return undefined
+              exits.push(outcome as Exit.Exit<AppendResult, StreamDeleted | SqlError>)
+            }
+            return exits
+          })
+        )
+      : Effect.succeed(undefined)
+
+  return { append: fastOrSerial, group }
 }
+
+const needsSavepointsExit = (exit: Exit.Exit<unknown, unknown>): boolean =>
+  Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), isNeedsSavepoints)
 
 /** How far an append's statements went, and whether they run in a savepoint. */
 interface Progress {

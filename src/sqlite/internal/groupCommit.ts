@@ -6,8 +6,8 @@
  * Every append goes to the one writer fiber, a lone one too (in a transaction of its own): the driver is
  * synchronous, so an append run at once in its caller's fiber would commit before the callers ready beside
  * it could queue theirs. Appends arriving while a group is written form the next group. An append inside a
- * caller's transaction joins that transaction. With `Sqlite.layer`'s hot path, the common append runs its
- * statements synchronously, and a group is first written without savepoints (see `fastAppend`).
+ * caller's transaction joins that transaction. With `Sqlite.layer`'s hot path, a group of common appends is
+ * one synchronous transaction, and any other group is first written without savepoints (see `fastAppend`).
  *
  * @internal
  */
@@ -54,7 +54,7 @@ export const make = (
       const attempt = (savepoints: boolean) =>
         transaction(
           Effect.flatMap(
-            Effect.forEach(appends, (append) => Effect.exit(fast(append, events.append, savepoints))),
+            Effect.forEach(appends, (append) => Effect.exit(fast.append(append, events.append, savepoints))),
             (exits) =>
               exits.some(needsSavepoints)
                 ? Effect.fail(new FastAppendModule.NeedsSavepoints())
@@ -77,9 +77,14 @@ export const make = (
       run: (appends: ReadonlyArray<PreparedAppend>) =>
         Effect.zipRight(
           Metric.update(Metrics.appendBatchSize, appends.length),
-          appends.length === 1 && fast === undefined
-            ? Effect.exit(events.append(appends[0]!)).pipe(Effect.map((exit) => [exit]))
-            : group(appends)
+          fast === undefined
+            ? appends.length === 1
+              ? Effect.exit(events.append(appends[0]!)).pipe(Effect.map((exit) => [exit]))
+              : group(appends)
+            : // the common group in one synchronous step, else the Effect way
+              Effect.flatMap(fast.group(appends), (exits): ReturnType<typeof group> =>
+                exits === undefined ? group(appends) : Effect.succeed(exits)
+              )
         ),
       closed: () => new EventStoreError({ operation: "append", cause: new Error("the event store was closed") })
     })

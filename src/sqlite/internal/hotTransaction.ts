@@ -9,6 +9,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { SqliteConnection } from "./connection.js"
@@ -27,6 +28,32 @@ export const make =
       Option.isSome(enclosing)
         ? savepoint(connection, enclosing.value[1] + 1, effect)
         : locked(transaction(connection, effect))
+    )
+
+/**
+ * The synchronous transaction runner over `connection` (see `HotPath.SyncStatements`): BEGIN, the body and
+ * COMMIT (or ROLLBACK) in one step, holding the connection, with no Effect between its statements.
+ */
+export const makeSynchronous =
+  (connection: SqliteConnection, locked: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
+  <A>(body: () => A | undefined): Effect.Effect<A | undefined, SqlError> =>
+    locked(
+      Effect.suspend(() => {
+        const run = (text: string) => Either.try(() => connection.sync.changes(text, []))
+        const begun = run("BEGIN")
+        if (Either.isLeft(begun)) return Effect.fail(new SqlError({ cause: begun.left, message: "BEGIN failed" }))
+        const answer = Either.try(body)
+        if (Either.isLeft(answer) || answer.right === undefined) {
+          endTransaction(connection)
+          return Either.isLeft(answer) ? Effect.die(answer.left) : Effect.succeed(undefined)
+        }
+        const committed = run("COMMIT")
+        if (Either.isRight(committed)) return Effect.succeed(answer.right)
+        endTransaction(connection)
+        return Effect.fail(
+          new SqlError({ cause: committed.left, message: "the transaction's COMMIT failed; it was rolled back" })
+        )
+      })
     )
 
 const transaction = <A, E, R>(connection: SqliteConnection, effect: Effect.Effect<A, E, R>) =>
@@ -74,6 +101,12 @@ const savepoint = <A, E, R>(connection: SqliteConnection, depth: number, effect:
       )
     )
   })
+
+/** {@link rollback}, synchronously. */
+const endTransaction = (connection: SqliteConnection): void => {
+  // a failure: the connection broke, and SQLite ends the transaction with it
+  if (connection.database.inTransaction) Either.try(() => connection.sync.changes("ROLLBACK", []))
+}
 
 /** Ends the transaction if it is still open (SQLite may have ended it on an error); a failure is ignored. */
 const rollback = (connection: SqliteConnection) =>
