@@ -70,6 +70,53 @@ export const medians = async <A>(
   return all.map((results) => results.sort((a, b) => value(a) - value(b))[Math.floor(results.length / 2)]!)
 }
 
+/** A variant of a workload opened once per repetition and measured in slices (see {@link interleaved}). */
+export interface Sliced {
+  /** Measures `count` more operations. */
+  readonly measure: (count: number) => Promise<Measurement>
+  readonly close: () => Promise<void>
+}
+
+/**
+ * Runs each of `variants` `repetitions` times, interleaved finely: in a repetition all are opened, then
+ * measured in `slices` turns of about `count / slices` operations each, the order rotating from turn to
+ * turn; a variant's measurement is the sum of its slices. Returns each one's repetition with the median
+ * `value`, in order. Where a whole run takes seconds (W1: 10,000 appends), a baseline and the store run
+ * one after the other can meet different load even when they take turns ({@link medians}): here, raw
+ * single-row commits moved between 1,900 and 2,800/s from run to run while the store compared with them
+ * moved 5%. Slices of a fraction of a second let every variant meet the same seconds' load.
+ */
+export const interleaved = async (
+  repetitions: number,
+  variants: ReadonlyArray<() => Promise<Sliced>>,
+  count: number,
+  slices: number,
+  value: (m: Measurement) => number
+): Promise<ReadonlyArray<Measurement>> => {
+  const all = variants.map((): Array<Measurement> => [])
+  for (let r = 0; r < repetitions; r++) {
+    const opened: Array<Sliced> = []
+    try {
+      for (const open of variants) opened.push(await open())
+      const sums = opened.map(() => ({ ops: 0, seconds: 0, latencies: [] as Array<number> }))
+      for (let slice = 0; slice < slices; slice++) {
+        const n = Math.floor((count * (slice + 1)) / slices) - Math.floor((count * slice) / slices)
+        for (let turn = 0; turn < opened.length; turn++) {
+          const k = (turn + slice) % opened.length
+          const m = await opened[k]!.measure(n)
+          sums[k]!.ops += m.ops
+          sums[k]!.seconds += m.seconds
+          sums[k]!.latencies.push(...m.latencies)
+        }
+      }
+      sums.forEach((m, k) => all[k]!.push(m))
+    } finally {
+      for (const variant of opened.reverse()) await variant.close()
+    }
+  }
+  return all.map((results) => results.sort((a, b) => value(a) - value(b))[Math.floor(results.length / 2)]!)
+}
+
 /** Times `op(i)` for `i` in `0..count`, by `concurrency` workers pulling from one counter. */
 export const measure = async (
   count: number,

@@ -18,7 +18,7 @@ import * as Uuid from "../src/internal/uuid.js"
 import * as Postgres from "../src/pg/Postgres.js"
 import * as SqlEventStore from "../src/sql/SqlEventStore.js"
 import * as Sqlite from "../src/sqlite/Sqlite.js"
-import { type Measurement, measure, payload } from "./harness.js"
+import { type Measurement, measure, payload, type Sliced } from "./harness.js"
 
 export const schema = "bench_raw"
 export const events = `${schema}.es_events`
@@ -89,31 +89,43 @@ export const batchInserts = (pool: pg.Pool, count: number, size: number): Promis
  * W1/W2 baseline on SQLite: better-sqlite3 on a fresh file whose tables the store's migrations made, with
  * the store's pragmas (WAL, `synchronous = FULL`), one single-row INSERT per transaction (autocommit). One
  * connection writes one transaction at a time, so concurrency adds nothing: the writes are sequential. The
- * first `warmup` inserts are not measured.
+ * first `warmup` inserts are not measured; the file is removed on `close`.
  */
-export const sqliteSingleInserts = async (count: number, warmup = 0): Promise<Measurement> => {
+export const sqliteSingleInserts = async (warmup = 0): Promise<Sliced> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ees-bench-raw-"))
   const filename = path.join(dir, "events.db")
+  const remove = () => fs.rmSync(dir, { recursive: true, force: true })
+  let db: RawSqlite | undefined
   try {
     await Effect.runPromise(
       Effect.asVoid(EventStore.EventStore).pipe(
         Effect.provide(SqlEventStore.layer().pipe(Layer.provide(Sqlite.layer({ filename }))))
       )
     )
-    const db = new Database(filename)
-    try {
-      db.pragma("journal_mode = WAL")
-      db.pragma("synchronous = FULL")
-      const insert = db.prepare(
-        `insert into es_events (${columns}, recorded_at) values (?, 'W', 0, 1, ?, 'Deposited', 1, ?, '{}', ?)`
-      )
-      const run = uuid()
-      for (let i = 0; i < warmup; i++) insert.run(`W-${run}-warmup-${i}`, uuid(), payloadJson, Date.now())
-      return await measure(count, 1, async (i) => insert.run(`W-${run}-${i}`, uuid(), payloadJson, Date.now()))
-    } finally {
-      db.close()
+    const opened = (db = new Database(filename))
+    opened.pragma("journal_mode = WAL")
+    opened.pragma("synchronous = FULL")
+    const insert = opened.prepare(
+      `insert into es_events (${columns}, recorded_at) values (?, 'W', 0, 1, ?, 'Deposited', 1, ?, '{}', ?)`
+    )
+    const run = uuid()
+    let next = 0
+    const inserts = (count: number) => {
+      const first = next
+      next += count
+      return measure(count, 1, async (i) => insert.run(`W-${run}-${first + i}`, uuid(), payloadJson, Date.now()))
     }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
+    await inserts(warmup)
+    return {
+      measure: inserts,
+      close: async () => {
+        opened.close()
+        remove()
+      }
+    }
+  } catch (error) {
+    db?.close()
+    remove()
+    throw error
   }
 }

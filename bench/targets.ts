@@ -7,8 +7,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
 import * as EventStore from "../src/EventStore.js"
 import * as MemoryEventStore from "../src/MemoryEventStore.js"
 import * as Snapshot from "../src/Snapshot.js"
@@ -63,3 +66,18 @@ export const withFreshStore = <A>(
   f: (store: EventStore.EventStore["Type"]) => Effect.Effect<A, unknown, EventStore.EventStore | Snapshot.SnapshotStore>
 ): Promise<A> =>
   Effect.runPromise(Effect.flatMap(EventStore.EventStore, f).pipe(Effect.provide(target.layer()), Effect.orDie))
+
+/** A fresh store of `target`, open until `close` (for measurements taken in slices, see `interleaved`). */
+export const openFreshStore = async (
+  target: Target
+): Promise<{ readonly store: EventStore.EventStore["Type"]; readonly close: () => Promise<void> }> => {
+  const scope = Effect.runSync(Scope.make())
+  const context = await Effect.runPromise(Layer.buildWithScope(target.layer(), scope)).catch(async (error) => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw error
+  })
+  return {
+    store: Context.get(context, EventStore.EventStore),
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}

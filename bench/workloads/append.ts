@@ -12,18 +12,19 @@ import * as Event from "../../src/Event.js"
 import * as EventStore from "../../src/EventStore.js"
 import * as SqlEventStore from "../../src/sql/SqlEventStore.js"
 import {
+  interleaved,
   type Measurement,
   measureEffect,
-  medians,
   type Options,
   payload,
   perSecond,
   type Result,
   result,
-  scaled
+  scaled,
+  type Sliced
 } from "../harness.js"
 import { batchInserts, singleInserts, sqliteSingleInserts } from "../raw.js"
-import { type Target, withFreshStore } from "../targets.js"
+import { openFreshStore, type Target } from "../targets.js"
 
 const appendNew = (store: EventStore.EventStore["Type"], run: string, eventsPerAppend: number) => (i: number) =>
   Effect.flatMap(
@@ -64,10 +65,13 @@ const batchReport = (runs: ReadonlyArray<Batches>) => {
  */
 const warmupOf = (count: number, writers: number) => Math.max(writers, Math.ceil(count / 20))
 
+/** Slices per repetition (see `interleaved`): ten, unless that leaves fewer than ten appends per writer in one. */
+const slicesOf = (count: number, writers: number) => Math.max(1, Math.min(10, Math.floor(count / (writers * 10))))
+
 /**
- * A workload: the raw baseline and every store, `repetitions` times each, taking turns (see `medians`), each
- * after a warm-up ({@link warmupOf}); the figures are each one's median run. Batch sizes are reported over all
- * of a store's measured runs.
+ * A workload: the raw baseline and every store, `repetitions` times each, all opened together (each warmed up,
+ * see {@link warmupOf}) and measured in interleaved slices (see `interleaved`); the figures are each one's
+ * median repetition. Batch sizes are reported over all of a store's measured slices.
  */
 const workload =
   (
@@ -77,31 +81,38 @@ const workload =
     eventsPerAppend: number,
     baseline: (pool: pg.Pool, count: number) => Promise<Measurement>,
     /** The SQLite store's own baseline, if it has one (else it is compared with `baseline`), after `warmup` inserts. */
-    sqliteBaseline?: (count: number, warmup: number) => Promise<Measurement>
+    sqliteBaseline?: (warmup: number) => Promise<Sliced>
   ) =>
   async (options: Options, pool: pg.Pool, targets: ReadonlyArray<Target>): Promise<ReadonlyArray<Result>> => {
     const count = appends(options)
     const rate = (m: Measurement) => perSecond(m, eventsPerAppend)
     const batches = targets.map((): Array<Batches> => [])
     const warmup = warmupOf(count, writers)
-    const storeRun = (k: number) => async (): Promise<Measurement> =>
-      withFreshStore(targets[k]!, (store) =>
-        Effect.gen(function* () {
-          yield* measureEffect(warmup, writers, appendNew(store, randomUUID(), eventsPerAppend))
+    const openStore = (k: number) => async (): Promise<Sliced> => {
+      const opened = await openFreshStore(targets[k]!)
+      const appendAll = (n: number) =>
+        Effect.runPromise(measureEffect(n, writers, appendNew(opened.store, randomUUID(), eventsPerAppend)))
+      await appendAll(warmup)
+      return {
+        measure: async (n) => {
           const before = Effect.runSync(Metric.value(SqlEventStore.appendBatchSize))
-          const m = yield* measureEffect(count, writers, appendNew(store, randomUUID(), eventsPerAppend))
+          const m = await appendAll(n)
           batches[k]!.push(batchesSince(before))
           return m
-        })
-      )
-    const rawRun = async () => {
-      await baseline(pool, warmup)
-      return baseline(pool, count)
+        },
+        close: opened.close
+      }
     }
-    const rawSqlite = sqliteBaseline === undefined ? [] : [() => sqliteBaseline(count, warmup)]
-    const [raw, ...rest] = await medians(
+    const openRaw = async (): Promise<Sliced> => {
+      await baseline(pool, warmup)
+      return { measure: (n) => baseline(pool, n), close: async () => {} }
+    }
+    const rawSqlite = sqliteBaseline === undefined ? [] : [() => sqliteBaseline(warmup)]
+    const [raw, ...rest] = await interleaved(
       options.repetitions,
-      [rawRun, ...rawSqlite, ...targets.map((_, k) => storeRun(k))],
+      [openRaw, ...rawSqlite, ...targets.map((_, k) => openStore(k))],
+      count,
+      slicesOf(count, writers),
       rate
     )
     const sqliteRaw = sqliteBaseline === undefined ? undefined : rest[0]!
