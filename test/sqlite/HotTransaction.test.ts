@@ -26,6 +26,19 @@ const setUp = Effect.gen(function* () {
   return { sql, transaction, synchronous, labels, insert, insertNow }
 })
 
+/**
+ * A deferred foreign key, checked at COMMIT: the one way to make SQLite refuse a COMMIT on demand. A child row
+ * inserted into `hot_children` makes its transaction's COMMIT fail (with `pragma foreign_keys = off` after).
+ */
+const refusingCommits = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.all([
+    sql`pragma foreign_keys = on`,
+    sql`create table if not exists hot_parents (id integer primary key)`,
+    sql`create table if not exists hot_children (parent integer references hot_parents (id)
+      deferrable initially deferred)`
+  ])
+)
+
 describe("Sqlite.layer hot transactions", () => {
   layer(sqliteMemory, { excludeTestServices: true })((it) => {
     it.effect("commit what the client's statements wrote in them; a failure rolls it all back", () =>
@@ -57,11 +70,7 @@ describe("Sqlite.layer hot transactions", () => {
     it.effect("a COMMIT that fails is a typed SqlError, the writes are rolled back, the connection serves on", () =>
       Effect.gen(function* () {
         const { insert, labels, sql, transaction } = yield* setUp
-        // a deferred foreign key is checked at COMMIT: the one way to make SQLite refuse a COMMIT on demand
-        yield* sql`pragma foreign_keys = on`
-        yield* sql`create table if not exists hot_parents (id integer primary key)`
-        yield* sql`create table if not exists hot_children (parent integer references hot_parents (id)
-          deferrable initially deferred)`
+        yield* refusingCommits
         const exit = yield* Effect.exit(
           transaction(Effect.zipRight(insert("orphaned"), sql`insert into hot_children (parent) values (42)`))
         )
@@ -96,10 +105,7 @@ describe("Sqlite.layer hot transactions", () => {
     it.effect("a synchronous one whose COMMIT fails is a typed SqlError, rolled back; the connection serves on", () =>
       Effect.gen(function* () {
         const { insertNow, labels, sql, synchronous } = yield* setUp
-        yield* sql`pragma foreign_keys = on`
-        yield* sql`create table if not exists hot_parents (id integer primary key)`
-        yield* sql`create table if not exists hot_children (parent integer references hot_parents (id)
-          deferrable initially deferred)`
+        yield* refusingCommits
         const error = yield* Effect.flip(
           synchronous.transaction(() => {
             insertNow("orphaned")

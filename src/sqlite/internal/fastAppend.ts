@@ -61,8 +61,12 @@ export class NeedsSavepoints {
 
 const needsSavepoints = new NeedsSavepoints()
 
-/** Whether an append's exit says its group needs savepoints. */
+/** Whether an error is {@link NeedsSavepoints}. */
 export const isNeedsSavepoints = (error: unknown): error is NeedsSavepoints => error instanceof NeedsSavepoints
+
+/** Whether an append's exit says its group needs savepoints. */
+export const isNeedsSavepointsExit = (exit: Exit.Exit<unknown, unknown>): boolean =>
+  Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), isNeedsSavepoints)
 
 /** The savepoint of one append in its group's transaction. */
 const savepoint = "ees_append"
@@ -194,7 +198,7 @@ export const make = (options: Options) => {
             const exits: Array<Exit.Exit<AppendResult, StreamDeleted | SqlError>> = []
             for (const append of appends) {
               const outcome = attempt(append, now, false)
-              if (outcome === serialTurn || needsSavepointsExit(outcome)) return undefined
+              if (outcome === serialTurn || isNeedsSavepointsExit(outcome)) return undefined
               exits.push(outcome as Exit.Exit<AppendResult, StreamDeleted | SqlError>)
             }
             return exits
@@ -204,9 +208,6 @@ export const make = (options: Options) => {
 
   return { append: fastOrSerial, group }
 }
-
-const needsSavepointsExit = (exit: Exit.Exit<unknown, unknown>): boolean =>
-  Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), isNeedsSavepoints)
 
 /** How far an append's statements went, and whether they run in a savepoint. */
 interface Progress {

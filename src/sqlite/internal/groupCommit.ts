@@ -12,9 +12,8 @@
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import type * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -56,7 +55,7 @@ export const make = (
           Effect.flatMap(
             Effect.forEach(appends, (append) => Effect.exit(fast.append(append, events.append, savepoints))),
             (exits) =>
-              exits.some(needsSavepoints)
+              exits.some(FastAppendModule.isNeedsSavepointsExit)
                 ? Effect.fail(new FastAppendModule.NeedsSavepoints())
                 : // none needs them: their failures are the appends' own
                   Effect.succeed(exits as ReadonlyArray<AppendExit>)
@@ -96,6 +95,3 @@ export const make = (
         )
     }
   })
-
-const needsSavepoints = (exit: Exit.Exit<unknown, unknown>): boolean =>
-  Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), FastAppendModule.isNeedsSavepoints)
