@@ -157,10 +157,10 @@ const migrationsOf = (
   t: Tables
 ): Record<Service, Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>> => ({
   events: {
-    "1_baseline": Effect.all([ddl.createEventTables(t), ddl.addTenantColumn(t), indexCommandTimes(sql, t)], {
-      discard: true
-    }),
-    "2_archive": ddl.createArchiveTable(t)
+    "1_baseline": Effect.all(
+      [ddl.createEventTables(t), ddl.addTenantColumn(t), indexCommandTimes(sql, t), ddl.createArchiveTable(t)],
+      { discard: true }
+    )
   },
   snapshots: { "1_baseline": createSnapshotTable(sql, ddl, t) },
   projections: { "1_baseline": createProjectionTables(sql, ddl, t) },

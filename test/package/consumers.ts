@@ -153,6 +153,13 @@ const project = (dir: string, dependencies: Record<string, string>, exactOptiona
   fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify(tsconfig, null, 2))
 }
 
+/** Drops the `quickstart` schema the PostgreSQL install examples write to (a node script, run from the repository). */
+const dropQuickstart = `import pg from "pg"
+const client = new pg.Client(${JSON.stringify(pgUrl)})
+await client.connect()
+await client.query("drop schema if exists quickstart cascade")
+await client.end()`
+
 const main = () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "effect-eventsourcing-consumers-"))
   const keep = process.argv.includes("--keep")
@@ -162,6 +169,9 @@ const main = () => {
     const tarball = path.join(work, packed.split("\n").pop()!)
     console.log(`packed ${path.basename(tarball)} (${Math.round(fs.statSync(tarball).size / 1024)} KiB)`)
 
+    // the PostgreSQL examples' schema lives in the shared database: each run starts without it, so that the
+    // migration status checked below is this build's, not an earlier run's
+    must("drop schema quickstart", run("node", ["--input-type=module", "-e", dropQuickstart], root))
     for (const consumer of consumers) {
       const dir = path.join(work, consumer.name)
       project(
@@ -189,7 +199,7 @@ const main = () => {
           `${consumer.name}: npx effect-eventsourcing`,
           run("npx", ["effect-eventsourcing", ...consumer.cli], dir)
         )
-        if (!/^events\s+1_baseline 2_archive\s+-$/m.test(status)) {
+        if (!/^events\s+1_baseline\s+-$/m.test(status)) {
           throw new Error(`${consumer.name}: unexpected migrate status:\n${status}`)
         }
       }
