@@ -2,7 +2,7 @@
  * Transactions on SQLite's one connection without `@effect/sql`'s per-transaction work (a span, a scope, a
  * connection acquired through the client): the hot path's `transaction` (see `sql/HotPath`). Statements
  * through the `SqlClient` inside it join it, as they join a client transaction, and a client transaction
- * or another of these inside it is a savepoint.
+ * or another of these inside it is a savepoint. Also the synchronous one of its `synchronous` statements.
  *
  * @internal
  */
