@@ -133,6 +133,39 @@ describe("Projection on memory stores", () => {
     }).pipe(Effect.provide(stores()))
   )
 
+  it.live("a read that dies while batches are read ahead fails the catch-up with its defect", () =>
+    Effect.gen(function* () {
+      const category = yield* uniqueCategory
+      const { model, projection } = yield* balances({ name: `p-${category}`, category, batchSize: 2 })
+      yield* appendTo(`${category}-1`, deposit(1), deposit(2), deposit(3), deposit(4), deposit(5))
+      const exit = yield* Effect.exit(Projection.catchUp(projection))
+      assert.isTrue(Exit.isFailure(exit) && Option.isSome(Exit.causeOption(exit)))
+      assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "the second page broke")
+      // the first batch was handled before the read ahead of it died
+      assert.strictEqual((yield* Ref.get(model)).get(`${category}-1`)?.balance, 3)
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(
+          // the second page read dies: the reader ahead of the handler must not end silently (the runner
+          // would wait for its batch forever)
+          Layer.effect(
+            EventStore.EventStore,
+            Effect.gen(function* () {
+              const store = yield* EventStore.EventStore
+              let reads = 0
+              return {
+                ...store,
+                readAllPage: (options) =>
+                  ++reads === 2 ? Effect.die(new Error("the second page broke")) : store.readAllPage(options)
+              }
+            })
+          ).pipe(Layer.provide(MemoryEventStore.layer())),
+          CheckpointStore.layerMemory
+        )
+      )
+    )
+  )
+
   it.live("tails the log: events appended after catch-up are handled, woken by hints", () =>
     Effect.gen(function* () {
       const category = yield* uniqueCategory

@@ -1,15 +1,17 @@
 /**
  * One partition of a projection runner: claimed, then read batch after batch from its checkpoint, each
- * handed to `batch` to commit with its effects, while the next is read ahead; live once a read comes back
- * short, then woken by hints (or polls) until its lease is lost.
+ * handed to `batch` to commit with its effects while the next ones are read ahead; live once a read comes
+ * back short, then woken by hints (or polls) until its lease is lost.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as CheckpointStore from "../CheckpointStore.js"
 import * as Event from "../Event.js"
@@ -61,32 +63,32 @@ export const partitionLoop = <A, E, R>(
       // whether a catch-up starts from where the partition was claimed or reset (its end is worth a log line)
       // rather than a live partition falling behind
       let fromStart = true
-      // while a full batch is handled, the next one is read and decoded (client and database work overlap)
-      let next: Fiber.RuntimeFiber<Batch<A>> | undefined
+      // while a batch is handled, the batches after it are read and decoded (client and database work overlap)
+      let ahead: ReadAhead<A> | undefined
+      const stopReading = Effect.suspend(() => {
+        const reader = ahead
+        ahead = undefined
+        return reader === undefined ? Effect.void : Fiber.interrupt(reader.fiber)
+      })
       // reads left after a hint that found nothing (the events may not be visible yet), see below
       let rechecks = 0
       while (true) {
-        const read =
-          next === undefined ? yield* untilDone(readDecoded(rt, cell, cell.checkpoint), cell) : yield* Fiber.join(next)
+        if (ahead === undefined) ahead = yield* readAhead(rt, cell, cell.checkpoint)
+        const read = yield* Effect.flatten(Queue.take(ahead.batches))
         const batch = read.events
-        next = undefined
+        // a short batch is the reader's last
+        if (batch.length < rt.def.batchSize) ahead = undefined
         if (batch.length > 0) {
           rechecks = 0
           const end = Event.checkpointOf(batch[batch.length - 1]!)
-          if (batch.length === rt.def.batchSize) next = yield* Effect.fork(untilDone(readDecoded(rt, cell, end), cell))
           // a full batch: more follow, the partition is catching up
           if (batch.length === rt.def.batchSize && Option.isNone(cell.progress))
             cell.progress = yield* beginCatchUp(rt, cell, fromStart)
           cell.pendingSince = Option.some(batch[0]!.recordedAt)
           const outcome = yield* handleBatch(rt, lease, cell, read, lag)
           cell.pendingSince = Option.none()
-          if (
-            next !== undefined &&
-            (outcome._tag !== "Committed" || Event.checkpointOrder(cell.checkpoint, end) !== 0)
-          ) {
-            yield* Fiber.interrupt(next)
-            next = undefined
-          }
+          // what was read ahead follows `end`: of no use unless the batch committed up to there
+          if (outcome._tag !== "Committed" || Event.checkpointOrder(cell.checkpoint, end) !== 0) yield* stopReading
           if (outcome._tag === "LeaseLost") {
             yield* Effect.logWarning(`lost the lease of partition ${cell.partition}; another worker took it over`)
             return "leaseLost"
@@ -127,6 +129,37 @@ export const partitionLoop = <A, E, R>(
       }
     })
   ).pipe(Effect.annotateLogs({ partition: cell.partition }))
+
+/** A fiber reading a partition's batches ahead of its handler (see {@link readAhead}). */
+interface ReadAhead<A> {
+  readonly batches: Queue.Dequeue<Exit.Exit<Batch<A>>>
+  readonly fiber: Fiber.RuntimeFiber<void>
+}
+
+/**
+ * Starts reading the partition's batches from `after`, each after the previous one, for as long as they
+ * come back full: a batch is read (and decoded) while the one before it waits to be handled, and that
+ * while its predecessor is handled, so at most two batches wait beside the one being handled. Reading
+ * this far ahead keeps the client busy through the handler's round trips: the next read never waits for
+ * a commit. The reader ends after a short batch (the partition is live). A read's exit is queued as it is,
+ * so that a defect reaches the partition fiber rather than ending the reader silently. The reader is a
+ * child of the partition fiber: interrupted with it, or by it when what was read ahead is of no use.
+ */
+const readAhead = <A, E, R>(rt: Runtime<A, E, R>, cell: Cell, after: Event.Checkpoint) =>
+  Effect.gen(function* () {
+    const batches = yield* Queue.bounded<Exit.Exit<Batch<A>>>(1)
+    const read = (from: Event.Checkpoint): Effect.Effect<void> =>
+      Effect.flatMap(Effect.exit(untilDone(readDecoded(rt, cell, from), cell)), (exit) =>
+        Effect.zipRight(
+          Queue.offer(batches, exit),
+          Exit.isSuccess(exit) && exit.value.events.length === rt.def.batchSize
+            ? Effect.suspend(() => read(Event.checkpointOf(exit.value.events[exit.value.events.length - 1]!)))
+            : Effect.void
+        )
+      )
+    const fiber = yield* Effect.fork(read(after))
+    return { batches, fiber } satisfies ReadAhead<A>
+  })
 
 /**
  * Starts following a catch-up's progress from the checkpoint: one `head` read per catch-up (none if it
