@@ -83,7 +83,49 @@ export const make = (options: Options) => {
       sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, ${0})
         on conflict (stream_id) do update set version = excluded.version`,
       2
+    ),
+    // the stream row moved on if the stream is where the append expects it (see `advance`)
+    create: Compiled.text(
+      sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, ${0})
+        on conflict (stream_id) do update set version = excluded.version where version = 0 and deleted = 0`,
+      2
+    ),
+    advanceFrom: Compiled.text(
+      sql`update ${sql(t.streams)} set version = ${0} where stream_id = ${""} and version = ${0} and deleted = 0`,
+      3
+    ),
+    advanceAny: Compiled.text(
+      sql`insert into ${sql(t.streams)} (stream_id, version) values (${""}, ${0})
+        on conflict (stream_id) do update set version = version + excluded.version where deleted = 0
+        returning version`,
+      2
     )
+  }
+  /**
+   * Moves the stream row past the append's events in one statement (rather than reading it, then writing it),
+   * if the stream is where the append expects it and not deleted: the version it was at. `undefined` with
+   * nothing written otherwise, and for `StreamExists`: the append then reads the stream row as before.
+   */
+  const advance = (append: PreparedAppend): number | undefined => {
+    const count = append.events.length
+    const expected = append.expectedVersion
+    switch (expected._tag) {
+      case "NoStream":
+        return run.changes(texts.create, [append.streamId, count]).changes === 1 ? 0 : undefined
+      case "Exact": {
+        const from = expected.version
+        if (from === 0) return run.changes(texts.create, [append.streamId, count]).changes === 1 ? 0 : undefined
+        return run.changes(texts.advanceFrom, [from + count, append.streamId, from]).changes === 1 ? from : undefined
+      }
+      case "Any": {
+        const [row] = run.rows(texts.advanceAny, [append.streamId, count]) as ReadonlyArray<{
+          readonly version: number
+        }>
+        return row === undefined ? undefined : row.version - count
+      }
+      case "StreamExists":
+        return undefined
+    }
   }
   /** Undoes the savepoint's work; a failure here (the connection broke) leaves the statement's own to report. */
   const rollBack = () =>
@@ -94,7 +136,7 @@ export const make = (options: Options) => {
 
   /**
    * The append's statements, in a savepoint if `progress.savepoints`; a driver error is thrown (see
-   * {@link attempt}). `progress.inserted` says whether its insert stands.
+   * {@link attempt}). `progress.wrote` says whether it wrote anything.
    */
   const statements = (
     append: PreparedAppend,
@@ -105,6 +147,13 @@ export const make = (options: Options) => {
     // nothing written yet: only a savepoint to end
     const undo = () => (savepoints ? rollBack() : undefined)
     if (savepoints) run.changes(`SAVEPOINT ${savepoint}`, [])
+    if (append.events.length > 0) {
+      const from = advance(append)
+      if (from !== undefined) {
+        progress.wrote = true
+        return inserted(append, from, now, progress, false)
+      }
+    }
     const [stream] = run.rows(texts.stream, [append.streamId]) as ReadonlyArray<{
       readonly version: number
       readonly deleted: number
@@ -122,18 +171,32 @@ export const make = (options: Options) => {
       undo()
       return Exit.succeed({ streamId: append.streamId, version: current, positions: [] })
     }
+    return inserted(append, current, now, progress, true)
+  }
+
+  /**
+   * The append's events inserted after `current`, then its stream row written if `streamRow` (else `advance`
+   * wrote it already); the savepoint ended.
+   */
+  const inserted = (
+    append: PreparedAppend,
+    current: number,
+    now: number,
+    progress: Progress,
+    streamRow: boolean
+  ): Exit.Exit<AppendResult, NeedsSavepoints> => {
     const { params, text } = options.insert(append, current, now)
-    const inserted = run.changes(text, params)
-    progress.inserted = true
-    const positions = options.positions(inserted, append.events.length)
+    const changed = run.changes(text, params)
+    progress.wrote = true
+    const positions = options.positions(changed, append.events.length)
     if (positions === undefined) {
-      if (!savepoints) return Exit.fail(needsSavepoints)
+      if (!progress.savepoints) return Exit.fail(needsSavepoints)
       rollBack()
-      return Exit.die(new Error(`an events insert of ${append.events.length} rows changed ${inserted.changes}`))
+      return Exit.die(new Error(`an events insert of ${append.events.length} rows changed ${changed.changes}`))
     }
     const version = current + append.events.length
-    run.changes(texts.streamVersion, [append.streamId, version])
-    if (savepoints) run.changes(`RELEASE ${savepoint}`, [])
+    if (streamRow) run.changes(texts.streamVersion, [append.streamId, version])
+    if (progress.savepoints) run.changes(`RELEASE ${savepoint}`, [])
     return Exit.succeed({ streamId: append.streamId, version, positions })
   }
 
@@ -146,14 +209,14 @@ export const make = (options: Options) => {
     now: number,
     savepoints: boolean
   ): Exit.Exit<AppendResult, StreamDeleted | SqlError | NeedsSavepoints> | typeof serialTurn => {
-    const progress: Progress = { savepoints, inserted: false }
+    const progress: Progress = { savepoints, wrote: false }
     return Either.getOrElse(
       Either.try(() => statements(append, now, progress)),
       (cause) => {
         if (savepoints) rollBack()
         // without a savepoint, only an insert refused for a duplicate key is sorted out here (SQLite backed
         // the statement out); any other failure is the savepoint pass's, the reference for failures
-        else if (progress.inserted || !isDuplicateKey(cause)) return Exit.fail(needsSavepoints)
+        else if (progress.wrote || !isDuplicateKey(cause)) return Exit.fail(needsSavepoints)
         return isDuplicateKey(cause)
           ? serialTurn
           : Exit.fail(new SqlError({ cause, message: "Failed to execute statement" }))
@@ -212,5 +275,6 @@ export const make = (options: Options) => {
 /** How far an append's statements went, and whether they run in a savepoint. */
 interface Progress {
   readonly savepoints: boolean
-  inserted: boolean
+  /** Whether it wrote anything (its stream row comes first): only a savepoint undoes that alone. */
+  wrote: boolean
 }
