@@ -62,7 +62,10 @@ export interface Options<A extends { readonly _tag: string }, I, E, R> {
   readonly truncate?: Effect.Effect<void, E, R>
   /** Default 1. */
   readonly partitions?: number
-  /** Events per batch (and per transaction); default 500. */
+  /**
+   * Events per batch (and per transaction); default 500. While catching up, a partition reads up to two
+   * batches ahead of the one its handler works on: up to three batches of events in memory per partition.
+   */
   readonly batchSize?: number
   /** Default `stop`. */
   readonly onPoison?: PoisonPolicy
