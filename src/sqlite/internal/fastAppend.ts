@@ -111,11 +111,13 @@ export const make = (options: Options) => {
     const expected = append.expectedVersion
     switch (expected._tag) {
       case "NoStream":
-        return run.changes(texts.create, [append.streamId, count]).changes === 1 ? 0 : undefined
       case "Exact": {
-        const from = expected.version
-        if (from === 0) return run.changes(texts.create, [append.streamId, count]).changes === 1 ? 0 : undefined
-        return run.changes(texts.advanceFrom, [from + count, append.streamId, from]).changes === 1 ? from : undefined
+        const from = expected._tag === "Exact" ? expected.version : 0
+        const moved =
+          from === 0
+            ? run.changes(texts.create, [append.streamId, count])
+            : run.changes(texts.advanceFrom, [from + count, append.streamId, from])
+        return moved.changes === 1 ? from : undefined
       }
       case "Any": {
         const [row] = run.rows(texts.advanceAny, [append.streamId, count]) as ReadonlyArray<{
@@ -275,6 +277,6 @@ export const make = (options: Options) => {
 /** How far an append's statements went, and whether they run in a savepoint. */
 interface Progress {
   readonly savepoints: boolean
-  /** Whether it wrote anything (its stream row comes first): only a savepoint undoes that alone. */
+  /** Whether it wrote anything (its stream row or its events): only a savepoint undoes that alone. */
   wrote: boolean
 }
