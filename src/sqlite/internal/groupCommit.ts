@@ -3,9 +3,10 @@
  * each in a savepoint of its own, so that each is checked and refused on its own while the group pays for
  * one commit (with `synchronous = FULL`, one sync of the write-ahead log) instead of one per append.
  *
- * Every append goes to the one writer fiber, a lone one too (in a transaction of its own): the driver is
- * synchronous, so an append run at once in its caller's fiber would commit before the callers ready beside
- * it could queue theirs. Appends arriving while a group is written form the next group. An append inside a
+ * An append arriving while no group is written gathers (see `Batcher` `gather`): its caller yields once, so
+ * that the callers ready beside it join it (the driver is synchronous: run at once, it would commit before
+ * they could), then writes the group in its own fiber. Appends arriving while a group is written go to the
+ * one writer fiber and form the next group. An append inside a
  * caller's transaction joins that transaction. With `Sqlite.layer`'s hot path, a group of common appends is
  * one synchronous transaction, and any other group is first written without savepoints (see `fastAppend`).
  *
@@ -71,6 +72,7 @@ export const make = (
       maxBatch: Math.max(1, groupCommit?.maxBatch ?? defaultMaxBatch),
       // one connection: one transaction at a time
       writers: 1,
+      gather: true,
       // the group's appends share a transaction (see `group`); without the fast append, one alone is its
       // own transaction
       run: (appends: ReadonlyArray<PreparedAppend>) =>

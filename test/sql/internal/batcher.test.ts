@@ -4,6 +4,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Batcher from "../../../src/sql/internal/batcher.js"
 
@@ -232,4 +234,141 @@ describe("sql/internal/batcher", () => {
       })
     )
   )
+
+  describe("gathering (SQLite's synchronous driver)", () => {
+    /** A batch as it ran: its requests and the fiber that ran it. */
+    interface Ran {
+      readonly items: ReadonlyArray<number>
+      readonly fiber: FiberId.FiberId
+    }
+
+    /**
+     * A gathering batcher of up to 4 per batch. Each batch says it started on `started`, waits for the gate of
+     * its first request (open unless one is given), then records itself in `ran`.
+     */
+    const gathering = (
+      started: Queue.Queue<ReadonlyArray<number>>,
+      ran: Array<Ran>,
+      gates: ReadonlyMap<number, Deferred.Deferred<void>> = new Map()
+    ) =>
+      Batcher.make<number, number, string>({
+        maxBatch: 4,
+        writers: 1,
+        gather: true,
+        closed: () => "closed",
+        run: (items) =>
+          Effect.gen(function* () {
+            yield* Queue.offer(started, items)
+            const gate = gates.get(items[0]!)
+            if (gate !== undefined) yield* Deferred.await(gate)
+            ran.push({ items, fiber: yield* Effect.fiberId })
+            return items.map((n) => Exit.succeed(n * 2))
+          })
+      })
+
+    /** Until `fiber` waits on something (it has run up to its first wait). */
+    const waiting = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+      Effect.repeat(Effect.zipRight(Effect.yieldNow(), Fiber.status(fiber)), {
+        until: (status) => status._tag === "Suspended"
+      })
+
+    it.live("requests ready together join the first one's batches, run in its caller's fiber", () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const ran: Array<Ran> = []
+          const submit = yield* gathering(yield* Queue.unbounded<ReadonlyArray<number>>(), ran)
+          const answers = yield* Effect.all(
+            [1, 2, 3, 4, 5, 6].map((n) => Effect.zip(Effect.fiberId, submit(n))),
+            { concurrency: "unbounded" }
+          )
+          assert.deepStrictEqual(
+            answers.map(([, answer]) => answer),
+            [2, 4, 6, 8, 10, 12]
+          )
+          // one caller ran every batch, its own request first; none went to the writer fiber
+          assert.deepStrictEqual(
+            ran.map((r) => r.items.length),
+            [4, 2]
+          )
+          const [gatherer] = answers.find(([, answer]) => answer === ran[0]!.items[0]! * 2)!
+          for (const r of ran) assert.deepStrictEqual(r.fiber, gatherer)
+          assert.deepStrictEqual([...ran.flatMap((r) => r.items)].sort(), [1, 2, 3, 4, 5, 6])
+        })
+      )
+    )
+
+    it.live("requests arriving while a gathering caller's batch waits go to the writer, after that batch", () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const gates = new Map([
+            [1, yield* Deferred.make<void>()],
+            [2, yield* Deferred.make<void>()]
+          ])
+          const started = yield* Queue.unbounded<ReadonlyArray<number>>()
+          const ran: Array<Ran> = []
+          const submit = yield* gathering(started, ran, gates)
+          const first = yield* Effect.fork(submit(1))
+          assert.deepStrictEqual(yield* Queue.take(started), [1])
+          const later = yield* Effect.fork(Effect.all([submit(2), submit(3)], { concurrency: "unbounded" }))
+          yield* waiting(later)
+          // 2 and 3 wait for the batch of 1 to end: none runs beside it (a writer given them would have
+          // started by the time every fiber ready has had a few turns)
+          yield* Effect.repeatN(Effect.yieldNow(), 10)
+          assert.strictEqual(yield* Queue.size(started), 0)
+          yield* Deferred.succeed(gates.get(1)!, undefined)
+          assert.strictEqual(yield* Fiber.join(first), 2)
+          assert.deepStrictEqual(yield* Queue.take(started), [2, 3])
+          yield* Deferred.succeed(gates.get(2)!, undefined)
+          assert.deepStrictEqual(yield* Fiber.join(later), [4, 6])
+          assert.deepStrictEqual(
+            ran.map((r) => r.items),
+            [[1], [2, 3]]
+          )
+          assert.notDeepEqual(ran[1]!.fiber, ran[0]!.fiber, "the writer ran the later batch")
+          // idle again: a lone request gathers in its own fiber
+          const self = yield* Effect.fiberId
+          assert.strictEqual(yield* submit(4), 8)
+          assert.deepStrictEqual(ran[2]!.fiber, self)
+        })
+      )
+    )
+
+    it.live("closing the scope waits for a gathering caller's batch; requests that joined it late fail", () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const gate = yield* Deferred.make<void>()
+        const started = yield* Queue.unbounded<ReadonlyArray<number>>()
+        const submit = yield* Scope.extend(gathering(started, [], new Map([[1, gate]])), scope)
+        const first = yield* Effect.fork(submit(1))
+        yield* Queue.take(started)
+        const late = yield* Effect.fork(submit(2))
+        yield* waiting(late)
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* waiting(closing)
+        assert.isTrue(Option.isNone(yield* Fiber.poll(closing)), "the close waits for the batch")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(closing)
+        assert.strictEqual(yield* Fiber.join(first), 2)
+        assert.strictEqual(yield* Effect.flip(Fiber.join(late)), "closed")
+        assert.strictEqual(yield* Effect.flip(submit(3)), "closed")
+      })
+    )
+
+    it.live("a gathering caller interrupted while its batch runs still answers the requests that joined it", () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const gate = yield* Deferred.make<void>()
+          const started = yield* Queue.unbounded<ReadonlyArray<number>>()
+          const submit = yield* gathering(started, [], new Map([[1, gate]]))
+          const first = yield* Effect.fork(submit(1))
+          const joined = yield* Effect.fork(submit(2))
+          assert.deepStrictEqual(yield* Queue.take(started), [1, 2])
+          yield* Fiber.interruptFork(first)
+          yield* Deferred.succeed(gate, undefined)
+          assert.strictEqual(yield* Fiber.join(joined), 4)
+          yield* Fiber.await(first)
+        })
+      )
+    )
+  })
 })
