@@ -4,10 +4,8 @@
  *
  * There is no waiting for a batch to fill: a writer takes what is queued the moment it is free, and (with
  * `runOne`) a request arriving while nothing is in flight runs at once in its own fiber, so a lone request
- * is never delayed (not even by a hand-over between fibers). With `gather`, it yields once first, and the
- * requests ready beside it join its batch. Requests arriving during a round trip form the next batch.
- * `writers` batches may be in flight at a time. With a `weight`, a batch also stays within `maxWeight` (a
- * request heavier than that alone): what a writer took runs as consecutive batches then.
+ * is never delayed; with `gather`, it yields once first, and the requests ready beside it join its batch.
+ * Requests arriving during a round trip form the next batch; `writers` batches may be in flight at a time.
  *
  * A request whose caller is interrupted while it waits in the queue still runs (its answer is dropped);
  * once the scope closes, requests fail with `closed`.
@@ -47,7 +45,7 @@ export interface BatcherOptions<I, O, E> {
   readonly gather?: boolean
   /** The size of a request, for `maxWeight`; default none (batches are bounded by count only). */
   readonly weight?: (item: I) => number
-  /** Most total `weight` per batch. */
+  /** Most total `weight` per batch: what was taken runs as consecutive batches within it (a heavier request alone). */
   readonly maxWeight?: number
   /** The failure of requests still queued when the scope closes. */
   readonly closed: () => E
@@ -81,35 +79,32 @@ export const make = <I, O, E>(
         Effect.ensuring(Effect.sync(() => inFlight--))
       )
     }
+    /**
+     * Runs `taken` in batches (at most `maxBatch` each, within `maxWeight`), answering each request. Taken from
+     * the queue, a batch is counted out of `queued` as it starts: taken and not running yet, it still counts.
+     */
+    const runTaken = (taken: ReadonlyArray<Pending<I, O, E>>, fromQueue: boolean) =>
+      Effect.forEach(
+        chunks(taken, options.maxBatch).flatMap((chunk) => byWeight(chunk, options)),
+        (batch) =>
+          Effect.suspend(() => {
+            if (fromQueue) queued -= batch.length
+            return Effect.flatMap(runBatch(batch.map((p) => p.item)), (exits) =>
+              Effect.sync(() => batch.forEach((p, i) => p.answer(exits[i] ?? missing)))
+            )
+          }),
+        { discard: true }
+      )
     // waiting for work is interruptible; a batch once taken is run and answered to the end
     const write = Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function* () {
-        const first = yield* restore(Queue.take(queue))
-        const rest = yield* Queue.takeUpTo(queue, options.maxBatch - 1)
-        for (const batch of byWeight([first, ...rest], options)) {
-          // counted out as the batch starts: a request taken and not running yet still counts as queued
-          const exits = yield* Effect.suspend(() => {
-            queued -= batch.length
-            return runBatch(batch.map((p) => p.item))
-          })
-          yield* Effect.sync(() => batch.forEach((p, i) => p.answer(exits[i] ?? missing)))
-        }
-      })
+      Effect.flatMap(restore(Queue.take(queue)), (first) =>
+        Effect.flatMap(Queue.takeUpTo(queue, options.maxBatch - 1), (rest) => runTaken([first, ...rest], true))
+      )
     )
     // the requests that joined a gathering caller (see `gather`), while one gathers
     let gathering: Array<Pending<I, O, E>> | undefined
     // completed when a gathering caller is done, if the scope is closing meanwhile
     let gathered: Deferred.Deferred<void> | undefined
-    /** Runs `taken` in batches, answering each request, as the writer does. */
-    const runTaken = (taken: ReadonlyArray<Pending<I, O, E>>) =>
-      Effect.forEach(
-        chunks(taken, options.maxBatch).flatMap((chunk) => byWeight(chunk, options)),
-        (batch) =>
-          Effect.flatMap(runBatch(batch.map((p) => p.item)), (exits) =>
-            Effect.sync(() => batch.forEach((p, i) => p.answer(exits[i] ?? missing)))
-          ),
-        { discard: true }
-      )
     /**
      * Gathers (see `gather`): uninterruptible from the moment others may join, since it runs their requests
      * too. Idle no more by the time it starts (a fiber switch in between), it submits the request anew.
@@ -135,7 +130,7 @@ export const make = <I, O, E>(
       if (joined.length === 0) return Effect.flatMap(runBatch([item]), (exits) => exits[0] ?? missing)
       let own: Exit.Exit<O, E> = missing
       return Effect.zipRight(
-        runTaken([{ item, answer: (exit) => (own = exit) }, ...joined]),
+        runTaken([{ item, answer: (exit) => (own = exit) }, ...joined], false),
         Effect.suspend(() => own)
       )
     }
